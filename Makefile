@@ -1,0 +1,51 @@
+# ocsf-detect: every target sets up what it needs. `make demo` and `make test` are the two
+# commands a new user runs; CI runs `.ci/run`, which runs `make test` in a fresh venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS ?= train,emulator,dev,infra
+
+.PHONY: help install lint format test test-fast demo bench synth layer clean
+
+help:
+	@echo "make demo    - set up, then run the whole pipeline locally (no AWS account)"
+	@echo "make test    - set up, then lint and run every test"
+	@echo "make bench   - throughput and latency benchmarks (prints JSON)"
+	@echo "make synth   - synthesize the CDK app for every stage, offline"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch is pinned in the [train] extra to the CPU build pip finds locally.
+	$(PIP) install -q -e '.[$(EXTRAS)]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy layers/shared/ocsf_detect functions
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not slow" -x -q
+
+demo: install
+	$(BIN)/ocsf-detect demo $(if $(EVENTS),--events $(EVENTS)) $(if $(LABELS),--labels $(LABELS))
+
+bench: install
+	$(BIN)/ocsf-detect bench --json
+
+clean:
+	rm -rf .build cdk.out demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,59 @@
+"""Bundle archives: the single file a bundle ships as.
+
+The archive is a ZIP whose entries sit under ``bundle/``, because a Lambda layer made
+from it (``Code.from_bucket``) unpacks into ``/opt``: the bundle then appears at
+``/opt/bundle`` (``names.DEFAULT_BUNDLE_PATH``) without any code to unpack it. The same
+file is what ``ocsf-detect publish`` uploads and what an ``s3://`` bundle location points to.
+Entries are written in sorted order with fixed timestamps, so the same bundle directory
+always gives byte-identical archives.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+ARCHIVE_ROOT = "bundle"
+_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class ArchiveError(Exception):
+    """An archive that cannot be written or unpacked safely."""
+
+
+def write_archive(bundle_dir: Path, out: Path) -> Path:
+    """Pack every file of ``bundle_dir`` into ``out`` (a .zip) under ``bundle/``."""
+    bundle_dir = Path(bundle_dir)
+    if not (bundle_dir / "manifest.json").is_file():
+        raise ArchiveError(f"{bundle_dir} is not a bundle: manifest.json is missing")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in bundle_dir.rglob("*") if p.is_file())
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in files:
+            rel = path.relative_to(bundle_dir).as_posix()
+            info = zipfile.ZipInfo(f"{ARCHIVE_ROOT}/{rel}", date_time=_FIXED_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes())
+    return out
+
+
+def extract_archive(archive: Path, dest: Path) -> Path:
+    """Unpack ``archive`` into ``dest`` and return the bundle directory inside it.
+
+    Refuses entries outside ``bundle/`` or with ``..`` (zip-slip), so an archive from an
+    untrusted bucket cannot write elsewhere on disk.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                parts = Path(name).parts
+                if not parts or parts[0] != ARCHIVE_ROOT or ".." in parts or Path(name).is_absolute():
+                    raise ArchiveError(f"{archive}: unexpected entry {name!r} outside {ARCHIVE_ROOT}/")
+            zf.extractall(dest)
+    except zipfile.BadZipFile as exc:
+        raise ArchiveError(f"{archive} is not a bundle archive (not a ZIP file)") from exc
+    return dest / ARCHIVE_ROOT

@@ -1,0 +1,58 @@
+"""Names shared by the library, the functions and the infrastructure.
+
+Environment variables, metric names, event sources and aliases are defined once here and
+imported everywhere else, so the CDK app and the handlers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Environment variables read by the functions' settings models ---------------------
+ENV_BUNDLE_PATH: Final = "OCSF_DETECT_BUNDLE_PATH"
+"""Directory holding an unpacked bundle (the model layer mounts it under /opt)."""
+ENV_BUNDLE_S3_URI: Final = "OCSF_DETECT_BUNDLE_S3_URI"
+"""s3://bucket/key[?versionId=...] of a bundle archive, for bundles too large for a layer."""
+ENV_ALERT_TOPIC_ARN: Final = "OCSF_DETECT_ALERT_TOPIC_ARN"
+ENV_EVENT_BUS_NAME: Final = "OCSF_DETECT_EVENT_BUS_NAME"
+ENV_QUARANTINE_QUEUE_URL: Final = "OCSF_DETECT_QUARANTINE_QUEUE_URL"
+ENV_QUARANTINE_BUCKET: Final = "OCSF_DETECT_QUARANTINE_BUCKET"
+ENV_PUBLISH_MAX_ATTEMPTS: Final = "OCSF_DETECT_PUBLISH_MAX_ATTEMPTS"
+ENV_MAX_EVENT_BYTES: Final = "OCSF_DETECT_MAX_EVENT_BYTES"
+ENV_MAX_BATCH_EVENTS: Final = "OCSF_DETECT_MAX_BATCH_EVENTS"
+ENV_CORS_ALLOW_ORIGIN: Final = "OCSF_DETECT_CORS_ALLOW_ORIGIN"
+ENV_EXPECTED_BUNDLE_VERSION: Final = "OCSF_DETECT_EXPECTED_BUNDLE_VERSION"
+
+DEFAULT_BUNDLE_PATH: Final = "/opt/bundle"
+"""Where the model layer's archive unpacks inside a Lambda execution environment."""
+
+# --- Powertools -----------------------------------------------------------------------
+SERVICE_NAME: Final = "ocsf-detect"
+METRICS_NAMESPACE: Final = "OcsfDetect"
+
+# Metric names (EMF), used by the handlers and by the dashboards and alarms.
+METRIC_RECORDS_IN: Final = "RecordsIn"
+METRIC_SCORED: Final = "Scored"
+METRIC_ANOMALIES: Final = "Anomalies"
+METRIC_REJECTED: Final = "Rejected"
+METRIC_UNSUPPORTED: Final = "Unsupported"
+METRIC_FAILED: Final = "Failed"
+METRIC_QUARANTINED: Final = "Quarantined"
+METRIC_ALERTS_PUBLISHED: Final = "AlertsPublished"
+METRIC_PREDICTIONS: Final = "Predictions"
+
+# --- Alert delivery -------------------------------------------------------------------
+EVENTBRIDGE_SOURCE: Final = "ocsf-detect"
+EVENTBRIDGE_DETAIL_TYPE: Final = "OCSF Detection Finding"
+SNS_ATTR_SEVERITY: Final = "severity"
+SNS_ATTR_SEVERITY_ID: Final = "severity_id"
+SNS_ATTR_CLASS_UID: Final = "source_class_uid"
+SNS_ATTR_BUNDLE_VERSION: Final = "bundle_version"
+
+# --- Releases -------------------------------------------------------------------------
+LIVE_ALIAS: Final = "live"
+
+# --- Function entry points (relative to the functions/ asset) -------------------------
+STREAM_HANDLER: Final = "stream_scoring.handler.lambda_handler"
+API_HANDLER: Final = "prediction_api.handler.lambda_handler"
+PRE_TRAFFIC_HANDLER: Final = "release_hook.handler.lambda_handler"
