@@ -1,0 +1,134 @@
+"""Default feature specifications for the classes with first-class support.
+
+Every field here is optional in real data: absent values become explicit missing values.
+A TOML config (``ocsf_detect.config``) can add, drop or replace features per class.
+"""
+
+from __future__ import annotations
+
+from ocsf_detect.features.spec import (
+    AddressFeature,
+    CategoricalFeature,
+    ClassSpec,
+    CountFeature,
+    Feature,
+    HashedFeature,
+    HourFeature,
+    NumericFeature,
+    PortFeature,
+    RatioFeature,
+    TextFeature,
+)
+from ocsf_detect.ocsf.classes import API_ACTIVITY, AUTHENTICATION, DNS_ACTIVITY, NETWORK_ACTIVITY
+
+
+def _endpoint(prefix: str, side: str) -> list[Feature]:
+    return [
+        HashedFeature(name=f"{side}_ip", path=f"{prefix}.ip"),
+        AddressFeature(name=f"{side}_scope", path=f"{prefix}.ip"),
+    ]
+
+
+def _network() -> ClassSpec:
+    return ClassSpec(
+        class_uid=NETWORK_ACTIVITY,
+        features=[
+            HourFeature(name="hour"),
+            CategoricalFeature(name="activity", path="activity_id"),
+            CategoricalFeature(name="protocol", path="connection_info.protocol_name"),
+            CategoricalFeature(name="protocol_num", path="connection_info.protocol_num"),
+            CategoricalFeature(name="direction", path="connection_info.direction_id"),
+            CategoricalFeature(name="flag_history", path="connection_info.flag_history"),
+            CategoricalFeature(name="status_code", path="status_code"),
+            CategoricalFeature(name="app_name", path="app_name"),
+            CategoricalFeature(name="disposition", path="disposition_id"),
+            CategoricalFeature(name="dst_port", path="dst_endpoint.port", max_vocab=128),
+            PortFeature(name="dst_port_class", path="dst_endpoint.port"),
+            PortFeature(name="src_port_class", path="src_endpoint.port"),
+            *_endpoint("src_endpoint", "src"),
+            *_endpoint("dst_endpoint", "dst"),
+            HashedFeature(name="dst_host", path="dst_endpoint.hostname"),
+            NumericFeature(name="bytes_in", path="traffic.bytes_in"),
+            NumericFeature(name="bytes_out", path="traffic.bytes_out"),
+            NumericFeature(name="packets_in", path="traffic.packets_in"),
+            NumericFeature(name="packets_out", path="traffic.packets_out"),
+            NumericFeature(name="duration", path="duration"),
+            RatioFeature(
+                name="bytes_out_share", path="traffic.bytes_out", other="traffic.bytes_in"
+            ),
+            RatioFeature(
+                name="packets_out_share", path="traffic.packets_out", other="traffic.packets_in"
+            ),
+            RatioFeature(
+                name="bytes_per_packet_out",
+                path="traffic.bytes_out",
+                other="traffic.packets_out",
+                mode="per",
+            ),
+        ],
+    )
+
+
+def _dns() -> ClassSpec:
+    return ClassSpec(
+        class_uid=DNS_ACTIVITY,
+        features=[
+            HourFeature(name="hour"),
+            CategoricalFeature(name="activity", path="activity_id"),
+            CategoricalFeature(name="query_type", path="query.type"),
+            CategoricalFeature(name="query_class", path="query.class"),
+            CategoricalFeature(name="rcode", path="rcode_id"),
+            CategoricalFeature(name="protocol", path="connection_info.protocol_name"),
+            TextFeature(name="query_shape", path="query.hostname"),
+            HashedFeature(name="query_name", path="query.hostname"),
+            CountFeature(name="answers", path="answers"),
+            *_endpoint("src_endpoint", "src"),
+            HashedFeature(name="resolver", path="dst_endpoint.ip"),
+        ],
+    )
+
+
+def _authentication() -> ClassSpec:
+    return ClassSpec(
+        class_uid=AUTHENTICATION,
+        features=[
+            HourFeature(name="hour"),
+            CategoricalFeature(name="activity", path="activity_id"),
+            CategoricalFeature(name="status", path="status_id"),
+            CategoricalFeature(name="status_detail", path="status_detail"),
+            CategoricalFeature(name="auth_protocol", path="auth_protocol_id"),
+            CategoricalFeature(name="logon_type", path="logon_type_id"),
+            CategoricalFeature(name="is_mfa", path="is_mfa"),
+            CategoricalFeature(name="is_remote", path="is_remote"),
+            CategoricalFeature(name="user_type", path="user.type_id"),
+            CategoricalFeature(name="service", path="service.name"),
+            HashedFeature(name="user", path="user.name"),
+            HashedFeature(name="dst_host", path="dst_endpoint.hostname"),
+            *_endpoint("src_endpoint", "src"),
+        ],
+    )
+
+
+def _api() -> ClassSpec:
+    return ClassSpec(
+        class_uid=API_ACTIVITY,
+        features=[
+            HourFeature(name="hour"),
+            CategoricalFeature(name="activity", path="activity_id"),
+            CategoricalFeature(name="operation", path="api.operation", max_vocab=512),
+            CategoricalFeature(name="api_service", path="api.service.name", max_vocab=128),
+            CategoricalFeature(name="status", path="status_id"),
+            CategoricalFeature(name="error", path="api.response.error"),
+            CategoricalFeature(name="actor_type", path="actor.user.type"),
+            CategoricalFeature(name="region", path="cloud.region"),
+            HashedFeature(name="actor", path="actor.user.name"),
+            HashedFeature(name="user_agent", path="http_request.user_agent"),
+            CountFeature(name="resources", path="resources"),
+            *_endpoint("src_endpoint", "src"),
+        ],
+    )
+
+
+def default_specs() -> dict[int, ClassSpec]:
+    """Fresh, unfitted default specs for every supported class."""
+    return {spec.class_uid: spec for spec in (_network(), _dns(), _authentication(), _api())}

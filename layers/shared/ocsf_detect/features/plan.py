@@ -1,0 +1,143 @@
+"""Field plans: validate exactly the fields a class's features use, in one pass.
+
+A plan is built from the dotted paths the features read. It compiles a pydantic
+``TypeAdapter`` over a nested ``TypedDict`` holding only those paths (pydantic-core
+ignores everything else, fast) and a getter that returns the validated values as one
+tuple, in path order. Optional fields are normal: absent or null values come back as
+``None``. A value of the wrong type is a ``Rejected`` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+from typing import Any
+
+from ocsf_detect.ocsf.outcomes import Rejected, RejectReason
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
+
+
+class ValueType(IntEnum):
+    """What a path must hold. When features disagree on a path, the higher value wins."""
+
+    SCALAR = 1  # string, number or boolean (categories, identifiers, text)
+    NUMBER = 2  # a finite number; numeric strings are accepted
+    LIST = 3  # an array (only its length is used)
+
+
+_LEAF_TYPES: dict[ValueType, Any] = {
+    ValueType.SCALAR: str | int | float | bool | None,
+    ValueType.NUMBER: float | None,
+    ValueType.LIST: list[Any] | None,
+}
+
+_CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False, str_max_length=65536)
+
+
+class FieldPlan:
+    """``FieldPlan({"src_endpoint.ip": ValueType.SCALAR, ...}).extract(event)``."""
+
+    def __init__(self, paths: dict[str, ValueType]) -> None:
+        self.paths: tuple[str, ...] = tuple(paths)
+        self.types: tuple[ValueType, ...] = tuple(paths.values())
+        self._types = dict(paths)
+        self._adapter: TypeAdapter[Any] = TypeAdapter(_typed_dict("Event", _tree(paths)))
+        self._getter = _compile_getter(self.paths)
+
+    def index(self, path: str) -> int:
+        return self.paths.index(path)
+
+    def extract(self, event: dict[str, Any]) -> tuple[Any, ...] | Rejected:
+        """The plan's values from a decoded event, or why the event cannot be used."""
+        try:
+            validated = self._adapter.validate_python(event)
+        except ValidationError as exc:
+            return _rejection(exc, self._types)
+        return self._getter(validated)
+
+
+def merge_paths(items: Sequence[tuple[str, ValueType]]) -> dict[str, ValueType]:
+    merged: dict[str, ValueType] = {}
+    for path, vtype in items:
+        merged[path] = max(merged.get(path, vtype), vtype)
+    # A path cannot be both a leaf and an object (e.g. "a" and "a.b"): the object wins.
+    return {p: t for p, t in merged.items() if not any(q.startswith(p + ".") for q in merged)}
+
+
+def _tree(paths: dict[str, ValueType]) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    for path, vtype in paths.items():
+        node = root
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = vtype
+    return root
+
+
+def _typed_dict(name: str, tree: dict[str, Any]) -> Any:
+    fields: dict[str, Any] = {}
+    for i, (key, sub) in enumerate(tree.items()):
+        if isinstance(sub, dict):
+            fields[key] = _typed_dict(f"{name}_{i}", sub) | None
+        else:
+            fields[key] = _LEAF_TYPES[sub]
+    td = TypedDict(name, fields, total=False)  # type: ignore[operator]
+    td.__pydantic_config__ = _CONFIG  # type: ignore[attr-defined]
+    return td
+
+
+def _compile_getter(paths: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """Generate ``lambda d: (d.get("a") or E).get("b"), ...`` as one function.
+
+    Code generation keeps the per-event cost to one call: intermediate objects are read
+    once and shared by every path below them. Keys are embedded with ``repr``.
+    """
+    lines = ["def getter(d):"]
+    names: dict[str, str] = {"": "d"}
+    for path in paths:
+        parts = path.split(".")
+        for depth in range(1, len(parts)):
+            prefix = ".".join(parts[:depth])
+            if prefix not in names:
+                names[prefix] = f"o{len(names)}"
+                parent = names[".".join(parts[: depth - 1])]
+                lines.append(f"    {names[prefix]} = {parent}.get({parts[depth - 1]!r}) or EMPTY")
+    items = []
+    for path in paths:
+        parts = path.split(".")
+        parent = names[".".join(parts[:-1])]
+        items.append(f"{parent}.get({parts[-1]!r})")
+    lines.append(f"    return ({', '.join(items)}{',' if len(items) == 1 else ''})")
+    namespace: dict[str, Any] = {"EMPTY": {}}
+    exec("\n".join(lines), namespace)
+    getter: Callable[[dict[str, Any]], tuple[Any, ...]] = namespace["getter"]
+    return getter
+
+
+_EXPECTED = {
+    ValueType.SCALAR: "a string, number or boolean",
+    ValueType.NUMBER: "a finite number",
+    ValueType.LIST: "an array",
+}
+
+
+def _rejection(exc: ValidationError, types: dict[str, ValueType]) -> Rejected:
+    """Name the event's own field (pydantic adds union member tags to locations)."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    parts = [str(part) for part in first["loc"]]
+    field = None
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in types:
+            field = candidate
+            break
+        if any(p.startswith(candidate + ".") for p in types):
+            field = candidate
+            return Rejected(RejectReason.WRONG_TYPE, f"{field} must be an object", field=field)
+    if field is None:
+        return Rejected(RejectReason.WRONG_TYPE, f"event: {first['msg']}"[:300])
+    detail = first["msg"] if types[field] is ValueType.NUMBER else ""
+    message = f"{field} must be {_EXPECTED[types[field]]}" + (f" ({detail})" if detail else "")
+    return Rejected(RejectReason.WRONG_TYPE, message[:300], field=field)

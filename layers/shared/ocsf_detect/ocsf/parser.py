@@ -1,0 +1,263 @@
+"""Decode raw OCSF JSON and dispatch it to the field plan of its class.
+
+No input raises out of this module: every input becomes exactly one of ``Parsed``,
+``Unsupported`` or ``Rejected`` (see ``outcomes``). The hot path is orjson for decoding
+and one pydantic validation of only the fields the class's features use; the rest of
+the event is kept as it came, for alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+
+from ocsf_detect.gcpause import gc_paused
+from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES, MAX_NESTING_DEPTH, MIN_PLAUSIBLE_MS
+from ocsf_detect.ocsf.outcomes import Parsed, ParseOutcome, Rejected, RejectReason, Unsupported
+
+
+class FieldPlan(Protocol):
+    """What the parser needs from a class's feature plan (``features.plan.FieldPlan``)."""
+
+    def extract(self, event: dict[str, Any]) -> tuple[Any, ...] | Rejected: ...
+
+
+def decode_event(raw: object) -> dict[str, Any] | Rejected:
+    """JSON bytes or text to a dict, or a ``Rejected`` saying why not."""
+    if isinstance(raw, memoryview | bytearray):
+        raw = bytes(raw)
+    if isinstance(raw, str):
+        size = len(raw)  # characters <= bytes; the exact byte size matters only near the cap
+        if (
+            size * 4 > MAX_EVENT_BYTES
+            and len(raw.encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES
+        ):
+            return _too_large(len(raw.encode("utf-8", "surrogatepass")))
+    elif isinstance(raw, bytes):
+        if len(raw) > MAX_EVENT_BYTES:
+            return _too_large(len(raw))
+    else:
+        return Rejected(
+            RejectReason.INVALID_INPUT, f"expected JSON bytes or text, got {type(raw).__name__}"
+        )
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _classify_decode_error(raw, exc)
+    if not isinstance(event, dict):
+        return Rejected(
+            RejectReason.NOT_AN_OBJECT,
+            f"an OCSF event is a JSON object, got a JSON {_json_type(event)}",
+        )
+    # Counting brackets is C-speed and bounds the depth from above; the exact walk runs
+    # only for the few events with many containers.
+    brackets = (
+        raw.count("{") + raw.count("[")
+        if isinstance(raw, str)
+        else (raw.count(b"{") + raw.count(b"["))
+    )
+    if brackets > MAX_NESTING_DEPTH:
+        depth, path = _max_depth(event)
+        if depth > MAX_NESTING_DEPTH:
+            return Rejected(
+                RejectReason.TOO_DEEP,
+                f"nesting depth {depth} exceeds the limit of {MAX_NESTING_DEPTH}",
+                field=path,
+            )
+    return event
+
+
+class EventParser:
+    """Parse raw events for the classes in ``plans``; other classes are ``Unsupported``.
+
+    >>> parser = EventParser(plans)            # doctest: +SKIP
+    >>> parser.parse(b'{"class_uid": 4001, "time": 1700000000000}').status  # doctest: +SKIP
+    'parsed'
+    """
+
+    def __init__(self, plans: Mapping[int, FieldPlan]) -> None:
+        self._plans = dict(plans)
+
+    @property
+    def classes(self) -> frozenset[int]:
+        return frozenset(self._plans)
+
+    def parse(self, raw: object) -> ParseOutcome:
+        try:
+            decoded = decode_event(raw)
+            if isinstance(decoded, Rejected):
+                return decoded
+            return self.parse_object(decoded)
+        except Exception as exc:
+            return Rejected(RejectReason.INVALID_INPUT, f"unreadable input: {exc!r}"[:300])
+
+    def parse_many(self, raws: Iterable[object]) -> list[ParseOutcome]:
+        parse = self.parse
+        with gc_paused():
+            return [parse(raw) for raw in raws]
+
+    def parse_object(self, event: dict[str, Any]) -> ParseOutcome:
+        """Dispatch an already decoded event (the API receives events inside a JSON body)."""
+        class_uid = event.get("class_uid")
+        if type(class_uid) is not int:
+            class_uid = _coerce_class_uid(class_uid)
+            if isinstance(class_uid, Rejected):
+                return class_uid
+        plan = self._plans.get(class_uid)
+        if plan is None:
+            return Unsupported(class_uid)
+        time_ms = event.get("time")
+        if type(time_ms) is not int or time_ms < MIN_PLAUSIBLE_MS:
+            time_ms = _coerce_time(event)
+            if isinstance(time_ms, Rejected):
+                return time_ms
+        values = plan.extract(event)
+        if isinstance(values, Rejected):
+            return values
+        return Parsed(class_uid, time_ms, values, event)
+
+
+def _too_large(size: int) -> Rejected:
+    return Rejected(
+        RejectReason.TOO_LARGE,
+        f"event is {size:,} bytes; the limit is {MAX_EVENT_BYTES:,} (the Kinesis record cap)",
+    )
+
+
+def _classify_decode_error(raw: str | bytes, exc: orjson.JSONDecodeError) -> Rejected:
+    if isinstance(raw, bytes):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return Rejected(
+                RejectReason.INVALID_ENCODING, f"not UTF-8 at byte {uexc.start}: {uexc.reason}"
+            )
+    # orjson refuses NaN/Infinity and integers beyond 64 bits; the standard library accepts
+    # both, so a second opinion tells those cases apart from plain invalid JSON.
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return Rejected(RejectReason.INVALID_JSON, f"not valid JSON: {exc}"[:300])
+    path = _find_bad_number(value, "")
+    if path is not None:
+        field, number = path
+        if isinstance(number, float):
+            return Rejected(
+                RejectReason.NON_FINITE_NUMBER,
+                f"{field or 'value'} is {number}; JSON numbers must be finite",
+                field=field or None,
+            )
+        return Rejected(
+            RejectReason.NUMBER_OUT_OF_RANGE,
+            f"{field or 'value'} is an integer beyond 64 bits",
+            field=field or None,
+        )
+    if isinstance(value, list | dict) and _max_depth(value)[0] > MAX_NESTING_DEPTH:
+        return Rejected(
+            RejectReason.TOO_DEEP, f"nesting deeper than the limit of {MAX_NESTING_DEPTH}"
+        )
+    return Rejected(RejectReason.INVALID_JSON, f"not valid JSON: {exc}"[:300])
+
+
+def _find_bad_number(value: Any, path: str) -> tuple[str, float | int] | None:
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(node))
+        elif (isinstance(node, float) and not math.isfinite(node)) or (
+            isinstance(node, int) and not isinstance(node, bool) and abs(node) >= 2**64
+        ):
+            return at, node
+    return None
+
+
+def _max_depth(value: Any) -> tuple[int, str]:
+    deepest, deepest_path = 0, ""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
+    while stack:
+        node, depth, at = stack.pop()
+        if depth > deepest:
+            deepest, deepest_path = depth, at
+        if depth > MAX_NESTING_DEPTH + 1:
+            continue  # deep enough to reject; no need to walk further down
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if isinstance(v, dict | list):
+                    stack.append((v, depth + 1, f"{at}.{k}" if at else str(k)))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                if isinstance(v, dict | list):
+                    stack.append((v, depth + 1, f"{at}[{i}]"))
+    return deepest, deepest_path
+
+
+def _coerce_class_uid(value: Any) -> int | Rejected:
+    if value is None:
+        return Rejected(RejectReason.MISSING_FIELD, "class_uid is required", field="class_uid")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return Rejected(
+        RejectReason.WRONG_TYPE,
+        f"class_uid must be an integer, got {_json_type(value)}",
+        field="class_uid",
+    )
+
+
+def _coerce_time(event: dict[str, Any]) -> int | Rejected:
+    """OCSF ``time`` is epoch milliseconds. Tolerated: floats, numeric strings, epoch
+    seconds, and ISO 8601 text; ``time_dt`` stands in when ``time`` is absent."""
+    value = event.get("time")
+    field = "time"
+    if value is None and event.get("time_dt") is not None:
+        value, field = event["time_dt"], "time_dt"
+    if value is None:
+        return Rejected(RejectReason.MISSING_FIELD, "time is required", field="time")
+    number: float | None = None
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                number = None
+            else:
+                return int(parsed.timestamp() * 1000)
+    if number is None or not math.isfinite(number) or number < 0:
+        return Rejected(
+            RejectReason.WRONG_TYPE,
+            f"{field} must be epoch milliseconds or an ISO 8601 time, got {value!r}"[:200],
+            field=field,
+        )
+    if number < MIN_PLAUSIBLE_MS:
+        number *= 1000.0
+    return int(number)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
