@@ -51,8 +51,15 @@ def extract_archive(archive: Path, dest: Path) -> Path:
         with zipfile.ZipFile(archive) as zf:
             for name in zf.namelist():
                 parts = Path(name).parts
-                if not parts or parts[0] != ARCHIVE_ROOT or ".." in parts or Path(name).is_absolute():
-                    raise ArchiveError(f"{archive}: unexpected entry {name!r} outside {ARCHIVE_ROOT}/")
+                if (
+                    not parts
+                    or parts[0] != ARCHIVE_ROOT
+                    or ".." in parts
+                    or Path(name).is_absolute()
+                ):
+                    raise ArchiveError(
+                        f"{archive}: unexpected entry {name!r} outside {ARCHIVE_ROOT}/"
+                    )
             zf.extractall(dest)
     except zipfile.BadZipFile as exc:
         raise ArchiveError(f"{archive} is not a bundle archive (not a ZIP file)") from exc

@@ -83,7 +83,7 @@ def _typed_dict(name: str, tree: dict[str, Any]) -> Any:
             fields[key] = _typed_dict(f"{name}_{i}", sub) | None
         else:
             fields[key] = _LEAF_TYPES[sub]
-    td = TypedDict(name, fields, total=False)  # type: ignore[operator]
+    td = TypedDict(name, fields, total=False)  # type: ignore[misc]
     td.__pydantic_config__ = _CONFIG  # type: ignore[attr-defined]
     return td
 

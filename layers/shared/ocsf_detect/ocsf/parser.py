@@ -72,6 +72,23 @@ def decode_event(raw: object) -> dict[str, Any] | Rejected:
     return event
 
 
+def check_object(event: Any) -> Rejected | None:
+    """Limits for an event that arrived already decoded (inside an API request body)."""
+    if not isinstance(event, dict):
+        return Rejected(
+            RejectReason.NOT_AN_OBJECT,
+            f"an OCSF event is a JSON object, got a JSON {_json_type(event)}",
+        )
+    depth, path = _max_depth(event)
+    if depth > MAX_NESTING_DEPTH:
+        return Rejected(
+            RejectReason.TOO_DEEP,
+            f"nesting depth {depth} exceeds the limit of {MAX_NESTING_DEPTH}",
+            field=path,
+        )
+    return None
+
+
 class EventParser:
     """Parse raw events for the classes in ``plans``; other classes are ``Unsupported``.
 

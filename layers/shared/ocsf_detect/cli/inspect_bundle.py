@@ -1,0 +1,75 @@
+"""ocsf-detect inspect DIR"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ocsf_detect.cli import CommandError
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("inspect", help="show what a bundle holds")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--verify", action="store_true", help="also load it (hashes, dims, indexes)")
+    p.set_defaults(func=run)
+
+
+def _ts(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ocsf_detect.detector.bundle import BundleError, read_manifest, verify_files
+
+    try:
+        m = read_manifest(args.bundle)
+        verify_files(args.bundle, m)
+    except BundleError as exc:
+        raise CommandError(str(exc)) from exc
+    t = m.training
+    print(f"bundle {m.bundle_version}  (format {m.format_version}, created {m.created_at})")
+    print(f"  library: {m.library_version}")
+    print(
+        f"  training: {t.events:,} events ({t.unsupported} unsupported, {t.rejected} rejected), "
+        f"{_ts(t.time_min_ms)} .. {_ts(t.time_max_ms)}"
+    )
+    for cm in m.models.values():
+        fs = cm.features
+        print(f"\n  class {cm.class_uid} {cm.class_name}")
+        print(
+            f"    features: {len(fs.features)} declared, unmapped: "
+            f"{', '.join(fs.unmapped.selected or []) or 'none'}"
+        )
+        print(
+            f"    model: {cm.model.file} in {cm.model.n_numeric} numeric + "
+            f"{cm.model.n_categorical} categorical -> {cm.model.dim} dims "
+            f"({cm.training.method}, {cm.training.epochs} epochs, loss {cm.training.final_loss})"
+        )
+        ix = cm.index
+        print(
+            f"    index: {ix.file} {ix.n_items:,} vectors, M={ix.M} ef={ix.ef_search} k={ix.k}, "
+            f"recall@k {ix.recall_at_k} on {ix.recall_sample}, screened out {ix.screened_out} "
+            f"(q={ix.contamination_q})"
+        )
+        bands = ", ".join(f"{b.severity}>={b.min_score:.4f}" for b in cm.severity_bands)
+        print(f"    threshold {cm.threshold:.4f} for alert rate {cm.alert_rate}: {bands}")
+    print(f"\n  golden events: {len(m.golden_events)}; files:")
+    for name, digest in m.files.items():
+        size = (Path(args.bundle) / name).stat().st_size
+        print(f"    {name:24s} {size:>12,} B  sha256 {digest[:16]}")
+    if args.verify:
+        from ocsf_detect.detector.scorer import Detector
+
+        try:
+            d = Detector.load(args.bundle)
+        except BundleError as exc:
+            raise CommandError(str(exc)) from exc
+        got = d.selftest()["scores"]
+        worst = max(abs((g or 0) - e.score) for g, e in zip(got, m.golden_events, strict=True))
+        print(f"\n  loaded in {d.load_ms:.0f} ms; golden scores reproduce within {worst:.2e}")
+    return 0

@@ -1,0 +1,146 @@
+"""Detector configuration: defaults, overridden by a TOML file.
+
+Example ``detector.toml``::
+
+    alert_rate = 0.005
+
+    [index]
+    k = 16
+    contamination = 0.01
+
+    [train]
+    method = "reconstruction"
+    epochs = 30
+
+    [classes.4001]
+    drop = ["dst_host"]                      # feature names to remove
+    add = [{ kind = "numeric", name = "tcp_flags", path = "connection_info.tcp_flags" }]
+
+    [classes.4001.unmapped]
+    min_coverage = 0.3
+    include = ["orig_ip_bytes"]
+    exclude = ["resp_ip_bytes"]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ocsf_detect.features.defaults import default_specs
+from ocsf_detect.features.spec import ClassSpec, Feature, UnmappedConfig
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the setting."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IndexConfig(_Section):
+    k: int = Field(16, ge=1, le=256, description="neighbours averaged into the score")
+    M: int = Field(16, ge=4, le=96)
+    ef_construction: int = Field(200, ge=16, le=2000)
+    ef_search: int = Field(64, ge=8, le=4096)
+    recall_target: float = Field(0.98, gt=0, le=1)
+    recall_sample: int = Field(1000, ge=50)
+    contamination: float = Field(0.01, ge=0, lt=0.5, description="share of baseline dropped")
+
+
+class TrainSection(_Section):
+    method: Literal["reconstruction", "contrastive"] = "reconstruction"
+    dim: int = Field(64, ge=4, le=512)
+    width: int = Field(128, ge=8, le=2048)
+    blocks: int = Field(3, ge=1, le=16)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(30, ge=1, le=1000)
+    max_steps: int = Field(3000, ge=1)
+    batch_size: int = Field(256, ge=8)
+    learning_rate: float = Field(2e-3, gt=0)
+    mask_rate: float = Field(0.3, gt=0, lt=1)
+    max_train_events: int = Field(60_000, ge=100)
+    seed: int = 0
+
+
+class ClassOverride(_Section):
+    features: list[Feature] | None = None  # replaces the defaults entirely
+    drop: list[str] = Field(default_factory=list)
+    add: list[Feature] = Field(default_factory=list)
+    unmapped: UnmappedConfig | None = None
+    clip: float | None = Field(None, gt=0)
+
+
+class DetectorConfig(_Section):
+    alert_rate: float = Field(0.005, gt=0, lt=0.5)
+    holdout: float = Field(0.2, gt=0, lt=0.9, description="baseline share for calibration")
+    min_class_events: int = Field(50, ge=10)
+    bundle_semver: str = "1.0.0"
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+    classes: dict[int, ClassOverride] = Field(default_factory=dict)
+
+    def class_specs(self) -> dict[int, ClassSpec]:
+        """Default specs with this config's per-class overrides applied."""
+        specs = default_specs()
+        for class_uid, override in self.classes.items():
+            base = specs.get(class_uid)
+            features = list(override.features or (base.features if base else []))
+            unknown = set(override.drop) - {f.name for f in features}
+            if unknown:
+                raise ConfigError(
+                    f"classes.{class_uid}.drop names unknown features: {', '.join(sorted(unknown))}"
+                )
+            features = [f for f in features if f.name not in set(override.drop)]
+            features += override.add
+            update: dict[str, Any] = {"class_uid": class_uid, "features": features}
+            if override.unmapped is not None:
+                update["unmapped"] = override.unmapped
+            if override.clip is not None:
+                update["clip"] = override.clip
+            try:
+                specs[class_uid] = ClassSpec.model_validate(
+                    {**(base.model_dump() if base else {}), **_dump(update)}
+                )
+            except ValidationError as exc:
+                raise ConfigError(f"classes.{class_uid}: {_first_error(exc)}") from exc
+        return specs
+
+
+def _dump(update: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (
+            v.model_dump()
+            if isinstance(v, BaseModel)
+            else [x.model_dump() if isinstance(x, BaseModel) else x for x in v]
+            if isinstance(v, list)
+            else v
+        )
+        for k, v in update.items()
+    }
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
+def load_config(path: Path | None) -> DetectorConfig:
+    if path is None:
+        return DetectorConfig()
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        config = DetectorConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_first_error(exc)}") from exc
+    config.class_specs()  # surface override errors now, not mid-training
+    return config

@@ -1,0 +1,332 @@
+"""Build a bundle from baseline events: the ``ocsf-detect train`` pipeline.
+
+Per supported class with enough events: fit the feature spec, train the TabularResNet
+self-supervised, export it to ONNX, embed the baseline *with onnxruntime* (the serving
+path), screen out the most isolated q% as likely contamination, index the rest in HNSW
+(ef tuned until recall@k against exact search meets the target), score a held-out
+share to calibrate the threshold and severity bands, and keep golden events. Needs the
+``train`` extra (torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ocsf_detect import __version__
+from ocsf_detect.config import DetectorConfig
+from ocsf_detect.detector.bundle import sha256_file
+from ocsf_detect.detector.calibrate import calibrate
+from ocsf_detect.detector.index import SPACE, IndexParams, build_index, knn, tune_ef
+from ocsf_detect.detector.manifest import (
+    MANIFEST_NAME,
+    ClassModel,
+    GoldenEvent,
+    IndexInfo,
+    Manifest,
+    ModelIO,
+    TrainingInfo,
+    TrainingSummary,
+)
+from ocsf_detect.eventio import event_uid
+from ocsf_detect.features.pipeline import FeaturePipeline, fit_spec
+from ocsf_detect.gcpause import gc_paused
+from ocsf_detect.ocsf.classes import class_name
+from ocsf_detect.ocsf.outcomes import Parsed, Rejected, Unsupported
+from ocsf_detect.ocsf.parser import EventParser
+
+Log = Callable[[str], None]
+
+
+class BuildError(Exception):
+    """Training data that cannot make a bundle (e.g. no supported class with enough events)."""
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def build_bundle(
+    lines: Sequence[bytes],
+    out_dir: Path,
+    config: DetectorConfig,
+    *,
+    sources: Sequence[str] = (),
+    log: Log = _noop,
+) -> Manifest:
+    import onnxruntime as ort  # noqa: F401 - fail early if the runtime is missing
+
+    from ocsf_detect.training.export import (
+        INPUT_CATEGORICAL,
+        INPUT_NUMERIC,
+        OPSET,
+        OUTPUT_EMBEDDING,
+        export_onnx,
+    )
+    from ocsf_detect.training.fit import TrainConfig, train_embedding
+
+    specs = config.class_specs()
+    parser = EventParser({uid: FeaturePipeline(s).plan for uid, s in specs.items()})
+    with gc_paused():
+        outcomes = parser.parse_many(lines)
+    by_class: dict[int, list[Parsed]] = {}
+    unsupported = Counter[int]()
+    rejected = 0
+    for o in outcomes:
+        if isinstance(o, Parsed):
+            by_class.setdefault(o.class_uid, []).append(o)
+        elif isinstance(o, Unsupported):
+            unsupported[o.class_uid] += 1
+        elif isinstance(o, Rejected):
+            rejected += 1
+    usable = {c: v for c, v in by_class.items() if len(v) >= config.min_class_events}
+    for c, v in by_class.items():
+        if c not in usable:
+            log(f"class {c}: only {len(v)} events (< {config.min_class_events}); not modelled")
+    if not usable:
+        raise BuildError(
+            f"no supported class has {config.min_class_events}+ usable events "
+            f"({len(lines)} lines: {rejected} rejected, {sum(unsupported.values())} unsupported)"
+        )
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    rng = np.random.default_rng(config.train.seed)
+    models: dict[str, ClassModel] = {}
+    golden: list[GoldenEvent] = []
+    t = config.train
+    train_cfg = TrainConfig(
+        method=t.method,
+        dim=t.dim,
+        width=t.width,
+        blocks=t.blocks,
+        dropout=t.dropout,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        mask_rate=t.mask_rate,
+        max_steps=t.max_steps,
+        seed=t.seed,
+    )
+    for class_uid, parsed in sorted(usable.items()):
+        log(f"class {class_uid} ({class_name(class_uid)}): {len(parsed):,} events")
+        order = rng.permutation(len(parsed))
+        n_hold = max(1, int(len(parsed) * config.holdout))
+        hold = [parsed[i] for i in order[:n_hold]]
+        train = [parsed[i] for i in order[n_hold:]]
+        times = np.array([p.time_ms for p in train], dtype=np.int64)
+        spec = fit_spec(specs[class_uid], [p.event for p in train], times)
+        pipeline = FeaturePipeline(spec)
+        # Re-extract with the fitted plan (it may read unmapped fields the first did not).
+        train_p = _reparse(parser_for(pipeline), train)
+        hold_p = _reparse(parser_for(pipeline), hold)
+        train_m = pipeline.transform_parsed(train_p)
+        fit_rows = (
+            rng.choice(len(train_m), t.max_train_events, replace=False)
+            if len(train_m) > t.max_train_events
+            else np.arange(len(train_m))
+        )
+        model, report = train_embedding(
+            train_m.numeric[fit_rows],
+            train_m.categorical[fit_rows],
+            pipeline.cardinalities,
+            train_cfg,
+        )
+        log(
+            f"  trained ({report.method}, {report.epochs} epochs, {report.seconds}s, "
+            f"loss {report.losses[-1]:.4f})"
+        )
+        model_file = f"model-{class_uid}.onnx"
+        export_onnx(
+            model, pipeline.n_numeric, len(pipeline.categorical_names), out_dir / model_file
+        )
+        session = _session(out_dir / model_file)
+        train_emb = _run(session, train_m.numeric, train_m.categorical)
+        hold_m = pipeline.transform_parsed(hold_p)
+        hold_emb = _run(session, hold_m.numeric, hold_m.categorical)
+
+        ix = config.index
+        params = IndexParams(
+            M=ix.M, ef_construction=ix.ef_construction, ef_search=ix.ef_search, k=ix.k
+        )
+        keep, screened = _screen(train_emb, params, ix.contamination)
+        base = train_emb[keep]
+        index = build_index(base, params)
+        sample = hold_emb[
+            rng.choice(len(hold_emb), min(ix.recall_sample, len(hold_emb)), replace=False)
+        ]
+        ef, recall = tune_ef(index, base, sample, ix.k, ix.recall_target, ix.ef_search)
+        log(
+            f"  index: {len(base):,} vectors ({screened} screened out), ef={ef}, "
+            f"recall@{ix.k}={recall:.4f}"
+        )
+        _, hold_d = knn(index, hold_emb, ix.k)
+        hold_scores = hold_d.mean(axis=1)
+        cal = calibrate(hold_scores, config.alert_rate)
+        index_file = f"index-{class_uid}.bin"
+        index.save_index(str(out_dir / index_file))
+        ids_file = None
+        kept_events = [train_p[i] for i in keep]
+        uids = [event_uid(p.event) for p in kept_events]
+        if any(u is not None for u in uids):
+            ids_file = f"ids-{class_uid}.json"
+            (out_dir / ids_file).write_bytes(
+                orjson.dumps([u if u is not None else f"#{i}" for i, u in enumerate(uids)])
+            )
+        all_times = [p.time_ms for p in parsed]
+        models[str(class_uid)] = ClassModel(
+            class_uid=class_uid,
+            class_name=class_name(class_uid),
+            features=spec,
+            model=ModelIO(
+                file=model_file,
+                input_numeric=INPUT_NUMERIC,
+                input_categorical=INPUT_CATEGORICAL,
+                output=OUTPUT_EMBEDDING,
+                n_numeric=pipeline.n_numeric,
+                n_categorical=len(pipeline.categorical_names),
+                dim=train_cfg.dim,
+                opset=OPSET,
+            ),
+            index=IndexInfo(
+                file=index_file,
+                space=SPACE,
+                M=ix.M,
+                ef_construction=ix.ef_construction,
+                ef_search=ef,
+                k=ix.k,
+                n_items=len(base),
+                recall_at_k=round(recall, 5),
+                recall_sample=len(sample),
+                contamination_q=ix.contamination,
+                screened_out=screened,
+                ids_file=ids_file,
+            ),
+            threshold=cal.threshold,
+            alert_rate=cal.alert_rate,
+            severity_bands=cal.bands,
+            heldout_events=cal.heldout_events,
+            training=TrainingInfo(
+                method=report.method,
+                events=len(train_p),
+                rejected=len(train) - len(train_p),
+                time_min_ms=min(all_times),
+                time_max_ms=max(all_times),
+                epochs=report.epochs,
+                steps=report.steps,
+                seconds=report.seconds,
+                final_loss=report.losses[-1],
+                config=train_cfg.__dict__,
+            ),
+        )
+        golden += _golden(class_uid, hold_p, hold_scores, cal.threshold)
+    all_times = [p.time_ms for v in usable.values() for p in v]
+    summary = TrainingSummary(
+        events=len(lines),
+        events_per_class={str(c): len(v) for c, v in sorted(by_class.items())},
+        unsupported=sum(unsupported.values()),
+        rejected=rejected,
+        time_min_ms=min(all_times) if all_times else None,
+        time_max_ms=max(all_times) if all_times else None,
+        sources=[Path(s).name for s in sources],
+    )
+    files = {p.name: sha256_file(p) for p in sorted(out_dir.iterdir()) if p.is_file()}
+    content = hashlib.sha256()
+    for name, digest in files.items():
+        content.update(f"{name}:{digest}\n".encode())
+    for g in golden:
+        content.update(orjson.dumps(g.model_dump(), option=orjson.OPT_SORT_KEYS))
+    manifest = Manifest(
+        bundle_version=f"{config.bundle_semver}+{content.hexdigest()[:12]}",
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        library_version=f"{__version__} (python {platform.python_version()})",
+        classes=sorted(int(c) for c in models),
+        models=models,
+        training=summary,
+        golden_events=golden,
+        files=files,
+    )
+    (out_dir / MANIFEST_NAME).write_bytes(
+        orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
+    )
+    return manifest
+
+
+def parser_for(pipeline: FeaturePipeline) -> EventParser:
+    return EventParser({pipeline.class_uid: pipeline.plan})
+
+
+def _reparse(parser: EventParser, items: list[Parsed]) -> list[Parsed]:
+    out = [parser.parse_object(p.event) for p in items]
+    return [o for o in out if isinstance(o, Parsed)]
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _run(session: Any, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+    out = []
+    for s in range(0, len(numeric), 8192):
+        out.append(
+            session.run(
+                None, {"numeric": numeric[s : s + 8192], "categorical": categorical[s : s + 8192]}
+            )[0]
+        )
+    return np.vstack(out) if out else np.zeros((0, 1), dtype=np.float32)
+
+
+def _screen(emb: np.ndarray, params: IndexParams, q: float) -> tuple[np.ndarray, int]:
+    """Indices to keep: drop the ``q`` share with the highest own k-NN score (the
+    most isolated points: likely attacks mixed into the baseline)."""
+    n = len(emb)
+    n_drop = int(n * q)
+    if n_drop == 0 or n <= params.k + 1:
+        return np.arange(n), 0
+    index = build_index(emb, params)
+    _, d = knn(index, emb, params.k + 1)
+    own = d[:, 1:].mean(axis=1)  # the first neighbour is the point itself
+    keep = np.sort(np.argsort(own, kind="stable")[: n - n_drop])
+    return keep, n_drop
+
+
+def _golden(
+    class_uid: int,
+    items: list[Parsed],
+    scores: np.ndarray,
+    threshold: float,
+) -> list[GoldenEvent]:
+    """Three held-out events: the lowest, median and highest scored."""
+    if not items:
+        return []
+    order = np.argsort(scores, kind="stable")
+    picks = sorted({int(order[0]), int(order[len(order) // 2]), int(order[-1])})
+    return [
+        GoldenEvent(
+            class_uid=class_uid,
+            event=items[i].event,
+            score=round(float(scores[i]), 6),
+            is_anomaly=bool(scores[i] >= threshold),
+        )
+        for i in picks
+    ]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    return fn(), time.perf_counter() - start

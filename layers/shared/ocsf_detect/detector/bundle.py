@@ -1,0 +1,155 @@
+"""Load and verify a bundle: hashes, dimensions and format version, once per process.
+
+Everything heavy (ONNX sessions, HNSW indexes) is created here; ``Detector`` holds the
+result. Errors say exactly what is wrong and which file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from ocsf_detect.detector.manifest import FORMAT_VERSION, MANIFEST_NAME, ClassModel, Manifest
+
+
+class BundleError(Exception):
+    """A bundle that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class LoadedClass:
+    info: ClassModel
+    session: Any  # onnxruntime.InferenceSession
+    index: Any  # hnswlib.Index
+    ids: list[str] | None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(bundle_dir: Path) -> Manifest:
+    path = Path(bundle_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir}: not a bundle ({MANIFEST_NAME} is missing)")
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if not isinstance(version, int):
+        raise BundleError(f"{path}: format_version is missing or not an integer")
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format {version} is newer than this library reads "
+            f"({FORMAT_VERSION}); upgrade ocsf-detect to load it"
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise BundleError(f"{path}: invalid manifest at {loc}: {first['msg']}") from exc
+
+
+def verify_files(bundle_dir: Path, manifest: Manifest) -> None:
+    for rel, expected in manifest.files.items():
+        path = Path(bundle_dir) / rel
+        if not path.is_file():
+            raise BundleError(f"{bundle_dir}: {rel} is listed in the manifest but missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleError(
+                f"{bundle_dir}: {rel} does not match its sha256 in the manifest "
+                f"(expected {expected[:12]}..., got {actual[:12]}...): the file was changed"
+            )
+
+
+def load_bundle(
+    bundle_dir: Path, *, threads: int = 1
+) -> tuple[Manifest, dict[int, LoadedClass], float]:
+    """(manifest, loaded classes, load milliseconds). Verifies before loading anything."""
+    import onnxruntime as ort  # heavy: only when a bundle is actually loaded
+
+    from ocsf_detect.detector.index import load_index
+
+    start = time.perf_counter()
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    verify_files(bundle_dir, manifest)
+    loaded: dict[int, LoadedClass] = {}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    for key, info in manifest.models.items():
+        io = info.model
+        try:
+            session = ort.InferenceSession(
+                str(bundle_dir / io.file), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise BundleError(
+                f"{bundle_dir}: {io.file} is not a loadable ONNX model: {exc}"
+            ) from exc
+        _check_io(bundle_dir, info, session)
+        index_path = bundle_dir / info.index.file
+        try:
+            index = load_index(index_path, io.dim, info.index.ef_search)
+        except RuntimeError as exc:
+            raise BundleError(
+                f"{bundle_dir}: {info.index.file} is not a loadable index: {exc}"
+            ) from exc
+        if index.get_current_count() != info.index.n_items:
+            raise BundleError(
+                f"{bundle_dir}: {info.index.file} holds {index.get_current_count()} vectors, "
+                f"the manifest says {info.index.n_items}"
+            )
+        ids = None
+        if info.index.ids_file:
+            ids = orjson.loads((bundle_dir / info.index.ids_file).read_bytes())
+        loaded[int(key)] = LoadedClass(info, session, index, ids)
+    return manifest, loaded, (time.perf_counter() - start) * 1000.0
+
+
+def _check_io(bundle_dir: Path, info: ClassModel, session: Any) -> None:
+    io = info.model
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    expected = {io.input_numeric: io.n_numeric, io.input_categorical: io.n_categorical}
+    for name, width in expected.items():
+        if name not in inputs:
+            raise BundleError(f"{bundle_dir}: {io.file} has no input named {name!r}")
+        if inputs[name][1] != width:
+            raise BundleError(
+                f"{bundle_dir}: {io.file} input {name!r} has width {inputs[name][1]}, "
+                f"the manifest says {width}"
+            )
+    if io.output not in outputs or outputs[io.output][1] != io.dim:
+        raise BundleError(
+            f"{bundle_dir}: {io.file} output {io.output!r} does not have dimension {io.dim}"
+        )
+    spec_width = len(info.features.numeric_stats or [])
+    if spec_width > io.n_numeric:
+        raise BundleError(
+            f"{bundle_dir}: feature spec of class {info.class_uid} does not fit {io.file}"
+        )
+
+
+def embedding_of(
+    session: Any, info: ClassModel, numeric: np.ndarray, categorical: np.ndarray
+) -> np.ndarray:
+    io = info.model
+    out = session.run([io.output], {io.input_numeric: numeric, io.input_categorical: categorical})
+    return np.asarray(out[0], dtype=np.float32)

@@ -1,0 +1,101 @@
+"""k-NN index over baseline embeddings (hnswlib), with recall measured at build time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+SPACE = "l2"  # hnswlib's l2 is squared Euclidean; scores use the square root
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    M: int = 16
+    ef_construction: int = 200
+    ef_search: int = 64
+    k: int = 16
+
+
+def build_index(vectors: np.ndarray, params: IndexParams, threads: int = 1) -> hnswlib.Index:
+    index = hnswlib.Index(space=SPACE, dim=int(vectors.shape[1]))
+    index.init_index(
+        max_elements=max(1, len(vectors)),
+        ef_construction=params.ef_construction,
+        M=params.M,
+        random_seed=100,
+    )
+    index.add_items(
+        np.ascontiguousarray(vectors, dtype=np.float32),
+        np.arange(len(vectors)),
+        num_threads=threads,
+    )
+    index.set_ef(max(params.ef_search, params.k))
+    index.set_num_threads(1)
+    return index
+
+
+def load_index(path: Path, dim: int, ef_search: int) -> hnswlib.Index:
+    index = hnswlib.Index(space=SPACE, dim=dim)
+    index.load_index(str(path))
+    index.set_ef(ef_search)
+    index.set_num_threads(1)
+    return index
+
+
+def knn(index: hnswlib.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels int64 [n, k], Euclidean distances float32 [n, k]); k is capped at the
+    index size."""
+    k = min(k, index.get_current_count())
+    labels, sq = index.knn_query(
+        np.ascontiguousarray(queries, dtype=np.float32), k=k, num_threads=1
+    )
+    return labels.astype(np.int64), np.sqrt(np.maximum(sq, 0.0))
+
+
+def exact_knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force k-NN in blocks (reference for recall and for the exact baseline)."""
+    k = min(k, len(base))
+    base = base.astype(np.float32)
+    base_sq = (base * base).sum(1)
+    labels = np.empty((len(queries), k), dtype=np.int64)
+    dists = np.empty((len(queries), k), dtype=np.float32)
+    for start in range(0, len(queries), 1024):
+        q = queries[start : start + 1024].astype(np.float32)
+        d2 = (q * q).sum(1)[:, None] + base_sq[None, :] - 2.0 * q @ base.T
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        pd = np.take_along_axis(d2, part, axis=1)
+        order = np.argsort(pd, axis=1)
+        labels[start : start + len(q)] = np.take_along_axis(part, order, axis=1)
+        dists[start : start + len(q)] = np.sqrt(np.maximum(np.take_along_axis(pd, order, 1), 0))
+    return labels, dists
+
+
+def measure_recall(index: hnswlib.Index, base: np.ndarray, queries: np.ndarray, k: int) -> float:
+    """Share of the exact k nearest neighbours that HNSW returns (recall@k)."""
+    k = min(k, len(base))
+    approx, _ = knn(index, queries, k)
+    exact, _ = exact_knn(base, queries, k)
+    hits = sum(len(set(a) & set(e)) for a, e in zip(approx.tolist(), exact.tolist(), strict=True))
+    return hits / (len(queries) * k)
+
+
+def tune_ef(
+    index: hnswlib.Index,
+    base: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    target: float,
+    start: int,
+) -> tuple[int, float]:
+    """Smallest ef (doubling from ``start``) with recall@k >= target; the best found if
+    none reaches it."""
+    ef, recall = start, 0.0
+    while True:
+        index.set_ef(max(ef, k))
+        recall = measure_recall(index, base, queries, k)
+        if recall >= target or ef >= 1024:
+            return max(ef, k), recall
+        ef *= 2

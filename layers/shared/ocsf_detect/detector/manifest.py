@@ -1,0 +1,122 @@
+"""The bundle manifest: everything needed to load, verify and explain a bundle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ocsf_detect.detector.calibrate import SeverityBand
+from ocsf_detect.features.spec import ClassSpec
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelIO(_Strict):
+    file: str
+    input_numeric: str
+    input_categorical: str
+    output: str
+    n_numeric: int
+    n_categorical: int
+    dim: int
+    opset: int
+
+
+class IndexInfo(_Strict):
+    file: str
+    space: str
+    M: int
+    ef_construction: int
+    ef_search: int
+    k: int
+    n_items: int
+    recall_at_k: float
+    recall_sample: int
+    contamination_q: float
+    screened_out: int
+    ids_file: str | None = None  # metadata.uid of each indexed baseline event
+
+
+class TrainingInfo(_Strict):
+    method: str
+    events: int
+    rejected: int
+    time_min_ms: int
+    time_max_ms: int
+    epochs: int
+    steps: int
+    seconds: float
+    final_loss: float
+    config: dict[str, Any]
+
+
+class ClassModel(_Strict):
+    class_uid: int
+    class_name: str
+    features: ClassSpec
+    model: ModelIO
+    index: IndexInfo
+    threshold: float
+    alert_rate: float
+    severity_bands: list[SeverityBand]
+    heldout_events: int
+    training: TrainingInfo
+
+
+class GoldenEvent(_Strict):
+    """An event with the score the bundle gave it at build time (via onnxruntime and
+    hnswlib, as served); a release hook re-scores these and compares."""
+
+    class_uid: int
+    event: dict[str, Any]
+    score: float
+    is_anomaly: bool
+
+
+class TrainingSummary(_Strict):
+    events: int
+    events_per_class: dict[str, int]
+    unsupported: int
+    rejected: int
+    time_min_ms: int | None
+    time_max_ms: int | None
+    sources: list[str]
+
+
+class Manifest(_Strict):
+    format_version: int = FORMAT_VERSION
+    bundle_version: str = Field(description="semver + content hash, e.g. 1.0.0+3f2a9c1b7e4d")
+    created_at: str
+    library_version: str
+    classes: list[int]
+    models: dict[str, ClassModel]  # key: str(class_uid) (JSON object keys are strings)
+    training: TrainingSummary
+    golden_events: list[GoldenEvent]
+    files: dict[str, str]  # relative path -> sha256 hex
+
+    def public_summary(self) -> dict[str, Any]:
+        """What /v1/model shows: nothing about files or internals."""
+        return {
+            "bundle_version": self.bundle_version,
+            "created_at": self.created_at,
+            "classes": [
+                {
+                    "class_uid": m.class_uid,
+                    "class_name": m.class_name,
+                    "threshold": m.threshold,
+                    "alert_rate": m.alert_rate,
+                    "severity_bands": [b.model_dump() for b in m.severity_bands],
+                    "training_events": m.training.events,
+                    "embedding_dim": m.model.dim,
+                    "k": m.index.k,
+                }
+                for m in self.models.values()
+            ],
+            "training": self.training.model_dump(),
+        }

@@ -1,0 +1,48 @@
+"""Reading and writing event files: JSON Lines, optionally gzip-compressed."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+
+def open_text_or_gz(path: Path, mode: str = "rb") -> IO[Any]:
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, mode)  # type: ignore[return-value]
+    return path.open(mode)
+
+
+def read_lines(path: Path) -> list[bytes]:
+    """Every non-blank line of a .jsonl or .jsonl.gz file, as raw bytes (not decoded: the
+    parser owns decoding, so a bad line becomes a rejected outcome, not a crash)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"events file {path} does not exist")
+    with open_text_or_gz(path) as fh:
+        data = fh.read()
+    return [line for line in data.split(b"\n") if line.strip()]
+
+
+def iter_lines(paths: Iterable[Path]) -> Iterator[bytes]:
+    for path in paths:
+        yield from read_lines(path)
+
+
+def write_jsonl(records: Iterable[Any], path: Path) -> int:
+    n = 0
+    with open_text_or_gz(Path(path), "wb") as fh:
+        for record in records:
+            fh.write(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+            n += 1
+    return n
+
+
+def event_uid(event: dict[str, Any]) -> str | None:
+    meta = event.get("metadata")
+    uid = meta.get("uid") if isinstance(meta, dict) else None
+    return str(uid) if uid is not None else None

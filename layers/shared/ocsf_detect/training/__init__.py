@@ -1,0 +1,1 @@
+"""Offline training (needs the ``train`` extra: torch, onnx). Never imported at serving time."""

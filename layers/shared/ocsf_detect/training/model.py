@@ -1,0 +1,81 @@
+"""TabularResNet: an embedding per categorical field, numerics projected in, residual MLP
+blocks (LayerNorm, GELU, dropout) and an L2-normalised output embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def embedding_width(cardinality: int) -> int:
+    """A common rule of thumb: grows with the category count, capped at 16."""
+    return int(min(16, max(2, round(1.6 * cardinality**0.56))))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int, dropout: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.LayerNorm(width),
+            nn.Linear(width, width * 2),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(width * 2, width),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class TabularResNet(nn.Module):
+    """``model(numeric[n, d_num] float32, categorical[n, d_cat] int64) -> [n, dim]``,
+    rows of unit L2 norm."""
+
+    def __init__(
+        self,
+        n_numeric: int,
+        cardinalities: Sequence[int],
+        *,
+        width: int = 128,
+        blocks: int = 3,
+        dim: int = 64,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.cardinalities = list(cardinalities)
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(card, embedding_width(card)) for card in self.cardinalities
+        )
+        in_width = n_numeric + sum(embedding_width(c) for c in self.cardinalities)
+        self.stem = nn.Linear(in_width, width)
+        self.blocks = nn.Sequential(*(ResidualBlock(width, dropout) for _ in range(blocks)))
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
+        self.dim = dim
+
+    def encode(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        parts = [numeric]
+        parts += [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
+        x = self.stem(torch.cat(parts, dim=1))
+        return self.head(self.blocks(x))
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        z = self.encode(numeric, categorical)
+        # Written out (not F.normalize) so the exported graph is plain ONNX ops.
+        return z / torch.sqrt((z * z).sum(dim=1, keepdim=True) + 1e-12)
+
+
+class ReconstructionHead(nn.Module):
+    """Decoder for masked-feature reconstruction: from the embedding back to every numeric
+    value and every categorical field's class logits. Training only."""
+
+    def __init__(self, dim: int, n_numeric: int, cardinalities: Sequence[int], width: int) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(dim, width), nn.GELU(), nn.Linear(width, width))
+        self.numeric = nn.Linear(width, n_numeric)
+        self.categorical = nn.ModuleList(nn.Linear(width, card) for card in cardinalities)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        h = torch.nn.functional.gelu(self.trunk(z))
+        return self.numeric(h), [head(h) for head in self.categorical]

@@ -1,0 +1,67 @@
+"""Shared fixtures: a small bundle trained once per test session on generated traffic,
+and the location of the real third-party data (tests that read it skip without it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("OCSF_DETECT_DATA", REPO.parent / "shared" / "data"))
+EVENTS_DIR = REPO / "events"
+
+
+def require_data(*parts: str) -> Path:
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (set OCSF_DETECT_DATA to its folder)")
+    return path
+
+
+def small_config(**overrides: object):
+    """A detector config that trains in seconds (tests only; defaults are for real use)."""
+    from ocsf_detect.config import DetectorConfig
+
+    base: dict[str, object] = {
+        "min_class_events": 30,
+        "train": {"epochs": 4, "max_steps": 200, "width": 32, "blocks": 2, "dim": 16},
+        "index": {"recall_sample": 200, "ef_construction": 100},
+    }
+    base.update(overrides)
+    return DetectorConfig.model_validate(base)
+
+
+@pytest.fixture(scope="session")
+def baseline_traffic():
+    from ocsf_detect.simulate.traffic import generate_traffic
+
+    return generate_traffic(4000, seed=11, attacks=False)
+
+
+@pytest.fixture(scope="session")
+def live_traffic():
+    from ocsf_detect.simulate.traffic import generate_traffic
+
+    return generate_traffic(2000, seed=12, attacks=True)
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory, baseline_traffic) -> Path:
+    """A real bundle (4001, 4003, 3002 models) built from generated baseline traffic."""
+    import orjson
+
+    from ocsf_detect.detector.build import build_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "bundle"
+    lines = [orjson.dumps(e) for e in baseline_traffic.events]
+    build_bundle(lines, out, small_config())
+    return out
+
+
+@pytest.fixture(scope="session")
+def detector(bundle_dir: Path):
+    from ocsf_detect.detector.scorer import Detector
+
+    return Detector.load(bundle_dir)
