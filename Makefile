@@ -9,7 +9,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= train,emulator,dev,infra
 
-.PHONY: help install lint format test test-fast demo bench synth layer clean
+.PHONY: help install lint format test test-fast demo bench clean
+
+# Infrastructure targets (synth, layer) live beside the CDK app.
+-include infra/make.mk
 
 help:
 	@echo "make demo    - set up, then run the whole pipeline locally (no AWS account)"

@@ -51,7 +51,6 @@ def live_traffic():
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory, baseline_traffic) -> Path:
     """A real bundle (4001, 4003, 3002 models) built from generated baseline traffic."""
     import orjson
-
     from ocsf_detect.detector.build import build_bundle
 
     out = tmp_path_factory.mktemp("bundle") / "bundle"

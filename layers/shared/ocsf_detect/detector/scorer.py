@@ -28,6 +28,25 @@ EXPLAIN_NEIGHBORS = 3
 STAGES = ("decode", "features", "onnx", "knn", "threshold")
 
 
+class NeighborTable:
+    """The k-NN result of one class batch, shared by its ``Scored`` outcomes: building
+    per-event lists eagerly would cost more than the k-NN query itself."""
+
+    __slots__ = ("distances", "ids", "labels")
+
+    def __init__(self, labels: np.ndarray, distances: np.ndarray, ids: list[str] | None) -> None:
+        self.labels = labels[:, :EXPLAIN_NEIGHBORS]
+        self.distances = distances[:, :EXPLAIN_NEIGHBORS]
+        self.ids = ids
+
+    def row(self, i: int) -> list[tuple[str, float]]:
+        ids = self.ids
+        return [
+            (ids[j] if ids else str(j), round(float(d), 6))
+            for j, d in zip(self.labels[i].tolist(), self.distances[i].tolist(), strict=True)
+        ]
+
+
 @dataclass(slots=True)
 class Scored:
     """A scored event. ``neighbors``: (baseline event id, distance) of the nearest normal
@@ -39,13 +58,18 @@ class Scored:
     threshold: float
     is_anomaly: bool
     severity_id: int
-    neighbors: list[tuple[str, float]]
     event: dict[str, Any]
+    table: NeighborTable
+    row: int
     status: Literal["scored"] = "scored"
 
     @property
     def severity(self) -> str:
         return SEVERITY_NAMES[self.severity_id]
+
+    @property
+    def neighbors(self) -> list[tuple[str, float]]:
+        return self.table.row(self.row)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -161,29 +185,18 @@ class Detector:
         scores = dists.mean(axis=1)
         anomalous = scores >= info.threshold
         sev = severity_ids(scores, info.severity_bands)
-        ids = loaded.ids
-        top_labels = labels[:, :EXPLAIN_NEIGHBORS].tolist()
-        top_dists = np.round(dists[:, :EXPLAIN_NEIGHBORS].astype(np.float64), 6).tolist()
+        table = NeighborTable(labels, dists, loaded.ids)
         threshold = info.threshold
         result = [
-            Scored(
-                class_uid,
-                p.time_ms,
-                s,
-                threshold,
-                a,
-                v,
-                [(ids[j] if ids else str(j), d) for j, d in zip(ls, ds, strict=True)],
-                p.event,
-            )
-            for p, s, a, v, ls, ds in zip(
-                items,
-                np.round(scores.astype(np.float64), 6).tolist(),
-                anomalous.tolist(),
-                sev.tolist(),
-                top_labels,
-                top_dists,
-                strict=True,
+            Scored(class_uid, p.time_ms, s, threshold, a, v, p.event, table, row)
+            for row, (p, s, a, v) in enumerate(
+                zip(
+                    items,
+                    np.round(scores.astype(np.float64), 6).tolist(),
+                    anomalous.tolist(),
+                    sev.tolist(),
+                    strict=True,
+                )
             )
         ]
         t4 = time.perf_counter()

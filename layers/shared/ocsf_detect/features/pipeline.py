@@ -79,7 +79,8 @@ def _feature_paths(feature: Feature) -> list[tuple[str, ValueType]]:
     match feature:
         case HourFeature() if feature.path == _TIME_PATH:
             return []  # the parser provides the event time itself
-        case NumericFeature() | HourFeature():
+        case NumericFeature() | HourFeature() | PortFeature():
+            # Ports are numbers: "443" and 443 must be the same category.
             return [(feature.path, ValueType.NUMBER)]
         case RatioFeature():
             return [(feature.path, ValueType.NUMBER), (feature.other, ValueType.NUMBER)]

@@ -14,3 +14,6 @@ while keeping hostile inputs (deep arrays) out of alerts and downstream consumer
 MIN_PLAUSIBLE_MS: Final = 100_000_000_000
 """Timestamps below this (1973 in ms, year 5138 in s) are taken to be epoch seconds:
 some producers emit seconds although OCSF's timestamp_t is milliseconds."""
+
+MAX_PLAUSIBLE_MS: Final = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: a later timestamp is a corrupt value, not a time."""

@@ -17,7 +17,12 @@ from typing import Any, Protocol
 import orjson
 
 from ocsf_detect.gcpause import gc_paused
-from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES, MAX_NESTING_DEPTH, MIN_PLAUSIBLE_MS
+from ocsf_detect.ocsf.limits import (
+    MAX_EVENT_BYTES,
+    MAX_NESTING_DEPTH,
+    MAX_PLAUSIBLE_MS,
+    MIN_PLAUSIBLE_MS,
+)
 from ocsf_detect.ocsf.outcomes import Parsed, ParseOutcome, Rejected, RejectReason, Unsupported
 
 
@@ -129,7 +134,7 @@ class EventParser:
         if plan is None:
             return Unsupported(class_uid)
         time_ms = event.get("time")
-        if type(time_ms) is not int or time_ms < MIN_PLAUSIBLE_MS:
+        if type(time_ms) is not int or not MIN_PLAUSIBLE_MS <= time_ms <= MAX_PLAUSIBLE_MS:
             time_ms = _coerce_time(event)
             if isinstance(time_ms, Rejected):
                 return time_ms
@@ -263,6 +268,12 @@ def _coerce_time(event: dict[str, Any]) -> int | Rejected:
         )
     if number < MIN_PLAUSIBLE_MS:
         number *= 1000.0
+    if number > MAX_PLAUSIBLE_MS:
+        return Rejected(
+            RejectReason.NUMBER_OUT_OF_RANGE,
+            f"{field} {value!r} is beyond year 9999 in epoch milliseconds"[:200],
+            field=field,
+        )
     return int(number)
 
 

@@ -1,0 +1,181 @@
+"""The detector: ONNX parity, bundle round trip and tamper detection, calibration,
+HNSW recall, vectorised scoring."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from ocsf_detect.detector.archive import extract_archive, write_archive
+from ocsf_detect.detector.bundle import BundleError, read_manifest
+from ocsf_detect.detector.calibrate import calibrate, severity_ids
+from ocsf_detect.detector.index import IndexParams, build_index, measure_recall
+from ocsf_detect.detector.scorer import Detector, Scored
+from ocsf_detect.ocsf import Rejected, Unsupported
+
+from tests.conftest import EVENTS_DIR
+
+
+def test_onnx_matches_torch_within_1e4_on_1000_events(
+    tmp_path: Path, detector: Detector, live_traffic
+) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    torch = pytest.importorskip("torch")
+    from ocsf_detect.training.export import export_onnx
+    from ocsf_detect.training.fit import TrainConfig, embed, train_embedding
+
+    # Given a model trained on real feature matrices of 1,000 events
+    events = [e for e in live_traffic.events if e["class_uid"] == 4001][:1000]
+    parsed = [detector.parser.parse_object(e) for e in events]
+    pipeline = detector.pipeline(4001)
+    m = pipeline.transform_parsed(parsed)  # type: ignore[arg-type]
+    model, _ = train_embedding(
+        m.numeric,
+        m.categorical,
+        pipeline.cardinalities,
+        TrainConfig(epochs=1, max_steps=20, width=32, dim=16),
+    )
+    # When it is exported and run by onnxruntime
+    path = export_onnx(model, m.numeric.shape[1], m.categorical.shape[1], tmp_path / "m.onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"numeric": m.numeric, "categorical": m.categorical})[0]
+    # Then both agree within 1e-4 and rows are unit vectors
+    with torch.no_grad():
+        want = embed(model, m.numeric, m.categorical)
+    assert len(events) == 1000
+    assert np.abs(got - want).max() < 1e-4
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_bundle_round_trip_reproduces_golden_scores(bundle_dir: Path, detector: Detector) -> None:
+    manifest = read_manifest(bundle_dir)
+    assert manifest.classes == [3002, 4001, 4003]
+    assert detector.bundle_version == manifest.bundle_version
+    assert manifest.bundle_version.startswith("1.0.0+")
+    result = detector.selftest()
+    expected = [g.score for g in manifest.golden_events]
+    assert len(expected) >= 6
+    assert np.allclose(result["scores"], expected, atol=1e-5)
+    for m in manifest.models.values():
+        assert m.index.recall_at_k >= 0.98
+        assert m.threshold > 0 and [b.severity_id for b in m.severity_bands] == [2, 3, 4, 5]
+        assert set(manifest.files) >= {m.model.file, m.index.file}
+
+
+def test_archive_round_trip(tmp_path: Path, bundle_dir: Path) -> None:
+    archive = write_archive(bundle_dir, tmp_path / "bundle.zip")
+    again = write_archive(bundle_dir, tmp_path / "again.zip")
+    assert archive.read_bytes() == again.read_bytes()  # deterministic
+    unpacked = extract_archive(archive, tmp_path / "x")
+    assert Detector.load(unpacked).bundle_version == read_manifest(bundle_dir).bundle_version
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path, bundle_dir: Path) -> Path:
+    return Path(shutil.copytree(bundle_dir, tmp_path / "copy"))
+
+
+def test_tamper_changed_byte(bundle_copy: Path) -> None:
+    model = next(bundle_copy.glob("model-*.onnx"))
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=rf"{model.name} does not match its sha256"):
+        Detector.load(bundle_copy)
+
+
+def test_tamper_missing_file(bundle_copy: Path) -> None:
+    index = next(bundle_copy.glob("index-*.bin"))
+    index.unlink()
+    with pytest.raises(BundleError, match=rf"{index.name} is listed in the manifest but missing"):
+        Detector.load(bundle_copy)
+
+
+def _edit_manifest(bundle: Path, edit) -> None:
+    path = bundle / "manifest.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def test_tamper_wrong_dims(bundle_copy: Path) -> None:
+    def edit(m: dict) -> None:
+        m["models"]["4001"]["model"]["dim"] = 999
+
+    _edit_manifest(bundle_copy, edit)
+    with pytest.raises(BundleError, match="does not have dimension 999"):
+        Detector.load(bundle_copy)
+
+
+def test_tamper_newer_format(bundle_copy: Path) -> None:
+    _edit_manifest(bundle_copy, lambda m: m.update(format_version=99))
+    with pytest.raises(BundleError, match="format 99 is newer"):
+        Detector.load(bundle_copy)
+
+
+def test_not_a_bundle(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="manifest.json is missing"):
+        Detector.load(tmp_path)
+
+
+def test_threshold_calibration_known_answer() -> None:
+    scores = np.arange(10_000) / 10_000.0  # uniform on [0, 1)
+    cal = calibrate(scores, alert_rate=0.01)
+    assert cal.threshold == pytest.approx(0.99, abs=2e-4)
+    assert (scores >= cal.threshold).mean() == pytest.approx(0.01, abs=2e-4)
+    assert cal.bands[1].min_score == pytest.approx(0.998, abs=2e-4)
+    ids = severity_ids(np.array([0.5, 0.9905, 0.9985, 1.005, 100.0]), cal.bands)
+    assert ids.tolist() == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="alert rate"):
+        calibrate(scores, 0.0)
+
+
+def test_hnsw_recall_is_measured_against_exact_search() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3000, 16)).astype(np.float32)
+    queries = rng.normal(size=(200, 16)).astype(np.float32)
+    index = build_index(base, IndexParams(M=16, ef_construction=200, ef_search=200, k=10))
+    assert measure_recall(index, base, queries, 10) >= 0.98
+    index.set_ef(10)
+    index_low = measure_recall(index, base, queries, 10)
+    assert index_low < 1.0  # the measurement can tell a worse setting apart
+
+
+def test_score_batch_gives_one_outcome_per_record_in_order(
+    detector: Detector, live_traffic
+) -> None:
+    good = [orjson.dumps(e) for e in live_traffic.events[:300]]
+    unsupported = (EVENTS_DIR / "ocsf" / "process_activity_unsupported.json").read_bytes()
+    batch = [*good[:100], b"not json", unsupported, *good[100:]]
+    outcomes = detector.score_batch(batch)
+    assert len(outcomes) == len(batch)
+    assert isinstance(outcomes[100], Rejected) and isinstance(outcomes[101], Unsupported)
+    scored = [o for o in outcomes if isinstance(o, Scored)]
+    assert len(scored) == 300
+    for raw, outcome in zip(good[:100], outcomes[:100], strict=True):
+        assert isinstance(outcome, Scored)
+        assert outcome.event == orjson.loads(raw)
+        assert outcome.is_anomaly == (outcome.score >= outcome.threshold)
+        assert len(outcome.neighbors) == 3
+        assert outcome.neighbors[0][1] <= outcome.neighbors[-1][1]
+    # The same events one by one give the same scores as in a batch.
+    singles = [detector.score_batch([raw])[0] for raw in good[:20]]
+    assert [s.score for s in singles] == [o.score for o in outcomes[:20]]  # type: ignore[union-attr]
+
+
+def test_attacks_score_higher_than_normal_traffic(detector: Detector, live_traffic) -> None:
+    outcomes = detector.score_objects(live_traffic.events)
+    ratio = np.array([o.score / o.threshold for o in outcomes if isinstance(o, Scored)])
+    labels = np.array(
+        [
+            lab.is_malicious
+            for lab, o in zip(live_traffic.labels, outcomes, strict=True)
+            if isinstance(o, Scored)
+        ]
+    )
+    assert labels.sum() > 0
+    assert np.median(ratio[labels == 1]) > np.quantile(ratio[labels == 0], 0.9)

@@ -1,0 +1,206 @@
+"""Feature specs and pipelines: declarative, fitted on training data, reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ocsf_detect.config import ConfigError, DetectorConfig, load_config
+from ocsf_detect.features.defaults import default_specs
+from ocsf_detect.features.pipeline import FeatureError, FeaturePipeline, fit_spec
+from ocsf_detect.features.spec import ClassSpec
+from ocsf_detect.ocsf import EventParser, Parsed
+
+from tests.conftest import EVENTS_DIR
+
+BASE = json.loads((EVENTS_DIR / "ocsf" / "network_activity.json").read_text())
+
+
+def make_events(n: int, seed: int = 0) -> list[dict]:
+    """Small, varied Network Activity fixtures derived from the sample event."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for i in range(n):
+        e = json.loads(json.dumps(BASE))
+        e["time"] = 1741939200000 + int(rng.integers(0, 86_400_000))
+        e["metadata"]["uid"] = f"fx-{seed}-{i}"
+        e["dst_endpoint"]["port"] = int(rng.choice([443, 443, 80, 53, 8080]))
+        e["dst_endpoint"]["ip"] = f"93.184.{rng.integers(0, 4)}.{rng.integers(1, 250)}"
+        e["traffic"]["bytes_out"] = int(rng.lognormal(7, 1))
+        e["traffic"]["bytes_in"] = int(rng.lognormal(10, 1))
+        e["unmapped"]["orig_ip_bytes"] = int(rng.integers(100, 5000))
+        if i % 10 == 0:
+            del e["unmapped"]["resp_ip_bytes"]  # present in 90% of events
+        if i % 3 == 0:
+            e["unmapped"]["rare"] = 1  # present in a third
+        events.append(e)
+    return events
+
+
+def fitted(events: list[dict], spec: ClassSpec | None = None) -> ClassSpec:
+    spec = spec or default_specs()[4001]
+    return fit_spec(spec, events, np.array([e["time"] for e in events]))
+
+
+def parsed(spec: ClassSpec, events: list[dict]) -> list[Parsed]:
+    pipeline = FeaturePipeline(spec)
+    out = EventParser({4001: pipeline.plan}).parse_many(orjson.dumps(e) for e in events)
+    assert all(isinstance(o, Parsed) for o in out)
+    return out  # type: ignore[return-value]
+
+
+def test_fitted_spec_round_trips_through_json_to_the_same_matrix() -> None:
+    events = make_events(300)
+    spec = fitted(events)
+    again = ClassSpec.model_validate_json(spec.model_dump_json())
+    a = FeaturePipeline(spec).transform_parsed(parsed(spec, events))
+    b = FeaturePipeline(again).transform_parsed(parsed(again, events))
+    assert np.array_equal(a.numeric, b.numeric)
+    assert np.array_equal(a.categorical, b.categorical)
+    assert a.numeric.dtype == np.float32 and a.categorical.dtype == np.int64
+
+
+def test_unmapped_fields_in_most_events_are_included_automatically() -> None:
+    spec = fitted(make_events(300))
+    assert spec.unmapped.selected == ["orig_ip_bytes", "resp_ip_bytes"]
+    assert "unmapped.orig_ip_bytes" in FeaturePipeline(spec).numeric_names
+
+
+def test_config_names_and_excludes_unmapped_fields(tmp_path) -> None:
+    config = tmp_path / "detector.toml"
+    config.write_text(
+        '[classes.4001]\ndrop = ["dst_host"]\n'
+        'add = [{ kind = "numeric", name = "flags", path = "connection_info.tcp_flags" }]\n'
+        '[classes.4001.unmapped]\ninclude = ["rare"]\nexclude = ["resp_ip_bytes"]\n'
+    )
+    spec = load_config(config).class_specs()[4001]
+    fit = fitted(make_events(200), spec)
+    assert fit.unmapped.selected == ["orig_ip_bytes", "rare"]
+    names = [f.name for f in fit.features]
+    assert "dst_host" not in names and "flags" in names
+
+
+def test_bad_config_names_the_setting(tmp_path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[classes.4001]\ndrop = ["nope"]\n')
+    with pytest.raises(ConfigError, match=r"classes\.4001\.drop.*nope"):
+        load_config(config)
+    config.write_text("alert_rate = 2\n")
+    with pytest.raises(ConfigError, match="alert_rate"):
+        load_config(config)
+
+
+def test_missing_values_become_zero_with_an_indicator() -> None:
+    events = make_events(200)
+    spec = fitted(events)
+    pipeline = FeaturePipeline(spec)
+    sparse = {"class_uid": 4001, "time": 1741939200000}
+    m = pipeline.transform_parsed(parsed(spec, [sparse]))
+    names = pipeline.input_names
+    assert m.numeric[0, names.index("bytes_in")] == 0.0
+    assert m.numeric[0, names.index("bytes_in.missing")] == 1.0
+    assert (m.categorical[0, pipeline.categorical_names.index("dst_port")]) == 0  # missing
+
+
+def test_vocabulary_has_an_out_of_vocabulary_bucket() -> None:
+    events = make_events(200)
+    spec = fitted(events)
+    pipeline = FeaturePipeline(spec)
+    odd = json.loads(json.dumps(events[0]))
+    odd["dst_endpoint"]["port"] = 31337
+    m = pipeline.transform_parsed(parsed(spec, [events[0], odd]))
+    col = pipeline.categorical_names.index("dst_port")
+    assert m.categorical[0, col] >= 2 and m.categorical[1, col] == 1
+
+
+def test_derived_features_hour_port_class_scope_ratio() -> None:
+    events = make_events(200)
+    spec = fitted(events)
+    pipeline = FeaturePipeline(spec)
+    rows = parsed(spec, events[:1])
+    raw, cat = pipeline.raw([r.values for r in rows], np.array([r.time_ms for r in rows]))
+    names = pipeline.numeric_names
+    hour = (events[0]["time"] / 3_600_000) % 24
+    assert raw[0, names.index("hour.sin")] == pytest.approx(np.sin(hour * 2 * np.pi / 24))
+    share = events[0]["traffic"]["bytes_out"] / (
+        events[0]["traffic"]["bytes_out"] + events[0]["traffic"]["bytes_in"]
+    )
+    assert raw[0, names.index("bytes_out_share")] == pytest.approx(share)
+    cats = pipeline.categorical_names
+    assert cat[0, cats.index("dst_scope")] == 2  # public (index 1) + 1
+    assert cat[0, cats.index("src_scope")] == 1  # private
+    assert cat[0, cats.index("dst_port_class")] == 1  # well-known
+
+
+def test_rarity_of_hashed_values() -> None:
+    events = make_events(300)
+    spec = fitted(events)
+    pipeline = FeaturePipeline(spec)
+    new = json.loads(json.dumps(events[0]))
+    new["dst_endpoint"]["ip"] = "198.51.100.99"  # never seen in training
+    raw, cat = pipeline.raw([p.values for p in parsed(spec, [events[0], new])], np.array([0, 0]))
+    col = pipeline.numeric_names.index("dst_ip.rarity")
+    assert raw[0, col] > 0 and raw[1, col] == 0
+    assert cat[1, pipeline.categorical_names.index("dst_ip")] == 1  # unseen bucket
+
+
+def test_transform_before_fit_is_an_error() -> None:
+    pipeline = FeaturePipeline(default_specs()[4001])
+    with pytest.raises(FeatureError, match="not fitted"):
+        pipeline.transform([], np.array([]))
+
+
+def test_every_supported_class_has_defaults_that_fit() -> None:
+    assert set(default_specs()) == {4001, 4003, 3002, 6003}
+    for spec in DetectorConfig().class_specs().values():
+        pipeline = FeaturePipeline(spec)
+        assert pipeline.plan.paths, spec.class_uid
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "dst_endpoint": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "port": st.integers(-5, 70000) | st.text(max_size=5),
+                        "ip": st.text(max_size=20) | st.integers(),
+                    },
+                ),
+                "traffic": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "bytes_in": st.floats(allow_nan=False, allow_infinity=False)
+                        | st.integers(-(2**63), 2**63 - 1),
+                        "bytes_out": st.integers(0, 2**40),
+                    },
+                ),
+                "status_code": st.text(max_size=5) | st.integers() | st.booleans(),
+            },
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_feature_extraction_never_raises_on_what_the_parser_accepts(items: list[dict]) -> None:
+    spec = SPEC_FOR_FUZZ
+    pipeline = FeaturePipeline(spec)
+    parser = EventParser({4001: pipeline.plan})
+    outcomes = parser.parse_many(
+        json.dumps({"class_uid": 4001, "time": 1741939200000, **item}) for item in items
+    )
+    ok = [o for o in outcomes if isinstance(o, Parsed)]
+    assert all(o.status in {"parsed", "rejected"} for o in outcomes)
+    m = pipeline.transform_parsed(ok)
+    assert m.numeric.shape == (len(ok), pipeline.n_numeric)
+    assert np.isfinite(m.numeric).all()
+
+
+SPEC_FOR_FUZZ = fitted(make_events(100))

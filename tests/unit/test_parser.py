@@ -1,0 +1,226 @@
+"""The parser: every input ends in exactly one explicit outcome, never an exception."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ocsf_detect.features.defaults import default_specs
+from ocsf_detect.features.pipeline import FeaturePipeline
+from ocsf_detect.ocsf import EventParser, Parsed, Rejected, RejectReason, Unsupported
+from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES, MAX_NESTING_DEPTH
+
+from tests.conftest import EVENTS_DIR
+
+PARSER = EventParser({uid: FeaturePipeline(s).plan for uid, s in default_specs().items()})
+
+
+def sample(name: str) -> dict:
+    return json.loads((EVENTS_DIR / "ocsf" / name).read_text())
+
+
+@pytest.mark.parametrize(
+    ("name", "class_uid"),
+    [
+        ("network_activity.json", 4001),
+        ("dns_activity.json", 4003),
+        ("authentication.json", 3002),
+        ("api_activity.json", 6003),
+    ],
+)
+def test_supported_classes_parse_from_bytes_and_text(name: str, class_uid: int) -> None:
+    raw = (EVENTS_DIR / "ocsf" / name).read_bytes()
+    for value in (raw, raw.decode()):
+        outcome = PARSER.parse(value)
+        assert isinstance(outcome, Parsed)
+        assert outcome.class_uid == class_uid
+        assert outcome.event == json.loads(raw)  # the event is kept as it came
+
+
+def test_other_classes_are_unsupported_not_errors() -> None:
+    outcome = PARSER.parse(orjson.dumps(sample("process_activity_unsupported.json")))
+    assert outcome == Unsupported(1007)
+
+
+def test_used_fields_are_validated_and_coerced() -> None:
+    event = sample("network_activity.json")
+    event["dst_endpoint"]["port"] = "443"  # numeric text is tolerated
+    outcome = PARSER.parse(orjson.dumps(event))
+    assert isinstance(outcome, Parsed)
+    plan = FeaturePipeline(default_specs()[4001]).plan
+    assert outcome.values[plan.index("dst_endpoint.port")] == 443.0
+
+
+def _with(event: dict, path: str, value: object) -> bytes:
+    node = event
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    return orjson.dumps(event)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "field"),
+    [
+        (b"{not json", RejectReason.INVALID_JSON, None),
+        (b"\xff\xfe{}", RejectReason.INVALID_ENCODING, None),
+        (b"[1, 2]", RejectReason.NOT_AN_OBJECT, None),
+        (b'"text"', RejectReason.NOT_AN_OBJECT, None),
+        (b'{"time": 1741939200000}', RejectReason.MISSING_FIELD, "class_uid"),
+        (b'{"class_uid": "abc", "time": 1}', RejectReason.WRONG_TYPE, "class_uid"),
+        (b'{"class_uid": 4001}', RejectReason.MISSING_FIELD, "time"),
+        (b'{"class_uid": 4001, "time": {"ms": 1}}', RejectReason.WRONG_TYPE, "time"),
+        (b'{"class_uid": 4001, "time": NaN}', RejectReason.NON_FINITE_NUMBER, "time"),
+        (
+            b'{"class_uid": 4001, "time": 1, "duration": Infinity}',
+            RejectReason.NON_FINITE_NUMBER,
+            "duration",
+        ),
+        (
+            b'{"class_uid": 4001, "time": 123456789012345678901234567890}',
+            RejectReason.NUMBER_OUT_OF_RANGE,
+            "time",
+        ),
+        (b"{}", RejectReason.MISSING_FIELD, "class_uid"),
+        (b"", RejectReason.INVALID_JSON, None),
+    ],
+)
+def test_rejections_carry_a_stable_reason_and_the_field(
+    raw: bytes, reason: RejectReason, field: str | None
+) -> None:
+    outcome = PARSER.parse(raw)
+    assert isinstance(outcome, Rejected)
+    assert outcome.reason is reason
+    assert outcome.field == field
+    assert outcome.message
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("dst_endpoint.port", "https", "dst_endpoint.port"),
+        ("traffic.bytes_in", [1, 2], "traffic.bytes_in"),
+        ("src_endpoint", "10.0.0.1", "src_endpoint"),
+        ("src_endpoint.ip", {"v4": "10.0.0.1"}, "src_endpoint.ip"),
+    ],
+)
+def test_wrong_type_in_a_used_field_names_the_field(path: str, value: object, field: str) -> None:
+    outcome = PARSER.parse(_with(sample("network_activity.json"), path, value))
+    assert isinstance(outcome, Rejected)
+    assert outcome.reason is RejectReason.WRONG_TYPE
+    assert outcome.field == field
+    assert field in outcome.message
+
+
+def test_wrong_type_in_an_unused_field_is_kept_as_it_came() -> None:
+    outcome = PARSER.parse(_with(sample("network_activity.json"), "message", {"any": ["thing"]}))
+    assert isinstance(outcome, Parsed)
+
+
+def test_missing_optional_fields_are_normal() -> None:
+    outcome = PARSER.parse(b'{"class_uid": 4001, "time": 1741939200000}')
+    assert isinstance(outcome, Parsed)
+    assert all(v is None for v in outcome.values)
+
+
+def test_time_tolerance_seconds_iso_and_time_dt() -> None:
+    ms = 1741939200000
+    for event in (
+        {"class_uid": 4001, "time": ms // 1000},
+        {"class_uid": 4001, "time": "2025-03-14T08:00:00Z"},
+        {"class_uid": 4001, "time_dt": "2025-03-14T08:00:00+00:00"},
+        {"class_uid": 4001, "time": float(ms)},
+    ):
+        outcome = PARSER.parse(orjson.dumps(event))
+        assert isinstance(outcome, Parsed), event
+        assert outcome.time_ms == ms
+
+
+def test_size_and_nesting_limits() -> None:
+    big = b'{"class_uid": 4001, "time": 1, "message": "' + b"x" * MAX_EVENT_BYTES + b'"}'
+    assert PARSER.parse(big).reason is RejectReason.TOO_LARGE  # type: ignore[union-attr]
+    deep = {"class_uid": 4001, "time": 1, "unmapped": {}}
+    node = deep["unmapped"]
+    for _ in range(MAX_NESTING_DEPTH + 5):
+        node["x"] = {}
+        node = node["x"]
+    outcome = PARSER.parse(orjson.dumps(deep))
+    assert isinstance(outcome, Rejected)
+    assert outcome.reason is RejectReason.TOO_DEEP
+    assert outcome.field is not None and outcome.field.startswith("unmapped.x")
+    very_deep = b"[" * 5000 + b"]" * 5000  # beyond orjson's own recursion limit
+    assert PARSER.parse(very_deep).status == "rejected"
+
+
+def test_non_bytes_input_is_rejected() -> None:
+    for value in (None, 42, {"class_uid": 4001}, ["x"]):
+        outcome = PARSER.parse(value)
+        assert isinstance(outcome, Rejected)
+        assert outcome.reason is RejectReason.INVALID_INPUT
+
+
+# -- property-based: malformed and adversarial inputs ---------------------------------------
+json_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+json_value = st.recursive(
+    json_leaf,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+OCSF_KEYS = [
+    "class_uid",
+    "time",
+    "src_endpoint",
+    "dst_endpoint",
+    "traffic",
+    "query",
+    "user",
+    "connection_info",
+    "unmapped",
+    "answers",
+    "api",
+    "actor",
+    "time_dt",
+    "metadata",
+]
+
+
+def _assert_one_outcome(outcome: object) -> None:
+    assert isinstance(outcome, Parsed | Unsupported | Rejected)
+    if isinstance(outcome, Rejected):
+        assert isinstance(outcome.reason, RejectReason)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
+    _assert_one_outcome(PARSER.parse(raw))
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_value)
+def test_arbitrary_json_never_raises(value: object) -> None:
+    _assert_one_outcome(PARSER.parse(json.dumps(value)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(
+        ["network_activity.json", "dns_activity.json", "authentication.json", "api_activity.json"]
+    ),
+    st.dictionaries(st.sampled_from(OCSF_KEYS), json_value, max_size=5),
+    st.sampled_from([4001, 4003, 3002, 6003, 1007, "4001", 4001.0, None, -1]),
+)
+def test_mutated_events_never_raise(name: str, replacement: dict, class_uid: object) -> None:
+    event = {**sample(name), **replacement}
+    if class_uid is not None:
+        event["class_uid"] = class_uid
+    outcome = PARSER.parse(json.dumps(event))
+    _assert_one_outcome(outcome)
+    if isinstance(outcome, Parsed):
+        assert outcome.event == event
