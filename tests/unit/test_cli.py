@@ -63,12 +63,14 @@ def test_train_inspect_score_evaluate(
         )
         == 0
     )
-    assert (bundle / "manifest.json").is_file() and (tmp_path / "b.zip").is_file()
+    assert (bundle / "manifest.json").is_file()
+    assert (tmp_path / "b.zip").is_file()
     assert "bundle 1.0.0+" in capsys.readouterr().out
 
     assert main(["inspect", str(bundle), "--verify"]) == 0
     out = capsys.readouterr().out
-    assert "class 4001" in out and "golden scores reproduce" in out
+    assert "class 4001" in out
+    assert "golden scores reproduce" in out
 
     # Scoring writes one JSON line per input line, bad lines included
     scored = tmp_path / "scored.jsonl"
@@ -77,7 +79,8 @@ def test_train_inspect_score_evaluate(
     )
     rows = [json.loads(x) for x in scored.read_text().splitlines()]
     assert len(rows) == len(live_traffic.events) + 1
-    assert rows[-1]["status"] == "rejected" and rows[-1]["reason"] == "invalid_json"
+    assert rows[-1]["status"] == "rejected"
+    assert rows[-1]["reason"] == "invalid_json"
     assert {r["status"] for r in rows[:-1]} == {"scored"}
 
     # Evaluate prints the metrics and references as JSON, and writes plots

@@ -62,7 +62,8 @@ def test_bundle_round_trip_reproduces_golden_scores(bundle_dir: Path, detector: 
     assert np.allclose(result["scores"], expected, atol=1e-5)
     for m in manifest.models.values():
         assert m.index.recall_at_k >= 0.98
-        assert m.threshold > 0 and [b.severity_id for b in m.severity_bands] == [2, 3, 4, 5]
+        assert m.threshold > 0
+        assert [b.severity_id for b in m.severity_bands] == [2, 3, 4, 5]
         assert set(manifest.files) >= {m.model.file, m.index.file}
 
 
@@ -118,7 +119,7 @@ def test_tamper_newer_format(bundle_copy: Path) -> None:
 
 
 def test_not_a_bundle(tmp_path: Path) -> None:
-    with pytest.raises(BundleError, match="manifest.json is missing"):
+    with pytest.raises(BundleError, match=r"manifest\.json is missing"):
         Detector.load(tmp_path)
 
 
@@ -153,7 +154,8 @@ def test_score_batch_gives_one_outcome_per_record_in_order(
     batch = [*good[:100], b"not json", unsupported, *good[100:]]
     outcomes = detector.score_batch(batch)
     assert len(outcomes) == len(batch)
-    assert isinstance(outcomes[100], Rejected) and isinstance(outcomes[101], Unsupported)
+    assert isinstance(outcomes[100], Rejected)
+    assert isinstance(outcomes[101], Unsupported)
     scored = [o for o in outcomes if isinstance(o, Scored)]
     assert len(scored) == 300
     for raw, outcome in zip(good[:100], outcomes[:100], strict=True):

@@ -61,7 +61,8 @@ def test_fitted_spec_round_trips_through_json_to_the_same_matrix() -> None:
     b = FeaturePipeline(again).transform_parsed(parsed(again, events))
     assert np.array_equal(a.numeric, b.numeric)
     assert np.array_equal(a.categorical, b.categorical)
-    assert a.numeric.dtype == np.float32 and a.categorical.dtype == np.int64
+    assert a.numeric.dtype == np.float32
+    assert a.categorical.dtype == np.int64
 
 
 def test_unmapped_fields_in_most_events_are_included_automatically() -> None:
@@ -81,7 +82,8 @@ def test_config_names_and_excludes_unmapped_fields(tmp_path) -> None:
     fit = fitted(make_events(200), spec)
     assert fit.unmapped.selected == ["orig_ip_bytes", "rare"]
     names = [f.name for f in fit.features]
-    assert "dst_host" not in names and "flags" in names
+    assert "dst_host" not in names
+    assert "flags" in names
 
 
 def test_bad_config_names_the_setting(tmp_path) -> None:
@@ -114,7 +116,8 @@ def test_vocabulary_has_an_out_of_vocabulary_bucket() -> None:
     odd["dst_endpoint"]["port"] = 31337
     m = pipeline.transform_parsed(parsed(spec, [events[0], odd]))
     col = pipeline.categorical_names.index("dst_port")
-    assert m.categorical[0, col] >= 2 and m.categorical[1, col] == 1
+    assert m.categorical[0, col] >= 2
+    assert m.categorical[1, col] == 1
 
 
 def test_derived_features_hour_port_class_scope_ratio() -> None:
@@ -144,7 +147,8 @@ def test_rarity_of_hashed_values() -> None:
     new["dst_endpoint"]["ip"] = "198.51.100.99"  # never seen in training
     raw, cat = pipeline.raw([p.values for p in parsed(spec, [events[0], new])], np.array([0, 0]))
     col = pipeline.numeric_names.index("dst_ip.rarity")
-    assert raw[0, col] > 0 and raw[1, col] == 0
+    assert raw[0, col] > 0
+    assert raw[1, col] == 0
     assert cat[1, pipeline.categorical_names.index("dst_ip")] == 1  # unseen bucket
 
 

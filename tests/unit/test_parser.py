@@ -151,7 +151,8 @@ def test_size_and_nesting_limits() -> None:
     outcome = PARSER.parse(orjson.dumps(deep))
     assert isinstance(outcome, Rejected)
     assert outcome.reason is RejectReason.TOO_DEEP
-    assert outcome.field is not None and outcome.field.startswith("unmapped.x")
+    assert outcome.field is not None
+    assert outcome.field.startswith("unmapped.x")
     very_deep = b"[" * 5000 + b"]" * 5000  # beyond orjson's own recursion limit
     assert PARSER.parse(very_deep).status == "rejected"
 
