@@ -16,8 +16,13 @@ class Progress:
     """
 
     def __init__(
-        self, label: str, total: int | None = None, *, stream: TextIO | None = None,
-        force: bool = False, unit: str = "ev",
+        self,
+        label: str,
+        total: int | None = None,
+        *,
+        stream: TextIO | None = None,
+        force: bool = False,
+        unit: str = "ev",
     ) -> None:
         self.label = label
         self.total = total
@@ -52,7 +57,9 @@ class Progress:
         self._stream.flush()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         if self._enabled:
