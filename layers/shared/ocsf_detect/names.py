@@ -56,3 +56,26 @@ LIVE_ALIAS: Final = "live"
 STREAM_HANDLER: Final = "stream_scoring.handler.lambda_handler"
 API_HANDLER: Final = "prediction_api.handler.lambda_handler"
 PRE_TRAFFIC_HANDLER: Final = "release_hook.handler.lambda_handler"
+
+# --- Metric dimensions (the anomaly-rate release alarm selects the new bundle by these) --
+METRIC_DIMENSION_SERVICE: Final = "service"
+"""Powertools' default dimension; its value is SERVICE_NAME."""
+METRIC_DIMENSION_BUNDLE_VERSION: Final = "bundle_version"
+"""Second dimension of every EMF metric: the bundle_version the function has loaded."""
+
+# --- Release checks (pre-traffic hook) --------------------------------------------------
+SELFTEST_PAYLOAD_KEY: Final = "ocsf_detect_selftest"
+"""Direct invocation with {SELFTEST_PAYLOAD_KEY: true} returns the golden events' scores."""
+ENV_TARGET_FUNCTION_ARN: Final = "OCSF_DETECT_TARGET_FUNCTION_ARN"
+"""Qualified ARN (with version) of the function version the pre-traffic hook checks."""
+ENV_MANIFEST_S3_URI: Final = "OCSF_DETECT_MANIFEST_S3_URI"
+"""s3://bucket/key[?versionId=...] of a published manifest.json (bundleSource=s3)."""
+ENV_SELFTEST_ABS_TOLERANCE: Final = "OCSF_DETECT_SELFTEST_ABS_TOLERANCE"
+ENV_SELFTEST_REL_TOLERANCE: Final = "OCSF_DETECT_SELFTEST_REL_TOLERANCE"
+
+# --- Model registry layout (s3://<bucket>/<prefix>bundles/<bundle_version>/...) ----------
+REGISTRY_BUNDLES_DIR: Final = "bundles"
+REGISTRY_ARCHIVE_NAME: Final = "bundle.zip"
+REGISTRY_MANIFEST_NAME: Final = "manifest.json"
+REGISTRY_META_MANIFEST_SHA256: Final = "manifest-sha256"
+"""S3 user metadata on both objects: sha256 (hex) of the published manifest.json."""

@@ -1,0 +1,1 @@
+"""Stream scoring: Kinesis batches of OCSF events in, Detection Findings out."""

@@ -1,0 +1,250 @@
+"""The stream function's edges: SNS and EventBridge publishers, SQS/S3 quarantine, and the
+bundle (from the model layer or an s3:// archive unpacked into the temp dir).
+
+Each adapter implements a Protocol of ``ocsf_detect.stream``; ``get_adapters`` and
+``get_detector`` build them once per execution environment, ``reset`` forgets them (tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from ocsf_detect import names
+from ocsf_detect.detector.archive import extract_archive
+from ocsf_detect.detector.scorer import Detector
+from ocsf_detect.stream import Alert, AlertPublisher, QuarantineItem, QuarantineSink
+
+from stream_scoring.settings import StreamSettings, get_settings
+
+BATCH_ENTRIES = 10
+"""SNS PublishBatch, EventBridge PutEvents and SQS SendMessageBatch take 10 entries..."""
+BATCH_BYTES = 256 * 1024 - 4 * 1024
+"""...and 256 KiB per request; 4 KiB stay free for attributes and envelope."""
+SQS_INLINE_PAYLOAD_BYTES = 180_000
+"""Payloads up to this size travel base64-encoded inside the quarantine message (256 KiB
+SQS cap); larger ones go to the quarantine bucket, or are truncated when there is none."""
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size_of: Any) -> Iterator[list[int]]:
+    """Positions of ``items`` grouped by at most BATCH_ENTRIES and BATCH_BYTES."""
+    group: list[int] = []
+    total = 0
+    for i, item in enumerate(items):
+        size = int(size_of(item))
+        if group and (len(group) == BATCH_ENTRIES or total + size > BATCH_BYTES):
+            yield group
+            group, total = [], 0
+        group.append(i)
+        total += size
+    if group:
+        yield group
+
+
+class SnsAlertPublisher:
+    """Publishes findings to an SNS topic, with filterable message attributes."""
+
+    channel = "sns"
+
+    def __init__(self, client: Any, topic_arn: str) -> None:
+        self._client = client
+        self._topic_arn = topic_arn
+
+    def publish(self, alerts: Sequence[Alert]) -> list[int]:
+        refused: list[int] = []
+        for group in chunks(alerts, lambda a: len(a.body) + 512):
+            entries = [
+                {
+                    "Id": str(j),
+                    "Message": alerts[i].body.decode(),
+                    "MessageAttributes": _sns_attributes(alerts[i]),
+                }
+                for j, i in enumerate(group)
+            ]
+            try:
+                response = self._client.publish_batch(
+                    TopicArn=self._topic_arn, PublishBatchRequestEntries=entries
+                )
+            except Exception:
+                if not refused and group[0] == 0:
+                    raise
+                refused.extend(group)
+                continue
+            refused.extend(group[int(f["Id"])] for f in response.get("Failed", []))
+        return refused
+
+
+def _sns_attributes(alert: Alert) -> dict[str, dict[str, str]]:
+    return {
+        name: {
+            "DataType": "Number" if isinstance(value, int) else "String",
+            "StringValue": str(value),
+        }
+        for name, value in alert.attributes().items()
+    }
+
+
+class EventBridgeAlertPublisher:
+    """Puts findings on an EventBridge bus (source/detail-type from ``names``)."""
+
+    channel = "eventbridge"
+
+    def __init__(self, client: Any, bus_name: str) -> None:
+        self._client = client
+        self._bus_name = bus_name
+
+    def publish(self, alerts: Sequence[Alert]) -> list[int]:
+        refused: list[int] = []
+        for group in chunks(alerts, lambda a: len(a.body) + 256):
+            entries = [
+                {
+                    "Source": names.EVENTBRIDGE_SOURCE,
+                    "DetailType": names.EVENTBRIDGE_DETAIL_TYPE,
+                    "Detail": alerts[i].body.decode(),
+                    "EventBusName": self._bus_name,
+                }
+                for i in group
+            ]
+            try:
+                response = self._client.put_events(Entries=entries)
+            except Exception:
+                if not refused and group[0] == 0:
+                    raise
+                refused.extend(group)
+                continue
+            if response.get("FailedEntryCount"):
+                refused.extend(
+                    group[j]
+                    for j, entry in enumerate(response.get("Entries", []))
+                    if entry.get("ErrorCode")
+                )
+        return refused
+
+
+class SqsQuarantine:
+    """Quarantine messages on SQS; payloads too large for a message go to S3."""
+
+    def __init__(self, sqs: Any, queue_url: str, s3: Any | None, bucket: str | None) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._s3 = s3
+        self._bucket = bucket
+
+    def put(self, items: Sequence[QuarantineItem]) -> list[int]:
+        bodies = [orjson.dumps(self._message(item)) for item in items]
+        refused: list[int] = []
+        for group in chunks(bodies, lambda b: len(b) + 64):
+            entries = [
+                {"Id": str(j), "MessageBody": bodies[i].decode()} for j, i in enumerate(group)
+            ]
+            try:
+                response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            except Exception:
+                if not refused and group[0] == 0:
+                    raise
+                refused.extend(group)
+                continue
+            refused.extend(group[int(f["Id"])] for f in response.get("Failed", []))
+        return refused
+
+    def _message(self, item: QuarantineItem) -> dict[str, Any]:
+        message = item.describe()
+        if len(item.payload) <= SQS_INLINE_PAYLOAD_BYTES:
+            message["data_b64"] = base64.b64encode(item.payload).decode()
+        elif self._s3 is not None and self._bucket:
+            key = quarantine_key(item)
+            # Raises on failure: the record then fails and Lambda retries it.
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=item.payload)
+            message["payload_s3_uri"] = f"s3://{self._bucket}/{key}"
+        else:
+            head = item.payload[:SQS_INLINE_PAYLOAD_BYTES]
+            message["data_b64"] = base64.b64encode(head).decode()
+            message["payload_truncated"] = True
+        message["payload_sha256"] = hashlib.sha256(item.payload).hexdigest()
+        return message
+
+
+def quarantine_key(item: QuarantineItem) -> str:
+    day = time.strftime("%Y/%m/%d", time.gmtime(item.quarantined_ms / 1000))
+    return f"quarantine/{day}/{item.shard_id}/{item.sequence_number}.bin"
+
+
+@dataclass(frozen=True)
+class StreamAdapters:
+    publishers: tuple[AlertPublisher, ...]
+    quarantine: QuarantineSink
+
+
+def _client(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # One attempt per call: the stream routine retries with its own bounded policy, and a
+    # failure past it is Lambda's to retry, so botocore must not multiply the waits.
+    config = Config(connect_timeout=2, read_timeout=10, retries={"total_max_attempts": 1})
+    return boto3.session.Session().client(service, config=config)
+
+
+def build_adapters(settings: StreamSettings) -> StreamAdapters:
+    """The boto3-backed adapters for ``settings``."""
+    s3 = _client("s3") if settings.quarantine_bucket else None
+    return StreamAdapters(
+        publishers=(
+            SnsAlertPublisher(_client("sns"), settings.alert_topic_arn),
+            EventBridgeAlertPublisher(_client("events"), settings.event_bus_name),
+        ),
+        quarantine=SqsQuarantine(
+            _client("sqs"), settings.quarantine_queue_url, s3, settings.quarantine_bucket
+        ),
+    )
+
+
+def load_detector(settings: StreamSettings) -> Detector:
+    """The bundle from ``s3://`` (downloaded and unpacked once) or from the layer path."""
+    if not settings.bundle_s3_uri:
+        return Detector.load(settings.bundle_path)
+    parts = urlsplit(settings.bundle_s3_uri)
+    request: dict[str, str] = {"Bucket": parts.netloc, "Key": parts.path.lstrip("/")}
+    version = parse_qs(parts.query).get("versionId")
+    if version:
+        request["VersionId"] = version[0]
+    digest = hashlib.sha256(settings.bundle_s3_uri.encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / "ocsf-detect-bundle" / digest
+    archive = root / names.REGISTRY_ARCHIVE_NAME
+    if not archive.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        body = _client("s3").get_object(**request)["Body"].read()
+        partial = archive.with_suffix(".part")
+        partial.write_bytes(body)
+        partial.replace(archive)
+    return Detector.load(extract_archive(archive, root / "unpacked"))
+
+
+@lru_cache(maxsize=1)
+def get_adapters() -> StreamAdapters:
+    """The adapters of this execution environment, built on first use."""
+    return build_adapters(get_settings())
+
+
+@lru_cache(maxsize=1)
+def get_detector() -> Detector:
+    """The detector of this execution environment, loaded on first use."""
+    return load_detector(get_settings())
+
+
+def reset() -> None:
+    """Forget the cached settings, adapters and detector (tests change the environment)."""
+    get_settings.cache_clear()
+    get_adapters.cache_clear()
+    get_detector.cache_clear()

@@ -1,0 +1,162 @@
+"""Kinesis -> score -> alerts (SNS + EventBridge) and quarantine (SQS/S3).
+
+Invoked by a Kinesis event source mapping with ReportBatchItemFailures; returns
+``{"batchItemFailures": [...]}`` (see ``ocsf_detect.stream`` for the semantics). Invoked
+directly with ``{"ocsf_detect_selftest": true}`` it returns ``detector.selftest()`` and
+publishes nothing (the CodeDeploy pre-traffic hook).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from ocsf_detect import names
+from ocsf_detect.detector.scorer import Detector
+from ocsf_detect.stream import BatchResult, RecordStatus, RetryPolicy, StreamRecord, process_batch
+
+from stream_scoring.adapters import StreamAdapters, get_adapters, get_detector
+from stream_scoring.settings import StreamSettings, get_settings
+
+logger = Logger(service=names.SERVICE_NAME)
+metrics = Metrics(namespace=names.METRICS_NAMESPACE, service=names.SERVICE_NAME)
+tracer = Tracer(service=names.SERVICE_NAME)
+
+_result_observers: list[Callable[[BatchResult], None]] = []
+
+
+def add_result_observer(observer: Callable[[BatchResult], None]) -> Callable[[], None]:
+    """Local tooling (replay, bench) sees each batch's per-record result; returns a remover."""
+    _result_observers.append(observer)
+    return lambda: _result_observers.remove(observer)
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if isinstance(event, Mapping) and event.get(names.SELFTEST_PAYLOAD_KEY) is True:
+        return get_detector().selftest()
+    settings = get_settings()
+    detector = _loaded_detector()
+    metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, detector.bundle_version)
+    result = handle(event, settings=settings, detector=detector, adapters=get_adapters())
+    for observer in list(_result_observers):
+        observer(result)
+    return result.response()
+
+
+def handle(
+    event: Mapping[str, Any],
+    *,
+    settings: StreamSettings,
+    detector: Detector,
+    adapters: StreamAdapters,
+) -> BatchResult:
+    """Decode the Kinesis event, process the batch, log and count what happened."""
+    records = decode_records(event)
+    if records:
+        logger.append_keys(
+            shard_id=records[0].shard_id,
+            first_sequence_number=records[0].sequence_number,
+            last_sequence_number=records[-1].sequence_number,
+        )
+    with tracer.provider.in_subsegment("process_batch"):
+        result = process_batch(
+            records,
+            detector,
+            publishers=adapters.publishers,
+            quarantine=adapters.quarantine,
+            policy=RetryPolicy(max_attempts=settings.publish_max_attempts),
+            now_ms=int(time.time() * 1000),
+            max_event_bytes=settings.max_event_bytes,
+        )
+    _record_metrics(result)
+    _log_result(result)
+    return result
+
+
+def decode_records(event: Mapping[str, Any]) -> list[StreamRecord]:
+    """Kinesis records -> ``StreamRecord``s; a bad base64 is that record's outcome only."""
+    parsed = KinesisStreamEvent(dict(event))
+    records: list[StreamRecord] = []
+    for record in parsed.records:
+        kinesis = record.kinesis
+        shard_id = record.event_id.split(":", 1)[0]
+        raw = kinesis.data
+        try:
+            data: bytes | None = base64.b64decode(raw, validate=True)
+            error = None
+        except (binascii.Error, ValueError) as exc:
+            data, error = None, f"the record's data is not valid base64: {exc}"
+        records.append(
+            StreamRecord(
+                shard_id=shard_id,
+                sequence_number=kinesis.sequence_number,
+                data=data,
+                decode_error=error,
+                partition_key=kinesis.partition_key,
+                raw_data=raw if data is None else None,
+            )
+        )
+    return records
+
+
+def _loaded_detector() -> Detector:
+    cold = get_detector.cache_info().currsize == 0
+    detector = get_detector()
+    if cold:
+        logger.info(
+            "bundle loaded",
+            extra={"bundle_version": detector.bundle_version, "load_ms": detector.load_ms},
+        )
+        metrics.add_metric(
+            name="BundleLoadMs", unit=MetricUnit.Milliseconds, value=detector.load_ms
+        )
+    return detector
+
+
+def _record_metrics(result: BatchResult) -> None:
+    counts = result.counts()
+    for name, key in (
+        (names.METRIC_RECORDS_IN, "events_in"),
+        (names.METRIC_SCORED, "scored"),
+        (names.METRIC_ANOMALIES, "anomalies"),
+        (names.METRIC_REJECTED, "rejected"),
+        (names.METRIC_UNSUPPORTED, "unsupported"),
+        (names.METRIC_FAILED, "failed"),
+        (names.METRIC_QUARANTINED, "quarantined"),
+        (names.METRIC_ALERTS_PUBLISHED, "alerts_published"),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[key])
+
+
+def _log_result(result: BatchResult) -> None:
+    for planned, status in zip(result.planned, result.statuses, strict=True):
+        if planned.quarantine is not None and status is RecordStatus.REJECTED:
+            logger.warning(
+                "record quarantined",
+                extra={
+                    "sequence_number": planned.record.sequence_number,
+                    "reason": planned.quarantine.reason,
+                    "field": planned.quarantine.field,
+                },
+            )
+    failures = result.failed_identifiers
+    if failures:
+        logger.error(
+            "batch partially failed; Lambda will retry from the first failure",
+            extra={
+                "first_failed_sequence_number": failures[0],
+                "failed": len(failures),
+                "errors": result.errors,
+            },
+        )
+    logger.info("batch processed", extra=result.counts())

@@ -1,0 +1,72 @@
+"""The stream-scoring function's configuration, validated when the container starts."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from ocsf_detect import names
+from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A missing or malformed environment variable; the message names it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class StreamSettings(BaseSettings):
+    """Where the bundle is, where alerts and poison records go, how hard to retry."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    bundle_path: Path = Field(
+        default=Path(names.DEFAULT_BUNDLE_PATH), validation_alias=names.ENV_BUNDLE_PATH
+    )
+    bundle_s3_uri: str | None = Field(
+        default=None, validation_alias=names.ENV_BUNDLE_S3_URI, pattern=r"^s3://[^/]+/.+"
+    )
+    alert_topic_arn: str = Field(
+        validation_alias=names.ENV_ALERT_TOPIC_ARN,
+        pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$",
+    )
+    event_bus_name: str = Field(
+        validation_alias=names.ENV_EVENT_BUS_NAME, min_length=1, pattern=r"^[A-Za-z0-9._/:-]+$"
+    )
+    quarantine_queue_url: str = Field(
+        validation_alias=names.ENV_QUARANTINE_QUEUE_URL, pattern=r"^https?://\S+$"
+    )
+    quarantine_bucket: str | None = Field(
+        default=None, validation_alias=names.ENV_QUARANTINE_BUCKET, min_length=3
+    )
+    publish_max_attempts: int = Field(
+        default=3, ge=1, le=10, validation_alias=names.ENV_PUBLISH_MAX_ATTEMPTS
+    )
+    max_event_bytes: int = Field(
+        default=MAX_EVENT_BYTES,
+        gt=0,
+        le=MAX_EVENT_BYTES,
+        validation_alias=names.ENV_MAX_EVENT_BYTES,
+    )
+
+
+def load_settings() -> StreamSettings:
+    """Read and validate the environment; the error names every bad variable."""
+    try:
+        return StreamSettings()
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        first = str(exc.errors()[0]["loc"][0]) if exc.errors() else None
+        raise SettingsError(
+            "invalid stream-scoring configuration: " + "; ".join(problems), field=first
+        ) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> StreamSettings:
+    """The settings of this execution environment, read once."""
+    return load_settings()

@@ -1,0 +1,294 @@
+"""Replay events through the whole stream path on an AWS emulator (or any endpoint).
+
+``replay(...)`` creates the stream, the alert topic and bus, the quarantine queue and
+bucket, and two subscriber queues (SNS with raw delivery; an EventBridge rule on the
+findings' source/detail-type), puts the events into Kinesis, drives the real stream
+handler through ``KinesisRunner``, drains the queues and counts. The ``replay`` and
+``demo`` commands are thin wrappers around it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ocsf_detect import names
+from ocsf_detect.emulator import DEFAULT_REGION, Emulator, aws_environment
+from ocsf_detect.runner import KinesisRunner, MappingConfig
+
+PUT_RECORDS_MAX = 500  # Kinesis PutRecords takes at most 500 records per call
+
+
+@dataclass(frozen=True)
+class ReplayResources:
+    stream_name: str
+    topic_arn: str
+    bus_name: str
+    quarantine_queue_url: str
+    quarantine_bucket: str
+    sns_queue_url: str
+    eventbridge_queue_url: str
+    on_failure_queue_url: str
+
+    def handler_environment(self, bundle_dir: Path) -> dict[str, str]:
+        return {
+            names.ENV_BUNDLE_PATH: str(bundle_dir),
+            names.ENV_ALERT_TOPIC_ARN: self.topic_arn,
+            names.ENV_EVENT_BUS_NAME: self.bus_name,
+            names.ENV_QUARANTINE_QUEUE_URL: self.quarantine_queue_url,
+            names.ENV_QUARANTINE_BUCKET: self.quarantine_bucket,
+        }
+
+
+def client(service: str) -> Any:
+    import boto3
+
+    return boto3.session.Session().client(service)
+
+
+def create_resources(prefix: str | None = None, shards: int = 1) -> ReplayResources:
+    """Everything the stream function talks to, on the current AWS endpoint."""
+    prefix = prefix or f"ocsf-detect-{uuid.uuid4().hex[:8]}"
+    kinesis, sns, sqs, events, s3 = (client(s) for s in ("kinesis", "sns", "sqs", "events", "s3"))
+    stream = f"{prefix}-events"
+    kinesis.create_stream(StreamName=stream, ShardCount=shards)
+    kinesis.get_waiter("stream_exists").wait(
+        StreamName=stream, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    topic_arn = sns.create_topic(Name=f"{prefix}-alerts")["TopicArn"]
+    bus = f"{prefix}-bus"
+    events.create_event_bus(Name=bus)
+    quarantine_url = sqs.create_queue(QueueName=f"{prefix}-quarantine")["QueueUrl"]
+    on_failure_url = sqs.create_queue(QueueName=f"{prefix}-on-failure")["QueueUrl"]
+    bucket = f"{prefix}-quarantine"
+    s3.create_bucket(Bucket=bucket)
+    sns_queue = sqs.create_queue(QueueName=f"{prefix}-sns-subscriber")["QueueUrl"]
+    sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=_queue_arn(sqs, sns_queue),
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    eb_queue = sqs.create_queue(QueueName=f"{prefix}-eventbridge-subscriber")["QueueUrl"]
+    rule = f"{prefix}-findings"
+    events.put_rule(
+        Name=rule,
+        EventBusName=bus,
+        EventPattern=json.dumps(
+            {"source": [names.EVENTBRIDGE_SOURCE], "detail-type": [names.EVENTBRIDGE_DETAIL_TYPE]}
+        ),
+    )
+    events.put_targets(
+        Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": _queue_arn(sqs, eb_queue)}]
+    )
+    return ReplayResources(
+        stream, topic_arn, bus, quarantine_url, bucket, sns_queue, eb_queue, on_failure_url
+    )
+
+
+def _queue_arn(sqs: Any, url: str) -> str:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(attrs["Attributes"]["QueueArn"])
+
+
+def put_events(
+    lines: Sequence[bytes], stream_name: str, advance: Callable[[int], None] | None = None
+) -> list[str]:
+    """PutRecords in batches of 500, re-putting throttled entries; the sequence numbers."""
+    kinesis = client("kinesis")
+    sequence_numbers: list[str] = []
+    for start in range(0, len(lines), PUT_RECORDS_MAX):
+        chunk = [
+            {"Data": line, "PartitionKey": str(start + i)}
+            for i, line in enumerate(lines[start : start + PUT_RECORDS_MAX])
+        ]
+        for _ in range(10):
+            out = kinesis.put_records(StreamName=stream_name, Records=chunk)
+            ok = [r for r in out["Records"] if "SequenceNumber" in r]
+            sequence_numbers.extend(r["SequenceNumber"] for r in ok)
+            chunk = [c for c, r in zip(chunk, out["Records"], strict=True) if "ErrorCode" in r]
+            if not chunk:
+                break
+            time.sleep(0.1)
+        if advance:
+            advance(len(lines[start : start + PUT_RECORDS_MAX]))
+    return sequence_numbers
+
+
+def drain_queue(queue_url: str, idle_polls: int = 2) -> list[dict[str, Any]]:
+    """Receive (and delete) every message until the queue stays empty."""
+    sqs = client("sqs")
+    bodies: list[dict[str, Any]] = []
+    idle = 0
+    while idle < idle_polls:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = got.get("Messages", [])
+        if not messages:
+            idle += 1
+            continue
+        idle = 0
+        for m in messages:
+            bodies.append(json.loads(m["Body"]))
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+            ],
+        )
+    return bodies
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def aws_endpoint(endpoint_url: str | None) -> Iterator[str]:
+    """Use ``endpoint_url`` (or AWS_ENDPOINT_URL), else start the embedded emulator."""
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    with ExitStack() as stack:
+        if not endpoint:
+            endpoint = stack.enter_context(Emulator()).endpoint_url
+        region = os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        if endpoint_url or not os.environ.get("AWS_ENDPOINT_URL"):
+            stack.enter_context(aws_environment(endpoint, region))
+        yield endpoint
+
+
+def replay(
+    bundle_dir: Path,
+    lines: Sequence[bytes],
+    *,
+    batch_size: int = 100,
+    endpoint_url: str | None = None,
+    progress: Callable[[str, int], Any] | None = None,
+) -> dict[str, Any]:
+    """Replay ``lines`` (JSON events) and return the summary counts."""
+    from stream_scoring import adapters, handler
+
+    with aws_endpoint(endpoint_url):
+        started = time.perf_counter()
+        resources = create_resources()
+        with environment(resources.handler_environment(Path(bundle_dir))):
+            adapters.reset()
+            try:
+                sequence_numbers = _put(lines, resources, progress)
+                final: dict[tuple[str, str], str] = {}
+                anomalies_seen: set[str] = set()
+
+                def observe(result: Any) -> None:
+                    for rec, status, planned in zip(
+                        result.records, result.statuses, result.planned, strict=True
+                    ):
+                        final[(rec.shard_id, rec.sequence_number)] = status.value
+                        if planned.alert is not None and status.value == "anomaly":
+                            anomalies_seen.add(planned.alert.uid)
+
+                remove = handler.add_result_observer(observe)
+                try:
+                    with _function_output_to_stderr(handler):
+                        stats = _drive(
+                            resources, batch_size, handler.lambda_handler, progress, len(lines)
+                        )
+                finally:
+                    remove()
+            finally:
+                adapters.reset()
+        sns_alerts = drain_queue(resources.sns_queue_url)
+        eb_alerts = drain_queue(resources.eventbridge_queue_url)
+        quarantine = drain_queue(resources.quarantine_queue_url)
+        on_failure = drain_queue(resources.on_failure_queue_url)
+        seconds = time.perf_counter() - started
+    statuses = list(final.values())
+    sns_uids = {m["finding_info"]["uid"] for m in sns_alerts}
+    eb_uids = {m["detail"]["finding_info"]["uid"] for m in eb_alerts}
+    return {
+        "events_in": len(sequence_numbers),
+        "scored": statuses.count("scored") + statuses.count("anomaly"),
+        "anomalies": statuses.count("anomaly"),
+        "rejected": statuses.count("rejected"),
+        "unsupported": statuses.count("unsupported"),
+        "failed": statuses.count("failed") + (len(sequence_numbers) - len(final)),
+        "alerts_sns": len(sns_uids),
+        "alerts_eventbridge": len(eb_uids),
+        "alert_messages_sns": len(sns_alerts),
+        "alert_messages_eventbridge": len(eb_alerts),
+        "quarantined": len({(m["shard_id"], m["sequence_number"]) for m in quarantine}),
+        "on_failure_batches": len(on_failure),
+        "invocations": stats.invocations,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(len(sequence_numbers) / seconds, 1) if seconds > 0 else 0.0,
+    }
+
+
+def _put(
+    lines: Sequence[bytes], resources: ReplayResources, progress: Callable[[str, int], Any] | None
+) -> list[str]:
+    if progress is None:
+        return put_events(lines, resources.stream_name)
+    with progress("putting", len(lines)) as bar:
+        return put_events(lines, resources.stream_name, bar.advance)
+
+
+def _drive(
+    resources: ReplayResources,
+    batch_size: int,
+    invoke: Callable[[dict[str, Any], Any], Any],
+    progress: Callable[[str, int], Any] | None,
+    total: int,
+) -> Any:
+    runner = KinesisRunner(
+        client("kinesis"),
+        resources.stream_name,
+        invoke,
+        MappingConfig(batch_size=batch_size, on_failure_queue_url=resources.on_failure_queue_url),
+        sqs=client("sqs"),
+    )
+    if progress is None:
+        return runner.run_until_idle()
+    with progress("scoring", total) as bar:
+        return runner.run_until_idle(bar.advance)
+
+
+@contextmanager
+def _function_output_to_stderr(handler_module: Any) -> Iterator[None]:
+    """The function's logs and EMF metrics go to stderr: stdout is the command's answer."""
+    log_handler = getattr(handler_module.logger, "registered_handler", None)
+    previous = log_handler.setStream(sys.stderr) if log_handler is not None else None
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if log_handler is not None and previous is not None:
+            log_handler.setStream(previous)
+
+
+def read_event_lines(path: Path) -> list[bytes]:
+    """Non-empty lines of a JSONL (or .gz) file."""
+    from ocsf_detect.eventio import read_lines
+
+    return [line for line in read_lines(Path(path)) if line.strip()]
+
+
+def dumps(summary: dict[str, Any]) -> str:
+    return orjson.dumps(summary).decode()

@@ -1,0 +1,17 @@
+"""Integration fixtures: an embedded moto server on 127.0.0.1 reached over HTTP."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def emulator_url():
+    """A moto ThreadedMotoServer on a free loopback port, with boto3 pointed at it."""
+    from ocsf_detect.emulator import Emulator, aws_environment
+
+    with Emulator() as emu, aws_environment(emu.endpoint_url):
+        assert os.environ["AWS_ENDPOINT_URL"] == emu.endpoint_url
+        yield emu.endpoint_url

@@ -1,0 +1,41 @@
+"""The demo pipeline end to end on a small generated set: counts invariant and alert
+delivery through the emulated Kinesis, SNS and EventBridge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ocsf_detect.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "demo",
+            "--baseline-events",
+            "3000",
+            "--live-events",
+            "600",
+            "--out",
+            str(tmp_path),
+            "--json",
+            "--batch-size",
+            "200",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["events"] == 600
+    assert summary["scored"] == 600
+    assert summary["alerts_sns"] == summary["anomalies"]
+    assert summary["alerts_eventbridge"] == summary["anomalies"]
+    assert summary["quarantined"] == 0
+    assert "Top alerts" in out
+    report = tmp_path / "report.html"
+    assert report.is_file()
+    assert "data:image/png;base64," in report.read_text()

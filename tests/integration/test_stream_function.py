@@ -1,0 +1,290 @@
+"""The stream function against moto over HTTP: routing, quarantine, faults, replay CLI."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import boto3
+import orjson
+import pytest
+from ocsf_detect import names
+from ocsf_detect.detector.scorer import Scored
+from ocsf_detect.replay import create_resources, drain_queue, put_events
+from ocsf_detect.runner import KinesisRunner, LocalContext, MappingConfig
+
+from tests.conftest import EVENTS_DIR
+
+SHARD = "shardId-000000000000"
+
+
+@pytest.fixture
+def resources(emulator_url, bundle_dir, monkeypatch):
+    from stream_scoring import adapters
+
+    res = create_resources()
+    for key, value in res.handler_environment(bundle_dir).items():
+        monkeypatch.setenv(key, value)
+    adapters.reset()
+    yield res
+    adapters.reset()
+
+
+@pytest.fixture(scope="module")
+def labelled(detector, live_traffic):
+    """(normal events, anomalous events) of live traffic, as this session's bundle sees them."""
+    outcomes = detector.score_objects(live_traffic.events)
+    normal = [o.event for o in outcomes if isinstance(o, Scored) and not o.is_anomaly]
+    anomalous = [o.event for o in outcomes if isinstance(o, Scored) and o.is_anomaly]
+    assert len(anomalous) >= 3
+    return normal, anomalous
+
+
+def kinesis_event(datas: list[str]) -> dict:
+    base = 49590338271490256608559692538361571095921575989136500000
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": str(i),
+                    "sequenceNumber": str(base + i),
+                    "data": d,
+                    "approximateArrivalTimestamp": 1730000000.0 + i,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"{SHARD}:{base + i}",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/stream-role",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/events",
+            }
+            for i, d in enumerate(datas)
+        ]
+    }
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def test_mixed_batch_every_record_accounted_for(resources, labelled):
+    from stream_scoring import handler
+
+    # Given normal events, anomalies and every kind of poison record
+    normal, anomalous = labelled
+    oversize = orjson.dumps({"class_uid": 4001, "time": 1, "pad": "x" * (1024 * 1024 + 10)})
+    poison = [
+        "%%% not base64 %%%",
+        b64(b"this is not json"),
+        b64(orjson.dumps({"time": 1_730_000_000_000})),  # schema: no class_uid
+        b64(oversize),
+    ]
+    datas = [b64(orjson.dumps(e)) for e in normal[:20]] + poison
+    datas += [b64(orjson.dumps(e)) for e in anomalous[:3]]
+    seen = []
+    remove = handler.add_result_observer(seen.append)
+    # When the handler processes the batch
+    try:
+        response = handler.lambda_handler(kinesis_event(datas), LocalContext())
+    finally:
+        remove()
+    # Then nothing failed, every record has an outcome, alerts and poison landed
+    assert response == {"batchItemFailures": []}
+    counts = seen[0].counts()
+    assert (
+        counts["events_in"]
+        == len(datas)
+        == (counts["scored"] + counts["rejected"] + counts["unsupported"] + counts["failed"])
+    )
+    assert counts["anomalies"] >= 3
+    assert counts["rejected"] == 4
+    uids = {p.alert.uid for p in seen[0].planned if p.alert}
+    sns = drain_queue(resources.sns_queue_url)
+    eb = drain_queue(resources.eventbridge_queue_url)
+    assert {m["finding_info"]["uid"] for m in sns} == uids
+    assert {m["detail"]["finding_info"]["uid"] for m in eb} == uids
+    assert all(m["source"] == names.EVENTBRIDGE_SOURCE for m in eb)
+    quarantined = drain_queue(resources.quarantine_queue_url)
+    reasons = sorted(m["reason"] for m in quarantined)
+    assert reasons == sorted(["invalid_encoding", "invalid_json", "missing_field", "too_large"])
+    big = next(m for m in quarantined if m["reason"] == "too_large")
+    bucket, key = big["payload_s3_uri"].removeprefix("s3://").split("/", 1)
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert body == oversize
+
+
+def test_sample_event_gives_the_expected_response(resources):
+    from stream_scoring import handler
+
+    event = json.loads((EVENTS_DIR / "kinesis" / "batch.json").read_text())
+    expected = json.loads((EVENTS_DIR / "kinesis" / "batch.expected.json").read_text())
+    seen = []
+    remove = handler.add_result_observer(seen.append)
+    try:
+        assert handler.lambda_handler(event, LocalContext()) == expected
+    finally:
+        remove()
+    assert [s.value for s in seen[0].statuses[3:]] == [
+        "rejected",
+        "rejected",
+        "rejected",
+        "unsupported",
+    ]
+    assert all(s.value in {"scored", "anomaly"} for s in seen[0].statuses[:3])
+    assert len(drain_queue(resources.quarantine_queue_url)) == 3
+
+
+def test_selftest_payload_publishes_nothing(resources, detector):
+    from stream_scoring import handler
+
+    answer = handler.lambda_handler({names.SELFTEST_PAYLOAD_KEY: True}, LocalContext())
+    assert answer == detector.selftest()
+    assert drain_queue(resources.sns_queue_url, idle_polls=1) == []
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_eventbridge_outage_is_retried_without_loss(resources, labelled, emulator_url):
+    from stream_scoring import adapters, handler
+    from stream_scoring.settings import get_settings
+
+    # Given a stream with normal events and anomalies, and EventBridge down at first
+    normal, anomalous = labelled
+    events = normal[:10] + anomalous[:2] + normal[10:15] + anomalous[2:3]
+    sequence_numbers = put_events([orjson.dumps(e) for e in events], resources.stream_name)
+    real = adapters.get_adapters()
+    broken = adapters.StreamAdapters(
+        publishers=(
+            real.publishers[0],
+            adapters.EventBridgeAlertPublisher(
+                boto3.client("events", endpoint_url=closed_port_url()), resources.bus_name
+            ),
+        ),
+        quarantine=real.quarantine,
+    )
+    responses, seen = [], []
+
+    def invoke(event, context):
+        if not responses:  # the outage: first invocation only
+            result = handler.handle(
+                event, settings=get_settings(), detector=adapters.get_detector(), adapters=broken
+            )
+            seen.append(result)
+            response = result.response()
+        else:
+            remove = handler.add_result_observer(seen.append)
+            try:
+                response = handler.lambda_handler(event, context)
+            finally:
+                remove()
+        responses.append(response)
+        return response
+
+    # When the runner drives the function
+    runner = KinesisRunner(
+        boto3.client("kinesis"), resources.stream_name, invoke, MappingConfig(batch_size=100)
+    )
+    stats = runner.run_until_idle()
+    # Then the first response reports from the first anomaly onward, and only that
+    first_anomaly = sequence_numbers[10]
+    failed = [f["itemIdentifier"] for f in responses[0]["batchItemFailures"]]
+    assert failed == sequence_numbers[10:]
+    assert failed[0] == first_anomaly
+    assert responses[1] == {"batchItemFailures": []}
+    assert stats.retries == 1
+    assert stats.records_delivered == len(events)
+    # ... the retry delivered every alert, duplicates carry identical uids, nothing lost
+    final = {}
+    for result in seen:
+        for r, s in zip(result.records, result.statuses, strict=True):
+            final[r.sequence_number] = s.value
+    assert set(final) == set(sequence_numbers)
+    assert "failed" not in final.values()
+    expected_uids = {p.alert.uid for p in seen[0].planned if p.alert}
+    sns = drain_queue(resources.sns_queue_url)
+    eb = drain_queue(resources.eventbridge_queue_url)
+    assert {m["detail"]["finding_info"]["uid"] for m in eb} == expected_uids
+    assert {m["finding_info"]["uid"] for m in sns} == expected_uids
+    assert len(sns) == 2 * len(expected_uids)  # published before and after the outage
+
+
+def test_runner_bisects_and_sends_exhausted_records_to_on_failure(emulator_url):
+    # Given a handler that crashes on one poison record
+    res = create_resources()
+    put_events([b'{"n": %d}' % i for i in range(8)], res.stream_name)
+    seen_sizes = []
+
+    def invoke(event, context):
+        seen_sizes.append(len(event["Records"]))
+        assert context.get_remaining_time_in_millis() > 0
+        datas = [base64.b64decode(r["kinesis"]["data"]) for r in event["Records"]]
+        if b'{"n": 5}' in datas:
+            raise RuntimeError("boom")
+        return {"batchItemFailures": []}
+
+    runner = KinesisRunner(
+        boto3.client("kinesis"),
+        res.stream_name,
+        invoke,
+        MappingConfig(
+            batch_size=8, maximum_retry_attempts=1, on_failure_queue_url=res.on_failure_queue_url
+        ),
+        sqs=boto3.client("sqs"),
+    )
+    # When the runner drives it
+    stats = runner.run_until_idle()
+    # Then the batch was bisected down to the poison record, which went to the destination
+    assert seen_sizes[:3] == [8, 4, 4]
+    assert stats.bisections >= 3
+    assert stats.records_delivered == 7
+    assert stats.records_to_on_failure == 1
+    (message,) = drain_queue(res.on_failure_queue_url)
+    info = message["KinesisBatchInfo"]
+    assert info["batchSize"] == 1
+    assert info["startSequenceNumber"] == info["endSequenceNumber"]
+    assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
+
+
+def test_replay_cli_invariants(emulator_url, bundle_dir, live_traffic, tmp_path: Path):
+    from ocsf_detect.cli import main
+
+    events = tmp_path / "events.jsonl"
+    lines = [orjson.dumps(e) for e in live_traffic.events[:400]] + [b"not json", b'{"time": 1}']
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(
+            [
+                "replay",
+                "--bundle",
+                str(bundle_dir),
+                "--events",
+                str(events),
+                "--batch-size",
+                "100",
+                "--json",
+            ]
+        )
+    assert code == 0
+    summary = json.loads(out.getvalue())
+    assert summary["events_in"] == 402
+    assert summary["events_in"] == (
+        summary["scored"] + summary["rejected"] + summary["unsupported"] + summary["failed"]
+    )
+    assert summary["failed"] == 0
+    assert summary["rejected"] == 2
+    assert summary["alerts_sns"] == summary["alerts_eventbridge"] == summary["anomalies"]
+    assert summary["quarantined"] == summary["rejected"]
+    assert summary["seconds"] > 0
+    assert summary["events_per_s"] > 0

@@ -1,0 +1,215 @@
+"""The pure batch routine with in-memory fakes: routing, retries, batchItemFailures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import orjson
+import pytest
+from ocsf_detect.detector.scorer import NeighborTable, Scored
+from ocsf_detect.ocsf.outcomes import Rejected, RejectReason, Unsupported
+from ocsf_detect.stream import (
+    Alert,
+    QuarantineItem,
+    RecordStatus,
+    RetryPolicy,
+    StreamRecord,
+    process_batch,
+)
+
+
+class FakeScorer:
+    """Scores {"kind": ...} payloads: normal, anomaly, unsupported, bad."""
+
+    bundle_version = "test-v1"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def score_batch(self, raws: Sequence[bytes]):
+        self.calls += 1
+        out = []
+        for raw in raws:
+            try:
+                kind = orjson.loads(raw)["kind"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                out.append(Rejected(RejectReason.INVALID_JSON, "not JSON"))
+                continue
+            if kind == "unsupported":
+                out.append(Unsupported(1001))
+            else:
+                anomalous = kind == "anomaly"
+                out.append(
+                    Scored(
+                        4001,
+                        1,
+                        2.0 if anomalous else 0.1,
+                        1.0,
+                        anomalous,
+                        4 if anomalous else 1,
+                        {"class_uid": 4001, "kind": kind},
+                        NeighborTable(np.array([[0]]), np.array([[0.1]]), ["n"]),
+                        0,
+                    )
+                )
+        return out
+
+
+class FakePublisher:
+    def __init__(self, channel: str, fail_uids: set[str] | None = None, failures: int = 10**9):
+        self.channel = channel
+        self.fail_uids = fail_uids or set()
+        self.failures_left = failures
+        self.delivered: list[Alert] = []
+        self.calls = 0
+
+    def publish(self, alerts: Sequence[Alert]) -> list[int]:
+        self.calls += 1
+        refused = []
+        for i, a in enumerate(alerts):
+            if a.uid in self.fail_uids and self.failures_left > 0:
+                refused.append(i)
+            else:
+                self.delivered.append(a)
+        if refused:
+            self.failures_left -= 1
+        return refused
+
+
+class FakeQuarantine:
+    def __init__(self, down: bool = False) -> None:
+        self.items: list[QuarantineItem] = []
+        self.down = down
+
+    def put(self, items: Sequence[QuarantineItem]) -> list[int]:
+        if self.down:
+            raise ConnectionError("quarantine unreachable")
+        self.items.extend(items)
+        return []
+
+
+def rec(i: int, kind: str | None, shard: str = "shardId-0") -> StreamRecord:
+    if kind is None:
+        return StreamRecord(shard, str(100 + i), None, "bad base64", raw_data="!!")
+    data = b"{not json" if kind == "garbage" else orjson.dumps({"kind": kind})
+    return StreamRecord(shard, str(100 + i), data)
+
+
+KINDS = ["normal", "anomaly", None, "garbage", "unsupported", "normal", "anomaly", "normal"]
+NO_WAIT = RetryPolicy(max_attempts=3, base_delay_s=0.0)
+
+
+def run(records, publishers, quarantine, **kw):
+    return process_batch(
+        records,
+        FakeScorer(),
+        publishers=publishers,
+        quarantine=quarantine,
+        policy=NO_WAIT,
+        now_ms=1_000,
+        sleep=lambda _s: None,
+        **kw,
+    )
+
+
+def test_every_record_is_routed_and_accounted_for():
+    sns, eb, quarantine = FakePublisher("sns"), FakePublisher("eventbridge"), FakeQuarantine()
+    records = [rec(i, k) for i, k in enumerate(KINDS)]
+    result = run(records, [sns, eb], quarantine)
+    counts = result.counts()
+    assert counts == {
+        "events_in": 8,
+        "scored": 5,
+        "anomalies": 2,
+        "rejected": 2,
+        "unsupported": 1,
+        "failed": 0,
+        "quarantined": 2,
+        "alerts_published": 2,
+    }
+    assert counts["events_in"] == sum(
+        counts[k] for k in ("scored", "rejected", "unsupported", "failed")
+    )
+    assert result.response() == {"batchItemFailures": []}
+    assert [a.uid for a in sns.delivered] == [a.uid for a in eb.delivered]
+    reasons = {q.sequence_number: q.reason for q in quarantine.items}
+    assert reasons == {"102": "invalid_encoding", "103": "invalid_json"}
+    assert quarantine.items[0].payload == b"!!"  # the undecodable text, kept as it came
+
+
+def test_transient_publish_failure_is_retried_within_the_invocation():
+    records = [rec(i, k) for i, k in enumerate(KINDS)]
+    first = run(records, [FakePublisher("sns")], FakeQuarantine())
+    flaky_uid = next(p.alert.uid for p in first.planned if p.alert)
+    sns = FakePublisher("sns", fail_uids={flaky_uid}, failures=2)  # fails twice, then accepts
+    result = run(records, [sns], FakeQuarantine())
+    assert result.response() == {"batchItemFailures": []}
+    assert sns.calls == 3
+
+
+def test_persistent_failure_reports_from_the_first_failed_record_onward():
+    records = [rec(i, k) for i, k in enumerate(KINDS)]
+    first = run(records, [FakePublisher("sns")], FakeQuarantine())
+    second_alert_uid = [p.alert.uid for p in first.planned if p.alert][1]  # record 6
+    eb = FakePublisher("eventbridge", fail_uids={second_alert_uid})
+    result = run(records, [FakePublisher("sns"), eb], FakeQuarantine())
+    assert result.failed_identifiers == ["106", "107"]
+    assert result.statuses[:6] == [
+        RecordStatus.SCORED,
+        RecordStatus.ANOMALY,
+        RecordStatus.REJECTED,
+        RecordStatus.REJECTED,
+        RecordStatus.UNSUPPORTED,
+        RecordStatus.SCORED,
+    ]
+    assert result.errors
+    assert result.errors[0].startswith("eventbridge")
+
+
+def test_unreachable_quarantine_fails_from_the_first_poison_record():
+    records = [rec(i, k) for i, k in enumerate(KINDS)]
+    result = run(records, [FakePublisher("sns")], FakeQuarantine(down=True))
+    assert result.failed_identifiers == [str(100 + i) for i in range(2, 8)]
+    assert result.count(RecordStatus.ANOMALY) == 1  # record 1 is before the failure
+
+
+def test_failures_are_per_shard():
+    records = [rec(0, None, "shardId-a"), rec(1, "normal", "shardId-b")]
+    result = run(records, [FakePublisher("sns")], FakeQuarantine(down=True))
+    assert result.failed_identifiers == ["100"]
+
+
+def test_oversize_records_are_rejected_before_scoring():
+    scorer = FakeScorer()
+    records = [StreamRecord("s", "1", b"x" * 2000)]
+    result = process_batch(
+        records,
+        scorer,
+        publishers=[],
+        quarantine=FakeQuarantine(),
+        policy=NO_WAIT,
+        now_ms=0,
+        max_event_bytes=1000,
+    )
+    assert result.planned[0].quarantine.reason == "too_large"
+    assert scorer.calls == 0
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_retry_policy_is_bounded(attempts):
+    records = [rec(1, "anomaly")]
+    sns = FakePublisher("sns", fail_uids=set(), failures=0)
+    always = FakePublisher("eventbridge")
+    always.publish = lambda alerts: (_ for _ in ()).throw(ConnectionError("down"))  # type: ignore[method-assign]
+    result = process_batch(
+        records,
+        FakeScorer(),
+        publishers=[sns, always],
+        quarantine=FakeQuarantine(),
+        policy=RetryPolicy(max_attempts=attempts, base_delay_s=0.0),
+        now_ms=0,
+        sleep=lambda _s: None,
+    )
+    assert result.failed_identifiers == ["101"]
+    assert sns.calls == 1
