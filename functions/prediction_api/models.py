@@ -1,0 +1,170 @@
+"""Request and response bodies of the prediction API (they are its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BATCH_EVENTS = 1000
+"""Events per batch request: 1,000 typical events stay well inside API Gateway's 10 MB."""
+
+EXAMPLE_EVENT: dict[str, Any] = {
+    "class_uid": 4001,
+    "category_uid": 4,
+    "activity_id": 6,
+    "time": 1767225600000,
+    "src_endpoint": {"ip": "10.0.1.17", "port": 51234},
+    "dst_endpoint": {"ip": "10.0.2.8", "port": 443},
+    "connection_info": {"protocol_name": "tcp", "direction_id": 2},
+    "traffic": {"bytes_in": 5120, "bytes_out": 812, "packets_in": 9, "packets_out": 7},
+}
+
+OcsfEvent = Annotated[
+    dict[str, Any],
+    Field(
+        description=(
+            "One OCSF event (a JSON object). `class_uid` and `time` (epoch ms) are required "
+            "by the detector; other fields are read as the class's features need them."
+        ),
+        json_schema_extra={"examples": [EXAMPLE_EVENT]},
+    ),
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Neighbor(_Out):
+    """A baseline (normal) event near this one: why the score is what it is."""
+
+    id: str = Field(description="id of the baseline event in the bundle's index")
+    distance: float = Field(description="distance in the embedding space")
+
+
+class ScoredResult(_Out):
+    status: Literal["scored"]
+    class_uid: int
+    class_name: str
+    score: float = Field(description="mean distance to the k nearest normal events")
+    threshold: float = Field(description="the class's alert threshold; score >= it is anomalous")
+    is_anomaly: bool
+    severity_id: int = Field(description="OCSF severity_id from the bundle's severity bands")
+    severity: str
+    neighbors: list[Neighbor] = Field(description="nearest normal events, nearest first")
+
+
+class UnsupportedResult(_Out):
+    status: Literal["unsupported"]
+    class_uid: int
+    class_name: str
+
+
+class RejectedResult(_Out):
+    status: Literal["rejected"]
+    reason: str = Field(description="stable reason code, e.g. missing_field, wrong_type, too_deep")
+    field: str | None = Field(description="dotted path of the field at fault, when there is one")
+    message: str
+
+
+EventResult = Annotated[
+    ScoredResult | UnsupportedResult | RejectedResult, Field(discriminator="status")
+]
+
+
+class Prediction(ScoredResult):
+    """The answer to POST /v1/predict."""
+
+    bundle_version: str
+    latency_ms: float = Field(description="time spent scoring inside the function")
+
+
+class BatchRequest(BaseModel):
+    """The body of POST /v1/predict/batch."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"events": [EXAMPLE_EVENT]}]},
+    )
+
+    # Items are deliberately untyped: one malformed event is rejected on its own line of
+    # the answer instead of failing the whole request. The count limit is a 413, checked
+    # by the route, so maxItems is documentation here.
+    events: list[Any] = Field(
+        min_length=1,
+        description="OCSF events (JSON objects); each gets its own result",
+        json_schema_extra={"maxItems": MAX_BATCH_EVENTS},
+    )
+
+
+class BatchTotals(_Out):
+    events: int
+    scored: int
+    anomalies: int
+    unsupported: int
+    rejected: int
+
+
+class BatchPrediction(_Out):
+    """The answer to POST /v1/predict/batch: one result per event, in request order."""
+
+    results: list[EventResult]
+    totals: BatchTotals
+    bundle_version: str
+    latency_ms: float
+
+
+class Health(_Out):
+    """Liveness is the 200 itself; readiness is `ready` (the bundle is loaded)."""
+
+    status: Literal["ok"]
+    ready: bool
+    bundle_version: str | None
+    load_ms: float | None
+
+
+class SeverityBand(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ClassSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    class_uid: int
+    class_name: str
+    threshold: float
+    alert_rate: float | None = None
+
+
+class ModelSummary(BaseModel):
+    """The bundle's public summary (no file names, no internals)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    bundle_version: str
+    created_at: str | None = None
+    classes: list[ClassSummary]
+
+
+class FieldError(_Out):
+    field: str = Field(description="dotted path in the request, e.g. body.events")
+    message: str
+    type: str
+
+
+class ErrorBody(_Out):
+    """Every non-2xx answer. `error` is a stable code; `message` says what to do."""
+
+    error: str = Field(
+        description=(
+            "invalid_json, empty_body, validation_error, unsupported_class, rejected_event, "
+            "payload_too_large, unsupported_media_type, not_found, method_not_allowed, "
+            "internal_error"
+        )
+    )
+    message: str
+    request_id: str | None
+    reason: str | None = Field(default=None, description="detector reason code (422 on predict)")
+    field: str | None = Field(default=None, description="the field at fault, when known")
+    errors: list[FieldError] | None = None

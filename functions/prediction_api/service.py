@@ -1,0 +1,186 @@
+"""What the routes do: load the detector once, score, shape the answers.
+
+No HTTP here (the handler maps errors to status codes) and no environment (settings come
+in as arguments). The detector module pulls in onnxruntime and hnswlib, so it is imported
+only inside ``get_detector``: /v1/health answers without it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prediction_api.models import (
+    BatchPrediction,
+    BatchTotals,
+    EventResult,
+    Health,
+    ModelSummary,
+    Prediction,
+    RejectedResult,
+    ScoredResult,
+    UnsupportedResult,
+)
+from prediction_api.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from ocsf_detect.detector.scorer import Detector
+
+
+class BundleUnavailableError(Exception):
+    """The bundle could not be loaded (missing, corrupt, unreachable)."""
+
+    def __init__(self, message: str, field: str = "bundle") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class EventNotScoredError(Exception):
+    """A single event was unsupported or rejected; ``result`` says why."""
+
+    def __init__(self, result: UnsupportedResult | RejectedResult) -> None:
+        if isinstance(result, UnsupportedResult):
+            message = (
+                f"class_uid {result.class_uid} ({result.class_name}) is not scored by this "
+                "bundle; GET /v1/model lists the classes it scores"
+            )
+            field: str | None = "class_uid"
+        else:
+            message, field = result.message, result.field
+        super().__init__(message)
+        self.result = result
+        self.message = message
+        self.field = field
+
+
+class BatchTooLargeError(Exception):
+    def __init__(self, count: int, limit: int) -> None:
+        self.message = f"{count} events in one request; send at most {limit} per batch"
+        self.field = "events"
+        super().__init__(self.message)
+
+
+_lock = threading.Lock()
+_detector: Detector | None = None
+
+
+def get_detector(settings: ApiSettings) -> Detector:
+    """The container's detector, loaded on first use (thread-safe for the local server)."""
+    global _detector  # noqa: PLW0603 - one detector per execution environment, by design
+    if _detector is None:
+        with _lock:
+            if _detector is None:
+                _detector = _load(settings)
+    return _detector
+
+
+def use_detector(detector: Detector | None) -> None:
+    """Install an already loaded detector (tests, the local server), or forget it."""
+    global _detector  # noqa: PLW0603
+    with _lock:
+        _detector = detector
+
+
+def loaded_detector() -> Detector | None:
+    """The detector if it is loaded already; never loads (liveness must stay cheap)."""
+    return _detector
+
+
+def _load(settings: ApiSettings) -> Detector:
+    from ocsf_detect.detector.bundle import BundleError
+    from ocsf_detect.detector.scorer import Detector
+
+    try:
+        bundle_dir = (
+            _fetch_s3_bundle(settings.bundle_s3_uri)
+            if settings.bundle_s3_uri
+            else settings.bundle_path
+        )
+        return Detector.load(bundle_dir)
+    except (BundleError, OSError) as exc:
+        raise BundleUnavailableError(f"cannot load the bundle: {exc}") from exc
+
+
+def _fetch_s3_bundle(uri: str) -> Path:
+    """Download and unpack s3://bucket/key[?versionId=v] into /tmp (once per container)."""
+    import boto3  # only for S3 bundles: the layer's path needs no AWS SDK at all
+    from ocsf_detect.detector.archive import extract_archive
+
+    bucket, _, rest = uri.removeprefix("s3://").partition("/")
+    key, _, query = rest.partition("?")
+    extra = {"VersionId": query.removeprefix("versionId=")} if query else None
+    work = Path(tempfile.mkdtemp(prefix="bundle-"))
+    archive = work / "bundle.zip"
+    boto3.client("s3").download_file(bucket, key, str(archive), ExtraArgs=extra)
+    return extract_archive(archive, work / "unpacked")
+
+
+# --- answers -------------------------------------------------------------------------------
+def _result(outcome: dict[str, Any]) -> EventResult:
+    status = outcome["status"]
+    if status == "scored":
+        return ScoredResult.model_validate(outcome)
+    if status == "unsupported":
+        return UnsupportedResult.model_validate(outcome)
+    return RejectedResult.model_validate(outcome)
+
+
+def predict_one(detector: Detector, event: dict[str, Any]) -> Prediction:
+    """Score one event; an unsupported or rejected event raises ``EventNotScoredError``."""
+    from ocsf_detect.detector.scorer import outcome_dict
+
+    start = time.perf_counter()
+    outcome = outcome_dict(detector.score_objects([event])[0])
+    if outcome["status"] != "scored":
+        raise EventNotScoredError(_result(outcome))  # type: ignore[arg-type]
+    latency_ms = (time.perf_counter() - start) * 1000.0
+    return Prediction.model_validate(
+        {**outcome, "bundle_version": detector.bundle_version, "latency_ms": round(latency_ms, 3)}
+    )
+
+
+def predict_batch(detector: Detector, events: Sequence[Any], limit: int) -> BatchPrediction:
+    """Score a batch as one call to the detector; one result per event, in order."""
+    from ocsf_detect.detector.scorer import outcome_dict
+
+    if len(events) > limit:
+        raise BatchTooLargeError(len(events), limit)
+    start = time.perf_counter()
+    results = [_result(outcome_dict(o)) for o in detector.score_objects(events)]
+    scored = [r for r in results if isinstance(r, ScoredResult)]
+    unsupported = sum(isinstance(r, UnsupportedResult) for r in results)
+    totals = BatchTotals(
+        events=len(results),
+        scored=len(scored),
+        anomalies=sum(r.is_anomaly for r in scored),
+        unsupported=unsupported,
+        rejected=len(results) - len(scored) - unsupported,
+    )
+    latency_ms = (time.perf_counter() - start) * 1000.0
+    return BatchPrediction(
+        results=results,
+        totals=totals,
+        bundle_version=detector.bundle_version,
+        latency_ms=round(latency_ms, 3),
+    )
+
+
+def health() -> Health:
+    detector = loaded_detector()
+    if detector is None:
+        return Health(status="ok", ready=False, bundle_version=None, load_ms=None)
+    return Health(
+        status="ok",
+        ready=True,
+        bundle_version=detector.bundle_version,
+        load_ms=round(detector.load_ms, 3),
+    )
+
+
+def model_summary(detector: Detector) -> ModelSummary:
+    return ModelSummary.model_validate(detector.manifest.public_summary())
