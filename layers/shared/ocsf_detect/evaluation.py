@@ -217,7 +217,7 @@ def write_plots(ev: Evaluation, out_dir: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(ev.scores.min(), ev.scores.max(), 60)
+    bins = np.linspace(ev.scores.min(), ev.scores.max(), 60).tolist()
     ax.hist(ev.scores[ev.labels == 0], bins=bins, alpha=0.6, label="benign", log=True)
     ax.hist(ev.scores[ev.labels == 1], bins=bins, alpha=0.6, label="malicious", log=True)
     ax.axvline(ev.threshold, color="k", ls="--", lw=1, label="threshold")
