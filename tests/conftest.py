@@ -26,7 +26,7 @@ def small_config(**overrides: object):
 
     base: dict[str, object] = {
         "min_class_events": 30,
-        "train": {"epochs": 4, "max_steps": 200, "width": 32, "blocks": 2, "dim": 16},
+        "train": {"epochs": 60, "max_steps": 400, "width": 64, "blocks": 2, "dim": 32},
         "index": {"recall_sample": 200, "ef_construction": 100},
     }
     base.update(overrides)

@@ -108,7 +108,7 @@ def test_tamper_wrong_dims(bundle_copy: Path) -> None:
         m["models"]["4001"]["model"]["dim"] = 999
 
     _edit_manifest(bundle_copy, edit)
-    with pytest.raises(BundleError, match="does not have dimension 999"):
+    with pytest.raises(BundleError, match="the manifest says 999"):
         Detector.load(bundle_copy)
 
 

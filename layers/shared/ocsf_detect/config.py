@@ -9,8 +9,8 @@ Example ``detector.toml``::
     contamination = 0.01
 
     [train]
-    method = "reconstruction"
-    epochs = 30
+    method = "isometry"
+    epochs = 100
 
     [classes.4001]
     drop = ["dst_host"]                      # feature names to remove
@@ -53,16 +53,19 @@ class IndexConfig(_Section):
 
 
 class TrainSection(_Section):
-    method: Literal["reconstruction", "contrastive"] = "reconstruction"
+    method: Literal["isometry", "reconstruction", "contrastive", "hybrid"] = "isometry"
     dim: int = Field(64, ge=4, le=512)
     width: int = Field(128, ge=8, le=2048)
     blocks: int = Field(3, ge=1, le=16)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    epochs: int = Field(30, ge=1, le=1000)
-    max_steps: int = Field(3000, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    epochs: int = Field(100, ge=1, le=1000)
+    max_steps: int = Field(2000, ge=1)
     batch_size: int = Field(256, ge=8)
     learning_rate: float = Field(2e-3, gt=0)
     mask_rate: float = Field(0.3, gt=0, lt=1)
+    category_weight: float = Field(
+        4.0, gt=0, description="weight of a categorical mismatch in the preserved distance"
+    )
     max_train_events: int = Field(60_000, ge=100)
     seed: int = 0
 

@@ -118,6 +118,7 @@ def build_bundle(
         mask_rate=t.mask_rate,
         max_steps=t.max_steps,
         seed=t.seed,
+        category_weight=t.category_weight,
     )
     for class_uid, parsed in sorted(usable.items()):
         log(f"class {class_uid} ({class_name(class_uid)}): {len(parsed):,} events")

@@ -136,9 +136,20 @@ def _check_io(bundle_dir: Path, info: ClassModel, session: Any) -> None:
                 f"{bundle_dir}: {io.file} input {name!r} has width {inputs[name][1]}, "
                 f"the manifest says {width}"
             )
-    if io.output not in outputs or outputs[io.output][1] != io.dim:
+    if io.output not in outputs:
+        raise BundleError(f"{bundle_dir}: {io.file} has no output named {io.output!r}")
+    # The output width can be symbolic in the graph: run one all-missing row to see it.
+    probe = session.run(
+        [io.output],
+        {
+            io.input_numeric: np.zeros((1, io.n_numeric), dtype=np.float32),
+            io.input_categorical: np.zeros((1, io.n_categorical), dtype=np.int64),
+        },
+    )[0]
+    if probe.shape != (1, io.dim):
         raise BundleError(
-            f"{bundle_dir}: {io.file} output {io.output!r} does not have dimension {io.dim}"
+            f"{bundle_dir}: {io.file} output {io.output!r} has dimension {probe.shape[-1]}, "
+            f"the manifest says {io.dim}"
         )
     spec_width = len(info.features.numeric_stats or [])
     if spec_width > io.n_numeric:

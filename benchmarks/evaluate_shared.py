@@ -1,0 +1,103 @@
+"""Detection quality on the shared labeled data, next to the references: the table in
+docs/results.md. Needs ../shared/data (or OCSF_DETECT_DATA) and the train extra.
+
+Protocols (labels are used only to measure):
+- nsl-kdd: train on the benign rows of the first half, evaluate on the second half.
+- iot23, per capture with both classes: train on the first half of the capture in time
+  (unlabeled, contamination included), evaluate on the second half.
+References (IsolationForest, exact k-NN on the same features) are fitted on the same
+training events.
+
+    python benchmarks/evaluate_shared.py [--out-dir .eval] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+
+from ocsf_detect.config import DetectorConfig
+from ocsf_detect.detector.build import build_bundle
+from ocsf_detect.detector.scorer import Detector
+from ocsf_detect.evaluation import EvaluationError, evaluate
+from ocsf_detect.eventio import read_lines
+
+DATA = Path(os.environ.get("OCSF_DETECT_DATA", "../shared/data"))
+
+
+def uid_of(line: bytes) -> str:
+    return str(orjson.loads(line)["metadata"]["uid"])
+
+
+def run_case(name: str, train: list[bytes], test: list[bytes], labels: dict[str, int],
+             out: Path) -> dict[str, object]:
+    print(f"{name}: training on {len(train):,}, evaluating {len(test):,}", file=sys.stderr)
+    build_bundle(train, out / name, DetectorConfig(min_class_events=30))
+    detector = Detector.load(out / name)
+    try:
+        ev = evaluate(detector, test, labels, baseline_lines=train)
+    except EvaluationError as exc:
+        return {"case": name, "skipped": str(exc)}
+    return {"case": name, **ev.as_dict()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out-dir", type=Path, default=Path(".eval"))
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--only", help="comma-separated case names")
+    args = ap.parse_args()
+    cases = []
+    nsl = DATA / "nsl-kdd"
+    lines = read_lines(nsl / "KDDTrain+_20Percent.ocsf.jsonl.gz")
+    with (nsl / "KDDTrain+_20Percent.labels.csv").open() as fh:
+        nsl_labels = {r["uid"]: int(r["is_malicious"]) for r in csv.DictReader(fh)}
+    half = len(lines) // 2
+    benign_first = [x for x in lines[:half] if nsl_labels[uid_of(x)] == 0]
+    cases.append(("nsl-kdd", benign_first, lines[half:], nsl_labels))
+    iot = DATA / "iot23"
+    with (iot / "labels.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    iot_labels = {r["uid"]: int(r["is_malicious"]) for r in rows}
+    capture_of = {r["uid"]: r["capture"] for r in rows}
+    by_capture: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
+    for line in read_lines(iot / "ocsf_network_activity.jsonl.gz"):
+        event = orjson.loads(line)
+        by_capture[capture_of[event["metadata"]["uid"]]].append((event["time"], line))
+    for capture, items in sorted(by_capture.items()):
+        ys = {iot_labels[uid_of(x)] for _, x in items}
+        if ys != {0, 1}:
+            continue
+        items.sort(key=lambda t: t[0])
+        mid = len(items) // 2
+        cases.append((capture, [x for _, x in items[:mid]], [x for _, x in items[mid:]],
+                      iot_labels))
+    wanted = set(args.only.split(",")) if args.only else None
+    results = [run_case(n, tr, te, lab, args.out_dir) for n, tr, te, lab in cases
+               if wanted is None or n in wanted]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print("| case | malicious / labeled | ROC-AUC ours / IF / kNN | AP ours / IF / kNN |")
+    print("|---|---|---|---|")
+    for r in results:
+        if "skipped" in r:
+            print(f"| {r['case']} | skipped: {r['skipped']} | | |")
+            continue
+        b = r["baselines"]
+        print(f"| {r['case']} | {r['n_malicious']:,} / {r['n_labeled']:,} | "
+              f"{r['roc_auc']:.4f} / {b['isolation_forest']['roc_auc']:.4f} / "
+              f"{b['exact_knn']['roc_auc']:.4f} | {r['average_precision']:.4f} / "
+              f"{b['isolation_forest']['average_precision']:.4f} / "
+              f"{b['exact_knn']['average_precision']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The building block every Lambda function of the app is made of.
+
+Python 3.12 on the ``functions/`` asset (one asset shared by all functions), an explicit
+role that starts with nothing but writing to its own log group, a log group with a
+retention, X-Ray tracing, Powertools' service name and namespace from ``names``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+from ocsf_detect import names
+
+from infra.constructs.nag import acknowledge
+from infra.stages import Architecture
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+_ASSET_EXCLUDE = ["**/tests", "**/__pycache__", "**/*.pyc", "**/*.egg-info", "**/.mypy_cache"]
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """CloudWatch Logs retention for ``days`` (one of the values CloudWatch offers)."""
+    if days not in _RETENTION:
+        raise ValueError(f"log retention of {days} days: use one of {sorted(_RETENTION)}")
+    return _RETENTION[days]
+
+
+def lambda_architecture(architecture: Architecture) -> lambda_.Architecture:
+    return lambda_.Architecture.ARM_64 if architecture == "arm64" else lambda_.Architecture.X86_64
+
+
+def functions_code() -> lambda_.Code:
+    """The ``functions/`` directory: every handler package, without tests or caches."""
+    return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=_ASSET_EXCLUDE)
+
+
+class ServiceFunction(Construct):
+    """A Python 3.12 function with its own least-privilege role and log group."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: str,
+        description: str,
+        architecture: Architecture,
+        memory_mb: int,
+        timeout: Duration,
+        layers: Sequence[lambda_.ILayerVersion],
+        environment: Mapping[str, str],
+        log_retention_days: int,
+        reserved_concurrency: int | None = None,
+        ephemeral_storage_mb: int | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{description} (execution role)",
+        )
+        # Instead of AWSLambdaBasicExecutionRole (every log group of the account): its own.
+        self.log_group.grant_write(self.role)
+        env = {
+            "POWERTOOLS_SERVICE_NAME": names.SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
+            **environment,
+        }
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            handler=handler,
+            code=functions_code(),
+            description=description,
+            architecture=lambda_architecture(architecture),
+            memory_size=memory_mb,
+            timeout=timeout,
+            layers=list(layers),
+            environment=env,
+            role=self.role,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            reserved_concurrent_executions=reserved_concurrency,
+            ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mb)
+            if ephemeral_storage_mb
+            else None,
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray's PutTraceSegments/PutTelemetryRecords support no resource-level "
+            "permissions; this is the only wildcard the role holds",
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "Pinned to Python 3.12 on purpose: the dependency layer is built from cp312 "
+            "wheels (infra/layers.py); move both together",
+        )
+
+    def live_alias(self) -> lambda_.Alias:
+        """The ``live`` alias on the current version: what traffic and CodeDeploy use."""
+        return lambda_.Alias(
+            self,
+            "Live",
+            alias_name=names.LIVE_ALIAS,
+            version=self.function.current_version,
+            description="Receives all traffic; CodeDeploy shifts it between versions",
+        )

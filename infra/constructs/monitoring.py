@@ -1,0 +1,200 @@
+"""Monitoring: the ops topic, the operational alarms and one dashboard per stage."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+from ocsf_detect import names
+
+from infra.constructs.encryption import DataKey
+from infra.constructs.metrics import app_metric_all_versions
+from infra.stages import MonitoringConfig
+
+FIVE_MINUTES = Duration.minutes(5)
+
+
+class Monitoring(Construct):
+    """Alarms that page the ops topic, and the dashboard an operator opens first."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: str,
+        config: MonitoringConfig,
+        key: DataKey,
+        stream: kinesis.IStream,
+        scoring_alias: lambda_.IAlias,
+        scoring_function: lambda_.IFunction,
+        api_function: lambda_.IFunction,
+        api: apigw.RestApi,
+        quarantine_queue: sqs.IQueue,
+        quarantine_dlq: sqs.IQueue,
+        failure_queue: sqs.IQueue,
+        ops_email: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.ops_topic = sns.Topic(
+            self, "OpsTopic", display_name=f"ocsf-detect {stage} ops", master_key=key.key,
+            enforce_ssl=True,
+        )  # fmt: skip
+        key.allow_service("cloudwatch.amazonaws.com")  # alarms publish to the encrypted topic
+        if ops_email:
+            self.ops_topic.add_subscription(subscriptions.EmailSubscription(ops_email))
+
+        iterator_age = scoring_alias.metric(
+            "IteratorAge", statistic="Maximum", period=Duration.minutes(1)
+        )
+        self.alarms: list[cw.Alarm] = [
+            cw.Alarm(
+                self,
+                "IteratorAge",
+                alarm_description="The scorer is falling behind the stream",
+                metric=iterator_age,
+                threshold=config.iterator_age_max_s * 1000,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=5,
+                datapoints_to_alarm=3,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            _depth_alarm(
+                self, "QuarantineDepth", quarantine_queue, config.quarantine_depth_max,
+                "Many events are being quarantined (malformed or oversized input)",
+            ),
+            _depth_alarm(
+                self, "QuarantineDlqDepth", quarantine_dlq, 0,
+                "Quarantine messages failed processing five times",
+            ),
+            _depth_alarm(
+                self, "BatchFailureDepth", failure_queue, 0,
+                "Stream batches exhausted their retries: records were skipped",
+            ),
+            _errors_alarm(self, "ScorerErrors", scoring_function, "Stream scorer errors"),
+            _errors_alarm(self, "PredictorErrors", api_function, "Prediction API function errors"),
+            cw.Alarm(
+                self,
+                "ApiServerErrors",
+                alarm_description="The prediction API answers 5xx",
+                metric=api.metric_server_error(period=FIVE_MINUTES, statistic="Sum"),
+                threshold=5,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+        ]  # fmt: skip
+        self.notify(*self.alarms)
+
+        self.dashboard = cw.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"ocsf-detect-{stage}",
+            default_interval=Duration.hours(3),
+        )
+        records = [
+            app_metric_all_versions(name)
+            for name in (
+                names.METRIC_RECORDS_IN,
+                names.METRIC_SCORED,
+                names.METRIC_PREDICTIONS,
+                names.METRIC_ANOMALIES,
+                names.METRIC_REJECTED,
+                names.METRIC_QUARANTINED,
+            )
+        ]
+        self.dashboard.add_widgets(
+            cw.TextWidget(
+                markdown=f"# ocsf-detect {stage}\nRecords through the scorer, findings, "
+                "rejections, lag, errors and latency. Releases: see CodeDeploy.",
+                width=24,
+                height=2,
+            ),
+            cw.GraphWidget(
+                title="Records in, scored, predictions, anomalies, rejected, quarantined",
+                left=records,
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Iterator age (ms)",
+                left=[iterator_age, stream.metric_get_records_iterator_age_milliseconds()],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Errors",
+                left=[
+                    scoring_function.metric_errors(period=FIVE_MINUTES),
+                    api_function.metric_errors(period=FIVE_MINUTES),
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Scorer duration (p50 / p99)",
+                left=[
+                    scoring_alias.metric_duration(statistic="p50"),
+                    scoring_alias.metric_duration(statistic="p99"),
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="API latency (p50 / p99) and 4xx/5xx",
+                left=[api.metric_latency(statistic="p50"), api.metric_latency(statistic="p99")],
+                right=[api.metric_client_error(), api.metric_server_error()],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Quarantine and failure queues",
+                left=[
+                    q.metric_approximate_number_of_messages_visible()
+                    for q in (quarantine_queue, quarantine_dlq, failure_queue)
+                ],
+                width=12,
+            ),
+            cw.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=12),
+        )
+
+    def notify(self, *alarms: cw.Alarm) -> None:
+        """Send ``alarms`` to the ops topic when they fire and when they clear."""
+        action = cw_actions.SnsAction(self.ops_topic)
+        for alarm in alarms:
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
+
+
+def _depth_alarm(
+    scope: Construct, construct_id: str, queue: sqs.IQueue, above: int, description: str
+) -> cw.Alarm:
+    return cw.Alarm(
+        scope,
+        construct_id,
+        alarm_description=description,
+        metric=queue.metric_approximate_number_of_messages_visible(
+            period=FIVE_MINUTES, statistic="Maximum"
+        ),
+        threshold=above,
+        comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluation_periods=1,
+        treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+    )
+
+
+def _errors_alarm(
+    scope: Construct, construct_id: str, function: lambda_.IFunction, description: str
+) -> cw.Alarm:
+    return cw.Alarm(
+        scope,
+        construct_id,
+        alarm_description=description,
+        metric=function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+        threshold=1,
+        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluation_periods=1,
+        treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+    )

@@ -1,0 +1,210 @@
+"""Prediction API: a REST API (proxy integration, REST proxy v1 events) on the ``live`` alias.
+
+Every method requires authentication: SigV4 (IAM) by default, or an API key with a usage
+plan (``ApiConfig.auth = "api_key"``). Stage throttling, X-Ray, JSON access logs and a
+request validator are always on; prod adds a WAF web ACL with a per-IP rate limit.
+API Gateway caps REST payloads at 10 MB; tighter per-event and per-batch limits are the
+handler's (``OCSF_DETECT_MAX_EVENT_BYTES``, ``OCSF_DETECT_MAX_BATCH_EVENTS``).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+from ocsf_detect import names
+
+from infra.constructs.function import ServiceFunction, retention
+from infra.constructs.model_artifacts import FunctionLayers
+from infra.constructs.nag import acknowledge
+from infra.stages import ApiConfig, Architecture
+
+API_STAGE = "v1"
+
+
+class PredictionApi(Construct):
+    """The prediction function, its alias and the authenticated REST API in front of it."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: str,
+        config: ApiConfig,
+        architecture: Architecture,
+        layers: FunctionLayers,
+        log_retention_days: int,
+        cors_allow_origin: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        environment = layers.bundle_environment()
+        if cors_allow_origin:
+            environment[names.ENV_CORS_ALLOW_ORIGIN] = cors_allow_origin
+        self.service = ServiceFunction(
+            self,
+            "Predictor",
+            handler=names.API_HANDLER,
+            description="ocsf-detect: scores OCSF events sent to the prediction API",
+            architecture=architecture,
+            memory_mb=config.memory_mb,
+            timeout=Duration.seconds(config.timeout_s),
+            layers=layers.all_layers,
+            environment=environment,
+            log_retention_days=log_retention_days,
+            reserved_concurrency=config.reserved_concurrency,
+        )
+        self.function = self.service.function
+        layers.grant_bundle_read(self.function)
+        self.alias = self.service.live_alias()
+
+        self.access_log = logs.LogGroup(
+            self,
+            "AccessLog",
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        use_iam = config.auth == "iam"
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=f"ocsf-detect-{stage}",
+            description="ocsf-detect prediction API",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Execution logs need the account-level CloudWatch role; it is kept on delete
+            # because every REST API of the account and region shares it.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            deploy_options=apigw.StageOptions(
+                stage_name=API_STAGE,
+                tracing_enabled=True,
+                metrics_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # bodies are security events: never in logs
+                throttling_rate_limit=config.throttle_rate,
+                throttling_burst_limit=config.throttle_burst,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_log),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+            ),
+            default_method_options=apigw.MethodOptions(
+                authorization_type=apigw.AuthorizationType.IAM
+                if use_iam
+                else apigw.AuthorizationType.NONE,
+                api_key_required=not use_iam,
+            ),
+        )
+        # Validates what a method declares (parameters, body models); the proxy methods
+        # declare none, so the handler's own parsing and limits are what reject bad input.
+        self.validator = self.api.add_request_validator(
+            "RequestValidator", validate_request_parameters=True, validate_request_body=True
+        )
+        integration = apigw.LambdaIntegration(self.alias, proxy=True, allow_test_invoke=False)
+        proxy = self.api.root.add_resource("{proxy+}")
+        for resource in (self.api.root, proxy):
+            resource.add_method("ANY", integration, request_validator=self.validator)
+
+        self.api_key: apigw.IApiKey | None = None
+        if not use_iam:
+            self.api_key = self.api.add_api_key("ClientKey", description="ocsf-detect client")
+            plan = self.api.add_usage_plan(
+                "UsagePlan",
+                description="Throttle and daily quota per API key",
+                throttle=apigw.ThrottleSettings(
+                    rate_limit=config.throttle_rate, burst_limit=config.throttle_burst
+                ),
+                quota=apigw.QuotaSettings(limit=config.quota_per_day, period=apigw.Period.DAY),
+            )
+            plan.add_api_key(self.api_key)
+            plan.add_api_stage(stage=self.api.deployment_stage)
+            CfnOutput(self, "ApiKeyId", value=self.api_key.key_id)
+            acknowledge(
+                self.api,
+                "AwsSolutions-APIG4",
+                "This stage authenticates callers with API keys and a usage plan "
+                "(ApiConfig.auth=api_key); IAM auth is the default elsewhere",
+            )
+
+        if config.waf:
+            self._add_web_acl(config)
+        else:
+            acknowledge(
+                self.api,
+                "AwsSolutions-APIG3",
+                "Callers are authenticated and the stage is throttled; the WAF web ACL "
+                "(ApiConfig.waf) is enabled in prod, not in this stage",
+            )
+        acknowledge(
+            self.api,
+            "AwsSolutions-COG4",
+            "Callers are services signing requests with SigV4 (or holding an API key), "
+            "not end users in a Cognito user pool",
+        )
+        acknowledge(
+            self.api,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-level logging role needs exactly this AWS-managed policy "
+            "to write execution logs (APIG6)",
+        )
+
+    def _add_web_acl(self, config: ApiConfig) -> None:
+        def managed(name: str, priority: int) -> wafv2.CfnWebACL.RuleProperty:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=name,
+                priority=priority,
+                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                        vendor_name="AWS", name=name
+                    )
+                ),
+                visibility_config=_visibility(name),
+            )
+
+        acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=_visibility("ocsf-detect-api"),
+            rules=[
+                wafv2.CfnWebACL.RuleProperty(
+                    name="rate-limit-per-ip",
+                    priority=0,
+                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                            aggregate_key_type="IP", limit=config.waf_rate_limit_per_5min
+                        )
+                    ),
+                    visibility_config=_visibility("rate-limit-per-ip"),
+                ),
+                # Not the common rule set: its 8 KB body rule would block event batches.
+                managed("AWSManagedRulesKnownBadInputsRuleSet", 1),
+                managed("AWSManagedRulesAmazonIpReputationList", 2),
+            ],
+        )
+        wafv2.CfnWebACLAssociation(
+            self,
+            "WebAclAssociation",
+            resource_arn=self.api.deployment_stage.stage_arn,
+            web_acl_arn=acl.attr_arn,
+        )
+
+
+def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+    )

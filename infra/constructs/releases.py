@@ -1,0 +1,190 @@
+"""Releases: the ``live`` aliases move to new versions through CodeDeploy, guarded.
+
+Per function: a LambdaDeploymentGroup with the stage's traffic-shifting config, alarms
+on the alias (errors, throttles, p99 duration) plus the new bundle's anomaly rate for the
+stream function, automatic rollback on a failed, stopped or alarmed deployment, and a
+pre-traffic hook (``functions/release_hook``) that self-tests the new version against the
+manifest's golden scores before it gets any traffic.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+from ocsf_detect import names
+
+from infra.constructs.function import ServiceFunction
+from infra.constructs.metrics import anomaly_rate
+from infra.constructs.model_artifacts import FunctionLayers
+from infra.constructs.nag import acknowledge, logical_id
+from infra.stages import Architecture, DeploymentStyle, ReleaseConfig
+
+HOOK_TIMEOUT = Duration.minutes(5)
+MIN_SCORED_PER_MINUTE = 50
+
+_DEPLOYMENT_CONFIGS = {
+    DeploymentStyle.ALL_AT_ONCE: codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE,
+    DeploymentStyle.CANARY_10_PERCENT_5_MINUTES: (
+        codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES
+    ),
+    DeploymentStyle.LINEAR_10_PERCENT_EVERY_1_MINUTE: (
+        codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_1_MINUTE
+    ),
+}
+
+
+class Releases(Construct):
+    """One CodeDeploy application; ``guard`` adds a deployment group per function."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ReleaseConfig,
+        architecture: Architecture,
+        layers: FunctionLayers,
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self._architecture = architecture
+        self._layers = layers
+        self._log_retention_days = log_retention_days
+        self.application = codedeploy.LambdaApplication(self, "Application")
+        self.deployment_config = _DEPLOYMENT_CONFIGS[config.deployment]
+        self.groups: dict[str, codedeploy.LambdaDeploymentGroup] = {}
+        self.hooks: dict[str, ServiceFunction] = {}
+        self.alarms: list[cw.Alarm] = []
+
+    def guard(
+        self,
+        name: str,
+        service: ServiceFunction,
+        alias: lambda_.Alias,
+        *,
+        timeout: Duration,
+        watch_anomaly_rate: bool,
+    ) -> codedeploy.LambdaDeploymentGroup:
+        """Put ``alias`` under CodeDeploy with alarms and a pre-traffic self-test."""
+        scope = Construct(self, name)
+        version = service.function.current_version
+        alarms = self._alarms(scope, alias, timeout=timeout, watch_anomaly_rate=watch_anomaly_rate)
+
+        hook = ServiceFunction(
+            scope,
+            "PreTrafficHook",
+            handler=names.PRE_TRAFFIC_HANDLER,
+            description=f"ocsf-detect: self-tests a new {name} version before traffic shifts",
+            architecture=self._architecture,
+            memory_mb=512,
+            timeout=HOOK_TIMEOUT,
+            # The model layer is here only for its manifest.json (golden scores).
+            layers=self._layers.all_layers,
+            environment={
+                names.ENV_TARGET_FUNCTION_ARN: version.function_arn,
+                **self._layers.manifest_environment(),
+            },
+            log_retention_days=self._log_retention_days,
+        )
+        version.grant_invoke(hook.function)
+        self._layers.grant_bundle_read(hook.function)
+
+        group = codedeploy.LambdaDeploymentGroup(
+            scope,
+            "DeploymentGroup",
+            application=self.application,
+            alias=alias,
+            deployment_config=self.deployment_config,
+            alarms=alarms,
+            auto_rollback=codedeploy.AutoRollbackConfig(
+                failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
+            ),
+            pre_hook=hook.function,
+        )
+        # No explicit dependency needed: the alias's UpdatePolicy refers to the hook, so
+        # CloudFormation updates the hook (with the new version's ARN) before the alias.
+        acknowledge(
+            group,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSCodeDeployRoleForLambdaLimited]",
+            "The AWS-managed CodeDeploy role policy for Lambda: alias updates, alarm reads "
+            "and invoking this group's hooks, scoped by AWS and kept current by AWS",
+        )
+        acknowledge(
+            group,
+            f"AwsSolutions-IAM5[Resource::<{logical_id(hook.function)}.Arn>:*]",
+            "CDK's invoke grant for CodeDeploy on this group's pre-traffic hook: the "
+            "function and its versions (the :* suffix), nothing else",
+        )
+        self.groups[name] = group
+        self.hooks[name] = hook
+        self.alarms.extend(alarms)
+        return group
+
+    def _alarms(
+        self,
+        scope: Construct,
+        alias: lambda_.Alias,
+        *,
+        timeout: Duration,
+        watch_anomaly_rate: bool,
+    ) -> list[cw.Alarm]:
+        config = self._config
+        minute = Duration.minutes(1)
+        alarms = [
+            cw.Alarm(
+                scope,
+                "AliasErrors",
+                alarm_description="Invocation errors on the live alias during or after a release",
+                metric=alias.metric_errors(period=minute, statistic="Sum"),
+                threshold=config.errors_max_per_minute,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                scope,
+                "AliasThrottles",
+                alarm_description="Throttled invocations on the live alias",
+                metric=alias.metric_throttles(period=minute, statistic="Sum"),
+                threshold=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                scope,
+                "AliasP99Duration",
+                alarm_description="p99 duration on the live alias close to the timeout",
+                metric=alias.metric_duration(period=minute, statistic="p99"),
+                threshold=timeout.to_milliseconds() * config.p99_duration_fraction_of_timeout,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        if watch_anomaly_rate:
+            version = self._layers.model.version
+            alarms.append(
+                cw.Alarm(
+                    scope,
+                    "NewBundleAnomalyRate",
+                    alarm_description=(
+                        f"Share of events bundle {version} flags as anomalous; a jump means "
+                        "the new model misfires"
+                    ),
+                    metric=anomaly_rate(version, min_scored=MIN_SCORED_PER_MINUTE),
+                    threshold=config.anomaly_rate_max_percent,
+                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    evaluation_periods=3,
+                    datapoints_to_alarm=2,
+                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        return alarms

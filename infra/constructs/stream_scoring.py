@@ -1,0 +1,159 @@
+"""Stream scoring: the function that scores Kinesis batches, and where its leftovers go.
+
+The event source mapping is attached to the ``live`` alias, never to ``$LATEST``, so
+CodeDeploy decides which version reads the stream. Records the function cannot take
+(malformed, oversized) are *quarantined* by the function itself (SQS, plus a bucket for
+payloads too large for a message); batches that keep failing after bisecting and the
+bounded retries go to the on-failure queue as pointers into the stream.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+from ocsf_detect import names
+
+from infra.constructs.function import ServiceFunction
+from infra.constructs.model_artifacts import FunctionLayers
+from infra.constructs.nag import acknowledge, acknowledge_kms_grant, logical_id
+from infra.constructs.storage import secure_bucket_props
+from infra.stages import Architecture, ScoringConfig
+
+QUEUE_RETENTION = Duration.days(14)
+QUEUE_VISIBILITY = Duration.seconds(30)
+
+
+def encrypted_queue(
+    scope: Construct,
+    construct_id: str,
+    *,
+    key: kms.IKey,
+    dead_letter: sqs.IQueue | None = None,
+    visibility_timeout: Duration = QUEUE_VISIBILITY,
+) -> sqs.Queue:
+    """A KMS-encrypted, TLS-only queue that keeps messages for 14 days."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        enforce_ssl=True,
+        retention_period=QUEUE_RETENTION,
+        visibility_timeout=visibility_timeout,
+        dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letter, max_receive_count=5)
+        if dead_letter
+        else None,
+    )
+
+
+class StreamScoring(Construct):
+    """The scoring function on the stream, its quarantine and its failure destination."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ScoringConfig,
+        architecture: Architecture,
+        stream: kinesis.IStream,
+        key: kms.IKey,
+        layers: FunctionLayers,
+        topic: sns.ITopic,
+        bus: events.IEventBus,
+        access_logs: s3.IBucket,
+        log_retention_days: int,
+        quarantine_object_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        # --- where rejected records go -------------------------------------------------
+        self.quarantine_dlq = encrypted_queue(self, "QuarantineDlq", key=key)
+        self.quarantine_queue = encrypted_queue(
+            self, "QuarantineQueue", key=key, dead_letter=self.quarantine_dlq
+        )
+        self.quarantine_bucket = s3.Bucket(
+            self,
+            "QuarantineBucket",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-quarantined-payloads",
+                    expiration=Duration.days(quarantine_object_days),
+                )
+            ],
+            **secure_bucket_props(logs=access_logs, log_prefix="quarantine/"),
+        )
+        self.failure_queue = encrypted_queue(self, "BatchFailureQueue", key=key)
+        acknowledge(
+            self.failure_queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead end: the stream mapping's on-failure destination "
+            "(pointers to shard ranges that exhausted their retries); nothing consumes it "
+            "automatically, an alarm fires on its depth",
+        )
+
+        # --- the function -----------------------------------------------------------------
+        self.service = ServiceFunction(
+            self,
+            "Scorer",
+            handler=names.STREAM_HANDLER,
+            description="ocsf-detect: scores OCSF events from Kinesis, publishes findings",
+            architecture=architecture,
+            memory_mb=config.memory_mb,
+            timeout=Duration.seconds(config.timeout_s),
+            layers=layers.all_layers,
+            environment={
+                **layers.bundle_environment(),
+                names.ENV_ALERT_TOPIC_ARN: topic.topic_arn,
+                names.ENV_EVENT_BUS_NAME: bus.event_bus_name,
+                names.ENV_QUARANTINE_QUEUE_URL: self.quarantine_queue.queue_url,
+                names.ENV_QUARANTINE_BUCKET: self.quarantine_bucket.bucket_name,
+            },
+            log_retention_days=log_retention_days,
+            reserved_concurrency=config.reserved_concurrency,
+            ephemeral_storage_mb=config.ephemeral_storage_mb,
+        )
+        self.function = self.service.function
+        topic.grant_publish(self.function)
+        bus.grant_put_events_to(self.function)
+        self.quarantine_queue.grant_send_messages(self.function)
+        self.quarantine_bucket.grant_put(self.function)
+        layers.grant_bundle_read(self.function)
+        bucket_id = logical_id(self.quarantine_bucket)
+        acknowledge(
+            self.service.role,
+            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
+            "Quarantined payloads are written under keys the function derives at run time "
+            "(write-only: s3:PutObject and friends, no read, no delete)",
+        )
+        acknowledge(
+            self.service.role,
+            "AwsSolutions-IAM5[Action::s3:Abort*]",
+            "Part of CDK's grant_put on the quarantine bucket: lets the writer abort its own "
+            "multipart uploads",
+        )
+        acknowledge_kms_grant(self.service.role)
+
+        # --- the stream, read through the alias --------------------------------------------
+        self.alias = self.service.live_alias()
+        self.event_source = sources.KinesisEventSource(
+            stream,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=config.batch_size,
+            max_batching_window=Duration.seconds(config.max_batching_window_s),
+            parallelization_factor=config.parallelization_factor,
+            report_batch_item_failures=True,
+            bisect_batch_on_error=True,
+            retry_attempts=config.retry_attempts,
+            max_record_age=Duration.seconds(config.max_record_age_s),
+            on_failure=sources.SqsDlq(self.failure_queue),
+        )
+        self.alias.add_event_source(self.event_source)

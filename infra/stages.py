@@ -1,0 +1,254 @@
+"""Stage configuration: dev, staging and prod differ in sizes and release speed, not shape.
+
+``StageConfig`` is plain frozen data; ``DeploySettings.from_context`` turns the CDK
+context (``-c stage=prod -c modelVersion=... ``) into a stage plus the model selection,
+validating every value so that a typo fails the synth with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+Architecture = Literal["x86_64", "arm64"]
+BundleSource = Literal["layer", "s3"]
+ApiAuth = Literal["iam", "api_key"]
+
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}$")
+
+
+class ContextError(ValueError):
+    """A CDK context value is missing or malformed; the message names the key."""
+
+
+class DeploymentStyle(StrEnum):
+    """How CodeDeploy moves the ``live`` alias to a new version."""
+
+    ALL_AT_ONCE = "all_at_once"
+    CANARY_10_PERCENT_5_MINUTES = "canary_10_percent_5_minutes"
+    LINEAR_10_PERCENT_EVERY_1_MINUTE = "linear_10_percent_every_1_minute"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    on_demand: bool = True
+    # False: the AWS-managed aws/kinesis key (producers need no KMS grant). True: the
+    # stage's customer-managed data key, for key-policy control over who reads events.
+    customer_managed_key: bool = False
+    shard_count: int = 1  # only used when on_demand is False
+    retention_hours: int = 24
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    memory_mb: int = 1024
+    timeout_s: int = 60
+    reserved_concurrency: int | None = None
+    ephemeral_storage_mb: int = 512
+    batch_size: int = 100
+    max_batching_window_s: int = 1
+    parallelization_factor: int = 1
+    retry_attempts: int = 2
+    max_record_age_s: int = 3600
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    memory_mb: int = 1024
+    timeout_s: int = 15  # API Gateway's integration timeout is 29 s
+    auth: ApiAuth = "iam"
+    throttle_rate: float = 20
+    throttle_burst: int = 40
+    quota_per_day: int = 100_000  # usage plan quota, api_key auth only
+    reserved_concurrency: int | None = None
+    waf: bool = False
+    waf_rate_limit_per_5min: int = 2_000
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    deployment: DeploymentStyle = DeploymentStyle.ALL_AT_ONCE
+    anomaly_rate_max_percent: float = 20.0
+    errors_max_per_minute: int = 1
+    p99_duration_fraction_of_timeout: float = 0.8
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    iterator_age_max_s: int = 300
+    quarantine_depth_max: int = 100
+    log_retention_days: int = 7
+    findings_archive_days: int = 30
+    quarantine_object_days: int = 30
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    name: str
+    architecture: Architecture = "x86_64"
+    retain_data: bool = False
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+
+
+STAGES: dict[str, StageConfig] = {
+    "dev": StageConfig(name="dev"),
+    "staging": StageConfig(
+        name="staging",
+        retain_data=True,
+        scoring=ScoringConfig(
+            memory_mb=1536, batch_size=200, max_batching_window_s=2, parallelization_factor=2
+        ),
+        api=ApiConfig(throttle_rate=50, throttle_burst=100),
+        release=ReleaseConfig(
+            deployment=DeploymentStyle.CANARY_10_PERCENT_5_MINUTES, anomaly_rate_max_percent=10.0
+        ),
+        monitoring=MonitoringConfig(log_retention_days=30, findings_archive_days=90),
+    ),
+    "prod": StageConfig(
+        name="prod",
+        retain_data=True,
+        scoring=ScoringConfig(
+            memory_mb=2048,
+            timeout_s=120,
+            batch_size=500,
+            max_batching_window_s=5,
+            parallelization_factor=4,
+            retry_attempts=3,
+            max_record_age_s=6 * 3600,
+        ),
+        api=ApiConfig(memory_mb=2048, throttle_rate=200, throttle_burst=400, waf=True),
+        release=ReleaseConfig(
+            deployment=DeploymentStyle.LINEAR_10_PERCENT_EVERY_1_MINUTE,
+            anomaly_rate_max_percent=5.0,
+        ),
+        monitoring=MonitoringConfig(
+            iterator_age_max_s=120,
+            log_retention_days=90,
+            findings_archive_days=365,
+            quarantine_object_days=90,
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    """Which published bundle the functions run, and how they get it."""
+
+    version: str
+    object_version: str | None = None
+    prefix: str = ""
+    source: BundleSource = "layer"
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """Everything the context decides: the stage, the model and a few overrides."""
+
+    stage: StageConfig
+    model: ModelSelection | None  # None: the registry-only shape (-c registryOnly=true)
+    ops_email: str | None = None
+    cors_allow_origin: str | None = None
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> DeploySettings:
+        """Build from ``node.try_get_context``-like lookups.
+
+        Keys: stage, modelVersion, modelObjectVersion, modelPrefix, bundleSource,
+        registryOnly, architecture, apiAuth, streamShards, opsEmail, corsAllowOrigin.
+        """
+        stage_name = _text(get, "stage") or "dev"
+        if stage_name not in STAGES:
+            raise ContextError(
+                f"-c stage={stage_name!r} is not a stage; use one of {', '.join(STAGES)}"
+            )
+        stage = STAGES[stage_name]
+
+        architecture = _text(get, "architecture")
+        if architecture:
+            if architecture not in ("x86_64", "arm64"):
+                raise ContextError(f"-c architecture={architecture!r}: use x86_64 or arm64")
+            stage = dataclasses.replace(stage, architecture=architecture)  # type: ignore[arg-type]
+        api_auth = _text(get, "apiAuth")
+        if api_auth:
+            if api_auth not in ("iam", "api_key"):
+                raise ContextError(f"-c apiAuth={api_auth!r}: use iam or api_key")
+            stage = dataclasses.replace(stage, api=dataclasses.replace(stage.api, auth=api_auth))  # type: ignore[arg-type]
+        shards = _text(get, "streamShards")
+        if shards:
+            if not shards.isdigit() or int(shards) < 1:
+                raise ContextError(f"-c streamShards={shards!r}: a positive shard count")
+            ingest = dataclasses.replace(stage.ingest, on_demand=False, shard_count=int(shards))
+            stage = dataclasses.replace(stage, ingest=ingest)
+
+        model = _model_from_context(get)
+        registry_only = _flag(get, "registryOnly")
+        if model is not None and registry_only:
+            raise ContextError("-c registryOnly=true and -c modelVersion exclude each other")
+        if model is None and not registry_only:
+            # Deploying without a model would delete every function, queue and API of an
+            # existing stage, so the registry-only shape must be asked for by name.
+            raise ContextError(
+                "no -c modelVersion: name the published bundle to run "
+                "(`ocsf-detect bundles --bucket <registry>` lists them), or pass "
+                "-c registryOnly=true to deploy only the model registry (first deploy of a "
+                "stage; on an existing stage it removes everything else)"
+            )
+        return cls(
+            stage=stage,
+            model=model,
+            ops_email=_text(get, "opsEmail"),
+            cors_allow_origin=_text(get, "corsAllowOrigin"),
+        )
+
+
+def _model_from_context(get: Callable[[str], Any]) -> ModelSelection | None:
+    version = _text(get, "modelVersion")
+    object_version = _text(get, "modelObjectVersion")
+    source = _text(get, "bundleSource") or "layer"
+    if source not in ("layer", "s3"):
+        raise ContextError(f"-c bundleSource={source!r}: use layer or s3")
+    if not version:
+        if object_version:
+            raise ContextError("-c modelObjectVersion needs -c modelVersion too")
+        return None
+    if not _VERSION_RE.match(version):
+        raise ContextError(
+            f"-c modelVersion={version!r} is not a bundle_version (e.g. 1.0.0+3f2a9c1b7e4d)"
+        )
+    return ModelSelection(
+        version=version,
+        object_version=object_version,
+        prefix=_text(get, "modelPrefix") or "",
+        source=source,  # type: ignore[arg-type]
+    )
+
+
+def _text(get: Callable[[str], Any], key: str) -> str | None:
+    value = get(key)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _flag(get: Callable[[str], Any], key: str) -> bool:
+    value = get(key)
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise ContextError(f"-c {key}={value!r}: use true or false")

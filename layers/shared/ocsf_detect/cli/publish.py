@@ -1,0 +1,103 @@
+"""``ocsf-detect publish``: upload a trained bundle to the model registry bucket.
+
+Prints the bundle_version, its S3 object version and the exact ``cdk deploy`` line that
+releases it; ``--json`` prints the same facts as one JSON object for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+from ocsf_detect.cli import CommandError
+from ocsf_detect.detector.archive import ArchiveError
+from ocsf_detect.registry import ModelRegistry, PublishedBundle, RegistryError
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "publish",
+        help="publish a bundle to the model registry bucket",
+        description=(
+            "Archive a bundle directory and upload it (with a copy of its manifest) to "
+            "s3://BUCKET/[PREFIX]bundles/<bundle_version>/. A published version is immutable: "
+            "publishing the same bundle again changes nothing, a different bundle with the "
+            "same bundle_version is refused."
+        ),
+    )
+    parser.add_argument(
+        "--bundle", required=True, type=Path, help="bundle directory (manifest.json inside)"
+    )
+    parser.add_argument(
+        "--bucket",
+        required=True,
+        help="registry bucket (the stack's ModelRegistryBucketName output)",
+    )
+    parser.add_argument("--prefix", default="", help="key prefix inside the bucket (default: none)")
+    parser.add_argument(
+        "--stage", default="dev", help="stage to name in the printed cdk deploy line (default: dev)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def deploy_command(bundle: PublishedBundle, *, stage: str, prefix: str = "") -> str:
+    """The ``cdk deploy`` line that releases ``bundle`` to ``stage``.
+
+    >>> deploy_command(PublishedBundle("1.0.0+ab", "b", "bundles/1.0.0+ab/bundle.zip",
+    ...                                "v1", 10, "", None), stage="prod")
+    'npx cdk deploy -c stage=prod -c modelVersion=1.0.0+ab -c modelObjectVersion=v1'
+    """
+    parts = [
+        "npx",
+        "cdk",
+        "deploy",
+        "-c",
+        f"stage={stage}",
+        "-c",
+        f"modelVersion={bundle.bundle_version}",
+    ]
+    if bundle.object_version:
+        parts += ["-c", f"modelObjectVersion={bundle.object_version}"]
+    if prefix.strip("/"):
+        parts += ["-c", f"modelPrefix={prefix}"]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        registry = ModelRegistry(args.bucket, args.prefix)
+        result = registry.publish(args.bundle)
+    except (RegistryError, ArchiveError) as exc:
+        raise CommandError(str(exc)) from exc
+    bundle = result.bundle
+    command = deploy_command(bundle, stage=args.stage, prefix=args.prefix)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "bundle_version": bundle.bundle_version,
+                    "s3_uri": bundle.s3_uri,
+                    "object_version": bundle.object_version,
+                    "manifest_sha256": bundle.manifest_sha256,
+                    "created": result.created,
+                    "deploy_command": command,
+                }
+            )
+        )
+        return 0
+    if result.created:
+        print(f"published bundle {bundle.bundle_version} ({bundle.size:,} bytes)")
+    else:
+        print(
+            f"bundle {bundle.bundle_version} is already published with the same manifest; "
+            "nothing uploaded"
+        )
+    print(f"  archive:        {bundle.s3_uri}")
+    print(f"  object version: {bundle.object_version or '(none: the bucket is not versioned)'}")
+    print("release it with:")
+    print(f"  {command}")
+    return 0

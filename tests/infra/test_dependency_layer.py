@@ -1,0 +1,148 @@
+"""The dependency layer: built from Lambda-platform wheels, under the size limit, importable.
+
+Slow the first time (pip downloads about 100 MB of wheels into .build/); later runs
+reuse the cache keyed by the requirements' hash.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from infra.layers import (
+    LAMBDA_UNZIPPED_LIMIT_BYTES,
+    PYTHON_VERSION,
+    BuiltLayer,
+    LayerTooLargeError,
+    dependency_layer,
+    shared_layer,
+    tree_size,
+    trim,
+)
+
+RUNTIME_IMPORTS = "import numpy, onnxruntime, hnswlib, pydantic, orjson, aws_lambda_powertools"
+
+
+def find_python312() -> str | None:
+    """A python3.12 that really runs: PATH first, then pyenv's installed 3.12.x versions."""
+    candidates = []
+    if found := shutil.which(f"python{PYTHON_VERSION}"):
+        candidates.append(found)
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        root = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False)
+        versions = Path(root.stdout.strip()) / "versions"
+        candidates += [
+            str(p) for p in sorted(versions.glob(f"{PYTHON_VERSION}*/bin/python{PYTHON_VERSION}"))
+        ]
+    for candidate in candidates:
+        # pyenv's shim exists even when 3.12 is not selected; it then fails to run.
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == PYTHON_VERSION:
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def built_layers() -> tuple[BuiltLayer, BuiltLayer]:
+    return dependency_layer("x86_64"), shared_layer()
+
+
+@pytest.mark.slow
+def test_layer_fits_lambda_limit(built_layers: tuple[BuiltLayer, BuiltLayer]) -> None:
+    deps, shared = built_layers
+    print(
+        f"\ndependency layer: {deps.size_mb:.1f} MB unzipped; shared layer: "
+        f"{shared.size_mb:.2f} MB; limit {LAMBDA_UNZIPPED_LIMIT_BYTES / 2**20:.0f} MB"
+    )
+    assert deps.size_bytes + shared.size_bytes < LAMBDA_UNZIPPED_LIMIT_BYTES
+    python = deps.path / "python"
+    # wheels for the Lambda platform, not for this machine's Python
+    assert list(python.glob("numpy/_core/_multiarray_umath.cpython-312-x86_64-linux-gnu.so"))
+    assert list(python.glob("hnswlib.cpython-312-x86_64-linux-gnu.so"))
+    # trimmed
+    assert not list(python.rglob("__pycache__"))
+    assert not list(python.rglob("*.pyi"))
+    assert not (python / "bin").exists()
+    assert not (python / "boto3").exists()  # the runtime provides it
+
+
+@pytest.mark.slow
+def test_layer_imports_under_python312(built_layers: tuple[BuiltLayer, BuiltLayer]) -> None:
+    python312 = find_python312()
+    if python312 is None:
+        pytest.skip("no runnable python3.12 on PATH or in pyenv: cannot import-test the layer")
+    deps, shared = built_layers
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(deps.path / "python"), str(shared.path / "python")]),
+        "PYTHONNOUSERSITE": "1",
+    }
+    env.pop("PYTHONHOME", None)
+    code = (
+        f"{RUNTIME_IMPORTS}; import pydantic_settings; import ocsf_detect, ocsf_detect.names; "
+        "import onnxruntime as ort; "
+        "assert 'CPUExecutionProvider' in ort.get_available_providers(); "
+        "print(numpy.__file__)"
+    )
+    result = subprocess.run(
+        [python312, "-s", "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(deps.path) in result.stdout  # the layer's numpy, not some other one
+
+
+@pytest.mark.slow
+def test_second_build_is_a_cache_hit(built_layers: tuple[BuiltLayer, BuiltLayer]) -> None:
+    deps, _ = built_layers
+    again = dependency_layer("x86_64")
+    assert again.path == deps.path
+    assert again.key == deps.key
+
+
+def test_trim_keeps_metadata_and_drops_what_lambda_never_imports(tmp_path: Path) -> None:
+    site = tmp_path / "python"
+    for rel in (
+        "pkg/__init__.py",
+        "pkg/mod.pyi",
+        "pkg/tests/test_x.py",
+        "pkg/__pycache__/mod.cpython-312.pyc",
+        "pkg/include/header.h",
+        "pkg-1.0.dist-info/METADATA",
+        "pkg-1.0.dist-info/licenses/LICENSE.h",
+        "bin/console-script",
+    ):
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text("x")
+    trim(site)
+    left = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
+    assert left == [
+        "pkg-1.0.dist-info/METADATA",
+        "pkg-1.0.dist-info/licenses/LICENSE.h",
+        "pkg/__init__.py",
+    ]
+    assert tree_size(site) == 3
+
+
+def test_oversized_layer_fails_with_a_clear_message(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# nothing to install\n")
+    with pytest.raises(LayerTooLargeError, match="over Lambda's"):
+        dependency_layer(requirements=requirements, build_root=tmp_path / "build", limit_bytes=-1)
+
+
+def test_shared_layer_is_the_library_under_python(tmp_path: Path) -> None:
+    layer = shared_layer(build_root=tmp_path)
+    assert (layer.path / "python" / "ocsf_detect" / "__init__.py").is_file()
+    assert (layer.path / "python" / "ocsf_detect" / "names.py").is_file()
+    assert not list(layer.path.rglob("__pycache__"))
+    assert shared_layer(build_root=tmp_path).path == layer.path  # cached by content

@@ -1,0 +1,71 @@
+"""Monitoring: the dashboard and the operational alarms that notify the ops topic."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ocsf_detect import names
+
+if TYPE_CHECKING:
+    from tests.infra.conftest import Synthesized
+
+
+def _ops_topic_id(s: Synthesized) -> str:
+    return s.json["Outputs"]["OpsTopicArn"]["Value"]["Ref"]
+
+
+def test_dashboard_shows_the_pipeline(stage_synth: Synthesized) -> None:
+    _, dashboard = stage_synth.only("AWS::CloudWatch::Dashboard")
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for metric in (
+        names.METRIC_RECORDS_IN,
+        names.METRIC_SCORED,
+        names.METRIC_ANOMALIES,
+        names.METRIC_REJECTED,
+        "IteratorAge",
+        "Errors",
+        "Duration",
+        "Latency",
+    ):
+        assert metric in body, metric
+    assert names.METRICS_NAMESPACE in body
+    assert f"ocsf-detect-{stage_synth.stack.settings.stage.name}" in json.dumps(
+        dashboard["Properties"]["DashboardName"]
+    )
+
+
+def test_operational_alarms_notify_the_ops_topic(dev: Synthesized) -> None:
+    ops_topic = _ops_topic_id(dev)
+    alarms = dev.resources("AWS::CloudWatch::Alarm")
+    by_metric: dict[str, list[dict]] = {}
+    for alarm in alarms.values():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"Ref": ops_topic}], props.get("AlarmDescription")
+        by_metric.setdefault(props.get("MetricName", "math"), []).append(props)
+    assert "IteratorAge" in by_metric
+    # quarantine queue, its DLQ, and the batch-failure queue
+    assert len(by_metric["ApproximateNumberOfMessagesVisible"]) == 3
+    dlq_thresholds = sorted(a["Threshold"] for a in by_metric["ApproximateNumberOfMessagesVisible"])
+    assert dlq_thresholds[:2] == [0, 0]
+    # function-wide errors for both functions, plus the per-alias release alarms
+    assert len(by_metric["Errors"]) == 4
+    assert "5XXError" in by_metric
+
+
+def test_iterator_age_threshold_follows_the_stage(stage_synth: Synthesized) -> None:
+    expected_ms = stage_synth.stack.settings.stage.monitoring.iterator_age_max_s * 1000
+    thresholds = [
+        a["Properties"]["Threshold"]
+        for a in stage_synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "IteratorAge"
+    ]
+    assert thresholds == [expected_ms]
+
+
+def test_ops_email_subscription_is_optional(dev: Synthesized, synth) -> None:
+    assert not dev.resources("AWS::SNS::Subscription")
+    s = synth("dev", opsEmail="secops@example.com")
+    _, subscription = s.only("AWS::SNS::Subscription")
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["TopicArn"] == {"Ref": _ops_topic_id(s)}

@@ -1,0 +1,95 @@
+"""Prediction API: authentication on every method, throttling, logs, tracing, WAF in prod."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from aws_cdk.assertions import Match
+from ocsf_detect import names
+
+if TYPE_CHECKING:
+    from tests.infra.conftest import Synthesized
+
+
+def _predictor_alias_id(s: Synthesized) -> str:
+    predictor = next(
+        k
+        for k, r in s.resources("AWS::Lambda::Function").items()
+        if r["Properties"]["Handler"] == names.API_HANDLER
+    )
+    return next(
+        k
+        for k, r in s.resources("AWS::Lambda::Alias").items()
+        if r["Properties"]["FunctionName"] == {"Ref": predictor}
+    )
+
+
+def test_every_method_requires_iam_auth(stage_synth: Synthesized) -> None:
+    methods = stage_synth.resources("AWS::ApiGateway::Method")
+    assert len(methods) >= 2
+    for logical_id, method in methods.items():
+        assert method["Properties"]["AuthorizationType"] == "AWS_IAM", logical_id
+
+
+def test_api_key_mode_requires_a_key_on_every_method(synth) -> None:
+    s = synth("dev", apiAuth="api_key")
+    methods = s.resources("AWS::ApiGateway::Method")
+    assert methods
+    for logical_id, method in methods.items():
+        assert method["Properties"]["ApiKeyRequired"] is True, logical_id
+    _, plan = s.only("AWS::ApiGateway::UsagePlan")
+    config = s.stack.settings.stage.api
+    assert plan["Properties"]["Throttle"] == {
+        "BurstLimit": config.throttle_burst,
+        "RateLimit": config.throttle_rate,
+    }
+    assert plan["Properties"]["Quota"] == {"Limit": config.quota_per_day, "Period": "DAY"}
+    s.only("AWS::ApiGateway::ApiKey")
+    s.only("AWS::ApiGateway::UsagePlanKey")
+
+
+def test_proxy_integration_invokes_the_live_alias(dev: Synthesized) -> None:
+    alias_id = _predictor_alias_id(dev)
+    for method in dev.resources("AWS::ApiGateway::Method").values():
+        integration = method["Properties"]["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert alias_id in json.dumps(integration["Uri"])
+    # API Gateway may invoke the alias, and only the alias
+    for permission in dev.resources("AWS::Lambda::Permission").values():
+        assert permission["Properties"]["FunctionName"] == {"Ref": alias_id}
+
+
+def test_stage_throttles_traces_and_logs_access(stage_synth: Synthesized) -> None:
+    config = stage_synth.stack.settings.stage.api
+    _, stage = stage_synth.only("AWS::ApiGateway::Stage")
+    props = stage["Properties"]
+    assert props["TracingEnabled"] is True
+    (settings,) = props["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == config.throttle_rate
+    assert settings["ThrottlingBurstLimit"] == config.throttle_burst
+    assert settings["LoggingLevel"] == "ERROR"
+    assert settings["DataTraceEnabled"] is False
+    destination = json.dumps(props["AccessLogSetting"]["DestinationArn"])
+    log_groups = stage_synth.resources("AWS::Logs::LogGroup")
+    assert any(f'"{log_group}"' in destination for log_group in log_groups)
+    assert "requestId" in props["AccessLogSetting"]["Format"]
+
+
+def test_requests_are_validated(dev: Synthesized) -> None:
+    validator_id, validator = dev.only("AWS::ApiGateway::RequestValidator")
+    assert validator["Properties"]["ValidateRequestBody"] is True
+    assert validator["Properties"]["ValidateRequestParameters"] is True
+    for method in dev.resources("AWS::ApiGateway::Method").values():
+        assert method["Properties"]["RequestValidatorId"] == {"Ref": validator_id}
+
+
+def test_waf_only_where_the_stage_asks(dev: Synthesized, prod: Synthesized) -> None:
+    assert not dev.resources("AWS::WAFv2::WebACL")
+    _, acl = prod.only("AWS::WAFv2::WebACL")
+    rules = {r["Name"]: r for r in acl["Properties"]["Rules"]}
+    assert rules["rate-limit-per-ip"]["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "IP"
+    prod.template.has_resource_properties(
+        "AWS::WAFv2::WebACLAssociation",
+        {"ResourceArn": Match.any_value(), "WebACLArn": Match.any_value()},
+    )

@@ -1,0 +1,69 @@
+"""Context parsing: every stage and override is validated, typos fail with the key's name."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.stages import STAGES, ContextError, DeploymentStyle, DeploySettings
+
+
+def settings(**context: str) -> DeploySettings:
+    return DeploySettings.from_context(context.get)
+
+
+def test_a_model_or_registry_only_must_be_named() -> None:
+    # a deploy that forgot modelVersion must not shrink a stage to its registry
+    with pytest.raises(ContextError, match="registryOnly=true"):
+        settings()
+    s = settings(registryOnly="true")
+    assert s.stage.name == "dev"
+    assert s.model is None
+    with pytest.raises(ContextError, match="exclude each other"):
+        settings(registryOnly="true", modelVersion="1.0.0+ab")
+
+
+def test_stages_share_a_shape_and_differ_in_sizes_and_release_speed() -> None:
+    assert set(STAGES) == {"dev", "staging", "prod"}
+    speeds = [STAGES[name].release.deployment for name in ("dev", "staging", "prod")]
+    assert speeds == [
+        DeploymentStyle.ALL_AT_ONCE,
+        DeploymentStyle.CANARY_10_PERCENT_5_MINUTES,
+        DeploymentStyle.LINEAR_10_PERCENT_EVERY_1_MINUTE,
+    ]
+    assert STAGES["prod"].scoring.memory_mb > STAGES["dev"].scoring.memory_mb
+    assert all(stage.api.auth == "iam" for stage in STAGES.values())
+
+
+def test_model_selection() -> None:
+    s = settings(stage="prod", modelVersion="1.2.0+abc", modelObjectVersion="v9", bundleSource="s3")
+    assert s.model is not None
+    assert (s.model.version, s.model.object_version, s.model.source) == ("1.2.0+abc", "v9", "s3")
+
+
+@pytest.mark.parametrize(
+    ("context", "names_key"),
+    [
+        ({"stage": "qa"}, "stage"),
+        ({"modelVersion": "../etc"}, "modelVersion"),
+        ({"modelObjectVersion": "v1"}, "modelObjectVersion"),
+        ({"registryOnly": "maybe"}, "registryOnly"),
+        ({"bundleSource": "efs"}, "bundleSource"),
+        ({"architecture": "sparc"}, "architecture"),
+        ({"apiAuth": "none"}, "apiAuth"),
+        ({"streamShards": "0"}, "streamShards"),
+    ],
+)
+def test_bad_context_names_the_key(context: dict[str, str], names_key: str) -> None:
+    with pytest.raises(ContextError, match=names_key):
+        settings(**context)
+
+
+def test_overrides_keep_the_rest_of_the_stage() -> None:
+    s = settings(
+        stage="prod", architecture="arm64", apiAuth="api_key", streamShards="3", registryOnly="1"
+    )
+    assert s.stage.architecture == "arm64"
+    assert s.stage.api.auth == "api_key"
+    assert s.stage.api.waf is True
+    assert (s.stage.ingest.on_demand, s.stage.ingest.shard_count) == (False, 3)
+    assert s.stage.scoring == STAGES["prod"].scoring

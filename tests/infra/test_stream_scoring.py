@@ -1,0 +1,170 @@
+"""Stream scoring: the event source mapping on the live alias, queues, bucket, role."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from aws_cdk.assertions import Match
+from ocsf_detect import names
+
+from infra.stages import STAGES
+
+if TYPE_CHECKING:
+    from tests.infra.conftest import Synthesized
+
+
+def _scorer(s: Synthesized) -> tuple[str, dict]:
+    functions = {
+        k: r
+        for k, r in s.resources("AWS::Lambda::Function").items()
+        if r["Properties"]["Handler"] == names.STREAM_HANDLER
+    }
+    assert len(functions) == 1
+    return next(iter(functions.items()))
+
+
+def test_event_source_mapping_settings_follow_the_stage(stage_synth: Synthesized) -> None:
+    config = STAGES[stage_synth.stack.settings.stage.name].scoring
+    _, mapping = stage_synth.only("AWS::Lambda::EventSourceMapping")
+    props = mapping["Properties"]
+    assert props["BatchSize"] == config.batch_size
+    assert props["MaximumBatchingWindowInSeconds"] == config.max_batching_window_s
+    assert props["ParallelizationFactor"] == config.parallelization_factor
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BisectBatchOnFunctionError"] is True
+    assert props["MaximumRetryAttempts"] == config.retry_attempts
+    assert 0 <= props["MaximumRetryAttempts"] <= 10
+    assert props["MaximumRecordAgeInSeconds"] == config.max_record_age_s
+    assert 60 <= props["MaximumRecordAgeInSeconds"] <= 7 * 24 * 3600
+    assert props["StartingPosition"] == "TRIM_HORIZON"
+    failure_queue = props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert failure_queue in stage_synth.resources("AWS::SQS::Queue")
+
+
+def test_event_source_mapping_targets_the_live_alias(dev: Synthesized) -> None:
+    alias_id, alias = next(
+        (k, r)
+        for k, r in dev.resources("AWS::Lambda::Alias").items()
+        if r["Properties"]["FunctionName"]["Ref"] == _scorer(dev)[0]
+    )
+    assert alias["Properties"]["Name"] == names.LIVE_ALIAS
+    _, mapping = dev.only("AWS::Lambda::EventSourceMapping")
+    # "<function name>:live", built from the alias ARN: never $LATEST, never unqualified.
+    function_name = json.dumps(mapping["Properties"]["FunctionName"])
+    assert alias_id in function_name
+    assert f":{names.LIVE_ALIAS}" in function_name
+
+
+def test_stream_and_queues_are_encrypted(dev: Synthesized) -> None:
+    _, stream = dev.only("AWS::Kinesis::Stream")
+    assert stream["Properties"]["StreamEncryption"]["EncryptionType"] == "KMS"
+    assert stream["Properties"]["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
+    queues = dev.resources("AWS::SQS::Queue")
+    assert len(queues) == 3  # quarantine, its DLQ, the batch-failure destination
+    for queue in queues.values():
+        assert "KmsMasterKeyId" in queue["Properties"]
+    # every queue denies plain HTTP
+    for policy in dev.resources("AWS::SQS::QueuePolicy").values():
+        statement = policy["Properties"]["PolicyDocument"]["Statement"][0]
+        assert statement["Effect"] == "Deny"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert len(dev.resources("AWS::SQS::QueuePolicy")) == 3
+
+
+def test_quarantine_queue_has_its_own_dead_letter_queue(dev: Synthesized) -> None:
+    with_dlq = [
+        q for q in dev.resources("AWS::SQS::Queue").values() if "RedrivePolicy" in q["Properties"]
+    ]
+    assert len(with_dlq) == 1
+    assert with_dlq[0]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5
+
+
+def test_provisioned_stream_is_a_stage_option(synth) -> None:
+    s = synth("prod", streamShards="4")
+    _, stream = s.only("AWS::Kinesis::Stream")
+    assert stream["Properties"]["ShardCount"] == 4
+    assert stream["Properties"]["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
+
+
+def test_scorer_environment_comes_from_names(dev: Synthesized) -> None:
+    _, fn = _scorer(dev)
+    env = fn["Properties"]["Environment"]["Variables"]
+    for name in (
+        names.ENV_ALERT_TOPIC_ARN,
+        names.ENV_EVENT_BUS_NAME,
+        names.ENV_QUARANTINE_QUEUE_URL,
+        names.ENV_QUARANTINE_BUCKET,
+    ):
+        assert name in env
+    assert env[names.ENV_BUNDLE_PATH] == names.DEFAULT_BUNDLE_PATH
+    assert env[names.ENV_EXPECTED_BUNDLE_VERSION] == dev.stack.settings.model.version
+    assert env["POWERTOOLS_SERVICE_NAME"] == names.SERVICE_NAME
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == names.METRICS_NAMESPACE
+    assert names.ENV_BUNDLE_S3_URI not in env
+    assert fn["Properties"]["Runtime"] == "python3.12"
+    assert fn["Properties"]["TracingConfig"] == {"Mode": "Active"}
+    assert fn["Properties"]["Architectures"] == ["x86_64"]
+
+
+def test_memory_and_timeout_follow_the_stage(stage_synth: Synthesized) -> None:
+    config = stage_synth.stack.settings.stage.scoring
+    _, fn = _scorer(stage_synth)
+    assert fn["Properties"]["MemorySize"] == config.memory_mb
+    assert fn["Properties"]["Timeout"] == config.timeout_s
+
+
+def test_scorer_role_is_least_privilege(dev: Synthesized) -> None:
+    _, fn = _scorer(dev)
+    role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    role = dev.json["Resources"][role_id]
+    assert "ManagedPolicyArns" not in role["Properties"]
+    policies = [
+        p
+        for p in dev.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    actions = {
+        action
+        for p in policies
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+        for action in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+    }
+    assert {"sns:Publish", "events:PutEvents", "sqs:SendMessage", "s3:PutObject"} <= actions
+    assert "kinesis:GetRecords" in actions
+    # read-only on nothing else: no reads of S3 when the bundle ships as a layer
+    assert not any(a.startswith("s3:Get") or a.startswith("s3:List") for a in actions)
+    assert not any(a.endswith(":*") or a == "*" for a in actions)
+    wildcard_resources = [
+        st
+        for p in policies
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+        if st["Resource"] == "*"
+    ]
+    assert [sorted(st["Action"]) for st in wildcard_resources] == [
+        ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+    ]
+
+
+def test_quarantine_bucket_is_private_encrypted_and_expiring(dev: Synthesized) -> None:
+    dev.template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [Match.object_like({"Id": "expire-quarantined-payloads", "Status": "Enabled"})]
+                )
+            },
+            "BucketEncryption": Match.any_value(),
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "LoggingConfiguration": {
+                "DestinationBucketName": Match.any_value(),
+                "LogFilePrefix": "quarantine/",
+            },
+        },
+    )

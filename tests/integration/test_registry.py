@@ -1,0 +1,217 @@
+"""`ocsf-detect publish` and `ocsf-detect bundles` against the emulator's S3 over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+from ocsf_detect import names, registry
+from ocsf_detect.cli import main
+from ocsf_detect.registry import ModelRegistry
+
+VERSION = "1.0.0+3f2a9c1b7e4d"
+
+
+def write_bundle(root: Path, version: str = VERSION, *, weights: bytes = b"onnx-weights") -> Path:
+    """A tiny bundle directory: manifest.json plus a couple of small files."""
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "format_version": 1,
+        "bundle_version": version,
+        "created_at": "2024-05-01T12:00:00+00:00",
+        "classes": [3002],
+        "golden_events": [{"class_uid": 3002, "event": {"class_uid": 3002}, "score": 0.25}],
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, sort_keys=True))
+    (root / "3002.onnx").write_bytes(weights)
+    (root / "3002.bin").write_bytes(b"\x00\x01hnsw")
+    return root
+
+
+@pytest.fixture
+def s3(emulator_url):
+    registry.s3_client.cache_clear()  # the CLI's client must see the emulator's endpoint
+    yield boto3.client("s3")
+    registry.s3_client.cache_clear()
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    name = f"registry-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_publish_uploads_archive_and_manifest_with_checksum(
+    s3, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = write_bundle(tmp_path / "bundle")
+
+    code, out, _ = run_cli(capsys, "publish", "--bundle", str(bundle), "--bucket", bucket, "--json")
+
+    assert code == 0
+    result = json.loads(out)
+    key = f"bundles/{VERSION}/bundle.zip"
+    assert result["bundle_version"] == VERSION
+    assert result["s3_uri"] == f"s3://{bucket}/{key}"
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert result["object_version"] == head["VersionId"]
+    sha = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    assert head["Metadata"][names.REGISTRY_META_MANIFEST_SHA256] == sha
+    # the archive unpacks to bundle/..., i.e. /opt/bundle on a layer
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        assert sorted(zf.namelist()) == [
+            "bundle/3002.bin",
+            "bundle/3002.onnx",
+            "bundle/manifest.json",
+        ]
+    manifest = s3.get_object(Bucket=bucket, Key=f"bundles/{VERSION}/manifest.json")
+    assert manifest["Body"].read() == (bundle / "manifest.json").read_bytes()
+    assert manifest["Metadata"][names.REGISTRY_META_MANIFEST_SHA256] == sha
+
+
+def test_publish_prints_the_deploy_line(
+    bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = write_bundle(tmp_path / "bundle")
+
+    code, out, _ = run_cli(
+        capsys, "publish", "--bundle", str(bundle), "--bucket", bucket, "--stage", "prod"
+    )
+
+    assert code == 0
+    object_version = ModelRegistry(bucket).get(VERSION).object_version
+    assert object_version
+    assert (
+        f"npx cdk deploy -c stage=prod -c modelVersion={VERSION} "
+        f"-c modelObjectVersion={object_version}"
+    ) in out
+    assert VERSION in out.splitlines()[0]
+
+
+def test_publishing_the_same_bundle_again_changes_nothing(
+    s3, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = write_bundle(tmp_path / "bundle")
+    args = ("publish", "--bundle", str(bundle), "--bucket", bucket, "--json")
+    first = json.loads(run_cli(capsys, *args)[1])
+
+    code, out, _ = run_cli(capsys, *args)
+
+    again = json.loads(out)
+    assert code == 0
+    assert again["created"] is False
+    assert again["object_version"] == first["object_version"]
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=f"bundles/{VERSION}/bundle.zip")
+    assert len(versions["Versions"]) == 1
+
+
+def test_a_different_bundle_under_a_published_version_is_refused(
+    s3, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_cli(capsys, "publish", "--bundle", str(write_bundle(tmp_path / "a")), "--bucket", bucket)
+    changed = write_bundle(tmp_path / "b", weights=b"other weights")
+    # same bundle_version, different manifest bytes
+    manifest = json.loads((changed / "manifest.json").read_text())
+    manifest["created_at"] = "2024-06-01T00:00:00+00:00"
+    (changed / "manifest.json").write_text(json.dumps(manifest))
+
+    code, _, err = run_cli(capsys, "publish", "--bundle", str(changed), "--bucket", bucket)
+
+    assert code == 2
+    assert "already published" in err
+    assert VERSION in err
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=f"bundles/{VERSION}/bundle.zip")
+    assert len(versions["Versions"]) == 1
+
+
+def test_republish_completes_an_interrupted_publish(s3, bucket: str, tmp_path: Path) -> None:
+    bundle = write_bundle(tmp_path / "bundle")
+    ModelRegistry(bucket, s3=s3).publish(bundle)
+    s3.delete_object(Bucket=bucket, Key=f"bundles/{VERSION}/manifest.json")
+
+    result = ModelRegistry(bucket, s3=s3).publish(bundle)
+
+    assert result.created is False
+    s3.head_object(Bucket=bucket, Key=f"bundles/{VERSION}/manifest.json")
+
+
+def test_bundles_lists_published_versions(
+    bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for version in ("1.0.0+aaaa", "1.1.0+bbbb"):
+        bundle = write_bundle(tmp_path / version, version)
+        assert run_cli(capsys, "publish", "--bundle", str(bundle), "--bucket", bucket)[0] == 0
+
+    code, out, _ = run_cli(capsys, "bundles", "--bucket", bucket, "--json")
+
+    assert code == 0
+    listed = json.loads(out)
+    assert [b["bundle_version"] for b in listed] == ["1.0.0+aaaa", "1.1.0+bbbb"]
+    for item in listed:
+        assert item["size"] > 0
+        assert item["object_version"]
+        assert item["created_at"] == "2024-05-01T12:00:00+00:00"
+        assert item["s3_uri"].endswith(f"/bundles/{item['bundle_version']}/bundle.zip")
+
+    code, table, _ = run_cli(capsys, "bundles", "--bucket", bucket)
+    assert code == 0
+    header, *rows = table.splitlines()
+    assert header.split() == ["VERSION", "CREATED", "SIZE", "OBJECT", "VERSION"]
+    assert [row.split()[0] for row in rows] == ["1.0.0+aaaa", "1.1.0+bbbb"]
+
+
+def test_prefix_keeps_registries_apart(
+    bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = write_bundle(tmp_path / "bundle")
+    code, out, _ = run_cli(
+        capsys, "publish", "--bundle", str(bundle), "--bucket", bucket, "--prefix", "team-a",
+        "--json",
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out)["s3_uri"] == f"s3://{bucket}/team-a/bundles/{VERSION}/bundle.zip"
+    assert "-c modelPrefix=team-a" in json.loads(out)["deploy_command"]
+
+    listed = json.loads(
+        run_cli(capsys, "bundles", "--bucket", bucket, "--prefix", "team-a", "--json")[1]
+    )
+    assert [b["bundle_version"] for b in listed] == [VERSION]
+    assert json.loads(run_cli(capsys, "bundles", "--bucket", bucket, "--json")[1]) == []
+
+
+def test_missing_bucket_says_to_deploy_the_registry_first(
+    emulator_url, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.s3_client.cache_clear()
+    bundle = write_bundle(tmp_path / "bundle")
+
+    code, _, err = run_cli(
+        capsys, "publish", "--bundle", str(bundle), "--bucket", "no-such-registry"
+    )
+
+    assert code == 2
+    assert "does not exist" in err
+    assert "registryOnly=true" in err
+
+
+def test_not_a_bundle_is_a_user_error(
+    bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(capsys, "publish", "--bundle", str(tmp_path), "--bucket", bucket)
+    assert code == 2
+    assert "manifest.json is missing" in err
