@@ -17,15 +17,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
-from sklearn.metrics import average_precision_score, roc_auc_score
-
 from ocsf_detect.detector.index import exact_knn
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.evaluation import read_labels
 from ocsf_detect.eventio import event_uid, read_lines
 from ocsf_detect.ocsf import Parsed
 from ocsf_detect.training.fit import TrainConfig, embed, train_embedding
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 METHODS = ("isometry", "hybrid", "reconstruction", "contrastive")
 
@@ -59,7 +58,8 @@ def main() -> None:
 
         def matrix(path: Path, c: int = c):  # type: ignore[no-untyped-def]
             parsed = [
-                p for p in detector.parser.parse_many(read_lines(path))
+                p
+                for p in detector.parser.parse_many(read_lines(path))
                 if isinstance(p, Parsed) and p.class_uid == c
             ]
             return parsed, pipeline.transform_parsed(parsed)  # noqa: B023
@@ -72,9 +72,10 @@ def main() -> None:
         cards = pipeline.cardinalities
         tr, te = base.dense(cards), live.dense(cards)
         weight = np.ones(tr.shape[1], dtype=np.float32)
-        weight[base.numeric.shape[1]:] = TrainConfig().category_weight
+        weight[base.numeric.shape[1] :] = TrainConfig().category_weight
         row: dict[str, object] = {
-            "events": len(y), "malicious": int(y.sum()),
+            "events": len(y),
+            "malicious": int(y.sum()),
             "raw_knn": quality(y, knn_score(tr, te, args.k)),
             "weighted_raw_knn": quality(y, knn_score(tr * weight, te * weight, args.k)),
             "isolation_forest": quality(
@@ -84,12 +85,19 @@ def main() -> None:
         for method in args.methods.split(","):
             start = time.perf_counter()
             model, _ = train_embedding(
-                base.numeric, base.categorical, cards, TrainConfig(method=method)  # type: ignore[arg-type]
+                base.numeric,
+                base.categorical,
+                cards,
+                TrainConfig(method=method),  # type: ignore[arg-type]
             )
-            s = knn_score(embed(model, base.numeric, base.categorical),
-                          embed(model, live.numeric, live.categorical), args.k)
+            s = knn_score(
+                embed(model, base.numeric, base.categorical),
+                embed(model, live.numeric, live.categorical),
+                args.k,
+            )
             row[f"embedding_{method}"] = {
-                **quality(y, s), "train_seconds": round(time.perf_counter() - start, 1)
+                **quality(y, s),
+                "train_seconds": round(time.perf_counter() - start, 1),
             }
         result[str(c)] = row
     print(json.dumps(result, indent=2))

@@ -22,7 +22,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import orjson
-
 from ocsf_detect.config import DetectorConfig
 from ocsf_detect.detector.build import build_bundle
 from ocsf_detect.detector.scorer import Detector
@@ -36,8 +35,9 @@ def uid_of(line: bytes) -> str:
     return str(orjson.loads(line)["metadata"]["uid"])
 
 
-def run_case(name: str, train: list[bytes], test: list[bytes], labels: dict[str, int],
-             out: Path) -> dict[str, object]:
+def run_case(
+    name: str, train: list[bytes], test: list[bytes], labels: dict[str, int], out: Path
+) -> dict[str, object]:
     print(f"{name}: training on {len(train):,}, evaluating {len(test):,}", file=sys.stderr)
     build_bundle(train, out / name, DetectorConfig(min_class_events=30))
     detector = Detector.load(out / name)
@@ -77,11 +77,15 @@ def main() -> None:
             continue
         items.sort(key=lambda t: t[0])
         mid = len(items) // 2
-        cases.append((capture, [x for _, x in items[:mid]], [x for _, x in items[mid:]],
-                      iot_labels))
+        cases.append(
+            (capture, [x for _, x in items[:mid]], [x for _, x in items[mid:]], iot_labels)
+        )
     wanted = set(args.only.split(",")) if args.only else None
-    results = [run_case(n, tr, te, lab, args.out_dir) for n, tr, te, lab in cases
-               if wanted is None or n in wanted]
+    results = [
+        run_case(n, tr, te, lab, args.out_dir)
+        for n, tr, te, lab in cases
+        if wanted is None or n in wanted
+    ]
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -92,11 +96,13 @@ def main() -> None:
             print(f"| {r['case']} | skipped: {r['skipped']} | | |")
             continue
         b = r["baselines"]
-        print(f"| {r['case']} | {r['n_malicious']:,} / {r['n_labeled']:,} | "
-              f"{r['roc_auc']:.4f} / {b['isolation_forest']['roc_auc']:.4f} / "
-              f"{b['exact_knn']['roc_auc']:.4f} | {r['average_precision']:.4f} / "
-              f"{b['isolation_forest']['average_precision']:.4f} / "
-              f"{b['exact_knn']['average_precision']:.4f} |")
+        print(
+            f"| {r['case']} | {r['n_malicious']:,} / {r['n_labeled']:,} | "
+            f"{r['roc_auc']:.4f} / {b['isolation_forest']['roc_auc']:.4f} / "
+            f"{b['exact_knn']['roc_auc']:.4f} | {r['average_precision']:.4f} / "
+            f"{b['isolation_forest']['average_precision']:.4f} / "
+            f"{b['exact_knn']['average_precision']:.4f} |"
+        )
 
 
 if __name__ == "__main__":
