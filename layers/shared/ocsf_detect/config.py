@@ -46,7 +46,9 @@ class IndexConfig(_Section):
     k: int = Field(16, ge=1, le=256, description="neighbours averaged into the score")
     M: int = Field(16, ge=4, le=96)
     ef_construction: int = Field(200, ge=16, le=2000)
-    ef_search: int = Field(64, ge=8, le=4096)
+    ef_search: int = Field(
+        16, ge=8, le=4096, description="smallest ef tried; doubled until recall_target is met"
+    )
     recall_target: float = Field(0.98, gt=0, le=1)
     recall_sample: int = Field(1000, ge=50)
     contamination: float = Field(0.01, ge=0, lt=0.5, description="share of baseline dropped")
@@ -65,6 +67,9 @@ class TrainSection(_Section):
     mask_rate: float = Field(0.3, gt=0, lt=1)
     category_weight: float = Field(
         4.0, gt=0, description="weight of a categorical mismatch in the preserved distance"
+    )
+    augment: float = Field(
+        1.0, ge=0, le=4, description="corrupted copies per event in the isometry objective"
     )
     max_train_events: int = Field(60_000, ge=100)
     seed: int = 0

@@ -6,6 +6,7 @@ The server always stops when the block exits, also on Ctrl-C.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +51,8 @@ class Emulator:
             from moto.server import ThreadedMotoServer
         except ImportError as exc:
             raise EmulatorError("the emulator needs moto: pip install -e '.[emulator]'") from exc
+        # The server's per-request access log would drown the command's own output.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address=self.host, port=self._port, verbose=False)
         server.start()
         self._server = server

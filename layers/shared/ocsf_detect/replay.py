@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -182,8 +182,10 @@ def replay(
     batch_size: int = 100,
     endpoint_url: str | None = None,
     progress: Callable[[str, int], Any] | None = None,
+    function_output: TextIO | None = None,
 ) -> dict[str, Any]:
-    """Replay ``lines`` (JSON events) and return the summary counts."""
+    """Replay ``lines`` (JSON events) and return the summary counts. The function's log
+    lines and EMF metrics go to ``function_output`` (default: stderr)."""
     from stream_scoring import adapters, handler
 
     with aws_endpoint(endpoint_url):
@@ -206,7 +208,7 @@ def replay(
 
                 remove = handler.add_result_observer(observe)
                 try:
-                    with _function_output_to_stderr(handler):
+                    with _function_output_to(handler, function_output):
                         stats = _drive(
                             resources, batch_size, handler.lambda_handler, progress, len(lines)
                         )
@@ -271,12 +273,14 @@ def _drive(
 
 
 @contextmanager
-def _function_output_to_stderr(handler_module: Any) -> Iterator[None]:
-    """The function's logs and EMF metrics go to stderr: stdout is the command's answer."""
+def _function_output_to(handler_module: Any, stream: TextIO | None) -> Iterator[None]:
+    """The function's logs and EMF metrics go to ``stream`` (stderr by default): stdout
+    is the command's answer."""
+    stream = stream or sys.stderr
     log_handler = getattr(handler_module.logger, "registered_handler", None)
-    previous = log_handler.setStream(sys.stderr) if log_handler is not None else None
+    previous = log_handler.setStream(stream) if log_handler is not None else None
     try:
-        with redirect_stdout(sys.stderr):
+        with redirect_stdout(stream):
             yield
     finally:
         if log_handler is not None and previous is not None:

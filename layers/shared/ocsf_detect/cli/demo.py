@@ -88,12 +88,16 @@ def run(args: argparse.Namespace) -> int:
         f"3/4 replaying {len(live_lines):,} events through Kinesis into the stream function "
         "(embedded AWS emulator on 127.0.0.1)"
     )
-    delivery = replay(
-        bundle,
-        live_lines,
-        batch_size=args.batch_size,
-        progress=lambda label, total: Progress(f"    {label}", total),
-    )
+    function_log = out / "function.log"
+    with function_log.open("w", encoding="utf-8") as log_stream:
+        delivery = replay(
+            bundle,
+            live_lines,
+            batch_size=args.batch_size,
+            progress=lambda label, total: Progress(f"    {label}", total),
+            function_output=log_stream,
+        )
+    say(f"    the stream function's logs and metrics: {function_log}")
     say("4/4 analysing alerts against the labels")
     scored, summary, per_attack = analyse(detector, live_lines, labels)
     table = top_alerts(scored, labels)

@@ -119,6 +119,7 @@ def build_bundle(
         max_steps=t.max_steps,
         seed=t.seed,
         category_weight=t.category_weight,
+        augment=t.augment,
     )
     for class_uid, parsed in sorted(usable.items()):
         log(f"class {class_uid} ({class_name(class_uid)}): {len(parsed):,} events")

@@ -50,6 +50,8 @@ class TrainConfig:
     seed: int = 0
     anchor_scale: float = 3.0  # anchor = this x the 99th percentile of |z| on training data
     category_weight: float = 4.0  # one categorical mismatch ~ a 4-sigma numeric deviation
+    augment: float = 1.0  # corrupted copies per batch event in the isometry loss (0: none)
+    augment_range: float = 8.0  # numeric corruption range: the feature spec's clip
 
 
 @dataclass
@@ -106,10 +108,10 @@ def train_embedding(
             elif config.method == "contrastive":
                 loss = _contrastive_loss(model, num, cat, x_num, x_cat, config)
             elif config.method == "isometry":
-                loss = _isometry_loss(model, num, cat, config.category_weight)
+                loss = _isometry_loss(model, *_augmented(model, num, cat, config), config)
             else:
                 loss = _isometry_loss(
-                    model, num, cat, config.category_weight
+                    model, *_augmented(model, num, cat, config), config
                 ) + 0.1 * _reconstruction_loss(model, head, num, cat, config.mask_rate)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -150,13 +152,37 @@ def _dense(
     return torch.cat(parts, dim=1)
 
 
+def _augmented(
+    model: TabularResNet, num: torch.Tensor, cat: torch.Tensor, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch plus corrupted copies of it, off the baseline's manifold: a random share
+    of fields replaced by another event's value or a random value (numerics anywhere in
+    the clip range, categories anywhere in their vocabulary, unseen included). Anomalies
+    live off the manifold; without these the map is distance-preserving only where normal
+    events are, and far-out events can land close to normal ones."""
+    copies = int(round(config.augment * num.shape[0]))
+    if copies <= 0:
+        return num, cat
+    rows = torch.randint(0, num.shape[0], (copies,))
+    src_num, src_cat = num[rows], cat[rows]
+    rate = torch.rand(copies, 1) * 0.5
+    other = num[torch.randint(0, num.shape[0], (copies,))]
+    uniform = (torch.rand_like(src_num) * 2 - 1) * config.augment_range
+    replacement = torch.where(torch.rand_like(src_num) < 0.5, other, uniform)
+    aug_num = torch.where(torch.rand_like(src_num) < rate, replacement, src_num)
+    cards = torch.tensor(model.cardinalities, dtype=torch.float32)
+    random_cat = (torch.rand(src_cat.shape) * cards).long()
+    aug_cat = torch.where(torch.rand(src_cat.shape) < rate, random_cat, src_cat)
+    return torch.cat([num, aug_num]), torch.cat([cat, aug_cat])
+
+
 def _isometry_loss(
-    model: TabularResNet, num: torch.Tensor, cat: torch.Tensor, category_weight: float
+    model: TabularResNet, num: torch.Tensor, cat: torch.Tensor, config: TrainConfig
 ) -> torch.Tensor:
     """Relative stress between embedding and feature-space distances within the batch,
     near pairs weighted up: k-NN scoring reads local distances."""
     z = model.encode(num, cat)
-    dense = _dense(model, num, cat, category_weight)
+    dense = _dense(model, num, cat, config.category_weight)
     d_raw = torch.cdist(dense, dense)
     d_emb = torch.cdist(z, z)
     scale = d_raw.mean().clamp_min(1e-6)
