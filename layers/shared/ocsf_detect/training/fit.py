@@ -160,7 +160,7 @@ def _augmented(
     the clip range, categories anywhere in their vocabulary, unseen included). Anomalies
     live off the manifold; without these the map is distance-preserving only where normal
     events are, and far-out events can land close to normal ones."""
-    copies = int(round(config.augment * num.shape[0]))
+    copies = round(config.augment * num.shape[0])
     if copies <= 0:
         return num, cat
     rows = torch.randint(0, num.shape[0], (copies,))
