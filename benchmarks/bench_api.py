@@ -10,6 +10,7 @@ in a fresh interpreter.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -150,13 +151,16 @@ def main() -> None:
 
     cold = cold_start(args.bundle.resolve())
     events = generate_traffic(max(args.events, 1000), seed=99, attacks=True).events
-    report = {
-        "bundle": args.bundle.name,
-        "cold_start": cold,
-        "in_process": in_process(events, args.requests),
-        "local_server": over_http(events, args.threads, args.per_thread),
-        "targets": {"single_p99_ms": 5, "batch_1000_ms": 100},
-    }
+    # Whatever the function prints (EMF lines if metrics stay on) goes to stderr, so
+    # stdout is exactly one JSON object.
+    with contextlib.redirect_stdout(sys.stderr):
+        report = {
+            "bundle": args.bundle.name,
+            "cold_start": cold,
+            "in_process": in_process(events, args.requests),
+            "local_server": over_http(events, args.threads, args.per_thread),
+            "targets": {"single_p99_ms": 5, "batch_1000_ms": 100},
+        }
     print(json.dumps(report, indent=2))
 
 

@@ -104,9 +104,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     args = parser.parse_args()
     if args.events:
-        from ocsf_detect.replay import read_event_lines
+        from ocsf_detect.eventio import read_lines
 
-        lines = read_event_lines(args.events)
+        lines = read_lines(args.events)
     else:
         import orjson
         from ocsf_detect.simulate.traffic import generate_traffic

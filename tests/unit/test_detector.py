@@ -181,3 +181,38 @@ def test_attacks_score_higher_than_normal_traffic(detector: Detector, live_traff
     )
     assert labels.sum() > 0
     assert np.median(ratio[labels == 1]) > np.quantile(ratio[labels == 0], 0.9)
+
+
+def test_anchored_normalisation_keeps_how_far_an_event_is() -> None:
+    torch = pytest.importorskip("torch")
+    from ocsf_detect.training.model import TabularResNet
+
+    # Given a model whose free coordinates grow with the input
+    torch.manual_seed(0)
+    model = TabularResNet(8, [4], width=16, blocks=1, dim=8).eval()
+    model.anchor.fill_(1.0)
+    direction = torch.randn(1, 8)
+    cat = torch.zeros(1, 1, dtype=torch.long)
+    with torch.no_grad():
+        origin = model(torch.zeros(1, 8), cat)
+        far = [model(direction * scale, cat) for scale in (1.0, 10.0, 100.0)]
+    # Then outputs are unit vectors and farther inputs land farther away
+    distances = [float((f - origin).norm()) for f in far]
+    assert all(abs(float(f.norm()) - 1.0) < 1e-5 for f in far)
+    assert distances[0] < distances[1] < distances[2]
+
+
+def test_isometry_batches_carry_corrupted_copies() -> None:
+    torch = pytest.importorskip("torch")
+    from ocsf_detect.training.fit import TrainConfig, _augmented
+    from ocsf_detect.training.model import TabularResNet
+
+    model = TabularResNet(3, [5, 7], width=8, blocks=1, dim=4)
+    num = torch.randn(50, 3)
+    cat = torch.randint(0, 5, (50, 2))
+    aug_num, aug_cat = _augmented(model, num, cat, TrainConfig(augment=1.0))
+    assert aug_num.shape == (100, 3)
+    assert torch.equal(aug_num[:50], num)
+    assert torch.equal(aug_cat[:50], cat)
+    assert int(aug_cat[:, 1].max()) < 7  # corrupted categories stay inside the vocabulary
+    assert not torch.equal(aug_num[50:], num)

@@ -58,27 +58,22 @@ def bench_parse_features(lines: list[bytes]) -> dict[str, Any]:
     spec = fit_spec(default_specs()[4001], sample, np.array([e["time"] for e in sample]))
     pipeline = FeaturePipeline(spec)
     parser = EventParser({4001: pipeline.plan})
+    paths = [p.split(".") for p in pipeline.plan.paths]
 
     def ours() -> None:
         outcomes = parser.parse_many(lines)
         pipeline.transform_parsed([o for o in outcomes if isinstance(o, Parsed)])
 
     def reference() -> None:
-        # The straightforward path: json.loads, validate the whole event, then read the
-        # fields into a feature row one event at a time.
+        # The straightforward path doing the same work: json.loads, validate the whole
+        # event with the full pydantic model, read the used fields off the model one event
+        # at a time, then the same vectorised feature transform.
+        rows, times = [], []
         for line in lines:
             event = NetworkActivity.model_validate(json.loads(line))
-            t = event.traffic
-            d = event.dst_endpoint
-            _ = (
-                event.time,
-                event.activity_id,
-                event.status_code,
-                d.port if d else None,
-                d.ip if d else None,
-                t.bytes_in if t else None,
-                t.bytes_out if t else None,
-            )
+            rows.append(tuple(_from_model(event, path) for path in paths))
+            times.append(event.time)
+        pipeline.transform(rows, np.asarray(times))
 
     n = len(lines)
     ours_rate = _rate(ours, n)
@@ -87,9 +82,23 @@ def bench_parse_features(lines: list[bytes]) -> dict[str, Any]:
         "events": n,
         "events_per_s": round(ours_rate),
         "reference_json_pydantic_events_per_s": round(ref_rate),
+        "reference": "json.loads + full pydantic model + the same feature transform",
         "speedup": round(ours_rate / ref_rate, 2),
         "target_events_per_s": 60_000,
     }
+
+
+def _from_model(model: Any, path: list[str]) -> Any:
+    node = model
+    for key in path:
+        if node is None:
+            return None
+        if isinstance(node, dict):
+            node = node.get(key)
+        else:
+            value = getattr(node, key, None)
+            node = value if value is not None else (node.model_extra or {}).get(key)
+    return node
 
 
 def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000) -> dict[str, Any]:

@@ -71,6 +71,9 @@ class TrainSection(_Section):
     augment: float = Field(
         1.0, ge=0, le=4, description="corrupted copies per event in the isometry objective"
     )
+    augment_uniform: float = Field(
+        0.0, ge=0, le=1, description="share of corrupted numerics drawn uniformly, not swapped"
+    )
     max_train_events: int = Field(60_000, ge=100)
     seed: int = 0
 

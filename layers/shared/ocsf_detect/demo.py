@@ -7,15 +7,13 @@ import base64
 import csv
 import html
 import io
-import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from ocsf_detect.detector.scorer import Detector, Scored
 from ocsf_detect.eventio import event_uid
@@ -79,21 +77,28 @@ def analyse(
 def top_alerts(
     scored: list[Scored], labels: dict[str, tuple[int, str]] | None, n: int = 15
 ) -> list[dict[str, Any]]:
+    """The highest-scoring alerts, one row per (class, entity) with how many alerts it
+    raised: an analyst's queue, not fifteen copies of one brute-force burst."""
     alerts = sorted((o for o in scored if o.is_anomaly), key=lambda o: -o.score / o.threshold)
-    rows = []
-    for o in alerts[:n]:
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    for o in alerts:
+        key = (o.class_uid, entity(o.event))
+        if key in rows:
+            rows[key]["alerts"] += 1
+            continue
+        if len(rows) >= n:
+            continue
         _, kind = (labels or {}).get(event_uid(o.event) or "", (0, "-"))
-        rows.append(
-            {
-                "time": datetime.fromtimestamp(o.time_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
-                "class": o.class_uid,
-                "entity": entity(o.event),
-                "severity": o.severity,
-                "score": round(o.score / o.threshold, 2),
-                "label": kind or "-",
-            }
-        )
-    return rows
+        rows[key] = {
+            "time": datetime.fromtimestamp(o.time_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
+            "class": o.class_uid,
+            "entity": key[1],
+            "severity": o.severity,
+            "score": round(o.score / o.threshold, 2),
+            "label": kind or "-",
+            "alerts": 1,
+        }
+    return list(rows.values())
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -151,6 +156,7 @@ def write_report(
     if per_attack:
         kinds = list(per_attack)
         ax.bar(kinds, [d / t if t else 0 for d, t in per_attack.values()])
+        ax.tick_params(axis="x", labelrotation=15)
         ax.axhline(0.8, color="k", ls="--", lw=1)
         ax.set_ylim(0, 1.05)
     ax.set(ylabel="recall", title="Recall per attack type at the calibrated threshold")
@@ -176,22 +182,3 @@ text-align:left}}table{{border-collapse:collapse}}tr:nth-child(even){{background
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
-
-
-def dumps_lines(events: list[dict[str, Any]]) -> list[bytes]:
-    return [orjson.dumps(e) for e in events]
-
-
-def now() -> float:
-    return time.perf_counter()
-
-
-__all__ = [
-    "Counter",
-    "DemoResult",
-    "analyse",
-    "format_table",
-    "read_label_rows",
-    "top_alerts",
-    "write_report",
-]

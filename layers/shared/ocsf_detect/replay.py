@@ -287,12 +287,5 @@ def _function_output_to(handler_module: Any, stream: TextIO | None) -> Iterator[
             log_handler.setStream(previous)
 
 
-def read_event_lines(path: Path) -> list[bytes]:
-    """Non-empty lines of a JSONL (or .gz) file."""
-    from ocsf_detect.eventio import read_lines
-
-    return [line for line in read_lines(Path(path)) if line.strip()]
-
-
 def dumps(summary: dict[str, Any]) -> str:
     return orjson.dumps(summary).decode()

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     report = write_report(out / "report.html", scored, summary, per_attack, table, labels)
-    print("\nTop alerts (score relative to the threshold)")
+    print("\nTop alerts (score relative to the threshold; one row per class and entity)")
     print(format_table(table))
     print("\nSummary")
     for k, v in summary.items():

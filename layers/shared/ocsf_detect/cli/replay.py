@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocsf_detect.replay import dumps, read_event_lines, replay
+    from ocsf_detect.eventio import read_lines
+    from ocsf_detect.replay import dumps, replay
 
     if not (args.bundle / "manifest.json").is_file():
         raise CommandError(f"{args.bundle} is not a bundle (no manifest.json); see 'train'")
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.events} does not exist; 'generate' can write some events")
     if not 1 <= args.batch_size <= 10_000:
         raise CommandError("--batch-size must be between 1 and 10000 (Kinesis' limit)")
-    lines = read_event_lines(args.events)
+    lines = read_lines(args.events)
     if not lines:
         raise CommandError(f"{args.events} holds no events")
     summary = replay(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import platform
 import shutil
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -120,6 +119,7 @@ def build_bundle(
         seed=t.seed,
         category_weight=t.category_weight,
         augment=t.augment,
+        augment_uniform=t.augment_uniform,
     )
     for class_uid, parsed in sorted(usable.items()):
         log(f"class {class_uid} ({class_name(class_uid)}): {len(parsed):,} events")
@@ -327,8 +327,3 @@ def _golden(
         )
         for i in picks
     ]
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    return fn(), time.perf_counter() - start

@@ -52,6 +52,7 @@ class TrainConfig:
     category_weight: float = 4.0  # one categorical mismatch ~ a 4-sigma numeric deviation
     augment: float = 1.0  # corrupted copies per batch event in the isometry loss (0: none)
     augment_range: float = 8.0  # numeric corruption range: the feature spec's clip
+    augment_uniform: float = 0.0  # share of corrupted numerics drawn uniformly, not swapped
 
 
 @dataclass
@@ -156,8 +157,9 @@ def _augmented(
     model: TabularResNet, num: torch.Tensor, cat: torch.Tensor, config: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch plus corrupted copies of it, off the baseline's manifold: a random share
-    of fields replaced by another event's value or a random value (numerics anywhere in
-    the clip range, categories anywhere in their vocabulary, unseen included). Anomalies
+    of fields replaced by another event's value (which breaks the correlations normal
+    events have) or, for a share ``augment_uniform`` of numerics, a value anywhere in the
+    clip range; categories anywhere in their vocabulary, unseen included. Anomalies
     live off the manifold; without these the map is distance-preserving only where normal
     events are, and far-out events can land close to normal ones."""
     copies = round(config.augment * num.shape[0])
@@ -168,7 +170,7 @@ def _augmented(
     rate = torch.rand(copies, 1) * 0.5
     other = num[torch.randint(0, num.shape[0], (copies,))]
     uniform = (torch.rand_like(src_num) * 2 - 1) * config.augment_range
-    replacement = torch.where(torch.rand_like(src_num) < 0.5, other, uniform)
+    replacement = torch.where(torch.rand_like(src_num) < config.augment_uniform, uniform, other)
     aug_num = torch.where(torch.rand_like(src_num) < rate, replacement, src_num)
     cards = torch.tensor(model.cardinalities, dtype=torch.float32)
     random_cat = (torch.rand(src_cat.shape) * cards).long()
@@ -238,8 +240,10 @@ def _contrastive_loss(
     all_cat: torch.Tensor,
     config: TrainConfig,
 ) -> torch.Tensor:
-    a = model(*_corrupt(num, cat, all_num, all_cat, config.mask_rate * 2))
-    b = model(*_corrupt(num, cat, all_num, all_cat, config.mask_rate * 2))
+    # InfoNCE compares directions: normalise z itself (the anchor is set after training).
+    normalize = nn.functional.normalize
+    a = normalize(model.encode(*_corrupt(num, cat, all_num, all_cat, config.mask_rate * 2)))
+    b = normalize(model.encode(*_corrupt(num, cat, all_num, all_cat, config.mask_rate * 2)))
     logits = a @ b.T / config.temperature
     target = torch.arange(a.shape[0])
     return (
