@@ -108,7 +108,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     head = "  ".join(c.ljust(widths[c]) for c in cols)
     lines = [head, "  ".join("-" * widths[c] for c in cols)]
-    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
+    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in cols).rstrip() for r in rows]
     return "\n".join(lines)
 
 
