@@ -208,3 +208,30 @@ def test_feature_extraction_never_raises_on_what_the_parser_accepts(items: list[
 
 
 SPEC_FOR_FUZZ = fitted(make_events(100))
+
+
+def test_pair_rarity_flags_a_new_relationship_between_known_values() -> None:
+    from ocsf_detect.features.spec import HashedFeature
+
+    # Given training where host A only uses ports 443/80 and host B only 53/8080
+    events = make_events(300)
+    for e in events:
+        a_side = e["dst_endpoint"]["port"] in (443, 80)
+        e["src_endpoint"]["ip"] = "10.10.3.1" if a_side else "10.10.3.2"
+    base = default_specs()[4001]
+    pair = HashedFeature(
+        name="src_dst_port", path="src_endpoint.ip", together_with="dst_endpoint.port"
+    )
+    spec = fitted(events, base.model_copy(update={"features": [*base.features, pair]}))
+    pipeline = FeaturePipeline(spec)
+    # When A uses port 53: both values are known, the pair is not
+    known = json.loads(json.dumps(events[0]))
+    known["src_endpoint"]["ip"], known["dst_endpoint"]["port"] = "10.10.3.1", 443
+    new_pair = json.loads(json.dumps(known))
+    new_pair["dst_endpoint"]["port"] = 53
+    raw, _ = pipeline.raw([p.values for p in parsed(spec, [known, new_pair])], np.array([0, 0]))
+    names = pipeline.numeric_names
+    # Then only the pair's rarity tells them apart
+    assert raw[1, names.index("src_ip.rarity")] > 0
+    assert raw[0, names.index("src_dst_port.rarity")] > 0
+    assert raw[1, names.index("src_dst_port.rarity")] == 0

@@ -225,3 +225,14 @@ def test_mutated_events_never_raise(name: str, replacement: dict, class_uid: obj
     _assert_one_outcome(outcome)
     if isinstance(outcome, Parsed):
         assert outcome.event == event
+
+
+def test_integers_beyond_64_bits_are_kept_exactly() -> None:
+    # orjson would read these as floats; the event must stay as it came.
+    for number in (-(2**63) - 1, 2**64, 10**30):
+        outcome = PARSER.parse(
+            b'{"class_uid": 4001, "time": 1741939200000, "unmapped": {"id": %d}}' % number
+        )
+        assert isinstance(outcome, Parsed)
+        assert outcome.event["unmapped"]["id"] == number
+        assert isinstance(outcome.event["unmapped"]["id"], int)

@@ -30,6 +30,10 @@ def _endpoint(prefix: str, side: str) -> list[Feature]:
 
 
 def _network() -> ClassSpec:
+    # Pair rarity (source x destination port/address) is available through a config
+    # (HashedFeature.together_with) but not a default here: on the generated traffic it
+    # lifted port-scan recall (0.77 -> 0.94) and sank beaconing (0.70 -> 0.00), because
+    # benign first-time pairs are common and raise the calibrated threshold.
     return ClassSpec(
         class_uid=NETWORK_ACTIVITY,
         features=[
@@ -103,6 +107,7 @@ def _authentication() -> ClassSpec:
             CategoricalFeature(name="user_type", path="user.type_id"),
             CategoricalFeature(name="service", path="service.name"),
             HashedFeature(name="user", path="user.name"),
+            HashedFeature(name="user_src", path="user.name", together_with="src_endpoint.ip"),
             HashedFeature(name="dst_host", path="dst_endpoint.hostname"),
             *_endpoint("src_endpoint", "src"),
         ],
@@ -122,6 +127,12 @@ def _api() -> ClassSpec:
             CategoricalFeature(name="actor_type", path="actor.user.type"),
             CategoricalFeature(name="region", path="cloud.region"),
             HashedFeature(name="actor", path="actor.user.name"),
+            HashedFeature(
+                name="actor_operation", path="actor.user.name", together_with="api.operation"
+            ),
+            HashedFeature(
+                name="actor_src", path="actor.user.name", together_with="src_endpoint.ip"
+            ),
             HashedFeature(name="user_agent", path="http_request.user_agent"),
             CountFeature(name="resources", path="resources"),
             *_endpoint("src_endpoint", "src"),

@@ -86,6 +86,8 @@ def _feature_paths(feature: Feature) -> list[tuple[str, ValueType]]:
             return [(feature.path, ValueType.NUMBER), (feature.other, ValueType.NUMBER)]
         case CountFeature():
             return [(feature.path, ValueType.LIST)]
+        case HashedFeature() if feature.together_with:
+            return [(feature.path, ValueType.SCALAR), (feature.together_with, ValueType.SCALAR)]
         case _:
             return [(feature.path, ValueType.SCALAR)]
 
@@ -218,7 +220,7 @@ class FeaturePipeline:
                 categorical[:, ci] = [MISSING if v is None else port_class(v) + 1 for v in col]
                 ci += 1
             elif isinstance(f, HashedFeature):
-                hashes = self._hashes(f.name, columns[self._col[f.path]])
+                hashes = self._hashes(f.name, self.hashed_values(f, columns))
                 mask = (1 << f.rarity_bits) - 1
                 counts = self._hash_counts[f.name]
                 seen = np.array(
@@ -232,7 +234,16 @@ class FeaturePipeline:
                 ni += 1
         return numeric, categorical
 
-    def _hashes(self, name: str, col: tuple[Any, ...]) -> list[int]:
+    def hashed_values(self, f: HashedFeature, columns: Sequence[Sequence[Any]]) -> Sequence[Any]:
+        """The values a hashed feature hashes: one path's, or the pair of two paths'
+        (missing when either is)."""
+        col = columns[self._col[f.path]]
+        if not f.together_with:
+            return col
+        other = columns[self._col[f.together_with]]
+        return [None if a is None or b is None else (a, b) for a, b in zip(col, other, strict=True)]
+
+    def _hashes(self, name: str, col: Sequence[Any]) -> list[int]:
         memo = self._hash_memo[name]
         if len(memo) > _HASH_MEMO_LIMIT:
             memo.clear()
@@ -372,7 +383,7 @@ def fit_spec(spec: ClassSpec, events: Sequence[dict[str, Any]], times: np.ndarra
             mask = (1 << f.rarity_bits) - 1
             hashes = [
                 zlib.crc32(str(v).encode("utf-8", "surrogatepass")) & mask
-                for v in columns[pipeline._col[f.path]]
+                for v in pipeline.hashed_values(f, columns)
                 if v is not None
             ]
             counts = dict(sorted(Counter(hashes).items()))

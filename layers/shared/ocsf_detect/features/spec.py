@@ -50,9 +50,14 @@ class CategoricalFeature(_Feature):
 
 class HashedFeature(_Feature):
     """A high-cardinality value (IP, user, host): hashed into ``buckets`` for the
-    embedding, plus its rarity: log frequency in training of a fine-grained hash."""
+    embedding, plus its rarity: log frequency in training of a fine-grained hash.
+
+    With ``together_with``, the value is the *pair* of both paths (source address and
+    destination port, user and source address): a pair never seen in training is a new
+    relationship, a classic sign of scanning, lateral movement or a new C2 channel."""
 
     kind: Literal["hashed"] = "hashed"
+    together_with: str | None = None
     buckets: int = Field(64, ge=2, le=65536)
     rarity_bits: int = Field(14, ge=4, le=20)
     counts: dict[int, int] | None = None  # fine hash -> training count (sparse)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -51,8 +52,8 @@ def decode_event(raw: object) -> dict[str, Any] | Rejected:
             RejectReason.INVALID_INPUT, f"expected JSON bytes or text, got {type(raw).__name__}"
         )
     try:
-        event = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        event = _loads(raw)
+    except (ValueError, RecursionError) as exc:
         return _classify_decode_error(raw, exc)
     if not isinstance(event, dict):
         return Rejected(
@@ -152,6 +153,24 @@ class EventParser:
         return Parsed(class_uid, time_ms, values, event)
 
 
+_LONG_DIGITS_B = re.compile(rb"\d{19}")
+_LONG_DIGITS_S = re.compile(r"\d{19}")
+
+
+def _non_finite(token: str) -> float:
+    raise ValueError(f"{token} is not a finite number")
+
+
+def _loads(raw: str | bytes) -> Any:
+    """orjson, except where a run of 19+ digits may be an integer beyond 64 bits: orjson
+    would turn it into a float, and the event must be kept exactly as it came (those
+    few events take the standard library's exact, slower path)."""
+    long_digits = _LONG_DIGITS_S if isinstance(raw, str) else _LONG_DIGITS_B
+    if long_digits.search(raw) is None:  # type: ignore[arg-type]
+        return orjson.loads(raw)
+    return json.loads(raw, parse_constant=_non_finite)
+
+
 def _too_large(size: int) -> Rejected:
     return Rejected(
         RejectReason.TOO_LARGE,
@@ -159,7 +178,7 @@ def _too_large(size: int) -> Rejected:
     )
 
 
-def _classify_decode_error(raw: str | bytes, exc: orjson.JSONDecodeError) -> Rejected:
+def _classify_decode_error(raw: str | bytes, exc: Exception) -> Rejected:
     if isinstance(raw, bytes):
         try:
             raw.decode("utf-8")
