@@ -15,8 +15,8 @@ from typing import Any
 
 
 def bench(bundle_dir: Path, lines: list[bytes], records: int = 10_000) -> dict[str, Any]:
-    from ocsf_detect.emulator import Emulator, aws_environment
-    from ocsf_detect.replay import create_resources, environment
+    from ocsf_detect.emulator import Emulator, aws_environment, environment
+    from ocsf_detect.replay import create_resources
     from ocsf_detect.runner import LocalContext
 
     lines = (lines * (records // len(lines) + 1))[:records]

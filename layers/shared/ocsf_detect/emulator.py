@@ -84,6 +84,13 @@ def aws_environment(endpoint_url: str, region: str = DEFAULT_REGION) -> Iterator
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
     }
+    with environment(values):
+        yield
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore them."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:

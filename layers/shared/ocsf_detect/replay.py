@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import orjson
 
 from ocsf_detect import names
-from ocsf_detect.emulator import DEFAULT_REGION, Emulator, aws_environment
+from ocsf_detect.emulator import DEFAULT_REGION, Emulator, aws_environment, environment
 from ocsf_detect.runner import KinesisRunner, MappingConfig
 
 PUT_RECORDS_MAX = 500  # Kinesis PutRecords takes at most 500 records per call
@@ -146,20 +146,6 @@ def drain_queue(queue_url: str, idle_polls: int = 2) -> list[dict[str, Any]]:
             ],
         )
     return bodies
-
-
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextmanager
