@@ -128,7 +128,10 @@ def test_threshold_calibration_known_answer() -> None:
     cal = calibrate(scores, alert_rate=0.01)
     assert cal.threshold == pytest.approx(0.99, abs=2e-4)
     assert (scores >= cal.threshold).mean() == pytest.approx(0.01, abs=2e-4)
-    assert cal.bands[1].min_score == pytest.approx(0.998, abs=2e-4)
+    # Medium: the 0.998 quantile, capped halfway between the threshold and the maximum
+    assert cal.bands[1].min_score == pytest.approx((0.99 + 0.9999) / 2, abs=2e-4)
+    few = calibrate(np.arange(500) / 500.0, alert_rate=0.005)  # quantile = maximum here
+    assert few.bands[0].min_score < few.bands[1].min_score < few.bands[2].min_score
     ids = severity_ids(np.array([0.5, 0.9905, 0.9985, 1.005, 100.0]), cal.bands)
     assert ids.tolist() == [1, 2, 3, 4, 5]
     with pytest.raises(ValueError, match="alert rate"):

@@ -29,16 +29,19 @@ class Calibration(BaseModel):
 def calibrate(scores: np.ndarray, alert_rate: float) -> Calibration:
     """Threshold = the (1 - alert_rate) quantile of held-out normal scores, so about
     ``alert_rate`` of normal traffic alerts. Bands: Low from the threshold, Medium from the
-    (1 - alert_rate/5) quantile, High above every held-out score, Critical beyond twice
-    the distance from the threshold to the held-out maximum."""
+    (1 - alert_rate/5) quantile (at most halfway to High), High above every held-out
+    score, Critical beyond twice the distance from the threshold to the held-out maximum."""
     if not 0 < alert_rate < 1:
         raise ValueError(f"alert rate must be in (0, 1), got {alert_rate}")
     if scores.size == 0:
         raise ValueError("no held-out scores to calibrate on")
     s = np.sort(scores.astype(np.float64))
     threshold = float(np.quantile(s, 1 - alert_rate, method="higher"))
-    medium = max(float(np.quantile(s, 1 - alert_rate / 5, method="higher")), threshold)
-    high = max(float(s[-1]), medium) + 1e-9
+    high = float(s[-1]) + 1e-9
+    # With few held-out events the (1 - rate/5) quantile is the maximum itself, which
+    # would leave Medium empty: it starts at most halfway from the threshold to High.
+    quantile = float(np.quantile(s, 1 - alert_rate / 5, method="higher"))
+    medium = max(min(quantile, (threshold + high) / 2), threshold)
     critical = high + max(high - threshold, 1e-6)
     bands = [
         SeverityBand(severity_id=2, severity="Low", min_score=threshold),
