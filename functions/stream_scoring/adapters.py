@@ -11,7 +11,7 @@ import base64
 import hashlib
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +53,28 @@ def chunks(items: Sequence[T], size_of: Any) -> Iterator[list[int]]:
         yield group
 
 
+def send_in_batches(
+    items: Sequence[T], size_of: Any, send: Callable[[list[int]], list[int]]
+) -> list[int]:
+    """Send ``items`` in service-sized groups; positions the service refused come back.
+
+    ``send(group)`` makes one request and returns the positions *within the group* the
+    service refused. A request that fails is refused whole, except the very first one:
+    then nothing was sent, the service is unreachable, and the error goes to the caller.
+    """
+    refused: list[int] = []
+    for group in chunks(items, size_of):
+        try:
+            failed = send(group)
+        except Exception:
+            if group[0] == 0:
+                raise
+            refused.extend(group)
+            continue
+        refused.extend(group[j] for j in failed)
+    return refused
+
+
 class SnsAlertPublisher:
     """Publishes findings to an SNS topic, with filterable message attributes."""
 
@@ -63,8 +85,7 @@ class SnsAlertPublisher:
         self._topic_arn = topic_arn
 
     def publish(self, alerts: Sequence[Alert]) -> list[int]:
-        refused: list[int] = []
-        for group in chunks(alerts, lambda a: len(a.body) + 512):
+        def send(group: list[int]) -> list[int]:
             entries = [
                 {
                     "Id": str(j),
@@ -73,17 +94,12 @@ class SnsAlertPublisher:
                 }
                 for j, i in enumerate(group)
             ]
-            try:
-                response = self._client.publish_batch(
-                    TopicArn=self._topic_arn, PublishBatchRequestEntries=entries
-                )
-            except Exception:
-                if not refused and group[0] == 0:
-                    raise
-                refused.extend(group)
-                continue
-            refused.extend(group[int(f["Id"])] for f in response.get("Failed", []))
-        return refused
+            response = self._client.publish_batch(
+                TopicArn=self._topic_arn, PublishBatchRequestEntries=entries
+            )
+            return [int(f["Id"]) for f in response.get("Failed", [])]
+
+        return send_in_batches(alerts, lambda a: len(a.body) + 512, send)
 
 
 def _sns_attributes(alert: Alert) -> dict[str, dict[str, str]]:
@@ -106,8 +122,7 @@ class EventBridgeAlertPublisher:
         self._bus_name = bus_name
 
     def publish(self, alerts: Sequence[Alert]) -> list[int]:
-        refused: list[int] = []
-        for group in chunks(alerts, lambda a: len(a.body) + 256):
+        def send(group: list[int]) -> list[int]:
             entries = [
                 {
                     "Source": names.EVENTBRIDGE_SOURCE,
@@ -117,20 +132,15 @@ class EventBridgeAlertPublisher:
                 }
                 for i in group
             ]
-            try:
-                response = self._client.put_events(Entries=entries)
-            except Exception:
-                if not refused and group[0] == 0:
-                    raise
-                refused.extend(group)
-                continue
-            if response.get("FailedEntryCount"):
-                refused.extend(
-                    group[j]
-                    for j, entry in enumerate(response.get("Entries", []))
-                    if entry.get("ErrorCode")
-                )
-        return refused
+            response = self._client.put_events(Entries=entries)
+            if not response.get("FailedEntryCount"):
+                return []
+            # Entries come back in request order; failed ones carry an ErrorCode.
+            return [
+                j for j, entry in enumerate(response.get("Entries", [])) if entry.get("ErrorCode")
+            ]
+
+        return send_in_batches(alerts, lambda a: len(a.body) + 256, send)
 
 
 class SqsQuarantine:
@@ -144,20 +154,15 @@ class SqsQuarantine:
 
     def put(self, items: Sequence[QuarantineItem]) -> list[int]:
         bodies = [orjson.dumps(self._message(item)) for item in items]
-        refused: list[int] = []
-        for group in chunks(bodies, lambda b: len(b) + 64):
+
+        def send(group: list[int]) -> list[int]:
             entries = [
                 {"Id": str(j), "MessageBody": bodies[i].decode()} for j, i in enumerate(group)
             ]
-            try:
-                response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-            except Exception:
-                if not refused and group[0] == 0:
-                    raise
-                refused.extend(group)
-                continue
-            refused.extend(group[int(f["Id"])] for f in response.get("Failed", []))
-        return refused
+            response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            return [int(f["Id"]) for f in response.get("Failed", [])]
+
+        return send_in_batches(bodies, lambda b: len(b) + 64, send)
 
     def _message(self, item: QuarantineItem) -> dict[str, Any]:
         message = item.describe()
