@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,11 +26,6 @@ def read_lines(path: Path) -> list[bytes]:
     with open_text_or_gz(path) as fh:
         data = fh.read()
     return [line for line in data.split(b"\n") if line.strip()]
-
-
-def iter_lines(paths: Iterable[Path]) -> Iterator[bytes]:
-    for path in paths:
-        yield from read_lines(path)
 
 
 def write_jsonl(records: Iterable[Any], path: Path) -> int:

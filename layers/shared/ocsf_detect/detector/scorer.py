@@ -138,9 +138,6 @@ class Detector:
     def classes(self) -> list[int]:
         return sorted(self._classes)
 
-    def threshold(self, class_uid: int) -> float:
-        return self._classes[class_uid].info.threshold
-
     # -- batch scoring --------------------------------------------------------------------
     def score_batch(self, raws: Sequence[object]) -> list[Outcome]:
         """Raw JSON records (bytes or str) -> one outcome per record, in order."""
@@ -208,12 +205,6 @@ class Detector:
         self.times.add("knn", t3 - t2)
         self.times.add("threshold", t4 - t3)
         return result
-
-    def embed(self, class_uid: int, items: list[Parsed]) -> np.ndarray:
-        """Embeddings of parsed events (evaluation and build use the serving path)."""
-        loaded = self._classes[class_uid]
-        matrix = self._pipelines[class_uid].transform_parsed(items)
-        return embedding_of(loaded.session, loaded.info, matrix.numeric, matrix.categorical)
 
     def pipeline(self, class_uid: int) -> FeaturePipeline:
         return self._pipelines[class_uid]

@@ -126,10 +126,3 @@ class Authentication(BaseEvent):
     logon_type_id: int | None = None
     is_mfa: bool | None = None
     is_remote: bool | None = None
-
-
-CLASS_MODELS: dict[int, type[BaseEvent]] = {
-    4001: NetworkActivity,
-    4003: DnsActivity,
-    3002: Authentication,
-}
