@@ -8,7 +8,7 @@ Protocols (labels are used only to measure):
 References (IsolationForest, exact k-NN on the same features) are fitted on the same
 training events.
 
-    python benchmarks/evaluate_shared.py [--out-dir .eval] [--json]
+    python benchmarks/evaluate_shared.py [--out-dir .eval] [--json] [--config FILE]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import orjson
-from ocsf_detect.config import DetectorConfig
+from ocsf_detect.config import DetectorConfig, load_config
 from ocsf_detect.detector.build import build_bundle
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.evaluation import EvaluationError, evaluate
@@ -36,10 +36,15 @@ def uid_of(line: bytes) -> str:
 
 
 def run_case(
-    name: str, train: list[bytes], test: list[bytes], labels: dict[str, int], out: Path
+    name: str,
+    train: list[bytes],
+    test: list[bytes],
+    labels: dict[str, int],
+    out: Path,
+    config: DetectorConfig,
 ) -> dict[str, object]:
     print(f"{name}: training on {len(train):,}, evaluating {len(test):,}", file=sys.stderr)
-    build_bundle(train, out / name, DetectorConfig(min_class_events=30))
+    build_bundle(train, out / name, config)
     detector = Detector.load(out / name)
     try:
         ev = evaluate(detector, test, labels, baseline_lines=train)
@@ -53,7 +58,9 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, default=Path(".eval"))
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only", help="comma-separated case names")
+    ap.add_argument("--config", type=Path, help="detector TOML (defaults otherwise)")
     args = ap.parse_args()
+    config = load_config(args.config).model_copy(update={"min_class_events": 30})
     cases = []
     nsl = DATA / "nsl-kdd"
     lines = read_lines(nsl / "KDDTrain+_20Percent.ocsf.jsonl.gz")
@@ -82,7 +89,7 @@ def main() -> None:
         )
     wanted = set(args.only.split(",")) if args.only else None
     results = [
-        run_case(n, tr, te, lab, args.out_dir)
+        run_case(n, tr, te, lab, args.out_dir, config)
         for n, tr, te, lab in cases
         if wanted is None or n in wanted
     ]

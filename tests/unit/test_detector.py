@@ -13,7 +13,14 @@ import pytest
 from ocsf_detect.detector.archive import extract_archive, write_archive
 from ocsf_detect.detector.bundle import BundleError, read_manifest
 from ocsf_detect.detector.calibrate import calibrate, severity_ids
-from ocsf_detect.detector.index import IndexParams, build_index, measure_recall
+from ocsf_detect.detector.index import (
+    IndexParams,
+    build_index,
+    distance_ratio,
+    distinct,
+    exact_knn,
+    measure_recall,
+)
 from ocsf_detect.detector.scorer import Detector, Scored
 from ocsf_detect.ocsf import Rejected, Unsupported
 
@@ -147,6 +154,54 @@ def test_hnsw_recall_is_measured_against_exact_search() -> None:
     index.set_ef(10)
     index_low = measure_recall(index, base, queries, 10)
     assert index_low < 1.0  # the measurement can tell a worse setting apart
+
+
+def test_distinct_keeps_a_radius_net() -> None:
+    rng = np.random.default_rng(3)
+    spread = rng.normal(size=(300, 8)) * 5.0
+    flood = np.repeat(rng.normal(size=(1, 8)), 2000, axis=0) + rng.normal(size=(2000, 8)) * 0.01
+    vectors = np.vstack([spread, flood]).astype(np.float32)
+    kept = distinct(vectors, radius=0.5, seed=0)
+    assert np.all(np.diff(kept) > 0)
+    net = vectors[kept]
+    # no two kept vectors within the radius ...
+    _, d = exact_knn(net, net, 2)
+    assert d[:, 1].min() >= 0.5 - 1e-5
+    # ... every dropped vector within it of a kept one ...
+    _, d = exact_knn(net, vectors, 1)
+    assert d.max() < 0.5
+    # ... so the flood of near-identical events counts about once
+    assert (kept >= 300).sum() <= 3
+    assert (kept < 300).sum() >= 290
+    assert distinct(vectors, radius=0.0).tolist() == list(range(len(vectors)))
+
+
+def test_distance_ratio_measures_the_embedding_scale() -> None:
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(500, 6))
+    rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    embedded = 0.02 * features @ rotation
+    assert distance_ratio(embedded, features) == pytest.approx(0.02, rel=1e-6)
+
+
+def test_contaminated_flood_does_not_pull_its_own_scores_down() -> None:
+    """A baseline that is mostly one repeated attack: with all events indexed the attack
+    scores lowest; on the distinct net it is no longer the densest place."""
+    rng = np.random.default_rng(5)
+    normal = rng.normal(size=(400, 4)) * 3.0
+    attack = np.array([[12.0, 0, 0, 0]]) + rng.normal(size=(3000, 4)) * 0.05
+    base = np.vstack([normal, attack]).astype(np.float32)
+    probe_normal = (rng.normal(size=(50, 4)) * 3.0).astype(np.float32)
+    probe_attack = (np.array([[12.0, 0, 0, 0]]) + rng.normal(size=(50, 4)) * 0.05).astype(
+        np.float32
+    )
+
+    def scores(index_base: np.ndarray, probes: np.ndarray) -> np.ndarray:
+        return exact_knn(index_base, probes, 16)[1].mean(axis=1)
+
+    assert scores(base, probe_attack).mean() < scores(base, probe_normal).mean()
+    net = base[distinct(base, radius=1.0)]
+    assert scores(net, probe_attack).mean() > scores(net, probe_normal).mean()
 
 
 def test_score_batch_gives_one_outcome_per_record_in_order(

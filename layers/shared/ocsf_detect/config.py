@@ -6,7 +6,8 @@ Example ``detector.toml``::
 
     [index]
     k = 16
-    contamination = 0.01
+    contamination = 0.002
+    distinct_radius = 1.0
 
     [train]
     method = "isometry"
@@ -51,7 +52,15 @@ class IndexConfig(_Section):
     )
     recall_target: float = Field(0.98, gt=0, le=1)
     recall_sample: int = Field(1000, ge=50)
-    contamination: float = Field(0.01, ge=0, lt=0.5, description="share of baseline dropped")
+    contamination: float = Field(
+        0.002, ge=0, lt=0.5, description="share of the baseline dropped as most isolated"
+    )
+    distinct_radius: float = Field(
+        1.0,
+        ge=0,
+        description="index only distinct behaviours: a baseline event closer than this "
+        "(standardised feature units) to an indexed one is not indexed; 0 keeps all",
+    )
 
 
 class TrainSection(_Section):

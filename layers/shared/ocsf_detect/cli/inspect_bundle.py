@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"    index: {ix.file} {ix.n_items:,} vectors, M={ix.M} ef={ix.ef_search} k={ix.k}, "
             f"recall@k {ix.recall_at_k} on {ix.recall_sample}, screened out {ix.screened_out} "
-            f"(q={ix.contamination_q})"
+            f"(q={ix.contamination_q}), {ix.merged_out} merged into a neighbour within "
+            f"{ix.distinct_radius} feature units"
         )
         bands = ", ".join(f"{b.severity}>={b.min_score:.4f}" for b in cm.severity_bands)
         print(f"    threshold {cm.threshold:.4f} for alert rate {cm.alert_rate}: {bands}")

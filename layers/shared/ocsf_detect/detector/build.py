@@ -2,10 +2,11 @@
 
 Per supported class with enough events: fit the feature spec, train the TabularResNet
 self-supervised, export it to ONNX, embed the baseline *with onnxruntime* (the serving
-path), screen out the most isolated q% as likely contamination, index the rest in HNSW
-(ef tuned until recall@k against exact search meets the target), score a held-out
-share to calibrate the threshold and severity bands, and keep golden events. Needs the
-``train`` extra (torch).
+path), screen out the most isolated q% as likely contamination, keep one event per
+neighbourhood of the distinct radius (the index holds distinct behaviours, so a flood
+of near-identical events counts once), index those in HNSW (ef tuned until recall@k
+against exact search meets the target), score a held-out share to calibrate the
+threshold and severity bands, and keep golden events. Needs the ``train`` extra (torch).
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from ocsf_detect import __version__
 from ocsf_detect.config import DetectorConfig
 from ocsf_detect.detector.bundle import sha256_file
 from ocsf_detect.detector.calibrate import calibrate
-from ocsf_detect.detector.index import SPACE, IndexParams, build_index, knn, tune_ef
+from ocsf_detect.detector.index import (
+    SPACE,
+    IndexParams,
+    build_index,
+    distance_ratio,
+    distinct,
+    knn,
+    tune_ef,
+)
 from ocsf_detect.detector.manifest import (
     MANIFEST_NAME,
     ClassModel,
@@ -38,7 +47,7 @@ from ocsf_detect.detector.manifest import (
     TrainingSummary,
 )
 from ocsf_detect.eventio import event_uid
-from ocsf_detect.features.pipeline import FeaturePipeline, fit_spec
+from ocsf_detect.features.pipeline import FeatureMatrix, FeaturePipeline, fit_spec
 from ocsf_detect.gcpause import gc_paused
 from ocsf_detect.ocsf.classes import class_name
 from ocsf_detect.ocsf.outcomes import Parsed, Rejected, Unsupported
@@ -163,6 +172,13 @@ def build_bundle(
             M=ix.M, ef_construction=ix.ef_construction, ef_search=ix.ef_search, k=ix.k
         )
         keep, screened = _screen(train_emb, params, ix.contamination)
+        sample = keep[:: max(1, len(keep) // 8000)]
+        ratio = distance_ratio(
+            train_emb[sample], _feature_space(train_m, pipeline, t.category_weight, sample)
+        )
+        net = distinct(train_emb[keep], ix.distinct_radius * ratio, seed=t.seed)
+        merged = len(keep) - len(net)
+        keep = keep[net]
         base = train_emb[keep]
         index = build_index(base, params)
         sample = hold_emb[
@@ -170,7 +186,8 @@ def build_bundle(
         ]
         ef, recall = tune_ef(index, base, sample, ix.k, ix.recall_target, ix.ef_search)
         log(
-            f"  index: {len(base):,} vectors ({screened} screened out), ef={ef}, "
+            f"  index: {len(base):,} vectors ({screened} screened out, {merged} merged), "
+            f"ef={ef}, "
             f"recall@{ix.k}={recall:.4f}"
         )
         _, hold_d = knn(index, hold_emb, ix.k)
@@ -213,6 +230,9 @@ def build_bundle(
                 recall_sample=len(sample),
                 contamination_q=ix.contamination,
                 screened_out=screened,
+                distinct_radius=ix.distinct_radius,
+                distance_ratio=round(ratio, 8),
+                merged_out=merged,
                 ids_file=ids_file,
             ),
             threshold=cal.threshold,
@@ -291,6 +311,18 @@ def _run(session: Any, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarr
             )[0]
         )
     return np.vstack(out) if out else np.zeros((0, 1), dtype=np.float32)
+
+
+def _feature_space(
+    matrix: FeatureMatrix, pipeline: FeaturePipeline, category_weight: float, rows: np.ndarray
+) -> np.ndarray:
+    """The standardised feature space the embedding preserves (one-hot categories scaled
+    by ``category_weight``) for ``rows``: what the distinct radius is measured in."""
+    dense = FeatureMatrix(matrix.numeric[rows], matrix.categorical[rows]).dense(
+        pipeline.cardinalities
+    )
+    dense[:, matrix.numeric.shape[1] :] *= category_weight
+    return dense
 
 
 def _screen(emb: np.ndarray, params: IndexParams, q: float) -> tuple[np.ndarray, int]:

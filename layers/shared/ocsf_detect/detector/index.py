@@ -73,6 +73,50 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray
     return labels, dists
 
 
+def distinct(vectors: np.ndarray, radius: float, seed: int = 0) -> np.ndarray:
+    """Indices (ascending) of a subset in which no two vectors are closer than ``radius``
+    and every dropped vector lies within ``radius`` of a kept one (a greedy radius net,
+    in random order).
+
+    The baseline index should hold the *distinct* behaviours of normal traffic, not their
+    frequencies: a flood of near-identical events (a scan, a C2 heartbeat, one noisy
+    device) then counts once, and its own events cannot find k close neighbours in it.
+    Frequency is still visible to the model through the rarity features."""
+    n = len(vectors)
+    if radius <= 0 or n < 2:
+        return np.arange(n)
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    net = hnswlib.Index(space=SPACE, dim=int(data.shape[1]))
+    net.init_index(max_elements=n, ef_construction=64, M=12, random_seed=seed)
+    net.set_ef(32)
+    limit = radius * radius  # hnswlib's l2 is squared
+    kept: list[int] = []
+    for i in np.random.default_rng(seed).permutation(n).tolist():
+        if kept:
+            _, sq = net.knn_query(data[i : i + 1], k=1, num_threads=1)
+            if sq[0, 0] < limit:
+                continue
+        net.add_items(data[i : i + 1], [len(kept)], num_threads=1)
+        kept.append(i)
+    return np.sort(np.array(kept, dtype=np.int64))
+
+
+def distance_ratio(
+    embedded: np.ndarray, features: np.ndarray, pairs: int = 4000, seed: int = 0
+) -> float:
+    """Median ratio of embedding to feature-space distance over random pairs: converts a
+    radius given in (standardised) feature units into embedding units."""
+    n = len(embedded)
+    if n < 2:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, n, pairs), rng.integers(0, n, pairs)
+    d_feat = np.linalg.norm(features[a].astype(np.float64) - features[b], axis=1)
+    d_emb = np.linalg.norm(embedded[a].astype(np.float64) - embedded[b], axis=1)
+    ok = d_feat > 1e-9
+    return float(np.median(d_emb[ok] / d_feat[ok])) if ok.any() else 1.0
+
+
 def measure_recall(index: hnswlib.Index, base: np.ndarray, queries: np.ndarray, k: int) -> float:
     """Recall@k of HNSW against exact search: the share of returned neighbours that are
     among the true k nearest. Ties count: a returned neighbour as close as the exact k-th

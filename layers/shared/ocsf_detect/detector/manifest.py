@@ -40,6 +40,9 @@ class IndexInfo(_Strict):
     recall_sample: int
     contamination_q: float
     screened_out: int
+    distinct_radius: float = 0.0  # in feature units; embedding units = x distance_ratio
+    distance_ratio: float = 1.0
+    merged_out: int = 0  # baseline events within the radius of an indexed one
     ids_file: str | None = None  # metadata.uid of each indexed baseline event
 
 
