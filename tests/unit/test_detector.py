@@ -274,3 +274,42 @@ def test_isometry_batches_carry_corrupted_copies() -> None:
     assert torch.equal(aug_cat[:50], cat)
     assert int(aug_cat[:, 1].max()) < 7  # corrupted categories stay inside the vocabulary
     assert not torch.equal(aug_num[50:], num)
+
+
+def test_a_baseline_flooded_by_one_attack_still_ranks_the_attack_high(
+    tmp_path: Path, baseline_traffic, live_traffic
+) -> None:
+    """Most of the baseline is one implant's beacons (as in captures where the attack is
+    the baseline). Indexed event by event, the flood vouches for new beacons; on the
+    distinct-behaviour index it counts once and they rank above normal traffic again."""
+    from ocsf_detect.detector.build import build_bundle
+    from sklearn.metrics import roc_auc_score
+
+    from tests.conftest import small_config
+
+    network = [e for e in baseline_traffic.events if e["class_uid"] == 4001]
+    labelled = list(zip(live_traffic.events, live_traffic.labels, strict=True))
+    beacons = [e for e, lb in labelled if lb.attack_type == "beaconing"]
+    normal = [e for e, lb in labelled if not lb.is_malicious and e["class_uid"] == 4001]
+    flood_from, probes = beacons[::2], beacons[1::2]
+    assert len(probes) >= 5
+    assert len(normal) >= 200
+    flood = []
+    for i in range(len(network)):
+        event = json.loads(json.dumps(flood_from[i % len(flood_from)]))
+        event["metadata"]["uid"] = f"flood-{i}"
+        flood.append(event)
+    lines = [orjson.dumps(e) for e in network + flood]
+    index = {"recall_sample": 200, "ef_construction": 100}
+
+    def auc(name: str, **extra: float) -> float:
+        build_bundle(lines, tmp_path / name, small_config(index={**index, **extra}))
+        outcomes = Detector.load(tmp_path / name).score_objects(probes + normal)
+        scores = [o.score for o in outcomes if isinstance(o, Scored)]
+        assert len(scores) == len(probes) + len(normal)
+        return float(roc_auc_score([1] * len(probes) + [0] * len(normal), scores))
+
+    every_event = auc("every-event", distinct_radius=0.0)
+    distinct_net = auc("distinct")
+    assert distinct_net >= 0.9
+    assert distinct_net > every_event + 0.2

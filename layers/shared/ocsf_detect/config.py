@@ -7,7 +7,7 @@ Example ``detector.toml``::
     [index]
     k = 16
     contamination = 0.002
-    distinct_radius = 1.0
+    distinct_radius = 2.0
 
     [train]
     method = "isometry"
@@ -56,7 +56,7 @@ class IndexConfig(_Section):
         0.002, ge=0, lt=0.5, description="share of the baseline dropped as most isolated"
     )
     distinct_radius: float = Field(
-        1.0,
+        2.0,
         ge=0,
         description="index only distinct behaviours: a baseline event closer than this "
         "(standardised feature units) to an indexed one is not indexed; 0 keeps all",
