@@ -41,6 +41,7 @@ from ocsf_detect.features.spec import (
     RatioFeature,
     TextFeature,
 )
+from ocsf_detect.gcpause import gc_paused
 from ocsf_detect.ocsf.outcomes import Parsed
 
 MISSING, UNSEEN = 0, 1
@@ -117,7 +118,7 @@ class FeaturePipeline:
         self._indicator_names: list[str] = []
         self._vocab: dict[str, dict[Any, int]] = {}
         self._hash_counts: dict[str, dict[int, int]] = {}
-        self._hash_memo: dict[str, dict[Any, int]] = {}
+        self._hash_memo: dict[str, dict[Any, tuple[int, float]]] = {}
         for f in self.features:
             self._layout(f)
         self._stats = spec.numeric_stats
@@ -220,16 +221,9 @@ class FeaturePipeline:
                 categorical[:, ci] = [MISSING if v is None else port_class(v) + 1 for v in col]
                 ci += 1
             elif isinstance(f, HashedFeature):
-                hashes = self._hashes(f.name, self.hashed_values(f, columns))
-                mask = (1 << f.rarity_bits) - 1
-                counts = self._hash_counts[f.name]
-                seen = np.array(
-                    [-1 if h < 0 else counts.get(h & mask, 0) for h in hashes], dtype=np.float64
-                )
-                h_arr = np.asarray(hashes, dtype=np.int64)
-                cat = np.where(seen > 0, 2 + h_arr % f.buckets, UNSEEN)
-                categorical[:, ci] = np.where(seen < 0, MISSING, cat)
-                numeric[:, ni] = np.where(seen < 0, np.nan, np.log1p(np.maximum(seen, 0)))
+                encoded = self._encode_hashed(f, self.hashed_values(f, columns))
+                categorical[:, ci] = encoded[:, 0]
+                numeric[:, ni] = encoded[:, 1]
                 ci += 1
                 ni += 1
         return numeric, categorical
@@ -243,24 +237,31 @@ class FeaturePipeline:
         other = columns[self._col[f.together_with]]
         return [None if a is None or b is None else (a, b) for a, b in zip(col, other, strict=True)]
 
-    def _hashes(self, name: str, col: Sequence[Any]) -> list[int]:
-        memo = self._hash_memo[name]
+    def _encode_hashed(self, f: HashedFeature, values: Sequence[Any]) -> np.ndarray:
+        """(n, 2) float64: the category (a hash bucket; unseen in training; missing) and
+        the rarity (log1p of the training count; NaN when missing). One dictionary lookup
+        per value: real traffic repeats the same addresses and names many times."""
+        memo = self._hash_memo[f.name]
         if len(memo) > _HASH_MEMO_LIMIT:
             memo.clear()
-        out = []
-        for v in col:
-            h = memo.get(v)
-            if h is None:
-                h = -1 if v is None else zlib.crc32(str(v).encode("utf-8", "surrogatepass"))
-                memo[v] = h
-            out.append(h)
-        return out
+        get = memo.get
+        hits = [get(v) for v in values]
+        if None in hits:
+            counts = self._hash_counts[f.name]
+            mask = (1 << f.rarity_bits) - 1
+            for i, v in enumerate(values):
+                if hits[i] is None:
+                    hits[i] = memo[v] = _hashed_code(v, counts, mask, f.buckets)
+        return np.array(hits, dtype=np.float64).reshape(len(values), 2)
 
     # -- model inputs ---------------------------------------------------------------------
     def transform(self, rows: Sequence[tuple[Any, ...]], times: np.ndarray) -> FeatureMatrix:
         if self._stats is None:
             raise FeatureError(f"class {self.class_uid}: the feature spec is not fitted")
-        raw, categorical = self.raw(rows, times)
+        # Building the columns allocates a tuple or float per value; with a batch of
+        # decoded events alive, collections triggered by those would walk them all.
+        with gc_paused():
+            raw, categorical = self.raw(rows, times)
         return FeatureMatrix(self._scale(raw), categorical)
 
     def transform_parsed(self, parsed: Sequence[Parsed]) -> FeatureMatrix:
@@ -292,6 +293,14 @@ class FeaturePipeline:
 
 
 _NAN4 = (math.nan, math.nan, math.nan, math.nan)
+
+
+def _hashed_code(value: Any, counts: dict[int, int], mask: int, buckets: int) -> tuple[int, float]:
+    if value is None:
+        return (MISSING, math.nan)
+    h = zlib.crc32(str(value).encode("utf-8", "surrogatepass"))
+    seen = counts.get(h & mask, 0)
+    return (2 + h % buckets if seen > 0 else UNSEEN, math.log1p(seen))
 
 
 def _floats(col: tuple[Any, ...]) -> np.ndarray:

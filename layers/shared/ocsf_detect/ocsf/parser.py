@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -153,8 +152,10 @@ class EventParser:
         return Parsed(class_uid, time_ms, values, event)
 
 
-_LONG_DIGITS_B = re.compile(rb"\d{19}")
-_LONG_DIGITS_S = re.compile(r"\d{19}")
+# Digits stay "0", every other byte becomes a space: a run of 19 digits is then a plain
+# substring search (C speed; a regex costs twice the JSON decode itself).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_NINETEEN_DIGITS = b"0" * 19
 
 
 def _non_finite(token: str) -> float:
@@ -165,8 +166,8 @@ def _loads(raw: str | bytes) -> Any:
     """orjson, except where a run of 19+ digits may be an integer beyond 64 bits: orjson
     would turn it into a float, and the event must be kept exactly as it came (those
     few events take the standard library's exact, slower path)."""
-    long_digits = _LONG_DIGITS_S if isinstance(raw, str) else _LONG_DIGITS_B
-    if long_digits.search(raw) is None:  # type: ignore[arg-type]
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if _NINETEEN_DIGITS not in data.translate(_DIGITS_ONLY):
         return orjson.loads(raw)
     return json.loads(raw, parse_constant=_non_finite)
 
