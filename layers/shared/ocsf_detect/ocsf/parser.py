@@ -50,8 +50,11 @@ def decode_event(raw: object) -> dict[str, Any] | Rejected:
         return Rejected(
             RejectReason.INVALID_INPUT, f"expected JSON bytes or text, got {type(raw).__name__}"
         )
+    shape = (raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw).translate(
+        _SHAPE
+    )
     try:
-        event = _loads(raw)
+        event = _loads(raw, exact=_NINETEEN_DIGITS in shape)
     except (ValueError, RecursionError) as exc:
         return _classify_decode_error(raw, exc)
     if not isinstance(event, dict):
@@ -61,12 +64,7 @@ def decode_event(raw: object) -> dict[str, Any] | Rejected:
         )
     # Counting brackets is C-speed and bounds the depth from above; the exact walk runs
     # only for the few events with many containers.
-    brackets = (
-        raw.count("{") + raw.count("[")
-        if isinstance(raw, str)
-        else (raw.count(b"{") + raw.count(b"["))
-    )
-    if brackets > MAX_NESTING_DEPTH:
+    if shape.count(b"{") > MAX_NESTING_DEPTH:
         depth, path = _max_depth(event)
         if depth > MAX_NESTING_DEPTH:
             return Rejected(
@@ -152,9 +150,13 @@ class EventParser:
         return Parsed(class_uid, time_ms, values, event)
 
 
-# Digits stay "0", every other byte becomes a space: a run of 19 digits is then a plain
-# substring search (C speed; a regex costs twice the JSON decode itself).
-_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+# The shape of a serialised event, one C-speed pass: digits become "0", opening brackets
+# "{", everything else a space. A run of 19 digits (a possible integer beyond 64 bits)
+# is then a substring search and the container count a byte count; a regex for the
+# digits alone costs twice the JSON decode itself.
+_SHAPE = bytes(
+    0x30 if 0x30 <= b <= 0x39 else 0x7B if b in (0x7B, 0x5B) else 0x20 for b in range(256)
+)
 _NINETEEN_DIGITS = b"0" * 19
 
 
@@ -162,12 +164,11 @@ def _non_finite(token: str) -> float:
     raise ValueError(f"{token} is not a finite number")
 
 
-def _loads(raw: str | bytes) -> Any:
-    """orjson, except where a run of 19+ digits may be an integer beyond 64 bits: orjson
-    would turn it into a float, and the event must be kept exactly as it came (those
-    few events take the standard library's exact, slower path)."""
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    if _NINETEEN_DIGITS not in data.translate(_DIGITS_ONLY):
+def _loads(raw: str | bytes, *, exact: bool) -> Any:
+    """orjson, unless ``exact``: where a run of 19+ digits may be an integer beyond 64
+    bits, orjson would turn it into a float, and the event must be kept exactly as it
+    came (those few events take the standard library's exact, slower path)."""
+    if not exact:
         return orjson.loads(raw)
     return json.loads(raw, parse_constant=_non_finite)
 
