@@ -167,9 +167,10 @@ class Detector:
                 positions, items = by_class.setdefault(p.class_uid, ([], []))
                 positions.append(i)
                 items.append(p)
-        for class_uid, (positions, items) in by_class.items():
-            for pos, scored in zip(positions, self._score_class(class_uid, items), strict=True):
-                out[pos] = scored
+        with gc_paused():  # one outcome object per event: no cycles to collect
+            for class_uid, (positions, items) in by_class.items():
+                for pos, scored in zip(positions, self._score_class(class_uid, items), strict=True):
+                    out[pos] = scored
         return out
 
     def _score_class(self, class_uid: int, items: list[Parsed]) -> list[Scored]:
