@@ -172,10 +172,12 @@ def build_bundle(
             M=ix.M, ef_construction=ix.ef_construction, ef_search=ix.ef_search, k=ix.k
         )
         keep, screened = _screen(train_emb, params, ix.contamination)
-        sample = keep[:: max(1, len(keep) // 8000)]
-        ratio = distance_ratio(
-            train_emb[sample], _feature_space(train_m, pipeline, t.category_weight, sample)
-        )
+        ratio = 1.0
+        if ix.distinct_radius > 0:
+            rows = keep[:: max(1, len(keep) // 8000)]
+            ratio = distance_ratio(
+                train_emb[rows], _feature_space(train_m, pipeline, t.category_weight, rows)
+            )
         net = distinct(train_emb[keep], ix.distinct_radius * ratio, seed=t.seed)
         merged = len(keep) - len(net)
         keep = keep[net]

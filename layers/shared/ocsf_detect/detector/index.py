@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +75,10 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray
 
 
 def distinct(vectors: np.ndarray, radius: float, seed: int = 0) -> np.ndarray:
-    """Indices (ascending) of a subset in which no two vectors are closer than ``radius``
-    and every dropped vector lies within ``radius`` of a kept one (a greedy radius net,
-    in random order).
+    """Indices (ascending) of a subset in which every dropped vector lies within
+    ``radius`` of a kept one and (up to the approximate search that finds the nearest kept
+    vector) no two kept vectors are closer than ``radius``: a greedy radius net, in random
+    order.
 
     The baseline index should hold the *distinct* behaviours of normal traffic, not their
     frequencies: a flood of near-identical events (a scan, a C2 heartbeat, one noisy
@@ -113,8 +115,9 @@ def distance_ratio(
     a, b = rng.integers(0, n, pairs), rng.integers(0, n, pairs)
     d_feat = np.linalg.norm(features[a].astype(np.float64) - features[b], axis=1)
     d_emb = np.linalg.norm(embedded[a].astype(np.float64) - embedded[b], axis=1)
-    ok = d_feat > 1e-9
-    return float(np.median(d_emb[ok] / d_feat[ok])) if ok.any() else 1.0
+    ok = (d_feat > 1e-9) & np.isfinite(d_emb) & np.isfinite(d_feat)
+    ratio = float(np.median(d_emb[ok] / d_feat[ok])) if ok.any() else 1.0
+    return ratio if math.isfinite(ratio) and ratio > 0 else 1.0
 
 
 def measure_recall(index: hnswlib.Index, base: np.ndarray, queries: np.ndarray, k: int) -> float:

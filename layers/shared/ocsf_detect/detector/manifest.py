@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ocsf_detect.detector.calibrate import SeverityBand
 from ocsf_detect.features.spec import ClassSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: index built on the distinct-behaviour net (format 1 still loads)
 MANIFEST_NAME = "manifest.json"
 
 
