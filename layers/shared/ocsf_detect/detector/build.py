@@ -168,19 +168,8 @@ def build_bundle(
         hold_emb = _run(session, hold_m.numeric, hold_m.categorical)
 
         ix = config.index
-        params = IndexParams(
-            M=ix.M, ef_construction=ix.ef_construction, ef_search=ix.ef_search, k=ix.k
-        )
-        keep, screened = _screen(train_emb, params, ix.contamination)
-        ratio = 1.0
-        if ix.distinct_radius > 0:
-            rows = keep[:: max(1, len(keep) // 8000)]
-            ratio = distance_ratio(
-                train_emb[rows], _feature_space(train_m, pipeline, t.category_weight, rows)
-            )
-        net = distinct(train_emb[keep], ix.distinct_radius * ratio, seed=t.seed)
-        merged = len(keep) - len(net)
-        keep = keep[net]
+        params = _index_params(config)
+        keep, screened, merged, ratio = _indexed_rows(train_emb, train_m, pipeline, config)
         base = train_emb[keep]
         index = build_index(base, params)
         sample = hold_emb[
@@ -189,8 +178,7 @@ def build_bundle(
         ef, recall = tune_ef(index, base, sample, ix.k, ix.recall_target, ix.ef_search)
         log(
             f"  index: {len(base):,} vectors ({screened} screened out, {merged} merged), "
-            f"ef={ef}, "
-            f"recall@{ix.k}={recall:.4f}"
+            f"ef={ef}, recall@{ix.k}={recall:.4f}"
         )
         _, hold_d = knn(index, hold_emb, ix.k)
         hold_scores = hold_d.mean(axis=1)
@@ -313,6 +301,29 @@ def _run(session: Any, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarr
             )[0]
         )
     return np.vstack(out) if out else np.zeros((0, 1), dtype=np.float32)
+
+
+def _index_params(config: DetectorConfig) -> IndexParams:
+    ix = config.index
+    return IndexParams(M=ix.M, ef_construction=ix.ef_construction, ef_search=ix.ef_search, k=ix.k)
+
+
+def _indexed_rows(
+    emb: np.ndarray, matrix: FeatureMatrix, pipeline: FeaturePipeline, config: DetectorConfig
+) -> tuple[np.ndarray, int, int, float]:
+    """The baseline rows the index holds: the most isolated ``contamination`` share
+    screened out, then one row per neighbourhood of the distinct radius. Returns (rows,
+    screened out, merged, embedding/feature distance ratio)."""
+    ix = config.index
+    keep, screened = _screen(emb, _index_params(config), ix.contamination)
+    ratio = 1.0
+    if ix.distinct_radius > 0:
+        rows = keep[:: max(1, len(keep) // 8000)]
+        ratio = distance_ratio(
+            emb[rows], _feature_space(matrix, pipeline, config.train.category_weight, rows)
+        )
+    net = distinct(emb[keep], ix.distinct_radius * ratio, seed=config.train.seed)
+    return keep[net], screened, len(keep) - len(net), ratio
 
 
 def _feature_space(
