@@ -71,13 +71,13 @@ def main() -> None:
             continue
         cards = pipeline.cardinalities
         tr, te = base.dense(cards), live.dense(cards)
-        weight = np.ones(tr.shape[1], dtype=np.float32)
-        weight[base.numeric.shape[1] :] = TrainConfig().category_weight
+        cw = TrainConfig().category_weight
+        tr_w, te_w = base.dense(cards, cw), live.dense(cards, cw)
         row: dict[str, object] = {
             "events": len(y),
             "malicious": int(y.sum()),
             "raw_knn": quality(y, knn_score(tr, te, args.k)),
-            "weighted_raw_knn": quality(y, knn_score(tr * weight, te * weight, args.k)),
+            "weighted_raw_knn": quality(y, knn_score(tr_w, te_w, args.k)),
             "isolation_forest": quality(
                 y, -IsolationForest(n_estimators=200, random_state=0).fit(tr).score_samples(te)
             ),

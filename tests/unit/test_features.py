@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ocsf_detect.config import ConfigError, DetectorConfig, load_config
 from ocsf_detect.features.defaults import default_specs
-from ocsf_detect.features.pipeline import FeatureError, FeaturePipeline, fit_spec
+from ocsf_detect.features.pipeline import FeatureError, FeatureMatrix, FeaturePipeline, fit_spec
 from ocsf_detect.features.spec import ClassSpec
 from ocsf_detect.ocsf import EventParser, Parsed
 
@@ -235,3 +235,18 @@ def test_pair_rarity_flags_a_new_relationship_between_known_values() -> None:
     assert raw[1, names.index("src_ip.rarity")] > 0
     assert raw[0, names.index("src_dst_port.rarity")] > 0
     assert raw[1, names.index("src_dst_port.rarity")] == 0
+
+
+def test_dense_is_numerics_plus_weighted_one_hots() -> None:
+    matrix = FeatureMatrix(
+        numeric=np.array([[0.5], [-1.0], [2.0]], dtype=np.float32),
+        categorical=np.array([[0, 2], [1, 0], [2, 1]], dtype=np.int64),
+    )
+    plain = matrix.dense([3, 3])
+    assert plain.tolist() == [
+        [0.5, 1, 0, 0, 0, 0, 1],
+        [-1.0, 0, 1, 0, 1, 0, 0],
+        [2.0, 0, 0, 1, 0, 1, 0],
+    ]
+    weighted = matrix.take(np.array([2, 0])).dense([3, 3], category_weight=4.0)
+    assert weighted.tolist() == [[2.0, 0, 0, 4, 0, 4, 0], [0.5, 4, 0, 0, 0, 0, 4]]

@@ -319,23 +319,11 @@ def _indexed_rows(
     ratio = 1.0
     if ix.distinct_radius > 0:
         rows = keep[:: max(1, len(keep) // 8000)]
-        ratio = distance_ratio(
-            emb[rows], _feature_space(matrix, pipeline, config.train.category_weight, rows)
-        )
+        # Measured in the space the embedding preserves, so the radius is in its units.
+        space = matrix.take(rows).dense(pipeline.cardinalities, config.train.category_weight)
+        ratio = distance_ratio(emb[rows], space)
     net = distinct(emb[keep], ix.distinct_radius * ratio, seed=config.train.seed)
     return keep[net], screened, len(keep) - len(net), ratio
-
-
-def _feature_space(
-    matrix: FeatureMatrix, pipeline: FeaturePipeline, category_weight: float, rows: np.ndarray
-) -> np.ndarray:
-    """The standardised feature space the embedding preserves (one-hot categories scaled
-    by ``category_weight``) for ``rows``: what the distinct radius is measured in."""
-    dense = FeatureMatrix(matrix.numeric[rows], matrix.categorical[rows]).dense(
-        pipeline.cardinalities
-    )
-    dense[:, matrix.numeric.shape[1] :] *= category_weight
-    return dense
 
 
 def _screen(emb: np.ndarray, params: IndexParams, q: float) -> tuple[np.ndarray, int]:

@@ -64,16 +64,20 @@ class FeatureMatrix:
     def __len__(self) -> int:
         return int(self.numeric.shape[0])
 
-    def dense(self, cardinalities: Sequence[int]) -> np.ndarray:
-        """Numeric columns plus one-hot categories: the raw-feature representation that
-        reference detectors (IsolationForest, exact k-NN) use."""
+    def dense(self, cardinalities: Sequence[int], category_weight: float = 1.0) -> np.ndarray:
+        """Numeric columns plus one-hot categories scaled by ``category_weight``: the
+        raw-feature representation that reference detectors (IsolationForest, exact k-NN)
+        use (weight 1) and that the isometry objective preserves (its category weight)."""
         n = len(self)
         blocks = [self.numeric]
         for j, card in enumerate(cardinalities):
             onehot = np.zeros((n, card), dtype=np.float32)
-            onehot[np.arange(n), self.categorical[:, j]] = 1.0
+            onehot[np.arange(n), self.categorical[:, j]] = category_weight
             blocks.append(onehot)
         return np.hstack(blocks)
+
+    def take(self, rows: np.ndarray) -> FeatureMatrix:
+        return FeatureMatrix(self.numeric[rows], self.categorical[rows])
 
 
 def _feature_paths(feature: Feature) -> list[tuple[str, ValueType]]:
