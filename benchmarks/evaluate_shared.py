@@ -5,6 +5,8 @@ Protocols (labels are used only to measure):
 - nsl-kdd: train on the benign rows of the first half, evaluate on the second half.
 - iot23, per capture with both classes: train on the first half of the capture in time
   (unlabeled, contamination included), evaluate on the second half.
+- iot23, per benign-only capture (the honeypots): the same split; the share of the
+  second half that alerts, against the configured alert rate (false alarms under drift).
 References (IsolationForest, exact k-NN on the same features) are fitted on the same
 training events.
 
@@ -24,7 +26,7 @@ from pathlib import Path
 import orjson
 from ocsf_detect.config import DetectorConfig, load_config
 from ocsf_detect.detector.build import build_bundle
-from ocsf_detect.detector.scorer import Detector
+from ocsf_detect.detector.scorer import Detector, Scored
 from ocsf_detect.evaluation import EvaluationError, evaluate
 from ocsf_detect.eventio import read_lines
 
@@ -53,6 +55,22 @@ def run_case(
     return {"case": name, **ev.as_dict()}
 
 
+def run_benign(
+    name: str, train: list[bytes], test: list[bytes], out: Path, config: DetectorConfig
+) -> dict[str, object]:
+    print(f"{name}: training on {len(train):,}, alerts on {len(test):,}", file=sys.stderr)
+    build_bundle(train, out / name, config)
+    scored = [o for o in Detector.load(out / name).score_batch(test) if isinstance(o, Scored)]
+    alerts = sum(o.is_anomaly for o in scored)
+    return {
+        "case": name,
+        "events": len(scored),
+        "alerts": alerts,
+        "alert_rate": round(alerts / len(scored), 4) if scored else None,
+        "target_alert_rate": config.alert_rate,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-dir", type=Path, default=Path(".eval"))
@@ -78,23 +96,29 @@ def main() -> None:
     for line in read_lines(iot / "ocsf_network_activity.jsonl.gz"):
         event = orjson.loads(line)
         by_capture[capture_of[event["metadata"]["uid"]]].append((event["time"], line))
+    benign_cases = []
     for capture, items in sorted(by_capture.items()):
         ys = {iot_labels[uid_of(x)] for _, x in items}
-        if ys != {0, 1}:
-            continue
         items.sort(key=lambda t: t[0])
         mid = len(items) // 2
-        cases.append(
-            (capture, [x for _, x in items[:mid]], [x for _, x in items[mid:]], iot_labels)
-        )
+        first, second = [x for _, x in items[:mid]], [x for _, x in items[mid:]]
+        if ys == {0, 1}:
+            cases.append((capture, first, second, iot_labels))
+        elif ys == {0}:
+            benign_cases.append((capture, first, second))
     wanted = set(args.only.split(",")) if args.only else None
     results = [
         run_case(n, tr, te, lab, args.out_dir, config)
         for n, tr, te, lab in cases
         if wanted is None or n in wanted
     ]
+    benign = [
+        run_benign(n, tr, te, args.out_dir, config)
+        for n, tr, te in benign_cases
+        if wanted is None or n in wanted
+    ]
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"quality": results, "benign_alert_rate": benign}, indent=2))
         return
     print("| case | malicious / labeled | ROC-AUC ours / IF / kNN | AP ours / IF / kNN |")
     print("|---|---|---|---|")
@@ -109,6 +133,14 @@ def main() -> None:
             f"{b['exact_knn']['roc_auc']:.4f} | {r['average_precision']:.4f} / "
             f"{b['isolation_forest']['average_precision']:.4f} / "
             f"{b['exact_knn']['average_precision']:.4f} |"
+        )
+    print()
+    print("| benign-only capture | events (second half) | alerts | alert rate (target) |")
+    print("|---|---|---|---|")
+    for r in benign:
+        print(
+            f"| {r['case']} | {r['events']:,} | {r['alerts']} | "
+            f"{r['alert_rate']} ({r['target_alert_rate']}) |"
         )
 
 
