@@ -19,7 +19,10 @@ from ocsf_detect.detector.index import (
     distance_ratio,
     distinct,
     exact_knn,
+    knn,
     measure_recall,
+    search_quality,
+    tune_ef,
 )
 from ocsf_detect.detector.scorer import Detector, Scored
 from ocsf_detect.ocsf import Rejected, Unsupported
@@ -154,6 +157,32 @@ def test_hnsw_recall_is_measured_against_exact_search() -> None:
     index.set_ef(10)
     index_low = measure_recall(index, base, queries, 10)
     assert index_low < 1.0  # the measurement can tell a worse setting apart
+
+
+def test_ef_is_tuned_until_stalled_searches_are_rare_not_only_mean_recall() -> None:
+    # Given clustered baseline vectors in a sparse graph, where a greedy search can stall
+    # in the wrong cluster
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(60, 32)) * 2
+    base = (np.repeat(centers, 100, axis=0) + rng.normal(size=(6000, 32))).astype(np.float32)
+    picks = rng.integers(0, 60, 1000)
+    queries = (centers[picks] + rng.normal(size=(1000, 32)) * 1.3).astype(np.float32)
+    index = build_index(base, IndexParams(M=8, ef_construction=32, ef_search=80, k=10))
+    # Then mean recall looks fine at a small ef while many scores are inflated
+    low = search_quality(index, base, queries, 10)
+    assert low.recall >= 0.95
+    assert low.score_errors > 0.05
+    # When ef is tuned for both targets
+    ef, quality = tune_ef(
+        index, base, queries, 10, recall_target=0.95, score_error_target=0.02, start=10
+    )
+    # Then it goes past the recall-only choice, and the scores agree with exact search
+    assert ef > 80
+    assert quality.score_errors <= 0.02
+    _, approx = knn(index, queries, 10)
+    _, exact = exact_knn(base, queries, 10)
+    inflated = approx.mean(1) > exact.mean(1) * 1.01 + 1e-6
+    assert inflated.mean() == pytest.approx(quality.score_errors)
 
 
 def test_distinct_keeps_a_radius_net() -> None:

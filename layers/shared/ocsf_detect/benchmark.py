@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ocsf_detect import __version__
 from ocsf_detect.gcpause import gc_paused
 
 
@@ -146,10 +148,8 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
 
 
 def bench_bundle(cache: Path, index_size: int, log: Callable[[str], None]) -> Path:
-    """A bundle whose 4001 index holds about ``index_size`` vectors (cached)."""
-    bundle = cache / f"bundle-{index_size}"
-    if (bundle / "manifest.json").is_file():
-        return bundle
+    """A bundle whose 4001 index holds about ``index_size`` vectors, cached under a key of
+    the build settings (a change of defaults builds a new one)."""
     from ocsf_detect.config import DetectorConfig
     from ocsf_detect.detector.build import build_bundle
     from ocsf_detect.simulate.traffic import generate_traffic
@@ -159,6 +159,10 @@ def bench_bundle(cache: Path, index_size: int, log: Callable[[str], None]) -> Pa
     config = DetectorConfig.model_validate(
         {"train": {"max_steps": 600}, "index": {"distinct_radius": 0.0}}
     )
+    key = hashlib.sha256(f"{__version__} {config.model_dump_json()}".encode()).hexdigest()
+    bundle = cache / f"bundle-{index_size}-{key[:12]}"
+    if (bundle / "manifest.json").is_file():
+        return bundle
     need = int(index_size / (1 - config.holdout) / (1 - config.index.contamination)) + 200
     log(f"building a benchmark bundle with a {index_size:,}-vector index (once, cached)")
     events: list[dict[str, Any]] = []

@@ -45,13 +45,20 @@ class _Section(BaseModel):
 
 class IndexConfig(_Section):
     k: int = Field(16, ge=1, le=256, description="neighbours averaged into the score")
-    M: int = Field(16, ge=4, le=96)
-    ef_construction: int = Field(200, ge=16, le=2000)
+    M: int = Field(32, ge=4, le=96)
+    ef_construction: int = Field(400, ge=16, le=2000)
     ef_search: int = Field(
         16, ge=8, le=4096, description="smallest ef tried; doubled until recall_target is met"
     )
     recall_target: float = Field(0.98, gt=0, le=1)
-    recall_sample: int = Field(1000, ge=50)
+    score_error_target: float = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="largest share of sampled queries whose approximate score may exceed "
+        "the exact one by more than 1% (stalled searches are the false alarms)",
+    )
+    recall_sample: int = Field(2000, ge=50)
     contamination: float = Field(
         0.002, ge=0, lt=0.5, description="share of the baseline dropped as most isolated"
     )
@@ -82,6 +89,9 @@ class TrainSection(_Section):
     )
     augment_uniform: float = Field(
         0.0, ge=0, le=1, description="share of corrupted numerics drawn uniformly, not swapped"
+    )
+    anchor_scale: float = Field(
+        3.0, gt=0, description="output anchor as a multiple of the 99th percentile of |z|"
     )
     max_train_events: int = Field(60_000, ge=100)
     seed: int = 0

@@ -51,11 +51,12 @@ def run(args: argparse.Namespace) -> int:
             f"({cm.training.method}, {cm.training.epochs} epochs, loss {cm.training.final_loss})"
         )
         ix = cm.index
+        errors = "" if ix.score_error_rate is None else f", score errors {ix.score_error_rate:.2%}"
         print(
             f"    index: {ix.file} {ix.n_items:,} vectors, M={ix.M} ef={ix.ef_search} k={ix.k}, "
-            f"recall@k {ix.recall_at_k} on {ix.recall_sample}, screened out {ix.screened_out} "
-            f"(q={ix.contamination_q}), {ix.merged_out} merged into a neighbour within "
-            f"{ix.distinct_radius} feature units"
+            f"recall@k {ix.recall_at_k} on {ix.recall_sample}{errors}, "
+            f"screened out {ix.screened_out} (q={ix.contamination_q}), "
+            f"{ix.merged_out} merged into a neighbour within {ix.distinct_radius} feature units"
         )
         bands = ", ".join(f"{b.severity}>={b.min_score:.4f}" for b in cm.severity_bands)
         print(f"    threshold {cm.threshold:.4f} for alert rate {cm.alert_rate}: {bands}")

@@ -127,6 +127,7 @@ def build_bundle(
         max_steps=t.max_steps,
         seed=t.seed,
         category_weight=t.category_weight,
+        anchor_scale=t.anchor_scale,
         augment=t.augment,
         augment_uniform=t.augment_uniform,
     )
@@ -175,10 +176,19 @@ def build_bundle(
         sample = hold_emb[
             rng.choice(len(hold_emb), min(ix.recall_sample, len(hold_emb)), replace=False)
         ]
-        ef, recall = tune_ef(index, base, sample, ix.k, ix.recall_target, ix.ef_search)
+        ef, quality = tune_ef(
+            index,
+            base,
+            sample,
+            ix.k,
+            recall_target=ix.recall_target,
+            score_error_target=ix.score_error_target,
+            start=ix.ef_search,
+        )
         log(
             f"  index: {len(base):,} vectors ({screened} screened out, {merged} merged), "
-            f"ef={ef}, recall@{ix.k}={recall:.4f}"
+            f"ef={ef}, recall@{ix.k}={quality.recall:.4f}, "
+            f"score errors {quality.score_errors:.2%}"
         )
         _, hold_d = knn(index, hold_emb, ix.k)
         hold_scores = hold_d.mean(axis=1)
@@ -216,7 +226,8 @@ def build_bundle(
                 ef_search=ef,
                 k=ix.k,
                 n_items=len(base),
-                recall_at_k=round(recall, 5),
+                recall_at_k=round(quality.recall, 5),
+                score_error_rate=round(quality.score_errors, 5),
                 recall_sample=len(sample),
                 contamination_q=ix.contamination,
                 screened_out=screened,

@@ -38,6 +38,8 @@ class IndexInfo(_Strict):
     n_items: int
     recall_at_k: float
     recall_sample: int
+    # share of the sample whose score exceeds the exact one by > 1% (absent: older bundles)
+    score_error_rate: float | None = None
     contamination_q: float
     screened_out: int
     distinct_radius: float = 0.0  # in feature units; embedding units = x distance_ratio
