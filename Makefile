@@ -23,7 +23,8 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# torch is pinned in the [train] extra to the CPU build pip finds locally.
+	# torch is pinned in the [train] extra; pip takes a CPU build when its index has one
+	# (PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu elsewhere).
 	$(PIP) install -q -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 

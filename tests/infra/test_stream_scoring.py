@@ -155,7 +155,11 @@ def test_quarantine_bucket_is_private_encrypted_and_expiring(dev: Synthesized) -
                     [Match.object_like({"Id": "expire-quarantined-payloads", "Status": "Enabled"})]
                 )
             },
-            "BucketEncryption": Match.any_value(),
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
+            },
             "PublicAccessBlockConfiguration": {
                 "BlockPublicAcls": True,
                 "BlockPublicPolicy": True,

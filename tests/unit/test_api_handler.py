@@ -89,9 +89,27 @@ def test_sample_event_gets_its_expected_response(api, case):
 def test_predict_answers_every_documented_field(api, detector):
     response, body = invoke(api, sample("predict"))
     assert response["statusCode"] == 200
+    assert set(body) == {
+        "status",
+        "class_uid",
+        "class_name",
+        "score",
+        "threshold",
+        "is_anomaly",
+        "severity_id",
+        "severity",
+        "neighbors",
+        "bundle_version",
+        "latency_ms",
+    }
+    assert (body["status"], body["class_uid"]) == ("scored", 4001)
+    assert body["class_name"] == "Network Activity"
     assert body["bundle_version"] == detector.bundle_version
-    assert body["score"] >= 0
-    assert body["latency_ms"] >= 0
+    assert body["score"] > 0
+    assert body["threshold"] == detector.manifest.models["4001"].threshold
+    assert 0 <= body["latency_ms"] < 10_000
+    names = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
+    assert body["severity"] == names[body["severity_id"]]
     assert body["is_anomaly"] == (body["score"] >= body["threshold"])
     assert len(body["neighbors"]) == 3
 

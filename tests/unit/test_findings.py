@@ -20,7 +20,7 @@ def scored(event: dict | None = None, score: float = 2.0, threshold: float = 1.0
     event = event or {
         "class_uid": 4001,
         "time": 1_730_000_000_000,
-        "metadata": {"uid": "evt-1", "version": "1.3.0"},
+        "metadata": {"uid": "evt-1", "version": "1.1.0"},
         "src_endpoint": {"ip": "10.0.0.1"},
     }
     table = NeighborTable(np.array([[0]]), np.array([[0.5]]), ["b-1"])
@@ -40,10 +40,12 @@ def test_finding_has_the_ocsf_detection_finding_shape():
         "uid": "ocsf-detect:4001",
         "version": "v7",
     }
+    # the finding is written in the schema version this library emits, not the source's
     assert finding["metadata"]["version"] == "1.3.0"
+    assert finding["evidences"][0]["data"]["metadata"]["version"] == "1.1.0"
     assert finding["metadata"]["uid"] == finding["finding_info"]["uid"]
     assert finding["severity_id"] == 4
-    assert finding["severity"]
+    assert finding["severity"] == "High"
     assert finding["evidences"][0]["data"]["metadata"]["uid"] == "evt-1"
     assert finding["unmapped"]["nearest_baseline"] == [{"uid": "b-1", "distance": 0.5}]
     assert finding["risk_score"] == 100

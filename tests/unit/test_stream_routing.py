@@ -201,15 +201,23 @@ def test_retry_policy_is_bounded(attempts):
     records = [rec(1, "anomaly")]
     sns = FakePublisher("sns", fail_uids=set(), failures=0)
     always = FakePublisher("eventbridge")
-    always.publish = lambda alerts: (_ for _ in ()).throw(ConnectionError("down"))  # type: ignore[method-assign]
+    sleeps: list[float] = []
+
+    def down(alerts: Sequence[Alert]) -> list[int]:
+        always.calls += 1
+        raise ConnectionError("down")
+
+    always.publish = down  # type: ignore[method-assign]
     result = process_batch(
         records,
         FakeScorer(),
         publishers=[sns, always],
         quarantine=FakeQuarantine(),
-        policy=RetryPolicy(max_attempts=attempts, base_delay_s=0.0),
+        policy=RetryPolicy(max_attempts=attempts, base_delay_s=0.01),
         now_ms=0,
-        sleep=lambda _s: None,
+        sleep=sleeps.append,
     )
     assert result.failed_identifiers == ["101"]
-    assert sns.calls == 1
+    assert sns.calls == 1  # delivered at once: not re-sent
+    assert always.calls == attempts  # the failing channel: exactly max_attempts tries
+    assert len(sleeps) == attempts - 1  # backing off between them, not after the last
