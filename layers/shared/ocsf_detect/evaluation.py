@@ -21,6 +21,9 @@ class EvaluationError(Exception):
     """Inputs that cannot be evaluated (no labels joined, one class only, ...)."""
 
 
+MAX_REFERENCE_EVENTS = 50_000
+
+
 def read_labels(path: Path) -> dict[str, int]:
     """uid -> is_malicious (1/0) from a CSV with ``uid`` and ``is_malicious`` columns."""
     if not Path(path).is_file():
@@ -141,6 +144,25 @@ def evaluate(
     )
 
 
+def _knn_scores(
+    reference: np.ndarray, queries: np.ndarray, k: int, own_rows: np.ndarray | None
+) -> np.ndarray:
+    """Mean distance to the k nearest reference rows. ``own_rows[j]`` is the query row
+    that reference row j is (when the references are drawn from the queries): a query
+    never counts itself as its own neighbour."""
+    labels, d = exact_knn(reference, queries, k + 1 if own_rows is not None else k)
+    if own_rows is None:
+        return np.asarray(d.mean(axis=1))
+    member = np.full(len(queries), -1)
+    member[own_rows] = np.arange(len(own_rows))
+    is_self = labels == member[:, None]
+    # drop the query itself where it was found, else the farthest of the k + 1
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), d.shape[1] - 1)
+    keep = np.ones(d.shape, dtype=bool)
+    keep[np.arange(len(d)), drop] = False
+    return np.asarray(d[keep].reshape(len(d), -1).mean(axis=1))
+
+
 def _dense(detector: Detector, class_uid: int, parsed: list[Parsed]) -> np.ndarray:
     pipeline = detector.pipeline(class_uid)
     return pipeline.transform_parsed(parsed).dense(pipeline.cardinalities)
@@ -167,23 +189,33 @@ def _references(
         for p in detector.parser.parse_many(baseline_lines):
             if isinstance(p, Parsed):
                 base_parsed.setdefault(p.class_uid, []).append(p)
+    rng = np.random.default_rng(0)
+    sampled = False
     for c in classes:
         rows = [i for i, (o, _) in enumerate(joined) if o.class_uid == c]
         test_p = [joined_parsed[i] for i in rows]
         x = _dense(detector, c, test_p)
-        train_x = _dense(detector, c, base_parsed[c]) if base_parsed.get(c) else x
-        k = detector.manifest.models[str(c)].index.k
+        transductive = not base_parsed.get(c)
+        train_x = x if transductive else _dense(detector, c, base_parsed[c])
+        # Exact k-NN costs (reference events x evaluated events): a random sample of at
+        # most MAX_REFERENCE_EVENTS keeps a million-event file to minutes, not hours.
+        picked = np.arange(len(train_x))
+        if len(train_x) > MAX_REFERENCE_EVENTS:
+            picked = np.sort(rng.choice(len(train_x), MAX_REFERENCE_EVENTS, replace=False))
+            train_x = train_x[picked]
+            sampled = True
+        k = min(detector.manifest.models[str(c)].index.k, max(1, len(train_x) - 1))
         rate = alert_rate or detector.manifest.models[str(c)].alert_rate
         forest = IsolationForest(n_estimators=200, random_state=0).fit(train_x)
         iso[rows] = -forest.score_samples(x)
-        same = train_x is x
-        _, d = exact_knn(train_x, x, k + 1 if same else k)
-        knn_s[rows] = (d[:, 1:] if same else d).mean(axis=1)
+        knn_s[rows] = _knn_scores(train_x, x, k, picked if transductive else None)
         # References get a threshold the same way: the (1 - rate) quantile on normal data.
         iso_base = -forest.score_samples(train_x)
-        _, db = exact_knn(train_x, train_x, k + 1)
         iso_thr[rows] = np.quantile(iso_base, 1 - rate)
-        knn_thr[rows] = np.quantile(db[:, 1:].mean(axis=1), 1 - rate)
+        own = _knn_scores(train_x, train_x, k, np.arange(len(train_x)))
+        knn_thr[rows] = np.quantile(own, 1 - rate)
+    if sampled:
+        fit += f" (a random {MAX_REFERENCE_EVENTS:,} per class)"
     return {
         "isolation_forest": metrics(y, iso / iso_thr, 1.0),
         "exact_knn": metrics(y, knn_s / np.maximum(knn_thr, 1e-12), 1.0),
