@@ -34,6 +34,7 @@ from ocsf_detect.detector.index import (
     distance_ratio,
     distinct,
     knn,
+    rescore_exact,
     tune_ef,
 )
 from ocsf_detect.detector.manifest import (
@@ -190,11 +191,12 @@ def build_bundle(
             f"ef={ef}, recall@{ix.k}={quality.recall:.4f}, "
             f"score errors {quality.score_errors:.2%}"
         )
-        _, hold_d = knn(index, hold_emb, ix.k)
-        hold_scores = hold_d.mean(axis=1)
+        hold_scores = _served_scores(index, base, hold_emb, ix.k, config.alert_rate)
         cal = calibrate(hold_scores, config.alert_rate)
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))
+        vectors_file = f"vectors-{class_uid}.npy"
+        np.save(out_dir / vectors_file, np.ascontiguousarray(base, dtype=np.float32))
         ids_file = None
         kept_events = [train_p[i] for i in keep]
         uids = [event_uid(p.event) for p in kept_events]
@@ -235,6 +237,7 @@ def build_bundle(
                 distance_ratio=round(ratio, 8),
                 merged_out=merged,
                 ids_file=ids_file,
+                vectors_file=vectors_file,
             ),
             threshold=cal.threshold,
             alert_rate=cal.alert_rate,
@@ -337,6 +340,29 @@ def _indexed_rows(
     return keep[net], screened, len(keep) - len(net), ratio
 
 
+def _served_scores(
+    index: Any, base: np.ndarray, queries: np.ndarray, k: int, alert_rate: float
+) -> np.ndarray:
+    """Held-out scores as the scorer will compute them: approximate, and exact for every
+    score at or above the threshold (``rescore_exact``). The threshold is not known until
+    the scores are, so the top share is re-checked, widening until the threshold lies
+    inside it; the decisions ``score >= threshold`` are then those of exact search."""
+    labels, dists = knn(index, queries, k)
+    approx = dists.mean(axis=1)
+    share = min(1.0, 10 * alert_rate)
+    while True:
+        cutoff = float(np.quantile(approx, 1 - share))
+        exact_labels, exact_dists = labels.copy(), dists.copy()
+        rescore_exact(base, queries, exact_labels, exact_dists, cutoff)
+        mixed = exact_dists.mean(axis=1)
+        threshold = float(np.quantile(mixed, 1 - alert_rate, method="higher"))
+        if threshold >= cutoff or share >= 1.0:
+            # what the scorer returns: exact where the approximate score reaches the
+            # threshold, approximate below it (the golden events are checked on this)
+            return np.asarray(np.where(approx >= threshold, mixed, approx))
+        share = min(1.0, share * 2)
+
+
 def _screen(emb: np.ndarray, params: IndexParams, q: float) -> tuple[np.ndarray, int]:
     """Indices to keep: drop the ``q`` share with the highest own k-NN score (the
     most isolated points: likely attacks mixed into the baseline)."""
@@ -344,7 +370,10 @@ def _screen(emb: np.ndarray, params: IndexParams, q: float) -> tuple[np.ndarray,
     n_drop = int(n * q)
     if n_drop == 0 or n <= params.k + 1:
         return np.arange(n), 0
-    index = build_index(emb, params)
+    # Only a ranking is needed here, over every training event (the largest index the
+    # build makes): a lighter graph than the serving index's, searched a little wider.
+    screen = IndexParams(M=16, ef_construction=100, ef_search=max(64, params.k + 1), k=params.k)
+    index = build_index(emb, screen)
     _, d = knn(index, emb, params.k + 1)
     own = d[:, 1:].mean(axis=1)  # the first neighbour is the point itself
     keep = np.sort(np.argsort(own, kind="stable")[: n - n_drop])

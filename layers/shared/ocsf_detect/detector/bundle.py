@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,20 @@ class LoadedClass:
     session: Any  # onnxruntime.InferenceSession
     index: Any  # hnswlib.Index
     ids: list[str] | None
+    vectors_path: Path | None = None
+    _vectors: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The indexed vectors, for exact re-checks: memory-mapped from the bundle on
+        first use (older bundles: read back from the index, slower)."""
+        if self._vectors is None:
+            if self.vectors_path is not None:
+                self._vectors = np.load(self.vectors_path, mmap_mode="r", allow_pickle=False)
+            else:
+                n = self.index.get_current_count()
+                self._vectors = np.asarray(self.index.get_items(list(range(n))), np.float32)
+        return self._vectors
 
 
 def sha256_file(path: Path) -> str:
@@ -76,6 +90,20 @@ def verify_files(bundle_dir: Path, manifest: Manifest) -> None:
             )
 
 
+def _npy_shape(path: Path) -> str:
+    """'float32 (n, dim)' from a .npy header, without reading the data."""
+    try:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    except (OSError, ValueError) as exc:
+        return f"no .npy array ({exc})"
+    return f"{np.dtype(dtype).name} {tuple(int(d) for d in shape)}"
+
+
 def load_bundle(
     bundle_dir: Path, *, threads: int = 1
 ) -> tuple[Manifest, dict[int, LoadedClass], float]:
@@ -119,7 +147,17 @@ def load_bundle(
         ids = None
         if info.index.ids_file:
             ids = orjson.loads((bundle_dir / info.index.ids_file).read_bytes())
-        loaded[int(key)] = LoadedClass(info, session, index, ids)
+        vectors_path = None
+        if info.index.vectors_file:
+            vectors_path = bundle_dir / info.index.vectors_file
+            found = _npy_shape(vectors_path)
+            expected = f"float32 {(info.index.n_items, io.dim)}"
+            if found != expected:
+                raise BundleError(
+                    f"{bundle_dir}: {info.index.vectors_file} holds {found}, "
+                    f"the manifest says {expected}"
+                )
+        loaded[int(key)] = LoadedClass(info, session, index, ids, vectors_path)
     return manifest, loaded, (time.perf_counter() - start) * 1000.0
 
 

@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ocsf_detect.detector.calibrate import SeverityBand
 from ocsf_detect.features.spec import ClassSpec
 
-FORMAT_VERSION = 2  # 2: index built on the distinct-behaviour net (format 1 still loads)
+# 2: index built on the distinct-behaviour net; 3: the indexed vectors ship beside the
+# index (exact re-check of alerts). Formats 1 and 2 still load.
+FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 
 
@@ -46,6 +48,7 @@ class IndexInfo(_Strict):
     distance_ratio: float = 1.0
     merged_out: int = 0  # baseline events within the radius of an indexed one
     ids_file: str | None = None  # metadata.uid of each indexed baseline event
+    vectors_file: str | None = None  # the indexed vectors, float32 .npy (format 3)
 
 
 class TrainingInfo(_Strict):

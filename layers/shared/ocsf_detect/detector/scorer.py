@@ -16,7 +16,7 @@ import numpy as np
 
 from ocsf_detect.detector.bundle import LoadedClass, embedding_of, load_bundle
 from ocsf_detect.detector.calibrate import SEVERITY_NAMES, severity_ids
-from ocsf_detect.detector.index import knn
+from ocsf_detect.detector.index import knn, rescore_exact
 from ocsf_detect.detector.manifest import Manifest
 from ocsf_detect.features.pipeline import FeaturePipeline
 from ocsf_detect.gcpause import gc_paused
@@ -182,6 +182,9 @@ class Detector:
         emb = embedding_of(loaded.session, info, matrix.numeric, matrix.categorical)
         t2 = time.perf_counter()
         labels, dists = knn(loaded.index, emb, info.index.k)
+        # Alerts are decided by exact search: a stalled HNSW search only ever inflates a
+        # score, so only scores at or above the threshold are re-checked.
+        rescore_exact(loaded.vectors, emb, labels, dists, info.threshold)
         t3 = time.perf_counter()
         scores = dists.mean(axis=1)
         anomalous = scores >= info.threshold
