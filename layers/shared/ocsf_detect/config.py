@@ -48,16 +48,13 @@ class IndexConfig(_Section):
     M: int = Field(32, ge=4, le=96)
     ef_construction: int = Field(400, ge=16, le=2000)
     ef_search: int = Field(
-        16, ge=8, le=4096, description="smallest ef tried; doubled until recall_target is met"
+        16,
+        ge=8,
+        le=128,
+        description="smallest ef tried; doubled up to 128, keeping the cheapest that meets "
+        "recall_target (counting exact re-checks of scores that reach the threshold)",
     )
     recall_target: float = Field(0.98, gt=0, le=1)
-    score_error_target: float = Field(
-        0.001,
-        ge=0,
-        le=1,
-        description="largest share of sampled queries whose approximate score may exceed "
-        "the exact one by more than 1% (stalled searches are the false alarms)",
-    )
     recall_sample: int = Field(2000, ge=50)
     contamination: float = Field(
         0.002, ge=0, lt=0.5, description="share of the baseline dropped as most isolated"

@@ -6,6 +6,7 @@ transform, one ONNX run, one k-NN query, vectorised thresholding and severity.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import numpy as np
 
 from ocsf_detect.detector.bundle import LoadedClass, embedding_of, load_bundle
 from ocsf_detect.detector.calibrate import SEVERITY_NAMES, severity_ids
-from ocsf_detect.detector.index import knn, rescore_exact
+from ocsf_detect.detector.index import RECHECK_MIN, RECHECK_SHARE, knn, rescore_exact
 from ocsf_detect.detector.manifest import Manifest
 from ocsf_detect.features.pipeline import FeaturePipeline
 from ocsf_detect.gcpause import gc_paused
@@ -183,8 +184,10 @@ class Detector:
         t2 = time.perf_counter()
         labels, dists = knn(loaded.index, emb, info.index.k)
         # Alerts are decided by exact search: a stalled HNSW search only ever inflates a
-        # score, so only scores at or above the threshold are re-checked.
-        rescore_exact(loaded.vectors, emb, labels, dists, info.threshold)
+        # score, so only scores at or above the threshold are re-checked (a bounded
+        # number per batch, so that a flood of anomalies cannot multiply the cost).
+        limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
+        rescore_exact(loaded.vectors, emb, labels, dists, info.threshold, limit)
         t3 = time.perf_counter()
         scores = dists.mean(axis=1)
         anomalous = scores >= info.threshold
