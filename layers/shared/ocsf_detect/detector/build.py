@@ -4,8 +4,9 @@ Per supported class with enough events: fit the feature spec, train the TabularR
 self-supervised, export it to ONNX, embed the baseline *with onnxruntime* (the serving
 path), screen out the most isolated q% as likely contamination, keep one event per
 neighbourhood of the distinct radius (the index holds distinct behaviours, so a flood
-of near-identical events counts once), index those in HNSW (ef tuned until recall@k
-against exact search meets the target), score a held-out share to calibrate the
+of near-identical events counts once), index those in HNSW (the cheapest ef whose
+recall@k against exact search meets the target, counting the exact re-checks of scores
+that reach the threshold), score a held-out share as the scorer will to calibrate the
 threshold and severity bands, and keep golden events. Needs the ``train`` extra (torch).
 """
 

@@ -186,8 +186,9 @@ class Detector:
         # Alerts are decided by exact search: a stalled HNSW search only ever inflates a
         # score, so only scores at or above the threshold are re-checked (a bounded
         # number per batch, so that a flood of anomalies cannot multiply the cost).
-        limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
-        rescore_exact(loaded.vectors, emb, labels, dists, info.threshold, limit)
+        if dists.size and float(dists.mean(axis=1).max()) >= info.threshold:
+            limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
+            rescore_exact(loaded.vectors, emb, labels, dists, info.threshold, limit)
         t3 = time.perf_counter()
         scores = dists.mean(axis=1)
         anomalous = scores >= info.threshold
