@@ -68,6 +68,7 @@ def handle(
             first_sequence_number=records[0].sequence_number,
             last_sequence_number=records[-1].sequence_number,
         )
+    before = (detector.rechecks.rechecked, detector.rechecks.unchecked)
     with tracer.provider.in_subsegment("process_batch"):
         result = process_batch(
             records,
@@ -79,6 +80,11 @@ def handle(
             max_event_bytes=settings.max_event_bytes,
         )
     _record_metrics(result)
+    for name, value in (
+        (names.METRIC_ALERTS_RECHECKED, detector.rechecks.rechecked - before[0]),
+        (names.METRIC_ALERTS_UNCHECKED, detector.rechecks.unchecked - before[1]),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     _log_result(result)
     return result
 

@@ -108,6 +108,9 @@ class Monitoring(Construct):
                 names.METRIC_ANOMALIES,
                 names.METRIC_REJECTED,
                 names.METRIC_QUARANTINED,
+                # alerts confirmed by exact search / past a batch's re-check limit
+                names.METRIC_ALERTS_RECHECKED,
+                names.METRIC_ALERTS_UNCHECKED,
             )
         ]
         self.dashboard.add_widgets(
@@ -118,7 +121,8 @@ class Monitoring(Construct):
                 height=2,
             ),
             cw.GraphWidget(
-                title="Records in, scored, predictions, anomalies, rejected, quarantined",
+                title="Records in, scored, predictions, anomalies, rejected, quarantined, "
+                "alerts re-checked / unchecked",
                 left=records,
                 width=12,
             ),

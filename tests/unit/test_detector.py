@@ -350,6 +350,37 @@ def test_attacks_score_higher_than_normal_traffic(detector: Detector, live_traff
     assert np.median(ratio[labels == 1]) > np.quantile(ratio[labels == 0], 0.9)
 
 
+def test_alerts_are_rechecked_up_to_the_batch_limit(
+    bundle_dir: Path, baseline_traffic, live_traffic
+) -> None:
+    from ocsf_detect.detector.index import RECHECK_MIN
+
+    detector = Detector.load(bundle_dir)  # fresh counters
+    # Normal traffic: every score at the threshold is re-checked, none left unchecked
+    normal = [e for e in baseline_traffic.events if e["class_uid"] == 4001][:600]
+    outcomes = detector.score_objects(normal)
+    anomalies = sum(1 for o in outcomes if isinstance(o, Scored) and o.is_anomaly)
+    assert detector.rechecks.unchecked == 0
+    assert detector.rechecks.rechecked >= anomalies
+    # A flood of attacks: the re-checks stop at the limit; the rest are counted
+    attacks = [
+        e
+        for e, lab in zip(live_traffic.events, live_traffic.labels, strict=True)
+        if lab.is_malicious and e["class_uid"] == 4001
+    ]
+    alerting = [
+        e
+        for e, o in zip(attacks, detector.score_objects(attacks), strict=True)
+        if isinstance(o, Scored) and o.is_anomaly
+    ]
+    assert alerting
+    flood = (alerting * (4 * RECHECK_MIN))[: 4 * RECHECK_MIN]  # limit: RECHECK_MIN
+    before = (detector.rechecks.rechecked, detector.rechecks.unchecked)
+    detector.score_objects(flood)  # every one reached the threshold before: all do again
+    assert detector.rechecks.rechecked - before[0] == RECHECK_MIN
+    assert detector.rechecks.unchecked - before[1] == len(flood) - RECHECK_MIN
+
+
 def test_anchored_normalisation_keeps_how_far_an_event_is() -> None:
     torch = pytest.importorskip("torch")
     from ocsf_detect.training.model import TabularResNet

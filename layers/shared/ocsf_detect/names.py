@@ -39,6 +39,8 @@ METRIC_UNSUPPORTED: Final = "Unsupported"
 METRIC_FAILED: Final = "Failed"
 METRIC_QUARANTINED: Final = "Quarantined"
 METRIC_ALERTS_PUBLISHED: Final = "AlertsPublished"
+METRIC_ALERTS_RECHECKED: Final = "AlertsRechecked"  # confirmed by exact search
+METRIC_ALERTS_UNCHECKED: Final = "AlertsUnchecked"  # past the batch's re-check limit
 METRIC_PREDICTIONS: Final = "Predictions"
 
 # --- Alert delivery -------------------------------------------------------------------

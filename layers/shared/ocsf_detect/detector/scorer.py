@@ -106,6 +106,16 @@ def outcome_dict(outcome: Outcome) -> dict[str, Any]:
 
 
 @dataclass
+class RecheckCounts:
+    """Scores that reached the threshold, accumulated over calls: re-checked by exact
+    search, or left to HNSW alone because the batch's re-check limit was reached (a
+    flood of anomalies, or a bundle that does not fit the traffic)."""
+
+    rechecked: int = 0
+    unchecked: int = 0
+
+
+@dataclass
 class StageTimes:
     """Milliseconds per stage, accumulated over calls (for benchmarks and metrics)."""
 
@@ -125,6 +135,7 @@ class Detector:
         self._pipelines = {uid: FeaturePipeline(c.info.features) for uid, c in loaded.items()}
         self.parser = EventParser({uid: p.plan for uid, p in self._pipelines.items()})
         self.times = StageTimes()
+        self.rechecks = RecheckCounts()
 
     @classmethod
     def load(cls, bundle_dir: Path | str, *, threads: int = 1) -> Detector:
@@ -186,9 +197,12 @@ class Detector:
         # Alerts are decided by exact search: a stalled HNSW search only ever inflates a
         # score, so only scores at or above the threshold are re-checked (a bounded
         # number per batch, so that a flood of anomalies cannot multiply the cost).
-        if dists.size and float(dists.mean(axis=1).max()) >= info.threshold:
+        above = int((dists.mean(axis=1) >= info.threshold).sum())
+        if above:
             limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
-            rescore_exact(loaded.vectors, emb, labels, dists, info.threshold, limit)
+            rows = rescore_exact(loaded.vectors, emb, labels, dists, info.threshold, limit)
+            self.rechecks.rechecked += len(rows)
+            self.rechecks.unchecked += above - len(rows)
         t3 = time.perf_counter()
         scores = dists.mean(axis=1)
         anomalous = scores >= info.threshold
