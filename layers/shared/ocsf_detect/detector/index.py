@@ -14,9 +14,9 @@ SPACE = "l2"  # hnswlib's l2 is squared Euclidean; scores use the square root
 
 @dataclass(frozen=True)
 class IndexParams:
-    M: int = 32
-    ef_construction: int = 200
-    ef_search: int = 64
+    M: int = 32  # the defaults of ``config.IndexConfig``
+    ef_construction: int = 400
+    ef_search: int = 16
     k: int = 16
 
 
@@ -168,11 +168,11 @@ RECHECK_SHARE = 0.05
 RECHECK_TUNED = 0.03
 RECHECK_MIN = 32
 MAX_EF = 128  # beyond this, re-checking the few stalled alerts exactly is cheaper
-SCORE_TOLERANCE = 0.01
+SCORE_TOLERANCE = 0.01  # an approximate score more than 1% above the exact one is an error
 # One exact distance (a row of the blocked float32 product in ``exact_knn``) costs about
 # this share of one candidate visited by an HNSW search (x86-64, one thread: 0.46 ms for
 # 81,000 vectors against about 0.33 us per unit of ef).
-EXACT_COST_PER_VECTOR = 0.017  # an approximate score more than 1% above the exact one is an error
+EXACT_COST_PER_VECTOR = 0.017
 
 
 @dataclass(frozen=True)

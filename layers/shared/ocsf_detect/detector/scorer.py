@@ -197,14 +197,15 @@ class Detector:
         # Alerts are decided by exact search: a stalled HNSW search only ever inflates a
         # score, so only scores at or above the threshold are re-checked (a bounded
         # number per batch, so that a flood of anomalies cannot multiply the cost).
-        above = int((dists.mean(axis=1) >= info.threshold).sum())
-        if above:
+        scores = dists.mean(axis=1)
+        above = int((scores >= info.threshold).sum())
+        if above:  # the vectors are read only when needed
             limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
             rows = rescore_exact(loaded.vectors, emb, labels, dists, info.threshold, limit)
             self.rechecks.rechecked += len(rows)
             self.rechecks.unchecked += above - len(rows)
+            scores[rows] = dists[rows].mean(axis=1)
         t3 = time.perf_counter()
-        scores = dists.mean(axis=1)
         anomalous = scores >= info.threshold
         sev = severity_ids(scores, info.severity_bands)
         table = NeighborTable(labels, dists, loaded.ids)
