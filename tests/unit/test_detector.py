@@ -21,10 +21,10 @@ from ocsf_detect.detector.index import (
     distinct,
     exact_knn,
     knn,
-    measure_recall,
     rescore_exact,
     search_quality,
     search_work,
+    squared_norms,
     tune_ef,
 )
 from ocsf_detect.detector.scorer import Detector, Scored
@@ -185,9 +185,9 @@ def test_hnsw_recall_is_measured_against_exact_search() -> None:
     base = rng.normal(size=(3000, 16)).astype(np.float32)
     queries = rng.normal(size=(200, 16)).astype(np.float32)
     index = build_index(base, IndexParams(M=16, ef_construction=200, ef_search=200, k=10))
-    assert measure_recall(index, base, queries, 10) >= 0.98
+    assert search_quality(index, base, queries, 10).recall >= 0.98
     index.set_ef(10)
-    index_low = measure_recall(index, base, queries, 10)
+    index_low = search_quality(index, base, queries, 10).recall
     assert index_low < 1.0  # the measurement can tell a worse setting apart
 
 
@@ -254,14 +254,27 @@ def test_alert_decisions_are_those_of_exact_search() -> None:
     # Given searches that inflate some scores across the threshold
     wrongly_above = (dists.mean(1) >= threshold) & (exact_scores < threshold)
     assert wrongly_above.sum() > 0
-    # When the scores at or above the threshold are re-checked
-    redone = rescore_exact(base, queries, labels, dists, threshold)
+    # When the scores at or above the threshold are re-checked (with the norms the
+    # scorer computes once per index)
+    redone = rescore_exact(base, queries, labels, dists, threshold, vectors_sq=squared_norms(base))
     # Then only those were redone, and every decision is exact search's
     assert len(redone) < len(queries) / 2
     assert np.array_equal(dists.mean(1) >= threshold, exact_scores >= threshold)
     above = exact_scores >= threshold
     assert np.allclose(dists[above], exact_dists[above], atol=1e-5)
     assert np.array_equal(labels[redone], exact_labels[redone])
+
+
+def test_exact_knn_with_precomputed_norms_is_the_same_search() -> None:
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(500, 8)).astype(np.float32)
+    queries = rng.normal(size=(40, 8)).astype(np.float32)
+    labels, dists = exact_knn(base, queries, 7)
+    labels_sq, dists_sq = exact_knn(base, queries, 7, squared_norms(base))
+    assert np.array_equal(labels, labels_sq)
+    assert np.array_equal(dists, dists_sq)
+    brute = np.sort(np.linalg.norm(queries[:, None] - base[None], axis=2), axis=1)[:, :7]
+    assert np.allclose(dists, brute, atol=1e-5)
 
 
 def test_distinct_keeps_a_radius_net() -> None:

@@ -31,6 +31,7 @@ class LoadedClass:
     ids: list[str] | None
     vectors_path: Path | None = None
     _vectors: np.ndarray | None = field(default=None, repr=False)
+    _vectors_sq: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -43,6 +44,15 @@ class LoadedClass:
                 n = self.index.get_current_count()
                 self._vectors = np.asarray(self.index.get_items(list(range(n))), np.float32)
         return self._vectors
+
+    @property
+    def vectors_sq(self) -> np.ndarray:
+        """Squared norms of ``vectors``, computed once (each exact re-check needs them)."""
+        if self._vectors_sq is None:
+            from ocsf_detect.detector.index import squared_norms  # imports hnswlib
+
+            self._vectors_sq = squared_norms(self.vectors)
+        return self._vectors_sq
 
 
 def sha256_file(path: Path) -> str:

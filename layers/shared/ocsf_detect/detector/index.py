@@ -56,14 +56,25 @@ def knn(index: hnswlib.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, 
     return labels.astype(np.int64), np.sqrt(np.maximum(sq, 0.0))
 
 
-def exact_knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def squared_norms(vectors: np.ndarray) -> np.ndarray:
+    """|b|^2 per row, float32: what ``exact_knn`` ranks with (computed once per index by
+    callers that search the same vectors again and again)."""
+    base32 = np.ascontiguousarray(vectors, dtype=np.float32)
+    return np.einsum("ij,ij->i", base32, base32)
+
+
+def exact_knn(
+    base: np.ndarray, queries: np.ndarray, k: int, base_sq: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force k-NN in blocks (reference for recall, the exact baseline, and the
     re-check of alerts). Candidates come from one float32 matrix product (the expansion
     |q|^2 + |b|^2 - 2 q.b); the distances of the best few are then recomputed directly
-    from the differences, which the expansion gets wrong for near-identical vectors."""
+    from the differences, which the expansion gets wrong for near-identical vectors.
+    ``base_sq``: ``squared_norms(base)``, if already known."""
     k = min(k, len(base))
     base32 = np.ascontiguousarray(base, dtype=np.float32)
-    base_sq = np.einsum("ij,ij->i", base32, base32)
+    if base_sq is None:
+        base_sq = squared_norms(base32)
     extra = min(len(base), k + max(8, k))  # slack for the float32 ranking
     labels = np.empty((len(queries), k), dtype=np.int64)
     dists = np.empty((len(queries), k), dtype=np.float32)
@@ -92,6 +103,7 @@ def rescore_exact(
     dists: np.ndarray,
     cutoff: float,
     limit: int | None = None,
+    vectors_sq: np.ndarray | None = None,
 ) -> np.ndarray:
     """Redo, in place, the k-NN result of every query whose approximate score (mean
     distance) is at or above ``cutoff`` with exact search; returns those rows. With
@@ -103,13 +115,14 @@ def rescore_exact(
     as exact search decides it: a search that stalled in the wrong region of the graph
     cannot raise an alert, and every alert's score and neighbours are exact. The limit
     bounds the cost when most of a batch is anomalous (a flood, or a bundle that does
-    not fit the traffic); there, stalls are a small part of the alerts."""
+    not fit the traffic); there, stalls are a small part of the alerts. ``vectors_sq``:
+    ``squared_norms(vectors)``, if already known."""
     scores = dists.mean(axis=1)
     rows = np.flatnonzero(scores >= cutoff)
     if limit is not None and len(rows) > limit:
         rows = np.sort(rows[np.argsort(scores[rows], kind="stable")[:limit]])
     if len(rows):
-        exact_labels, exact_dists = exact_knn(vectors, queries[rows], dists.shape[1])
+        exact_labels, exact_dists = exact_knn(vectors, queries[rows], dists.shape[1], vectors_sq)
         labels[rows] = exact_labels
         dists[rows] = exact_dists
     return rows
@@ -211,11 +224,6 @@ def search_quality(
     return SearchQuality(
         float((approx <= kth).mean()), float(inflated.mean()), float((scores >= threshold).mean())
     )
-
-
-def measure_recall(index: hnswlib.Index, base: np.ndarray, queries: np.ndarray, k: int) -> float:
-    """Recall@k of HNSW against exact search (see ``search_quality``)."""
-    return search_quality(index, base, queries, k).recall
 
 
 def search_work(ef: int, quality: SearchQuality, n_vectors: int) -> float:

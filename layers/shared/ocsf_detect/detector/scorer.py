@@ -201,7 +201,9 @@ class Detector:
         above = int((scores >= info.threshold).sum())
         if above:  # the vectors are read only when needed
             limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
-            rows = rescore_exact(loaded.vectors, emb, labels, dists, info.threshold, limit)
+            rows = rescore_exact(
+                loaded.vectors, emb, labels, dists, info.threshold, limit, loaded.vectors_sq
+            )
             self.rechecks.rechecked += len(rows)
             self.rechecks.unchecked += above - len(rows)
             scores[rows] = dists[rows].mean(axis=1)
