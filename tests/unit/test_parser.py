@@ -87,6 +87,24 @@ def _with(event: dict, path: str, value: object) -> bytes:
         ),
         (b"{}", RejectReason.MISSING_FIELD, "class_uid"),
         (b"", RejectReason.INVALID_JSON, None),
+        # Unpaired surrogate escapes, on the fast path and on the exact (long digits) one.
+        (b'{"class_uid": 4001, "time": 1, "m": "\\ud800"}', RejectReason.INVALID_ENCODING, "m"),
+        (
+            b'{"class_uid": 4001, "time": 1, "id": 1234567890123456789, "m": "a\\udc00"}',
+            RejectReason.INVALID_ENCODING,
+            "m",
+        ),
+        ('{"class_uid": "\u00b2", "time": 1}'.encode(), RejectReason.WRONG_TYPE, "class_uid"),
+        (
+            b'{"class_uid": 4001, "time": "0001-01-01T00:00:00"}',
+            RejectReason.NUMBER_OUT_OF_RANGE,
+            "time",
+        ),
+        (
+            b'{"class_uid": 4001, "time": "1900-01-01T00:00:00Z"}',
+            RejectReason.NUMBER_OUT_OF_RANGE,
+            "time",
+        ),
     ],
 )
 def test_rejections_carry_a_stable_reason_and_the_field(
@@ -133,6 +151,7 @@ def test_time_tolerance_seconds_iso_and_time_dt() -> None:
         {"class_uid": 4001, "time": ms // 1000},
         {"class_uid": 4001, "time": "2025-03-14T08:00:00Z"},
         {"class_uid": 4001, "time_dt": "2025-03-14T08:00:00+00:00"},
+        {"class_uid": 4001, "time": "2025-03-14T08:00:00"},  # no offset: UTC
         {"class_uid": 4001, "time": float(ms)},
     ):
         outcome = PARSER.parse(orjson.dumps(event))
@@ -236,3 +255,14 @@ def test_integers_beyond_64_bits_are_kept_exactly() -> None:
         assert isinstance(outcome, Parsed)
         assert outcome.event["unmapped"]["id"] == number
         assert isinstance(outcome.event["unmapped"]["id"], int)
+
+
+def test_an_unforeseen_failure_on_a_decoded_event_is_still_an_outcome() -> None:
+    class Hostile(dict):
+        def get(self, *args, **kwargs):
+            raise RuntimeError("unreadable mapping")
+
+    outcome = PARSER.parse_object(Hostile(class_uid=4001))
+    assert isinstance(outcome, Rejected)
+    assert outcome.reason is RejectReason.INVALID_INPUT
+    assert "unreadable mapping" in outcome.message

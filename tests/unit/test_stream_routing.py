@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,8 +39,15 @@ class FakeScorer:
                 continue
             if kind == "unsupported":
                 out.append(Unsupported(1001))
+            elif kind == "long_reason":  # a reason quoting a huge key of the sender's
+                out.append(Rejected(RejectReason.WRONG_TYPE, "k" * 200_000, field="k" * 200_000))
             else:
-                anomalous = kind == "anomaly"
+                anomalous = kind in ("anomaly", "unserialisable", "big_integer")
+                event: dict = {"class_uid": 4001, "kind": kind}
+                if kind == "unserialisable":  # no JSON encoder takes a set
+                    event["tags"] = {"a", "b"}
+                if kind == "big_integer":  # kept exactly as it came, beyond orjson's range
+                    event["id"] = 2**70
                 out.append(
                     Scored(
                         4001,
@@ -48,7 +56,7 @@ class FakeScorer:
                         1.0,
                         anomalous,
                         4 if anomalous else 1,
-                        {"class_uid": 4001, "kind": kind},
+                        event,
                         NeighborTable(np.array([[0]]), np.array([[0.1]]), ["n"]),
                         0,
                     )
@@ -165,6 +173,11 @@ def test_persistent_failure_reports_from_the_first_failed_record_onward():
     ]
     assert result.errors
     assert result.errors[0].startswith("eventbridge")
+    # Delivery counts are deliveries: record 6's alert reached SNS only, so it is not
+    # counted as published, while the statuses count it as failed (to be sent again).
+    counts = result.counts()
+    assert (counts["anomalies"], counts["alerts_published"], counts["failed"]) == (1, 1, 2)
+    assert counts["quarantined"] == 2
 
 
 def test_unreachable_quarantine_fails_from_the_first_poison_record():
@@ -172,6 +185,39 @@ def test_unreachable_quarantine_fails_from_the_first_poison_record():
     result = run(records, [FakePublisher("sns")], FakeQuarantine(down=True))
     assert result.failed_identifiers == [str(100 + i) for i in range(2, 8)]
     assert result.count(RecordStatus.ANOMALY) == 1  # record 1 is before the failure
+    assert result.counts()["quarantined"] == 0  # nothing was stored
+
+
+def test_an_anomaly_no_finding_can_carry_is_quarantined_not_raised():
+    records = [rec(0, "anomaly"), rec(1, "unserialisable"), rec(2, "normal")]
+    sns, quarantine = FakePublisher("sns"), FakeQuarantine()
+    result = run(records, [sns], quarantine)
+    assert result.statuses == [RecordStatus.ANOMALY, RecordStatus.REJECTED, RecordStatus.SCORED]
+    assert result.response() == {"batchItemFailures": []}
+    (item,) = quarantine.items
+    assert (item.sequence_number, item.reason) == ("101", "unpublishable")
+    assert "score 2" in item.message
+    assert "threshold 1" in item.message
+    assert item.payload == records[1].data  # the original bytes, for a replay
+    assert len(sns.delivered) == 1
+
+
+def test_an_integer_beyond_64_bits_reaches_the_alert_exactly():
+    sns = FakePublisher("sns")
+    result = run([rec(0, "big_integer")], [sns], FakeQuarantine())
+    assert result.statuses == [RecordStatus.ANOMALY]
+    (alert,) = sns.delivered
+    assert json.loads(alert.body)["evidences"][0]["data"]["id"] == 2**70
+
+
+def test_quarantine_reasons_are_bounded():
+    result = run([rec(0, "long_reason")], [], FakeQuarantine())
+    item = result.planned[0].quarantine
+    assert item.reason == "wrong_type"
+    assert len(item.message) <= 1024
+    assert len(item.field) <= 1024
+    assert item.message.startswith("kkk")
+    assert item.message.endswith("…")
 
 
 def test_failures_are_per_shard():

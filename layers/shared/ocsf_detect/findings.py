@@ -17,6 +17,7 @@ Where things are (see docs/stream.md):
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
@@ -161,8 +162,13 @@ def build_finding(
     }
 
 
-def encoded(finding: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(finding)
+def encoded(value: Any) -> bytes:
+    """Compact JSON. Events keep integers beyond 64 bits exactly as they came; orjson
+    refuses those, so the few findings that carry one take the standard library."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def fit_finding(finding: dict[str, Any], limit: int = MAX_FINDING_BYTES) -> tuple[dict, bytes]:
@@ -184,7 +190,7 @@ def fit_finding(finding: dict[str, Any], limit: int = MAX_FINDING_BYTES) -> tupl
     unmapped["ocsf_detect_trimmed"] = True
     unmapped["ocsf_detect_trimmed_fields"] = dropped
     sizes = sorted(
-        ((len(orjson.dumps(v)), k) for k, v in data.items() if k not in IDENTITY_FIELDS),
+        ((len(encoded(v)), k) for k, v in data.items() if k not in IDENTITY_FIELDS),
         reverse=True,
     )
     overshoot = len(body) - limit

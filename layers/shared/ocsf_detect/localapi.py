@@ -21,29 +21,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ocsf_detect.localcontext import LocalContext
+
 API_GATEWAY_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway's hard limit on a request payload (REST APIs, 10 MB)."""
 STAGE = "local"
 DRAIN_LIMIT_BYTES = 8 * API_GATEWAY_MAX_PAYLOAD_BYTES
 
+LOCAL_FUNCTION_NAME = "prediction-api-local"
+
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-class LocalContext:
-    """The few LambdaContext attributes Powertools reads."""
-
-    function_name = "prediction-api-local"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:prediction-api-local"
-    memory_limit_in_mb = 1024
-    log_group_name = "/aws/lambda/prediction-api-local"
-    log_stream_name = "local"
-
-    def __init__(self, request_id: str) -> None:
-        self.aws_request_id = request_id
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
 
 
 def proxy_event(
@@ -152,7 +139,10 @@ def make_server(
                 request_id=request_id,
             )
             try:
-                response = handler(event, LocalContext(request_id))
+                context = LocalContext(
+                    function_name=LOCAL_FUNCTION_NAME, timeout_s=29.0, aws_request_id=request_id
+                )
+                response = handler(event, context)
             except Exception as exc:  # what API Gateway answers when the function crashes
                 self.log_error("handler crashed: %r", exc)
                 response = _error(502, "internal_error", "Internal server error", request_id)

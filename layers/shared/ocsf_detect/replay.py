@@ -182,15 +182,10 @@ def replay(
             try:
                 sequence_numbers = _put(lines, resources, progress)
                 final: dict[tuple[str, str], str] = {}
-                anomalies_seen: set[str] = set()
 
                 def observe(result: Any) -> None:
-                    for rec, status, planned in zip(
-                        result.records, result.statuses, result.planned, strict=True
-                    ):
+                    for rec, status in zip(result.records, result.statuses, strict=True):
                         final[(rec.shard_id, rec.sequence_number)] = status.value
-                        if planned.alert is not None and status.value == "anomaly":
-                            anomalies_seen.add(planned.alert.uid)
 
                 remove = handler.add_result_observer(observe)
                 try:

@@ -18,39 +18,15 @@ import base64
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from ocsf_detect.localcontext import LocalContext
+
 Invoke = Callable[[dict[str, Any], Any], Any]
-
-
-@dataclass
-class LocalContext:
-    """The attributes of a Lambda context object that handlers and Powertools read."""
-
-    function_name: str = "ocsf-detect-stream-scoring"
-    memory_limit_in_mb: int = 1024
-    timeout_s: float = 60.0
-    region: str = "us-east-1"
-    account_id: str = "123456789012"
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/ocsf-detect-stream-scoring"
-    log_stream_name: str = "local"
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_s
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,10 @@ class BatchResult:
     statuses: list[RecordStatus]
     planned: list[PlannedRecord]
     errors: list[str] = field(default_factory=list)
+    quarantined: int = 0
+    """Rejected records the quarantine sink stored (in this invocation)."""
+    alerts_published: int = 0
+    """Alerts every publisher accepted (in this invocation)."""
 
     def count(self, *statuses: RecordStatus) -> int:
         return sum(1 for s in self.statuses if s in statuses)
@@ -192,8 +196,8 @@ class BatchResult:
             "rejected": rejected,
             "unsupported": self.count(RecordStatus.UNSUPPORTED),
             "failed": self.count(RecordStatus.FAILED),
-            "quarantined": rejected,
-            "alerts_published": anomalies,
+            "quarantined": self.quarantined,
+            "alerts_published": self.alerts_published,
         }
 
 
@@ -238,14 +242,22 @@ def _route(rec: StreamRecord, outcome: Outcome, bundle_version: str, now_ms: int
     if isinstance(outcome, Scored):
         if not outcome.is_anomaly:
             return PlannedRecord(rec, Route.NORMAL, outcome)
-        finding = build_finding(
-            outcome,
-            bundle_version=bundle_version,
-            created_ms=now_ms,
-            shard_id=rec.shard_id,
-            sequence_number=rec.sequence_number,
-        )
-        finding, body = fit_finding(finding)
+        try:
+            finding = build_finding(
+                outcome,
+                bundle_version=bundle_version,
+                created_ms=now_ms,
+                shard_id=rec.shard_id,
+                sequence_number=rec.sequence_number,
+            )
+            finding, body = fit_finding(finding)
+        except Exception as exc:  # an event the finding cannot carry: keep it, do not stall
+            unpublishable = Rejected(
+                RejectReason.UNPUBLISHABLE,
+                f"anomalous (score {outcome.score:.4g}, threshold {outcome.threshold:.4g}) "
+                f"but no Detection Finding could be built: {type(exc).__name__}: {exc}",
+            )
+            return _quarantined(rec, outcome, unpublishable, bundle_version, now_ms)
         alert = Alert(
             uid=finding["finding_info"]["uid"],
             body=body,
@@ -257,19 +269,34 @@ def _route(rec: StreamRecord, outcome: Outcome, bundle_version: str, now_ms: int
         return PlannedRecord(rec, Route.ALERT, outcome, alert=alert)
     if isinstance(outcome, Unsupported):
         return PlannedRecord(rec, Route.UNSUPPORTED, outcome)
+    return _quarantined(rec, outcome, outcome, bundle_version, now_ms)
+
+
+# Messages and field paths quote the sender's own keys: bounded, so that the quarantine
+# message's size is the payload's plus a little, never a multiple of it.
+MAX_REASON_CHARS = 1024
+
+
+def _quarantined(
+    rec: StreamRecord, outcome: Outcome, why: Rejected, bundle_version: str, now_ms: int
+) -> PlannedRecord:
     payload = rec.data if rec.data is not None else (rec.raw_data or "").encode()
     item = QuarantineItem(
         shard_id=rec.shard_id,
         sequence_number=rec.sequence_number,
         partition_key=rec.partition_key,
-        reason=outcome.reason.value,
-        message=outcome.message,
-        field=outcome.field,
+        reason=why.reason.value,
+        message=_bounded(why.message),
+        field=None if why.field is None else _bounded(why.field),
         payload=payload,
         bundle_version=bundle_version,
         quarantined_ms=now_ms,
     )
     return PlannedRecord(rec, Route.QUARANTINE, outcome, quarantine=item)
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
 
 def deliver_with_retries(
@@ -315,22 +342,26 @@ def process_batch(
     errors: list[str] = []
 
     to_quarantine = [i for i, p in enumerate(planned) if p.quarantine is not None]
+    stored = 0
     if to_quarantine:
         refused, error = deliver_with_retries(
             [planned[i].quarantine for i in to_quarantine], quarantine.put, policy, sleep
         )
         failed.update(to_quarantine[j] for j in refused)
+        stored = len(to_quarantine) - len(refused)
         if error and refused:
             errors.append(f"quarantine: {error}")
 
     to_alert = [i for i, p in enumerate(planned) if p.alert is not None]
+    undelivered: set[int] = set()
     if to_alert:
         alerts = [planned[i].alert for i in to_alert]
         for publisher in publishers:
             refused, error = deliver_with_retries(alerts, publisher.publish, policy, sleep)
-            failed.update(to_alert[j] for j in refused)
+            undelivered |= refused
             if error and refused:
                 errors.append(f"{publisher.channel}: {error}")
+        failed.update(to_alert[j] for j in undelivered)
 
     statuses = [_status(p) for p in planned]
     first_failure: dict[str, int] = {}
@@ -340,7 +371,14 @@ def process_batch(
         start = first_failure.get(rec.shard_id)
         if start is not None and i >= start:
             statuses[i] = RecordStatus.FAILED
-    return BatchResult(list(records), statuses, planned, errors)
+    return BatchResult(
+        list(records),
+        statuses,
+        planned,
+        errors,
+        quarantined=stored,
+        alerts_published=len(to_alert) - len(undelivered),
+    )
 
 
 def _status(p: PlannedRecord) -> RecordStatus:

@@ -72,6 +72,14 @@ def run(args: argparse.Namespace) -> int:
         except BundleError as exc:
             raise CommandError(str(exc)) from exc
         got = d.selftest()["scores"]
-        worst = max(abs((g or 0) - e.score) for g, e in zip(got, m.golden_events, strict=True))
+        unscored = [i for i, g in enumerate(got) if g is None]
+        if unscored:
+            raise CommandError(
+                f"golden events {unscored[:5]} (of {len(got)}) are no longer scored; "
+                "the bundle does not reproduce what it was built with"
+            )
+        worst = max(
+            (abs(g - e.score) for g, e in zip(got, m.golden_events, strict=True)), default=0.0
+        )
         print(f"\n  loaded in {d.load_ms:.0f} ms; golden scores reproduce within {worst:.2e}")
     return 0

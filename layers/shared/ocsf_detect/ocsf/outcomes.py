@@ -21,6 +21,7 @@ class RejectReason(StrEnum):
     TOO_DEEP = "too_deep"  # nesting beyond MAX_NESTING_DEPTH
     MISSING_FIELD = "missing_field"  # a required field (class_uid, time) is absent
     WRONG_TYPE = "wrong_type"  # a used field has a type or value it cannot have
+    UNPUBLISHABLE = "unpublishable"  # scored anomalous, but no finding can carry it
 
 
 @dataclass(slots=True)

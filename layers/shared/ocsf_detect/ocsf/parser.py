@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -53,10 +53,16 @@ def decode_event(raw: object) -> dict[str, Any] | Rejected:
     shape = (raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw).translate(
         _SHAPE
     )
+    exact = _NINETEEN_DIGITS in shape
     try:
-        event = _loads(raw, exact=_NINETEEN_DIGITS in shape)
+        event = _loads(raw, exact=exact)
     except (ValueError, RecursionError) as exc:
         return _classify_decode_error(raw, exc)
+    if exact:
+        # The standard library accepts escapes of unpaired surrogates, which orjson refuses.
+        refused = _unrepresentable(event)
+        if refused is not None:
+            return refused
     if not isinstance(event, dict):
         return Rejected(
             RejectReason.NOT_AN_OBJECT,
@@ -120,9 +126,9 @@ class EventParser:
             decoded = decode_event(raw)
             if isinstance(decoded, Rejected):
                 return decoded
-            return self.parse_object(decoded)
+            return self._dispatch(decoded)
         except Exception as exc:
-            return Rejected(RejectReason.INVALID_INPUT, f"unreadable input: {exc!r}"[:300])
+            return _unreadable(exc)
 
     def parse_many(self, raws: Iterable[object]) -> list[ParseOutcome]:
         parse = self.parse
@@ -131,6 +137,12 @@ class EventParser:
 
     def parse_object(self, event: dict[str, Any]) -> ParseOutcome:
         """Dispatch an already decoded event (the API receives events inside a JSON body)."""
+        try:
+            return self._dispatch(event)
+        except Exception as exc:
+            return _unreadable(exc)
+
+    def _dispatch(self, event: dict[str, Any]) -> ParseOutcome:
         class_uid = event.get("class_uid")
         if type(class_uid) is not int:
             class_uid = _coerce_class_uid(class_uid)
@@ -158,6 +170,11 @@ _SHAPE = bytes(
     0x30 if 0x30 <= b <= 0x39 else 0x7B if b in (0x7B, 0x5B) else 0x20 for b in range(256)
 )
 _NINETEEN_DIGITS = b"0" * 19
+
+
+def _unreadable(exc: Exception) -> Rejected:
+    """Any failure the checks above did not foresee still ends in an outcome."""
+    return Rejected(RejectReason.INVALID_INPUT, f"unreadable input: {exc!r}"[:300])
 
 
 def _non_finite(token: str) -> float:
@@ -194,20 +211,17 @@ def _classify_decode_error(raw: str | bytes, exc: Exception) -> Rejected:
         value = json.loads(raw)
     except (ValueError, RecursionError):
         return Rejected(RejectReason.INVALID_JSON, f"not valid JSON: {exc}"[:300])
-    path = _find_bad_number(value, "")
+    path = _find_non_finite(value, "")
     if path is not None:
         field, number = path
-        if isinstance(number, float):
-            return Rejected(
-                RejectReason.NON_FINITE_NUMBER,
-                f"{field or 'value'} is {number}; JSON numbers must be finite",
-                field=field or None,
-            )
         return Rejected(
-            RejectReason.NUMBER_OUT_OF_RANGE,
-            f"{field or 'value'} is an integer beyond 64 bits",
+            RejectReason.NON_FINITE_NUMBER,
+            f"{field or 'value'} is {number}; JSON numbers must be finite",
             field=field or None,
         )
+    refused = _unrepresentable(value)
+    if refused is not None:
+        return refused
     if isinstance(value, list | dict) and _max_depth(value)[0] > MAX_NESTING_DEPTH:
         return Rejected(
             RejectReason.TOO_DEEP, f"nesting deeper than the limit of {MAX_NESTING_DEPTH}"
@@ -215,7 +229,45 @@ def _classify_decode_error(raw: str | bytes, exc: Exception) -> Rejected:
     return Rejected(RejectReason.INVALID_JSON, f"not valid JSON: {exc}"[:300])
 
 
-def _find_bad_number(value: Any, path: str) -> tuple[str, float | int] | None:
+def _unrepresentable(value: Any) -> Rejected | None:
+    """Text that is not Unicode: a JSON escape of an unpaired UTF-16 surrogate, which the
+    standard library decodes but no UTF-8 encoder (alerts, quarantine) can write out."""
+    at = _find_lone_surrogate(value)
+    if at is None:
+        return None
+    return Rejected(
+        RejectReason.INVALID_ENCODING,
+        f"{at or 'the event'} holds an unpaired UTF-16 surrogate escape",
+        field=at or None,
+    )
+
+
+def _find_lone_surrogate(value: Any) -> str | None:
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                key = f"{at}.{k}" if at else str(k)
+                if not _utf8_ok(str(k)):
+                    return at  # the object holding the key
+                stack.append((v, key))
+        elif isinstance(node, list):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(node))
+        elif isinstance(node, str) and not _utf8_ok(node):
+            return at
+    return None
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _find_non_finite(value: Any, path: str) -> tuple[str, float] | None:
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack:
         node, at = stack.pop()
@@ -223,9 +275,7 @@ def _find_bad_number(value: Any, path: str) -> tuple[str, float | int] | None:
             stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in node.items())
         elif isinstance(node, list):
             stack.extend((v, f"{at}[{i}]") for i, v in enumerate(node))
-        elif (isinstance(node, float) and not math.isfinite(node)) or (
-            isinstance(node, int) and not isinstance(node, bool) and abs(node) >= 2**64
-        ):
+        elif isinstance(node, float) and not math.isfinite(node):
             return at, node
     return None
 
@@ -255,7 +305,7 @@ def _coerce_class_uid(value: Any) -> int | Rejected:
         return Rejected(RejectReason.MISSING_FIELD, "class_uid is required", field="class_uid")
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal() and value.strip().isascii():
         return int(value)
     return Rejected(
         RejectReason.WRONG_TYPE,
@@ -283,12 +333,7 @@ def _coerce_time(event: dict[str, Any]) -> int | Rejected:
         try:
             number = float(text)
         except ValueError:
-            try:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                number = None
-            else:
-                return int(parsed.timestamp() * 1000)
+            return _iso_time_ms(text, value, field)
     if number is None or not math.isfinite(number) or number < 0:
         return Rejected(
             RejectReason.WRONG_TYPE,
@@ -304,6 +349,28 @@ def _coerce_time(event: dict[str, Any]) -> int | Rejected:
             field=field,
         )
     return int(number)
+
+
+def _iso_time_ms(text: str, value: str, field: str) -> int | Rejected:
+    """ISO 8601 text to epoch milliseconds; a time without an offset is UTC."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ms = int(parsed.timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        return Rejected(
+            RejectReason.WRONG_TYPE,
+            f"{field} must be epoch milliseconds or an ISO 8601 time, got {value!r}"[:200],
+            field=field,
+        )
+    if not 0 <= ms <= MAX_PLAUSIBLE_MS:
+        return Rejected(
+            RejectReason.NUMBER_OUT_OF_RANGE,
+            f"{field} {value!r} is outside 1970-01-01 .. 9999-12-31"[:200],
+            field=field,
+        )
+    return ms
 
 
 def _json_type(value: Any) -> str:
