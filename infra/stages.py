@@ -19,6 +19,8 @@ BundleSource = Literal["layer", "s3"]
 ApiAuth = Literal["iam", "api_key"]
 
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}$")
+# One browser origin (scheme://host[:port]) or "*": it is written into response headers.
+_ORIGIN_RE = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")
 
 
 class ContextError(ValueError):
@@ -189,6 +191,12 @@ class DeploySettings:
             ingest = dataclasses.replace(stage.ingest, on_demand=False, shard_count=int(shards))
             stage = dataclasses.replace(stage, ingest=ingest)
 
+        cors_allow_origin = _text(get, "corsAllowOrigin")
+        if cors_allow_origin and not _ORIGIN_RE.match(cors_allow_origin):
+            raise ContextError(
+                f"-c corsAllowOrigin={cors_allow_origin!r} is not an origin: use "
+                "scheme://host[:port] (e.g. https://console.example.com) or *"
+            )
         model = _model_from_context(get)
         registry_only = _flag(get, "registryOnly")
         if model is not None and registry_only:
@@ -206,7 +214,7 @@ class DeploySettings:
             stage=stage,
             model=model,
             ops_email=_text(get, "opsEmail"),
-            cors_allow_origin=_text(get, "corsAllowOrigin"),
+            cors_allow_origin=cors_allow_origin,
         )
 
 

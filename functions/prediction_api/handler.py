@@ -33,6 +33,7 @@ from prediction_api.models import (
     BatchPrediction,
     BatchRequest,
     ErrorBody,
+    ErrorCode,
     FieldError,
     Health,
     ModelSummary,
@@ -175,7 +176,7 @@ def _request_id() -> str | None:
         return None
 
 
-def _error(status: HTTPStatus, code: str, message: str, **extra: Any) -> Response[Any]:
+def _error(status: HTTPStatus, code: ErrorCode, message: str, **extra: Any) -> Response[Any]:
     headers = {"Allow": extra.pop("allow")} if "allow" in extra else None
     body = ErrorBody(error=code, message=message, request_id=_request_id(), **extra)
     return Response(
@@ -290,7 +291,8 @@ def _too_large(exc: service.BatchTooLargeError) -> Response[Any]:
 
 @app.exception_handler(service.BundleUnavailableError)
 def _no_bundle(exc: service.BundleUnavailableError) -> Response[Any]:
-    logger.error("bundle unavailable", extra={"error": exc.message})
+    # The cause (S3 code, archive problem, version mismatch) is for the logs, not callers.
+    logger.error("bundle unavailable", extra={"error": exc.message, "field": exc.field})
     return _error(
         HTTPStatus.SERVICE_UNAVAILABLE,
         "bundle_unavailable",

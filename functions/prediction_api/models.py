@@ -153,14 +153,31 @@ class FieldError(_Out):
     type: str
 
 
+ErrorCode = Literal[
+    "invalid_json",
+    "empty_body",
+    "validation_error",
+    "unsupported_class",
+    "rejected_event",
+    "payload_too_large",
+    "unsupported_media_type",
+    "not_found",
+    "method_not_allowed",
+    "internal_error",
+    "bundle_unavailable",
+]
+"""Every `error` code the API answers with; docs/api.md says when each is sent."""
+
+
 class ErrorBody(_Out):
     """Every non-2xx answer. `error` is a stable code; `message` says what to do."""
 
-    error: str = Field(
+    error: ErrorCode = Field(
         description=(
-            "invalid_json, empty_body, validation_error, unsupported_class, rejected_event, "
-            "payload_too_large, unsupported_media_type, not_found, method_not_allowed, "
-            "internal_error"
+            "stable error code: 400 invalid_json, empty_body; 404 not_found; "
+            "405 method_not_allowed; 413 payload_too_large; 415 unsupported_media_type; "
+            "422 validation_error, unsupported_class, rejected_event; 500 internal_error; "
+            "503 bundle_unavailable"
         )
     )
     message: str

@@ -7,13 +7,12 @@ only inside ``get_detector``: /v1/health answers without it.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ocsf_detect.bundlefetch import BundleSourceError, locate_bundle
 from ocsf_detect.gcpause import freeze_long_lived
 
 from prediction_api.models import (
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
 
 
 class BundleUnavailableError(Exception):
-    """The bundle could not be loaded (missing, corrupt, unreachable)."""
+    """The bundle could not be loaded (missing, corrupt, unreachable, another version)."""
 
     def __init__(self, message: str, field: str = "bundle") -> None:
         super().__init__(message)
@@ -72,7 +71,11 @@ _detector: Detector | None = None
 
 
 def get_detector(settings: ApiSettings) -> Detector:
-    """The container's detector, loaded on first use (thread-safe for the local server)."""
+    """The container's detector, loaded on first use (thread-safe for the local server).
+
+    A failed load raises ``BundleUnavailableError`` and is tried again by the next request;
+    an S3 bundle is downloaded at most once per container (``ocsf_detect.bundlefetch``).
+    """
     global _detector  # noqa: PLW0603 - one detector per execution environment, by design
     if _detector is None:
         with _lock:
@@ -95,32 +98,22 @@ def loaded_detector() -> Detector | None:
 
 
 def _load(settings: ApiSettings) -> Detector:
+    # S3, archive, disk and version failures arrive as BundleSourceError (bundlefetch);
+    # a corrupt bundle as BundleError; an unreadable layer directory as OSError.
     from ocsf_detect.detector.bundle import BundleError
     from ocsf_detect.detector.scorer import Detector
 
     try:
-        bundle_dir = (
-            _fetch_s3_bundle(settings.bundle_s3_uri)
-            if settings.bundle_s3_uri
-            else settings.bundle_path
+        bundle_dir = locate_bundle(
+            path=settings.bundle_path,
+            s3_uri=settings.bundle_s3_uri,
+            expected_version=settings.expected_bundle_version,
         )
         return Detector.load(bundle_dir)
+    except BundleSourceError as exc:
+        raise BundleUnavailableError(exc.message, field=exc.field) from exc
     except (BundleError, OSError) as exc:
         raise BundleUnavailableError(f"cannot load the bundle: {exc}") from exc
-
-
-def _fetch_s3_bundle(uri: str) -> Path:
-    """Download and unpack s3://bucket/key[?versionId=v] into /tmp (once per container)."""
-    import boto3  # only for S3 bundles: the layer's path needs no AWS SDK at all
-    from ocsf_detect.detector.archive import extract_archive
-
-    bucket, _, rest = uri.removeprefix("s3://").partition("/")
-    key, _, query = rest.partition("?")
-    extra = {"VersionId": query.removeprefix("versionId=")} if query else None
-    work = Path(tempfile.mkdtemp(prefix="bundle-"))
-    archive = work / "bundle.zip"
-    boto3.client("s3").download_file(bucket, key, str(archive), ExtraArgs=extra)
-    return extract_archive(archive, work / "unpacked")
 
 
 # --- answers -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ocsf_detect import names
+from ocsf_detect.registry import BUNDLE_VERSION_PATTERN
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,6 +28,12 @@ class ApiSettings(BaseSettings):
         validation_alias=names.ENV_BUNDLE_S3_URI,
         pattern=r"^s3://[^/]+/.+",
         description="bundle archive in S3; when set it wins over the bundle path",
+    )
+    expected_bundle_version: str | None = Field(
+        default=None,
+        validation_alias=names.ENV_EXPECTED_BUNDLE_VERSION,
+        pattern=BUNDLE_VERSION_PATTERN,
+        description="when set, a bundle of any other bundle_version is a 503 (and logged)",
     )
     cors_allow_origin: str | None = Field(
         default=None,

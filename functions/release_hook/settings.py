@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ocsf_detect import names
+from ocsf_detect.registry import BUNDLE_VERSION_PATTERN
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,7 +31,9 @@ class HookSettings(BaseSettings):
         default=None, validation_alias=names.ENV_MANIFEST_S3_URI, pattern=r"^s3://[^/]+/.+"
     )
     expected_bundle_version: str | None = Field(
-        default=None, validation_alias=names.ENV_EXPECTED_BUNDLE_VERSION
+        default=None,
+        validation_alias=names.ENV_EXPECTED_BUNDLE_VERSION,
+        pattern=BUNDLE_VERSION_PATTERN,
     )
     abs_tolerance: float = Field(
         default=1e-3, ge=0, validation_alias=names.ENV_SELFTEST_ABS_TOLERANCE

@@ -1,5 +1,5 @@
 """The stream function's edges: SNS and EventBridge publishers, SQS/S3 quarantine, and the
-bundle (from the model layer or an s3:// archive unpacked into the temp dir).
+bundle (from the model layer or an s3:// archive, see ``ocsf_detect.bundlefetch``).
 
 Each adapter implements a Protocol of ``ocsf_detect.stream``; ``get_adapters`` and
 ``get_detector`` build them once per execution environment, ``reset`` forgets them (tests).
@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from ocsf_detect import names
-from ocsf_detect.detector.archive import extract_archive
+from ocsf_detect.bundlefetch import locate_bundle
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.gcpause import freeze_long_lived
 from ocsf_detect.stream import Alert, AlertPublisher, QuarantineItem, QuarantineSink
@@ -183,7 +180,7 @@ class SqsQuarantine:
 
 def quarantine_key(item: QuarantineItem) -> str:
     day = time.strftime("%Y/%m/%d", time.gmtime(item.quarantined_ms / 1000))
-    return f"quarantine/{day}/{item.shard_id}/{item.sequence_number}.bin"
+    return f"{names.QUARANTINE_KEY_PREFIX}{day}/{item.shard_id}/{item.sequence_number}.bin"
 
 
 @dataclass(frozen=True)
@@ -216,25 +213,21 @@ def build_adapters(settings: StreamSettings) -> StreamAdapters:
     )
 
 
-def load_detector(settings: StreamSettings) -> Detector:
-    """The bundle from ``s3://`` (downloaded and unpacked once) or from the layer path."""
-    if not settings.bundle_s3_uri:
-        return Detector.load(settings.bundle_path)
-    parts = urlsplit(settings.bundle_s3_uri)
-    request: dict[str, str] = {"Bucket": parts.netloc, "Key": parts.path.lstrip("/")}
-    version = parse_qs(parts.query).get("versionId")
-    if version:
-        request["VersionId"] = version[0]
-    digest = hashlib.sha256(settings.bundle_s3_uri.encode()).hexdigest()[:16]
-    root = Path(tempfile.gettempdir()) / "ocsf-detect-bundle" / digest
-    archive = root / names.REGISTRY_ARCHIVE_NAME
-    if not archive.is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        body = _client("s3").get_object(**request)["Body"].read()
-        partial = archive.with_suffix(".part")
-        partial.write_bytes(body)
-        partial.replace(archive)
-    return Detector.load(extract_archive(archive, root / "unpacked"))
+def load_detector(settings: StreamSettings, *, s3: Any | None = None) -> Detector:
+    """The bundle from ``s3://`` (downloaded and unpacked once per execution environment)
+    or from the layer path.
+
+    Raises ``ocsf_detect.bundlefetch.BundleSourceError`` when it cannot be fetched or is
+    not ``settings.expected_bundle_version``, and the loader's ``BundleError`` when it is
+    corrupt: the invocation fails and the message says why.
+    """
+    bundle_dir = locate_bundle(
+        path=settings.bundle_path,
+        s3_uri=settings.bundle_s3_uri,
+        expected_version=settings.expected_bundle_version,
+        s3=s3,
+    )
+    return Detector.load(bundle_dir)
 
 
 @lru_cache(maxsize=1)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ocsf_detect import names
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
+from ocsf_detect.registry import BUNDLE_VERSION_PATTERN
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -29,6 +30,12 @@ class StreamSettings(BaseSettings):
     )
     bundle_s3_uri: str | None = Field(
         default=None, validation_alias=names.ENV_BUNDLE_S3_URI, pattern=r"^s3://[^/]+/.+"
+    )
+    expected_bundle_version: str | None = Field(
+        default=None,
+        validation_alias=names.ENV_EXPECTED_BUNDLE_VERSION,
+        pattern=BUNDLE_VERSION_PATTERN,
+        description="when set, a bundle of any other bundle_version fails the load",
     )
     alert_topic_arn: str = Field(
         validation_alias=names.ENV_ALERT_TOPIC_ARN,

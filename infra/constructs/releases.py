@@ -1,8 +1,10 @@
 """Releases: the ``live`` aliases move to new versions through CodeDeploy, guarded.
 
 Per function: a LambdaDeploymentGroup with the stage's traffic-shifting config, alarms
-on the alias (errors, throttles, p99 duration) plus the new bundle's anomaly rate for the
-stream function, automatic rollback on a failed, stopped or alarmed deployment, and a
+on the alias (errors, throttles, p99 duration) plus, with ``watch_anomaly_rate`` (the
+stack sets it for both the stream and the API function), the new bundle's anomaly rate
+(over the events both functions scored with it: the metric has no function dimension),
+automatic rollback on a failed, stopped or alarmed deployment, and a
 pre-traffic hook (``functions/release_hook``) that self-tests the new version against the
 manifest's golden scores before it gets any traffic.
 """

@@ -5,12 +5,19 @@ CodeDeploy decides which version reads the stream. Records the function cannot t
 (malformed, oversized) are *quarantined* by the function itself (SQS, plus a bucket for
 payloads too large for a message); batches that keep failing after bisecting and the
 bounded retries go to the on-failure queue as pointers into the stream.
+
+The function's role may only send to the two queues (sqs:SendMessage, with the KMS data-key
+actions SQS encryption needs) and only put objects under the quarantine prefix of the
+bucket: CDK's ``grant_send_messages`` and ``grant_put`` would add KMS encrypt/re-encrypt,
+object retention, legal hold, tagging and multipart-abort rights the code never uses.
 """
 
 from __future__ import annotations
 
+import jsii
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -29,6 +36,33 @@ from infra.stages import Architecture, ScoringConfig
 
 QUEUE_RETENTION = Duration.days(14)
 QUEUE_VISIBILITY = Duration.seconds(30)
+QUARANTINE_OBJECTS = f"{names.QUARANTINE_KEY_PREFIX}*"
+"""The keys the function writes to the quarantine bucket."""
+SQS_SEND_KMS_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+"""What a producer needs on the key of an SQS queue encrypted with a customer key."""
+
+
+def grant_send_only(queue: sqs.IQueue, grantee: iam.IGrantable) -> None:
+    """sqs:SendMessage (also covers SendMessageBatch) on ``queue`` and the data-key actions
+    on its key; none of grant_send_messages' GetQueueAttributes/GetQueueUrl/kms:Encrypt/
+    kms:ReEncrypt*."""
+    queue.grant(grantee, "sqs:SendMessage")
+    if queue.encryption_master_key is not None:
+        queue.encryption_master_key.grant(grantee, *SQS_SEND_KMS_ACTIONS)
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class SendOnlySqsDlq:
+    """``sources.SqsDlq`` with the narrow grant of ``grant_send_only``."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(
+        self, target: lambda_.IEventSourceMapping, target_handler: lambda_.IFunction
+    ) -> lambda_.DlqDestinationConfig:
+        grant_send_only(self.queue, target_handler)
+        return lambda_.DlqDestinationConfig(destination=self.queue.queue_arn)
 
 
 def encrypted_queue(
@@ -124,21 +158,21 @@ class StreamScoring(Construct):
         self.function = self.service.function
         topic.grant_publish(self.function)
         bus.grant_put_events_to(self.function)
-        self.quarantine_queue.grant_send_messages(self.function)
-        self.quarantine_bucket.grant_put(self.function)
+        grant_send_only(self.quarantine_queue, self.function)
+        # The bucket is SSE-S3 (secure_bucket_props): a put needs no KMS action.
+        iam.Grant.add_to_principal(
+            grantee=self.function,
+            actions=["s3:PutObject"],
+            resource_arns=[self.quarantine_bucket.arn_for_objects(QUARANTINE_OBJECTS)],
+        )
         layers.grant_bundle_read(self.function)
         bucket_id = logical_id(self.quarantine_bucket)
         acknowledge(
             self.service.role,
-            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
-            "Quarantined payloads are written under keys the function derives at run time "
-            "(write-only: s3:PutObject and friends, no read, no delete)",
-        )
-        acknowledge(
-            self.service.role,
-            "AwsSolutions-IAM5[Action::s3:Abort*]",
-            "Part of CDK's grant_put on the quarantine bucket: lets the writer abort its own "
-            "multipart uploads",
+            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{QUARANTINE_OBJECTS}]",
+            "Oversized quarantined payloads are written under quarantine/<day>/<shard>/"
+            "<sequence>.bin, keys known only at run time; s3:PutObject only (no read, no "
+            "delete, no retention, legal hold or tagging)",
         )
         acknowledge_kms_grant(self.service.role)
 
@@ -154,6 +188,6 @@ class StreamScoring(Construct):
             bisect_batch_on_error=True,
             retry_attempts=config.retry_attempts,
             max_record_age=Duration.seconds(config.max_record_age_s),
-            on_failure=sources.SqsDlq(self.failure_queue),
+            on_failure=SendOnlySqsDlq(self.failure_queue),
         )
         self.alias.add_event_source(self.event_source)

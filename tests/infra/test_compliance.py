@@ -21,6 +21,7 @@ VARIANTS = [
     ("staging", {}),
     ("prod", {}),
     ("dev", {"apiAuth": "api_key"}),
+    ("dev", {"corsAllowOrigin": "https://console.example.com"}),
     ("dev", {"bundleSource": "s3"}),
     ("prod", {"streamShards": "2", "architecture": "arm64"}),
     ("prod", {"modelVersion": None, "modelObjectVersion": None, "registryOnly": "true"}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import pytest
 from aws_cdk.assertions import Match
 from ocsf_detect import names
 
@@ -93,3 +94,69 @@ def test_waf_only_where_the_stage_asks(dev: Synthesized, prod: Synthesized) -> N
         "AWS::WAFv2::WebACLAssociation",
         {"ResourceArn": Match.any_value(), "WebACLArn": Match.any_value()},
     )
+
+
+ORIGIN = "https://console.example.com"
+
+
+def _preflights(s: Synthesized) -> dict[str, dict]:
+    return {
+        k: m
+        for k, m in s.resources("AWS::ApiGateway::Method").items()
+        if m["Properties"]["HttpMethod"] == "OPTIONS"
+    }
+
+
+def test_no_preflight_without_a_cors_origin(stage_synth: Synthesized) -> None:
+    assert not _preflights(stage_synth)
+    assert not stage_synth.resources("AWS::ApiGateway::GatewayResponse")
+
+
+@pytest.mark.parametrize("auth", ["iam", "api_key"])
+def test_cors_origin_adds_an_unauthenticated_preflight_on_every_resource(synth, auth: str) -> None:
+    s = synth("dev", corsAllowOrigin=ORIGIN, apiAuth=auth)
+    methods = s.resources("AWS::ApiGateway::Method")
+    preflights = _preflights(s)
+    # one OPTIONS per resource (/ and /{proxy+}), next to the authenticated ANY
+    resources = {json.dumps(m["Properties"]["ResourceId"]) for m in methods.values()}
+    assert {json.dumps(m["Properties"]["ResourceId"]) for m in preflights.values()} == resources
+    assert len(preflights) == 2
+    for method in preflights.values():
+        props = method["Properties"]
+        # browsers send the preflight without credentials: it must not need any
+        assert props["AuthorizationType"] == "NONE"
+        assert props.get("ApiKeyRequired", False) is False
+        # answered by API Gateway itself, never by the function
+        assert props["Integration"]["Type"] == "MOCK"
+        (response,) = props["Integration"]["IntegrationResponses"]
+        headers = response["ResponseParameters"]
+        assert headers["method.response.header.Access-Control-Allow-Origin"] == f"'{ORIGIN}'"
+        allowed = headers["method.response.header.Access-Control-Allow-Headers"]
+        for header in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Api-Key"):
+            assert header in allowed
+        assert "POST" in headers["method.response.header.Access-Control-Allow-Methods"]
+    # every other method still requires auth
+    for logical_id, method in methods.items():
+        if logical_id in preflights:
+            continue
+        if auth == "iam":
+            assert method["Properties"]["AuthorizationType"] == "AWS_IAM", logical_id
+        else:
+            assert method["Properties"]["ApiKeyRequired"] is True, logical_id
+    # API Gateway's own errors (403 on a bad signature, 429, 5XX) are readable by the page
+    types = set()
+    for response in s.resources("AWS::ApiGateway::GatewayResponse").values():
+        props = response["Properties"]
+        types.add(props["ResponseType"])
+        assert props["ResponseParameters"] == {
+            "gatewayresponse.header.Access-Control-Allow-Origin": f"'{ORIGIN}'"
+        }
+    assert types == {"DEFAULT_4XX", "DEFAULT_5XX"}
+    # and the function sends the same origin on its own answers
+    predictor = next(
+        r
+        for r in s.resources("AWS::Lambda::Function").values()
+        if r["Properties"]["Handler"] == names.API_HANDLER
+    )
+    environment = predictor["Properties"]["Environment"]["Variables"]
+    assert environment[names.ENV_CORS_ALLOW_ORIGIN] == ORIGIN

@@ -51,6 +51,9 @@ def test_model_selection() -> None:
         ({"architecture": "sparc"}, "architecture"),
         ({"apiAuth": "none"}, "apiAuth"),
         ({"streamShards": "0"}, "streamShards"),
+        ({"corsAllowOrigin": "console.example.com"}, "corsAllowOrigin"),
+        ({"corsAllowOrigin": "https://a.example.com'; x"}, "corsAllowOrigin"),
+        ({"corsAllowOrigin": "https://a.example.com/app"}, "corsAllowOrigin"),
     ],
 )
 def test_bad_context_names_the_key(context: dict[str, str], names_key: str) -> None:
@@ -67,3 +70,9 @@ def test_overrides_keep_the_rest_of_the_stage() -> None:
     assert s.stage.api.waf is True
     assert (s.stage.ingest.on_demand, s.stage.ingest.shard_count) == (False, 3)
     assert s.stage.scoring == STAGES["prod"].scoring
+
+
+@pytest.mark.parametrize("origin", ["https://console.example.com", "http://localhost:5173", "*"])
+def test_cors_origin_is_one_origin_or_any(origin: str) -> None:
+    # it ends up quoted in API Gateway's response headers: nothing else may get in
+    assert settings(registryOnly="true", corsAllowOrigin=origin).cors_allow_origin == origin

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from aws_cdk.assertions import Match
 from ocsf_detect import names
 
+from infra.constructs.stream_scoring import QUARANTINE_OBJECTS
 from infra.stages import STAGES
 
 if TYPE_CHECKING:
@@ -172,3 +173,78 @@ def test_quarantine_bucket_is_private_encrypted_and_expiring(dev: Synthesized) -
             },
         },
     )
+
+
+def _scorer_statements(s: Synthesized) -> list[dict]:
+    _, fn = _scorer(s)
+    role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [
+        st
+        for p in s.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _actions(statement: dict) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+def test_scorer_role_has_no_grant_extras_it_never_uses(dev: Synthesized) -> None:
+    statements = _scorer_statements(dev)
+    actions = {a for st in statements for a in _actions(st)}
+    # grant_put's extras, grant_send_messages' extras, grant_encrypt_decrypt's extras
+    for unused in (
+        "s3:PutObjectRetention",
+        "s3:PutObjectLegalHold",
+        "s3:PutObjectTagging",
+        "s3:PutObjectVersionTagging",
+        "s3:Abort*",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+        "kms:Encrypt",
+        "kms:ReEncrypt*",
+    ):
+        assert unused not in actions, unused
+    # what SQS encryption needs from a producer is there
+    assert {"kms:GenerateDataKey", "kms:Decrypt"} <= actions
+
+
+def test_scorer_writes_only_quarantine_objects_and_sends_only_to_its_queues(
+    dev: Synthesized,
+) -> None:
+    statements = _scorer_statements(dev)
+    (s3_put,) = [st for st in statements if any(a.startswith("s3:") for a in _actions(st))]
+    assert _actions(s3_put) == ["s3:PutObject"]
+    bucket_id = logical_id_of(dev, "QuarantineBucket", "AWS::S3::Bucket")
+    assert s3_put["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{QUARANTINE_OBJECTS}"]]
+    }
+    (sqs_send,) = [st for st in statements if any(a.startswith("sqs:") for a in _actions(st))]
+    assert _actions(sqs_send) == ["sqs:SendMessage"]
+    queues = {ref["Fn::GetAtt"][0] for ref in sqs_send["Resource"]}
+    expected = {
+        logical_id_of(dev, name, "AWS::SQS::Queue")
+        for name in ("QuarantineQueue", "BatchFailureQueue")
+    }
+    assert queues == expected
+
+
+def test_the_grant_covers_the_keys_the_function_writes() -> None:
+    from ocsf_detect.names import QUARANTINE_KEY_PREFIX
+    from stream_scoring.adapters import quarantine_key
+
+    class Item:
+        quarantined_ms = 1_767_225_600_000
+        shard_id = "shardId-000000000000"
+        sequence_number = "49590338271490256608559692538361571095921575989136588898"
+
+    assert quarantine_key(Item()).startswith(QUARANTINE_KEY_PREFIX)  # type: ignore[arg-type]
+
+
+def logical_id_of(s: Synthesized, construct_id: str, resource_type: str) -> str:
+    (found,) = [
+        k for k in s.resources(resource_type) if k.startswith(f"StreamScoring{construct_id}")
+    ]
+    return found

@@ -26,6 +26,11 @@ ENV_EXPECTED_BUNDLE_VERSION: Final = "OCSF_DETECT_EXPECTED_BUNDLE_VERSION"
 DEFAULT_BUNDLE_PATH: Final = "/opt/bundle"
 """Where the model layer's archive unpacks inside a Lambda execution environment."""
 
+# --- Quarantine bucket -----------------------------------------------------------------
+QUARANTINE_KEY_PREFIX: Final = "quarantine/"
+"""Every object the stream function writes to the quarantine bucket is under this prefix;
+its IAM grant is s3:PutObject on exactly these keys."""
+
 # --- Powertools -----------------------------------------------------------------------
 SERVICE_NAME: Final = "ocsf-detect"
 METRICS_NAMESPACE: Final = "OcsfDetect"

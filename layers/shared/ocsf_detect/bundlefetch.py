@@ -1,0 +1,201 @@
+"""Where a function's bundle comes from: the model layer's directory, or an ``s3://`` archive
+fetched once per execution environment.
+
+Both scoring functions (stream and API) call ``locate_bundle`` and then ``Detector.load``.
+An ``s3://bucket/key[?versionId=v]`` archive is downloaded and unpacked into one stable
+directory per bucket/key/version under the temp dir, and reused while it is there: a
+second load in the same environment (after a failure, or in a test) downloads nothing and
+creates no new directory. Lambda's /tmp is small, so the archive is deleted once unpacked
+and partial downloads never stay behind.
+
+Failures (S3 errors, unreachable endpoint, an archive that is not a bundle, a full disk,
+a bundle of another version than the one the function was deployed for) all raise
+``BundleSourceError``, whose message says what was wrong and names the variable.
+
+Example::
+
+    bundle_dir = locate_bundle(
+        path=Path("/opt/bundle"),
+        s3_uri="s3://models/bundles/1.0.0/bundle.zip?versionId=abc",
+        expected_version="1.0.0",
+    )
+    detector = Detector.load(bundle_dir)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ocsf_detect import names
+from ocsf_detect.detector.archive import ARCHIVE_ROOT, ArchiveError, extract_archive
+
+CACHE_DIR_NAME = "ocsf-detect-bundle"
+"""Directory under the temp dir holding one sub-directory per fetched bundle archive."""
+_CHUNK_BYTES = 1 << 20
+
+
+class BundleSourceError(Exception):
+    """The bundle cannot be fetched or unpacked, or is not the expected one.
+
+    ``field`` names the environment variable to look at.
+    """
+
+    def __init__(self, message: str, field: str = names.ENV_BUNDLE_S3_URI) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class BundleVersionMismatchError(BundleSourceError):
+    """The bundle's bundle_version is not the one the function was deployed with."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field=names.ENV_EXPECTED_BUNDLE_VERSION)
+
+
+@dataclass(frozen=True)
+class BundleLocation:
+    """One archive in S3: ``s3://bucket/key[?versionId=v]``."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+    @classmethod
+    def parse(cls, uri: str) -> BundleLocation:
+        parts = urlsplit(uri)
+        key = parts.path.lstrip("/")
+        if parts.scheme != "s3" or not parts.netloc or not key:
+            raise BundleSourceError(
+                f"{names.ENV_BUNDLE_S3_URI}={uri!r} is not s3://bucket/key[?versionId=...]"
+            )
+        version = parse_qs(parts.query).get("versionId")
+        return cls(bucket=parts.netloc, key=key, version_id=version[0] if version else None)
+
+    @property
+    def uri(self) -> str:
+        base = f"s3://{self.bucket}/{self.key}"
+        return f"{base}?versionId={self.version_id}" if self.version_id else base
+
+    def get_object_request(self) -> dict[str, str]:
+        request = {"Bucket": self.bucket, "Key": self.key}
+        if self.version_id:
+            request["VersionId"] = self.version_id
+        return request
+
+
+def cache_dir(location: BundleLocation, root: Path | None = None) -> Path:
+    """The stable directory of one archive: ``<tmp>/ocsf-detect-bundle/<sha256[:16]>``."""
+    base = root if root is not None else Path(tempfile.gettempdir()) / CACHE_DIR_NAME
+    return base / hashlib.sha256(location.uri.encode()).hexdigest()[:16]
+
+
+def fetch_bundle(uri: str, *, s3: Any | None = None, cache_root: Path | None = None) -> Path:
+    """The unpacked bundle directory of the archive at ``uri``, downloaded at most once.
+
+    ``s3`` is a boto3 S3 client (one with standard retries is made when None);
+    ``cache_root`` replaces ``<tmp>/ocsf-detect-bundle``. Raises ``BundleSourceError``.
+    """
+    location = BundleLocation.parse(uri)
+    root = cache_dir(location, cache_root)
+    bundle_dir = root / ARCHIVE_ROOT
+    if (bundle_dir / names.REGISTRY_MANIFEST_NAME).is_file():
+        return bundle_dir  # unpacked by an earlier load in this execution environment
+    archive = root / names.REGISTRY_ARCHIVE_NAME
+    staging = root / ".unpacking"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _download(s3 if s3 is not None else _default_client(), location, archive)
+        shutil.rmtree(staging, ignore_errors=True)
+        if not extract_archive(archive, staging).is_dir():
+            raise ArchiveError(f"no {ARCHIVE_ROOT}/ directory inside")
+        # The rename is atomic: the bundle directory exists only once it is complete.
+        shutil.rmtree(bundle_dir, ignore_errors=True)
+        (staging / ARCHIVE_ROOT).rename(bundle_dir)
+    except BundleSourceError:
+        raise
+    except ArchiveError as exc:
+        raise BundleSourceError(f"{location.uri} is not a bundle archive: {exc}") from exc
+    except OSError as exc:
+        raise BundleSourceError(f"cannot store {location.uri} in {root}: {exc}") from exc
+    finally:
+        # Whatever happened, only the unpacked bundle may stay on the small /tmp.
+        archive.unlink(missing_ok=True)
+        archive.with_suffix(".part").unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    return bundle_dir
+
+
+def check_bundle_version(bundle_dir: Path, expected: str | None) -> None:
+    """Raise ``BundleVersionMismatchError`` unless the bundle in ``bundle_dir`` is ``expected``.
+
+    Reads only manifest.json (before the models and indexes are loaded); ``expected=None``
+    checks nothing. A missing or malformed manifest raises the loader's ``BundleError``.
+    """
+    if expected is None:
+        return
+    from ocsf_detect.detector.bundle import read_manifest
+
+    found = read_manifest(bundle_dir).bundle_version
+    if found != expected:
+        raise BundleVersionMismatchError(
+            f"the bundle at {bundle_dir} is version {found}, but "
+            f"{names.ENV_EXPECTED_BUNDLE_VERSION} is {expected}: this function was deployed "
+            "for another bundle; redeploy the stack with -c modelVersion=<v> so the two agree"
+        )
+
+
+def locate_bundle(
+    *,
+    path: Path,
+    s3_uri: str | None,
+    expected_version: str | None,
+    s3: Any | None = None,
+    cache_root: Path | None = None,
+) -> Path:
+    """The directory to ``Detector.load``: ``s3_uri``'s archive (fetched once) when set,
+    else ``path``; checked against ``expected_version`` when that is set."""
+    bundle_dir = fetch_bundle(s3_uri, s3=s3, cache_root=cache_root) if s3_uri else Path(path)
+    check_bundle_version(bundle_dir, expected_version)
+    return bundle_dir
+
+
+def _download(s3: Any, location: BundleLocation, archive: Path) -> None:
+    """Stream the object to ``archive`` (via a .part file: never a half archive)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    partial = archive.with_suffix(".part")
+    try:
+        body = s3.get_object(**location.get_object_request())["Body"]
+        try:
+            with partial.open("wb") as out:
+                for chunk in body.iter_chunks(_CHUNK_BYTES):
+                    out.write(chunk)
+        finally:
+            body.close()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise BundleSourceError(
+            f"cannot read {location.uri} ({names.ENV_BUNDLE_S3_URI}): S3 answered {code}; "
+            "check that the bundle is published there and the role may read it"
+        ) from exc
+    except BotoCoreError as exc:
+        raise BundleSourceError(
+            f"cannot read {location.uri} ({names.ENV_BUNDLE_S3_URI}): {exc}"
+        ) from exc
+    partial.replace(archive)
+
+
+def _default_client() -> Any:
+    import boto3  # only for S3 bundles: the layer's path needs no AWS SDK at all
+    from botocore.config import Config
+
+    # A cold start can afford a few retries of one large GET; the read timeout is per read.
+    config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"})
+    return boto3.client("s3", config=config)

@@ -1,0 +1,247 @@
+"""Bundles from S3 (moto over HTTP), as both scoring functions load them: one shared fetcher,
+one stable directory per bundle, no second download, every failure a 503 on the API."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from ocsf_detect import names
+from ocsf_detect.bundlefetch import CACHE_DIR_NAME, BundleSourceError, BundleVersionMismatchError
+from ocsf_detect.registry import ModelRegistry, PublishedBundle
+
+from tests.conftest import EVENTS_DIR
+
+TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:findings"
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/quarantine"
+
+
+class FakeContext:
+    function_name = "prediction-api"
+    function_version = "1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:prediction-api:1"
+    memory_limit_in_mb = 1024
+    aws_request_id = "lambda-req-1"
+    log_group_name = "/aws/lambda/prediction-api"
+    log_stream_name = "stream"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+@pytest.fixture
+def tmp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temp dir (Lambda's /tmp) of one execution environment, empty at the start."""
+    root = tmp_path / "lambda-tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+@pytest.fixture
+def bucket(emulator_url: str) -> str:
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+@pytest.fixture
+def published(bucket: str, bundle_dir: Path) -> PublishedBundle:
+    return ModelRegistry(bucket).publish(bundle_dir).bundle
+
+
+@pytest.fixture
+def api():
+    """The API handler of a fresh container: no detector loaded yet."""
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    from prediction_api import handler, service
+
+    service.use_detector(None)
+    yield handler
+    service.use_detector(None)
+
+
+@pytest.fixture
+def configure(api, monkeypatch: pytest.MonkeyPatch):
+    """``configure(**environment)``: the API's settings, as a cold start would read them."""
+    from prediction_api.settings import ApiSettings
+
+    def apply(**values: Any) -> None:
+        monkeypatch.setattr(api, "settings", ApiSettings(**values))
+
+    return apply
+
+
+def get_model(api) -> tuple[int, dict[str, Any]]:
+    event = json.loads((EVENTS_DIR / "api" / "model.json").read_text())
+    response = api.lambda_handler(copy.deepcopy(event), FakeContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def delete_every_version(bucket: str) -> None:
+    s3 = boto3.client("s3")
+    for version in s3.list_object_versions(Bucket=bucket).get("Versions", []):
+        s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+
+
+# --- the prediction API --------------------------------------------------------------------
+@pytest.mark.parametrize("missing", ["key", "bucket"])
+def test_missing_bundle_object_is_503_and_retries_in_the_same_directory(
+    api, configure, tmp_root: Path, bucket: str, missing: str
+) -> None:
+    where = bucket if missing == "key" else f"{bucket}-gone"
+    configure(**{names.ENV_BUNDLE_S3_URI: f"s3://{where}/bundles/9.9.9/bundle.zip"})
+
+    # When two requests need the bundle, which is not in S3
+    first_status, first = get_model(api)
+    after_first = tree(tmp_root)
+    second_status, second = get_model(api)
+
+    # Then both are 503 bundle_unavailable with a request id and no internals
+    for status, body in ((first_status, first), (second_status, second)):
+        assert status == 503
+        assert body["error"] == "bundle_unavailable"
+        assert body["request_id"] == "req-model"
+        assert "NoSuch" not in body["message"]
+        assert where not in body["message"]
+    # and the retry reused the one cache directory: no new directory, no partial download
+    assert tree(tmp_root) == after_first
+    assert [p for p in after_first if "/" not in p] == [CACHE_DIR_NAME]
+    assert not [p for p in tmp_root.rglob("*") if p.is_file()]
+
+
+def test_corrupt_archive_is_503_and_leaves_nothing_behind(
+    api, configure, tmp_root: Path, bucket: str
+) -> None:
+    boto3.client("s3").put_object(Bucket=bucket, Key="bundles/x/bundle.zip", Body=b"not a zip")
+    configure(**{names.ENV_BUNDLE_S3_URI: f"s3://{bucket}/bundles/x/bundle.zip"})
+
+    status, body = get_model(api)
+
+    assert (status, body["error"]) == (503, "bundle_unavailable")
+    assert not [p for p in tmp_root.rglob("*") if p.is_file()]
+
+
+def test_s3_bundle_is_downloaded_once_per_container(
+    api, configure, tmp_root: Path, bucket: str, published: PublishedBundle
+) -> None:
+    from prediction_api import service
+
+    configure(
+        **{
+            names.ENV_BUNDLE_S3_URI: published.pinned_uri,
+            names.ENV_EXPECTED_BUNDLE_VERSION: published.bundle_version,
+        }
+    )
+    # Given a container that loaded the pinned bundle from S3
+    status, body = get_model(api)
+    assert status == 200
+    assert body["bundle_version"] == published.bundle_version
+    after_first = tree(tmp_root)
+    # only the unpacked bundle stays on disk: the archive is gone
+    assert not [p for p in after_first if p.endswith(names.REGISTRY_ARCHIVE_NAME)]
+
+    # When it loads again (as after a failed load) and S3 no longer has the bundle
+    service.use_detector(None)
+    delete_every_version(bucket)
+    status, body = get_model(api)
+
+    # Then it loads from the same directory without downloading anything
+    assert status == 200
+    assert body["bundle_version"] == published.bundle_version
+    assert tree(tmp_root) == after_first
+
+
+def test_s3_bundle_of_another_version_is_503_and_logs_why(
+    api, configure, tmp_root: Path, published: PublishedBundle, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure(
+        **{
+            names.ENV_BUNDLE_S3_URI: published.pinned_uri,
+            names.ENV_EXPECTED_BUNDLE_VERSION: "9.9.9",
+        }
+    )
+    status, body = get_model(api)
+
+    # The caller gets the generic 503...
+    assert (status, body["error"]) == (503, "bundle_unavailable")
+    assert "9.9.9" not in body["message"]
+    # ...the log says which variable and which versions disagree
+    (entry,) = [r for r in caplog.records if r.getMessage() == "bundle unavailable"]
+    assert entry.levelname == "ERROR"
+    assert entry.field == names.ENV_EXPECTED_BUNDLE_VERSION  # type: ignore[attr-defined]
+    error = entry.error  # type: ignore[attr-defined]
+    assert names.ENV_EXPECTED_BUNDLE_VERSION in error
+    assert published.bundle_version in error
+    assert "9.9.9" in error
+
+
+# --- the stream function -------------------------------------------------------------------
+def stream_settings(**values: Any):
+    from stream_scoring.settings import StreamSettings
+
+    required = {
+        names.ENV_ALERT_TOPIC_ARN: TOPIC_ARN,
+        names.ENV_EVENT_BUS_NAME: "findings",
+        names.ENV_QUARANTINE_QUEUE_URL: QUEUE_URL,
+    }
+    return StreamSettings(**(required | values))
+
+
+def test_stream_loads_the_pinned_bundle_once(
+    tmp_root: Path, bucket: str, published: PublishedBundle
+) -> None:
+    from stream_scoring.adapters import load_detector
+
+    settings = stream_settings(
+        **{
+            names.ENV_BUNDLE_S3_URI: published.pinned_uri,
+            names.ENV_EXPECTED_BUNDLE_VERSION: published.bundle_version,
+        }
+    )
+    assert load_detector(settings).bundle_version == published.bundle_version
+    after_first = tree(tmp_root)
+
+    delete_every_version(bucket)
+    assert load_detector(settings).bundle_version == published.bundle_version
+    assert tree(tmp_root) == after_first
+
+
+def test_stream_cold_start_fails_clearly_without_its_bundle(tmp_root: Path, bucket: str) -> None:
+    from stream_scoring.adapters import load_detector
+
+    uri = f"s3://{bucket}/bundles/9.9.9/bundle.zip"
+    with pytest.raises(BundleSourceError) as caught:
+        load_detector(stream_settings(**{names.ENV_BUNDLE_S3_URI: uri}))
+    assert uri in caught.value.message
+    assert names.ENV_BUNDLE_S3_URI in caught.value.message
+    assert "NoSuchKey" in caught.value.message
+
+
+def test_stream_cold_start_fails_on_another_bundle_version(
+    tmp_root: Path, published: PublishedBundle
+) -> None:
+    from stream_scoring.adapters import load_detector
+
+    settings = stream_settings(
+        **{
+            names.ENV_BUNDLE_S3_URI: published.pinned_uri,
+            names.ENV_EXPECTED_BUNDLE_VERSION: "9.9.9",
+        }
+    )
+    with pytest.raises(BundleVersionMismatchError, match=names.ENV_EXPECTED_BUNDLE_VERSION):
+        load_detector(settings)
