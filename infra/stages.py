@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
+from ocsf_detect import names
+
 Architecture = Literal["x86_64", "arm64"]
 BundleSource = Literal["layer", "s3"]
 ApiAuth = Literal["iam", "api_key"]
 
-_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}$")
+_VERSION_RE = re.compile(names.BUNDLE_VERSION_PATTERN)
 # One browser origin (scheme://host[:port]) or "*": it is written into response headers.
 _ORIGIN_RE = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")
 

@@ -6,7 +6,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from ocsf_detect import names
-from ocsf_detect.registry import BUNDLE_VERSION_PATTERN
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -32,7 +31,7 @@ class ApiSettings(BaseSettings):
     expected_bundle_version: str | None = Field(
         default=None,
         validation_alias=names.ENV_EXPECTED_BUNDLE_VERSION,
-        pattern=BUNDLE_VERSION_PATTERN,
+        pattern=names.BUNDLE_VERSION_PATTERN,
         description="when set, a bundle of any other bundle_version is a 503 (and logged)",
     )
     cors_allow_origin: str | None = Field(

@@ -6,7 +6,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from ocsf_detect import names
-from ocsf_detect.registry import BUNDLE_VERSION_PATTERN
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,7 +32,7 @@ class HookSettings(BaseSettings):
     expected_bundle_version: str | None = Field(
         default=None,
         validation_alias=names.ENV_EXPECTED_BUNDLE_VERSION,
-        pattern=BUNDLE_VERSION_PATTERN,
+        pattern=names.BUNDLE_VERSION_PATTERN,
     )
     abs_tolerance: float = Field(
         default=1e-3, ge=0, validation_alias=names.ENV_SELFTEST_ABS_TOLERANCE

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ocsf_detect import names
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
-from ocsf_detect.registry import BUNDLE_VERSION_PATTERN
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -34,7 +33,7 @@ class StreamSettings(BaseSettings):
     expected_bundle_version: str | None = Field(
         default=None,
         validation_alias=names.ENV_EXPECTED_BUNDLE_VERSION,
-        pattern=BUNDLE_VERSION_PATTERN,
+        pattern=names.BUNDLE_VERSION_PATTERN,
         description="when set, a bundle of any other bundle_version fails the load",
     )
     alert_topic_arn: str = Field(

@@ -26,6 +26,10 @@ ENV_EXPECTED_BUNDLE_VERSION: Final = "OCSF_DETECT_EXPECTED_BUNDLE_VERSION"
 DEFAULT_BUNDLE_PATH: Final = "/opt/bundle"
 """Where the model layer's archive unpacks inside a Lambda execution environment."""
 
+# --- Bundle versions (semver + content hash; also S3 keys and layer names) -------------
+BUNDLE_VERSION_PATTERN: Final = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}$"
+"""A safe bundle_version: letters, digits and . + _ - (e.g. 1.0.0+3f2a9c1b7e4d)."""
+
 # --- Quarantine bucket -----------------------------------------------------------------
 QUARANTINE_KEY_PREFIX: Final = "quarantine/"
 """Every object the stream function writes to the quarantine bucket is under this prefix;

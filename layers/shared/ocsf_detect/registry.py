@@ -36,9 +36,7 @@ from typing import Any
 from ocsf_detect import names
 from ocsf_detect.detector.archive import write_archive
 
-BUNDLE_VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}$"
-"""A safe bundle_version: letters, digits and . + _ - (e.g. 1.0.0+3f2a9c1b7e4d)."""
-_VERSION_RE = re.compile(BUNDLE_VERSION_PATTERN)
+_VERSION_RE = re.compile(names.BUNDLE_VERSION_PATTERN)
 _META_BUNDLE_VERSION = "bundle-version"
 _META_CREATED_AT = "created-at"
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
