@@ -76,3 +76,11 @@ def test_overrides_keep_the_rest_of_the_stage() -> None:
 def test_cors_origin_is_one_origin_or_any(origin: str) -> None:
     # it ends up quoted in API Gateway's response headers: nothing else may get in
     assert settings(registryOnly="true", corsAllowOrigin=origin).cors_allow_origin == origin
+
+
+def test_the_cli_knows_every_stage() -> None:
+    from ocsf_detect import names
+
+    from infra.stages import STAGES
+
+    assert tuple(STAGES) == names.STAGE_NAMES

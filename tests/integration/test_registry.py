@@ -215,3 +215,22 @@ def test_not_a_bundle_is_a_user_error(
     code, _, err = run_cli(capsys, "publish", "--bundle", str(tmp_path), "--bucket", bucket)
     assert code == 2
     assert "manifest.json is missing" in err
+
+
+def test_a_bundle_changed_after_it_was_built_is_not_published(
+    s3, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a bundle whose manifest lists its files' sha256, and then one file changed
+    root = write_bundle(tmp_path / "b")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["files"] = {
+        name: hashlib.sha256((root / name).read_bytes()).hexdigest()
+        for name in ("3002.onnx", "3002.bin")
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, sort_keys=True))
+    (root / "3002.bin").write_bytes(b"\x00\x01hnsw-changed")
+    # When publishing it, Then it is refused and nothing is uploaded
+    code, _, err = run_cli(capsys, "publish", "--bundle", str(root), "--bucket", bucket)
+    assert code == 2
+    assert "3002.bin does not match its sha256" in err
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

@@ -243,3 +243,33 @@ def test_committed_openapi_document_is_current():
 
     committed = (REPO / "docs" / "openapi.json").read_text()
     assert committed == render(), "regenerate: python -m prediction_api.openapi > docs/openapi.json"
+
+
+HOSTILE_EVENTS = {
+    "class_uid of a non-ASCII digit": {"class_uid": "\u00b2", "time": 1741939200000},
+    "time in year 1": {"class_uid": 4001, "time": "0001-01-01T00:00:00"},
+    "integer beyond 64 bits": {
+        "class_uid": 4001,
+        "time": 1741939200000,
+        "metadata": {"uid": "big-1"},
+        "unmapped": {"trace": 2**80},
+    },
+    "unpaired surrogate in the uid": {
+        "class_uid": 4001,
+        "time": 1741939200000,
+        "metadata": {"uid": "\ud800"},
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_EVENTS))
+def test_hostile_events_are_answered_never_500(api, name):
+    # Given an event a careless or hostile client may send, alone and inside a batch
+    event = HOSTILE_EVENTS[name]
+    single, batch = sample("predict"), sample("predict_batch")
+    single["body"] = json.dumps(event)
+    batch["body"] = json.dumps({"events": [event, {"class_uid": 4001}]})
+    for request in (single, batch):
+        # When it is scored, Then the answer is an outcome or a client error, never a 500
+        response, body = invoke(api, request)
+        assert response["statusCode"] in (200, 400, 422), (name, response["statusCode"], body)

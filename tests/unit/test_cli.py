@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -121,3 +122,99 @@ def test_user_errors_are_one_line_and_exit_2(
     empty.write_text('{"class_uid": 1007, "time": 1}\n')
     assert main(["train", "--events", str(empty), "--out", str(tmp_path / "b")]) == 2
     assert "no supported class" in capsys.readouterr().err
+
+
+def _mistakes(tmp: Path, bundle: Path) -> dict[str, tuple[list[str], str]]:
+    """name -> (arguments, what the one-line message must say)."""
+    not_gzip = tmp / "plain.jsonl.gz"
+    not_gzip.write_bytes(b'{"class_uid": 4001}\n')
+    full = tmp / "full.jsonl.gz"
+    with gzip.open(full, "wb") as fh:
+        fh.write(b'{"class_uid": 4001, "time": 1}\n' * 2000)
+    cut = tmp / "cut.jsonl.gz"
+    cut.write_bytes(full.read_bytes()[:40])
+    keep = tmp / "keep"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    labels = tmp / "half.csv"
+    labels.write_text("uid,is_malicious\na,0.5\n")
+    events = tmp / "e.jsonl"
+    events.write_text('{"class_uid": 4001, "time": 1741939200000}\n')
+    train = ["train", "--events", str(events), "--out", str(tmp / "b")]
+    return {
+        "events file is a directory": (
+            ["score", "--bundle", str(bundle), "--events", str(tmp)],
+            "is a directory",
+        ),
+        "not gzip": (
+            ["score", "--bundle", str(bundle), "--events", str(not_gzip)],
+            "not a complete gzip",
+        ),
+        "gzip cut short": (
+            ["score", "--bundle", str(bundle), "--events", str(cut)],
+            "not a complete gzip",
+        ),
+        "out is a directory": (
+            ["score", "--bundle", str(bundle), "--events", str(events), "--out", str(keep)],
+            "Is a directory",
+        ),
+        "train over a directory that is not a bundle": (
+            ["train", "--events", str(events), "--out", str(keep)],
+            "holds no bundle",
+        ),
+        "alert rate zero": ([*train, "--alert-rate", "0"], "greater than 0"),
+        "alert rate nan": ([*train, "--alert-rate", "nan"], "finite number"),
+        "labels not 1/0": (
+            ["evaluate", "--bundle", str(bundle), "--events", str(events), "--labels", str(labels)],
+            "is_malicious must be 1 or 0",
+        ),
+    }
+
+
+MISTAKES = [
+    "events file is a directory",
+    "not gzip",
+    "gzip cut short",
+    "out is a directory",
+    "train over a directory that is not a bundle",
+    "alert rate zero",
+    "alert rate nan",
+    "labels not 1/0",
+]
+
+
+@pytest.mark.parametrize("name", MISTAKES)
+def test_a_user_mistake_is_one_line_and_status_2(name, tmp_path, bundle_dir, capsys):
+    argv, says = _mistakes(tmp_path, bundle_dir)[name]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ocsf-detect: error: ")
+    assert says in err
+    assert "\n" not in err
+    assert (tmp_path / "keep" / "notes.txt").read_text() == "mine"  # nothing of the user's lost
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["serve", "--bundle", "b", "--port", "99999"], "99999 is not a TCP port"),
+        (["bench", "--events", "-5"], "-5 is not a positive count"),
+        (["publish", "--bundle", "b", "--bucket", "x", "--stage", "nope"], "invalid choice"),
+    ],
+)
+def test_out_of_range_flags_are_refused_by_the_parser(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_score_creates_the_output_directory(tmp_path, bundle_dir):
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"class_uid": 4001, "time": 1741939200000}\n')
+    out = tmp_path / "new" / "sub" / "o.jsonl"
+    assert (
+        main(["score", "--bundle", str(bundle_dir), "--events", str(events), "--out", str(out)])
+        == 0
+    )
+    assert out.read_text().count("\n") == 1

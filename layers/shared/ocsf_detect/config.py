@@ -103,7 +103,7 @@ class ClassOverride(_Section):
 
 
 class DetectorConfig(_Section):
-    alert_rate: float = Field(0.005, gt=0, lt=0.5)
+    alert_rate: float = Field(0.005, gt=0, lt=0.5, allow_inf_nan=False)
     holdout: float = Field(0.2, gt=0, lt=0.9, description="baseline share for calibration")
     min_class_events: int = Field(50, ge=10)
     bundle_semver: str = "1.0.0"

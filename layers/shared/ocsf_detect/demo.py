@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ocsf_detect.detector.scorer import Detector, Scored
+from ocsf_detect.evaluation import read_labels
 from ocsf_detect.eventio import event_uid
 
 
@@ -28,12 +29,12 @@ class DemoResult:
 
 
 def read_label_rows(path: Path) -> dict[str, tuple[int, str]]:
+    """uid -> (is_malicious, attack type) from a labels CSV (``evaluate``'s format, with
+    an optional ``attack_type`` or ``label`` column). Raises ``EvaluationError``."""
+    malicious = read_labels(path)  # checks the file, its columns and the 1/0 values
     with path.open(newline="", encoding="utf-8") as fh:
-        rows = csv.DictReader(fh)
-        return {
-            r["uid"]: (int(float(r["is_malicious"])), r.get("attack_type") or r.get("label") or "")
-            for r in rows
-        }
+        kinds = {r["uid"]: r.get("attack_type") or r.get("label") or "" for r in csv.DictReader(fh)}
+    return {uid: (flag, kinds.get(uid, "")) for uid, flag in malicious.items()}
 
 
 def entity(event: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ raw feature matrix). Needs scikit-learn (the ``train`` extra)."""
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ MAX_REFERENCE_EVENTS = 50_000
 
 def read_labels(path: Path) -> dict[str, int]:
     """uid -> is_malicious (1/0) from a CSV with ``uid`` and ``is_malicious`` columns."""
+    if Path(path).is_dir():
+        raise EvaluationError(f"labels file {path} is a directory; give a CSV file")
     if not Path(path).is_file():
         raise EvaluationError(f"labels file {path} does not exist")
     with Path(path).open(newline="", encoding="utf-8") as fh:
@@ -36,11 +39,15 @@ def read_labels(path: Path) -> dict[str, int]:
         out = {}
         for row in reader:
             try:
-                out[row["uid"]] = 1 if int(float(row["is_malicious"])) else 0
-            except ValueError as exc:
+                value = float(row["is_malicious"])
+            except (TypeError, ValueError):
+                value = math.nan
+            if value not in (0.0, 1.0):
                 raise EvaluationError(
-                    f"{path}: is_malicious must be 1 or 0, got {row['is_malicious']!r}"
-                ) from exc
+                    f"{path}: is_malicious must be 1 or 0, got {row['is_malicious']!r} "
+                    f"(line {reader.line_num})"
+                )
+            out[row["uid"]] = int(value)
         return out
 
 

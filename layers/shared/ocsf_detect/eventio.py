@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -17,14 +18,27 @@ def open_text_or_gz(path: Path, mode: str = "rb") -> IO[Any]:
     return path.open(mode)
 
 
+class EventFileError(Exception):
+    """An events file that cannot be read; the message names the file and the problem."""
+
+
 def read_lines(path: Path) -> list[bytes]:
     """Every non-blank line of a .jsonl or .jsonl.gz file, as raw bytes (not decoded: the
-    parser owns decoding, so a bad line becomes a rejected outcome, not a crash)."""
+    parser owns decoding, so a bad line becomes a rejected outcome, not a crash).
+    Raises ``EventFileError`` for a file that is missing, a directory, or not readable
+    (a .gz that is not gzip or is cut short)."""
     path = Path(path)
+    if path.is_dir():
+        raise EventFileError(f"events file {path} is a directory; give a .jsonl or .jsonl.gz file")
     if not path.is_file():
-        raise FileNotFoundError(f"events file {path} does not exist")
-    with open_text_or_gz(path) as fh:
-        data = fh.read()
+        raise EventFileError(f"events file {path} does not exist")
+    try:
+        with open_text_or_gz(path) as fh:
+            data = fh.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise EventFileError(f"events file {path} is not a complete gzip file: {exc}") from exc
+    except OSError as exc:
+        raise EventFileError(f"cannot read events file {path}: {exc.strerror or exc}") from exc
     return [line for line in data.split(b"\n") if line.strip()]
 
 

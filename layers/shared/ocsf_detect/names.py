@@ -30,6 +30,9 @@ DEFAULT_BUNDLE_PATH: Final = "/opt/bundle"
 BUNDLE_VERSION_PATTERN: Final = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}$"
 """A safe bundle_version: letters, digits and . + _ - (e.g. 1.0.0+3f2a9c1b7e4d)."""
 
+# --- Deployment stages (infra/stages.py configures each) ------------------------------
+STAGE_NAMES: Final = ("dev", "staging", "prod")
+
 # --- Quarantine bucket -----------------------------------------------------------------
 QUARANTINE_KEY_PREFIX: Final = "quarantine/"
 """Every object the stream function writes to the quarantine bucket is under this prefix;

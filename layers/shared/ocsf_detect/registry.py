@@ -109,6 +109,23 @@ class BundleManifest:
         return hashlib.sha256(self.raw).hexdigest()
 
 
+def _verify_bundle_files(bundle_dir: Path, manifest: BundleManifest) -> None:
+    """Every file the manifest lists is there and matches its sha256: a bundle changed
+    after it was built is never published."""
+    from ocsf_detect.detector.bundle import sha256_file
+
+    files = json.loads(manifest.raw).get("files") or {}
+    for rel, expected in files.items():
+        path = bundle_dir / rel
+        if not path.is_file():
+            raise RegistryError(f"not published: {bundle_dir}/{rel} is listed but missing")
+        if sha256_file(path) != expected:
+            raise RegistryError(
+                f"not published: {bundle_dir}/{rel} does not match its sha256 in the "
+                "manifest (the file was changed after the bundle was built)"
+            )
+
+
 def read_manifest(bundle_dir: Path) -> BundleManifest:
     """Read and check ``bundle_dir/manifest.json``; raise RegistryError naming the problem."""
     path = Path(bundle_dir) / names.REGISTRY_MANIFEST_NAME
@@ -165,6 +182,7 @@ class ModelRegistry:
         already holds the same bundle_version.
         """
         manifest = read_manifest(bundle_dir)
+        _verify_bundle_files(Path(bundle_dir), manifest)
         key = self.archive_key(manifest.bundle_version)
         existing = self._head(key)
         if existing is not None:

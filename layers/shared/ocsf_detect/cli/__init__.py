@@ -12,6 +12,12 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ocsf_detect.eventio import EventFileError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 # command name -> (module, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -66,11 +72,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if not args_list else 2
         return int(args.func(args) or 0)
     except CommandError as exc:
-        print(f"ocsf-detect: error: {exc}", file=sys.stderr)
-        return 2
+        return _user_error(str(exc))
+    except EventFileError as exc:
+        return _user_error(str(exc))
+    except ValueError as exc:
+        from pydantic import ValidationError  # not at import time: keeps --help fast
+
+        if isinstance(exc, ValidationError):  # a value out of range, from a flag or a file
+            return _user_error(one_line(exc))
+        raise
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        return _user_error(f"{exc.strerror or exc}: {exc.filename}")
+    except PermissionError as exc:
+        return _user_error(f"{exc.strerror or exc}: {exc.filename}")
     except KeyboardInterrupt:
         print("ocsf-detect: interrupted", file=sys.stderr)
         return 130
+
+
+def _user_error(message: str) -> int:
+    print(f"ocsf-detect: error: {message}", file=sys.stderr)
+    return 2
+
+
+def one_line(exc: ValidationError) -> str:
+    """A pydantic validation error as one line: ``field: message; field: message``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

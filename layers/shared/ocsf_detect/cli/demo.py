@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ocsf_detect.demo import analyse, format_table, read_label_rows, top_alerts, write_report
     from ocsf_detect.detector.build import build_bundle
     from ocsf_detect.detector.scorer import Detector
+    from ocsf_detect.evaluation import EvaluationError
     from ocsf_detect.eventio import read_lines, write_jsonl
     from ocsf_detect.replay import replay
     from ocsf_detect.simulate.traffic import generate_traffic, write_labels_csv
@@ -72,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         base_lines, live_lines = read_lines(base_path), read_lines(live_path)
         labels = read_label_rows(labels_path) if labels_path else None
-    except (FileNotFoundError, KeyError) as exc:
-        raise CommandError(f"cannot read the demo inputs: {exc}") from exc
+    except EvaluationError as exc:
+        raise CommandError(str(exc)) from exc
     bundle = out / "bundle"
     say(f"2/4 training a bundle on {len(base_lines):,} baseline events")
     build_bundle(

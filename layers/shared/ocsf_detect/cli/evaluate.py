@@ -39,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
     detector = load_detector(args.bundle)
     lines = read_events(args.events)
     baseline = [line for p in args.baseline for line in read_events(p)] if args.baseline else None
+    if args.baseline and not baseline:
+        raise CommandError(
+            f"--baseline {' '.join(map(str, args.baseline))} holds no events; give the "
+            "bundle's training events, or leave --baseline out"
+        )
     try:
         ev = evaluate(detector, lines, read_labels(args.labels), baseline)
     except EvaluationError as exc:

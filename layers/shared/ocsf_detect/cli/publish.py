@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ocsf_detect import names
 from ocsf_detect.cli import CommandError
 from ocsf_detect.detector.archive import ArchiveError
 from ocsf_detect.registry import ModelRegistry, PublishedBundle, RegistryError
@@ -38,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("--prefix", default="", help="key prefix inside the bucket (default: none)")
     parser.add_argument(
-        "--stage", default="dev", help="stage to name in the printed cdk deploy line (default: dev)"
+        "--stage",
+        default="dev",
+        choices=names.STAGE_NAMES,
+        help="stage to name in the printed cdk deploy line (default: dev)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)

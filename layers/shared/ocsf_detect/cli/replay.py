@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,33 +26,53 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--endpoint", help="AWS endpoint URL to use instead of the embedded emulator"
     )
+    parser.add_argument(
+        "--function-log",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "ocsf-detect-replay-function.log",
+        help="where the stream function's log lines and EMF metrics go (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from botocore.exceptions import EndpointConnectionError
+
+    from ocsf_detect.cli.score import load_detector
     from ocsf_detect.eventio import read_lines
     from ocsf_detect.replay import dumps, replay
 
-    if not (args.bundle / "manifest.json").is_file():
-        raise CommandError(f"{args.bundle} is not a bundle (no manifest.json); see 'train'")
-    if not args.events.is_file():
-        raise CommandError(f"{args.events} does not exist; 'generate' can write some events")
     if not 1 <= args.batch_size <= 10_000:
         raise CommandError("--batch-size must be between 1 and 10000 (Kinesis' limit)")
+    # A bundle the function cannot load would fail every batch: say why, before replaying.
+    load_detector(args.bundle)
     lines = read_lines(args.events)
     if not lines:
         raise CommandError(f"{args.events} holds no events")
-    summary = replay(
-        args.bundle,
-        lines,
-        batch_size=args.batch_size,
-        endpoint_url=args.endpoint,
-        progress=Progress,
-    )
+    try:
+        with args.function_log.open("w", encoding="utf-8") as function_output:
+            summary = replay(
+                args.bundle,
+                lines,
+                batch_size=args.batch_size,
+                endpoint_url=args.endpoint,
+                progress=Progress,
+                function_output=function_output,
+            )
+    except EndpointConnectionError as exc:
+        raise CommandError(f"no AWS endpoint answers at {args.endpoint}: {exc}") from exc
     if args.json:
         print(dumps(summary))
-        return 0
-    width = max(len(k) for k in summary)
-    for key, value in summary.items():
-        print(f"{key:<{width}}  {value}", file=sys.stdout)
+    else:
+        width = max(len(k) for k in summary)
+        for key, value in summary.items():
+            print(f"{key:<{width}}  {value}", file=sys.stdout)
+    print(f"the stream function's logs and metrics: {args.function_log}", file=sys.stderr)
+    if summary.get("failed"):
+        print(
+            f"ocsf-detect: {summary['failed']:,} records failed and went to the on-failure "
+            f"queue; see {args.function_log}",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -37,10 +37,7 @@ def load_detector(bundle: Path) -> Any:
 def read_events(path: Path) -> list[bytes]:
     from ocsf_detect.eventio import read_lines
 
-    try:
-        return read_lines(path)
-    except FileNotFoundError as exc:
-        raise CommandError(str(exc)) from exc
+    return read_lines(path)  # EventFileError: one line, status 2 (cli.main)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     detector = load_detector(args.bundle)
     lines = read_events(args.events)
     tally: Counter[str] = Counter()
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sink = open_text_or_gz(args.out, "wb") if args.out else sys.stdout.buffer
     try:
         with Progress("scoring", total=len(lines)) as progress:

@@ -12,13 +12,20 @@ from ocsf_detect import names
 from ocsf_detect.cli import CommandError
 
 
+def port_number(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0-65535)")
+    return port
+
+
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "serve", help="run the prediction API locally (API Gateway proxy events, real handler)"
     )
     p.add_argument("--bundle", required=True, type=Path, help="unpacked bundle directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    p.add_argument("--port", default=8080, type=int, help="0 picks a free port")
+    p.add_argument("--port", default=8080, type=port_number, help="0 picks a free port")
     p.add_argument("--cors-origin", help=f"set {names.ENV_CORS_ALLOW_ORIGIN} for this server")
     p.add_argument("--quiet", action="store_true", help="no access log")
     p.set_defaults(func=run)

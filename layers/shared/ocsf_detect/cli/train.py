@@ -27,9 +27,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from ocsf_detect.cli import one_line
     from ocsf_detect.config import ConfigError, load_config
     from ocsf_detect.detector.archive import write_archive
-    from ocsf_detect.detector.build import BuildError, build_bundle
+    from ocsf_detect.detector.build import BuildError, build_bundle, out_dir_problem
     from ocsf_detect.eventio import read_lines
 
     try:
@@ -38,14 +41,16 @@ def run(args: argparse.Namespace) -> int:
             config = config.model_validate({**config.model_dump(), "alert_rate": args.alert_rate})
     except ConfigError as exc:
         raise CommandError(str(exc)) from exc
-    except ValueError as exc:
-        raise CommandError(f"--alert-rate: {exc}") from exc
+    except ValidationError as exc:
+        raise CommandError(f"--alert-rate {args.alert_rate}: {one_line(exc)}") from exc
+    if args.archive is not None and Path(args.archive).is_dir():
+        raise CommandError(f"--archive {args.archive} is a directory; give a .zip file path")
+    problem = out_dir_problem(Path(args.out))
+    if problem:
+        raise CommandError(problem)
     lines: list[bytes] = []
     for path in args.events:
-        try:
-            lines += read_lines(path)
-        except FileNotFoundError as exc:
-            raise CommandError(str(exc)) from exc
+        lines += read_lines(path)
     print(f"read {len(lines):,} events from {len(args.events)} file(s)", file=sys.stderr)
     try:
         manifest = build_bundle(

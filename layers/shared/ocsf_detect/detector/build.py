@@ -109,8 +109,11 @@ def build_bundle(
             f"({len(lines)} lines: {rejected} rejected, {sum(unsupported.values())} unsupported)"
         )
     out_dir = Path(out_dir)
+    problem = out_dir_problem(out_dir)
+    if problem:
+        raise BuildError(problem)
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        shutil.rmtree(out_dir)  # an earlier bundle, replaced
     out_dir.mkdir(parents=True)
     rng = np.random.default_rng(config.train.seed)
     models: dict[str, ClassModel] = {}
@@ -316,6 +319,23 @@ def _run(session: Any, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarr
             )[0]
         )
     return np.vstack(out) if out else np.zeros((0, 1), dtype=np.float32)
+
+
+def out_dir_problem(out_dir: Path) -> str | None:
+    """Why a bundle cannot be written to ``out_dir``, or None. A bundle replaces an earlier
+    bundle or fills an empty directory; it never deletes anything else."""
+    if not out_dir.exists():
+        return None
+    if not out_dir.is_dir():
+        return f"{out_dir} exists and is not a directory; give a directory for the bundle"
+    if out_dir.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+        return f"{out_dir} is the working directory or above it; give a new directory"
+    if any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
+        return (
+            f"{out_dir} exists, is not empty and holds no bundle (no {MANIFEST_NAME}); "
+            "give a new or empty directory, or an earlier bundle to replace"
+        )
+    return None
 
 
 def _index_params(config: DetectorConfig) -> IndexParams:

@@ -93,6 +93,10 @@ def check_object(event: Any) -> Rejected | None:
     try:
         text = orjson.dumps(event)
     except (TypeError, orjson.JSONEncodeError):
+        # orjson refuses integers beyond 64 bits (kept) and unpaired surrogates (not).
+        refused = _unrepresentable(event)
+        if refused is not None:
+            return refused
         text = None
     if text is not None and text.count(b"{") + text.count(b"[") <= MAX_NESTING_DEPTH:
         return None
