@@ -180,6 +180,22 @@ def test_threshold_calibration_known_answer() -> None:
         calibrate(scores, 0.0)
 
 
+def test_threshold_above_a_tie_keeps_the_alert_rate() -> None:
+    # Repetitive traffic: 10% of held-out scores tie exactly at the 99.5th percentile
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.uniform(0, 1, 900), np.full(100, 2.0)])
+    cal = calibrate(scores, alert_rate=0.005)
+    assert cal.threshold > 2.0
+    assert (scores >= cal.threshold).mean() == 0.0  # not the 10% that tie
+    # Every held-out event identical to its neighbours: nothing at score 0 alerts
+    zeros = calibrate(np.zeros(1000), alert_rate=0.005)
+    assert zeros.threshold > 0
+    assert severity_ids(np.zeros(3), zeros.bands).tolist() == [1, 1, 1]
+    # No tie: the plain quantile, as before
+    uniform = np.arange(10_000) / 10_000.0
+    assert calibrate(uniform, 0.01).threshold == np.quantile(uniform, 0.99, method="higher")
+
+
 def test_hnsw_recall_is_measured_against_exact_search() -> None:
     rng = np.random.default_rng(0)
     base = rng.normal(size=(3000, 16)).astype(np.float32)

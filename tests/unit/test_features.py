@@ -250,3 +250,35 @@ def test_dense_is_numerics_plus_weighted_one_hots() -> None:
     ]
     weighted = matrix.take(np.array([2, 0])).dense([3, 3], category_weight=4.0)
     assert weighted.tolist() == [[2.0, 0, 0, 4, 0, 4, 0], [0.5, 4, 0, 0, 0, 0, 4]]
+
+
+def test_an_unmapped_field_that_is_sometimes_text_is_missing_there_not_a_rejection() -> None:
+    # Given a producer's own field: a number in most events, text or an object in others
+    events = make_events(300)
+    for i, e in enumerate(events):
+        if i % 4 == 0:
+            e["unmapped"]["orig_ip_bytes"] = "n/a" if i % 8 == 0 else {"v": 1}
+    spec = fitted(events)
+    assert "orig_ip_bytes" in spec.unmapped.selected
+    # When the fitted plan reads them, Then every event parses and the text is missing
+    outcomes = parsed(spec, events)
+    pipeline = FeaturePipeline(spec)
+    raw, _ = pipeline.raw([p.values for p in outcomes], np.zeros(len(outcomes)))
+    col = pipeline.numeric_names.index("unmapped.orig_ip_bytes")
+    assert np.isnan(raw[::4, col]).all()
+    assert not np.isnan(raw[1::4, col]).any()
+
+
+def test_equal_values_hash_alike_whichever_comes_first() -> None:
+    # 443 and 443.0 are the same port: the same service bucket, in either order
+    events = make_events(300)
+    spec = fitted(events)
+    as_float = json.loads(json.dumps(events[0]))
+    as_float["dst_endpoint"]["port"] = float(events[0]["dst_endpoint"]["port"])
+    codes = []
+    for order in ([events[0], as_float], [as_float, events[0]]):
+        pipeline = FeaturePipeline(spec)
+        _, cat = pipeline.raw([p.values for p in parsed(spec, order)], np.zeros(2))
+        codes.append(sorted(cat[:, pipeline.categorical_names.index("dst_service")]))
+    assert codes[0] == codes[1]
+    assert codes[0][0] == codes[0][1] != 1  # one seen bucket, not "unseen"

@@ -198,11 +198,14 @@ def _references(
                 base_parsed.setdefault(p.class_uid, []).append(p)
     rng = np.random.default_rng(0)
     sampled = False
+    without_baseline: list[int] = []
     for c in classes:
         rows = [i for i, (o, _) in enumerate(joined) if o.class_uid == c]
         test_p = [joined_parsed[i] for i in rows]
         x = _dense(detector, c, test_p)
         transductive = not base_parsed.get(c)
+        if transductive and baseline_lines:
+            without_baseline.append(c)
         train_x = x if transductive else _dense(detector, c, base_parsed[c])
         # Exact k-NN costs (reference events x evaluated events): a random sample of at
         # most MAX_REFERENCE_EVENTS keeps a million-event file to minutes, not hours.
@@ -221,6 +224,12 @@ def _references(
         iso_thr[rows] = np.quantile(iso_base, 1 - rate)
         own = _knn_scores(train_x, train_x, k, np.arange(len(train_x)))
         knn_thr[rows] = np.quantile(own, 1 - rate)
+    if without_baseline:
+        fit += (
+            "; for class(es) "
+            + ", ".join(map(str, without_baseline))
+            + ", absent from the baseline, the evaluated events (transductive)"
+        )
     if sampled:
         fit += f" (a random {MAX_REFERENCE_EVENTS:,} per class)"
     return {

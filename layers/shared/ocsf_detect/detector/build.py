@@ -12,6 +12,7 @@ threshold and severity bands, and keep golden events. Needs the ``train`` extra 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 import shutil
@@ -27,7 +28,7 @@ import orjson
 from ocsf_detect import __version__
 from ocsf_detect.config import DetectorConfig
 from ocsf_detect.detector.bundle import sha256_file
-from ocsf_detect.detector.calibrate import calibrate
+from ocsf_detect.detector.calibrate import alert_threshold, calibrate
 from ocsf_detect.detector.index import (
     SPACE,
     IndexParams,
@@ -158,7 +159,9 @@ def build_bundle(
             train_m.numeric[fit_rows],
             train_m.categorical[fit_rows],
             pipeline.cardinalities,
-            train_cfg,
+            dataclasses.replace(
+                train_cfg, augment_range=spec.clip, scaled_columns=len(pipeline.numeric_names)
+            ),
         )
         log(
             f"  trained ({report.method}, {report.epochs} epochs, {report.seconds}s, "
@@ -376,7 +379,7 @@ def _served_scores(
         exact_labels, exact_dists = labels.copy(), dists.copy()
         rescore_exact(base, queries, exact_labels, exact_dists, cutoff)
         mixed = exact_dists.mean(axis=1)
-        threshold = float(np.quantile(mixed, 1 - alert_rate, method="higher"))
+        threshold = alert_threshold(mixed, alert_rate)
         if threshold >= cutoff or share >= 1.0:
             # what the scorer returns: exact where the approximate score reaches the
             # threshold, approximate below it (the golden events are checked on this)

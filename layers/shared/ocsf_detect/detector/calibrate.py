@@ -36,7 +36,7 @@ def calibrate(scores: np.ndarray, alert_rate: float) -> Calibration:
     if scores.size == 0:
         raise ValueError("no held-out scores to calibrate on")
     s = np.sort(scores.astype(np.float64))
-    threshold = float(np.quantile(s, 1 - alert_rate, method="higher"))
+    threshold = alert_threshold(s, alert_rate)
     high = float(s[-1]) + 1e-9
     # With few held-out events the (1 - rate/5) quantile is the maximum itself, which
     # would leave Medium empty: it starts at most halfway from the threshold to High.
@@ -52,6 +52,18 @@ def calibrate(scores: np.ndarray, alert_rate: float) -> Calibration:
     return Calibration(
         threshold=threshold, alert_rate=alert_rate, bands=bands, heldout_events=int(s.size)
     )
+
+
+def alert_threshold(scores: np.ndarray, alert_rate: float) -> float:
+    """The (1 - alert_rate) quantile of ``scores``, alerting at ``score >= threshold``.
+    Where many scores tie at that quantile (repetitive traffic), every tied event would
+    alert, far above the rate: the threshold then moves just above the tie. It is always
+    above zero, the score of an event identical to its neighbours."""
+    threshold = float(np.quantile(scores, 1 - alert_rate, method="higher"))
+    alerting = float(np.mean(scores >= threshold))
+    if threshold <= 0 or alerting > 2 * alert_rate + 1 / scores.size:
+        threshold = float(np.nextafter(max(threshold, 0.0), np.inf))
+    return threshold
 
 
 def severity_ids(scores: np.ndarray, bands: list[SeverityBand]) -> np.ndarray:

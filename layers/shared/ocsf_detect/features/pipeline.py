@@ -84,6 +84,8 @@ def _feature_paths(feature: Feature) -> list[tuple[str, ValueType]]:
     match feature:
         case HourFeature() if feature.path == _TIME_PATH:
             return []  # the parser provides the event time itself
+        case NumericFeature() if feature.lenient:
+            return [(feature.path, ValueType.ANY)]
         case NumericFeature() | HourFeature() | PortFeature():
             # Ports are numbers: "443" and 443 must be the same category.
             return [(feature.path, ValueType.NUMBER)]
@@ -101,7 +103,7 @@ def _unmapped_features(spec: ClassSpec) -> list[Feature]:
     known = {f.path for f in spec.features}
     selected = spec.unmapped.selected or []
     extra = [p for p in selected if f"unmapped.{p}" not in known]
-    return [NumericFeature(name=f"unmapped.{p}", path=f"unmapped.{p}") for p in extra]
+    return [NumericFeature(name=f"unmapped.{p}", path=f"unmapped.{p}", lenient=True) for p in extra]
 
 
 class FeaturePipeline:
@@ -192,7 +194,8 @@ class FeaturePipeline:
                 numeric[:, ni], numeric[:, ni + 1] = np.sin(angle), np.cos(angle)
                 ni += 2
             elif isinstance(f, NumericFeature):
-                values = _floats(columns[self._col[f.path]])
+                col = columns[self._col[f.path]]
+                values = _lenient_floats(col) if f.lenient else _floats(col)
                 numeric[:, ni] = _signed_log1p(values) if f.transform == "log1p" else values
                 ni += 1
             elif isinstance(f, RatioFeature):
@@ -299,16 +302,55 @@ class FeaturePipeline:
 _NAN4 = (math.nan, math.nan, math.nan, math.nan)
 
 
+def value_hash(value: Any) -> int:
+    """CRC-32 of a value's text, the same for values Python holds equal (1, 1.0 and True;
+    a pair with either): the scorer memoises codes by value, so equal values must hash
+    alike whichever of them came first. Text, integers and pairs of them hash as str()."""
+    return zlib.crc32(_hash_text(value).encode("utf-8", "surrogatepass"))
+
+
+def _hash_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_element_text(v) for v in value) + ")"
+    return _element_text(value)
+
+
+def _element_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _hashed_code(value: Any, counts: dict[int, int], mask: int, buckets: int) -> tuple[int, float]:
     if value is None:
         return (MISSING, math.nan)
-    h = zlib.crc32(str(value).encode("utf-8", "surrogatepass"))
+    h = value_hash(value)
     seen = counts.get(h & mask, 0)
     return (2 + h % buckets if seen > 0 else UNSEEN, math.log1p(seen))
 
 
 def _floats(col: tuple[Any, ...]) -> np.ndarray:
     return np.array([math.nan if v is None else v for v in col], dtype=np.float64)
+
+
+def _lenient_floats(col: tuple[Any, ...]) -> np.ndarray:
+    """Numbers and numeric text as floats; anything else (text, objects, booleans,
+    non-finite values) missing."""
+    return np.array([_number_or_nan(v) for v in col], dtype=np.float64)
+
+
+def _number_or_nan(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return math.nan
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return math.nan
+    return number if math.isfinite(number) else math.nan
 
 
 def _signed_log1p(values: np.ndarray) -> np.ndarray:
@@ -395,9 +437,7 @@ def fit_spec(spec: ClassSpec, events: Sequence[dict[str, Any]], times: np.ndarra
         elif isinstance(f, HashedFeature):
             mask = (1 << f.rarity_bits) - 1
             hashes = [
-                zlib.crc32(str(v).encode("utf-8", "surrogatepass")) & mask
-                for v in pipeline.hashed_values(f, columns)
-                if v is not None
+                value_hash(v) & mask for v in pipeline.hashed_values(f, columns) if v is not None
             ]
             counts = dict(sorted(Counter(hashes).items()))
             fitted.append(f.model_copy(update={"counts": counts, "total": len(hashes)}))

@@ -21,12 +21,14 @@ from typing_extensions import TypedDict
 class ValueType(IntEnum):
     """What a path must hold. When features disagree on a path, the higher value wins."""
 
+    ANY = 0  # anything: the feature reads what it can and treats the rest as missing
     SCALAR = 1  # string, number or boolean (categories, identifiers, text)
     NUMBER = 2  # a finite number; numeric strings are accepted
     LIST = 3  # an array (only its length is used)
 
 
 _LEAF_TYPES: dict[ValueType, Any] = {
+    ValueType.ANY: Any,
     ValueType.SCALAR: str | int | float | bool | None,
     ValueType.NUMBER: float | None,
     ValueType.LIST: list[Any] | None,

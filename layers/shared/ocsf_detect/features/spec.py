@@ -35,6 +35,9 @@ class NumericFeature(_Feature):
 
     kind: Literal["numeric"] = "numeric"
     transform: Literal["log1p", "none"] = "log1p"
+    lenient: bool = False
+    """A value that is not a number is missing, not a reason to reject the event: for
+    producers' own ``unmapped`` fields, which no schema types (chosen automatically)."""
 
 
 class CategoricalFeature(_Feature):

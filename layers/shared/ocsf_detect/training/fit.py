@@ -53,6 +53,8 @@ class TrainConfig:
     augment: float = 1.0  # corrupted copies per batch event in the isometry loss (0: none)
     augment_range: float = 8.0  # numeric corruption range: the feature spec's clip
     augment_uniform: float = 0.0  # share of corrupted numerics drawn uniformly, not swapped
+    scaled_columns: int | None = None  # numeric columns that are values (after them: 0/1
+    # missing indicators, which uniform draws must not touch); None: all are values
 
 
 @dataclass
@@ -84,8 +86,8 @@ def train_embedding(
     )
     head = ReconstructionHead(config.dim, x_num.shape[1], cardinalities, config.width)
     params = list(model.parameters())
-    if config.method == "reconstruction":
-        params += list(head.parameters())
+    if config.method in ("reconstruction", "hybrid"):
+        params += list(head.parameters())  # the decoder of the reconstruction term
     optimiser = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     batch = min(config.batch_size, n)
     steps_per_epoch = max(1, n // batch)
@@ -170,7 +172,10 @@ def _augmented(
     rate = torch.rand(copies, 1) * 0.5
     other = num[torch.randint(0, num.shape[0], (copies,))]
     uniform = (torch.rand_like(src_num) * 2 - 1) * config.augment_range
-    replacement = torch.where(torch.rand_like(src_num) < config.augment_uniform, uniform, other)
+    draw_uniform = torch.rand_like(src_num) < config.augment_uniform
+    if config.scaled_columns is not None:
+        draw_uniform[:, config.scaled_columns :] = False  # indicators stay 0/1 (swapped)
+    replacement = torch.where(draw_uniform, uniform, other)
     aug_num = torch.where(torch.rand_like(src_num) < rate, replacement, src_num)
     cards = torch.tensor(model.cardinalities, dtype=torch.float32)
     random_cat = (torch.rand(src_cat.shape) * cards).long()
