@@ -30,7 +30,7 @@ from infra.constructs.ingest import Ingest
 from infra.constructs.model_artifacts import FunctionLayers, ModelRegistry
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.prediction_api import PredictionApi
-from infra.constructs.releases import Releases
+from infra.constructs.releases import AppSignals, Releases
 from infra.constructs.storage import AccessLogs
 from infra.constructs.stream_scoring import StreamScoring
 from infra.layers import BuiltLayer
@@ -156,14 +156,20 @@ class OcsfDetectStack(Stack):
             self.scoring.service,
             self.scoring.alias,
             timeout=Duration.seconds(stage.scoring.timeout_s),
-            watch_anomaly_rate=True,
+            signals=AppSignals(
+                events=names.METRIC_SCORED,
+                anomalies=names.METRIC_ANOMALIES,
+                failed_records=names.METRIC_FAILED,
+            ),
         )
         self.releases.guard(
             "PredictionApi",
             self.api.service,
             self.api.alias,
             timeout=Duration.seconds(stage.api.timeout_s),
-            watch_anomaly_rate=True,
+            signals=AppSignals(
+                events=names.METRIC_PREDICTIONS, anomalies=names.METRIC_PREDICTED_ANOMALIES
+            ),
         )
         self.monitoring = Monitoring(
             self,

@@ -119,7 +119,12 @@ STAGES: dict[str, StageConfig] = {
     "prod": StageConfig(
         name="prod",
         retain_data=True,
+        # A week of stream: the on-failure queue points into it for 14 days, and the
+        # records it points to must still be there to be replayed.
+        ingest=IngestConfig(retention_hours=168),
         scoring=ScoringConfig(
+            # Reserved: API bursts cannot take the scorer's concurrency (shards x 4).
+            reserved_concurrency=40,
             memory_mb=2048,
             timeout_s=120,
             batch_size=500,
@@ -128,7 +133,14 @@ STAGES: dict[str, StageConfig] = {
             retry_attempts=3,
             max_record_age_s=6 * 3600,
         ),
-        api=ApiConfig(memory_mb=2048, throttle_rate=200, throttle_burst=400, waf=True),
+        # Reserved (and so capped): 200 requests/s at ~60 ms needs about 12.
+        api=ApiConfig(
+            memory_mb=2048,
+            throttle_rate=200,
+            throttle_burst=400,
+            waf=True,
+            reserved_concurrency=20,
+        ),
         release=ReleaseConfig(
             deployment=DeploymentStyle.LINEAR_10_PERCENT_EVERY_1_MINUTE,
             anomaly_rate_max_percent=5.0,

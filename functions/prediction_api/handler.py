@@ -331,7 +331,7 @@ def _internal_error(exc: Exception) -> Response[Any]:
 def _count(bundle_version: str, *, scored: int, anomalies: int) -> None:
     metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, bundle_version)
     metrics.add_metric(names.METRIC_PREDICTIONS, MetricUnit.Count, scored)
-    metrics.add_metric(names.METRIC_ANOMALIES, MetricUnit.Count, anomalies)
+    metrics.add_metric(names.METRIC_PREDICTED_ANOMALIES, MetricUnit.Count, anomalies)
 
 
 # --- entry point ---------------------------------------------------------------------------

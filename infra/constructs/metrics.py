@@ -43,22 +43,23 @@ def app_metric_all_versions(name: str, *, period: Duration = FIVE_MINUTES) -> cw
     )
 
 
-def anomaly_rate(bundle_version: str, *, min_scored: int) -> cw.MathExpression:
-    """Percent of events flagged anomalous by ``bundle_version``, per minute.
-
-    Both functions count ``Anomalies``; the stream function counts its events as
-    ``Scored`` and the prediction API as ``Predictions``, so the rate is over both. It is
-    zero while fewer than ``min_scored`` events were scored in the minute, so a quiet
-    stream cannot fail a release on two unlucky events.
+def anomaly_rate(
+    bundle_version: str, *, anomalies: str, events: str, min_events: int
+) -> cw.MathExpression:
+    """Percent of ``events`` that ``bundle_version`` flagged (``anomalies``), per minute:
+    for the stream function Anomalies of Scored, for the prediction API PredictedAnomalies
+    of Predictions, so that neither function's traffic moves the other's release alarm.
+    It is zero while fewer than ``min_events`` events came in the minute, so a quiet
+    function cannot fail a release on two unlucky events.
     """
-    total = "(FILL(scored, 0) + FILL(predictions, 0))"
     return cw.MathExpression(
-        expression=f"IF({total} >= {min_scored}, 100 * FILL(anomalies, 0) / {total}, 0)",
+        expression=(
+            f"IF(FILL(events, 0) >= {min_events}, 100 * FILL(anomalies, 0) / FILL(events, 0), 0)"
+        ),
         using_metrics={
-            "anomalies": app_metric(names.METRIC_ANOMALIES, bundle_version),
-            "scored": app_metric(names.METRIC_SCORED, bundle_version),
-            "predictions": app_metric(names.METRIC_PREDICTIONS, bundle_version),
+            "anomalies": app_metric(anomalies, bundle_version),
+            "events": app_metric(events, bundle_version),
         },
-        label=f"anomaly rate % ({bundle_version})",
+        label=f"{anomalies} % of {events} ({bundle_version})",
         period=Duration.minutes(1),
     )

@@ -106,6 +106,7 @@ class Monitoring(Construct):
                 names.METRIC_SCORED,
                 names.METRIC_PREDICTIONS,
                 names.METRIC_ANOMALIES,
+                names.METRIC_PREDICTED_ANOMALIES,
                 names.METRIC_REJECTED,
                 names.METRIC_QUARANTINED,
                 # alerts confirmed by exact search / past a batch's re-check limit

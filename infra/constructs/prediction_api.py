@@ -111,6 +111,16 @@ class PredictionApi(Construct):
                 api_key_required=not use_iam,
             ),
         )
+        # API Gateway writes execution logs to a group it names itself and would create
+        # without a retention; created here first, it keeps the stage's retention.
+        self.execution_log = logs.LogGroup(
+            self,
+            "ExecutionLog",
+            log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{API_STAGE}",
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.api.deployment_stage.node.add_dependency(self.execution_log)
         # Validates what a method declares (parameters, body models); the proxy methods
         # declare none, so the handler's own parsing and limits are what reject bad input.
         self.validator = self.api.add_request_validator(

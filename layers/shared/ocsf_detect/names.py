@@ -45,7 +45,8 @@ METRICS_NAMESPACE: Final = "OcsfDetect"
 # Metric names (EMF), used by the handlers and by the dashboards and alarms.
 METRIC_RECORDS_IN: Final = "RecordsIn"
 METRIC_SCORED: Final = "Scored"
-METRIC_ANOMALIES: Final = "Anomalies"
+METRIC_ANOMALIES: Final = "Anomalies"  # the stream function's, among METRIC_SCORED
+METRIC_PREDICTED_ANOMALIES: Final = "PredictedAnomalies"  # the API's, among METRIC_PREDICTIONS
 METRIC_REJECTED: Final = "Rejected"
 METRIC_UNSUPPORTED: Final = "Unsupported"
 METRIC_FAILED: Final = "Failed"
