@@ -16,7 +16,9 @@ CDK_OUT ?= cdk.out
 LAYER_ARCHS ?= x86_64
 NODE_STAMP := node_modules/.package-lock.json
 # No AWS account, no network beyond the registries: no notices, no telemetry, no IMDS probe.
-CDK := AWS_EC2_METADATA_DISABLED=true CDK_DISABLE_VERSION_CHECK=1 npx --no-install cdk
+# jsii repeats a Node 20 end-of-life banner on every run; Node 20 is the platform's.
+CDK := AWS_EC2_METADATA_DISABLED=true CDK_DISABLE_VERSION_CHECK=1 \
+  JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 npx --no-install cdk
 CDK_SYNTH_FLAGS ?= --quiet --no-notices --no-version-reporting
 
 .PHONY: synth layer
