@@ -37,7 +37,7 @@ class MappingConfig:
     maximum_batching_window_s: float = 0.0
     report_batch_item_failures: bool = True
     bisect_batch_on_function_error: bool = True
-    maximum_retry_attempts: int = 2
+    maximum_retry_attempts: int = 2  # -1: retry until it succeeds (Lambda: until expiry)
     on_failure_queue_url: str | None = None
     function_name: str = "ocsf-detect-stream-scoring"
     region: str = "us-east-1"
@@ -133,7 +133,7 @@ class KinesisRunner:
                     self.process(shard_id, pending[:half])
                     self.process(shard_id, pending[half:])
                     return
-                if attempts > self.config.maximum_retry_attempts:
+                if self._exhausted(attempts):
                     self._on_failure(shard_id, pending, attempts, f"{type(exc).__name__}: {exc}")
                     return
                 self.stats.retries += 1
@@ -144,10 +144,16 @@ class KinesisRunner:
                 return
             self.stats.records_delivered += start
             pending = pending[start:]
-            if attempts > self.config.maximum_retry_attempts:
+            if self._exhausted(attempts):
                 self._on_failure(shard_id, pending, attempts, "batch item failures")
                 return
             self.stats.retries += 1
+
+    def _exhausted(self, attempts: int) -> bool:
+        """Retries used up: ``attempts`` invocations, one more than the retries allowed.
+        Lambda's -1 retries until the records expire; here (no expiry), until success."""
+        limit = self.config.maximum_retry_attempts
+        return limit >= 0 and attempts > limit
 
     def _first_failure(self, pending: Sequence[dict[str, Any]], response: Any) -> int | None:
         if not self.config.report_batch_item_failures:
