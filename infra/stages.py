@@ -119,12 +119,10 @@ STAGES: dict[str, StageConfig] = {
     "prod": StageConfig(
         name="prod",
         retain_data=True,
-        # A week of stream: the on-failure queue points into it for 14 days, and the
-        # records it points to must still be there to be replayed.
+        # A week of stream: a record the on-failure queue points to can be replayed for
+        # 7 days (the pointer itself is kept 14), not just the default 24 hours.
         ingest=IngestConfig(retention_hours=168),
         scoring=ScoringConfig(
-            # Reserved: API bursts cannot take the scorer's concurrency (shards x 4).
-            reserved_concurrency=40,
             memory_mb=2048,
             timeout_s=120,
             batch_size=500,
@@ -133,7 +131,8 @@ STAGES: dict[str, StageConfig] = {
             retry_attempts=3,
             max_record_age_s=6 * 3600,
         ),
-        # Reserved (and so capped): 200 requests/s at ~60 ms needs about 12.
+        # Reserved, and so capped: 200 requests/s at ~60 ms needs about 12, and a burst
+        # cannot take the on-demand stream's scorer concurrency (shards x 4, unreserved).
         api=ApiConfig(
             memory_mb=2048,
             throttle_rate=200,

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
-from ocsf_detect.detector.archive import extract_archive, write_archive
+from ocsf_detect.detector.archive import ArchiveError, extract_archive, write_archive
 from ocsf_detect.detector.bundle import BundleError, read_manifest
 from ocsf_detect.detector.calibrate import calibrate, severity_ids
 from ocsf_detect.detector.index import (
@@ -86,6 +87,21 @@ def test_archive_round_trip(tmp_path: Path, bundle_dir: Path) -> None:
     assert archive.read_bytes() == again.read_bytes()  # deterministic
     unpacked = extract_archive(archive, tmp_path / "x")
     assert Detector.load(unpacked).bundle_version == read_manifest(bundle_dir).bundle_version
+
+
+def test_a_damaged_archive_member_is_an_archive_error(tmp_path: Path, bundle_dir: Path) -> None:
+    # Given an archive whose compressed data is damaged past the ZIP directory's checks
+    archive = write_archive(bundle_dir, tmp_path / "bundle.zip")
+    with zipfile.ZipFile(archive) as zf:
+        info = max(zf.infolist(), key=lambda i: i.compress_size)
+    data = bytearray(archive.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start + 16, start + min(info.compress_size, 4096)):
+        data[i] ^= 0x5A
+    archive.write_bytes(bytes(data))
+    # When it is unpacked, Then the failure is the archive's, with a message
+    with pytest.raises(ArchiveError, match=r"damaged|not a ZIP"):
+        extract_archive(archive, tmp_path / "x")
 
 
 @pytest.fixture
@@ -191,9 +207,20 @@ def test_threshold_above_a_tie_keeps_the_alert_rate() -> None:
     zeros = calibrate(np.zeros(1000), alert_rate=0.005)
     assert zeros.threshold > 0
     assert severity_ids(np.zeros(3), zeros.bands).tolist() == [1, 1, 1]
-    # No tie: the plain quantile, as before
+    # Served scores are float32 and compared in float32: the tie stays below the threshold
+    tied32 = np.concatenate([rng.uniform(0, 0.5, 900), np.full(100, 0.7)]).astype(np.float32)
+    cal32 = calibrate(tied32, alert_rate=0.005)
+    assert not (tied32 >= cal32.threshold).any()
+    # and whatever alerts in float32 has a severity band (never Informational)
+    scores32 = rng.uniform(0, 1, 5000).astype(np.float32)
+    cal = calibrate(scores32, alert_rate=0.01)
+    flagged = scores32[scores32 >= cal.threshold]
+    assert flagged.size
+    assert (severity_ids(flagged, cal.bands) >= 2).all()
+    # No tie: the plain quantile, to float32 precision
     uniform = np.arange(10_000) / 10_000.0
-    assert calibrate(uniform, 0.01).threshold == np.quantile(uniform, 0.99, method="higher")
+    plain = np.quantile(uniform, 0.99, method="higher")
+    assert plain <= calibrate(uniform, 0.01).threshold <= plain * (1 + 1e-7)
 
 
 def test_hnsw_recall_is_measured_against_exact_search() -> None:
@@ -482,3 +509,28 @@ def test_a_baseline_flooded_by_one_attack_still_ranks_the_attack_high(
     distinct_net = auc("distinct")
     assert distinct_net >= 0.9
     assert distinct_net > every_event + 0.2
+
+
+def test_an_interrupted_build_leaves_the_earlier_bundle_as_it_was(
+    tmp_path: Path, bundle_dir: Path, baseline_traffic
+) -> None:
+    from ocsf_detect.detector.build import build_bundle
+
+    from tests.conftest import small_config
+
+    # Given an earlier bundle in the output directory
+    out = Path(shutil.copytree(bundle_dir, tmp_path / "bundle"))
+    before = (out / "manifest.json").read_bytes()
+
+    def interrupt(message: str) -> None:
+        if "trained" in message:  # after the first model is written
+            raise KeyboardInterrupt
+
+    # When a new build into it is interrupted half way
+    lines = [orjson.dumps(e) for e in baseline_traffic.events[:1500]]
+    with pytest.raises(KeyboardInterrupt):
+        build_bundle(lines, out, small_config(), log=interrupt)
+    # Then the earlier bundle is intact and loads, and no partial directory is left
+    assert (out / "manifest.json").read_bytes() == before
+    assert Detector.load(out).bundle_version == read_manifest(bundle_dir).bundle_version
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]

@@ -269,16 +269,24 @@ def test_an_unmapped_field_that_is_sometimes_text_is_missing_there_not_a_rejecti
     assert not np.isnan(raw[1::4, col]).any()
 
 
-def test_equal_values_hash_alike_whichever_comes_first() -> None:
-    # 443 and 443.0 are the same port: the same service bucket, in either order
+def test_hashed_codes_do_not_depend_on_which_equal_value_came_first() -> None:
+    # Given a model fitted where a producer wrote an address field as the number 1.0
     events = make_events(300)
+    for e in events[:50]:
+        e["dst_endpoint"]["ip"] = 1.0
     spec = fitted(events)
-    as_float = json.loads(json.dumps(events[0]))
-    as_float["dst_endpoint"]["port"] = float(events[0]["dst_endpoint"]["port"])
-    codes = []
-    for order in ([events[0], as_float], [as_float, events[0]]):
+    as_int = json.loads(json.dumps(events[0]))
+    as_int["dst_endpoint"]["ip"] = 1  # equal to 1.0 in Python, another value to the hash
+    codes = {}
+    for order in ((events[0], as_int), (as_int, events[0])):
+        # When a fresh pipeline meets them in either order, in two batches
         pipeline = FeaturePipeline(spec)
-        _, cat = pipeline.raw([p.values for p in parsed(spec, order)], np.zeros(2))
-        codes.append(sorted(cat[:, pipeline.categorical_names.index("dst_service")]))
-    assert codes[0] == codes[1]
-    assert codes[0][0] == codes[0][1] != 1  # one seen bucket, not "unseen"
+        col = pipeline.categorical_names.index("dst_ip")
+        for event in order:
+            _, cat = pipeline.raw([p.values for p in parsed(spec, [event])], np.zeros(1))
+            kind = type(event["dst_endpoint"]["ip"]).__name__
+            codes.setdefault(kind, set()).add(int(cat[0, col]))
+    # Then each value gets the same code both times: 1.0 its seen bucket, 1 unseen
+    assert codes["float"] != {1}
+    assert codes["int"] == {1}
+    assert len(codes["float"]) == 1

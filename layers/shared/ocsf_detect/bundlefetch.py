@@ -107,17 +107,26 @@ def fetch_bundle(uri: str, *, s3: Any | None = None, cache_root: Path | None = N
     bundle_dir = root / ARCHIVE_ROOT
     if (bundle_dir / names.REGISTRY_MANIFEST_NAME).is_file():
         return bundle_dir  # unpacked by an earlier load in this execution environment
-    archive = root / names.REGISTRY_ARCHIVE_NAME
-    staging = root / ".unpacking"
+    work: Path | None = None
     try:
         root.mkdir(parents=True, exist_ok=True)
+        # A private work directory: two processes fetching the same bundle on one host
+        # (a local server and a CLI, say) never share a partial file.
+        work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))
+        archive = work / names.REGISTRY_ARCHIVE_NAME
         _download(s3 if s3 is not None else _default_client(), location, archive)
-        shutil.rmtree(staging, ignore_errors=True)
-        if not extract_archive(archive, staging).is_dir():
+        unpacked = extract_archive(archive, work / "unpacked")
+        if not unpacked.is_dir():
             raise ArchiveError(f"no {ARCHIVE_ROOT}/ directory inside")
+        archive.unlink()
         # The rename is atomic: the bundle directory exists only once it is complete.
         shutil.rmtree(bundle_dir, ignore_errors=True)
-        (staging / ARCHIVE_ROOT).rename(bundle_dir)
+        try:
+            unpacked.rename(bundle_dir)
+        except OSError:
+            if not (bundle_dir / names.REGISTRY_MANIFEST_NAME).is_file():
+                raise
+            # another process completed the same fetch first: its copy is as good
     except BundleSourceError:
         raise
     except ArchiveError as exc:
@@ -126,9 +135,8 @@ def fetch_bundle(uri: str, *, s3: Any | None = None, cache_root: Path | None = N
         raise BundleSourceError(f"cannot store {location.uri} in {root}: {exc}") from exc
     finally:
         # Whatever happened, only the unpacked bundle may stay on the small /tmp.
-        archive.unlink(missing_ok=True)
-        archive.with_suffix(".part").unlink(missing_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     return bundle_dir
 
 

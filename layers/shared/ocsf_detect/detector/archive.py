@@ -11,6 +11,7 @@ always gives byte-identical archives.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 ARCHIVE_ROOT = "bundle"
@@ -63,4 +64,7 @@ def extract_archive(archive: Path, dest: Path) -> Path:
             zf.extractall(dest)
     except zipfile.BadZipFile as exc:
         raise ArchiveError(f"{archive} is not a bundle archive (not a ZIP file)") from exc
+    except (zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        # A damaged member (bad deflate data, cut short) or an unsupported compression.
+        raise ArchiveError(f"{archive} is damaged: {type(exc).__name__}: {exc}") from exc
     return dest / ARCHIVE_ROOT

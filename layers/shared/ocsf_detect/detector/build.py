@@ -75,6 +75,33 @@ def build_bundle(
     sources: Sequence[str] = (),
     log: Log = _noop,
 ) -> Manifest:
+    """Train on ``lines`` and write the bundle to ``out_dir`` (new, empty, or an earlier
+    bundle, which is replaced). The bundle is built in a sibling directory and moved into
+    place when complete: an interrupted build leaves ``out_dir`` as it was."""
+    final = Path(out_dir)
+    problem = out_dir_problem(final)
+    if problem:
+        raise BuildError(problem)
+    staging = final.parent / f".{final.name}.building"
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted build
+    try:
+        manifest = _build(lines, staging, config, sources=sources, log=log)
+        if final.exists():
+            shutil.rmtree(final)  # an earlier bundle, replaced
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _build(
+    lines: Sequence[bytes],
+    out_dir: Path,
+    config: DetectorConfig,
+    *,
+    sources: Sequence[str],
+    log: Log,
+) -> Manifest:
     import onnxruntime as ort  # noqa: F401 - fail early if the runtime is missing
 
     from ocsf_detect.training.export import (
@@ -110,11 +137,6 @@ def build_bundle(
             f"({len(lines)} lines: {rejected} rejected, {sum(unsupported.values())} unsupported)"
         )
     out_dir = Path(out_dir)
-    problem = out_dir_problem(out_dir)
-    if problem:
-        raise BuildError(problem)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)  # an earlier bundle, replaced
     out_dir.mkdir(parents=True)
     rng = np.random.default_rng(config.train.seed)
     models: dict[str, ClassModel] = {}

@@ -55,15 +55,27 @@ def calibrate(scores: np.ndarray, alert_rate: float) -> Calibration:
 
 
 def alert_threshold(scores: np.ndarray, alert_rate: float) -> float:
-    """The (1 - alert_rate) quantile of ``scores``, alerting at ``score >= threshold``.
+    """The (1 - alert_rate) quantile of ``scores`` (as a float32), alerting at
+    ``score >= threshold``.
     Where many scores tie at that quantile (repetitive traffic), every tied event would
     alert, far above the rate: the threshold then moves just above the tie. It is always
     above zero, the score of an event identical to its neighbours."""
-    threshold = float(np.quantile(scores, 1 - alert_rate, method="higher"))
+    threshold = _float32_at_least(float(np.quantile(scores, 1 - alert_rate, method="higher")))
     alerting = float(np.mean(scores >= threshold))
     if threshold <= 0 or alerting > 2 * alert_rate + 1 / scores.size:
-        threshold = float(np.nextafter(max(threshold, 0.0), np.inf))
+        step = np.nextafter(np.float32(max(threshold, 0.0)), np.float32(np.inf))
+        threshold = float(step)
     return threshold
+
+
+def _float32_at_least(value: float) -> float:
+    """The smallest float32 >= ``value``. Served scores are float32 and are compared with
+    the threshold in float32, severity bands in float64: a threshold both can represent
+    gives both comparisons the same answer (no anomaly below the first band)."""
+    single = np.float32(value)
+    if float(single) < value:
+        single = np.nextafter(single, np.float32(np.inf))
+    return float(single)
 
 
 def severity_ids(scores: np.ndarray, bands: list[SeverityBand]) -> np.ndarray:

@@ -252,13 +252,13 @@ class FeaturePipeline:
         if len(memo) > _HASH_MEMO_LIMIT:
             memo.clear()
         get = memo.get
-        hits = [get(v) for v in values]
+        hits = [get(v if v.__class__ is str else memo_key(v)) for v in values]
         if None in hits:
             counts = self._hash_counts[f.name]
             mask = (1 << f.rarity_bits) - 1
             for i, v in enumerate(values):
                 if hits[i] is None:
-                    hits[i] = memo[v] = _hashed_code(v, counts, mask, f.buckets)
+                    hits[i] = memo[memo_key(v)] = _hashed_code(v, counts, mask, f.buckets)
         return np.array(hits, dtype=np.float64).reshape(len(values), 2)
 
     # -- model inputs ---------------------------------------------------------------------
@@ -303,26 +303,19 @@ _NAN4 = (math.nan, math.nan, math.nan, math.nan)
 
 
 def value_hash(value: Any) -> int:
-    """CRC-32 of a value's text, the same for values Python holds equal (1, 1.0 and True;
-    a pair with either): the scorer memoises codes by value, so equal values must hash
-    alike whichever of them came first. Text, integers and pairs of them hash as str()."""
-    return zlib.crc32(_hash_text(value).encode("utf-8", "surrogatepass"))
+    """CRC-32 of a value's text (``str``), the hash bundles store their counts under."""
+    return zlib.crc32(str(value).encode("utf-8", "surrogatepass"))
 
 
-def _hash_text(value: Any) -> str:
-    if isinstance(value, str):
+def memo_key(value: Any) -> Any:
+    """A dictionary key that keeps apart values Python holds equal but that hash apart
+    (1, 1.0 and True are "1", "1.0" and "True"), so memoised codes never depend on which
+    of them came first. Text, the common case, is its own key."""
+    if value.__class__ is str:
         return value
-    if isinstance(value, tuple):
-        return "(" + ", ".join(_element_text(v) for v in value) + ")"
-    return _element_text(value)
-
-
-def _element_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return repr(value) if isinstance(value, str) else str(value)
+    if value.__class__ is tuple:
+        return tuple((v.__class__, v) for v in value)
+    return (value.__class__, value)
 
 
 def _hashed_code(value: Any, counts: dict[int, int], mask: int, buckets: int) -> tuple[int, float]:
@@ -338,13 +331,15 @@ def _floats(col: tuple[Any, ...]) -> np.ndarray:
 
 
 def _lenient_floats(col: tuple[Any, ...]) -> np.ndarray:
-    """Numbers and numeric text as floats; anything else (text, objects, booleans,
+    """Numbers, booleans and numeric text as floats; anything else (text, objects,
     non-finite values) missing."""
     return np.array([_number_or_nan(v) for v in col], dtype=np.float64)
 
 
 def _number_or_nan(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if isinstance(value, bool):
+        return float(value)  # as a strict numeric field reads it
+    if not isinstance(value, int | float | str):
         return math.nan
     try:
         number = float(value)
