@@ -252,7 +252,7 @@ class FeaturePipeline:
         if len(memo) > _HASH_MEMO_LIMIT:
             memo.clear()
         get = memo.get
-        hits = [get(v if v.__class__ is str else memo_key(v)) for v in values]
+        hits = [get(v if v.__class__ in _OWN_KEYS else memo_key(v)) for v in values]
         if None in hits:
             counts = self._hash_counts[f.name]
             mask = (1 << f.rarity_bits) - 1
@@ -302,6 +302,9 @@ class FeaturePipeline:
 _NAN4 = (math.nan, math.nan, math.nan, math.nan)
 
 
+_OWN_KEYS = frozenset({str, tuple})
+
+
 def value_hash(value: Any) -> int:
     """CRC-32 of a value's text (``str``), the hash bundles store their counts under."""
     return zlib.crc32(str(value).encode("utf-8", "surrogatepass"))
@@ -310,11 +313,11 @@ def value_hash(value: Any) -> int:
 def memo_key(value: Any) -> Any:
     """A dictionary key that keeps apart values Python holds equal but that hash apart
     (1, 1.0 and True are "1", "1.0" and "True"), so memoised codes never depend on which
-    of them came first. Text, the common case, is its own key."""
-    if value.__class__ is str:
+    of them came first. Text, the common case, is its own key; so is a pair, whose
+    parts come from paths of one type each (a port is always a float once parsed), and
+    which sits on the hot path (every flow's address x port)."""
+    if value.__class__ is str or value.__class__ is tuple:
         return value
-    if value.__class__ is tuple:
-        return tuple((v.__class__, v) for v in value)
     return (value.__class__, value)
 
 
