@@ -64,3 +64,10 @@ def detector(bundle_dir: Path):
     from ocsf_detect.detector.scorer import Detector
 
     return Detector.load(bundle_dir)
+
+
+def api_context():
+    """A Lambda context for the prediction API handler, run in-process."""
+    from ocsf_detect.localcontext import LocalContext
+
+    return LocalContext(function_name="prediction-api", timeout_s=29.0)

@@ -17,23 +17,10 @@ from ocsf_detect import names
 from ocsf_detect.bundlefetch import CACHE_DIR_NAME, BundleSourceError, BundleVersionMismatchError
 from ocsf_detect.registry import ModelRegistry, PublishedBundle
 
-from tests.conftest import EVENTS_DIR
+from tests.conftest import EVENTS_DIR, api_context
 
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:findings"
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/quarantine"
-
-
-class FakeContext:
-    function_name = "prediction-api"
-    function_version = "1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:prediction-api:1"
-    memory_limit_in_mb = 1024
-    aws_request_id = "lambda-req-1"
-    log_group_name = "/aws/lambda/prediction-api"
-    log_stream_name = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
 
 
 @pytest.fixture
@@ -84,7 +71,7 @@ def configure(api, monkeypatch: pytest.MonkeyPatch):
 
 def get_model(api) -> tuple[int, dict[str, Any]]:
     event = json.loads((EVENTS_DIR / "api" / "model.json").read_text())
-    response = api.lambda_handler(copy.deepcopy(event), FakeContext())
+    response = api.lambda_handler(copy.deepcopy(event), api_context())
     return response["statusCode"], json.loads(response["body"])
 
 

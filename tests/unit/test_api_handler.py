@@ -13,22 +13,11 @@ from typing import Any
 import pytest
 from ocsf_detect import names
 
+from tests.conftest import api_context
+
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events" / "api"
 CASES = sorted(p.name.removesuffix(".expected.json") for p in EVENTS.glob("*.expected.json"))
-
-
-class FakeContext:
-    function_name = "prediction-api"
-    function_version = "1"
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:prediction-api:1"
-    memory_limit_in_mb = 1024
-    aws_request_id = "lambda-req-1"
-    log_group_name = "/aws/lambda/prediction-api"
-    log_stream_name = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +34,7 @@ def api(detector, bundle_dir):
 
 
 def invoke(api, event: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    response = api.lambda_handler(copy.deepcopy(event), FakeContext())
+    response = api.lambda_handler(copy.deepcopy(event), api_context())
     body = response.get("body")
     return response, json.loads(body) if body else None
 
@@ -153,7 +142,7 @@ def test_rejected_single_event_is_422_with_reason_and_field(api):
 
 
 def test_selftest_payload_returns_the_detector_selftest(api, detector):
-    answer = api.lambda_handler({names.SELFTEST_PAYLOAD_KEY: True}, FakeContext())
+    answer = api.lambda_handler({names.SELFTEST_PAYLOAD_KEY: True}, api_context())
     assert answer == detector.selftest()
 
 

@@ -20,7 +20,7 @@ from ocsf_detect.bundlefetch import (
 )
 from pydantic import ValidationError
 
-from tests.conftest import EVENTS_DIR
+from tests.conftest import EVENTS_DIR, api_context
 
 STREAM_ENV = {
     names.ENV_ALERT_TOPIC_ARN: "arn:aws:sns:us-east-1:123456789012:findings",
@@ -98,17 +98,6 @@ def test_stream_loads_the_expected_bundle_version(stream_env, bundle_dir) -> Non
 
 
 # --- the prediction API --------------------------------------------------------------------
-class FakeContext:
-    function_name = "prediction-api"
-    function_version = "1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:prediction-api:1"
-    memory_limit_in_mb = 1024
-    aws_request_id = "lambda-req-1"
-    log_group_name = "/aws/lambda/prediction-api"
-    log_stream_name = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
 
 
 @pytest.mark.parametrize("matches", [True, False])
@@ -129,7 +118,7 @@ def test_api_answers_only_with_the_expected_bundle(
     service.use_detector(None)
     try:
         event = json.loads((EVENTS_DIR / "api" / "model.json").read_text())
-        response = handler.lambda_handler(copy.deepcopy(event), FakeContext())
+        response = handler.lambda_handler(copy.deepcopy(event), api_context())
     finally:
         service.use_detector(None)
     body = json.loads(response["body"])
