@@ -339,6 +339,13 @@ def test_function_error_without_bisect_retries_the_whole_batch():
 
 
 # --- no destination ---------------------------------------------------------------------
+def test_a_destination_without_a_client_is_refused():
+    with pytest.raises(ValueError, match="no SQS client"):
+        make_runner(
+            FakeKinesis({SHARD_0: 1}), FakeFunction(succeed), None, on_failure_queue_url=QUEUE_URL
+        )
+
+
 @pytest.mark.parametrize(
     "sqs", [pytest.param(FakeSqs, id="client-without-url"), pytest.param(None, id="no-client")]
 )

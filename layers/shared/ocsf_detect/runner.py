@@ -67,6 +67,11 @@ class KinesisRunner:
         *,
         sqs: Any = None,
     ) -> None:
+        if config is not None and config.on_failure_queue_url and sqs is None:
+            raise ValueError(
+                "on_failure_queue_url is set but no SQS client was given: failed records "
+                "would be dropped instead of sent there"
+            )
         self._kinesis = kinesis
         self._sqs = sqs
         self.stream_name = stream_name
