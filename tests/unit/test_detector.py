@@ -472,6 +472,45 @@ def test_isometry_batches_carry_corrupted_copies() -> None:
     assert not torch.equal(aug_num[50:], num)
 
 
+def test_uniform_corruption_stays_in_the_clip_range_and_keeps_indicators_binary() -> None:
+    torch = pytest.importorskip("torch")
+    from ocsf_detect.training.fit import TrainConfig, _augmented
+    from ocsf_detect.training.model import TabularResNet
+
+    model = TabularResNet(4, [5], width=8, blocks=1, dim=4)
+    values = torch.randn(400, 2)
+    indicators = (torch.rand(400, 2) < 0.3).float()
+    num, cat = torch.cat([values, indicators], dim=1), torch.randint(0, 5, (400, 1))
+    config = TrainConfig(augment=1.0, augment_uniform=1.0, augment_range=3.0, scaled_columns=2)
+    aug_num, _ = _augmented(model, num, cat, config)
+    copies = aug_num[400:]
+    assert copies[:, :2].abs().max() <= 3.0  # uniform draws within the spec's clip
+    assert set(copies[:, 2:].unique().tolist()) <= {0.0, 1.0}  # indicators stay 0/1
+
+
+def test_hybrid_trains_its_reconstruction_decoder(monkeypatch) -> None:
+    torch = pytest.importorskip("torch")
+    from ocsf_detect.training import fit
+
+    made = []
+
+    class RecordingHead(fit.ReconstructionHead):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.initial = [p.detach().clone() for p in self.parameters()]
+            made.append(self)
+
+    monkeypatch.setattr(fit, "ReconstructionHead", RecordingHead)
+    rng = np.random.default_rng(0)
+    numeric = rng.normal(size=(300, 3)).astype(np.float32)
+    categorical = rng.integers(0, 4, size=(300, 2))
+    config = fit.TrainConfig(method="hybrid", epochs=1, max_steps=10, width=16, dim=8)
+    fit.train_embedding(numeric, categorical, [4, 4], config)
+    (head,) = made
+    changed = [not torch.equal(a, b) for a, b in zip(head.initial, head.parameters(), strict=True)]
+    assert any(changed)
+
+
 def test_a_baseline_flooded_by_one_attack_still_ranks_the_attack_high(
     tmp_path: Path, baseline_traffic, live_traffic
 ) -> None:

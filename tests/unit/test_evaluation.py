@@ -44,3 +44,18 @@ def test_large_inputs_fit_the_references_on_a_sample(
     for ref in result.baselines.values():
         # the references still rank the injected attacks, from 300 events per class
         assert 0.6 < ref.roc_auc <= 1.0
+
+
+def test_the_report_names_classes_whose_references_had_no_baseline(
+    detector, baseline_traffic, live_traffic
+) -> None:
+    # Given a baseline with Network Activity only, and live traffic of three classes
+    baseline = [orjson.dumps(e) for e in baseline_traffic.events if e["class_uid"] == 4001]
+    lines = [orjson.dumps(e) for e in live_traffic.events]
+    labels = {lb.uid: int(lb.is_malicious) for lb in live_traffic.labels}
+    # When evaluating, Then the other classes' references are said to be transductive
+    fit = evaluate(detector, lines, labels, baseline).reference_fit
+    assert fit.startswith("baseline events; for class(es) ")
+    assert "3002" in fit
+    assert "4003" in fit
+    assert "4001" not in fit
