@@ -112,18 +112,12 @@ class BundleManifest:
 def _verify_bundle_files(bundle_dir: Path, manifest: BundleManifest) -> None:
     """Every file the manifest lists is there and matches its sha256: a bundle changed
     after it was built is never published."""
-    from ocsf_detect.detector.bundle import sha256_file
+    from ocsf_detect.detector.bundle import BundleError, verify_files
 
-    files = json.loads(manifest.raw).get("files") or {}
-    for rel, expected in files.items():
-        path = bundle_dir / rel
-        if not path.is_file():
-            raise RegistryError(f"not published: {bundle_dir}/{rel} is listed but missing")
-        if sha256_file(path) != expected:
-            raise RegistryError(
-                f"not published: {bundle_dir}/{rel} does not match its sha256 in the "
-                "manifest (the file was changed after the bundle was built)"
-            )
+    try:
+        verify_files(bundle_dir, json.loads(manifest.raw).get("files") or {})
+    except BundleError as exc:
+        raise RegistryError(f"not published: {exc}") from exc
 
 
 def read_manifest(bundle_dir: Path) -> BundleManifest:

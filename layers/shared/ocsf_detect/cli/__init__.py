@@ -71,9 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 0 if not args_list else 2
         return int(args.func(args) or 0)
-    except CommandError as exc:
-        return _user_error(str(exc))
-    except EventFileError as exc:
+    except (CommandError, EventFileError) as exc:
         return _user_error(str(exc))
     except ValueError as exc:
         from pydantic import ValidationError  # not at import time: keeps --help fast
@@ -81,9 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, ValidationError):  # a value out of range, from a flag or a file
             return _user_error(one_line(exc))
         raise
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
-        return _user_error(f"{exc.strerror or exc}: {exc.filename}")
-    except PermissionError as exc:
+    except (
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        FileExistsError,
+        PermissionError,
+    ) as exc:  # a path the user gave
         return _user_error(f"{exc.strerror or exc}: {exc.filename}")
     except KeyboardInterrupt:
         print("ocsf-detect: interrupted", file=sys.stderr)

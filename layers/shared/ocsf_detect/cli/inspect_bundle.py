@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         m = read_manifest(args.bundle)
-        verify_files(args.bundle, m)
+        verify_files(args.bundle, m.files)
     except BundleError as exc:
         raise CommandError(str(exc)) from exc
     t = m.training

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--alert-rate {args.alert_rate}: {one_line(exc)}") from exc
     if args.archive is not None and Path(args.archive).is_dir():
         raise CommandError(f"--archive {args.archive} is a directory; give a .zip file path")
-    problem = out_dir_problem(Path(args.out))
+    problem = out_dir_problem(Path(args.out))  # now, not after reading and training
     if problem:
         raise CommandError(problem)
     lines: list[bytes] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,9 @@ def read_manifest(bundle_dir: Path) -> Manifest:
         raise BundleError(f"{path}: invalid manifest at {loc}: {first['msg']}") from exc
 
 
-def verify_files(bundle_dir: Path, manifest: Manifest) -> None:
-    for rel, expected in manifest.files.items():
+def verify_files(bundle_dir: Path, files: Mapping[str, str]) -> None:
+    """Every file of ``files`` (name -> sha256, the manifest's list) is there, unchanged."""
+    for rel, expected in files.items():
         path = Path(bundle_dir) / rel
         if not path.is_file():
             raise BundleError(f"{bundle_dir}: {rel} is listed in the manifest but missing")
@@ -125,7 +127,7 @@ def load_bundle(
     start = time.perf_counter()
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
-    verify_files(bundle_dir, manifest)
+    verify_files(bundle_dir, manifest.files)
     loaded: dict[int, LoadedClass] = {}
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

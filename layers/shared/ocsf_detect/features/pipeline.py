@@ -316,7 +316,7 @@ def memo_key(value: Any) -> Any:
     of them came first. Text, the common case, is its own key; so is a pair, whose
     parts come from paths of one type each (a port is always a float once parsed), and
     which sits on the hot path (every flow's address x port)."""
-    if value.__class__ is str or value.__class__ is tuple:
+    if value.__class__ in _OWN_KEYS:
         return value
     return (value.__class__, value)
 

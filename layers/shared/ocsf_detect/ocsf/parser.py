@@ -60,7 +60,7 @@ def decode_event(raw: object) -> dict[str, Any] | Rejected:
         return _classify_decode_error(raw, exc)
     if exact:
         # The standard library accepts escapes of unpaired surrogates, which orjson refuses.
-        refused = _unrepresentable(event)
+        refused = _unpaired_surrogate(event)
         if refused is not None:
             return refused
     if not isinstance(event, dict):
@@ -94,7 +94,7 @@ def check_object(event: Any) -> Rejected | None:
         text = orjson.dumps(event)
     except (TypeError, orjson.JSONEncodeError):
         # orjson refuses integers beyond 64 bits (kept) and unpaired surrogates (not).
-        refused = _unrepresentable(event)
+        refused = _unpaired_surrogate(event)
         if refused is not None:
             return refused
         text = None
@@ -223,7 +223,7 @@ def _classify_decode_error(raw: str | bytes, exc: Exception) -> Rejected:
             f"{field or 'value'} is {number}; JSON numbers must be finite",
             field=field or None,
         )
-    refused = _unrepresentable(value)
+    refused = _unpaired_surrogate(value)
     if refused is not None:
         return refused
     if isinstance(value, list | dict) and _max_depth(value)[0] > MAX_NESTING_DEPTH:
@@ -233,7 +233,7 @@ def _classify_decode_error(raw: str | bytes, exc: Exception) -> Rejected:
     return Rejected(RejectReason.INVALID_JSON, f"not valid JSON: {exc}"[:300])
 
 
-def _unrepresentable(value: Any) -> Rejected | None:
+def _unpaired_surrogate(value: Any) -> Rejected | None:
     """Text that is not Unicode: a JSON escape of an unpaired UTF-16 surrogate, which the
     standard library decodes but no UTF-8 encoder (alerts, quarantine) can write out."""
     at = _find_lone_surrogate(value)
