@@ -456,6 +456,28 @@ def test_anchored_normalisation_keeps_how_far_an_event_is() -> None:
     assert distances[0] < distances[1] < distances[2]
 
 
+def test_numeric_shortcut_keeps_far_out_values_far() -> None:
+    torch = pytest.importorskip("torch")
+    from ocsf_detect.training.model import TabularResNet
+
+    # Given the same network with and without the linear numeric shortcut
+    cat = torch.zeros(1, 1, dtype=torch.long)
+    direction = torch.zeros(1, 8)
+    direction[0, 3] = 1.0  # one numeric far beyond any training value
+    growth = {}
+    for skip in (True, False):
+        torch.manual_seed(0)
+        model = TabularResNet(8, [4], width=16, blocks=1, dim=8, numeric_skip=skip).eval()
+        with torch.no_grad():
+            origin = model.encode(torch.zeros(1, 8), cat)
+            moves = [float((model.encode(direction * t, cat) - origin).norm()) for t in (1e3, 2e3)]
+        growth[skip] = moves[1] / moves[0]
+    # Then with it, twice as far out moves the output twice as far; without it, the
+    # normalised blocks saturate and the value's size stops mattering
+    assert growth[True] == pytest.approx(2.0, rel=0.01)
+    assert growth[False] == pytest.approx(1.0, abs=0.01)
+
+
 def test_isometry_batches_carry_corrupted_copies() -> None:
     torch = pytest.importorskip("torch")
     from ocsf_detect.training.fit import TrainConfig, _augmented
@@ -478,7 +500,7 @@ def test_uniform_corruption_stays_in_the_clip_range_and_keeps_indicators_binary(
     from ocsf_detect.training.model import TabularResNet
 
     model = TabularResNet(4, [5], width=8, blocks=1, dim=4)
-    values = torch.randn(400, 2)
+    values = torch.rand(400, 2) * 2 - 1  # inside the clip, as scaled features are
     indicators = (torch.rand(400, 2) < 0.3).float()
     num, cat = torch.cat([values, indicators], dim=1), torch.randint(0, 5, (400, 1))
     config = TrainConfig(augment=1.0, augment_uniform=1.0, augment_range=3.0, scaled_columns=2)

@@ -152,6 +152,45 @@ def test_rarity_of_hashed_values() -> None:
     assert cat[1, pipeline.categorical_names.index("dst_ip")] == 1  # unseen bucket
 
 
+def test_novel_amount_weighs_the_scaled_volume_by_the_destination_novelty() -> None:
+    # Given a spec fitted on traffic to a handful of addresses
+    events = make_events(300)
+    spec = fitted(events)
+    pipeline = FeaturePipeline(spec)
+    names = pipeline.numeric_names
+    known = json.loads(json.dumps(events[0]))
+    new = json.loads(json.dumps(events[0]))
+    new["dst_endpoint"]["ip"] = "198.51.100.99"  # never seen in training
+    gone = json.loads(json.dumps(events[0]))
+    del gone["dst_endpoint"]["ip"]
+    for e in (known, new, gone):
+        e["traffic"]["bytes_out"] = 500_000_000  # far beyond the training uploads
+    # When the same upload goes to a known, a new and an absent destination
+    m = pipeline.transform_parsed(parsed(spec, [known, new, gone]))
+    raw, _ = pipeline.raw([p.values for p in parsed(spec, [known])], np.array([0]))
+    col, volume = names.index("bytes_out_new_dst"), names.index("bytes_out")
+    count = np.expm1(raw[0, names.index("dst_ip.rarity")])
+    indicator = pipeline.input_names.index("bytes_out_new_dst.missing")
+    # Then it is the scaled volume itself for the new destination, divided by 1 + the
+    # training count for the known one, and missing (0, indicator 1) without a destination
+    assert m.numeric[1, col] == pytest.approx(m.numeric[1, volume])
+    assert m.numeric[1, col] > 5
+    assert count >= 1
+    assert m.numeric[0, col] == pytest.approx(m.numeric[0, volume] / (1 + count), rel=1e-5)
+    assert m.numeric[2, col] == 0.0
+    assert m.numeric[2, indicator] == 1.0
+    assert m.numeric[1, indicator] == 0.0
+
+
+def test_novel_amount_must_name_a_hashed_feature() -> None:
+    spec = default_specs()[4001].model_dump()
+    spec["features"] = [f for f in spec["features"] if f["name"] != "dst_ip"]
+    with pytest.raises(ValueError, match="'of' must name a hashed feature of this class"):
+        ClassSpec.model_validate(spec)
+    with pytest.raises(ConfigError, match="'of' must name a hashed feature"):
+        DetectorConfig.model_validate({"classes": {4001: {"drop": ["dst_ip"]}}}).class_specs()
+
+
 def test_transform_before_fit_is_an_error() -> None:
     pipeline = FeaturePipeline(default_specs()[4001])
     with pytest.raises(FeatureError, match="not fitted"):

@@ -73,6 +73,9 @@ class TrainSection(_Section):
     width: int = Field(128, ge=8, le=2048)
     blocks: int = Field(3, ge=1, le=16)
     dropout: float = Field(0.0, ge=0, lt=1)
+    numeric_skip: bool = Field(
+        True, description="a linear shortcut from the numeric inputs to the embedding"
+    )
     epochs: int = Field(100, ge=1, le=1000)
     max_steps: int = Field(2000, ge=1)
     batch_size: int = Field(256, ge=8)
@@ -85,7 +88,7 @@ class TrainSection(_Section):
         1.0, ge=0, le=4, description="corrupted copies per event in the isometry objective"
     )
     augment_uniform: float = Field(
-        0.0, ge=0, le=1, description="share of corrupted numerics drawn uniformly, not swapped"
+        1.0, ge=0, le=1, description="share of corrupted numerics drawn uniformly, not swapped"
     )
     anchor_scale: float = Field(
         3.0, gt=0, description="output anchor as a multiple of the 99th percentile of |z|"

@@ -148,6 +148,7 @@ def _build(
         width=t.width,
         blocks=t.blocks,
         dropout=t.dropout,
+        numeric_skip=t.numeric_skip,
         epochs=t.epochs,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,

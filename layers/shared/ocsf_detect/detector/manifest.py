@@ -10,8 +10,9 @@ from ocsf_detect.detector.calibrate import SeverityBand
 from ocsf_detect.features.spec import ClassSpec
 
 # 2: index built on the distinct-behaviour net; 3: the indexed vectors ship beside the
-# index (exact re-check of alerts). Formats 1 and 2 still load.
-FORMAT_VERSION = 3
+# index (exact re-check of alerts); 4: feature specs may hold ``novel_amount`` features.
+# Formats 1 to 3 still load.
+FORMAT_VERSION = 4
 MANIFEST_NAME = "manifest.json"
 
 

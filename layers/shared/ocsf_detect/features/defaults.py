@@ -14,6 +14,7 @@ from ocsf_detect.features.spec import (
     Feature,
     HashedFeature,
     HourFeature,
+    NovelAmountFeature,
     NumericFeature,
     PortFeature,
     RatioFeature,
@@ -61,6 +62,8 @@ def _network() -> ClassSpec:
             NumericFeature(name="packets_in", path="traffic.packets_in"),
             NumericFeature(name="packets_out", path="traffic.packets_out"),
             NumericFeature(name="duration", path="duration"),
+            # Volume sent to a destination never or rarely seen: exfiltration in one flow.
+            NovelAmountFeature(name="bytes_out_new_dst", path="traffic.bytes_out", of="dst_ip"),
             RatioFeature(
                 name="bytes_out_share", path="traffic.bytes_out", other="traffic.bytes_in"
             ),

@@ -35,6 +35,7 @@ from ocsf_detect.features.spec import (
     Feature,
     HashedFeature,
     HourFeature,
+    NovelAmountFeature,
     NumericFeature,
     NumericStats,
     PortFeature,
@@ -86,7 +87,7 @@ def _feature_paths(feature: Feature) -> list[tuple[str, ValueType]]:
             return []  # the parser provides the event time itself
         case NumericFeature() if feature.lenient:
             return [(feature.path, ValueType.ANY)]
-        case NumericFeature() | HourFeature() | PortFeature():
+        case NumericFeature() | NovelAmountFeature() | HourFeature() | PortFeature():
             # Ports are numbers: "443" and 443 must be the same category.
             return [(feature.path, ValueType.NUMBER)]
         case RatioFeature():
@@ -127,6 +128,12 @@ class FeaturePipeline:
         self._hash_memo: dict[str, dict[Any, tuple[int, float]]] = {}
         for f in self.features:
             self._layout(f)
+        # (amount column, counterpart's rarity column) of each novel-amount feature
+        self._novel = [
+            (self.numeric_names.index(f.name), self.numeric_names.index(f"{f.of}.rarity"))
+            for f in self.features
+            if isinstance(f, NovelAmountFeature)
+        ]
         self._stats = spec.numeric_stats
         if self._stats is not None and len(self._stats) != len(self.numeric_names):
             raise FeatureError(
@@ -198,6 +205,9 @@ class FeaturePipeline:
                 values = _lenient_floats(col) if f.lenient else _floats(col)
                 numeric[:, ni] = _signed_log1p(values) if f.transform == "log1p" else values
                 ni += 1
+            elif isinstance(f, NovelAmountFeature):
+                numeric[:, ni] = _signed_log1p(_floats(columns[self._col[f.path]]))
+                ni += 1
             elif isinstance(f, RatioFeature):
                 a = _floats(columns[self._col[f.path]])
                 b = _floats(columns[self._col[f.other]])
@@ -233,6 +243,8 @@ class FeaturePipeline:
                 numeric[:, ni] = encoded[:, 1]
                 ci += 1
                 ni += 1
+        for amount, rarity in self._novel:
+            numeric[np.isnan(numeric[:, rarity]), amount] = math.nan
         return numeric, categorical
 
     def hashed_values(self, f: HashedFeature, columns: Sequence[Sequence[Any]]) -> Sequence[Any]:
@@ -282,6 +294,8 @@ class FeaturePipeline:
         missing = np.isnan(raw)
         clip = self.spec.clip
         scaled = np.clip((raw - center) / scale, -clip, clip)
+        for amount, rarity in self._novel:  # rarity is log1p(count): weight 1 / (1 + count)
+            scaled[:, amount] *= np.exp(-np.nan_to_num(raw[:, rarity]))
         scaled[missing] = 0.0
         indicators = missing[:, self._indicator_columns()].astype(np.float64)
         return np.hstack([scaled, indicators]).astype(np.float32)

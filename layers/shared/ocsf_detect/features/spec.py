@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Scalar = str | int | float | bool
 
@@ -96,6 +96,21 @@ class RatioFeature(_Feature):
     mode: Literal["share", "per"] = "share"
 
 
+class NovelAmountFeature(_Feature):
+    """Derived: an amount (``path``, e.g. bytes out), log-compressed and scaled like a
+    numeric feature, then weighted by how new its counterpart is: times
+    1 / (1 + the training count of the hashed feature ``of``, e.g. the destination).
+
+    A transfer the size of a routine backup is unremarkable to the backup server and
+    alarming to an address never seen before. As two separate columns (volume, rarity),
+    that combination is only a sum of two ordinary gaps, which a distance barely notices;
+    as one column it is the largest value the feature takes. Missing when the amount
+    or the counterpart is."""
+
+    kind: Literal["novel_amount"] = "novel_amount"
+    of: str = Field(description="name of a hashed feature of the same class: the counterpart")
+
+
 class TextFeature(_Feature):
     """Derived: shape of a string (length, dot-separated labels, character entropy, digit
     share): DNS tunnelling and generated names show up here."""
@@ -117,6 +132,7 @@ Feature = Annotated[
     | PortFeature
     | HourFeature
     | RatioFeature
+    | NovelAmountFeature
     | TextFeature
     | CountFeature,
     Field(discriminator="kind"),
@@ -166,6 +182,17 @@ class ClassSpec(BaseModel):
         if dupes:
             raise ValueError(f"duplicate feature names: {', '.join(dupes)}")
         return value
+
+    @model_validator(mode="after")
+    def _counterparts_are_hashed(self) -> ClassSpec:
+        hashed = {f.name for f in self.features if isinstance(f, HashedFeature)}
+        for f in self.features:
+            if isinstance(f, NovelAmountFeature) and f.of not in hashed:
+                raise ValueError(
+                    f"feature {f.name!r}: 'of' must name a hashed feature of this class "
+                    f"({', '.join(sorted(hashed)) or 'there is none'}), not {f.of!r}"
+                )
+        return self
 
     @property
     def fitted(self) -> bool:

@@ -40,6 +40,7 @@ class TrainConfig:
     width: int = 128
     blocks: int = 3
     dropout: float = 0.0
+    numeric_skip: bool = True  # linear shortcut from the numerics to the output
     epochs: int = 100
     batch_size: int = 256
     learning_rate: float = 2e-3
@@ -52,7 +53,7 @@ class TrainConfig:
     category_weight: float = 4.0  # one categorical mismatch ~ a 4-sigma numeric deviation
     augment: float = 1.0  # corrupted copies per batch event in the isometry loss (0: none)
     augment_range: float = 8.0  # numeric corruption range: the feature spec's clip
-    augment_uniform: float = 0.0  # share of corrupted numerics drawn uniformly, not swapped
+    augment_uniform: float = 1.0  # share of corrupted numerics drawn uniformly, not swapped
     scaled_columns: int | None = None  # numeric columns that are values (after them: 0/1
     # missing indicators, which uniform draws must not touch); None: all are values
 
@@ -83,6 +84,7 @@ def train_embedding(
         blocks=config.blocks,
         dim=config.dim,
         dropout=config.dropout,
+        numeric_skip=config.numeric_skip,
     )
     head = ReconstructionHead(config.dim, x_num.shape[1], cardinalities, config.width)
     params = list(model.parameters())

@@ -1,5 +1,6 @@
 """TabularResNet: an embedding per categorical field, numerics projected in, residual MLP
-blocks (LayerNorm, GELU, dropout) and an L2-normalised output embedding."""
+blocks (LayerNorm, GELU, dropout), a linear shortcut from the numerics to the output and
+an L2-normalised output embedding."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class TabularResNet(nn.Module):
         blocks: int = 3,
         dim: int = 64,
         dropout: float = 0.1,
+        numeric_skip: bool = True,
     ) -> None:
         super().__init__()
         self.cardinalities = list(cardinalities)
@@ -55,6 +57,10 @@ class TabularResNet(nn.Module):
         self.blocks = nn.Sequential(*(ResidualBlock(width, dropout) for _ in range(blocks)))
         # The head produces dim - 1 free coordinates; the last one is the anchor (below).
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim - 1))
+        # The blocks and the head's LayerNorm bound what a value far outside the training
+        # range can do to the output; the shortcut is linear in the numerics, so a volume
+        # ten units out moves the embedding about as far as ten units should.
+        self.skip = nn.Linear(n_numeric, dim - 1, bias=False) if numeric_skip else None
         self.dim = dim
         self.register_buffer("anchor", torch.ones(1))
 
@@ -62,7 +68,8 @@ class TabularResNet(nn.Module):
         parts = [numeric]
         parts += [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
         x = self.stem(torch.cat(parts, dim=1))
-        return self.head(self.blocks(x))
+        z = self.head(self.blocks(x))
+        return z if self.skip is None else z + self.skip(numeric)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """Unit vectors: ``[z, a] / |[z, a]|`` with a fixed anchor coordinate ``a``.
