@@ -510,6 +510,23 @@ def test_uniform_corruption_stays_in_the_clip_range_and_keeps_indicators_binary(
     assert set(copies[:, 2:].unique().tolist()) <= {0.0, 1.0}  # indicators stay 0/1
 
 
+def test_novel_amount_columns_are_corrupted_over_the_whole_clip_range() -> None:
+    torch = pytest.importorskip("torch")
+    from ocsf_detect.training.fit import TrainConfig, _augmented
+    from ocsf_detect.training.model import TabularResNet
+
+    # Given two value columns inside [-1, 1], the first a novel-amount column
+    model = TabularResNet(2, [5], width=8, blocks=1, dim=4)
+    num, cat = torch.rand(2000, 2) * 2 - 1, torch.randint(0, 5, (2000, 1))
+    config = TrainConfig(augment=1.0, augment_uniform=0.0, augment_range=8.0, uniform_columns=(0,))
+    # When the batch is corrupted
+    copies = _augmented(model, num, cat, config)[0][2000:]
+    # Then only the novel-amount column is shown values beyond its training range
+    assert copies[:, 0].abs().max() > 4.0
+    assert copies[:, 0].abs().max() <= 8.0
+    assert copies[:, 1].abs().max() <= 1.0
+
+
 def test_hybrid_trains_its_reconstruction_decoder(monkeypatch) -> None:
     torch = pytest.importorskip("torch")
     from ocsf_detect.training import fit

@@ -180,6 +180,8 @@ def test_novel_amount_weighs_the_scaled_volume_by_the_destination_novelty() -> N
     assert m.numeric[2, col] == 0.0
     assert m.numeric[2, indicator] == 1.0
     assert m.numeric[1, indicator] == 0.0
+    # and training is told which column it is (its corruption spans the clip range)
+    assert pipeline.novel_columns == (col,)
 
 
 def test_novel_amount_must_name_a_hashed_feature() -> None:

@@ -88,7 +88,7 @@ class TrainSection(_Section):
         1.0, ge=0, le=4, description="corrupted copies per event in the isometry objective"
     )
     augment_uniform: float = Field(
-        1.0, ge=0, le=1, description="share of corrupted numerics drawn uniformly, not swapped"
+        0.0, ge=0, le=1, description="share of corrupted numerics drawn uniformly, not swapped"
     )
     anchor_scale: float = Field(
         3.0, gt=0, description="output anchor as a multiple of the 99th percentile of |z|"

@@ -183,7 +183,10 @@ def _build(
             train_m.categorical[fit_rows],
             pipeline.cardinalities,
             dataclasses.replace(
-                train_cfg, augment_range=spec.clip, scaled_columns=len(pipeline.numeric_names)
+                train_cfg,
+                augment_range=spec.clip,
+                scaled_columns=len(pipeline.numeric_names),
+                uniform_columns=pipeline.novel_columns,
             ),
         )
         log(

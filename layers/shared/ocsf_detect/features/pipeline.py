@@ -171,6 +171,14 @@ class FeaturePipeline:
         self._indicator_names.append(f"{name}.missing")
 
     @property
+    def novel_columns(self) -> tuple[int, ...]:
+        """The novel-amount columns. In training every counterpart has been seen at least
+        once (the event itself), so these never exceed half the scaled amount; serving
+        gives a never-seen counterpart the whole of it. Training must show the model that
+        range: their corrupted values are drawn over the whole clip range."""
+        return tuple(amount for amount, _ in self._novel)
+
+    @property
     def n_numeric(self) -> int:
         return len(self.numeric_names) + len(self._indicator_names)
 

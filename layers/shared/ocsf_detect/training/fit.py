@@ -53,7 +53,8 @@ class TrainConfig:
     category_weight: float = 4.0  # one categorical mismatch ~ a 4-sigma numeric deviation
     augment: float = 1.0  # corrupted copies per batch event in the isometry loss (0: none)
     augment_range: float = 8.0  # numeric corruption range: the feature spec's clip
-    augment_uniform: float = 1.0  # share of corrupted numerics drawn uniformly, not swapped
+    augment_uniform: float = 0.0  # share of corrupted numerics drawn uniformly, not swapped
+    uniform_columns: tuple[int, ...] = ()  # numerics always drawn uniformly when corrupted
     scaled_columns: int | None = None  # numeric columns that are values (after them: 0/1
     # missing indicators, which uniform draws must not touch); None: all are values
 
@@ -162,10 +163,11 @@ def _augmented(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch plus corrupted copies of it, off the baseline's manifold: a random share
     of fields replaced by another event's value (which breaks the correlations normal
-    events have) or, for a share ``augment_uniform`` of numerics, a value anywhere in the
-    clip range; categories anywhere in their vocabulary, unseen included. Anomalies
-    live off the manifold; without these the map is distance-preserving only where normal
-    events are, and far-out events can land close to normal ones."""
+    events have) or, for a share ``augment_uniform`` of numerics and for the
+    ``uniform_columns`` always, a value anywhere in the clip range; categories anywhere in
+    their vocabulary, unseen included. Anomalies live off the manifold; without these the
+    map is distance-preserving only where normal events are, and far-out events can land
+    close to normal ones."""
     copies = round(config.augment * num.shape[0])
     if copies <= 0:
         return num, cat
@@ -175,6 +177,7 @@ def _augmented(
     other = num[torch.randint(0, num.shape[0], (copies,))]
     uniform = (torch.rand_like(src_num) * 2 - 1) * config.augment_range
     draw_uniform = torch.rand_like(src_num) < config.augment_uniform
+    draw_uniform[:, list(config.uniform_columns)] = True
     if config.scaled_columns is not None:
         draw_uniform[:, config.scaled_columns :] = False  # indicators stay 0/1 (swapped)
     replacement = torch.where(draw_uniform, uniform, other)
