@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ocsf_detect.detector.build import for_features
 from ocsf_detect.detector.index import exact_knn
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.evaluation import read_labels
@@ -88,7 +89,7 @@ def main() -> None:
                 base.numeric,
                 base.categorical,
                 cards,
-                TrainConfig(method=method),  # type: ignore[arg-type]
+                for_features(TrainConfig(method=method), pipeline),
             )
             s = knn_score(
                 embed(model, base.numeric, base.categorical),

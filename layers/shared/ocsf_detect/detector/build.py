@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -55,6 +55,9 @@ from ocsf_detect.gcpause import gc_paused
 from ocsf_detect.ocsf.classes import class_name
 from ocsf_detect.ocsf.outcomes import Parsed, Rejected, Unsupported
 from ocsf_detect.ocsf.parser import EventParser
+
+if TYPE_CHECKING:  # torch is a training extra: imported when a build trains
+    from ocsf_detect.training.fit import TrainConfig
 
 Log = Callable[[str], None]
 
@@ -182,12 +185,7 @@ def _build(
             train_m.numeric[fit_rows],
             train_m.categorical[fit_rows],
             pipeline.cardinalities,
-            dataclasses.replace(
-                train_cfg,
-                augment_range=spec.clip,
-                scaled_columns=len(pipeline.numeric_names),
-                uniform_columns=pipeline.novel_columns,
-            ),
+            for_features(train_cfg, pipeline),
         )
         log(
             f"  trained ({report.method}, {report.epochs} epochs, {report.seconds}s, "
@@ -320,6 +318,17 @@ def _build(
         orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
     )
     return manifest
+
+
+def for_features(config: TrainConfig, pipeline: FeaturePipeline) -> TrainConfig:
+    """The training settings a class's features decide: corruption within the spec's clip,
+    missing indicators kept 0/1, novel-amount columns corrupted over the whole range."""
+    return dataclasses.replace(
+        config,
+        augment_range=pipeline.spec.clip,
+        scaled_columns=len(pipeline.numeric_names),
+        uniform_columns=pipeline.novel_columns,
+    )
 
 
 def parser_for(pipeline: FeaturePipeline) -> EventParser:
