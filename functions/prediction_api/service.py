@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ocsf_detect.bundlefetch import BundleSourceError, locate_bundle
+from ocsf_detect.bundlefetch import BundleSourceError, load_detector
 from ocsf_detect.gcpause import freeze_long_lived
 
 from prediction_api.models import (
@@ -101,15 +101,13 @@ def _load(settings: ApiSettings) -> Detector:
     # S3, archive, disk and version failures arrive as BundleSourceError (bundlefetch);
     # a corrupt bundle as BundleError; an unreadable layer directory as OSError.
     from ocsf_detect.detector.bundle import BundleError
-    from ocsf_detect.detector.scorer import Detector
 
     try:
-        bundle_dir = locate_bundle(
+        return load_detector(
             path=settings.bundle_path,
             s3_uri=settings.bundle_s3_uri,
             expected_version=settings.expected_bundle_version,
         )
-        return Detector.load(bundle_dir)
     except BundleSourceError as exc:
         raise BundleUnavailableError(exc.message, field=exc.field) from exc
     except (BundleError, OSError) as exc:

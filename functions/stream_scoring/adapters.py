@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import orjson
 from ocsf_detect import names
-from ocsf_detect.bundlefetch import locate_bundle
+from ocsf_detect.bundlefetch import load_detector as open_detector
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.gcpause import freeze_long_lived
 from ocsf_detect.stream import Alert, AlertPublisher, QuarantineItem, QuarantineSink
@@ -214,20 +214,19 @@ def build_adapters(settings: StreamSettings) -> StreamAdapters:
 
 
 def load_detector(settings: StreamSettings, *, s3: Any | None = None) -> Detector:
-    """The bundle from ``s3://`` (downloaded and unpacked once per execution environment)
-    or from the layer path.
+    """The bundle from ``s3://`` (downloaded and unpacked once per execution environment,
+    again if that copy stops loading) or from the layer path.
 
     Raises ``ocsf_detect.bundlefetch.BundleSourceError`` when it cannot be fetched or is
     not ``settings.expected_bundle_version``, and the loader's ``BundleError`` when it is
     corrupt: the invocation fails and the message says why.
     """
-    bundle_dir = locate_bundle(
+    return open_detector(
         path=settings.bundle_path,
         s3_uri=settings.bundle_s3_uri,
         expected_version=settings.expected_bundle_version,
         s3=s3,
     )
-    return Detector.load(bundle_dir)
 
 
 @lru_cache(maxsize=1)

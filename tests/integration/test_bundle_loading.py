@@ -232,3 +232,57 @@ def test_stream_cold_start_fails_on_another_bundle_version(
     )
     with pytest.raises(BundleVersionMismatchError, match=names.ENV_EXPECTED_BUNDLE_VERSION):
         load_detector(settings)
+
+
+def damage_cached_bundle(tmp_root: Path, how: str) -> Path:
+    """Change one byte of the cached copy's index, or delete it; returns the file."""
+    (index,) = [p for p in tmp_root.rglob("index-*.bin") if ".fetch-" not in str(p)][:1]
+    if how == "byte":
+        data = bytearray(index.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        index.write_bytes(bytes(data))
+    else:
+        index.unlink()
+    return index
+
+
+@pytest.mark.parametrize("how", ["byte", "missing"])
+def test_stream_fetches_again_when_the_cached_copy_is_damaged(
+    tmp_root: Path, published: PublishedBundle, how: str
+) -> None:
+    from stream_scoring.adapters import load_detector
+
+    settings = stream_settings(
+        **{
+            names.ENV_BUNDLE_S3_URI: published.pinned_uri,
+            names.ENV_EXPECTED_BUNDLE_VERSION: published.bundle_version,
+        }
+    )
+    first = load_detector(settings)
+    after_first = tree(tmp_root)
+    # Given a cached copy whose index changed on disk after the first load
+    index = damage_cached_bundle(tmp_root, how)
+
+    # When the environment loads again, then it downloads the archive once more
+    again = load_detector(settings)
+    assert again.bundle_version == published.bundle_version
+    assert index.is_file()
+    assert tree(tmp_root) == after_first
+    assert again.selftest()["scores"] == first.selftest()["scores"]
+
+
+def test_damaged_cached_copy_without_the_s3_object_is_503(
+    api, configure, tmp_root: Path, bucket: str, published: PublishedBundle
+) -> None:
+    from prediction_api import service
+
+    configure(**{names.ENV_BUNDLE_S3_URI: published.pinned_uri})
+    assert get_model(api)[0] == 200
+    service.use_detector(None)
+    damage_cached_bundle(tmp_root, "byte")
+    delete_every_version(bucket)
+
+    # The damaged copy is not used and the archive is gone: unavailable, nothing left on /tmp
+    status, body = get_model(api)
+    assert (status, body["error"]) == (503, "bundle_unavailable")
+    assert not [p for p in tmp_root.rglob("*") if p.is_file()]

@@ -1,12 +1,13 @@
 """Where a function's bundle comes from: the model layer's directory, or an ``s3://`` archive
 fetched once per execution environment.
 
-Both scoring functions (stream and API) call ``locate_bundle`` and then ``Detector.load``.
-An ``s3://bucket/key[?versionId=v]`` archive is downloaded and unpacked into one stable
-directory per bucket/key/version under the temp dir, and reused while it is there: a
-second load in the same environment (after a failure, or in a test) downloads nothing and
-creates no new directory. Lambda's /tmp is small, so the archive is deleted once unpacked
-and partial downloads never stay behind.
+Both scoring functions (stream and API) call ``load_detector``: ``locate_bundle``, then
+``Detector.load``. An ``s3://bucket/key[?versionId=v]`` archive is downloaded and
+unpacked into one stable directory per bucket/key/version under the temp dir, and reused
+while it is there: a second load in the same environment (after a failure, or in a test)
+downloads nothing and creates no new directory. A cached copy that no longer loads (a file
+on /tmp changed or went missing) is dropped and fetched again, once. Lambda's /tmp is
+small, so the archive is deleted once unpacked and partial downloads never stay behind.
 
 Failures (S3 errors, unreachable endpoint, an archive that is not a bundle, a full disk,
 a bundle of another version than the one the function was deployed for) all raise
@@ -20,24 +21,32 @@ Example::
         expected_version="1.0.0",
     )
     detector = Detector.load(bundle_dir)
+
+or, in one step with the re-fetch of a damaged cached copy,
+``load_detector(path=..., s3_uri=..., expected_version=...)``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from ocsf_detect import names
 from ocsf_detect.detector.archive import ARCHIVE_ROOT, ArchiveError, extract_archive
 
+if TYPE_CHECKING:
+    from ocsf_detect.detector.scorer import Detector
+
 CACHE_DIR_NAME = "ocsf-detect-bundle"
 """Directory under the temp dir holding one sub-directory per fetched bundle archive."""
 _CHUNK_BYTES = 1 << 20
+_log = logging.getLogger(__name__)
 
 
 class BundleSourceError(Exception):
@@ -172,6 +181,49 @@ def locate_bundle(
     bundle_dir = fetch_bundle(s3_uri, s3=s3, cache_root=cache_root) if s3_uri else Path(path)
     check_bundle_version(bundle_dir, expected_version)
     return bundle_dir
+
+
+def load_detector(
+    *,
+    path: Path,
+    s3_uri: str | None,
+    expected_version: str | None,
+    s3: Any | None = None,
+    cache_root: Path | None = None,
+) -> Detector:
+    """``Detector.load`` of what ``locate_bundle`` finds.
+
+    The copy of an S3 archive cached by an earlier load is trusted only as far as it still
+    loads: when its files no longer match the manifest (or the manifest is unreadable), it
+    is deleted and the archive fetched again, once. A fresh download that fails to load
+    raises the loader's ``BundleError``: the published bundle itself is wrong.
+    """
+    from ocsf_detect.detector.bundle import BundleError
+    from ocsf_detect.detector.scorer import Detector
+
+    def load() -> Detector:
+        bundle_dir = locate_bundle(
+            path=path,
+            s3_uri=s3_uri,
+            expected_version=expected_version,
+            s3=s3,
+            cache_root=cache_root,
+        )
+        return Detector.load(bundle_dir)
+
+    if not s3_uri:
+        return load()
+    root = cache_dir(BundleLocation.parse(s3_uri), cache_root)
+    if not (root / ARCHIVE_ROOT / names.REGISTRY_MANIFEST_NAME).is_file():
+        return load()  # nothing cached: whatever fails, fails on a fresh download
+    try:
+        return load()
+    except BundleVersionMismatchError:
+        raise  # the cached copy is intact; the deployment asks for another bundle
+    except (BundleError, OSError) as exc:
+        _log.warning("the cached copy of %s does not load (%s); fetching it again", s3_uri, exc)
+        shutil.rmtree(root, ignore_errors=True)
+    return load()
 
 
 def _download(s3: Any, location: BundleLocation, archive: Path) -> None:
