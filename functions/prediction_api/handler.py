@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 import orjson
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import (
     APIGatewayRestResolver,
     CORSConfig,
@@ -27,6 +27,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ocsf_detect import names
+from ocsf_detect.telemetry import service_metrics
 
 from prediction_api import service
 from prediction_api.models import (
@@ -56,7 +57,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
 
 settings = get_settings()  # cold start fails here, naming the variable, if one is malformed
 logger = Logger(service=names.SERVICE_NAME)
-metrics = Metrics(namespace=names.METRICS_NAMESPACE, service=names.SERVICE_NAME)
+metrics = service_metrics()
 tracer = Tracer(service=names.SERVICE_NAME)
 
 app = APIGatewayRestResolver(

@@ -94,8 +94,19 @@ def metrics_enabled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", names.SERVICE_NAME)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", names.METRICS_NAMESPACE)
-    # Powertools keeps metrics in class attributes shared by every Metrics instance and,
-    # while disabled, never clears them: start and end with an empty set.
+    # Powertools keeps metrics in class attributes shared by every Metrics instance:
+    # start and end with an empty set.
+    Metrics().clear_metrics()
+    yield
+    Metrics().clear_metrics()
+
+
+@pytest.fixture
+def metrics_disabled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from aws_lambda_powertools import Metrics
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     Metrics().clear_metrics()
     yield
     Metrics().clear_metrics()
@@ -114,7 +125,8 @@ def stream_function(emulator_url, bundle_dir, metrics_enabled, monkeypatch):
 
 
 @pytest.fixture
-def api_function(bundle_dir, detector, metrics_enabled, monkeypatch):
+def api_function(bundle_dir, detector, monkeypatch):
+    """The API handler with the test bundle; metrics as the test's other fixtures set them."""
     from prediction_api import handler, service
     from prediction_api.settings import ApiSettings
 
@@ -158,7 +170,9 @@ def test_stream_function_emits_what_its_alarms_select(stream_function, detector,
 
 
 @pytest.mark.parametrize("case", ["predict", "predict_batch"])
-def test_prediction_api_emits_what_its_alarms_select(api_function, detector, capsys, case):
+def test_prediction_api_emits_what_its_alarms_select(
+    metrics_enabled, api_function, detector, capsys, case
+):
     # Given a committed API Gateway event that scores one or several events
     event = json.loads((EVENTS_DIR / "api" / f"{case}.json").read_text())
     capsys.readouterr()
@@ -180,3 +194,19 @@ def test_prediction_api_emits_what_its_alarms_select(api_function, detector, cap
     assert value[names.METRIC_PREDICTIONS] == scored
     assert value[names.METRIC_PREDICTED_ANOMALIES] == anomalies
     assert not {names.METRIC_SCORED, names.METRIC_ANOMALIES} & set(metrics)
+
+
+def test_disabled_metrics_print_nothing_and_keep_nothing(metrics_disabled, api_function, capsys):
+    from aws_lambda_powertools import Metrics
+
+    # Given metrics disabled (a local server, tests): more invocations than the 100 values
+    # after which Powertools' add_metric prints a document of its own
+    event = json.loads((EVENTS_DIR / "api" / "predict.json").read_text())
+    context = LocalContext(function_name="ocsf-detect-prediction-api")
+    capsys.readouterr()
+    for _ in range(120):
+        response = api_function.lambda_handler(copy.deepcopy(event), context)
+        assert response["statusCode"] == 200
+    # Then no EMF document is printed and no metric value is held between invocations
+    assert emf_blobs(capsys.readouterr().out) == []
+    assert Metrics().metric_set == {}
