@@ -72,8 +72,9 @@ def main() -> None:
             continue
         cards = pipeline.cardinalities
         tr, te = base.dense(cards), live.dense(cards)
-        cw = TrainConfig().category_weight
-        tr_w, te_w = base.dense(cards, cw), live.dense(cards, cw)
+        weights = TrainConfig()
+        cw, novel = weights.category_weight, (pipeline.novel_columns, weights.novel_weight)
+        tr_w, te_w = base.dense(cards, cw, novel), live.dense(cards, cw, novel)
         row: dict[str, object] = {
             "events": len(y),
             "malicious": int(y.sum()),

@@ -527,6 +527,26 @@ def test_novel_amount_columns_are_corrupted_over_the_whole_clip_range() -> None:
     assert copies[:, 1].abs().max() <= 1.0
 
 
+def test_the_preserved_distance_weights_novel_columns_as_the_index_radius_does() -> None:
+    torch = pytest.importorskip("torch")
+    from ocsf_detect.features.pipeline import FeatureMatrix
+    from ocsf_detect.training.fit import TrainConfig, _dense
+    from ocsf_detect.training.model import TabularResNet
+
+    # Given two numerics, the second a novel-amount column, and one categorical field
+    model = TabularResNet(2, [3], width=8, blocks=1, dim=4)
+    num = torch.tensor([[0.5, 1.0], [-1.0, 0.0]])
+    cat = torch.tensor([[0], [2]])
+    config = TrainConfig(category_weight=8.0, novel_weight=2.0, uniform_columns=(1,))
+    # When the training target is built, then the novel column counts twice and a category
+    # mismatch eight times, exactly as in the space the distinct radius is measured in
+    target = _dense(model, num, cat, config)
+    assert target.tolist() == [[0.5, 2.0, 8.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0, 8.0]]
+    matrix = FeatureMatrix(num.numpy(), cat.numpy())
+    assert matrix.dense([3], 8.0, ((1,), 2.0)).tolist() == target.tolist()
+    assert num[0, 1] == 1.0  # the batch itself is not scaled
+
+
 def test_hybrid_trains_its_reconstruction_decoder(monkeypatch) -> None:
     torch = pytest.importorskip("torch")
     from ocsf_detect.training import fit

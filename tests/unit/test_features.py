@@ -291,6 +291,10 @@ def test_dense_is_numerics_plus_weighted_one_hots() -> None:
     ]
     weighted = matrix.take(np.array([2, 0])).dense([3, 3], category_weight=4.0)
     assert weighted.tolist() == [[2.0, 0, 0, 4, 0, 4, 0], [0.5, 4, 0, 0, 0, 0, 4]]
+    # novel-amount columns carry their own weight; the matrix itself is left as it was
+    novel = matrix.dense([3, 3], category_weight=4.0, novel=((0,), 2.0))
+    assert novel[:, 0].tolist() == [1.0, -2.0, 4.0]
+    assert matrix.numeric[:, 0].tolist() == [0.5, -1.0, 2.0]
 
 
 def test_an_unmapped_field_that_is_sometimes_text_is_missing_there_not_a_rejection() -> None:

@@ -82,13 +82,19 @@ class TrainSection(_Section):
     learning_rate: float = Field(2e-3, gt=0)
     mask_rate: float = Field(0.3, gt=0, lt=1)
     category_weight: float = Field(
-        4.0, gt=0, description="weight of a categorical mismatch in the preserved distance"
+        8.0, gt=0, description="weight of a categorical mismatch in the preserved distance"
     )
     augment: float = Field(
         1.0, ge=0, le=4, description="corrupted copies per event in the isometry objective"
     )
     augment_uniform: float = Field(
         0.0, ge=0, le=1, description="share of corrupted numerics drawn uniformly, not swapped"
+    )
+    novel_weight: float = Field(
+        2.0,
+        gt=0,
+        description="weight of the novel-amount columns (an amount sent to a counterpart "
+        "training never saw) in the preserved distance",
     )
     anchor_scale: float = Field(
         3.0, gt=0, description="output anchor as a multiple of the 99th percentile of |z|"

@@ -162,6 +162,7 @@ def _build(
         anchor_scale=t.anchor_scale,
         augment=t.augment,
         augment_uniform=t.augment_uniform,
+        novel_weight=t.novel_weight,
     )
     for class_uid, parsed in sorted(usable.items()):
         log(f"class {class_uid} ({class_name(class_uid)}): {len(parsed):,} events")
@@ -393,7 +394,11 @@ def _indexed_rows(
     if ix.distinct_radius > 0:
         rows = keep[:: max(1, len(keep) // 8000)]
         # Measured in the space the embedding preserves, so the radius is in its units.
-        space = matrix.take(rows).dense(pipeline.cardinalities, config.train.category_weight)
+        space = matrix.take(rows).dense(
+            pipeline.cardinalities,
+            config.train.category_weight,
+            (pipeline.novel_columns, config.train.novel_weight),
+        )
         ratio = distance_ratio(emb[rows], space)
     net = distinct(emb[keep], ix.distinct_radius * ratio, seed=config.train.seed)
     return keep[net], screened, len(keep) - len(net), ratio

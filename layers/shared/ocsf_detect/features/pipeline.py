@@ -65,12 +65,23 @@ class FeatureMatrix:
     def __len__(self) -> int:
         return int(self.numeric.shape[0])
 
-    def dense(self, cardinalities: Sequence[int], category_weight: float = 1.0) -> np.ndarray:
+    def dense(
+        self,
+        cardinalities: Sequence[int],
+        category_weight: float = 1.0,
+        novel: tuple[Sequence[int], float] = ((), 1.0),
+    ) -> np.ndarray:
         """Numeric columns plus one-hot categories scaled by ``category_weight``: the
         raw-feature representation that reference detectors (IsolationForest, exact k-NN)
-        use (weight 1) and that the isometry objective preserves (its category weight)."""
+        use (weights 1) and that the isometry objective preserves (its weights).
+        ``novel``: (novel-amount columns, their weight)."""
         n = len(self)
-        blocks = [self.numeric]
+        columns, weight = novel
+        numeric = self.numeric
+        if len(columns) and weight != 1.0:
+            numeric = numeric.copy()
+            numeric[:, list(columns)] *= weight
+        blocks = [numeric]
         for j, card in enumerate(cardinalities):
             onehot = np.zeros((n, card), dtype=np.float32)
             onehot[np.arange(n), self.categorical[:, j]] = category_weight

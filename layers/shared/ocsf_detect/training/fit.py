@@ -50,11 +50,12 @@ class TrainConfig:
     max_steps: int = 2000
     seed: int = 0
     anchor_scale: float = 3.0  # anchor = this x the 99th percentile of |z| on training data
-    category_weight: float = 4.0  # one categorical mismatch ~ a 4-sigma numeric deviation
+    category_weight: float = 8.0  # one categorical mismatch ~ an 8-sigma numeric deviation
     augment: float = 1.0  # corrupted copies per batch event in the isometry loss (0: none)
     augment_range: float = 8.0  # numeric corruption range: the feature spec's clip
     augment_uniform: float = 0.0  # share of corrupted numerics drawn uniformly, not swapped
     uniform_columns: tuple[int, ...] = ()  # numerics always drawn uniformly when corrupted
+    novel_weight: float = 2.0  # weight of the uniform (novel-amount) columns in the distance
     scaled_columns: int | None = None  # numeric columns that are values (after them: 0/1
     # missing indicators, which uniform draws must not touch); None: all are values
 
@@ -146,13 +147,17 @@ def set_anchor(
 
 
 def _dense(
-    model: TabularResNet, num: torch.Tensor, cat: torch.Tensor, category_weight: float
+    model: TabularResNet, num: torch.Tensor, cat: torch.Tensor, config: TrainConfig
 ) -> torch.Tensor:
-    """The feature-space representation the embedding preserves: numerics plus one-hot
-    categories scaled by ``category_weight``."""
+    """The feature-space representation the embedding preserves: numerics (the
+    novel-amount columns scaled by ``novel_weight``) plus one-hot categories scaled by
+    ``category_weight``."""
+    if config.uniform_columns and config.novel_weight != 1.0:
+        num = num.clone()
+        num[:, list(config.uniform_columns)] *= config.novel_weight
     parts = [num]
     parts += [
-        category_weight * nn.functional.one_hot(cat[:, j], card).float()
+        config.category_weight * nn.functional.one_hot(cat[:, j], card).float()
         for j, card in enumerate(model.cardinalities)
     ]
     return torch.cat(parts, dim=1)
@@ -194,7 +199,7 @@ def _isometry_loss(
     """Relative stress between embedding and feature-space distances within the batch,
     near pairs weighted up: k-NN scoring reads local distances."""
     z = model.encode(num, cat)
-    dense = _dense(model, num, cat, config.category_weight)
+    dense = _dense(model, num, cat, config)
     d_raw = torch.cdist(dense, dense)
     d_emb = torch.cdist(z, z)
     scale = d_raw.mean().clamp_min(1e-6)
