@@ -278,6 +278,27 @@ def test_pair_rarity_flags_a_new_relationship_between_known_values() -> None:
     assert raw[1, names.index("src_dst_port.rarity")] == 0
 
 
+def test_hours_the_baseline_never_saw_are_not_outliers() -> None:
+    # Given a baseline of two hours of one morning (09:00-11:00 UTC)
+    events = make_events(300)
+    start = 1741939200000 + 9 * 3_600_000
+    for i, e in enumerate(events):
+        e["time"] = start + i * 24_000
+    spec = fitted(events)
+    pipeline = FeaturePipeline(spec)
+    # Then the hour's sin and cos keep the unit circle's scale
+    stats = spec.numeric_stats or []
+    hours = [stats[j] for j in pipeline.hour_columns]
+    assert [(h.center, h.scale) for h in hours] == [(0.0, 1.0), (0.0, 1.0)]
+    # And an event six hours later moves them by at most the circle's diameter (fitted to
+    # the two hours, the scale would have pushed them to the clip)
+    later = dict(events[0], time=start + 6 * 3_600_000)
+    matrix = pipeline.transform_parsed(parsed(spec, [events[0], later]))
+    hour = matrix.numeric[:, pipeline.hour_columns]
+    moved = np.abs(hour[1] - hour[0])
+    assert 0.5 < moved.max() <= 2.0
+
+
 def test_dense_is_numerics_plus_weighted_one_hots() -> None:
     matrix = FeatureMatrix(
         numeric=np.array([[0.5], [-1.0], [2.0]], dtype=np.float32),

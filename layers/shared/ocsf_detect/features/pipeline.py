@@ -131,6 +131,7 @@ class FeaturePipeline:
         )
         self._col = {path: i for i, path in enumerate(self.plan.paths)}
         self.numeric_names: list[str] = []
+        self.hour_columns: list[int] = []  # the sin and cos columns of hour features
         self.categorical_names: list[str] = []
         self.cardinalities: list[int] = []
         self._indicator_names: list[str] = []
@@ -156,6 +157,7 @@ class FeaturePipeline:
     def _layout(self, f: Feature) -> None:
         name = f.name
         if isinstance(f, HourFeature):
+            self.hour_columns += [len(self.numeric_names), len(self.numeric_names) + 1]
             self.numeric_names += [f"{name}.sin", f"{name}.cos"]
             return
         if isinstance(f, CategoricalFeature):
@@ -475,8 +477,15 @@ def fit_spec(spec: ClassSpec, events: Sequence[dict[str, Any]], times: np.ndarra
         else:
             fitted.append(f)
     with_vocab = base.model_copy(update={"features": fitted})
-    raw, _ = FeaturePipeline(with_vocab).raw(rows, times)
+    fitted_pipeline = FeaturePipeline(with_vocab)
+    raw, _ = fitted_pipeline.raw(rows, times)
     stats = [_column_stats(raw[:, j]) for j in range(raw.shape[1])]
+    # The hour of day is a point on the unit circle whatever hours the baseline covered:
+    # centre 0, scale 1, which is what robust scaling gives for a baseline spread over the
+    # day. Fitted on a baseline of a few hours, the scale would shrink to that span and
+    # every later hour would become an outlier of up to the clip (time itself as drift).
+    for j in fitted_pipeline.hour_columns:
+        stats[j] = NumericStats(center=0.0, scale=1.0, missing=stats[j].missing)
     return with_vocab.model_copy(update={"numeric_stats": stats})
 
 
