@@ -189,17 +189,23 @@ def stream_settings(**values: Any):
     return StreamSettings(**(required | values))
 
 
-def test_stream_loads_the_pinned_bundle_once(
-    tmp_root: Path, bucket: str, published: PublishedBundle
-) -> None:
-    from stream_scoring.adapters import load_detector
-
-    settings = stream_settings(
+def pinned_stream_settings(published: PublishedBundle):
+    """The stream function's settings as a deployment pins them: the object version and the
+    bundle version it must hold."""
+    return stream_settings(
         **{
             names.ENV_BUNDLE_S3_URI: published.pinned_uri,
             names.ENV_EXPECTED_BUNDLE_VERSION: published.bundle_version,
         }
     )
+
+
+def test_stream_loads_the_pinned_bundle_once(
+    tmp_root: Path, bucket: str, published: PublishedBundle
+) -> None:
+    from stream_scoring.adapters import load_detector
+
+    settings = pinned_stream_settings(published)
     assert load_detector(settings).bundle_version == published.bundle_version
     after_first = tree(tmp_root)
 
@@ -252,12 +258,7 @@ def test_stream_fetches_again_when_the_cached_copy_is_damaged(
 ) -> None:
     from stream_scoring.adapters import load_detector
 
-    settings = stream_settings(
-        **{
-            names.ENV_BUNDLE_S3_URI: published.pinned_uri,
-            names.ENV_EXPECTED_BUNDLE_VERSION: published.bundle_version,
-        }
-    )
+    settings = pinned_stream_settings(published)
     first = load_detector(settings)
     after_first = tree(tmp_root)
     # Given a cached copy whose index changed on disk after the first load
