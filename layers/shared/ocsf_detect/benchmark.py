@@ -150,6 +150,17 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
     }
 
 
+def _build_code_digest() -> str:
+    """A digest of the code a bundle build runs (features, training, detector), so that a
+    change to it builds a new benchmark bundle even when the settings are the same."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for package in ("features", "training", "detector", "ocsf", "simulate"):
+        for path in sorted((root / package).glob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def normal_traffic(n: int, seed: int = 900) -> list[bytes]:
     """``n`` generated benign 4001 events from a seed the benchmark bundle was not
     trained on: traffic like the baseline, where few events alert."""
@@ -162,7 +173,7 @@ def normal_traffic(n: int, seed: int = 900) -> list[bytes]:
 
 def bench_bundle(cache: Path, index_size: int, log: Callable[[str], None]) -> Path:
     """A bundle whose 4001 index holds about ``index_size`` vectors, cached under a key of
-    the build settings (a change of defaults builds a new one)."""
+    the build settings and code (a change of either builds a new one)."""
     from ocsf_detect.config import DetectorConfig
     from ocsf_detect.detector.build import build_bundle
     from ocsf_detect.simulate.traffic import generate_traffic
@@ -172,7 +183,9 @@ def bench_bundle(cache: Path, index_size: int, log: Callable[[str], None]) -> Pa
     config = DetectorConfig.model_validate(
         {"train": {"max_steps": 600}, "index": {"distinct_radius": 0.0}}
     )
-    key = hashlib.sha256(f"{__version__} {config.model_dump_json()}".encode()).hexdigest()
+    key = hashlib.sha256(
+        f"{__version__} {config.model_dump_json()} {_build_code_digest()}".encode()
+    ).hexdigest()
     bundle = cache / f"bundle-{index_size}-{key[:12]}"
     if (bundle / "manifest.json").is_file():
         return bundle
