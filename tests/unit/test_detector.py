@@ -518,7 +518,7 @@ def test_novel_amount_columns_are_corrupted_over_the_whole_clip_range() -> None:
     # Given two value columns inside [-1, 1], the first a novel-amount column
     model = TabularResNet(2, [5], width=8, blocks=1, dim=4)
     num, cat = torch.rand(2000, 2) * 2 - 1, torch.randint(0, 5, (2000, 1))
-    config = TrainConfig(augment=1.0, augment_uniform=0.0, augment_range=8.0, uniform_columns=(0,))
+    config = TrainConfig(augment=1.0, augment_uniform=0.0, augment_range=8.0, novel_columns=(0,))
     # When the batch is corrupted
     copies = _augmented(model, num, cat, config)[0][2000:]
     # Then only the novel-amount column is shown values beyond its training range
@@ -537,7 +537,7 @@ def test_the_preserved_distance_weights_novel_columns_as_the_index_radius_does()
     model = TabularResNet(2, [3], width=8, blocks=1, dim=4)
     num = torch.tensor([[0.5, 1.0], [-1.0, 0.0]])
     cat = torch.tensor([[0], [2]])
-    config = TrainConfig(category_weight=8.0, novel_weight=2.0, uniform_columns=(1,))
+    config = TrainConfig(category_weight=8.0, novel_weight=2.0, novel_columns=(1,))
     # When the training target is built, then the novel column counts twice and a category
     # mismatch eight times, exactly as in the space the distinct radius is measured in
     target = _dense(model, num, cat, config)

@@ -151,8 +151,9 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
 
 
 def _build_code_digest() -> str:
-    """A digest of the code a bundle build runs (features, training, detector), so that a
-    change to it builds a new benchmark bundle even when the settings are the same."""
+    """A digest of the code that generates the benchmark's traffic and builds its bundle
+    (simulate, ocsf, features, training, detector), so that a change to it builds a new
+    benchmark bundle even when the settings are the same."""
     root = Path(__file__).parent
     digest = hashlib.sha256()
     for package in ("features", "training", "detector", "ocsf", "simulate"):

@@ -328,7 +328,7 @@ def for_features(config: TrainConfig, pipeline: FeaturePipeline) -> TrainConfig:
         config,
         augment_range=pipeline.spec.clip,
         scaled_columns=len(pipeline.numeric_names),
-        uniform_columns=pipeline.novel_columns,
+        novel_columns=pipeline.novel_columns,
     )
 
 

@@ -54,8 +54,9 @@ class TrainConfig:
     augment: float = 1.0  # corrupted copies per batch event in the isometry loss (0: none)
     augment_range: float = 8.0  # numeric corruption range: the feature spec's clip
     augment_uniform: float = 0.0  # share of corrupted numerics drawn uniformly, not swapped
-    uniform_columns: tuple[int, ...] = ()  # numerics always drawn uniformly when corrupted
-    novel_weight: float = 2.0  # weight of the uniform (novel-amount) columns in the distance
+    novel_columns: tuple[int, ...] = ()  # novel-amount numerics: corrupted uniformly over
+    # the clip range, weighted ``novel_weight`` in the preserved distance
+    novel_weight: float = 2.0
     scaled_columns: int | None = None  # numeric columns that are values (after them: 0/1
     # missing indicators, which uniform draws must not touch); None: all are values
 
@@ -152,9 +153,9 @@ def _dense(
     """The feature-space representation the embedding preserves: numerics (the
     novel-amount columns scaled by ``novel_weight``) plus one-hot categories scaled by
     ``category_weight``."""
-    if config.uniform_columns and config.novel_weight != 1.0:
+    if config.novel_columns and config.novel_weight != 1.0:
         num = num.clone()
-        num[:, list(config.uniform_columns)] *= config.novel_weight
+        num[:, list(config.novel_columns)] *= config.novel_weight
     parts = [num]
     parts += [
         config.category_weight * nn.functional.one_hot(cat[:, j], card).float()
@@ -169,7 +170,7 @@ def _augmented(
     """The batch plus corrupted copies of it, off the baseline's manifold: a random share
     of fields replaced by another event's value (which breaks the correlations normal
     events have) or, for a share ``augment_uniform`` of numerics and for the
-    ``uniform_columns`` always, a value anywhere in the clip range; categories anywhere in
+    ``novel_columns`` always, a value anywhere in the clip range; categories anywhere in
     their vocabulary, unseen included. Anomalies live off the manifold; without these the
     map is distance-preserving only where normal events are, and far-out events can land
     close to normal ones."""
@@ -182,7 +183,7 @@ def _augmented(
     other = num[torch.randint(0, num.shape[0], (copies,))]
     uniform = (torch.rand_like(src_num) * 2 - 1) * config.augment_range
     draw_uniform = torch.rand_like(src_num) < config.augment_uniform
-    draw_uniform[:, list(config.uniform_columns)] = True
+    draw_uniform[:, list(config.novel_columns)] = True
     if config.scaled_columns is not None:
         draw_uniform[:, config.scaled_columns :] = False  # indicators stay 0/1 (swapped)
     replacement = torch.where(draw_uniform, uniform, other)
