@@ -2,8 +2,10 @@
 
 * The dependency layer: pinned wheels from ``layers/dependencies/requirements.txt``,
   installed by pip *for the Lambda platform* (``--platform manylinux... --only-binary``,
-  CPython 3.12, x86_64 or arm64), trimmed, size-checked against Lambda's 250 MB unzipped
-  limit, and cached under ``.build/layers/`` keyed by the requirements' hash, the
+  CPython 3.12, x86_64 or arm64) exactly as pinned (``--no-deps``: pip would otherwise add
+  botocore for the X-Ray SDK, shadowing the runtime's own), checked for a closed set of
+  requirements (``missing_requirements``), trimmed, size-checked against Lambda's 250 MB
+  unzipped limit, and cached under ``.build/layers/`` keyed by the requirements' hash, the
   architecture and this recipe's version, so only the first synth downloads anything.
 * The shared-library layer: a copy of ``layers/shared/ocsf_detect`` under ``python/``,
   keyed by the hash of its files.
@@ -35,7 +37,7 @@ LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 """A function's code plus all its layers, unzipped (Lambda quota, not adjustable)."""
 
 # Bump when the install flags or trimming rules change: it is part of the cache key.
-_RECIPE = "2"
+_RECIPE = "3"
 _PLATFORMS = {
     "x86_64": ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64"),
     "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64"),
@@ -46,6 +48,22 @@ _KEEP_BUILDS = 3
 _TRIM_DIRS = frozenset({"__pycache__", "tests"})
 _TRIM_SUFFIXES = frozenset({".pyc", ".pyo", ".pyi", ".pxd", ".pyx", ".c", ".cpp", ".h", ".hpp"})
 _COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".mypy_cache")
+
+
+RUNTIME_PROVIDED = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+)
+"""Distributions the Lambda Python runtime itself ships (on ``sys.path`` after ``/opt``)."""
+_MARKER_ENV = {
+    "python_version": PYTHON_VERSION,
+    "python_full_version": f"{PYTHON_VERSION}.0",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "sys_platform": "linux",
+    "os_name": "posix",
+    "platform_system": "Linux",
+}
+_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
 
 
 class LayerBuildError(RuntimeError):
@@ -95,7 +113,7 @@ def dependency_layer(
     def install(python_dir: Path) -> None:
         command = [
             sys.executable, "-m", "pip", "install",
-            "--quiet", "--no-compile", "--disable-pip-version-check",
+            "--quiet", "--no-compile", "--no-deps", "--disable-pip-version-check",
             *(arg for platform in _PLATFORMS[architecture] for arg in ("--platform", platform)),
             "--implementation", "cp",
             "--python-version", PYTHON_VERSION,
@@ -108,6 +126,12 @@ def dependency_layer(
             raise LayerBuildError(
                 f"pip could not install the dependency layer for {architecture} "
                 f"(cp{PYTHON_VERSION.replace('.', '')}):\n{result.stderr.strip()[-4000:]}"
+            )
+        missing = missing_requirements(python_dir, architecture)
+        if missing:
+            raise LayerBuildError(
+                f"the dependency layer is not closed: {'; '.join(missing)}. Pin each in "
+                f"{requirements.name} (or add it to RUNTIME_PROVIDED if the runtime ships it)"
             )
         trim(python_dir)
         size = tree_size(python_dir)
@@ -154,6 +178,43 @@ def trim(site: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
         elif path.is_file() and path.suffix in _TRIM_SUFFIXES:
             path.unlink()
+
+
+def missing_requirements(site: Path, architecture: str = "x86_64") -> list[str]:
+    """What the distributions installed in ``site`` require and nobody provides.
+
+    A requirement is met by a distribution installed in ``site`` or by one the Lambda
+    runtime ships (``RUNTIME_PROVIDED``); markers are evaluated for CPython 3.12 on Linux
+    and ``architecture``, extras are not requested. Versions are not compared: the pins are
+    pip's to honour. Returns one ``"<dist> requires <name>"`` line per gap, sorted.
+    """
+    from email.parser import HeaderParser
+
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    env = {**_MARKER_ENV, "platform_machine": _MACHINES.get(architecture, architecture)}
+    metadata = {
+        info: HeaderParser().parsestr((info / "METADATA").read_text(errors="replace"))
+        for info in Path(site).glob("*.dist-info")
+        if (info / "METADATA").is_file()
+    }
+    present = {canonicalize_name(str(m["Name"])) for m in metadata.values() if m["Name"]}
+    provided = present | {canonicalize_name(n) for n in RUNTIME_PROVIDED}
+    gaps = set()
+    for meta in metadata.values():
+        for line in meta.get_all("Requires-Dist") or []:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if requirement.marker is not None and not requirement.marker.evaluate(
+                {**env, "extra": ""}
+            ):
+                continue
+            if canonicalize_name(requirement.name) not in provided:
+                gaps.add(f"{meta['Name']} requires {requirement.name}")
+    return sorted(gaps)
 
 
 def tree_size(path: Path) -> int:

@@ -19,6 +19,7 @@ from infra.layers import (
     BuiltLayer,
     LayerTooLargeError,
     dependency_layer,
+    missing_requirements,
     shared_layer,
     tree_size,
     trim,
@@ -146,3 +147,33 @@ def test_shared_layer_is_the_library_under_python(tmp_path: Path) -> None:
     assert (layer.path / "python" / "ocsf_detect" / "names.py").is_file()
     assert not list(layer.path.rglob("__pycache__"))
     assert shared_layer(build_root=tmp_path).path == layer.path  # cached by content
+
+
+def _dist(site: Path, name: str, *requires: str) -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    lines = [f"Name: {name}", "Version: 1.0", *(f"Requires-Dist: {r}" for r in requires)]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+
+
+def test_a_requirement_nobody_provides_is_named(tmp_path: Path) -> None:
+    site = tmp_path / "python"
+    # Given a tracer that needs wrapt and botocore, and a package with extras and markers
+    _dist(site, "aws-xray-sdk", "wrapt", "botocore>=1.11.3")
+    _dist(site, "pkg", "numpy", 'tomli; python_version < "3.11"', 'rich; extra == "cli"')
+    _dist(site, "numpy")
+    # When the closure is checked
+    missing = missing_requirements(site)
+    # Then only wrapt is missing: botocore is the runtime's, the rest do not apply to 3.12
+    assert missing == ["aws-xray-sdk requires wrapt"]
+    _dist(site, "wrapt")
+    assert missing_requirements(site) == []
+
+
+@pytest.mark.slow
+def test_the_pinned_layer_is_closed(built_layers: tuple[BuiltLayer, BuiltLayer]) -> None:
+    deps, _ = built_layers
+    python = deps.path / "python"
+    assert missing_requirements(python) == []
+    assert (python / "aws_xray_sdk").is_dir()  # Powertools' Tracer imports it
+    assert not (python / "botocore").exists()  # the runtime's, never shadowed
