@@ -33,7 +33,7 @@ install: $(STAMP)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/shared/ocsf_detect functions
+	$(BIN)/mypy layers/shared/ocsf_detect tools/ocsf_detect_tools functions
 
 format: install
 	$(BIN)/ruff format .

@@ -50,15 +50,16 @@ def summary(samples_ms: list[float]) -> dict[str, float]:
 
 
 def proxy(method: str, path: str, body: str | None) -> dict[str, Any]:
-    from ocsf_detect.localapi import proxy_event
+    from ocsf_detect_tools.localapi import proxy_event
 
     headers = [("Content-Type", "application/json")] if body is not None else []
     return proxy_event(method, path, headers, body.encode() if body else None)
 
 
 def in_process(events: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
-    from ocsf_detect.localapi import LocalContext
     from prediction_api import handler
+
+    from ocsf_detect_tools.localapi import LocalContext
 
     ctx = LocalContext("bench")
     single = [proxy("POST", "/v1/predict", json.dumps(e)) for e in events[:200]]
@@ -83,8 +84,9 @@ def in_process(events: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
 
 
 def over_http(events: list[dict[str, Any]], threads: int, per_thread: int) -> dict[str, Any]:
-    from ocsf_detect.localapi import make_server
     from prediction_api import handler
+
+    from ocsf_detect_tools.localapi import make_server
 
     server = make_server(handler.lambda_handler, "127.0.0.1", 0)
     server.quiet = True  # type: ignore[attr-defined]
@@ -147,7 +149,7 @@ def main() -> None:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    from ocsf_detect.simulate.traffic import generate_traffic
+    from ocsf_detect_tools.simulate.traffic import generate_traffic
 
     cold = cold_start(args.bundle.resolve())
     events = generate_traffic(max(args.events, 1000), seed=99, attacks=True).events

@@ -15,9 +15,9 @@ from typing import Any
 
 
 def bench(bundle_dir: Path, lines: list[bytes], records: int = 10_000) -> dict[str, Any]:
-    from ocsf_detect.emulator import Emulator, aws_environment, environment
-    from ocsf_detect.replay import create_resources
-    from ocsf_detect.runner import LocalContext
+    from ocsf_detect_tools.emulator import Emulator, aws_environment, environment
+    from ocsf_detect_tools.replay import create_resources
+    from ocsf_detect_tools.runner import LocalContext
 
     lines = (lines * (records // len(lines) + 1))[:records]
     event = {
@@ -104,12 +104,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     args = parser.parse_args()
     if args.events:
-        from ocsf_detect.eventio import read_lines
+        from ocsf_detect_tools.eventio import read_lines
 
         lines = read_lines(args.events)
     else:
         import orjson
-        from ocsf_detect.simulate.traffic import generate_traffic
+
+        from ocsf_detect_tools.simulate.traffic import generate_traffic
 
         lines = [orjson.dumps(e) for e in generate_traffic(2000, seed=12, attacks=True).events]
     print(json.dumps(bench(args.bundle, lines, args.records)))

@@ -17,15 +17,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ocsf_detect.detector.build import for_features
-from ocsf_detect.detector.index import exact_knn
-from ocsf_detect.detector.scorer import Detector
-from ocsf_detect.evaluation import read_labels
-from ocsf_detect.eventio import event_uid, read_lines
-from ocsf_detect.ocsf import Parsed
-from ocsf_detect.training.fit import TrainConfig, embed, train_embedding
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
+
+from ocsf_detect.detector.index import exact_knn
+from ocsf_detect.detector.scorer import Detector
+from ocsf_detect.ocsf import Parsed
+from ocsf_detect_tools.build import for_features
+from ocsf_detect_tools.evaluation import read_labels
+from ocsf_detect_tools.eventio import event_uid, read_lines
+from ocsf_detect_tools.training.fit import TrainConfig, embed, train_embedding
 
 METHODS = ("isometry", "hybrid", "reconstruction", "contrastive")
 

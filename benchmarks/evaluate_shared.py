@@ -26,11 +26,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import orjson
-from ocsf_detect.config import DetectorConfig, load_config
-from ocsf_detect.detector.build import build_bundle
+
 from ocsf_detect.detector.scorer import Detector, Scored
-from ocsf_detect.evaluation import EvaluationError, evaluate
-from ocsf_detect.eventio import read_lines
+from ocsf_detect_tools.build import build_bundle
+from ocsf_detect_tools.config import DetectorConfig, load_config
+from ocsf_detect_tools.evaluation import EvaluationError, evaluate
+from ocsf_detect_tools.eventio import read_lines
 
 DATA = Path(os.environ.get("OCSF_DETECT_DATA", "../shared/data"))
 

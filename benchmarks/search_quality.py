@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ocsf_detect.detector.bundle import embedding_of, load_bundle
 from ocsf_detect.detector.index import IndexParams, build_index, exact_knn, search_quality
-from ocsf_detect.eventio import read_lines
 from ocsf_detect.features.pipeline import FeaturePipeline
 from ocsf_detect.ocsf import Parsed
 from ocsf_detect.ocsf.parser import EventParser
+from ocsf_detect_tools.eventio import read_lines
 
 
 def _ints(text: str) -> list[int]:

@@ -22,7 +22,6 @@ from typing import Any
 
 from aws_cdk import Annotations, CfnOutput, Duration, Stack, Tags
 from constructs import Construct
-from ocsf_detect import names
 
 from infra.constructs.alerting import Alerting
 from infra.constructs.encryption import DataKey
@@ -35,6 +34,7 @@ from infra.constructs.storage import AccessLogs
 from infra.constructs.stream_scoring import StreamScoring
 from infra.layers import BuiltLayer
 from infra.stages import DeploySettings
+from ocsf_detect import names
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def require_data(*parts: str) -> Path:
 
 def small_config(**overrides: object):
     """A detector config that trains in seconds (tests only; defaults are for real use)."""
-    from ocsf_detect.config import DetectorConfig
+    from ocsf_detect_tools.config import DetectorConfig
 
     base: dict[str, object] = {
         "min_class_events": 30,
@@ -35,14 +35,14 @@ def small_config(**overrides: object):
 
 @pytest.fixture(scope="session")
 def baseline_traffic():
-    from ocsf_detect.simulate.traffic import generate_traffic
+    from ocsf_detect_tools.simulate.traffic import generate_traffic
 
     return generate_traffic(4000, seed=11, attacks=False)
 
 
 @pytest.fixture(scope="session")
 def live_traffic():
-    from ocsf_detect.simulate.traffic import generate_traffic
+    from ocsf_detect_tools.simulate.traffic import generate_traffic
 
     return generate_traffic(2000, seed=12, attacks=True)
 
@@ -51,7 +51,8 @@ def live_traffic():
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory, baseline_traffic) -> Path:
     """A real bundle (4001, 4003, 3002 models) built from generated baseline traffic."""
     import orjson
-    from ocsf_detect.detector.build import build_bundle
+
+    from ocsf_detect_tools.build import build_bundle
 
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     lines = [orjson.dumps(e) for e in baseline_traffic.events]
@@ -68,6 +69,6 @@ def detector(bundle_dir: Path):
 
 def api_context():
     """A Lambda context for the prediction API handler, run in-process."""
-    from ocsf_detect.localcontext import LocalContext
+    from ocsf_detect_tools.localcontext import LocalContext
 
     return LocalContext(function_name="prediction-api", timeout_s=29.0)

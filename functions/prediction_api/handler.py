@@ -26,9 +26,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ocsf_detect import names
 from ocsf_detect.telemetry import service_metrics
-
 from prediction_api import service
 from prediction_api.models import (
     BatchPrediction,

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from ocsf_detect.bundlefetch import BundleSourceError, load_detector
 from ocsf_detect.gcpause import freeze_long_lived
-
 from prediction_api.models import (
     BatchPrediction,
     BatchTotals,

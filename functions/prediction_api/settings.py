@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from ocsf_detect import names
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ocsf_detect import names
 from prediction_api.models import MAX_BATCH_EVENTS
 
 

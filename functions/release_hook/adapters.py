@@ -15,7 +15,6 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from ocsf_detect import names
-
 from release_hook.golden import HookStatus, ManifestError
 from release_hook.settings import HookSettings, get_settings
 

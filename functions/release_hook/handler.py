@@ -15,8 +15,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from ocsf_detect import names
 
+from ocsf_detect import names
 from release_hook.adapters import HookAdapters, InvocationError, get_adapters
 from release_hook.golden import (
     ReleaseCheckError,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from ocsf_detect import names
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ocsf_detect import names
 
 # arn:<partition>:lambda:<region>:<account>:function:<name>:<version number>
 _VERSION_ARN = r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]+:\d+$"

@@ -16,12 +16,12 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import orjson
+
 from ocsf_detect import names
 from ocsf_detect.bundlefetch import load_detector as open_detector
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.gcpause import freeze_long_lived
 from ocsf_detect.stream import Alert, AlertPublisher, QuarantineItem, QuarantineSink
-
 from stream_scoring.settings import StreamSettings, get_settings
 
 BATCH_ENTRIES = 10

@@ -18,11 +18,11 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ocsf_detect import names
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.stream import BatchResult, RecordStatus, RetryPolicy, StreamRecord, process_batch
 from ocsf_detect.telemetry import service_metrics
-
 from stream_scoring.adapters import StreamAdapters, get_adapters, get_detector
 from stream_scoring.settings import StreamSettings, get_settings
 

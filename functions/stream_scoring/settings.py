@@ -5,10 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from ocsf_detect import names
-from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ocsf_detect import names
+from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
 
 
 class SettingsError(Exception):

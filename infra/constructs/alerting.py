@@ -11,9 +11,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
-from ocsf_detect import names
 
 from infra.constructs.function import retention
+from ocsf_detect import names
 
 
 @jsii.implements(events.IRuleTarget)

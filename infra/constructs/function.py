@@ -15,10 +15,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from ocsf_detect import names
 
 from infra.constructs.nag import acknowledge
 from infra.stages import Architecture
+from ocsf_detect import names
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 RUNTIME = lambda_.Runtime.PYTHON_3_12

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
+
 from ocsf_detect import names
 
 ONE_MINUTE = Duration.minutes(1)

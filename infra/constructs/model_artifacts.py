@@ -17,14 +17,14 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-from ocsf_detect import names
-from ocsf_detect.registry import archive_key, bundle_dir_key, manifest_key
 
 from infra.constructs.function import RUNTIME, lambda_architecture
 from infra.constructs.nag import acknowledge, logical_id
 from infra.constructs.storage import secure_bucket_props
 from infra.layers import BUILD_MARKER, LAMBDA_UNZIPPED_LIMIT_BYTES, BuiltLayer, LayerTooLargeError
 from infra.stages import Architecture, ModelSelection
+from ocsf_detect import names
+from ocsf_detect_tools.registry import archive_key, bundle_dir_key, manifest_key
 
 NONCURRENT_VERSION_DAYS = 90
 

@@ -12,11 +12,11 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-from ocsf_detect import names
 
 from infra.constructs.encryption import DataKey
 from infra.constructs.metrics import app_metric_all_versions
 from infra.stages import MonitoringConfig
+from ocsf_detect import names
 
 FIVE_MINUTES = Duration.minutes(5)
 

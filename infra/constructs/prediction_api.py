@@ -18,12 +18,12 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
-from ocsf_detect import names
 
 from infra.constructs.function import ServiceFunction, retention
 from infra.constructs.model_artifacts import FunctionLayers
 from infra.constructs.nag import acknowledge
 from infra.stages import ApiConfig, Architecture
+from ocsf_detect import names
 
 API_STAGE = "v1"
 CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]

@@ -20,13 +20,13 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
-from ocsf_detect import names
 
 from infra.constructs.function import ServiceFunction
 from infra.constructs.metrics import anomaly_rate, app_metric
 from infra.constructs.model_artifacts import FunctionLayers
 from infra.constructs.nag import acknowledge, logical_id
 from infra.stages import Architecture, DeploymentStyle, ReleaseConfig
+from ocsf_detect import names
 
 HOOK_TIMEOUT = Duration.minutes(5)
 MIN_EVENTS_PER_MINUTE = 50

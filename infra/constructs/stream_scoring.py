@@ -26,13 +26,13 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-from ocsf_detect import names
 
 from infra.constructs.function import ServiceFunction
 from infra.constructs.model_artifacts import FunctionLayers
 from infra.constructs.nag import acknowledge, acknowledge_kms_grant, logical_id
 from infra.constructs.storage import secure_bucket_props
 from infra.stages import Architecture, ScoringConfig
+from ocsf_detect import names
 
 QUEUE_RETENTION = Duration.days(14)
 QUEUE_VISIBILITY = Duration.seconds(30)

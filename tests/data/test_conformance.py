@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from ocsf_detect.config import DetectorConfig
+
 from ocsf_detect.features.pipeline import FeaturePipeline
 from ocsf_detect.ocsf import EventParser, Parsed, Rejected, Unsupported
-
+from ocsf_detect_tools.config import DetectorConfig
 from tests.conftest import require_data
 
 pytestmark = pytest.mark.data

@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 from aws_cdk.assertions import Annotations, Match
+
 from ocsf_detect import names
 
 if TYPE_CHECKING:

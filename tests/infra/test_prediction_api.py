@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from aws_cdk.assertions import Match
+
 from ocsf_detect import names
 
 if TYPE_CHECKING:

@@ -79,8 +79,7 @@ def test_cors_origin_is_one_origin_or_any(origin: str) -> None:
 
 
 def test_the_cli_knows_every_stage() -> None:
-    from ocsf_detect import names
-
     from infra.stages import STAGES
+    from ocsf_detect import names
 
     assert tuple(STAGES) == names.STAGE_NAMES

@@ -6,10 +6,10 @@ import json
 from typing import TYPE_CHECKING
 
 from aws_cdk.assertions import Match
-from ocsf_detect import names
 
 from infra.constructs.stream_scoring import QUARANTINE_OBJECTS
 from infra.stages import STAGES
+from ocsf_detect import names
 
 if TYPE_CHECKING:
     from tests.infra.conftest import Synthesized
@@ -232,8 +232,9 @@ def test_scorer_writes_only_quarantine_objects_and_sends_only_to_its_queues(
 
 
 def test_the_grant_covers_the_keys_the_function_writes() -> None:
-    from ocsf_detect.names import QUARANTINE_KEY_PREFIX
     from stream_scoring.adapters import quarantine_key
+
+    from ocsf_detect.names import QUARANTINE_KEY_PREFIX
 
     class Item:
         quarantined_ms = 1_767_225_600_000

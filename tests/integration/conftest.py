@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def emulator_url():
     """A moto ThreadedMotoServer on a free loopback port, with boto3 pointed at it."""
-    from ocsf_detect.emulator import Emulator, aws_environment
+    from ocsf_detect_tools.emulator import Emulator, aws_environment
 
     with Emulator() as emu, aws_environment(emu.endpoint_url):
         assert os.environ["AWS_ENDPOINT_URL"] == emu.endpoint_url

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+
 from ocsf_detect import names
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -26,9 +27,10 @@ CHECKS = [
 def base_url(detector, bundle_dir):
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    from ocsf_detect.localapi import make_server
     from prediction_api import handler, service
     from prediction_api.settings import ApiSettings
+
+    from ocsf_detect_tools.localapi import make_server
 
     handler.settings = ApiSettings(**{names.ENV_BUNDLE_PATH: str(bundle_dir)})
     service.use_detector(detector)

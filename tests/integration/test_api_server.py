@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from ocsf_detect import names
 
 
@@ -16,9 +17,10 @@ from ocsf_detect import names
 def server(detector, bundle_dir):
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    from ocsf_detect.localapi import make_server
     from prediction_api import handler, service
     from prediction_api.settings import ApiSettings
+
+    from ocsf_detect_tools.localapi import make_server
 
     handler.settings = ApiSettings(**{names.ENV_BUNDLE_PATH: str(bundle_dir)})
     service.use_detector(detector)

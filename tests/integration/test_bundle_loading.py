@@ -13,10 +13,10 @@ from typing import Any
 
 import boto3
 import pytest
+
 from ocsf_detect import names
 from ocsf_detect.bundlefetch import CACHE_DIR_NAME, BundleSourceError, BundleVersionMismatchError
-from ocsf_detect.registry import ModelRegistry, PublishedBundle
-
+from ocsf_detect_tools.registry import ModelRegistry, PublishedBundle
 from tests.conftest import EVENTS_DIR, api_context
 
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:findings"

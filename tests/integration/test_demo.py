@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from ocsf_detect.cli import main
+
+from ocsf_detect_tools.cli import main
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ocsf_detect import names
-from ocsf_detect.localcontext import LocalContext
 
+from ocsf_detect import names
+from ocsf_detect_tools.localcontext import LocalContext
 from tests.conftest import EVENTS_DIR
 
 STREAM_ALARM_METRICS = (names.METRIC_SCORED, names.METRIC_ANOMALIES, names.METRIC_FAILED)
@@ -114,8 +114,9 @@ def metrics_disabled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def stream_function(emulator_url, bundle_dir, metrics_enabled, monkeypatch):
-    from ocsf_detect.replay import create_resources
     from stream_scoring import adapters, handler
+
+    from ocsf_detect_tools.replay import create_resources
 
     for key, value in create_resources().handler_environment(bundle_dir).items():
         monkeypatch.setenv(key, value)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+
 from ocsf_detect import names, registry
-from ocsf_detect.cli import main
-from ocsf_detect.registry import ModelRegistry
+from ocsf_detect_tools.cli import main
+from ocsf_detect_tools.registry import ModelRegistry
 
 VERSION = "1.0.0+3f2a9c1b7e4d"
 

@@ -15,7 +15,6 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from ocsf_detect import names
 from release_hook import handler
 from release_hook.adapters import (
     CodeDeployReporter,
@@ -34,6 +33,8 @@ from release_hook.golden import (
     selftest_from_response,
 )
 from release_hook.settings import HookSettings
+
+from ocsf_detect import names
 
 TARGET = "arn:aws:lambda:us-east-1:123456789012:function:ocsf-detect-scorer:7"
 VERSION = "1.0.0+3f2a9c1b7e4d"

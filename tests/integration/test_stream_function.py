@@ -12,11 +12,11 @@ from pathlib import Path
 import boto3
 import orjson
 import pytest
+
 from ocsf_detect import names
 from ocsf_detect.detector.scorer import Scored
-from ocsf_detect.replay import create_resources, drain_queue, put_events
-from ocsf_detect.runner import KinesisRunner, LocalContext, MappingConfig
-
+from ocsf_detect_tools.replay import create_resources, drain_queue, put_events
+from ocsf_detect_tools.runner import KinesisRunner, LocalContext, MappingConfig
 from tests.conftest import EVENTS_DIR
 
 SHARD = "shardId-000000000000"
@@ -262,7 +262,7 @@ def test_runner_bisects_and_sends_exhausted_records_to_on_failure(emulator_url):
 
 
 def test_replay_cli_invariants(emulator_url, bundle_dir, live_traffic, tmp_path: Path):
-    from ocsf_detect.cli import main
+    from ocsf_detect_tools.cli import main
 
     events = tmp_path / "events.jsonl"
     lines = [orjson.dumps(e) for e in live_traffic.events[:400]] + [b"not json", b'{"time": 1}']

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ocsf_detect import names
 
+from ocsf_detect import names
 from tests.conftest import api_context
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,7 +172,7 @@ def test_cors_headers_when_configured(bundle_dir):
         "ev=json.load(open(sys.argv[1]));"
         "ev['headers']['Origin']='https://console.example.com';"
         "ev['multiValueHeaders']['Origin']=['https://console.example.com'];"
-        "from ocsf_detect.localapi import LocalContext;"
+        "from ocsf_detect_tools.localapi import LocalContext;"
         "r=handler.lambda_handler(ev, LocalContext('c'));"
         "m=r.get('multiValueHeaders') or {};"
         "h={**(r.get('headers') or {}), **{k: v[0] for k, v in m.items()}};"
@@ -203,7 +203,7 @@ def test_health_does_not_import_the_detector(bundle_dir):
     script = (
         "import json,sys; from prediction_api import handler;"
         "ev=json.load(open(sys.argv[1]));"
-        "from ocsf_detect.localapi import LocalContext;"
+        "from ocsf_detect_tools.localapi import LocalContext;"
         "r=handler.lambda_handler(ev, LocalContext('c'));"
         "mods=('onnxruntime','hnswlib','ocsf_detect.detector.scorer');"
         "heavy=[m for m in mods if m in sys.modules];"

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from ocsf_detect import names
 from ocsf_detect.bundlefetch import (
     BundleLocation,
@@ -18,8 +20,6 @@ from ocsf_detect.bundlefetch import (
     cache_dir,
     check_bundle_version,
 )
-from pydantic import ValidationError
-
 from tests.conftest import EVENTS_DIR, api_context
 
 STREAM_ENV = {

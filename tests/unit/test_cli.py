@@ -9,7 +9,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from ocsf_detect.cli import main
+
+from ocsf_detect_tools.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ def test_train_inspect_score_evaluate(
 ) -> None:
     # Given generated baseline and live files with labels
     base = tmp_path / "base.jsonl.gz"
-    from ocsf_detect.eventio import write_jsonl
+    from ocsf_detect_tools.eventio import write_jsonl
 
     write_jsonl(baseline_traffic.events[:2500], base)
     live = tmp_path / "live.jsonl"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+
 from ocsf_detect.detector.archive import ArchiveError, extract_archive, write_archive
 from ocsf_detect.detector.bundle import BundleError, read_manifest
 from ocsf_detect.detector.calibrate import calibrate, severity_ids
@@ -30,7 +31,6 @@ from ocsf_detect.detector.index import (
 )
 from ocsf_detect.detector.scorer import Detector, Scored
 from ocsf_detect.ocsf import Rejected, Unsupported
-
 from tests.conftest import EVENTS_DIR
 
 
@@ -39,8 +39,8 @@ def test_onnx_matches_torch_within_1e4_on_1000_events(
 ) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
     torch = pytest.importorskip("torch")
-    from ocsf_detect.training.export import export_onnx
-    from ocsf_detect.training.fit import TrainConfig, embed, train_embedding
+    from ocsf_detect_tools.training.export import export_onnx
+    from ocsf_detect_tools.training.fit import TrainConfig, embed, train_embedding
 
     # Given a model trained on real feature matrices of 1,000 events
     events = [e for e in live_traffic.events if e["class_uid"] == 4001][:1000]
@@ -439,7 +439,7 @@ def test_alerts_are_rechecked_up_to_the_batch_limit(
 
 def test_anchored_normalisation_keeps_how_far_an_event_is() -> None:
     torch = pytest.importorskip("torch")
-    from ocsf_detect.training.model import TabularResNet
+    from ocsf_detect_tools.training.model import TabularResNet
 
     # Given a model whose free coordinates grow with the input
     torch.manual_seed(0)
@@ -458,7 +458,7 @@ def test_anchored_normalisation_keeps_how_far_an_event_is() -> None:
 
 def test_numeric_shortcut_keeps_far_out_values_far() -> None:
     torch = pytest.importorskip("torch")
-    from ocsf_detect.training.model import TabularResNet
+    from ocsf_detect_tools.training.model import TabularResNet
 
     # Given the same network with and without the linear numeric shortcut
     cat = torch.zeros(1, 1, dtype=torch.long)
@@ -480,8 +480,8 @@ def test_numeric_shortcut_keeps_far_out_values_far() -> None:
 
 def test_isometry_batches_carry_corrupted_copies() -> None:
     torch = pytest.importorskip("torch")
-    from ocsf_detect.training.fit import TrainConfig, _augmented
-    from ocsf_detect.training.model import TabularResNet
+    from ocsf_detect_tools.training.fit import TrainConfig, _augmented
+    from ocsf_detect_tools.training.model import TabularResNet
 
     model = TabularResNet(3, [5, 7], width=8, blocks=1, dim=4)
     num = torch.randn(50, 3)
@@ -496,8 +496,8 @@ def test_isometry_batches_carry_corrupted_copies() -> None:
 
 def test_uniform_corruption_stays_in_the_clip_range_and_keeps_indicators_binary() -> None:
     torch = pytest.importorskip("torch")
-    from ocsf_detect.training.fit import TrainConfig, _augmented
-    from ocsf_detect.training.model import TabularResNet
+    from ocsf_detect_tools.training.fit import TrainConfig, _augmented
+    from ocsf_detect_tools.training.model import TabularResNet
 
     model = TabularResNet(4, [5], width=8, blocks=1, dim=4)
     values = torch.rand(400, 2) * 2 - 1  # inside the clip, as scaled features are
@@ -512,8 +512,8 @@ def test_uniform_corruption_stays_in_the_clip_range_and_keeps_indicators_binary(
 
 def test_novel_amount_columns_are_corrupted_over_the_whole_clip_range() -> None:
     torch = pytest.importorskip("torch")
-    from ocsf_detect.training.fit import TrainConfig, _augmented
-    from ocsf_detect.training.model import TabularResNet
+    from ocsf_detect_tools.training.fit import TrainConfig, _augmented
+    from ocsf_detect_tools.training.model import TabularResNet
 
     # Given two value columns inside [-1, 1], the first a novel-amount column
     model = TabularResNet(2, [5], width=8, blocks=1, dim=4)
@@ -530,8 +530,8 @@ def test_novel_amount_columns_are_corrupted_over_the_whole_clip_range() -> None:
 def test_the_preserved_distance_weights_novel_columns_as_the_index_radius_does() -> None:
     torch = pytest.importorskip("torch")
     from ocsf_detect.features.pipeline import FeatureMatrix
-    from ocsf_detect.training.fit import TrainConfig, _dense
-    from ocsf_detect.training.model import TabularResNet
+    from ocsf_detect_tools.training.fit import TrainConfig, _dense
+    from ocsf_detect_tools.training.model import TabularResNet
 
     # Given two numerics, the second a novel-amount column, and one categorical field
     model = TabularResNet(2, [3], width=8, blocks=1, dim=4)
@@ -549,7 +549,7 @@ def test_the_preserved_distance_weights_novel_columns_as_the_index_radius_does()
 
 def test_hybrid_trains_its_reconstruction_decoder(monkeypatch) -> None:
     torch = pytest.importorskip("torch")
-    from ocsf_detect.training import fit
+    from ocsf_detect_tools.training import fit
 
     made = []
 
@@ -576,9 +576,9 @@ def test_a_baseline_flooded_by_one_attack_still_ranks_the_attack_high(
     """Most of the baseline is one implant's beacons (as in captures where the attack is
     the baseline). Indexed event by event, the flood vouches for new beacons; on the
     distinct-behaviour index it counts once and they rank above normal traffic again."""
-    from ocsf_detect.detector.build import build_bundle
     from sklearn.metrics import roc_auc_score
 
+    from ocsf_detect_tools.build import build_bundle
     from tests.conftest import small_config
 
     network = [e for e in baseline_traffic.events if e["class_uid"] == 4001]
@@ -612,8 +612,7 @@ def test_a_baseline_flooded_by_one_attack_still_ranks_the_attack_high(
 def test_an_interrupted_build_leaves_the_earlier_bundle_as_it_was(
     tmp_path: Path, bundle_dir: Path, baseline_traffic
 ) -> None:
-    from ocsf_detect.detector.build import build_bundle
-
+    from ocsf_detect_tools.build import build_bundle
     from tests.conftest import small_config
 
     # Given an earlier bundle in the output directory

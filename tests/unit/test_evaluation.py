@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
-from ocsf_detect import evaluation
-from ocsf_detect.evaluation import _knn_scores, evaluate
+
+from ocsf_detect_tools import evaluation
+from ocsf_detect_tools.evaluation import _knn_scores, evaluate
 
 
 def brute_force(reference_rows: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -9,12 +9,12 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ocsf_detect.config import ConfigError, DetectorConfig, load_config
-from ocsf_detect.features.defaults import default_specs
+
 from ocsf_detect.features.pipeline import FeatureError, FeatureMatrix, FeaturePipeline, fit_spec
 from ocsf_detect.features.spec import ClassSpec
 from ocsf_detect.ocsf import EventParser, Parsed
-
+from ocsf_detect_tools.config import ConfigError, DetectorConfig, load_config
+from ocsf_detect_tools.specs import default_specs
 from tests.conftest import EVENTS_DIR
 
 BASE = json.loads((EVENTS_DIR / "ocsf" / "network_activity.json").read_text())

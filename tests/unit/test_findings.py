@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
+
 from ocsf_detect.detector.scorer import NeighborTable, Scored
 from ocsf_detect.findings import (
     FINDING_TYPE_UID,

@@ -8,11 +8,11 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ocsf_detect.features.defaults import default_specs
+
 from ocsf_detect.features.pipeline import FeaturePipeline
 from ocsf_detect.ocsf import EventParser, Parsed, Rejected, RejectReason, Unsupported
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES, MAX_NESTING_DEPTH
-
+from ocsf_detect_tools.specs import default_specs
 from tests.conftest import EVENTS_DIR
 
 PARSER = EventParser({uid: FeaturePipeline(s).plan for uid, s in default_specs().items()})

@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 import pytest
-from ocsf_detect.runner import KinesisRunner, MappingConfig
+
+from ocsf_detect_tools.runner import KinesisRunner, MappingConfig
 
 STREAM = "ocsf-detect-test-events"
 STREAM_ARN = f"arn:aws:kinesis:us-east-1:123456789012:stream/{STREAM}"

@@ -12,9 +12,10 @@ from typing import Any
 
 import orjson
 import pytest
-from ocsf_detect.cli import main
-from ocsf_detect.cli.generate import default_labels_path
-from ocsf_detect.simulate import (
+
+from ocsf_detect_tools.cli import main
+from ocsf_detect_tools.cli.generate import default_labels_path
+from ocsf_detect_tools.simulate import (
     ATTACK_TYPES,
     DEFAULT_START_MS,
     Traffic,

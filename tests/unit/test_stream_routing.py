@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import orjson
 import pytest
+
 from ocsf_detect.detector.scorer import NeighborTable, Scored
 from ocsf_detect.ocsf.outcomes import Rejected, RejectReason, Unsupported
 from ocsf_detect.stream import (

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from ocsf_detect.features.derive import (
     ADDRESS_SCOPES,
     PORT_CLASSES,

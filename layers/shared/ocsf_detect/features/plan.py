@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Any
 
-from ocsf_detect.ocsf.outcomes import Rejected, RejectReason
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
+
+from ocsf_detect.ocsf.outcomes import Rejected, RejectReason
 
 
 class ValueType(IntEnum):

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from ocsf_detect.localcontext import LocalContext
+from ocsf_detect_tools.localcontext import LocalContext
 
 Invoke = Callable[[dict[str, Any], Any], Any]
 

@@ -13,8 +13,8 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from ocsf_detect.cli import CommandError
-from ocsf_detect.simulate import generate_traffic, write_jsonl, write_labels_csv
+from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.simulate import generate_traffic, write_jsonl, write_labels_csv
 
 DEFAULT_EVENTS = 20_000
 DEFAULT_SEED = 7

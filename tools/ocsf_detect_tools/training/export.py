@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ocsf_detect.training.model import TabularResNet
+from ocsf_detect_tools.training.model import TabularResNet
 
 INPUT_NUMERIC = "numeric"
 INPUT_CATEGORICAL = "categorical"

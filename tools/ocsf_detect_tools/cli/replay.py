@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ocsf_detect.cli import CommandError
-from ocsf_detect.cli.progress import Progress
+from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.cli.progress import Progress
 
 
 def register(subparsers: Any) -> None:
@@ -38,9 +38,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from botocore.exceptions import EndpointConnectionError
 
-    from ocsf_detect.cli.score import load_detector
-    from ocsf_detect.eventio import read_lines
-    from ocsf_detect.replay import dumps, replay
+    from ocsf_detect_tools.cli.score import load_detector
+    from ocsf_detect_tools.eventio import read_lines
+    from ocsf_detect_tools.replay import dumps, replay
 
     if not 1 <= args.batch_size <= 10_000:
         raise CommandError("--batch-size must be between 1 and 10000 (Kinesis' limit)")

@@ -27,8 +27,8 @@ from typing import Any, Final
 
 import orjson
 
-from ocsf_detect.simulate import attacks as attack_injectors
-from ocsf_detect.simulate.organisation import (
+from ocsf_detect_tools.simulate import attacks as attack_injectors
+from ocsf_detect_tools.simulate.organisation import (
     BACKGROUND_INTENSITY,
     DAY_MS,
     MINUTE_MS,
@@ -39,7 +39,7 @@ from ocsf_detect.simulate.organisation import (
     Weighted,
     build_organisation,
 )
-from ocsf_detect.simulate.records import (
+from ocsf_detect_tools.simulate.records import (
     INBOUND,
     LATERAL,
     NOERROR,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ocsf_detect import names
-from ocsf_detect.cli import CommandError
+from ocsf_detect_tools.cli import CommandError
 
 
 def port_number(text: str) -> int:
@@ -61,7 +61,7 @@ def load_handler(bundle: Path, cors_origin: str | None = None) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocsf_detect.localapi import make_server
+    from ocsf_detect_tools.localapi import make_server
 
     lambda_handler = load_handler(args.bundle, args.cors_origin)
     try:

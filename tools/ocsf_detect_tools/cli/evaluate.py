@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ocsf_detect.cli import CommandError
-from ocsf_detect.cli.score import load_detector, read_events
+from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.cli.score import load_detector, read_events
 
 
 def register(sub: Any) -> None:
@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocsf_detect.evaluation import EvaluationError, evaluate, read_labels, write_plots
+    from ocsf_detect_tools.evaluation import EvaluationError, evaluate, read_labels, write_plots
 
     detector = load_detector(args.bundle)
     lines = read_events(args.events)

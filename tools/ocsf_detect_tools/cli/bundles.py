@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from ocsf_detect.cli import CommandError
-from ocsf_detect.registry import ModelRegistry, PublishedBundle, RegistryError
+from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.registry import ModelRegistry, PublishedBundle, RegistryError
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:

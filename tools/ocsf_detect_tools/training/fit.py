@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ocsf_detect.training.model import ReconstructionHead, TabularResNet
+from ocsf_detect_tools.training.model import ReconstructionHead, TabularResNet
 
 Method = Literal["reconstruction", "contrastive", "isometry", "hybrid"]
 

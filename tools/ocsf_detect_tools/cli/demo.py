@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ocsf_detect.cli import CommandError
-from ocsf_detect.cli.progress import Progress
+from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.cli.progress import Progress
 
 
 def register(sub: Any) -> None:
@@ -37,14 +37,20 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocsf_detect.config import DetectorConfig
-    from ocsf_detect.demo import analyse, format_table, read_label_rows, top_alerts, write_report
-    from ocsf_detect.detector.build import build_bundle
     from ocsf_detect.detector.scorer import Detector
-    from ocsf_detect.evaluation import EvaluationError
-    from ocsf_detect.eventio import read_lines, write_jsonl
-    from ocsf_detect.replay import replay
-    from ocsf_detect.simulate.traffic import generate_traffic, write_labels_csv
+    from ocsf_detect_tools.build import build_bundle
+    from ocsf_detect_tools.config import DetectorConfig
+    from ocsf_detect_tools.demo import (
+        analyse,
+        format_table,
+        read_label_rows,
+        top_alerts,
+        write_report,
+    )
+    from ocsf_detect_tools.evaluation import EvaluationError
+    from ocsf_detect_tools.eventio import read_lines, write_jsonl
+    from ocsf_detect_tools.replay import replay
+    from ocsf_detect_tools.simulate.traffic import generate_traffic, write_labels_csv
 
     started = time.perf_counter()
     out: Path = args.out

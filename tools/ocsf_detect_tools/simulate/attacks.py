@@ -24,8 +24,8 @@ import string
 from collections.abc import Callable
 from typing import Any, Final
 
-from ocsf_detect.simulate.organisation import Host, Organisation, Weighted, public_ip
-from ocsf_detect.simulate.records import (
+from ocsf_detect_tools.simulate.organisation import Host, Organisation, Weighted, public_ip
+from ocsf_detect_tools.simulate.records import (
     INBOUND,
     LATERAL,
     NOERROR,

@@ -14,24 +14,27 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ocsf_detect.eventio import EventFileError
+from ocsf_detect_tools.eventio import EventFileError
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
 # command name -> (module, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("ocsf_detect.cli.train", "train a bundle from baseline OCSF events"),
-    "score": ("ocsf_detect.cli.score", "score events with a bundle, JSONL of outcomes"),
-    "evaluate": ("ocsf_detect.cli.evaluate", "measure detection quality against labels"),
-    "inspect": ("ocsf_detect.cli.inspect_bundle", "show what a bundle holds"),
-    "bench": ("ocsf_detect.cli.bench", "measure parsing, feature and scoring throughput"),
-    "generate": ("ocsf_detect.cli.generate", "generate labeled synthetic OCSF traffic"),
-    "replay": ("ocsf_detect.cli.replay", "replay events through Kinesis and the stream function"),
-    "serve": ("ocsf_detect.cli.serve", "run the prediction API locally"),
-    "publish": ("ocsf_detect.cli.publish", "publish a bundle to the model registry bucket"),
-    "bundles": ("ocsf_detect.cli.bundles", "list bundles published in the registry"),
-    "demo": ("ocsf_detect.cli.demo", "run the whole pipeline locally"),
+    "train": ("ocsf_detect_tools.cli.train", "train a bundle from baseline OCSF events"),
+    "score": ("ocsf_detect_tools.cli.score", "score events with a bundle, JSONL of outcomes"),
+    "evaluate": ("ocsf_detect_tools.cli.evaluate", "measure detection quality against labels"),
+    "inspect": ("ocsf_detect_tools.cli.inspect_bundle", "show what a bundle holds"),
+    "bench": ("ocsf_detect_tools.cli.bench", "measure parsing, feature and scoring throughput"),
+    "generate": ("ocsf_detect_tools.cli.generate", "generate labeled synthetic OCSF traffic"),
+    "replay": (
+        "ocsf_detect_tools.cli.replay",
+        "replay events through Kinesis and the stream function",
+    ),
+    "serve": ("ocsf_detect_tools.cli.serve", "run the prediction API locally"),
+    "publish": ("ocsf_detect_tools.cli.publish", "publish a bundle to the model registry bucket"),
+    "bundles": ("ocsf_detect_tools.cli.bundles", "list bundles published in the registry"),
+    "demo": ("ocsf_detect_tools.cli.demo", "run the whole pipeline locally"),
 }
 
 

@@ -358,7 +358,7 @@ def manifest_key(prefix: str, bundle_version: str) -> str:
 @lru_cache(maxsize=1)
 def s3_client() -> Any:
     """One boto3 S3 client per process (boto3 reads AWS_ENDPOINT_URL and the region)."""
-    import boto3  # here, not at the top: `import ocsf_detect.registry` stays cheap
+    import boto3  # here, not at the top: `import ocsf_detect_tools.registry` stays cheap
 
     return boto3.client("s3")
 

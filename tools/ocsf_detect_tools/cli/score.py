@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from ocsf_detect.cli import CommandError
-from ocsf_detect.cli.progress import Progress
+from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.cli.progress import Progress
 
 CHUNK = 5000
 
@@ -35,14 +35,14 @@ def load_detector(bundle: Path) -> Any:
 
 
 def read_events(path: Path) -> list[bytes]:
-    from ocsf_detect.eventio import read_lines
+    from ocsf_detect_tools.eventio import read_lines
 
     return read_lines(path)  # EventFileError: one line, status 2 (cli.main)
 
 
 def run(args: argparse.Namespace) -> int:
     from ocsf_detect.detector.scorer import outcome_dict
-    from ocsf_detect.eventio import event_uid, open_text_or_gz
+    from ocsf_detect_tools.eventio import event_uid, open_text_or_gz
 
     detector = load_detector(args.bundle)
     lines = read_events(args.events)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ocsf_detect.cli import CommandError
+from ocsf_detect_tools.cli import CommandError
 
 
 def register(sub: Any) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ocsf_detect.detector.scorer import Detector, Scored
-from ocsf_detect.evaluation import read_labels
-from ocsf_detect.eventio import event_uid
+from ocsf_detect_tools.evaluation import read_labels
+from ocsf_detect_tools.eventio import event_uid
 
 
 @dataclass

@@ -23,8 +23,8 @@ from typing import Any, TextIO
 import orjson
 
 from ocsf_detect import names
-from ocsf_detect.emulator import DEFAULT_REGION, Emulator, aws_environment, environment
-from ocsf_detect.runner import KinesisRunner, MappingConfig
+from ocsf_detect_tools.emulator import DEFAULT_REGION, Emulator, aws_environment, environment
+from ocsf_detect_tools.runner import KinesisRunner, MappingConfig
 
 PUT_RECORDS_MAX = 500  # Kinesis PutRecords takes at most 500 records per call
 

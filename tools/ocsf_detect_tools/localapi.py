@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ocsf_detect.localcontext import LocalContext
+from ocsf_detect_tools.localcontext import LocalContext
 
 API_GATEWAY_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway's hard limit on a request payload (REST APIs, 10 MB)."""

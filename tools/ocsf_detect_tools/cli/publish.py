@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ocsf_detect import names
-from ocsf_detect.cli import CommandError
 from ocsf_detect.detector.archive import ArchiveError
-from ocsf_detect.registry import ModelRegistry, PublishedBundle, RegistryError
+from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.registry import ModelRegistry, PublishedBundle, RegistryError
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:

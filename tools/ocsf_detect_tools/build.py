@@ -26,7 +26,6 @@ import numpy as np
 import orjson
 
 from ocsf_detect import __version__
-from ocsf_detect.config import DetectorConfig
 from ocsf_detect.detector.bundle import sha256_file
 from ocsf_detect.detector.calibrate import alert_threshold, calibrate
 from ocsf_detect.detector.index import (
@@ -49,15 +48,16 @@ from ocsf_detect.detector.manifest import (
     TrainingInfo,
     TrainingSummary,
 )
-from ocsf_detect.eventio import event_uid
 from ocsf_detect.features.pipeline import FeatureMatrix, FeaturePipeline, fit_spec
 from ocsf_detect.gcpause import gc_paused
 from ocsf_detect.ocsf.classes import class_name
 from ocsf_detect.ocsf.outcomes import Parsed, Rejected, Unsupported
 from ocsf_detect.ocsf.parser import EventParser
+from ocsf_detect_tools.config import DetectorConfig
+from ocsf_detect_tools.eventio import event_uid
 
 if TYPE_CHECKING:  # torch is a training extra: imported when a build trains
-    from ocsf_detect.training.fit import TrainConfig
+    from ocsf_detect_tools.training.fit import TrainConfig
 
 Log = Callable[[str], None]
 
@@ -107,14 +107,14 @@ def _build(
 ) -> Manifest:
     import onnxruntime as ort  # noqa: F401 - fail early if the runtime is missing
 
-    from ocsf_detect.training.export import (
+    from ocsf_detect_tools.training.export import (
         INPUT_CATEGORICAL,
         INPUT_NUMERIC,
         OPSET,
         OUTPUT_EMBEDDING,
         export_onnx,
     )
-    from ocsf_detect.training.fit import TrainConfig, train_embedding
+    from ocsf_detect_tools.training.fit import TrainConfig, train_embedding
 
     specs = config.class_specs()
     parser = EventParser({uid: FeaturePipeline(s).plan for uid, s in specs.items()})

@@ -14,8 +14,8 @@ import numpy as np
 
 from ocsf_detect.detector.index import exact_knn
 from ocsf_detect.detector.scorer import Detector, Scored
-from ocsf_detect.eventio import event_uid
 from ocsf_detect.ocsf.outcomes import Parsed
+from ocsf_detect_tools.eventio import event_uid
 
 
 class EvaluationError(Exception):

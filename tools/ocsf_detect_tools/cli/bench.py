@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocsf_detect.benchmark import (
+    from ocsf_detect_tools.benchmark import (
         bench_bundle,
         bench_parse_features,
         bench_scoring,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ocsf_detect.cli import CommandError
+from ocsf_detect_tools.cli import CommandError
 
 
 def register(sub: Any) -> None:
@@ -29,11 +29,11 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from ocsf_detect.cli import one_line
-    from ocsf_detect.config import ConfigError, load_config
     from ocsf_detect.detector.archive import write_archive
-    from ocsf_detect.detector.build import BuildError, build_bundle, out_dir_problem
-    from ocsf_detect.eventio import read_lines
+    from ocsf_detect_tools.build import BuildError, build_bundle, out_dir_problem
+    from ocsf_detect_tools.cli import one_line
+    from ocsf_detect_tools.config import ConfigError, load_config
+    from ocsf_detect_tools.eventio import read_lines
 
     try:
         config = load_config(args.config)

@@ -31,8 +31,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ocsf_detect.features.defaults import default_specs
 from ocsf_detect.features.spec import ClassSpec, Feature, UnmappedConfig
+from ocsf_detect_tools.specs import default_specs
 
 
 class ConfigError(Exception):

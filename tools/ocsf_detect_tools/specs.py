@@ -1,7 +1,7 @@
 """Default feature specifications for the classes with first-class support.
 
 Every field here is optional in real data: absent values become explicit missing values.
-A TOML config (``ocsf_detect.config``) can add, drop or replace features per class.
+A TOML config (``ocsf_detect_tools.config``) can add, drop or replace features per class.
 """
 
 from __future__ import annotations

@@ -38,12 +38,12 @@ def network_events(data_dir: Path | None, n: int) -> tuple[list[bytes], str]:
     if data_dir is not None:
         path = data_dir / "iot23" / "ocsf_network_activity.jsonl.gz"
         if path.is_file():
-            from ocsf_detect.eventio import read_lines
+            from ocsf_detect_tools.eventio import read_lines
 
             lines = read_lines(path)
             reps = -(-n // len(lines))
             return (lines * reps)[:n], str(path.relative_to(data_dir.parent))
-    from ocsf_detect.simulate.traffic import generate_traffic
+    from ocsf_detect_tools.simulate.traffic import generate_traffic
 
     events = generate_traffic(int(n * 2.2), seed=99, attacks=False).events
     lines = [orjson.dumps(e) for e in events if e["class_uid"] == 4001][:n]
@@ -51,10 +51,10 @@ def network_events(data_dir: Path | None, n: int) -> tuple[list[bytes], str]:
 
 
 def bench_parse_features(lines: list[bytes]) -> dict[str, Any]:
-    from ocsf_detect.features.defaults import default_specs
     from ocsf_detect.features.pipeline import FeaturePipeline, fit_spec
     from ocsf_detect.ocsf import EventParser, Parsed
-    from ocsf_detect.ocsf.models import NetworkActivity
+    from ocsf_detect_tools.ocsf_models import NetworkActivity
+    from ocsf_detect_tools.specs import default_specs
 
     sample = [orjson.loads(x) for x in lines[:5000]]
     spec = fit_spec(default_specs()[4001], sample, np.array([e["time"] for e in sample]))
@@ -165,7 +165,7 @@ def _build_code_digest() -> str:
 def normal_traffic(n: int, seed: int = 900) -> list[bytes]:
     """``n`` generated benign 4001 events from a seed the benchmark bundle was not
     trained on: traffic like the baseline, where few events alert."""
-    from ocsf_detect.simulate.traffic import generate_traffic
+    from ocsf_detect_tools.simulate.traffic import generate_traffic
 
     events = [e for e in generate_traffic(3 * n, seed=seed, attacks=False).events]
     lines = [orjson.dumps(e) for e in events if e["class_uid"] == 4001]
@@ -175,9 +175,9 @@ def normal_traffic(n: int, seed: int = 900) -> list[bytes]:
 def bench_bundle(cache: Path, index_size: int, log: Callable[[str], None]) -> Path:
     """A bundle whose 4001 index holds about ``index_size`` vectors, cached under a key of
     the build settings and code (a change of either builds a new one)."""
-    from ocsf_detect.config import DetectorConfig
-    from ocsf_detect.detector.build import build_bundle
-    from ocsf_detect.simulate.traffic import generate_traffic
+    from ocsf_detect_tools.build import build_bundle
+    from ocsf_detect_tools.config import DetectorConfig
+    from ocsf_detect_tools.simulate.traffic import generate_traffic
 
     # Every baseline event indexed (no distinct-radius merging), so the index has the
     # stated size: the benchmark measures search cost at that size.
