@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from ocsf_detect.detector.index import exact_knn
 from ocsf_detect.detector.scorer import Detector, Scored
 from ocsf_detect.ocsf.outcomes import Parsed
 from ocsf_detect_tools.eventio import event_uid
+
+if TYPE_CHECKING:
+    from ocsf_detect_tools.config import DetectorConfig
 
 
 class EvaluationError(Exception):
@@ -275,3 +279,108 @@ def write_plots(ev: Evaluation, out_dir: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+def weighted_knn_scores(
+    train_lines: Sequence[bytes],
+    test_lines: Sequence[bytes],
+    config: DetectorConfig,
+    exclude_self: bool = False,
+) -> np.ndarray:
+    """The model-free variant of the detector: exact k-NN on the weighted feature space
+    the isometry objective preserves, with the build's own index treatment. One score
+    per line of ``test_lines`` (NaN where the line is not scored: rejected, unsupported,
+    or a class without a model); scores of different classes are not comparable.
+
+    Mirrors ``build._build`` per class: the same held-out share is left out of the index
+    (the same seeded permutation), the spec is fitted on the rest, and the indexed rows
+    are chosen by the build's own ``_indexed_rows`` (screening + distinct-behaviour net),
+    here with the weighted features in place of the embedding (their distance ratio is 1,
+    so the radius is in the same units). Scoring mirrors the scorer's rule: the mean
+    distance to the ``index.k`` nearest indexed rows, searched exactly. If the scorer's
+    rule changes (``detector/scorer.py: Detector._score_class``), change ``_knn_rule``
+    with it.
+
+    ``exclude_self``: an indexed event scored again (a contaminated baseline) is not its
+    own neighbour (matched by ``metadata.uid``); the served path has no such rule, so
+    False mirrors it."""
+    from ocsf_detect.features.pipeline import FeaturePipeline, fit_spec
+    from ocsf_detect.ocsf.parser import EventParser
+    from ocsf_detect_tools.build import _indexed_rows, _reparse, parser_for
+
+    specs = config.class_specs()
+    parser = EventParser({uid: FeaturePipeline(s).plan for uid, s in specs.items()})
+    train_by: dict[int, list[Parsed]] = {}
+    for p in parser.parse_many(list(train_lines)):
+        if isinstance(p, Parsed):
+            train_by.setdefault(p.class_uid, []).append(p)
+    test_parsed = parser.parse_many(list(test_lines))
+    scores = np.full(len(test_lines), np.nan)
+    rng = np.random.default_rng(config.train.seed)  # as the build: one stream over classes
+    for class_uid, parsed in sorted(train_by.items()):
+        if len(parsed) < config.min_class_events:
+            continue
+        order = rng.permutation(len(parsed))
+        n_hold = max(1, int(len(parsed) * config.holdout))
+        train = [parsed[i] for i in order[n_hold:]]
+        times = np.array([p.time_ms for p in train], dtype=np.int64)
+        pipeline = FeaturePipeline(fit_spec(specs[class_uid], [p.event for p in train], times))
+        train_p = _reparse(parser_for(pipeline), train)
+        matrix = pipeline.transform_parsed(train_p)
+        space = _weighted(matrix, pipeline, config)
+        keep, *_ = _indexed_rows(space, matrix, pipeline, config)
+        rows = [
+            i
+            for i, p in enumerate(test_parsed)
+            if isinstance(p, Parsed) and p.class_uid == class_uid
+        ]
+        if not rows:
+            continue
+        queries_p = _reparse(parser_for(pipeline), [test_parsed[i] for i in rows])
+        if len(queries_p) != len(rows):  # the fitted plan may reject what the first did not
+            kept = {id(p.event) for p in queries_p}
+            rows = [i for i in rows if id(test_parsed[i].event) in kept]  # type: ignore[union-attr]
+        queries = _weighted(pipeline.transform_parsed(queries_p), pipeline, config)
+        own = None
+        if exclude_self:
+            position = {event_uid(p.event): j for j, p in enumerate(queries_p)}
+            own = np.array(
+                [position.get(event_uid(train_p[i].event), -1) for i in keep], dtype=np.int64
+            )
+        scores[rows] = _knn_rule(space[keep], queries, config.index.k, own)
+    return scores
+
+
+def _weighted(matrix: Any, pipeline: Any, config: DetectorConfig) -> np.ndarray:
+    """The space the isometry objective preserves (as ``build._indexed_rows`` measures
+    the distinct radius in)."""
+    return np.asarray(
+        matrix.dense(
+            pipeline.cardinalities,
+            config.train.category_weight,
+            (pipeline.novel_columns, config.train.novel_weight),
+        ),
+        dtype=np.float32,
+    )
+
+
+def _knn_rule(
+    indexed: np.ndarray, queries: np.ndarray, k: int, own_rows: np.ndarray | None
+) -> np.ndarray:
+    """The scorer's rule, searched exactly: mean distance to the k nearest indexed rows
+    (k capped at the index size). ``own_rows[j]``: the query row that indexed row j is
+    (-1: none), left out of that query's neighbours."""
+    if own_rows is None:
+        _, d = exact_knn(indexed, queries, min(k, len(indexed)))
+        return np.asarray(d.mean(axis=1))
+    k = max(1, min(k, len(indexed) - 1))
+    labels, d = exact_knn(indexed, queries, k + 1)
+    member = np.full(len(queries), -1)
+    mine = own_rows >= 0
+    member[own_rows[mine]] = np.flatnonzero(mine)
+    is_self = labels == member[:, None]
+    # drop the query itself where it was found, else the farthest of the k + 1
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), d.shape[1] - 1)
+    keep = np.ones(d.shape, dtype=bool)
+    keep[np.arange(len(d)), drop] = False
+    return np.asarray(d[keep].reshape(len(d), -1).mean(axis=1))
