@@ -3,7 +3,7 @@ case under two protocols, injected small clusters, a distribution shift, three t
 seeds, and references that include the model-free variant of the detector itself.
 
     python benchmarks/evaluate_shared.py [--seeds 0,1,2] [--only nsl-kdd,inject-5]
-        [--config A.toml --config B.toml ...] [--json] [--out-dir .eval]
+        [--config A.toml --config B.toml ...] [--json] [--out-dir .eval] [--no-build]
 
 Cases (``benchmarks/cases.py``; ``../shared/data`` or ``OCSF_DETECT_DATA``; labels only
 measure): NSL-KDD (its hard rows as their own row), a NSL-KDD distribution shift,
@@ -23,7 +23,10 @@ rate. With several ``--config``, each case is also reported with the config chos
 all other cases (leave-one-case-out, maximising the worst AP margin over them).
 
 Bundles, served scores and reference scores are cached in ``--out-dir`` under keys of
-the case's training events, the seed, the config and the build code.
+the case's training events, the seed, the config and the build code; the run goes one
+seed over every case at a time, and ``--no-build`` reports what is cached so far. Cases
+are capped at a few thousand training events (``cases.TRAIN_CAP`` and neighbours); one
+build still takes 0.5-3 minutes on two shared cores, so a full run takes hours.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from references import NAMES as REFERENCE_NAMES
 from references import plain_scores, reference_code
 
 from ocsf_detect.detector.scorer import Detector, Scored
+from ocsf_detect_tools import evaluation
 from ocsf_detect_tools.build import build_bundle
 from ocsf_detect_tools.config import DetectorConfig, load_config
 from ocsf_detect_tools.evaluation import weighted_knn_scores
@@ -133,22 +137,20 @@ def at_threshold(y: np.ndarray, alerts: np.ndarray) -> dict[str, float]:
 
 # -- one case ------------------------------------------------------------------------------
 class NotCachedError(Exception):
-    """--cached-only and this result is not in the cache yet."""
+    """--no-build and this case's bundle is not in the cache."""
 
 
 class Harness:
-    def __init__(self, out_dir: Path, code: str, cached_only: bool = False) -> None:
+    def __init__(self, out_dir: Path, code: str, no_build: bool = False) -> None:
         self.out = out_dir
         self.code = code
-        self.cached_only = cached_only
+        self.no_build = no_build
         for sub in ("bundles", "scores", "references"):
             (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
     def _cached(self, path: Path, compute: Any) -> Any:
         if path.is_file():
             return json.loads(path.read_text())
-        if self.cached_only:
-            raise NotCachedError(path.name)
         value = compute()
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(value))
@@ -171,7 +173,7 @@ class Harness:
         key = _hash(case.train_digest(), str(seed), cfg.model_dump_json(), self.code)
         path = self.out / "bundles" / f"{case.bundle_of or case.name}-{case.protocol}-s{seed}-{key}"
         if not (path / "manifest.json").is_file():
-            if self.cached_only:
+            if self.no_build:
                 raise NotCachedError(path.name)
             log(f"{case.key} seed {seed}: building on {len(case.train):,} events")
             start = time.perf_counter()
@@ -199,7 +201,7 @@ class Harness:
             _lines_digest(case.test),
             cfg.model_dump_json(),
             self.code,
-            Path(__file__).read_bytes(),
+            Path(evaluation.__file__).read_bytes(),
         )
         path = self.out / "scores" / f"wknn-{case.name}-{case.protocol}-s{seed}-{key}.json"
 
@@ -228,10 +230,7 @@ class Harness:
             wknn: dict[str, float] = {}
             if not case.benign_only:
                 ours = {**ranking(y, score), **at_threshold(y, alerts)}
-                try:
-                    w = self.weighted(case, config, seed)
-                except NotCachedError:
-                    continue
+                w = self.weighted(case, config, seed)
                 wknn = ranking(y, np.array([np.nan if v is None else v for v in w]))
             row.runs[seed] = Run(ours, wknn, float(alerts.mean()), time.perf_counter() - start)
         return row
@@ -365,9 +364,9 @@ def markdown(summaries: list[dict[str, Any]], labels: list[str], loco: list[dict
                 "training events; margin = ours' min minus the best plain reference; "
                 "vs wkNN = ours minus weighted k-NN, same seed, worst seed.",
                 "",
-                "| case | protocol | train / scored (attacks) | ours | wkNN | IF | kNN5 | "
-                "kNN20 | margin | vs wkNN | winner |",
-                "|---|---|---|---|---|---|---|---|---|---|---|",
+                "| case | protocol | train / scored (attacks) | seeds | ours | wkNN | IF | "
+                "kNN5 | kNN20 | margin | vs wkNN | winner |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|",
             ]
             for s in rows:
                 r = s[m]
@@ -375,7 +374,8 @@ def markdown(summaries: list[dict[str, Any]], labels: list[str], loco: list[dict
                 winner = "ours" if r["margin"] >= 0 else REF_SHORT[r["best_reference"]]
                 lines.append(
                     f"| {s['case']} | {s['protocol']} | {s['train_events']:,} / "
-                    f"{s['scored_events']:,} ({s['malicious']:,}) | {_f(r['ours_mean'])} "
+                    f"{s['scored_events']:,} ({s['malicious']:,}) | {len(s['seeds'])} | "
+                    f"{_f(r['ours_mean'])} "
                     f"({_f(r['ours_min'])}) | {_f(r['weighted_knn_mean'])} "
                     f"({_f(r['weighted_knn_min'])}) | "
                     + " | ".join(_f(refs[n][m]) for n in REFERENCE_NAMES)
@@ -445,9 +445,10 @@ def main() -> None:
         "--config", type=Path, action="append", default=[], help="detector TOML (repeatable)"
     )
     ap.add_argument(
-        "--cached-only",
+        "--no-build",
         action="store_true",
-        help="build and score nothing: report what the cache holds (e.g. while a run goes on)",
+        help="build no bundle: report the (case, seed) pairs whose bundle is cached, e.g. "
+        "while a run goes on",
     )
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -459,8 +460,8 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else None
     cases = load_cases(only=only)
     log(f"{len(cases)} case rows, {len(configs)} config(s), seeds {seeds}")
-    harness = Harness(args.out_dir, build_code_digest(), cached_only=args.cached_only)
-    if not args.cached_only:
+    harness = Harness(args.out_dir, build_code_digest(), no_build=args.no_build)
+    if not args.no_build:
         # One seed over every case first: an interrupted run has complete rows to show.
         for seed in seeds:
             for label, cfg in configs:

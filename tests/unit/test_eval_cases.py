@@ -235,3 +235,26 @@ def test_stratified_keeps_every_group() -> None:
     got = {groups[i] for i in picked}
     assert got == {"a", "b", "c"}
     assert len(picked) == len(set(picked))
+
+
+def test_weighted_knn_follows_the_build_and_can_leave_an_event_out() -> None:
+    from ocsf_detect_tools.config import DetectorConfig
+    from ocsf_detect_tools.evaluation import weighted_knn_scores
+
+    # Given a baseline of near-identical flows and one far-out flow inside it
+    host = [flow(f"h{i}", 1_000_000 + 60_000 * i, bytes_in=100 + i % 3) for i in range(60)]
+    odd = download()
+    odd["time"] = odd["start_time"] = 1_000_000 + 30_000
+    lines = c.dumps([*host, odd])
+    config = DetectorConfig.model_validate(
+        {"min_class_events": 30, "index": {"contamination": 0.0, "distinct_radius": 0.0}}
+    )
+    # When the baseline is scored against itself, with and without the event itself
+    served_like = weighted_knn_scores(lines, lines, config, exclude_self=False)
+    left_out = weighted_knn_scores(lines, lines, config, exclude_self=True)
+    # Then every line has a score, and the far-out flow is the top one either way
+    assert np.isfinite(served_like).all()
+    assert np.isfinite(left_out).all()
+    assert int(np.argmax(left_out)) == len(lines) - 1
+    # and leaving an event out of its own neighbours never lowers its score
+    assert (left_out >= served_like - 1e-6).all()
