@@ -28,6 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ocsf_detect import names
+from ocsf_detect.snapstart import prepare_snapshot
 from ocsf_detect.telemetry import service_metrics
 from prediction_api import service
 from prediction_api.models import (
@@ -365,3 +366,8 @@ def _with_request_id(response: dict[str, Any], event: dict[str, Any]) -> dict[st
         else:
             response.setdefault("headers", {})[REQUEST_ID_HEADER] = request_id
     return response
+
+
+# SnapStart (a stage setting): the bundle loads during init, so the snapshot holds it.
+if settings.load_at_init:
+    prepare_snapshot(lambda: service.get_detector(settings))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ocsf_detect import names
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
+from ocsf_detect.settings import BundleSettings
 
 
 class SettingsError(Exception):
@@ -20,23 +19,9 @@ class SettingsError(Exception):
         self.field = field
 
 
-class StreamSettings(BaseSettings):
-    """Where the bundle is, where alerts and poison records go, how hard to retry."""
+class StreamSettings(BundleSettings):
+    """The bundle (``BundleSettings``), where alerts and poison records go, how hard to retry."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    bundle_path: Path = Field(
-        default=Path(names.DEFAULT_BUNDLE_PATH), validation_alias=names.ENV_BUNDLE_PATH
-    )
-    bundle_s3_uri: str | None = Field(
-        default=None, validation_alias=names.ENV_BUNDLE_S3_URI, pattern=r"^s3://[^/]+/.+"
-    )
-    expected_bundle_version: str | None = Field(
-        default=None,
-        validation_alias=names.ENV_EXPECTED_BUNDLE_VERSION,
-        pattern=names.BUNDLE_VERSION_PATTERN,
-        description="when set, a bundle of any other bundle_version fails the load",
-    )
     alert_topic_arn: str = Field(
         validation_alias=names.ENV_ALERT_TOPIC_ARN,
         pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$",

@@ -22,6 +22,9 @@ ENV_MAX_EVENT_BYTES: Final = "OCSF_DETECT_MAX_EVENT_BYTES"
 ENV_MAX_BATCH_EVENTS: Final = "OCSF_DETECT_MAX_BATCH_EVENTS"
 ENV_CORS_ALLOW_ORIGIN: Final = "OCSF_DETECT_CORS_ALLOW_ORIGIN"
 ENV_EXPECTED_BUNDLE_VERSION: Final = "OCSF_DETECT_EXPECTED_BUNDLE_VERSION"
+ENV_LOAD_BUNDLE_AT_INIT: Final = "OCSF_DETECT_LOAD_BUNDLE_AT_INIT"
+"""true: the scoring functions load the bundle during init (set with SnapStart, whose
+snapshot is taken after init, so a restored environment starts with the bundle loaded)."""
 
 DEFAULT_BUNDLE_PATH: Final = "/opt/bundle"
 """Where the model layer's archive unpacks inside a Lambda execution environment."""
