@@ -12,6 +12,9 @@ STAGES ?= dev staging prod
 # Any well-formed bundle_version: synth only names the key, it reads nothing from S3.
 SYNTH_MODEL_VERSION ?= 0.0.0+synthcheck
 SYNTH_MODEL_OBJECT_VERSION ?= synthcheck
+# The bundle's unpacked size in bytes, for the 250 MB budget (e.g. `du -sb out/bundle`);
+# without it synth warns and budgets the code and the other layers only.
+SYNTH_MODEL_UNZIPPED_BYTES ?=
 CDK_OUT ?= cdk.out
 LAYER_ARCHS ?= x86_64
 NODE_STAMP := node_modules/.package-lock.json
@@ -34,7 +37,8 @@ synth: install layer $(NODE_STAMP)
 	  echo "cdk synth: $$stage -> $(CDK_OUT)/$$stage"; \
 	  $(CDK) synth --app "$(PY) -m infra.app" -o $(CDK_OUT)/$$stage $(CDK_SYNTH_FLAGS) \
 	    -c stage=$$stage -c modelVersion=$(SYNTH_MODEL_VERSION) \
-	    -c modelObjectVersion=$(SYNTH_MODEL_OBJECT_VERSION); \
+	    -c modelObjectVersion=$(SYNTH_MODEL_OBJECT_VERSION) \
+	    $(if $(SYNTH_MODEL_UNZIPPED_BYTES),-c modelUnzippedBytes=$(SYNTH_MODEL_UNZIPPED_BYTES)); \
 	done
 
 .DEFAULT_GOAL := $(_infra_default_goal)

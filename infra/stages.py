@@ -58,6 +58,9 @@ class ScoringConfig:
     parallelization_factor: int = 1
     retry_attempts: int = 2
     max_record_age_s: int = 3600
+    # SnapStart on published versions: the bundle loads during init and the snapshot holds
+    # it (docs/releases.md says what changes). Only with ephemeral storage of 512 MB.
+    snap_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class ApiConfig:
     reserved_concurrency: int | None = None
     waf: bool = False
     waf_rate_limit_per_5min: int = 2_000
+    snap_start: bool = False  # as ScoringConfig.snap_start
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,8 @@ class ModelSelection:
     object_version: str | None = None
     prefix: str = ""
     source: BundleSource = "layer"
+    unzipped_bytes: int | None = None
+    """The bundle's unpacked size (``-c modelUnzippedBytes``), for the size budget."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,8 @@ class DeploySettings:
         """Build from ``node.try_get_context``-like lookups.
 
         Keys: stage, modelVersion, modelObjectVersion, modelPrefix, bundleSource,
-        registryOnly, architecture, apiAuth, streamShards, opsEmail, corsAllowOrigin.
+        registryOnly, architecture, apiAuth, streamShards, snapStart, opsEmail,
+        corsAllowOrigin, modelUnzippedBytes.
         """
         stage_name = _text(get, "stage") or "dev"
         if stage_name not in STAGES:
@@ -203,6 +210,13 @@ class DeploySettings:
                 raise ContextError(f"-c streamShards={shards!r}: a positive shard count")
             ingest = dataclasses.replace(stage.ingest, on_demand=False, shard_count=int(shards))
             stage = dataclasses.replace(stage, ingest=ingest)
+        if get("snapStart") is not None:
+            snap_start = _flag(get, "snapStart")
+            stage = dataclasses.replace(
+                stage,
+                scoring=dataclasses.replace(stage.scoring, snap_start=snap_start),
+                api=dataclasses.replace(stage.api, snap_start=snap_start),
+            )
 
         cors_allow_origin = _text(get, "corsAllowOrigin")
         if cors_allow_origin and not _ORIGIN_RE.match(cors_allow_origin):
@@ -245,11 +259,18 @@ def _model_from_context(get: Callable[[str], Any]) -> ModelSelection | None:
         raise ContextError(
             f"-c modelVersion={version!r} is not a bundle_version (e.g. 1.0.0+3f2a9c1b7e4d)"
         )
+    size = _text(get, "modelUnzippedBytes")
+    if size is not None and (not size.isdigit() or int(size) < 1):
+        raise ContextError(
+            f"-c modelUnzippedBytes={size!r}: the bundle's unpacked size in bytes "
+            "(the sum of its files' sizes)"
+        )
     return ModelSelection(
         version=version,
         object_version=object_version,
         prefix=_text(get, "modelPrefix") or "",
         source=source,  # type: ignore[arg-type]
+        unzipped_bytes=int(size) if size is not None else None,
     )
 
 

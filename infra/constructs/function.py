@@ -22,6 +22,8 @@ from ocsf_detect import names
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
+DEFAULT_EPHEMERAL_STORAGE_MB = 512
+"""A function's /tmp when it sets no ephemeral storage."""
 _ASSET_EXCLUDE = ["**/tests", "**/__pycache__", "**/*.pyc", "**/*.egg-info", "**/.mypy_cache"]
 
 _RETENTION = {
@@ -44,6 +46,21 @@ def retention(days: int) -> logs.RetentionDays:
 
 def lambda_architecture(architecture: Architecture) -> lambda_.Architecture:
     return lambda_.Architecture.ARM_64 if architecture == "arm64" else lambda_.Architecture.X86_64
+
+
+def functions_code_size() -> int:
+    """Unzipped bytes of the ``functions/`` asset (what ``functions_code`` packs)."""
+    return sum(
+        p.stat().st_size
+        for p in FUNCTIONS_DIR.rglob("*")
+        if p.is_file()
+        and not p.is_symlink()
+        and p.suffix != ".pyc"
+        and not any(
+            part in ("tests", "__pycache__", ".mypy_cache") or part.endswith(".egg-info")
+            for part in p.relative_to(FUNCTIONS_DIR).parts
+        )
+    )
 
 
 def functions_code() -> lambda_.Code:
@@ -69,8 +86,14 @@ class ServiceFunction(Construct):
         log_retention_days: int,
         reserved_concurrency: int | None = None,
         ephemeral_storage_mb: int | None = None,
+        snap_start: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
+        if snap_start and (ephemeral_storage_mb or 0) > DEFAULT_EPHEMERAL_STORAGE_MB:
+            raise ValueError(
+                f"{construct_id}: SnapStart takes no more than {DEFAULT_EPHEMERAL_STORAGE_MB} MB "
+                f"of ephemeral storage, not {ephemeral_storage_mb}"
+            )
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -109,6 +132,9 @@ class ServiceFunction(Construct):
             ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mb)
             if ephemeral_storage_mb
             else None,
+            # Published versions start from a snapshot taken after init (the live alias
+            # only ever points at published versions).
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
         )
         acknowledge(
             self.role,

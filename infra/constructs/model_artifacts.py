@@ -12,16 +12,17 @@
 
 from __future__ import annotations
 
-from aws_cdk import AssetHashType, Aws, Duration
+from aws_cdk import Annotations, AssetHashType, Aws, Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.constructs.function import RUNTIME, lambda_architecture
+from infra.budget import SizePart, check_tmp_budget, check_unzipped_budget
+from infra.constructs.function import RUNTIME, functions_code_size, lambda_architecture
 from infra.constructs.nag import acknowledge, logical_id
 from infra.constructs.storage import secure_bucket_props
-from infra.layers import BUILD_MARKER, LAMBDA_UNZIPPED_LIMIT_BYTES, BuiltLayer, LayerTooLargeError
+from infra.layers import BUILD_MARKER, BuiltLayer
 from infra.stages import Architecture, ModelSelection
 from ocsf_detect import names
 from ocsf_detect_tools.registry import archive_key, bundle_dir_key, manifest_key
@@ -108,15 +109,28 @@ class FunctionLayers(Construct):
         architecture: Architecture,
     ) -> None:
         super().__init__(scope, construct_id)
-        total = dependencies.size_bytes + shared.size_bytes
-        if total > LAMBDA_UNZIPPED_LIMIT_BYTES:
-            raise LayerTooLargeError(
-                f"the dependency and shared layers are {total / 2**20:.1f} MB unzipped, over "
-                f"Lambda's {LAMBDA_UNZIPPED_LIMIT_BYTES / 2**20:.0f} MB limit"
-            )
+        parts = [
+            SizePart("function code (functions/)", functions_code_size()),
+            SizePart(f"dependency layer ({dependencies.key})", dependencies.size_bytes),
+            SizePart(f"shared layer ({shared.key})", shared.size_bytes),
+        ]
+        if model.source == "layer":
+            if model.unzipped_bytes is None:
+                Annotations.of(self).add_warning_v2(
+                    "ocsf-detect:model-size-unknown",
+                    "the model layer's size is not known, so the 250 MB budget counts the "
+                    "code and the other layers only; pass -c modelUnzippedBytes=<the bundle's "
+                    "size in bytes> to count it",
+                )
+            else:
+                parts.append(
+                    SizePart(f"model layer (bundle {model.version})", model.unzipped_bytes)
+                )
+        check_unzipped_budget(parts)
         self.registry = registry
         self.model = model
-        self.code_size_bytes = total
+        self.size_parts = tuple(parts)
+        self.code_size_bytes = sum(p.size_bytes for p in parts)
         arch = [lambda_architecture(architecture)]
         self.dependencies = lambda_.LayerVersion(
             self,
@@ -181,6 +195,12 @@ class FunctionLayers(Construct):
         else:
             env[names.ENV_MANIFEST_S3_URI] = self.registry.manifest_uri(self.model)
         return env
+
+    def check_bundle_fits(self, function: str, ephemeral_storage_mb: int) -> None:
+        """With bundleSource=s3 the bundle goes to /tmp: the archive and its unpacked copy
+        (the archive is deleted once unpacked) must fit ``function``'s ephemeral storage."""
+        if self.bundle is None and self.model.unzipped_bytes is not None:
+            check_tmp_budget(function, self.model.unzipped_bytes, ephemeral_storage_mb)
 
     def grant_bundle_read(self, grantee: iam.IGrantable) -> None:
         """Only with bundleSource=s3: the function downloads the archive itself."""

@@ -19,7 +19,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.constructs.function import ServiceFunction, retention
+from infra.constructs.function import DEFAULT_EPHEMERAL_STORAGE_MB, ServiceFunction, retention
 from infra.constructs.model_artifacts import FunctionLayers
 from infra.constructs.nag import acknowledge
 from infra.stages import ApiConfig, Architecture
@@ -49,6 +49,8 @@ class PredictionApi(Construct):
         environment = layers.bundle_environment()
         if cors_allow_origin:
             environment[names.ENV_CORS_ALLOW_ORIGIN] = cors_allow_origin
+        if config.snap_start:
+            environment[names.ENV_LOAD_BUNDLE_AT_INIT] = "true"
         self.service = ServiceFunction(
             self,
             "Predictor",
@@ -61,7 +63,9 @@ class PredictionApi(Construct):
             environment=environment,
             log_retention_days=log_retention_days,
             reserved_concurrency=config.reserved_concurrency,
+            snap_start=config.snap_start,
         )
+        layers.check_bundle_fits("the prediction function", DEFAULT_EPHEMERAL_STORAGE_MB)
         self.function = self.service.function
         layers.grant_bundle_read(self.function)
         self.alias = self.service.live_alias()

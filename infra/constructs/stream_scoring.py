@@ -150,11 +150,14 @@ class StreamScoring(Construct):
                 names.ENV_EVENT_BUS_NAME: bus.event_bus_name,
                 names.ENV_QUARANTINE_QUEUE_URL: self.quarantine_queue.queue_url,
                 names.ENV_QUARANTINE_BUCKET: self.quarantine_bucket.bucket_name,
+                **({names.ENV_LOAD_BUNDLE_AT_INIT: "true"} if config.snap_start else {}),
             },
             log_retention_days=log_retention_days,
             reserved_concurrency=config.reserved_concurrency,
             ephemeral_storage_mb=config.ephemeral_storage_mb,
+            snap_start=config.snap_start,
         )
+        layers.check_bundle_fits("the stream function", config.ephemeral_storage_mb)
         self.function = self.service.function
         topic.grant_publish(self.function)
         bus.grant_put_events_to(self.function)

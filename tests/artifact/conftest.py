@@ -78,7 +78,10 @@ def assembly(
 ) -> Assembly:
     out = tmp_path_factory.mktemp("cdk") / "dev"
     try:
-        synth_stage(out, "dev", model_version=bundle_version)
+        size = sum(p.stat().st_size for p in bundle_dir.rglob("*") if p.is_file())
+        synth_stage(
+            out, "dev", model_version=bundle_version, context={"modelUnzippedBytes": str(size)}
+        )
     except ArtifactError as exc:
         pytest.fail(str(exc))
     return read_assembly(out)
