@@ -141,33 +141,54 @@ def test_tamper_wrong_dims(bundle_copy: Path) -> None:
         Detector.load(bundle_copy)
 
 
-def test_tamper_vectors_of_another_shape(bundle_copy: Path) -> None:
+def test_the_indexed_vectors_are_read_from_the_index_file(
+    bundle_dir: Path, detector: Detector
+) -> None:
+    # Given a bundle of the current format, which stores each class's vectors once
+    assert not list(bundle_dir.glob("vectors-*.npy"))
+    loaded = detector._classes[4001]
+    # Then the re-check reads them from the index file, as the index holds them
+    vectors = np.asarray(loaded.vectors)
+    assert isinstance(loaded.vectors, np.memmap) or isinstance(loaded.vectors.base, np.memmap)
+    n = loaded.index.get_current_count()
+    assert vectors.shape == (n, loaded.info.model.dim)
+    assert np.array_equal(vectors, np.asarray(loaded.index.get_items(list(range(n))), np.float32))
+
+
+def test_index_file_vectors_refuses_a_file_it_does_not_know(tmp_path: Path) -> None:
+    from ocsf_detect.detector.index import index_file_vectors
+
+    base = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    path = tmp_path / "index.bin"
+    build_index(base, IndexParams(ef_construction=32)).save_index(str(path))
+    assert np.array_equal(index_file_vectors(path, 50, 8), base)
+    assert index_file_vectors(path, 49, 8) is None  # another count than the manifest's
+    assert index_file_vectors(path, 50, 4096) is None  # vectors would overrun the record
+    path.write_bytes(b"not an index")
+    assert index_file_vectors(path, 50, 8) is None
+
+
+def test_tamper_isolation_trees(bundle_copy: Path) -> None:
     from ocsf_detect.detector.bundle import sha256_file
 
-    # Given a vectors file replaced by one of another shape, its hash updated to match
-    vectors = bundle_copy / "vectors-4001.npy"
-    np.save(vectors, np.zeros((3, 64), dtype=np.float32))
-    _edit_manifest(bundle_copy, lambda m: m["files"].update({vectors.name: sha256_file(vectors)}))
-    # Then loading names the file and both shapes
-    with pytest.raises(BundleError, match=r"vectors-4001\.npy holds float32 \(3, 64\), the"):
+    # Given an isolation file replaced by one of fewer trees, its hash updated to match
+    path = bundle_copy / "isolation-4001.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["roots"] = arrays["roots"][:3]
+    with path.open("wb") as fh:
+        np.savez(fh, **arrays)
+    _edit_manifest(bundle_copy, lambda m: m["files"].update({path.name: sha256_file(path)}))
+    # Then loading names the file and both counts
+    with pytest.raises(BundleError, match=r"isolation-4001\.npz holds 3 trees, the manifest"):
         Detector.load(bundle_copy)
-
-
-def test_older_bundle_without_vectors_reads_them_from_the_index(
-    bundle_copy: Path, detector: Detector
-) -> None:
-    (bundle_copy / "vectors-4001.npy").unlink()
-
-    def edit(m: dict) -> None:
-        m["format_version"] = 2
-        del m["files"]["vectors-4001.npy"]
-        del m["models"]["4001"]["index"]["vectors_file"]
-
-    _edit_manifest(bundle_copy, edit)
-    old = Detector.load(bundle_copy)
-    assert np.array_equal(
-        np.asarray(old._classes[4001].vectors), np.asarray(detector._classes[4001].vectors)
-    )
+    # And links that point outside the arrays are refused
+    arrays["roots"] = np.array([10**6], dtype=np.int32)
+    with path.open("wb") as fh:
+        np.savez(fh, **arrays)
+    _edit_manifest(bundle_copy, lambda m: m["files"].update({path.name: sha256_file(path)}))
+    with pytest.raises(BundleError, match="not a usable isolation forest"):
+        Detector.load(bundle_copy)
 
 
 def test_tamper_newer_format(bundle_copy: Path) -> None:

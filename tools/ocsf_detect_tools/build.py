@@ -36,6 +36,7 @@ from ocsf_detect.detector.index import (
     distinct,
     knn,
     rescore_exact,
+    squared_norms,
     tune_ef,
 )
 from ocsf_detect.detector.manifest import (
@@ -45,9 +46,12 @@ from ocsf_detect.detector.manifest import (
     IndexInfo,
     Manifest,
     ModelIO,
+    ScoreTails,
     TrainingInfo,
     TrainingSummary,
 )
+from ocsf_detect.detector.scorer import serve_scores
+from ocsf_detect.detector.surprise import IsolationInfo, IsolationTrees, Tail, combined
 from ocsf_detect.features.pipeline import FeatureMatrix, FeaturePipeline, fit_spec
 from ocsf_detect.gcpause import gc_paused
 from ocsf_detect.ocsf.classes import class_name
@@ -223,12 +227,35 @@ def _build(
             f"ef={ef}, recall@{ix.k}={quality.recall:.4f}, "
             f"score errors {quality.score_errors:.2%} (alerts re-checked exactly)"
         )
-        hold_scores = _served_scores(index, base, hold_emb, ix.k, config.alert_rate)
-        cal = calibrate(hold_scores, config.alert_rate)
+        distance = _served_scores(index, base, hold_emb, ix.k, config.alert_rate)
+        isolation, isolation_info, tails = None, None, None
+        if config.isolation.enabled:
+            trees = _grow_isolation(train_m.take(keep), pipeline, config)
+            isolation = trees.scores(hold_m.numeric, hold_m.categorical)
+            tails = (Tail.fit(distance), Tail.fit(isolation))
+            isolation_file = f"isolation-{class_uid}.npz"
+            trees.save(out_dir / isolation_file)
+            isolation_info = IsolationInfo(
+                file=isolation_file,
+                trees=len(trees.roots),
+                sample_size=trees.sample_size,
+                fitted_on=len(keep),
+                category_weight=t.category_weight,
+                novel_weight=t.novel_weight,
+            )
+        cal = calibrate(combined(distance, isolation, tails), config.alert_rate)
+        # the held-out events as served with that threshold (golden events: exactly these)
+        hold_scores = serve_scores(
+            index,
+            lambda base=base: (base, squared_norms(base)),
+            hold_emb,
+            ix.k,
+            isolation,
+            tails,
+            cal.threshold,
+        ).scores
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))
-        vectors_file = f"vectors-{class_uid}.npy"
-        np.save(out_dir / vectors_file, np.ascontiguousarray(base, dtype=np.float32))
         ids_file = None
         kept_events = [train_p[i] for i in keep]
         uids = [event_uid(p.event) for p in kept_events]
@@ -269,8 +296,9 @@ def _build(
                 distance_ratio=round(ratio, 8),
                 merged_out=merged,
                 ids_file=ids_file,
-                vectors_file=vectors_file,
             ),
+            isolation=isolation_info,
+            tails=None if tails is None else ScoreTails(knn=tails[0], isolation=tails[1]),
             threshold=cal.threshold,
             alert_rate=cal.alert_rate,
             severity_bands=cal.bands,
@@ -375,6 +403,22 @@ def out_dir_problem(out_dir: Path) -> str | None:
             "give a new or empty directory, or an earlier bundle to replace"
         )
     return None
+
+
+def _grow_isolation(
+    matrix: FeatureMatrix, pipeline: FeaturePipeline, config: DetectorConfig
+) -> IsolationTrees:
+    from ocsf_detect_tools.training.isolation import grow_isolation
+
+    return grow_isolation(
+        matrix,
+        pipeline.cardinalities,
+        category_weight=config.train.category_weight,
+        novel=(pipeline.novel_columns, config.train.novel_weight),
+        trees=config.isolation.trees,
+        sample_size=config.isolation.sample_size,
+        seed=config.train.seed,
+    )
 
 
 def _index_params(config: DetectorConfig) -> IndexParams:

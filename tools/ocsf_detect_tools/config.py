@@ -9,6 +9,10 @@ Example ``detector.toml``::
     contamination = 0.002
     distinct_radius = 2.0
 
+    [isolation]
+    trees = 100
+    sample_size = 256
+
     [train]
     method = "isometry"
     epochs = 100
@@ -67,6 +71,15 @@ class IndexConfig(_Section):
     )
 
 
+class IsolationConfig(_Section):
+    """The isolation view (``ocsf_detect.detector.surprise``), grown on the distinct
+    behaviours: the standard forest of Liu, Ting and Zhou (2008), 100 trees of 256."""
+
+    enabled: bool = Field(True, description="score with both views; false: the k-NN distance alone")
+    trees: int = Field(100, ge=1, le=1000)
+    sample_size: int = Field(256, ge=2, le=65_536, description="events each tree is grown on")
+
+
 class TrainSection(_Section):
     method: Literal["isometry", "reconstruction", "contrastive", "hybrid"] = "isometry"
     dim: int = Field(64, ge=4, le=512)
@@ -117,6 +130,7 @@ class DetectorConfig(_Section):
     min_class_events: int = Field(50, ge=10)
     bundle_semver: str = "1.0.0"
     index: IndexConfig = Field(default_factory=IndexConfig)
+    isolation: IsolationConfig = Field(default_factory=IsolationConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     classes: dict[int, ClassOverride] = Field(default_factory=dict)
 

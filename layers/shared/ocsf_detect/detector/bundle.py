@@ -18,6 +18,7 @@ import orjson
 from pydantic import ValidationError
 
 from ocsf_detect.detector.manifest import FORMAT_VERSION, MANIFEST_NAME, ClassModel, Manifest
+from ocsf_detect.detector.surprise import IsolationTrees
 
 
 class BundleError(Exception):
@@ -31,16 +32,28 @@ class LoadedClass:
     index: Any  # hnswlib.Index
     ids: list[str] | None
     vectors_path: Path | None = None
+    isolation: IsolationTrees | None = None
+    index_path: Path | None = None
     _vectors: np.ndarray | None = field(default=None, repr=False)
     _vectors_sq: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def vectors(self) -> np.ndarray:
-        """The indexed vectors, for exact re-checks: memory-mapped from the bundle on
-        first use (older bundles: read back from the index, slower)."""
+        """The indexed vectors, for exact re-checks, on first use: memory-mapped from the
+        index file (format 5) or the .npy beside it (formats 3, 4); else read back from
+        the index, slower."""
         if self._vectors is None:
+            from ocsf_detect.detector.index import index_file_vectors
+
+            found = None
             if self.vectors_path is not None:
-                self._vectors = np.load(self.vectors_path, mmap_mode="r", allow_pickle=False)
+                found = np.load(self.vectors_path, mmap_mode="r", allow_pickle=False)
+            elif self.index_path is not None:
+                found = index_file_vectors(
+                    self.index_path, self.info.index.n_items, self.info.model.dim
+                )
+            if found is not None:
+                self._vectors = found
             else:
                 n = self.index.get_current_count()
                 self._vectors = np.asarray(self.index.get_items(list(range(n))), np.float32)
@@ -169,8 +182,32 @@ def load_bundle(
                     f"{bundle_dir}: {info.index.vectors_file} holds {found}, "
                     f"the manifest says {expected}"
                 )
-        loaded[int(key)] = LoadedClass(info, session, index, ids, vectors_path)
+        isolation = None
+        if info.isolation is not None:
+            isolation = _load_isolation(bundle_dir, info)
+        loaded[int(key)] = LoadedClass(
+            info, session, index, ids, vectors_path, isolation, index_path
+        )
     return manifest, loaded, (time.perf_counter() - start) * 1000.0
+
+
+def _load_isolation(bundle_dir: Path, info: ClassModel) -> IsolationTrees:
+    assert info.isolation is not None
+    if info.tails is None:
+        raise BundleError(f"{bundle_dir}: class {info.class_uid} has isolation trees but no tails")
+    try:
+        trees = IsolationTrees.load(bundle_dir / info.isolation.file)
+        trees.check(info.model.n_numeric, info.model.n_categorical)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BundleError(
+            f"{bundle_dir}: {info.isolation.file} is not a usable isolation forest: {exc}"
+        ) from exc
+    if len(trees.roots) != info.isolation.trees:
+        raise BundleError(
+            f"{bundle_dir}: {info.isolation.file} holds {len(trees.roots)} trees, "
+            f"the manifest says {info.isolation.trees}"
+        )
+    return trees
 
 
 def _check_io(bundle_dir: Path, info: ClassModel, session: Any) -> None:

@@ -118,14 +118,87 @@ def rescore_exact(
     not fit the traffic); there, stalls are a small part of the alerts. ``vectors_sq``:
     ``squared_norms(vectors)``, if already known."""
     scores = dists.mean(axis=1)
-    rows = np.flatnonzero(scores >= cutoff)
+    rows = closest_rows(scores, scores >= cutoff, limit)
+    recheck(vectors, queries, labels, dists, rows, vectors_sq)
+    return rows
+
+
+def closest_rows(scores: np.ndarray, reached: np.ndarray, limit: int | None) -> np.ndarray:
+    """The rows where ``reached`` holds; beyond ``limit`` of them, the ``limit`` with the
+    lowest ``scores`` (closest to the threshold), ascending."""
+    rows = np.flatnonzero(reached)
     if limit is not None and len(rows) > limit:
         rows = np.sort(rows[np.argsort(scores[rows], kind="stable")[:limit]])
+    return rows
+
+
+def recheck(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    labels: np.ndarray,
+    dists: np.ndarray,
+    rows: np.ndarray,
+    vectors_sq: np.ndarray | None = None,
+) -> None:
+    """Replace, in place, the k-NN result of ``rows`` by exact search."""
     if len(rows):
         exact_labels, exact_dists = exact_knn(vectors, queries[rows], dists.shape[1], vectors_sq)
         labels[rows] = exact_labels
         dists[rows] = exact_dists
-    return rows
+
+
+# hnswlib's saved index: a header of 96 bytes (offsetLevel0, max_elements,
+# cur_element_count, size_data_per_element, label_offset, offsetData as size_t; maxlevel,
+# enterpoint_node as 32-bit; maxM, maxM0, M as size_t; mult as double; ef_construction as
+# size_t), then max_elements level-0 records of size_data_per_element bytes, each holding
+# its links, then the vector at offsetData, then its label.
+_HEADER = np.dtype(
+    [
+        ("offset_level0", "<u8"),
+        ("max_elements", "<u8"),
+        ("count", "<u8"),
+        ("record_size", "<u8"),
+        ("label_offset", "<u8"),
+        ("data_offset", "<u8"),
+        ("max_level", "<i4"),
+        ("entry_point", "<u4"),
+        ("max_m", "<u8"),
+        ("max_m0", "<u8"),
+        ("m", "<u8"),
+        ("mult", "<f8"),
+        ("ef_construction", "<u8"),
+    ]
+)
+
+
+def index_file_vectors(path: Path, count: int, dim: int) -> np.ndarray | None:
+    """The indexed vectors (float32 [count, dim], in insertion order), memory-mapped from
+    a saved hnswlib index: the bundle stores them once, in the index. None when the file
+    does not have the layout this reader knows (the caller then asks the index)."""
+    try:
+        header = np.fromfile(path, dtype=_HEADER, count=1)
+    except (OSError, ValueError):
+        return None
+    if len(header) != 1:
+        return None
+    h = header[0]
+    record = int(h["record_size"])
+    if (
+        int(h["count"]) != count
+        or int(h["offset_level0"]) != 0
+        or int(h["data_offset"]) + 4 * dim > int(h["label_offset"])
+        or int(h["label_offset"]) + 8 > record
+        or Path(path).stat().st_size < _HEADER.itemsize + record * int(h["max_elements"])
+    ):
+        return None
+    if count == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    block = np.memmap(path, dtype=np.uint8, mode="r", offset=_HEADER.itemsize)
+    records = block[: record * count].reshape(count, record)
+    labels = records[:, int(h["label_offset"]) : int(h["label_offset"]) + 8].view("<u8")[:, 0]
+    if not np.array_equal(labels, np.arange(count, dtype=np.uint64)):
+        return None  # built with other labels: rows would not be labels
+    return records[:, int(h["data_offset"]) : int(h["data_offset"]) + 4 * dim].view("<f4")
 
 
 def distinct(vectors: np.ndarray, radius: float, seed: int = 0) -> np.ndarray:

@@ -7,12 +7,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ocsf_detect.detector.calibrate import SeverityBand
+from ocsf_detect.detector.surprise import IsolationInfo, Tail
 from ocsf_detect.features.spec import ClassSpec
 
 # 2: index built on the distinct-behaviour net; 3: the indexed vectors ship beside the
-# index (exact re-check of alerts); 4: feature specs may hold ``novel_amount`` features.
-# Formats 1 to 3 still load.
-FORMAT_VERSION = 4
+# index (exact re-check of alerts); 4: feature specs may hold ``novel_amount`` features;
+# 5: two views (k-NN distance and isolation trees) summed as surprises, the indexed
+# vectors read from the index file itself. Formats 1 to 4 still load.
+FORMAT_VERSION = 5
 MANIFEST_NAME = "manifest.json"
 
 
@@ -49,7 +51,15 @@ class IndexInfo(_Strict):
     distance_ratio: float = 1.0
     merged_out: int = 0  # baseline events within the radius of an indexed one
     ids_file: str | None = None  # metadata.uid of each indexed baseline event
-    vectors_file: str | None = None  # the indexed vectors, float32 .npy (format 3)
+    vectors_file: str | None = None  # the indexed vectors, float32 .npy (formats 3, 4)
+
+
+class ScoreTails(_Strict):
+    """How each view's raw score becomes its surprise (``surprise.Tail``); the event's
+    score is the sum of the two."""
+
+    knn: Tail
+    isolation: Tail
 
 
 class TrainingInfo(_Strict):
@@ -71,6 +81,9 @@ class ClassModel(_Strict):
     features: ClassSpec
     model: ModelIO
     index: IndexInfo
+    # format 5: the isolation view and the tails; absent, the score is the k-NN distance
+    isolation: IsolationInfo | None = None
+    tails: ScoreTails | None = None
     threshold: float
     alert_rate: float
     severity_bands: list[SeverityBand]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,8 +17,9 @@ import numpy as np
 
 from ocsf_detect.detector.bundle import LoadedClass, embedding_of, load_bundle
 from ocsf_detect.detector.calibrate import SEVERITY_NAMES, severity_ids
-from ocsf_detect.detector.index import RECHECK_MIN, RECHECK_SHARE, knn, rescore_exact
+from ocsf_detect.detector.index import RECHECK_MIN, RECHECK_SHARE, closest_rows, knn, recheck
 from ocsf_detect.detector.manifest import Manifest
+from ocsf_detect.detector.surprise import IsolationTrees, Tail, combined
 from ocsf_detect.features.pipeline import FeaturePipeline
 from ocsf_detect.gcpause import gc_paused
 from ocsf_detect.ocsf.classes import class_name
@@ -125,6 +126,58 @@ class StageTimes:
         self.ms[stage] += seconds * 1000.0
 
 
+@dataclass(frozen=True)
+class ServedScores:
+    """What the serving path computes for a class batch: scores, the k-NN result behind
+    them, and how many reached the threshold with and without an exact re-check."""
+
+    scores: np.ndarray  # float32
+    labels: np.ndarray
+    dists: np.ndarray
+    rechecked: int
+    unchecked: int
+
+
+def isolation_of(
+    trees: IsolationTrees | None, numeric: np.ndarray, categorical: np.ndarray
+) -> np.ndarray | None:
+    return trees.scores(numeric, categorical) if trees is not None else None
+
+
+def serve_scores(
+    index: Any,
+    exact: Callable[[], tuple[np.ndarray, np.ndarray]],
+    emb: np.ndarray,
+    k: int,
+    isolation: np.ndarray | None,
+    tails: tuple[Tail, Tail] | None,
+    threshold: float,
+) -> ServedScores:
+    """Scores of a class batch as served (the build scores golden events with this too).
+
+    Alerts are decided by exact search: a stalled HNSW search only ever inflates the
+    k-NN distance, and the score grows with it, so only scores at or above the threshold
+    are re-checked, a bounded number per batch so that a flood of anomalies cannot
+    multiply the cost. ``exact``: (indexed vectors, their squared norms), read only
+    when a re-check is needed."""
+    labels, dists = knn(index, emb, k)
+    distance = dists.mean(axis=1)
+    scores = combined(distance, isolation, tails)
+    reached = scores >= threshold
+    above = int(reached.sum())
+    rows = np.zeros(0, dtype=np.int64)
+    if above:
+        limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
+        rows = closest_rows(scores, reached, limit)
+        vectors, vectors_sq = exact()
+        recheck(vectors, emb, labels, dists, rows, vectors_sq)
+        distance[rows] = dists[rows].mean(axis=1)
+        scores[rows] = combined(
+            distance[rows], None if isolation is None else isolation[rows], tails
+        )
+    return ServedScores(scores, labels, dists, len(rows), above - len(rows))
+
+
 class Detector:
     """A loaded bundle, ready to score. Build once per process with ``Detector.load``."""
 
@@ -193,20 +246,19 @@ class Detector:
         t1 = time.perf_counter()
         emb = embedding_of(loaded.session, info, matrix.numeric, matrix.categorical)
         t2 = time.perf_counter()
-        labels, dists = knn(loaded.index, emb, info.index.k)
-        # Alerts are decided by exact search: a stalled HNSW search only ever inflates a
-        # score, so only scores at or above the threshold are re-checked (a bounded
-        # number per batch, so that a flood of anomalies cannot multiply the cost).
-        scores = dists.mean(axis=1)
-        above = int((scores >= info.threshold).sum())
-        if above:  # the vectors are read only when needed
-            limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
-            rows = rescore_exact(
-                loaded.vectors, emb, labels, dists, info.threshold, limit, loaded.vectors_sq
-            )
-            self.rechecks.rechecked += len(rows)
-            self.rechecks.unchecked += above - len(rows)
-            scores[rows] = dists[rows].mean(axis=1)
+        tails = (info.tails.knn, info.tails.isolation) if info.tails else None
+        served = serve_scores(
+            loaded.index,
+            lambda: (loaded.vectors, loaded.vectors_sq),
+            emb,
+            info.index.k,
+            isolation_of(loaded.isolation, matrix.numeric, matrix.categorical),
+            tails,
+            info.threshold,
+        )
+        labels, dists, scores = served.labels, served.dists, served.scores
+        self.rechecks.rechecked += served.rechecked
+        self.rechecks.unchecked += served.unchecked
         t3 = time.perf_counter()
         anomalous = scores >= info.threshold
         sev = severity_ids(scores, info.severity_bands)

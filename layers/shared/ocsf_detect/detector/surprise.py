@@ -1,0 +1,199 @@
+"""The second view of an event and how the two views make one score.
+
+An event is scored by two detectors that fail in different places, both fitted on the
+*distinct behaviours* of the baseline (one event per neighbourhood, so that a flood of
+near-identical events counts once):
+
+- the mean distance to the k nearest distinct behaviours in the embedding (``index``):
+  unusual combinations, new kinds of traffic;
+- an isolation forest over the weighted features (``IsolationTrees``): how few random
+  axis-aligned cuts set the event apart. It reads a feature whose extreme matters on its
+  own (an unusual volume for a known service), and, as each tree sees a small sample
+  of the distinct behaviours, a small cluster of attack events that slipped into the
+  baseline cannot vouch for itself: the k-NN view finds the cluster's own copies at
+  distance zero, the trees cut it off in a few steps.
+
+Each view's score is turned into its *surprise* against the held-out baseline, -log of
+the share of held-out events that score at least as high (``Tail``), with an exponential
+tail beyond the 90th percentile so that events beyond every held-out score keep their
+order. The event's score is the sum of the two surprises (Fisher's rule for independent
+evidence, without the final chi-square step): in nats, comparable across classes and
+bundles, and calibrated like any score.
+
+Pure numpy; the build fits both (``ocsf_detect_tools.build``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+TAIL_QUANTILE = 0.9  # the exponential tail starts here
+TAIL_LEVELS = 64  # points of the empirical part kept in the manifest
+
+
+class Tail(BaseModel):
+    """Surprise of a score against held-out scores: -log P(held-out >= s), empirical up
+    to the ``TAIL_QUANTILE`` quantile ``u``, exponential beyond it (the mean excess over
+    ``u`` as its scale, peaks over threshold with a zero shape)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    values: list[float]  # held-out quantiles at ``levels``, non-decreasing, ending at u
+    levels: list[float]  # their probabilities, from 0 to TAIL_QUANTILE
+    scale: float  # mean excess of held-out scores over u (> 0)
+
+    @classmethod
+    def fit(cls, scores: np.ndarray) -> Tail:
+        s = np.sort(np.asarray(scores, dtype=np.float64))
+        if s.size == 0:
+            raise ValueError("no held-out scores to fit a tail on")
+        levels = np.linspace(0.0, TAIL_QUANTILE, TAIL_LEVELS)
+        values = np.quantile(s, levels)
+        excess = s[s > values[-1]] - values[-1]
+        spread = float(s[-1] - s[0])
+        scale = float(excess.mean()) if excess.size else 0.0
+        # a floor for degenerate baselines (every held-out score equal)
+        scale = max(scale, 1e-3 * spread, 1e-9)
+        return cls(values=values.tolist(), levels=levels.tolist(), scale=scale)
+
+    def surprise(self, scores: np.ndarray) -> np.ndarray:
+        """-log P(held-out >= s), vectorised, non-decreasing in ``s``."""
+        s = np.asarray(scores, dtype=np.float64)
+        values = np.asarray(self.values)
+        levels = np.asarray(self.levels)
+        u = values[-1]
+        below = np.interp(s, values, levels, left=0.0)
+        out = -np.log1p(-np.minimum(below, TAIL_QUANTILE))
+        beyond = s > u
+        out[beyond] = -math.log1p(-TAIL_QUANTILE) + (s[beyond] - u) / self.scale
+        return out
+
+
+def combined(
+    knn_distance: np.ndarray,
+    isolation: np.ndarray | None,
+    tails: tuple[Tail, Tail] | None,
+) -> np.ndarray:
+    """The served score, float32: the sum of the two views' surprises; without tails (a
+    bundle of format 4 or older) the mean k-NN distance itself."""
+    if tails is None or isolation is None:
+        return np.asarray(knn_distance, dtype=np.float32)
+    knn_tail, isolation_tail = tails
+    total = knn_tail.surprise(knn_distance) + isolation_tail.surprise(isolation)
+    return total.astype(np.float32)
+
+
+class IsolationInfo(BaseModel):
+    """Where the trees are and how they were grown (manifest)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str
+    trees: int
+    sample_size: int  # events each tree was grown on (psi)
+    fitted_on: int  # distinct behaviours the sample was drawn from
+    category_weight: float
+    novel_weight: float
+
+
+@dataclass(frozen=True)
+class IsolationTrees:
+    """An isolation forest as flat arrays, evaluated on the feature pipeline's own
+    matrices (no one-hot matrix is built). Node ``i`` of any tree:
+
+    - ``column[i] >= 0``: numeric split, left when ``numeric[:, column] <= threshold``;
+    - ``column[i] < 0``: categorical split on field ``-column - 1``, left when the code
+      differs from ``code[i]`` (a one-hot column is 0 there);
+    - ``left[i] < 0``: a leaf, whose path length (depth plus the expected depth of the
+      events it still held) is ``path[i]``.
+    """
+
+    column: np.ndarray  # int32
+    threshold: np.ndarray  # float64
+    code: np.ndarray  # int64
+    left: np.ndarray  # int32
+    right: np.ndarray  # int32
+    path: np.ndarray  # float32
+    roots: np.ndarray  # int32, one per tree
+    sample_size: int
+
+    _FIELDS = ("column", "threshold", "code", "left", "right", "path", "roots")
+
+    def save(self, path: Path) -> None:
+        with Path(path).open("wb") as fh:
+            np.savez(
+                fh,
+                sample_size=np.array(self.sample_size),
+                **{f: getattr(self, f) for f in self._FIELDS},
+            )
+
+    @classmethod
+    def load(cls, path: Path) -> IsolationTrees:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {f: np.ascontiguousarray(data[f]) for f in cls._FIELDS}
+            trees = cls(sample_size=int(data["sample_size"]), **arrays)
+        trees.check()
+        return trees
+
+    def check(self, n_numeric: int | None = None, n_categorical: int | None = None) -> None:
+        """Raises ValueError when the arrays do not form trees the inputs can reach."""
+        n = len(self.column)
+        if not all(len(getattr(self, f)) == n for f in self._FIELDS[:-1]):
+            raise ValueError("isolation arrays differ in length")
+        inner = self.left >= 0
+        children = np.concatenate([self.left[inner], self.right[inner]])
+        if len(self.roots) == 0 or (children.size and (children.min() < 0 or children.max() >= n)):
+            raise ValueError("isolation tree links point outside the arrays")
+        if ((self.roots < 0) | (self.roots >= n)).any():
+            raise ValueError("isolation tree roots point outside the arrays")
+        if n_numeric is not None and (self.column[inner] >= n_numeric).any():
+            raise ValueError(f"isolation trees split on numeric columns beyond {n_numeric}")
+        if n_categorical is not None and (-self.column[inner] - 1 >= n_categorical).any():
+            raise ValueError(f"isolation trees split on categorical fields beyond {n_categorical}")
+
+    def scores(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        """Anomaly score 2^(-E[path] / c(psi)) per row, in (0, 1]; higher is more isolated."""
+        n = len(numeric)
+        if n == 0:
+            return np.zeros(0, dtype=np.float64)
+        # a class with no numeric or no categorical column: a column no split reads
+        if numeric.shape[1] == 0:
+            numeric = np.zeros((n, 1), dtype=np.float32)
+        if categorical.shape[1] == 0:
+            categorical = np.zeros((n, 1), dtype=np.int64)
+        node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
+        rows = np.arange(n)[:, None]
+        while True:
+            inner = self.left[node] >= 0
+            if not inner.any():
+                break
+            col = self.column[node]
+            num_col = np.where(col >= 0, col, 0)
+            cat_col = np.where(col < 0, -col - 1, 0)
+            go_left = np.where(
+                col >= 0,
+                numeric[rows, num_col] <= self.threshold[node],
+                categorical[rows, cat_col] != self.code[node],
+            )
+            nxt = np.where(go_left, self.left[node], self.right[node])
+            node = np.where(inner, nxt, node)
+        mean_path = self.path[node].mean(axis=1, dtype=np.float64)
+        return np.exp2(-mean_path / average_path(self.sample_size))
+
+
+def average_path(n: int | np.ndarray) -> np.ndarray | float:
+    """c(n): the average path length of an unsuccessful search in a binary search tree of
+    n points, the depth an isolation tree still owes for a leaf holding n events."""
+    arr = np.asarray(n, dtype=np.float64)
+    out = np.where(
+        arr > 2,
+        2.0 * (np.log(np.maximum(arr - 1.0, 1.0)) + np.euler_gamma)
+        - 2.0 * (arr - 1.0) / np.maximum(arr, 1.0),
+        np.where(arr == 2, 1.0, 0.0),
+    )
+    return float(out) if np.ndim(out) == 0 else out

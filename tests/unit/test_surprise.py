@@ -1,0 +1,133 @@
+"""The two views of an event (k-NN distance, isolation trees) and their sum as surprises."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ocsf_detect.detector.index import distinct, exact_knn
+from ocsf_detect.detector.surprise import TAIL_QUANTILE, Tail, average_path, combined
+from ocsf_detect.features.pipeline import FeatureMatrix
+
+
+def test_tail_is_the_empirical_surprise_then_exponential() -> None:
+    held_out = np.arange(1000, dtype=np.float64)  # uniform 0..999
+    tail = Tail.fit(held_out)
+    u = tail.values[-1]
+    assert u == pytest.approx(np.quantile(held_out, TAIL_QUANTILE))
+    # below u: -log of the share at least as high
+    assert tail.surprise(np.array([499.5]))[0] == pytest.approx(-math.log(0.5), rel=1e-3)
+    # at u the two parts meet, beyond it one scale more costs one nat more
+    at_u = tail.surprise(np.array([u, u + 1e-9]))
+    assert at_u[1] - at_u[0] < 1e-6
+    step = tail.surprise(np.array([u + tail.scale, u + 2 * tail.scale]))
+    assert step[1] - step[0] == pytest.approx(1.0)
+    assert tail.scale == pytest.approx(np.mean(held_out[held_out > u] - u))
+    # monotone everywhere, including far below and far beyond the held-out scores
+    grid = np.linspace(-100, 5000, 2000)
+    assert (np.diff(tail.surprise(grid)) >= 0).all()
+    assert tail.surprise(np.array([-100.0]))[0] == 0.0
+
+
+def test_a_degenerate_baseline_still_gives_a_usable_tail() -> None:
+    tail = Tail.fit(np.full(50, 0.25))
+    out = tail.surprise(np.array([0.25, 0.5, 1.0]))
+    assert np.isfinite(out).all()
+    assert out[0] < out[1] < out[2]
+
+
+def test_combined_sums_the_surprises_and_falls_back_to_the_distance() -> None:
+    a, b = Tail.fit(np.arange(100.0)), Tail.fit(np.arange(100.0) / 100)
+    distance, isolation = np.array([10.0, 95.0]), np.array([0.5, 0.2])
+    both = combined(distance, isolation, (a, b))
+    assert both.dtype == np.float32
+    assert np.allclose(both, a.surprise(distance) + b.surprise(isolation), atol=1e-5)
+    assert np.array_equal(combined(distance, None, None), distance.astype(np.float32))
+
+
+def test_average_path_known_values() -> None:
+    assert average_path(1) == 0.0
+    assert average_path(2) == 1.0
+    # c(256) from Liu, Ting and Zhou: 2 H(255) - 2 * 255 / 256
+    harmonic = math.log(255) + np.euler_gamma
+    assert average_path(256) == pytest.approx(2 * harmonic - 2 * 255 / 256)
+
+
+def test_flattened_trees_score_as_scikit_learn_on_the_pipelines_columns() -> None:
+    from sklearn.ensemble import IsolationForest
+
+    from ocsf_detect_tools.training.isolation import flatten
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    numeric = rng.normal(size=(n, 5)).astype(np.float32)
+    categorical = np.stack([rng.integers(0, 4, n), rng.integers(0, 7, n)], axis=1)
+    matrix = FeatureMatrix(numeric, categorical.astype(np.int64))
+    novel = ((2,), 2.0)
+    dense = matrix.dense([4, 7], 8.0, novel)
+    forest = IsolationForest(n_estimators=40, max_samples=256, random_state=3).fit(dense)
+    trees = flatten(forest, 5, [4, 7], novel, 256)
+    assert (trees.column < 0).any(), "some splits are on categories"
+    ours = trees.scores(numeric, categorical)
+    assert np.allclose(ours, -forest.score_samples(dense), atol=1e-6)
+
+
+def test_a_small_cluster_inside_the_baseline_is_caught_by_the_isolation_view() -> None:
+    """Five near-identical attack events recorded in the baseline: a known service, a
+    volume far beyond any benign one in three of its amounts. Rare benign events (a value
+    of a categorical field seen once) lie farther from everything in the weighted space.
+    The k-NN view on the distinct behaviours ranks those first (the attack's own copies
+    vouch for it); the trees, grown on the distinct behaviours, cut the attack off in a
+    few steps, and the summed surprise ranks it first."""
+    from ocsf_detect_tools.training.isolation import grow_isolation
+
+    rng = np.random.default_rng(7)
+
+    def traffic(n: int, rare: int) -> FeatureMatrix:
+        numeric = rng.normal(size=(n, 8)).astype(np.float32)
+        service = rng.integers(0, 10, n)
+        service[:rare] = 10 + np.arange(rare)  # one event per rare value
+        return FeatureMatrix(numeric, service[:, None].astype(np.int64))
+
+    cards, weight = [24], 8.0
+    benign = traffic(2000, rare=14)
+    attack = FeatureMatrix(
+        np.tile(np.array([[6.0, 6.0, 6.0, 0, 0, 0, 0, 0]], np.float32), (5, 1))
+        + rng.normal(size=(5, 8)).astype(np.float32) * 0.01,
+        np.zeros((5, 1), dtype=np.int64),
+    )
+    baseline = FeatureMatrix(
+        np.vstack([benign.numeric, attack.numeric]),
+        np.vstack([benign.categorical, attack.categorical]),
+    )
+    y = np.r_[np.zeros(len(benign)), np.ones(len(attack))]
+    dense = baseline.dense(cards, weight)
+    net = distinct(dense, radius=0.5)
+    held_out = traffic(400, rare=3)
+
+    def distance(m: FeatureMatrix) -> np.ndarray:
+        return exact_knn(dense[net], m.dense(cards, weight), 16)[1].mean(axis=1)
+
+    trees = grow_isolation(
+        baseline.take(net),
+        cards,
+        category_weight=weight,
+        novel=((), 1.0),
+        trees=100,
+        sample_size=256,
+        seed=0,
+    )
+    tails = (
+        Tail.fit(distance(held_out)),
+        Tail.fit(trees.scores(held_out.numeric, held_out.categorical)),
+    )
+    knn_view = distance(baseline)
+    score = combined(knn_view, trees.scores(baseline.numeric, baseline.categorical), tails)
+
+    def top5(s: np.ndarray) -> int:
+        return int(y[np.argsort(-s, kind="stable")[:5]].sum())
+
+    assert top5(knn_view) == 0
+    assert top5(score) == 5

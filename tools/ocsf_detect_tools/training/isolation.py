@@ -1,0 +1,105 @@
+"""Grow the isolation view of a class (``ocsf_detect.detector.surprise.IsolationTrees``).
+
+scikit-learn's IsolationForest is grown on the weighted features of the baseline's
+distinct behaviours (numeric columns, novel-amount columns x ``novel_weight``, one-hot
+categories x ``category_weight``: the space the embedding preserves), then flattened into
+arrays that split on the pipeline's own numeric and categorical columns, so serving needs
+neither scikit-learn nor a one-hot matrix. Needs the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ocsf_detect.detector.surprise import IsolationTrees, average_path
+from ocsf_detect.features.pipeline import FeatureMatrix
+
+FIT_ROWS = 20_000  # trees see sample_size rows each; more rows only cost memory
+
+
+def grow_isolation(
+    matrix: FeatureMatrix,
+    cardinalities: Sequence[int],
+    *,
+    category_weight: float,
+    novel: tuple[Sequence[int], float],
+    trees: int,
+    sample_size: int,
+    seed: int,
+) -> IsolationTrees:
+    """An isolation forest over ``matrix`` (the distinct behaviours), as flat arrays."""
+    from sklearn.ensemble import IsolationForest
+
+    rng = np.random.default_rng(seed)
+    rows = np.arange(len(matrix))
+    if len(rows) > FIT_ROWS:
+        rows = np.sort(rng.choice(len(rows), FIT_ROWS, replace=False))
+    dense = matrix.take(rows).dense(cardinalities, category_weight, novel)
+    psi = max(2, min(sample_size, len(rows)))
+    forest = IsolationForest(n_estimators=trees, max_samples=psi, random_state=seed)
+    forest.fit(dense)
+    return flatten(forest, matrix.numeric.shape[1], cardinalities, novel, psi)
+
+
+def flatten(
+    forest: object,
+    n_numeric: int,
+    cardinalities: Sequence[int],
+    novel: tuple[Sequence[int], float],
+    sample_size: int,
+) -> IsolationTrees:
+    """scikit-learn trees over the dense layout -> ``IsolationTrees`` over the pipeline's
+    columns. A dense column is a numeric column (a novel-amount one scaled by its weight:
+    the threshold is divided back) or the one-hot column of (categorical field, code)."""
+    novel_columns, novel_weight = novel
+    weight = np.ones(n_numeric)
+    weight[list(novel_columns)] = novel_weight
+    # first dense column of each categorical field (a sentinel when there is none)
+    starts = np.cumsum([n_numeric, *cardinalities])[:-1] if len(cardinalities) else np.zeros(1)
+    columns: list[np.ndarray] = []
+    thresholds, codes, lefts, rights, paths, roots = [], [], [], [], [], []
+    offset = 0
+    for tree, features in zip(
+        forest.estimators_,  # type: ignore[attr-defined]
+        forest.estimators_features_,  # type: ignore[attr-defined]
+        strict=True,
+    ):
+        t = tree.tree_
+        n = t.node_count
+        leaf = t.children_left < 0
+        dense_col = np.where(leaf, 0, np.asarray(features)[np.maximum(t.feature, 0)])
+        numeric = dense_col < n_numeric
+        field = np.searchsorted(starts, dense_col, side="right") - 1
+        code = np.where(numeric | leaf, 0, dense_col - starts[np.maximum(field, 0)].astype(int))
+        column = np.where(leaf, 0, np.where(numeric, dense_col, -field - 1))
+        threshold = np.where(
+            numeric & ~leaf, t.threshold / weight[np.minimum(dense_col, n_numeric - 1)], 0.0
+        )
+        depth = np.zeros(n, dtype=np.float64)
+        for i in range(n):  # parents come before their children in scikit-learn's order
+            if not leaf[i]:
+                depth[t.children_left[i]] = depth[i] + 1
+                depth[t.children_right[i]] = depth[i] + 1
+        path = np.where(leaf, depth + average_path(t.n_node_samples), 0.0)
+        columns.append(column.astype(np.int32))
+        thresholds.append(threshold)
+        codes.append(code.astype(np.int64))
+        lefts.append(np.where(leaf, -1, t.children_left + offset).astype(np.int32))
+        rights.append(np.where(leaf, -1, t.children_right + offset).astype(np.int32))
+        paths.append(path.astype(np.float32))
+        roots.append(offset)
+        offset += n
+    trees = IsolationTrees(
+        column=np.concatenate(columns),
+        threshold=np.concatenate(thresholds).astype(np.float64),
+        code=np.concatenate(codes),
+        left=np.concatenate(lefts),
+        right=np.concatenate(rights),
+        path=np.concatenate(paths),
+        roots=np.array(roots, dtype=np.int32),
+        sample_size=sample_size,
+    )
+    trees.check(n_numeric, len(cardinalities))
+    return trees
