@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+import ocsf_detect
 from ocsf_detect import __version__
 from ocsf_detect.gcpause import gc_paused
 
@@ -106,7 +107,8 @@ def _from_model(model: Any, path: list[str]) -> Any:
 def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000) -> dict[str, Any]:
     from ocsf_detect.detector.bundle import embedding_of
     from ocsf_detect.detector.index import knn
-    from ocsf_detect.detector.scorer import Detector
+    from ocsf_detect.detector.scorer import Detector, isolation_of
+    from ocsf_detect.detector.surprise import combined
 
     detector = Detector.load(bundle_dir)  # warm the page cache
     load_ms = min(Detector.load(bundle_dir).load_ms for _ in range(3))
@@ -123,6 +125,7 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
     loaded = detector._classes[4001]
     info = loaded.info
     pipeline = detector.pipeline(4001)
+    tails = (info.tails.knn, info.tails.isolation) if info.tails else None
 
     def per_record() -> None:
         with gc_paused():
@@ -131,7 +134,9 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
                 m = pipeline.transform_parsed([parsed])  # type: ignore[list-item]
                 emb = embedding_of(loaded.session, info, m.numeric, m.categorical)
                 _, d = knn(loaded.index, emb, info.index.k)
-                _ = float(d.mean()) >= info.threshold
+                isolation = isolation_of(loaded.isolation, m.numeric, m.categorical)
+                score = combined(d.mean(axis=1), isolation, tails)
+                _ = float(score[0]) >= info.threshold
 
     single = _rate(per_record, per_record_n, repeat=2)
     return {
@@ -154,11 +159,16 @@ def _build_code_digest() -> str:
     """A digest of the code that generates the benchmark's traffic and builds its bundle
     (simulate, ocsf, features, training, detector), so that a change to it builds a new
     benchmark bundle even when the settings are the same."""
-    root = Path(__file__).parent
+    runtime = Path(ocsf_detect.__file__).parent
+    tools = Path(__file__).parent
     digest = hashlib.sha256()
-    for package in ("features", "training", "detector", "ocsf", "simulate"):
-        for path in sorted((root / package).glob("*.py")):
+    folders = [runtime / p for p in ("features", "detector", "ocsf")]
+    folders += [tools / p for p in ("training", "simulate")]
+    for folder in folders:
+        for path in sorted(folder.glob("*.py")):
             digest.update(path.read_bytes())
+    for path in (tools / "build.py", tools / "specs.py", tools / "config.py"):
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

@@ -245,9 +245,10 @@ def _build(
             )
         cal = calibrate(combined(distance, isolation, tails), config.alert_rate)
         # the held-out events as served with that threshold (golden events: exactly these)
+        exact = (base, squared_norms(base))
         hold_scores = serve_scores(
             index,
-            lambda base=base: (base, squared_norms(base)),
+            lambda: exact,  # noqa: B023 - called before the loop moves on
             hold_emb,
             ix.k,
             isolation,
