@@ -296,17 +296,20 @@ def weighted_knn_scores(
     (the same seeded permutation), the spec is fitted on the rest, and the indexed rows
     are chosen by the build's own ``_indexed_rows`` (screening + distinct-behaviour net),
     here with the weighted features in place of the embedding (their distance ratio is 1,
-    so the radius is in the same units). Scoring mirrors the scorer's rule: the mean
-    distance to the ``index.k`` nearest indexed rows, searched exactly. If the scorer's
-    rule changes (``detector/scorer.py: Detector._score_class``), change ``_knn_rule``
-    with it.
+    so the radius is in the same units). Scoring mirrors the scorer's rule
+    (``detector/scorer.py: serve_scores``): the mean distance to the ``index.k`` nearest
+    indexed rows, searched exactly, and, with ``config.isolation.enabled``, the same
+    isolation trees grown on the same rows, both turned into surprises against the
+    held-out share and summed (``detector/surprise.py``). If the scorer's rule changes,
+    change this with it.
 
     ``exclude_self``: an indexed event scored again (a contaminated baseline) is not its
     own neighbour (matched by ``metadata.uid``); the served path has no such rule, so
     False mirrors it."""
+    from ocsf_detect.detector.surprise import Tail, combined
     from ocsf_detect.features.pipeline import FeaturePipeline, fit_spec
     from ocsf_detect.ocsf.parser import EventParser
-    from ocsf_detect_tools.build import _indexed_rows, _reparse, parser_for
+    from ocsf_detect_tools.build import _grow_isolation, _indexed_rows, _reparse, parser_for
 
     specs = config.class_specs()
     parser = EventParser({uid: FeaturePipeline(s).plan for uid, s in specs.items()})
@@ -323,6 +326,7 @@ def weighted_knn_scores(
         order = rng.permutation(len(parsed))
         n_hold = max(1, int(len(parsed) * config.holdout))
         train = [parsed[i] for i in order[n_hold:]]
+        hold = [parsed[i] for i in order[:n_hold]]
         times = np.array([p.time_ms for p in train], dtype=np.int64)
         pipeline = FeaturePipeline(fit_spec(specs[class_uid], [p.event for p in train], times))
         train_p = _reparse(parser_for(pipeline), train)
@@ -347,7 +351,22 @@ def weighted_knn_scores(
             own = np.array(
                 [position.get(event_uid(train_p[i].event), -1) for i in keep], dtype=np.int64
             )
-        scores[rows] = _knn_rule(space[keep], queries, config.index.k, own)
+        distance = _knn_rule(space[keep], queries, config.index.k, own)
+        if not config.isolation.enabled:
+            scores[rows] = distance
+            continue
+        trees = _grow_isolation(matrix.take(keep), pipeline, config)
+        hold_m = pipeline.transform_parsed(_reparse(parser_for(pipeline), hold))
+        hold_distance = _knn_rule(
+            space[keep], _weighted(hold_m, pipeline, config), config.index.k, None
+        )
+        tails = (
+            Tail.fit(hold_distance),
+            Tail.fit(trees.scores(hold_m.numeric, hold_m.categorical)),
+        )
+        query_m = pipeline.transform_parsed(queries_p)
+        isolation = trees.scores(query_m.numeric, query_m.categorical)
+        scores[rows] = combined(distance, isolation, tails)
     return scores
 
 
