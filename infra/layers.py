@@ -12,6 +12,14 @@
 
 Both come out as ``<dir>/python/...``, the layout Lambda mounts at ``/opt/python``; the CDK
 app hands ``<dir>`` to ``Code.from_asset``. ``python -m infra.layers`` builds them by hand.
+
+Both ship precompiled python3.12 bytecode: /opt is read-only in Lambda, so without it
+every cold start compiles each imported module again (``benchmarks/cold_start.py``
+measures both). The .pyc files are *unchecked-hash* ones, valid whatever the files'
+timestamps (a deployed layer's files all carry the asset zip's fixed date), and name
+their sources as ``/opt/python/...`` in tracebacks. Compiling needs a python3.12 (this
+interpreter, PATH or pyenv); without one the layers are built from sources only, with a
+warning, under another cache key.
 """
 
 from __future__ import annotations
@@ -33,11 +41,13 @@ SHARED_SOURCE = REPO_ROOT / "layers" / "shared" / "ocsf_detect"
 BUILD_ROOT = REPO_ROOT / ".build" / "layers"
 
 PYTHON_VERSION = "3.12"
+LAMBDA_PYTHON_DIR = "/opt/python"
+"""Where Lambda mounts a layer's ``python/`` directory."""
 LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 """A function's code plus all its layers, unzipped (Lambda quota, not adjustable)."""
 
 # Bump when the install flags or trimming rules change: it is part of the cache key.
-_RECIPE = "3"
+_RECIPE = "4"
 _PLATFORMS = {
     "x86_64": ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64"),
     "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64"),
@@ -103,7 +113,8 @@ def dependency_layer(
     if not requirements.is_file():
         raise LayerBuildError(f"{requirements} is missing: the dependency layer has no pins")
     digest = hashlib.sha256()
-    digest.update(f"{_RECIPE}|{PYTHON_VERSION}|{architecture}|".encode())
+    compiler = bytecode_compiler()
+    digest.update(f"{_RECIPE}|{PYTHON_VERSION}|{architecture}|{bool(compiler)}|".encode())
     digest.update(requirements.read_bytes())
     key = digest.hexdigest()[:16]
     target = Path(build_root) / f"deps-{architecture}-{key}"
@@ -134,6 +145,8 @@ def dependency_layer(
                 f"{requirements.name} (or add it to RUNTIME_PROVIDED if the runtime ships it)"
             )
         trim(python_dir)
+        if compiler is not None:
+            precompile(python_dir, compiler)
         size = tree_size(python_dir)
         if size > limit_bytes:
             raise LayerTooLargeError(
@@ -150,7 +163,8 @@ def shared_layer(*, source: Path = SHARED_SOURCE, build_root: Path = BUILD_ROOT)
     source = Path(source)
     if not (source / "__init__.py").is_file():
         raise LayerBuildError(f"{source} is not the ocsf_detect package")
-    digest = hashlib.sha256(f"{_RECIPE}|".encode())
+    compiler = bytecode_compiler()
+    digest = hashlib.sha256(f"{_RECIPE}|{bool(compiler)}|".encode())
     for path in sorted(p for p in source.rglob("*") if p.is_file() and _is_source(p, source)):
         digest.update(path.relative_to(source).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
@@ -161,6 +175,8 @@ def shared_layer(*, source: Path = SHARED_SOURCE, build_root: Path = BUILD_ROOT)
 
     def copy(python_dir: Path) -> None:
         shutil.copytree(source, python_dir / source.name, ignore=_COPY_IGNORE)
+        if compiler is not None:
+            precompile(python_dir, compiler)
 
     return _build_cached(target, key, copy)
 
@@ -215,6 +231,35 @@ def missing_requirements(site: Path, architecture: str = "x86_64") -> list[str]:
             if canonicalize_name(requirement.name) not in provided:
                 gaps.add(f"{meta['Name']} requires {requirement.name}")
     return sorted(gaps)
+
+
+def bytecode_compiler() -> Path | None:
+    """A python3.12 to compile the layers with: this interpreter, PATH, or pyenv."""
+    if sys.version_info[:2] == tuple(int(p) for p in PYTHON_VERSION.split(".")):
+        return Path(sys.executable)
+    from ocsf_detect_tools.artifact import find_python312
+
+    found = find_python312()
+    if found is None:
+        print(
+            f"infra.layers: no python{PYTHON_VERSION} found (PATH, pyenv): the layers ship "
+            "without precompiled bytecode, and every cold start compiles their modules",
+            file=sys.stderr,
+        )
+    return found
+
+
+def precompile(site: Path, python: Path) -> None:
+    """Unchecked-hash .pyc for every module under ``site``, naming ``/opt/python/...``."""
+    command = [
+        str(python), "-I", "-m", "compileall", "-q", "-j", "0",
+        "--invalidation-mode", "unchecked-hash",
+        "-s", str(site), "-p", LAMBDA_PYTHON_DIR, str(site),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        # A file that does not compile under 3.12 would fail at import too: name it.
+        raise LayerBuildError(f"compiling the layer failed:\n{done.stdout[-4000:]}")
 
 
 def tree_size(path: Path) -> int:

@@ -18,6 +18,7 @@ from infra.layers import (
     PYTHON_VERSION,
     BuiltLayer,
     LayerTooLargeError,
+    bytecode_compiler,
     dependency_layer,
     missing_requirements,
     shared_layer,
@@ -70,8 +71,8 @@ def test_layer_fits_lambda_limit(built_layers: tuple[BuiltLayer, BuiltLayer]) ->
     # wheels for the Lambda platform, not for this machine's Python
     assert list(python.glob("numpy/_core/_multiarray_umath.cpython-312-x86_64-linux-gnu.so"))
     assert list(python.glob("hnswlib.cpython-312-x86_64-linux-gnu.so"))
-    # trimmed
-    assert not list(python.rglob("__pycache__"))
+    # trimmed, then compiled for 3.12 only
+    assert not [p for p in python.rglob("*.pyc") if ".cpython-312" not in p.name]
     assert not list(python.rglob("*.pyi"))
     assert not (python / "bin").exists()
     assert not (python / "boto3").exists()  # the runtime provides it
@@ -145,8 +146,22 @@ def test_shared_layer_is_the_library_under_python(tmp_path: Path) -> None:
     layer = shared_layer(build_root=tmp_path)
     assert (layer.path / "python" / "ocsf_detect" / "__init__.py").is_file()
     assert (layer.path / "python" / "ocsf_detect" / "names.py").is_file()
-    assert not list(layer.path.rglob("__pycache__"))
     assert shared_layer(build_root=tmp_path).path == layer.path  # cached by content
+
+
+def test_layers_ship_unchecked_hash_bytecode_for_python312(tmp_path: Path) -> None:
+    if bytecode_compiler() is None:
+        pytest.skip("no python3.12 to compile with: the layers ship sources only")
+    layer = shared_layer(build_root=tmp_path)
+    package = layer.path / "python" / "ocsf_detect"
+    sources = sorted(package.rglob("*.py"))
+    compiled = sorted(package.rglob("__pycache__/*.cpython-312.pyc"))
+    assert len(compiled) == len(sources)
+    for pyc in compiled:
+        header = pyc.read_bytes()[:16]
+        # PEP 552 flags: bit 0 hash-based, bit 1 check_source; unchecked = 0b01
+        assert int.from_bytes(header[4:8], "little") == 0b01, pyc
+        assert b"/opt/python/ocsf_detect/" in pyc.read_bytes()
 
 
 def _dist(site: Path, name: str, *requires: str) -> None:

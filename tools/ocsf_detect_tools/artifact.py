@@ -361,6 +361,26 @@ def referenced(value: Any) -> set[str]:
     return found
 
 
+def placeholder_refs(assembly: Assembly) -> dict[str, Any]:
+    """Well-formed stand-ins (names, ARNs, URLs) for what the functions' variables refer to,
+    for runs that call no AWS service (init and the self-test: the cold-start benchmark)."""
+    refs: dict[str, Any] = {}
+    wanted = set().union(*(referenced(dict(f.variables)) for f in assembly.functions))
+    for logical_id in sorted(wanted):
+        resource = assembly.resource(logical_id)
+        kind, name = resource["Type"], logical_id[:60]
+        if kind == "AWS::SNS::Topic":
+            refs[logical_id] = f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}"
+        elif kind == "AWS::SQS::Queue":
+            refs[logical_id] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+        elif kind == "AWS::Lambda::Version":
+            target = resource["Properties"]["FunctionName"]["Ref"]
+            refs[logical_id] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{target[:60]}:1"
+        else:  # buckets, buses, streams: a Ref is their name
+            refs[logical_id] = name.lower()
+    return refs
+
+
 # --- the execution environment ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Layout:
