@@ -1,0 +1,124 @@
+"""Leave-one-case-out for the choice of score views, on the model-free variant.
+
+Whether the score sums an isolation view to the k-NN distance (``[isolation] enabled``)
+was chosen on the cases of ``evaluate_shared.py``. This reports that choice
+leave-one-case-out: for each case (all its protocols together), the variant with the
+best worst-case AP margin over every *other* case is chosen (a tie
+goes to the better second worst, and so on), and its margins on the left
+out case are what the choice is worth there. It runs on the model-free variant of the
+detector (``evaluation.weighted_knn_scores``: exact k-NN on the weighted features with the
+build's index treatment, the same trees, tails and sum), which needs no training, so the
+choice is measured over three seeds in minutes; the served score of the default is in
+``evaluate_shared.py``'s table.
+
+    python benchmarks/choose_views.py [--seeds 0,1,2] [--out-dir .eval] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cases import load_cases, uid_of_line
+from evaluate_shared import MIN_CLASS_EVENTS, Harness, build_code_digest, ranking
+from references import NAMES as REFERENCE_NAMES
+
+from ocsf_detect_tools.config import DetectorConfig
+
+VARIANTS = {
+    "both views": {"isolation": {"enabled": True}},
+    "k-NN only": {"isolation": {"enabled": False}},
+}
+METRICS = ("roc_auc", "average_precision")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out-dir", type=Path, default=Path(".eval"))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    evaluator = Harness(args.out_dir, build_code_digest())
+    rows: list[dict[str, Any]] = []
+    for case in load_cases():
+        if case.benign_only or case.bundle_of:
+            continue
+        y = np.array([case.labels[uid_of_line(x)] for x in case.test], dtype=np.int64)
+        refs = evaluator.references(case)
+        best = {
+            m: max(ranking(y, np.array(refs[n], dtype=float))[m] for n in REFERENCE_NAMES)
+            for m in METRICS
+        }
+        for label, update in VARIANTS.items():
+            config = DetectorConfig.model_validate({"min_class_events": MIN_CLASS_EVENTS, **update})
+            runs = []
+            for seed in seeds:
+                w = evaluator.weighted(case, config, seed)
+                runs.append(ranking(y, np.array([np.nan if v is None else v for v in w])))
+            rows.append(
+                {
+                    "case": case.name,
+                    "protocol": case.protocol,
+                    "variant": label,
+                    **{f"{m}_min": min(r[m] for r in runs) for m in METRICS},
+                    **{f"{m}_margin": min(r[m] for r in runs) - best[m] for m in METRICS},
+                }
+            )
+        print(f"{case.key}: done", file=sys.stderr, flush=True)
+    loco = []
+    for left in sorted({r["case"] for r in rows}):
+
+        def margins(label: str, left: str = left) -> list[float]:
+            """AP margins over the other cases, worst first: compared worst case first,
+            then the next worst on a tie (leximin)."""
+            return sorted(
+                r["average_precision_margin"]
+                for r in rows
+                if r["variant"] == label and r["case"] != left
+            )
+
+        chosen = max(VARIANTS, key=margins)
+        loco += [
+            {"case": left, "protocol": r["protocol"], "chosen": chosen, **r}
+            for r in rows
+            if r["variant"] == chosen and r["case"] == left
+        ]
+    if args.json:
+        print(json.dumps({"rows": rows, "leave_one_case_out": loco}, indent=2))
+        return
+    print("| case | protocol | " + " | ".join(f"{v}: ROC-AUC / AP margin" for v in VARIANTS))
+    print("|---|---|" + "---|" * len(VARIANTS))
+    by = {(r["case"], r["protocol"], r["variant"]): r for r in rows}
+    for case, protocol in sorted({(r["case"], r["protocol"]) for r in rows}):
+        cells = [
+            f"{by[case, protocol, v]['roc_auc_margin']:+.4f} / "
+            f"{by[case, protocol, v]['average_precision_margin']:+.4f}"
+            for v in VARIANTS
+        ]
+        print(f"| {case} | {protocol} | " + " | ".join(cells) + " |")
+    print()
+    print("| left-out case | protocol | chosen on the others | ROC-AUC margin | AP margin |")
+    print("|---|---|---|---|---|")
+    for r in loco:
+        print(
+            f"| {r['case']} | {r['protocol']} | {r['chosen']} | "
+            f"{r['roc_auc_margin']:+.4f} | {r['average_precision_margin']:+.4f} |"
+        )
+    for m in METRICS:
+        w = min(loco, key=lambda r: r[f"{m}_margin"])
+        print(
+            f"\nworst leave-one-case-out {m} margin: {w[f'{m}_margin']:+.4f} "
+            f"({w['case']} {w['protocol']}, {w['chosen']})"
+        )
+
+
+if __name__ == "__main__":
+    main()
