@@ -199,3 +199,18 @@ def test_a_file_left_out_of_a_layer_or_a_wrong_handler_fails(
     run = stream.run([], python312, _HANDLER="stream_scoring.handlers.lambda_handler")
     assert run.init_error is not None
     assert run.init_error["errorType"] == "Runtime.ImportModuleError"
+
+
+def test_with_snapstart_the_bundle_loads_during_init(stage: Stage, python312: Path) -> None:
+    """SnapStart snapshots the environment after init: the bundle must be loaded by then,
+    and the after-restore re-seeding registered with the runtime's hooks library."""
+    for handler in (names.STREAM_HANDLER, names.API_HANDLER):
+        deployed = stage.one(handler)
+        lazy = deployed.run([], python312)
+        eager = deployed.run([], python312, **{names.ENV_LOAD_BUNDLE_AT_INIT: "true"})
+        assert lazy.init_error is None, lazy.stderr
+        assert eager.init_error is None, eager.stderr
+        assert "hnswlib" in eager.report["modules"]
+        assert "snapshot_restore_py" in eager.report["modules"]
+        assert "snapshot_restore_py" not in lazy.report["modules"]
+        assert eager.init_ms > lazy.init_ms

@@ -11,7 +11,8 @@ The artifact tier (``tests/artifact``) and the cold-start benchmark
   the layers merged into one ``opt`` directory in template order (a later layer overwrites
   an earlier one's files, as Lambda extracts them), the bundle archive unpacked into it;
 * ``runtime_sdk`` is the runtime's own directory: boto3/botocore at the version the
-  python3.12 runtime ships, installed for the Lambda platform into ``.build/``;
+  python3.12 runtime ships and its SnapStart hooks library, installed for the Lambda
+  platform into ``.build/``;
 * ``invoke`` starts ``python3.12 -I -S -B`` on ``lambda_bootstrap.py`` with Lambda's
   ``sys.path`` and environment, and returns what the handler answered, the init time and
   where every imported module came from.
@@ -45,7 +46,11 @@ LAMBDA_PYTHON = "3.12"
 RUNTIME_SDK_VERSION = "1.38.36"
 """boto3 and botocore as the Lambda python3.12 runtime ships them (the runtime updates them
 from time to time; a handler must not depend on a newer one)."""
-RUNTIME_SDK_DIR = REPO_ROOT / ".build" / f"lambda-runtime-boto3-{RUNTIME_SDK_VERSION}"
+SNAPSHOT_RESTORE_VERSION = "1.0.0"
+"""``snapshot_restore_py``, SnapStart's runtime hooks, which the Python runtimes include."""
+RUNTIME_SDK_DIR = (
+    REPO_ROOT / ".build" / f"lambda-runtime-boto3-{RUNTIME_SDK_VERSION}-{SNAPSHOT_RESTORE_VERSION}"
+)
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 MODEL_LAYER = "model"
@@ -113,6 +118,7 @@ def runtime_sdk(target: Path = RUNTIME_SDK_DIR) -> Path:
             *(arg for platform in _PLATFORMS for arg in ("--platform", platform)),
             "--target", str(staging),
             f"boto3=={RUNTIME_SDK_VERSION}", f"botocore=={RUNTIME_SDK_VERSION}",
+            f"snapshot-restore-py=={SNAPSHOT_RESTORE_VERSION}",
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
