@@ -12,7 +12,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from ocsf_detect import names, registry
+from ocsf_detect import names
+from ocsf_detect_tools import registry
 from ocsf_detect_tools.cli import main
 from ocsf_detect_tools.registry import ModelRegistry
 
@@ -101,6 +102,8 @@ def test_publish_prints_the_deploy_line(
         f"npx cdk deploy -c stage=prod -c modelVersion={VERSION} "
         f"-c modelObjectVersion={object_version}"
     ) in out
+    unzipped = sum(p.stat().st_size for p in Path(bundle).rglob("*") if p.is_file())
+    assert f"-c modelUnzippedBytes={unzipped}" in out  # the size budget counts the bundle
     assert VERSION in out.splitlines()[0]
 
 

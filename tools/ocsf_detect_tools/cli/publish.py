@@ -48,8 +48,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(func=run)
 
 
-def deploy_command(bundle: PublishedBundle, *, stage: str, prefix: str = "") -> str:
-    """The ``cdk deploy`` line that releases ``bundle`` to ``stage``.
+def deploy_command(
+    bundle: PublishedBundle, *, stage: str, prefix: str = "", unzipped_bytes: int | None = None
+) -> str:
+    """The ``cdk deploy`` line that releases ``bundle`` to ``stage``; with ``unzipped_bytes``
+    (the bundle directory's size) synth counts the model layer in Lambda's 250 MB budget.
 
     >>> deploy_command(PublishedBundle("1.0.0+ab", "b", "bundles/1.0.0+ab/bundle.zip",
     ...                                "v1", 10, "", None), stage="prod")
@@ -68,6 +71,8 @@ def deploy_command(bundle: PublishedBundle, *, stage: str, prefix: str = "") -> 
         parts += ["-c", f"modelObjectVersion={bundle.object_version}"]
     if prefix.strip("/"):
         parts += ["-c", f"modelPrefix={prefix}"]
+    if unzipped_bytes is not None:
+        parts += ["-c", f"modelUnzippedBytes={unzipped_bytes}"]
     return shlex.join(parts)
 
 
@@ -78,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     except (RegistryError, ArchiveError) as exc:
         raise CommandError(str(exc)) from exc
     bundle = result.bundle
-    command = deploy_command(bundle, stage=args.stage, prefix=args.prefix)
+    unzipped = sum(p.stat().st_size for p in Path(args.bundle).rglob("*") if p.is_file())
+    command = deploy_command(bundle, stage=args.stage, prefix=args.prefix, unzipped_bytes=unzipped)
     if args.json:
         print(
             json.dumps(
