@@ -293,7 +293,9 @@ def weighted_knn_scores(
     or a class without a model); scores of different classes are not comparable.
 
     Mirrors ``build._build`` per class: the same held-out share is left out of the index
-    (the same seeded permutation), the spec is fitted on the rest, and the indexed rows
+    (the same seeded permutation for the first class; the build draws more from the same
+    generator between classes, so later classes hold out an equal share, not the same
+    events), the spec is fitted on the rest, and the indexed rows
     are chosen by the build's own ``_indexed_rows`` (screening + distinct-behaviour net),
     here with the weighted features in place of the embedding (their distance ratio is 1,
     so the radius is in the same units). Scoring mirrors the scorer's rule
