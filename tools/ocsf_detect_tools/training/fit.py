@@ -49,6 +49,9 @@ class TrainConfig:
     temperature: float = 0.1
     max_steps: int = 2000
     seed: int = 0
+    # One thread: the network is small, so a second thread buys little on an idle machine
+    # and, on a busy one (a build beside other work), thrashing costs 10x or more.
+    threads: int = 1
     anchor_scale: float = 3.0  # anchor = this x the 99th percentile of |z| on training data
     category_weight: float = 8.0  # one categorical mismatch ~ an 8-sigma numeric deviation
     augment: float = 1.0  # corrupted copies per batch event in the isometry loss (0: none)
@@ -76,7 +79,7 @@ def train_embedding(
     """Train on model inputs (``FeatureMatrix`` arrays); returns the encoder in eval mode."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(max(1, config.threads))
     x_num = torch.from_numpy(np.ascontiguousarray(numeric, dtype=np.float32))
     x_cat = torch.from_numpy(np.ascontiguousarray(categorical, dtype=np.int64))
     n = x_num.shape[0]
@@ -93,7 +96,9 @@ def train_embedding(
     params = list(model.parameters())
     if config.method in ("reconstruction", "hybrid"):
         params += list(head.parameters())  # the decoder of the reconstruction term
-    optimiser = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimiser = torch.optim.AdamW(
+        params, lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True
+    )
     batch = min(config.batch_size, n)
     steps_per_epoch = max(1, n // batch)
     epochs = max(1, min(config.epochs, math.ceil(config.max_steps / steps_per_epoch)))
