@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ocsf_detect import names
 from ocsf_detect.detector.scorer import Detector
+from ocsf_detect.settings import BundleSettings
 from ocsf_detect.snapstart import prepare_snapshot
 from ocsf_detect.stream import BatchResult, RecordStatus, RetryPolicy, StreamRecord, process_batch
 from ocsf_detect.telemetry import service_metrics
@@ -171,5 +172,6 @@ def _log_result(result: BatchResult) -> None:
 
 
 # SnapStart (a stage setting): the bundle loads during init, so the snapshot holds it.
-if get_settings().load_at_init:
+# Only the bundle settings are read here; the rest are read, as before, on first use.
+if BundleSettings().load_at_init:
     prepare_snapshot(_loaded_detector)
