@@ -9,9 +9,10 @@ The functions are what ``cdk synth`` packages for the dev stage (synthesized her
 bundle's version), laid out and started as in the artifact tier
 (``ocsf_detect_tools.artifact``): code asset as task root, layers merged into /opt, the
 bundle archive as the model layer, ``python3.12 -I -S -B`` with Lambda's sys.path and the
-runtime's boto3. /opt is read-only in Lambda, so no run writes bytecode (``-B``): "without"
-runs compile every module on every start; "with" runs find unchecked-hash .pyc files next
-to the sources, as layers built to ship them would. Without ``--bundle`` a small bundle is
+runtime's boto3. /opt is read-only in Lambda, so no run writes bytecode (``-B``):
+"without" runs (every .pyc removed) compile every module on every start; "with" runs use
+the unchecked-hash .pyc files the layers ship (compiled here for layers built without
+them). The function code itself ships sources in both. Without ``--bundle`` a small bundle is
 trained on generated traffic first (a real one loads longer; pass it).
 """
 
@@ -105,10 +106,14 @@ def measure(bundle: Path, runs: int, work: Path) -> dict[str, Any]:
                 function,
                 work / f"{function.logical_id}-{'pyc' if bytecode else 'source'}",
                 bundle_archive=archive,
-                bytecode=False,
+                bytecode=bytecode,
             )
-            if bytecode:
+            if bytecode and not any(layout.opt.rglob("*.cpython-312.pyc")):
+                # layers built without a python3.12 ship sources only: compile them here
                 precompile(layout, python312)
+                row["pyc"] = "compiled by the benchmark"
+            elif bytecode:
+                row["pyc"] = "shipped in the layers"
             env = function.environment(
                 layout, refs, endpoint_url="http://127.0.0.1:9", runtime_dir=sdk
             )
