@@ -342,7 +342,8 @@ def weighted_knn_scores(
         ]
         if not rows:
             continue
-        queries_p = _reparse(parser_for(pipeline), [test_parsed[i] for i in rows])
+        first = [p for p in (test_parsed[i] for i in rows) if isinstance(p, Parsed)]
+        queries_p = _reparse(parser_for(pipeline), first)
         if len(queries_p) != len(rows):  # the fitted plan may reject what the first did not
             kept = {id(p.event) for p in queries_p}
             rows = [i for i in rows if id(test_parsed[i].event) in kept]  # type: ignore[union-attr]
