@@ -285,20 +285,23 @@ def summary(row: Row) -> dict[str, Any]:
 
 def leave_one_case_out(summaries: list[dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
     """For each case (all its protocols and subsets left out together), the config whose
-    worst AP margin over every other case is largest, and its margins on the case."""
+    worst AP margin over every other case is largest (on a tie, the next worst), and its
+    margins on the case."""
     rows = [s for s in summaries if "margin" in s.get("average_precision", {})]
     names = sorted({s["case"] for s in rows})
     out = []
     for left in names:
 
-        def worst(label: str, left: str = left) -> float:
-            return min(
+        def margins(label: str, left: str = left) -> list[float]:
+            """AP margins over the other cases, worst first: compared worst case first,
+            then the next worst on a tie (leximin)."""
+            return sorted(
                 s["average_precision"]["margin"]
                 for s in rows
                 if s["config"] == label and s["case"] != left
             )
 
-        chosen = max(labels, key=worst)
+        chosen = max(labels, key=margins)
         for s in rows:
             if s["config"] == chosen and s["case"] == left:
                 out.append(
@@ -306,7 +309,7 @@ def leave_one_case_out(summaries: list[dict[str, Any]], labels: list[str]) -> li
                         "case": left,
                         "protocol": s["protocol"],
                         "chosen_config": chosen,
-                        "worst_ap_margin_elsewhere": worst(chosen),
+                        "worst_ap_margin_elsewhere": margins(chosen)[0],
                         "roc_auc_margin": s["roc_auc"]["margin"],
                         "ap_margin": s["average_precision"]["margin"],
                     }
