@@ -448,13 +448,6 @@ def main() -> None:
         "--config", type=Path, action="append", default=[], help="detector TOML (repeatable)"
     )
     ap.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads per build (default 1: two builds sharing two cores with "
-        "two threads each ran 10-50x slower in this project's runs)",
-    )
-    ap.add_argument(
         "--no-build",
         action="store_true",
         help="build no bundle: report the (case, seed) pairs whose bundle is cached, e.g. "
@@ -462,9 +455,6 @@ def main() -> None:
     )
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))  # a build keeps the count it is given
     configs: list[tuple[str, DetectorConfig]] = []
     for path in args.config or [None]:
         cfg = load_config(path).model_copy(update={"min_class_events": MIN_CLASS_EVENTS})
