@@ -157,33 +157,87 @@ class IsolationTrees:
             raise ValueError(f"isolation trees split on categorical fields beyond {n_categorical}")
 
     def scores(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
-        """Anomaly score 2^(-E[path] / c(psi)) per row, in (0, 1]; higher is more isolated."""
+        """Anomaly score 2^(-E[path] / c(psi)) per row, in (0, 1]; higher is more isolated.
+
+        Every tree descends at once, one level per step, over one float matrix (numeric
+        columns, then the category codes). Each node goes right when its value lies in
+        (low, high): (threshold, inf) for a numeric split, (code - 0.5, code + 0.5) for a
+        categorical one; a leaf sends both ways to itself, so a fixed number of steps
+        (the deepest leaf) finishes every row."""
         n = len(numeric)
         if n == 0:
             return np.zeros(0, dtype=np.float64)
-        # a class with no numeric or no categorical column: a column no split reads
-        if numeric.shape[1] == 0:
-            numeric = np.zeros((n, 1), dtype=np.float32)
-        if categorical.shape[1] == 0:
-            categorical = np.zeros((n, 1), dtype=np.int64)
-        node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
-        rows = np.arange(n)[:, None]
-        while True:
-            inner = self.left[node] >= 0
-            if not inner.any():
-                break
-            col = self.column[node]
-            num_col = np.where(col >= 0, col, 0)
-            cat_col = np.where(col < 0, -col - 1, 0)
-            go_left = np.where(
-                col >= 0,
-                numeric[rows, num_col] <= self.threshold[node],
-                categorical[rows, cat_col] != self.code[node],
-            )
-            nxt = np.where(go_left, self.left[node], self.right[node])
-            node = np.where(inner, nxt, node)
+        plan = self._plan()
+        values = np.hstack(
+            [np.asarray(numeric, dtype=np.float64), np.asarray(categorical, dtype=np.float64)]
+        )
+        if values.shape[1] == 0:
+            values = np.zeros((n, 1))
+        flat = values.ravel()
+        offset = (np.arange(n, dtype=np.int64) * values.shape[1])[:, None]
+        node = np.broadcast_to(self.roots.astype(np.int64), (n, len(self.roots))).copy()
+        columns = plan.columns(np.asarray(numeric).shape[1])
+        for _ in range(plan.depth):
+            x = flat[offset + columns[node]]
+            right = (x > plan.low[node]) & (x < plan.high[node])
+            node = plan.child[2 * node + right]
         mean_path = self.path[node].mean(axis=1, dtype=np.float64)
         return np.exp2(-mean_path / average_path(self.sample_size))
+
+    def _plan(self) -> _Plan:
+        plan = self.__dict__.get("_plan_cache")
+        if plan is None:
+            plan = _Plan.of(self)
+            object.__setattr__(self, "_plan_cache", plan)
+        return plan
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """``IsolationTrees`` arranged for level-by-level descent (see ``scores``)."""
+
+    base: np.ndarray  # int64: the numeric column, or the categorical field, a node reads
+    categorical: np.ndarray  # bool
+    low: np.ndarray  # float64
+    high: np.ndarray  # float64
+    child: np.ndarray  # int64 [2 * nodes]: left, right of each node (a leaf: itself twice)
+    depth: int
+
+    def columns(self, n_numeric: int) -> np.ndarray:
+        """Column of the value matrix (numeric columns, then the codes) each node reads."""
+        return np.where(self.categorical, n_numeric + self.base, self.base)
+
+    @classmethod
+    def of(cls, trees: IsolationTrees) -> _Plan:
+        leaf = trees.left < 0
+        categorical = (trees.column < 0) & ~leaf
+        base = np.where(categorical, -trees.column - 1, trees.column)
+        base = np.where(leaf, 0, base).astype(np.int64)
+        code = trees.code.astype(np.float64)
+        low = np.where(categorical, code - 0.5, trees.threshold).astype(np.float64)
+        low[leaf] = np.inf  # never right
+        high = np.where(categorical, code + 0.5, np.inf)
+        index = np.arange(len(leaf))
+        child = np.empty(2 * len(leaf), dtype=np.int64)
+        child[0::2] = np.where(leaf, index, trees.left)
+        child[1::2] = np.where(leaf, index, trees.right)
+        return cls(base, categorical, low, high, child, _deepest(trees, leaf))
+
+
+def _deepest(trees: IsolationTrees, leaf: np.ndarray) -> int:
+    """Edges from a root to the deepest leaf, over all trees."""
+    depth = np.full(len(leaf), -1, dtype=np.int64)
+    depth[trees.roots] = 0
+    frontier = trees.roots.astype(np.int64)
+    deepest = 0
+    while frontier.size:
+        inner = frontier[~leaf[frontier]]
+        children = np.concatenate([trees.left[inner], trees.right[inner]]).astype(np.int64)
+        if children.size:
+            deepest += 1
+            depth[children] = deepest
+        frontier = children
+    return deepest
 
 
 def average_path(n: int | np.ndarray) -> np.ndarray | float:
