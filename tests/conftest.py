@@ -49,14 +49,15 @@ def live_traffic():
 
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory, baseline_traffic) -> Path:
-    """A real bundle (4001, 4003, 3002 models) built from generated baseline traffic."""
+    """A real bundle (4001, 4003, 3002 models) built from generated baseline traffic, with
+    both score views, so that every test of the served path runs the isolation trees."""
     import orjson
 
     from ocsf_detect_tools.build import build_bundle
 
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     lines = [orjson.dumps(e) for e in baseline_traffic.events]
-    build_bundle(lines, out, small_config())
+    build_bundle(lines, out, small_config(isolation={"enabled": True}))
     return out
 
 

@@ -10,6 +10,7 @@ Example ``detector.toml``::
     distinct_radius = 2.0
 
     [isolation]
+    enabled = false
     trees = 100
     sample_size = 256
 
