@@ -131,3 +131,22 @@ def test_a_small_cluster_inside_the_baseline_is_caught_by_the_isolation_view() -
 
     assert top5(knn_view) == 0
     assert top5(score) == 5
+
+
+def test_trees_whose_links_loop_are_refused() -> None:
+    from ocsf_detect.detector.surprise import IsolationTrees
+
+    # Given a root whose right child links back to the root
+    trees = IsolationTrees(
+        column=np.array([0, 0], dtype=np.int32),
+        threshold=np.zeros(2),
+        code=np.zeros(2, dtype=np.int64),
+        left=np.array([1, -1], dtype=np.int32),
+        right=np.array([0, -1], dtype=np.int32),
+        path=np.zeros(2, dtype=np.float32),
+        roots=np.array([0], dtype=np.int32),
+        sample_size=256,
+    )
+    # Then it is not a forest, and scoring is never reached
+    with pytest.raises(ValueError, match="do not form trees"):
+        trees.check()

@@ -244,17 +244,20 @@ def _build(
                 novel_weight=t.novel_weight,
             )
         cal = calibrate(combined(distance, isolation, tails), config.alert_rate)
-        # the held-out events as served with that threshold (golden events: exactly these)
-        exact = (base, squared_norms(base))
-        hold_scores = serve_scores(
-            index,
-            lambda: exact,  # noqa: B023 - called before the loop moves on
-            hold_emb,
-            ix.k,
-            isolation,
-            tails,
-            cal.threshold,
-        ).scores
+        # the held-out events as served with that threshold (golden events: exactly these);
+        # the k-NN score alone is already that (exact wherever it reaches the threshold)
+        hold_scores = distance
+        if tails is not None:
+            exact = (base, squared_norms(base))
+            hold_scores = serve_scores(
+                index,
+                lambda: exact,  # noqa: B023 - called before the loop moves on
+                hold_emb,
+                ix.k,
+                isolation,
+                tails,
+                cal.threshold,
+            ).scores
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))
         ids_file = None

@@ -151,6 +151,11 @@ class IsolationTrees:
             raise ValueError("isolation tree links point outside the arrays")
         if ((self.roots < 0) | (self.roots >= n)).any():
             raise ValueError("isolation tree roots point outside the arrays")
+        # every node at most one parent and no root a child: what the roots reach is a
+        # forest (no cycle for the descent to run around)
+        linked = np.concatenate([children, self.roots])
+        if len(np.unique(linked)) != len(linked):
+            raise ValueError("isolation tree links do not form trees")
         if n_numeric is not None and (self.column[inner] >= n_numeric).any():
             raise ValueError(f"isolation trees split on numeric columns beyond {n_numeric}")
         if n_categorical is not None and (-self.column[inner] - 1 >= n_categorical).any():
