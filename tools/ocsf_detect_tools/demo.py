@@ -4,7 +4,6 @@ Kinesis into the real stream function, and report alerts, quality and speed."""
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 from collections import defaultdict
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ocsf_detect.detector.scorer import Detector, Scored
-from ocsf_detect_tools.evaluation import read_labels
+from ocsf_detect_tools.evaluation import read_label_table, read_labels
 from ocsf_detect_tools.eventio import event_uid
 
 
@@ -32,8 +31,7 @@ def read_label_rows(path: Path) -> dict[str, tuple[int, str]]:
     """uid -> (is_malicious, attack type) from a labels CSV (``evaluate``'s format, with
     an optional ``attack_type`` or ``label`` column). Raises ``EvaluationError``."""
     malicious = read_labels(path)  # checks the file, its columns and the 1/0 values
-    with path.open(newline="", encoding="utf-8") as fh:
-        kinds = {r["uid"]: r.get("attack_type") or r.get("label") or "" for r in csv.DictReader(fh)}
+    kinds = {r["uid"]: r.get("attack_type") or r.get("label") or "" for r in read_label_table(path)}
     return {uid: (flag, kinds.get(uid, "")) for uid, flag in malicious.items()}
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from ocsf_detect.detector.index import exact_knn
 from ocsf_detect.detector.scorer import Detector, Scored
-from ocsf_detect.ocsf.outcomes import Parsed
+from ocsf_detect.ocsf.outcomes import Parsed, Rejected
 from ocsf_detect_tools.eventio import event_uid
 
 if TYPE_CHECKING:
@@ -26,33 +27,90 @@ class EvaluationError(Exception):
     """Inputs that cannot be evaluated (no labels joined, one class only, ...)."""
 
 
+class NothingScoredError(EvaluationError):
+    """Not one event was scored: ``rejected`` of ``total`` were rejected, the rest were of
+    classes without a model."""
+
+    def __init__(self, message: str, rejected: int, total: int) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+        self.total = total
+
+
 MAX_REFERENCE_EVENTS = 50_000
+
+
+LABELS_EXPECTED = (
+    "expected a CSV (or CSV.gz) with a header row naming uid and is_malicious (1/0) columns"
+)
+
+
+def read_label_table(path: Path) -> list[dict[str, str]]:
+    """The rows of a labels CSV (plain, or gzip by name or magic bytes) as dicts, after
+    checking the file is one. Raises ``EvaluationError`` with one line saying what the
+    file is instead (missing, a directory, binary, not UTF-8, JSON, no header, ...)."""
+    import gzip
+    import io
+    import zlib
+
+    path = Path(path)
+    name = f"labels file {path}"
+    if path.is_dir():
+        raise EvaluationError(f"{name} is a directory; {LABELS_EXPECTED}")
+    if not path.is_file():
+        raise EvaluationError(f"{name} does not exist")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EvaluationError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    if path.suffix == ".gz" or data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise EvaluationError(f"{name} is not a complete gzip file: {exc}") from exc
+    if not data.strip():
+        raise EvaluationError(f"{name} is empty; {LABELS_EXPECTED}")
+    if b"\x00" in data[:4096]:
+        raise EvaluationError(f"{name} holds binary data; {LABELS_EXPECTED}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise EvaluationError(
+            f"{name} is not UTF-8 text (byte {exc.start}); {LABELS_EXPECTED}"
+        ) from exc
+    if text.lstrip()[:1] in ("{", "["):
+        raise EvaluationError(f"{name} holds JSON, not CSV; {LABELS_EXPECTED}")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = {"uid", "is_malicious"} - set(header)
+    if missing:
+        first = text.split("\n", 1)[0][:60]
+        raise EvaluationError(
+            f"{name}: missing column(s) {', '.join(sorted(missing))} in the header "
+            f"{first!r}; {LABELS_EXPECTED}"
+        )
+    reader.fieldnames = header
+    try:
+        return [{**row, "_line": str(reader.line_num)} for row in reader]
+    except csv.Error as exc:
+        raise EvaluationError(f"{name}: not valid CSV at line {reader.line_num}: {exc}") from exc
 
 
 def read_labels(path: Path) -> dict[str, int]:
     """uid -> is_malicious (1/0) from a CSV with ``uid`` and ``is_malicious`` columns."""
-    if Path(path).is_dir():
-        raise EvaluationError(f"labels file {path} is a directory; give a CSV file")
-    if not Path(path).is_file():
-        raise EvaluationError(f"labels file {path} does not exist")
-    with Path(path).open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"uid", "is_malicious"} - set(reader.fieldnames or [])
-        if missing:
-            raise EvaluationError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        out = {}
-        for row in reader:
-            try:
-                value = float(row["is_malicious"])
-            except (TypeError, ValueError):
-                value = math.nan
-            if value not in (0.0, 1.0):
-                raise EvaluationError(
-                    f"{path}: is_malicious must be 1 or 0, got {row['is_malicious']!r} "
-                    f"(line {reader.line_num})"
-                )
-            out[row["uid"]] = int(value)
-        return out
+    out = {}
+    for row in read_label_table(path):
+        try:
+            value = float(row["is_malicious"])
+        except (TypeError, ValueError):
+            value = math.nan
+        if value not in (0.0, 1.0):
+            raise EvaluationError(
+                f"{path}: is_malicious must be 1 or 0, got {row['is_malicious']!r} "
+                f"(line {row['_line']})"
+            )
+        out[row["uid"]] = int(value)
+    return out
 
 
 @dataclass
@@ -99,6 +157,10 @@ class Evaluation:
     scores: np.ndarray
     labels: np.ndarray
     threshold: float
+    n_rejected: int = 0
+    # Scores of the references, per event of ``labels``, relative to their own threshold.
+    reference_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    relative: bool = False  # ``scores`` are score / threshold (several classes)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +168,7 @@ class Evaluation:
             "n_scored": self.n_scored,
             "n_labeled": self.n_labeled,
             "n_malicious": self.n_malicious,
+            "n_rejected": self.n_rejected,
             **self.ours.as_dict(),
             "reference_fit": self.reference_fit,
             "baselines": {name: m.as_dict() for name, m in self.baselines.items()},
@@ -128,8 +191,20 @@ def evaluate(
     ]
     joined = [(o, y) for o, y, _ in scored if y is not None]
     joined_parsed = [p for _, y, p in scored if y is not None]
+    if not scored:
+        rejected = sum(isinstance(p, Rejected) for p in parsed)
+        raise NothingScoredError(
+            f"none of the {len(lines):,} events was scored ({rejected:,} rejected, "
+            f"{len(lines) - rejected:,} of classes the bundle has no model for); "
+            "run ocsf-detect score on them to see each one's reason",
+            rejected,
+            len(lines),
+        )
     if not joined:
-        raise EvaluationError("no scored event's metadata.uid matches a uid in the labels")
+        raise EvaluationError(
+            f"no scored event's metadata.uid matches a uid in the labels "
+            f"({len(scored):,} scored, {len(labels):,} labels)"
+        )
     y = np.array([lab for _, lab in joined], dtype=np.int64)
     if y.min() == y.max():
         raise EvaluationError("labels of the scored events are all one class; need both")
@@ -140,7 +215,9 @@ def evaluate(
     ours_scores = ratio if multi else scores
     threshold = 1.0 if multi else joined[0][0].threshold
     ours = metrics(y, ours_scores, threshold)
-    baselines, fit = _references(detector, joined, joined_parsed, y, baseline_lines, alert_rate)
+    baselines, fit, reference_scores = _references(
+        detector, joined, joined_parsed, y, baseline_lines, alert_rate
+    )
     return Evaluation(
         n_events=len(lines),
         n_scored=len(scored),
@@ -152,6 +229,9 @@ def evaluate(
         scores=ours_scores,
         labels=y,
         threshold=threshold,
+        n_rejected=sum(isinstance(p, Rejected) for p in parsed),
+        reference_scores=reference_scores,
+        relative=multi,
     )
 
 
@@ -186,7 +266,7 @@ def _references(
     y: np.ndarray,
     baseline_lines: list[bytes] | None,
     alert_rate: float | None,
-) -> tuple[dict[str, Metrics], str]:
+) -> tuple[dict[str, Metrics], str, dict[str, np.ndarray]]:
     from sklearn.ensemble import IsolationForest
 
     classes = sorted({o.class_uid for o, _ in joined})
@@ -236,49 +316,89 @@ def _references(
         )
     if sampled:
         fit += f" (a random {MAX_REFERENCE_EVENTS:,} per class)"
-    return {
-        "isolation_forest": metrics(y, iso / iso_thr, 1.0),
-        "exact_knn": metrics(y, knn_s / np.maximum(knn_thr, 1e-12), 1.0),
-    }, fit
+    relative = {
+        "isolation_forest": iso / iso_thr,
+        "exact_knn": knn_s / np.maximum(knn_thr, 1e-12),
+    }
+    return {name: metrics(y, r, 1.0) for name, r in relative.items()}, fit, relative
 
 
 def write_plots(ev: Evaluation, out_dir: Path) -> list[Path]:
+    """roc.png, pr.png and scores.png in ``out_dir``: ocsf-detect's curves with the
+    references' (the ones the table compares against) and the chance level. The files
+    are drawn in a temporary directory beside ``out_dir`` and moved in when all are
+    complete: an interrupted run leaves no partial image."""
+    import shutil
+    import tempfile
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    fpr, tpr, _ = roc_curve(ev.labels, ev.scores)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(fpr, tpr, label=f"ocsf-detect (AUC {ev.ours.roc_auc:.3f})")
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-    ax.legend(loc="lower right")
-    paths.append(out_dir / "roc.png")
-    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    prec, rec, _ = precision_recall_curve(ev.labels, ev.scores)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(rec, prec, label=f"ocsf-detect (AP {ev.ours.average_precision:.3f})")
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall")
-    ax.legend(loc="lower left")
-    paths.append(out_dir / "pr.png")
-    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(ev.scores.min(), ev.scores.max(), 60).tolist()
-    ax.hist(ev.scores[ev.labels == 0], bins=bins, alpha=0.6, label="benign", log=True)
-    ax.hist(ev.scores[ev.labels == 1], bins=bins, alpha=0.6, label="malicious", log=True)
-    ax.axvline(ev.threshold, color="k", ls="--", lw=1, label="threshold")
-    ax.set(xlabel="score", ylabel="events", title="Scores")
-    ax.legend()
-    paths.append(out_dir / "scores.png")
-    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return paths
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(20, "--plots must be a directory, not a file", str(out_dir))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    names = {"isolation_forest": "IsolationForest", "exact_knn": "exact k-NN"}
+    curves = [("ocsf-detect", ev.scores, ev.ours)] + [
+        (names.get(n, n), ev.reference_scores[n], m)
+        for n, m in ev.baselines.items()
+        if n in ev.reference_scores
+    ]
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for label, scores, m in curves:
+            fpr, tpr, _ = roc_curve(ev.labels, scores)
+            ax.plot(fpr, tpr, label=f"{label} (AUC {m.roc_auc:.3f})")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance (AUC 0.5)")
+        ax.set(
+            xlabel="false positive rate (share of benign events alerted)",
+            ylabel="true positive rate (share of malicious events alerted)",
+            title=f"ROC, {len(ev.labels):,} labeled events",
+        )
+        ax.legend(loc="lower right", fontsize="small")
+        fig.savefig(staging / "roc.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for label, scores, m in curves:
+            prec, rec, _ = precision_recall_curve(ev.labels, scores)
+            ax.plot(rec, prec, label=f"{label} (AP {m.average_precision:.3f})")
+        base_rate = float(ev.labels.mean())
+        ax.axhline(base_rate, color="k", ls="--", lw=0.8, label=f"chance ({base_rate:.3f})")
+        ax.set(
+            xlabel="recall (share of malicious events alerted)",
+            ylabel="precision (share of alerts that are malicious)",
+            title="Precision-recall",
+            ylim=(0, 1.02),
+        )
+        ax.legend(loc="upper right", fontsize="small")
+        fig.savefig(staging / "pr.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        bins = np.linspace(ev.scores.min(), ev.scores.max(), 60).tolist()
+        ax.hist(ev.scores[ev.labels == 0], bins=bins, alpha=0.6, label="benign", log=True)
+        ax.hist(ev.scores[ev.labels == 1], bins=bins, alpha=0.6, label="malicious", log=True)
+        ax.axvline(ev.threshold, color="k", ls="--", lw=1, label="threshold")
+        xlabel = (
+            "score / its class's threshold (1 = the alert threshold)"
+            if ev.relative
+            else "score (mean distance to the k nearest normal embeddings)"
+        )
+        ax.set(xlabel=xlabel, ylabel="events (log scale)", title="Scores")
+        ax.legend()
+        fig.savefig(staging / "scores.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        out_dir.mkdir(exist_ok=True)
+        paths = []
+        for name in ("roc.png", "pr.png", "scores.png"):
+            os.replace(staging / name, out_dir / name)
+            paths.append(out_dir / name)
+        return paths
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def weighted_knn_scores(

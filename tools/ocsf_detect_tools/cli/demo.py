@@ -20,7 +20,14 @@ from ocsf_detect_tools.cli.progress import Progress
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("demo", help="run the whole pipeline locally")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "demo",
+        help="run the whole pipeline locally",
+        description="Generate a baseline and a live set with labeled attacks (or take "
+        "--events), train a bundle, replay the live set through an embedded AWS emulator "
+        "into the real stream function, and report the top alerts, quality against the "
+        "labels and speed, with an HTML report.",
+    )
     p.add_argument("--events", type=Path, help="your own events (.jsonl/.jsonl.gz)")
     p.add_argument("--labels", type=Path, help="labels CSV for --events (uid, is_malicious)")
     p.add_argument(

@@ -7,19 +7,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.cli import CommandError, add_max_rejected, rejected_status
 from ocsf_detect_tools.cli.score import load_detector, read_events
+
+DESCRIPTION = """\
+Score labeled events with a bundle and measure detection quality (ROC-AUC, average
+precision, precision at k, recall and precision at the calibrated threshold) next to
+two references fitted on the same features: IsolationForest and exact k-NN."""
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("evaluate", help="detection quality vs labels")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "evaluate", help="detection quality vs labels", description=DESCRIPTION
+    )
     p.add_argument("--bundle", required=True, type=Path)
-    p.add_argument("--events", required=True, type=Path)
+    p.add_argument("--events", required=True, type=Path, help=".jsonl, .jsonl.gz or - (stdin)")
     p.add_argument(
         "--labels",
         required=True,
         type=Path,
-        help="CSV with uid (the events' metadata.uid) and is_malicious (1/0)",
+        help="CSV or CSV.gz with uid (the events' metadata.uid) and is_malicious (1/0)",
     )
     p.add_argument(
         "--baseline",
@@ -29,14 +36,29 @@ def register(sub: Any) -> None:
         "without it they are fitted on the evaluated events themselves",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--plots", type=Path, help="write roc.png, pr.png and scores.png here")
+    p.add_argument(
+        "--plots", type=Path, help="directory to write roc.png, pr.png and scores.png in"
+    )
+    add_max_rejected(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocsf_detect_tools.evaluation import EvaluationError, evaluate, read_labels, write_plots
+    from ocsf_detect_tools.evaluation import (
+        EvaluationError,
+        NothingScoredError,
+        evaluate,
+        read_labels,
+        write_plots,
+    )
 
+    if args.plots and args.plots.exists() and not args.plots.is_dir():
+        raise CommandError(f"--plots {args.plots} is a file; give a directory for the plots")
     detector = load_detector(args.bundle)
+    try:
+        labels = read_labels(args.labels)
+    except EvaluationError as exc:
+        raise CommandError(str(exc)) from exc
     lines = read_events(args.events)
     baseline = [line for p in args.baseline for line in read_events(p)] if args.baseline else None
     if args.baseline and not baseline:
@@ -45,14 +67,19 @@ def run(args: argparse.Namespace) -> int:
             "bundle's training events, or leave --baseline out"
         )
     try:
-        ev = evaluate(detector, lines, read_labels(args.labels), baseline)
+        ev = evaluate(detector, lines, labels, baseline)
+    except NothingScoredError as exc:
+        if exc.rejected == exc.total:  # the run could not finish: its input was all rejected
+            return rejected_status(exc.rejected, exc.total, args.max_rejected, str(args.events))
+        raise CommandError(str(exc)) from exc
     except EvaluationError as exc:
         raise CommandError(str(exc)) from exc
     if args.plots:
         write_plots(ev, args.plots)
+    status = rejected_status(ev.n_rejected, ev.n_events, args.max_rejected, str(args.events))
     if args.json:
         print(json.dumps(ev.as_dict(), indent=2))
-        return 0
+        return status
     print(
         f"{ev.n_events:,} events, {ev.n_scored:,} scored, {ev.n_labeled:,} labeled "
         f"({ev.n_malicious:,} malicious); references fitted on {ev.reference_fit}"
@@ -69,4 +96,4 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.plots:
         print(f"plots written to {args.plots}")
-    return 0
+    return status

@@ -11,7 +11,13 @@ from ocsf_detect_tools.cli import CommandError
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("inspect", help="show what a bundle holds")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "inspect",
+        help="show what a bundle holds",
+        description="Show a bundle's version, training data, per-class features, model, "
+        "index and threshold, and its files with their hashes (checked). --verify also "
+        "loads it and re-scores its golden events.",
+    )
     p.add_argument("bundle", type=Path)
     p.add_argument("--verify", action="store_true", help="also load it (hashes, dims, indexes)")
     p.set_defaults(func=run)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.cli import CommandError, add_max_rejected, rejected_status
 from ocsf_detect_tools.cli.progress import Progress
 
 
@@ -20,7 +20,9 @@ def register(subparsers: Any) -> None:
         "stream-scoring function; counts what was scored, alerted and quarantined.",
     )
     parser.add_argument("--bundle", type=Path, required=True, help="bundle directory")
-    parser.add_argument("--events", type=Path, required=True, help="events file (JSONL, .gz ok)")
+    parser.add_argument(
+        "--events", type=Path, required=True, help="events: .jsonl, .jsonl.gz or - (stdin)"
+    )
     parser.add_argument("--batch-size", type=int, default=100, help="records per invocation")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.add_argument(
@@ -32,6 +34,7 @@ def register(subparsers: Any) -> None:
         default=Path(tempfile.gettempdir()) / "ocsf-detect-replay-function.log",
         help="where the stream function's log lines and EMF metrics go (default: %(default)s)",
     )
+    add_max_rejected(parser)
     parser.set_defaults(func=run)
 
 
@@ -46,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--batch-size must be between 1 and 10000 (Kinesis' limit)")
     # A bundle the function cannot load would fail every batch: say why, before replaying.
     load_detector(args.bundle)
-    lines = read_lines(args.events)
-    if not lines:
-        raise CommandError(f"{args.events} holds no events")
+    lines = read_lines(args.events)  # an empty or non-JSONL file: EventFileError, status 2
     try:
         with args.function_log.open("w", encoding="utf-8") as function_output:
             summary = replay(
@@ -75,4 +76,5 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return 0
+    rejected = int(summary.get("rejected", 0)) + int(summary.get("rejected_before_put", 0))
+    return rejected_status(rejected, len(lines), args.max_rejected, str(args.events))

@@ -1,26 +1,51 @@
-"""ocsf-detect score --bundle DIR --events FILE [--out FILE]"""
+"""ocsf-detect score --bundle DIR --events FILE [--out FILE] [--format jsonl|findings]"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
-from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.cli import CommandError, add_max_rejected, rejected_status
 from ocsf_detect_tools.cli.progress import Progress
 
 CHUNK = 5000
 
+DESCRIPTION = """\
+Score OCSF events (JSON lines: .jsonl, .jsonl.gz, or - for stdin) with a bundle. With
+--format jsonl (the default), one record per input line, in input order: line, status
+(scored, unsupported or rejected), class_uid, class_name and, for scored events,
+score, threshold, is_anomaly, severity, neighbors and uid; see the README for every
+field. With --format findings, one OCSF Detection Finding (class 2004) per anomaly,
+the same the stream function publishes. Output goes to --out (written under a
+temporary name and renamed when complete) or stdout; counts go to stderr."""
+
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("score", help="score events, JSONL of outcomes")
-    p.add_argument("--bundle", required=True, type=Path)
-    p.add_argument("--events", required=True, type=Path, help=".jsonl or .jsonl.gz")
-    p.add_argument("--out", type=Path, help="write outcomes here (default: stdout)")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "score",
+        help="score events, JSONL of outcomes or Detection Findings",
+        description=DESCRIPTION,
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle directory")
+    p.add_argument("--events", required=True, type=Path, help=".jsonl, .jsonl.gz or - (stdin)")
+    p.add_argument(
+        "--out", type=Path, help="write here (.gz compresses; default: stdout), atomically"
+    )
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "findings"),
+        default="jsonl",
+        help="jsonl: one outcome per input line; findings: one Detection Finding per anomaly",
+    )
+    add_max_rejected(p)
     p.set_defaults(func=run)
 
 
@@ -40,32 +65,77 @@ def read_events(path: Path) -> list[bytes]:
     return read_lines(path)  # EventFileError: one line, status 2 (cli.main)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ocsf_detect.detector.scorer import outcome_dict
-    from ocsf_detect_tools.eventio import event_uid, open_text_or_gz
+def unsupported_reason(detector: Any, class_uid: int) -> dict[str, str]:
+    """Why an event of ``class_uid`` was not scored: the bundle has no model for it."""
+    from ocsf_detect.ocsf.classes import class_name
 
+    models = ", ".join(f"{m.class_uid} {m.class_name}" for m in detector.manifest.models.values())
+    return {
+        "reason": "no_model",
+        "message": f"this bundle has no model for class {class_uid} "
+        f"({class_name(class_uid)}); it scores {models}",
+    }
+
+
+def outcome_record(detector: Any, line: int, outcome: Any) -> dict[str, Any]:
+    """The ``score`` record of one input line (documented in the README)."""
+    from ocsf_detect.detector.scorer import outcome_dict
+    from ocsf_detect_tools.eventio import event_uid
+
+    record = {"line": line, **outcome_dict(outcome)}
+    if record["status"] == "unsupported":
+        record.update(unsupported_reason(detector, record["class_uid"]))
+    event = getattr(outcome, "event", None)
+    if event is not None:
+        record["uid"] = event_uid(event)
+    return record
+
+
+def finding_body(detector: Any, outcome: Any, line: int, source: str, now_ms: int) -> bytes:
+    """The Detection Finding of an anomalous outcome, as the stream function builds it;
+    an event without metadata.uid is identified by its file and line."""
+    from ocsf_detect.findings import build_finding, event_uid_of, fit_finding
+
+    place = (
+        {} if event_uid_of(outcome.event) else {"shard_id": source, "sequence_number": str(line)}
+    )
+    finding = build_finding(
+        outcome,
+        bundle_version=detector.bundle_version,
+        created_ms=now_ms,
+        **place,  # type: ignore[arg-type]
+    )
+    return fit_finding(finding)[1]
+
+
+@contextmanager
+def output(path: Path | None) -> Iterator[IO[bytes]]:
+    """stdout, or ``path`` written under a temporary name and renamed when complete."""
+    from ocsf_detect_tools.eventio import atomic_open
+
+    with atomic_open(path, "wb") if path else nullcontext(sys.stdout.buffer) as sink:
+        yield sink
+
+
+def run(args: argparse.Namespace) -> int:
     detector = load_detector(args.bundle)
     lines = read_events(args.events)
+    source = str(args.events) if str(args.events) != "-" else "stdin"
     tally: Counter[str] = Counter()
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    sink = open_text_or_gz(args.out, "wb") if args.out else sys.stdout.buffer
-    try:
-        with Progress("scoring", total=len(lines)) as progress:
-            for start in range(0, len(lines), CHUNK):
-                for offset, outcome in enumerate(
-                    detector.score_batch(lines[start : start + CHUNK])
-                ):
-                    record = {"line": start + offset + 1, **outcome_dict(outcome)}
-                    event = getattr(outcome, "event", None)
-                    if event is not None:
-                        record["uid"] = event_uid(event)
-                    tally[record["status"] + ("_anomaly" if record.get("is_anomaly") else "")] += 1
+    now_ms = int(time.time() * 1000)
+    findings = args.format == "findings"
+    with output(args.out) as sink, Progress("scoring", total=len(lines)) as progress:
+        for start in range(0, len(lines), CHUNK):
+            for offset, outcome in enumerate(detector.score_batch(lines[start : start + CHUNK])):
+                line = start + offset + 1
+                anomaly = bool(getattr(outcome, "is_anomaly", False))
+                tally[outcome.status + ("_anomaly" if anomaly else "")] += 1
+                if not findings:
+                    record = outcome_record(detector, line, outcome)
                     sink.write(orjson.dumps(record) + b"\n")
-                progress.advance(min(CHUNK, len(lines) - start))
-    finally:
-        if args.out:
-            sink.close()
+                elif anomaly:
+                    sink.write(finding_body(detector, outcome, line, source, now_ms) + b"\n")
+            progress.advance(min(CHUNK, len(lines) - start))
     summary = ", ".join(f"{k}={v}" for k, v in sorted(tally.items()))
     print(f"{len(lines):,} events: {summary}", file=sys.stderr)
-    return 0
+    return rejected_status(tally["rejected"], len(lines), args.max_rejected, source)

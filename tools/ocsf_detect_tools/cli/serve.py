@@ -21,7 +21,11 @@ def port_number(text: str) -> int:
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "serve", help="run the prediction API locally (API Gateway proxy events, real handler)"
+        "serve",
+        help="run the prediction API locally (API Gateway proxy events, real handler)",
+        description="Serve the prediction API's /v1 routes over HTTP on this machine: each "
+        "request becomes an API Gateway proxy event for the real handler, with the bundle "
+        "loaded once. Ctrl-C stops it.",
     )
     p.add_argument("--bundle", required=True, type=Path, help="unpacked bundle directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")

@@ -7,22 +7,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ocsf_detect_tools.cli import CommandError
+from ocsf_detect_tools.cli import CommandError, add_max_rejected, rejected_status
+
+DESCRIPTION = """\
+Train a bundle from baseline OCSF events (assumed mostly normal): per supported class,
+fit the features, train the embedding network (bounded by [train] max_steps and
+max_minutes), build the k-NN index and calibrate the threshold to the alert rate. The
+bundle is built beside --out and moved into place when complete."""
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("train", help="train a bundle from baseline events")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "train", help="train a bundle from baseline events", description=DESCRIPTION
+    )
     p.add_argument(
         "--events",
         nargs="+",
         required=True,
         type=Path,
-        help="baseline events (.jsonl or .jsonl.gz), assumed mostly normal",
+        help="baseline events (.jsonl, .jsonl.gz or - for stdin), assumed mostly normal",
     )
     p.add_argument("--out", required=True, type=Path, help="bundle directory to write")
     p.add_argument("--config", type=Path, help="TOML configuration (features, model, index)")
     p.add_argument("--alert-rate", type=float, help="target alert rate on normal traffic")
     p.add_argument("--archive", type=Path, help="also write the bundle archive (.zip) here")
+    add_max_rejected(p)
     p.set_defaults(func=run)
 
 
@@ -33,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ocsf_detect_tools.build import BuildError, build_bundle, out_dir_problem
     from ocsf_detect_tools.cli import one_line
     from ocsf_detect_tools.config import ConfigError, load_config
-    from ocsf_detect_tools.eventio import read_lines
+    from ocsf_detect_tools.eventio import atomic_path, read_lines
 
     try:
         config = load_config(args.config)
@@ -63,11 +72,13 @@ def run(args: argparse.Namespace) -> int:
     except BuildError as exc:
         raise CommandError(str(exc)) from exc
     if args.archive:
-        write_archive(args.out, args.archive)
+        with atomic_path(args.archive) as partial:
+            write_archive(args.out, partial)
     print(f"bundle {manifest.bundle_version} written to {args.out}")
     for m in manifest.models.values():
         print(
             f"  class {m.class_uid} {m.class_name}: {m.training.events:,} events, "
             f"threshold {m.threshold:.4f}, recall@{m.index.k} {m.index.recall_at_k:.3f}"
         )
-    return 0
+    sources = " ".join(map(str, args.events))
+    return rejected_status(manifest.training.rejected, len(lines), args.max_rejected, sources)
