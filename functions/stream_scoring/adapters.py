@@ -180,7 +180,8 @@ class SqsQuarantine:
 
 def quarantine_key(item: QuarantineItem) -> str:
     day = time.strftime("%Y/%m/%d", time.gmtime(item.quarantined_ms / 1000))
-    return f"{names.QUARANTINE_KEY_PREFIX}{day}/{item.shard_id}/{item.sequence_number}.bin"
+    name = f"{item.sequence_number}-{item.sub_index}"
+    return f"{names.QUARANTINE_KEY_PREFIX}{day}/{item.shard_id}/{name}.bin"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ocsf_detect import names
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.settings import BundleSettings
 from ocsf_detect.snapstart import prepare_snapshot
-from ocsf_detect.stream import BatchResult, RecordStatus, RetryPolicy, StreamRecord, process_batch
+from ocsf_detect.stream import BatchResult, EventStatus, RetryPolicy, StreamRecord, process_batch
 from ocsf_detect.telemetry import service_metrics
 from stream_scoring.adapters import StreamAdapters, get_adapters, get_detector
 from stream_scoring.settings import StreamSettings, get_settings
@@ -81,6 +81,7 @@ def handle(
             policy=RetryPolicy(max_attempts=settings.publish_max_attempts),
             now_ms=int(time.time() * 1000),
             max_event_bytes=settings.max_event_bytes,
+            limits=settings.record_limits,
         )
     _record_metrics(result)
     for name, value in (
@@ -136,6 +137,8 @@ def _record_metrics(result: BatchResult) -> None:
     counts = result.counts()
     for name, key in (
         (names.METRIC_RECORDS_IN, "events_in"),
+        (names.METRIC_KINESIS_RECORDS, "records_in"),
+        (names.METRIC_CONTROL_MESSAGES, "control_messages"),
         (names.METRIC_SCORED, "scored"),
         (names.METRIC_ANOMALIES, "anomalies"),
         (names.METRIC_REJECTED, "rejected"),
@@ -149,11 +152,12 @@ def _record_metrics(result: BatchResult) -> None:
 
 def _log_result(result: BatchResult) -> None:
     for planned, status in zip(result.planned, result.statuses, strict=True):
-        if planned.quarantine is not None and status is RecordStatus.REJECTED:
+        if planned.quarantine is not None and status is EventStatus.REJECTED:
             logger.warning(
-                "record quarantined",
+                "event quarantined",
                 extra={
                     "sequence_number": planned.record.sequence_number,
+                    "sub_index": planned.event.sub_index,
                     "reason": planned.quarantine.reason,
                     "field": planned.quarantine.field,
                 },
@@ -164,7 +168,7 @@ def _log_result(result: BatchResult) -> None:
             "batch partially failed; Lambda will retry from the first failure",
             extra={
                 "first_failed_sequence_number": failures[0],
-                "failed": len(failures),
+                "failed_records": len(failures),
                 "errors": result.errors,
             },
         )

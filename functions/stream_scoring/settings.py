@@ -8,6 +8,11 @@ from pydantic import Field, ValidationError
 
 from ocsf_detect import names
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
+from ocsf_detect.records import (
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    DEFAULT_MAX_EVENTS_PER_RECORD,
+    RecordLimits,
+)
 from ocsf_detect.settings import BundleSettings
 
 
@@ -44,6 +49,24 @@ class StreamSettings(BundleSettings):
         le=MAX_EVENT_BYTES,
         validation_alias=names.ENV_MAX_EVENT_BYTES,
     )
+    max_decompressed_bytes: int = Field(
+        default=DEFAULT_MAX_DECOMPRESSED_BYTES,
+        ge=MAX_EVENT_BYTES,
+        le=256 * 1024 * 1024,
+        validation_alias=names.ENV_MAX_DECOMPRESSED_BYTES,
+        description="a gzip/zlib record inflating beyond this is rejected (too_large)",
+    )
+    max_events_per_record: int = Field(
+        default=DEFAULT_MAX_EVENTS_PER_RECORD,
+        ge=1,
+        le=1_000_000,
+        validation_alias=names.ENV_MAX_EVENTS_PER_RECORD,
+        description="a record holding more events is rejected (too_many_events)",
+    )
+
+    @property
+    def record_limits(self) -> RecordLimits:
+        return RecordLimits(self.max_decompressed_bytes, self.max_events_per_record)
 
 
 def load_settings() -> StreamSettings:

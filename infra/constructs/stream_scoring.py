@@ -174,8 +174,8 @@ class StreamScoring(Construct):
             self.service.role,
             f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{QUARANTINE_OBJECTS}]",
             "Oversized quarantined payloads are written under quarantine/<day>/<shard>/"
-            "<sequence>.bin, keys known only at run time; s3:PutObject only (no read, no "
-            "delete, no retention, legal hold or tagging)",
+            "<sequence>-<sub_index>.bin, keys known only at run time; s3:PutObject only (no "
+            "read, no delete, no retention, legal hold or tagging)",
         )
         acknowledge_kms_grant(self.service.role)
 

@@ -101,13 +101,19 @@ def test_stream_function_scores_the_sample_batch_and_publishes_findings(
             for i, event in enumerate(anomalous)
         ]
     }
-    # When the packaged function takes the sample batch, then the flagged one
-    run = stream.run([sample, flagged], python312)
-    # Then both are fully processed, the sample's poison is quarantined, findings arrive
+    producers = json.loads((EVENTS_DIR / "kinesis" / "producers.json").read_text())
+    producers_expected = json.loads(
+        (EVENTS_DIR / "kinesis" / "producers.expected.json").read_text()
+    )
+    # When the packaged function takes the sample batch, the producers' records (KPL,
+    # gzip, zlib, NDJSON, CloudWatch Logs), then the flagged batch
+    run = stream.run([sample, producers, flagged], python312)
+    # Then all are fully processed, the poison of both samples is quarantined (3 + 3),
+    # findings arrive
     assert run.init_error is None, run.stderr
-    assert run.results == [expected, {"batchItemFailures": []}]
+    assert run.results == [expected, producers_expected, {"batchItemFailures": []}]
     quarantined = drain_queue(stream.env[names.ENV_QUARANTINE_QUEUE_URL])
-    assert len(quarantined) == 3
+    assert len(quarantined) == 6
     via_sns = drain_queue(stage.findings_sns_queue)
     via_events = drain_queue(stage.findings_events_queue)
     assert len(via_sns) == len(via_events) >= len(anomalous)

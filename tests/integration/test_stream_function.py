@@ -140,6 +140,49 @@ def test_sample_event_gives_the_expected_response(resources):
     assert len(drain_queue(resources.quarantine_queue_url)) == 3
 
 
+def test_producers_sample_every_event_of_every_format_has_one_outcome(resources):
+    from stream_scoring import handler
+
+    # Given the committed batch of producers' records: plain, KPL, gzip NDJSON, zlib,
+    # NDJSON with a bad line, CloudWatch Logs data and control, a gzip bomb, a bad KPL MD5
+    event = json.loads((EVENTS_DIR / "kinesis" / "producers.json").read_text())
+    expected = json.loads((EVENTS_DIR / "kinesis" / "producers.expected.json").read_text())
+    seen = []
+    remove = handler.add_result_observer(seen.append)
+    # When the handler processes it
+    try:
+        assert handler.lambda_handler(event, LocalContext()) == expected
+    finally:
+        remove()
+    # Then every event inside every record has its own outcome
+    (result,) = seen
+    per_record: dict[int, list[str]] = {}
+    for planned, status in zip(result.planned, result.statuses, strict=True):
+        per_record.setdefault(planned.event.record, []).append(status.value)
+    scored = {"scored", "anomaly"}
+    assert [len(per_record.get(i, [])) for i in range(9)] == [1, 3, 2, 1, 3, 2, 0, 1, 1]
+    assert all(s in scored for i in (0, 1, 2, 5) for s in per_record[i])
+    assert per_record[3] == ["unsupported"]  # API Activity: no model in this bundle
+    assert per_record[4][0] in scored
+    assert per_record[4][1:] == ["rejected", "unsupported"]
+    assert per_record[7] == per_record[8] == ["rejected"]
+    counts = result.counts()
+    assert (counts["records_in"], counts["events_in"], counts["control_messages"]) == (9, 14, 1)
+    assert counts["events_in"] == sum(
+        counts[k] for k in ("scored", "rejected", "unsupported", "failed")
+    )
+    # ... the rejected are quarantined with their reason and place in the record
+    quarantined = drain_queue(resources.quarantine_queue_url)
+    assert sorted((m["reason"], m["sub_index"]) for m in quarantined) == [
+        ("invalid_aggregation", 0),
+        ("invalid_json", 1),
+        ("too_large", 0),
+    ]
+    # ... and alerts, if any, went to both channels with the same uids
+    uids = {p.alert.uid for p in result.planned if p.alert}
+    assert {m["finding_info"]["uid"] for m in drain_queue(resources.sns_queue_url)} == uids
+
+
 def test_selftest_payload_publishes_nothing(resources, detector):
     from stream_scoring import handler
 
@@ -212,8 +255,10 @@ def test_eventbridge_outage_is_retried_without_loss(resources, labelled, emulato
     # ... the retry delivered every alert, duplicates carry identical uids, nothing lost
     final = {}
     for result in seen:
-        for r, s in zip(result.records, result.statuses, strict=True):
-            final[r.sequence_number] = s.value
+        for (_shard, sequence_number, _sub), s in zip(
+            result.event_keys(), result.statuses, strict=True
+        ):
+            final[sequence_number] = s.value
     assert set(final) == set(sequence_numbers)
     assert "failed" not in final.values()
     expected_uids = {p.alert.uid for p in seen[0].planned if p.alert}

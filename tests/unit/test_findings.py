@@ -52,16 +52,32 @@ def test_finding_has_the_ocsf_detection_finding_shape():
     assert finding["risk_score"] == 100
 
 
-def test_same_record_and_bundle_give_the_same_uid_and_others_differ():
-    a = finding_uid(bundle_version="v1", shard_id="s", sequence_number="1", event_uid=None)
-    assert a == finding_uid(bundle_version="v1", shard_id="s", sequence_number="1", event_uid="x")
-    assert a != finding_uid(bundle_version="v2", shard_id="s", sequence_number="1", event_uid=None)
-    assert a != finding_uid(bundle_version="v1", shard_id="s", sequence_number="2", event_uid=None)
+def test_the_uid_names_the_event_in_the_stream_whatever_the_bundle():
+    a = finding_uid(shard_id="s", sequence_number="1", sub_index=0, event_uid=None)
+    assert a == finding_uid(shard_id="s", sequence_number="1", sub_index=0, event_uid="x")
+    assert a != finding_uid(shard_id="s", sequence_number="2", sub_index=0, event_uid=None)
+    assert a != finding_uid(shard_id="s", sequence_number="1", sub_index=1, event_uid=None)
+    assert a != finding_uid(shard_id="t", sequence_number="1", sub_index=0, event_uid=None)
     # Without a sequence number the event's own uid identifies the source.
-    b = finding_uid(bundle_version="v1", shard_id=None, sequence_number=None, event_uid="e")
-    assert b == finding_uid(bundle_version="v1", shard_id=None, sequence_number=None, event_uid="e")
+    b = finding_uid(shard_id=None, sequence_number=None, event_uid="e")
+    assert b == finding_uid(shard_id=None, sequence_number=None, event_uid="e")
     with pytest.raises(ValueError, match="sequence number"):
-        finding_uid(bundle_version="v1", shard_id=None, sequence_number=None, event_uid=None)
+        finding_uid(shard_id=None, sequence_number=None, event_uid=None)
+
+
+def test_the_bundle_version_is_in_the_metadata_not_the_uid():
+    one, two = (
+        build_finding(
+            scored(), bundle_version=v, created_ms=1, shard_id="s", sequence_number="7", sub_index=2
+        )
+        for v in ("v1", "v2")
+    )
+    assert one["finding_info"]["uid"] == two["finding_info"]["uid"]
+    assert (one["metadata"]["product"]["version"], two["metadata"]["product"]["version"]) == (
+        "v1",
+        "v2",
+    )
+    assert one["unmapped"]["source"] == {"shard_id": "s", "sequence_number": "7", "sub_index": 2}
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 
@@ -13,8 +14,8 @@ from ocsf_detect.detector.scorer import NeighborTable, Scored
 from ocsf_detect.ocsf.outcomes import Rejected, RejectReason, Unsupported
 from ocsf_detect.stream import (
     Alert,
+    EventStatus,
     QuarantineItem,
-    RecordStatus,
     RetryPolicy,
     StreamRecord,
     process_batch,
@@ -129,13 +130,16 @@ def test_every_record_is_routed_and_accounted_for():
     counts = result.counts()
     assert counts == {
         "events_in": 8,
+        "records_in": 8,
         "scored": 5,
         "anomalies": 2,
         "rejected": 2,
         "unsupported": 1,
         "failed": 0,
+        "failed_records": 0,
         "quarantined": 2,
         "alerts_published": 2,
+        "control_messages": 0,
     }
     assert counts["events_in"] == sum(
         counts[k] for k in ("scored", "rejected", "unsupported", "failed")
@@ -165,12 +169,12 @@ def test_persistent_failure_reports_from_the_first_failed_record_onward():
     result = run(records, [FakePublisher("sns"), eb], FakeQuarantine())
     assert result.failed_identifiers == ["106", "107"]
     assert result.statuses[:6] == [
-        RecordStatus.SCORED,
-        RecordStatus.ANOMALY,
-        RecordStatus.REJECTED,
-        RecordStatus.REJECTED,
-        RecordStatus.UNSUPPORTED,
-        RecordStatus.SCORED,
+        EventStatus.SCORED,
+        EventStatus.ANOMALY,
+        EventStatus.REJECTED,
+        EventStatus.REJECTED,
+        EventStatus.UNSUPPORTED,
+        EventStatus.SCORED,
     ]
     assert result.errors
     assert result.errors[0].startswith("eventbridge")
@@ -185,7 +189,7 @@ def test_unreachable_quarantine_fails_from_the_first_poison_record():
     records = [rec(i, k) for i, k in enumerate(KINDS)]
     result = run(records, [FakePublisher("sns")], FakeQuarantine(down=True))
     assert result.failed_identifiers == [str(100 + i) for i in range(2, 8)]
-    assert result.count(RecordStatus.ANOMALY) == 1  # record 1 is before the failure
+    assert result.count(EventStatus.ANOMALY) == 1  # record 1 is before the failure
     assert result.counts()["quarantined"] == 0  # nothing was stored
 
 
@@ -193,7 +197,7 @@ def test_an_anomaly_no_finding_can_carry_is_quarantined_not_raised():
     records = [rec(0, "anomaly"), rec(1, "unserialisable"), rec(2, "normal")]
     sns, quarantine = FakePublisher("sns"), FakeQuarantine()
     result = run(records, [sns], quarantine)
-    assert result.statuses == [RecordStatus.ANOMALY, RecordStatus.REJECTED, RecordStatus.SCORED]
+    assert result.statuses == [EventStatus.ANOMALY, EventStatus.REJECTED, EventStatus.SCORED]
     assert result.response() == {"batchItemFailures": []}
     (item,) = quarantine.items
     assert (item.sequence_number, item.reason) == ("101", "unpublishable")
@@ -206,7 +210,7 @@ def test_an_anomaly_no_finding_can_carry_is_quarantined_not_raised():
 def test_an_integer_beyond_64_bits_reaches_the_alert_exactly():
     sns = FakePublisher("sns")
     result = run([rec(0, "big_integer")], [sns], FakeQuarantine())
-    assert result.statuses == [RecordStatus.ANOMALY]
+    assert result.statuses == [EventStatus.ANOMALY]
     (alert,) = sns.delivered
     assert json.loads(alert.body)["evidences"][0]["data"]["id"] == 2**70
 
@@ -268,3 +272,118 @@ def test_retry_policy_is_bounded(attempts):
     assert sns.calls == 1  # delivered at once: not re-sent
     assert always.calls == attempts  # the failing channel: exactly max_attempts tries
     assert len(sleeps) == attempts - 1  # backing off between them, not after the last
+
+
+# -- records holding several events (KPL, NDJSON, gzip, CloudWatch Logs) --------------------
+def packed(i: int, data: bytes, shard: str = "shardId-0") -> StreamRecord:
+    return StreamRecord(shard, str(100 + i), data)
+
+
+def ndjson(*kinds: str) -> bytes:
+    return b"\n".join(b"{not json" if k == "garbage" else orjson.dumps({"kind": k}) for k in kinds)
+
+
+def test_every_event_of_a_record_has_its_own_outcome_and_uid():
+    from ocsf_detect_tools.producers import kpl_aggregate
+
+    # Given a KPL aggregate, a gzip NDJSON record and a plain one
+    kinds = [["normal", "anomaly", "garbage"], ["anomaly", "unsupported"], ["anomaly"]]
+    records = [
+        packed(0, kpl_aggregate([ndjson(k) for k in kinds[0]])),
+        packed(1, gzip.compress(ndjson(*kinds[1]) + b"\n")),
+        packed(2, ndjson(*kinds[2])),
+    ]
+    sns, quarantine = FakePublisher("sns"), FakeQuarantine()
+    # When the batch is processed
+    result = run(records, [sns], quarantine)
+    # Then each event has its status, named by (shard, sequence number, sub_index)
+    assert [s.value for s in result.statuses] == [
+        "scored", "anomaly", "rejected", "anomaly", "unsupported", "anomaly",
+    ]  # fmt: skip
+    assert result.event_keys() == [
+        ("shardId-0", "100", 0), ("shardId-0", "100", 1), ("shardId-0", "100", 2),
+        ("shardId-0", "101", 0), ("shardId-0", "101", 1), ("shardId-0", "102", 0),
+    ]  # fmt: skip
+    counts = result.counts()
+    assert (counts["events_in"], counts["records_in"], counts["failed"]) == (6, 3, 0)
+    # ... every alert has its own uid; the bad line alone is quarantined, with its bytes
+    assert len({a.uid for a in sns.delivered}) == 3
+    (item,) = quarantine.items
+    assert (item.sequence_number, item.sub_index, item.payload) == ("100", 2, b"{not json")
+    assert item.describe()["sub_index"] == 2
+
+
+def test_finding_uids_do_not_depend_on_the_bundle_version():
+    class OtherVersion(FakeScorer):
+        bundle_version = "test-v2"
+
+    records = [packed(0, ndjson("normal", "anomaly"))]
+    uids = []
+    for scorer in (FakeScorer(), OtherVersion()):
+        sns = FakePublisher("sns")
+        process_batch(
+            records, scorer, publishers=[sns], quarantine=FakeQuarantine(), policy=NO_WAIT,
+            now_ms=1, sleep=lambda _s: None,
+        )  # fmt: skip
+        (alert,) = sns.delivered
+        uids.append(alert.uid)
+        assert json.loads(alert.body)["metadata"]["product"]["version"] == scorer.bundle_version
+    assert uids[0] == uids[1]
+
+
+def test_a_record_fails_only_when_one_of_its_events_failed():
+    # Given three records of one shard; one event of the second cannot be published
+    records = [
+        packed(0, ndjson("normal", "normal")),
+        packed(1, ndjson("normal", "anomaly", "normal")),
+        packed(2, ndjson("normal")),
+    ]
+    first = run(records, [FakePublisher("sns")], FakeQuarantine())
+    (uid,) = [p.alert.uid for p in first.planned if p.alert]
+    # When that alert is refused on every attempt
+    result = run(records, [FakePublisher("sns", fail_uids={uid})], FakeQuarantine())
+    # Then the record holding it and the later record are reported, every event of them
+    # is failed (they come again), and the first record's events keep their outcome
+    assert result.failed_identifiers == ["101", "102"]
+    assert [s.value for s in result.statuses] == ["scored"] * 2 + ["failed"] * 4
+    counts = result.counts()
+    assert counts["events_in"] == counts["scored"] + counts["failed"] == 6
+    assert counts["failed_records"] == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (gzip.compress(b" " * 5000), "too_large"),
+        (b"\x1f\x8b\x08garbage", "invalid_compression"),
+        (b"\xf3\x89\x9a\xc2" + b"\x00" * 20, "invalid_aggregation"),
+        (b"\n".join([b"{}"] * 50), "too_many_events"),
+    ],
+)
+def test_a_record_that_cannot_be_unpacked_is_one_rejected_event_with_its_bytes(data, reason):
+    from ocsf_detect.records import RecordLimits
+
+    quarantine = FakeQuarantine()
+    result = run(
+        [packed(0, data), packed(1, ndjson("normal"))],
+        [],
+        quarantine,
+        limits=RecordLimits(max_decompressed_bytes=4096, max_events=10),
+    )
+    assert [s.value for s in result.statuses] == ["rejected", "scored"]
+    (item,) = quarantine.items
+    assert (item.reason, item.sub_index, item.payload) == (reason, 0, data)
+    assert item.field == "kinesis.data"
+
+
+def test_control_messages_are_counted_and_dropped():
+    from ocsf_detect_tools.producers import CLOUDWATCH_CONTROL_MESSAGE, cloudwatch_envelope
+
+    control = gzip.compress(orjson.dumps(CLOUDWATCH_CONTROL_MESSAGE))
+    data = cloudwatch_envelope([ndjson("anomaly"), ndjson("normal")])
+    result = run([packed(0, control), packed(1, data)], [FakePublisher("sns")], FakeQuarantine())
+    counts = result.counts()
+    assert (counts["control_messages"], counts["records_in"], counts["events_in"]) == (1, 2, 2)
+    assert result.event_keys() == [("shardId-0", "101", 0), ("shardId-0", "101", 1)]
+    assert [s.value for s in result.statuses] == ["anomaly", "scored"]
+    assert result.response() == {"batchItemFailures": []}

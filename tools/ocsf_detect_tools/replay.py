@@ -181,11 +181,13 @@ def replay(
             adapters.reset()
             try:
                 sequence_numbers = _put(lines, resources, progress)
-                final: dict[tuple[str, str], str] = {}
+                # The last status of each event (shard, sequence number, sub_index): a
+                # retried record's events are seen again and end where the retry put them.
+                final: dict[tuple[str, str, int], str] = {}
 
                 def observe(result: Any) -> None:
-                    for rec, status in zip(result.records, result.statuses, strict=True):
-                        final[(rec.shard_id, rec.sequence_number)] = status.value
+                    for key, status in zip(result.event_keys(), result.statuses, strict=True):
+                        final[key] = status.value
 
                 remove = handler.add_result_observer(observe)
                 try:

@@ -1,9 +1,11 @@
 """OCSF Detection Findings (class 2004) built from anomalous scores. Pure: no AWS, no clock.
 
-A finding's ``finding_info.uid`` (and ``metadata.uid``) is a UUIDv5 of the source record
-(shard + sequence number, or the event's ``metadata.uid`` when there is no sequence number)
-and the bundle version: the same record scored by the same bundle always gives the same
-uid, so a consumer can drop the duplicates that at-least-once delivery produces.
+A finding's ``finding_info.uid`` (and ``metadata.uid``) is a UUIDv5 of the source event's
+place in the stream (shard, sequence number and the event's index inside the record, or
+the event's ``metadata.uid`` when there is no sequence number). It does not depend on the
+bundle: a retry that lands on the other version during a canary publishes the same uid,
+so a consumer can drop the duplicates that at-least-once delivery produces. The bundle
+version is in ``metadata.product.version`` and ``finding_info.analytic.version``.
 
 Where things are (see docs/stream.md):
 - ``evidences[0].data``: the source event, as it came (trimmed only when too large);
@@ -11,7 +13,7 @@ Where things are (see docs/stream.md):
   threshold; ``risk_score`` is that ratio on a 0-100 scale (50 = on the threshold);
 - ``unmapped.nearest_baseline``: the nearest normal baseline events (uid, distance), the
   explanation of the score;
-- ``unmapped.source``: shard id and sequence number of the Kinesis record;
+- ``unmapped.source``: shard id, sequence number and sub-record index of the event;
 - ``unmapped.ocsf_detect_trimmed``: present (true) when the evidence was cut to fit.
 """
 
@@ -60,21 +62,25 @@ IDENTITY_FIELDS: Final = frozenset(
 
 
 def finding_uid(
-    *, bundle_version: str, shard_id: str | None, sequence_number: str | None, event_uid: str | None
+    *,
+    shard_id: str | None,
+    sequence_number: str | None,
+    event_uid: str | None,
+    sub_index: int = 0,
 ) -> str:
-    """Deterministic uid of the finding about one source record.
+    """Deterministic uid of the finding about one source event.
 
-    >>> a = finding_uid(bundle_version="v1", shard_id="s-0", sequence_number="42", event_uid=None)
-    >>> a == finding_uid(bundle_version="v1", shard_id="s-0", sequence_number="42", event_uid="x")
+    >>> a = finding_uid(shard_id="s-0", sequence_number="42", sub_index=3, event_uid=None)
+    >>> a == finding_uid(shard_id="s-0", sequence_number="42", sub_index=3, event_uid="x")
     True
     """
     if sequence_number:
-        source = f"kinesis:{shard_id or ''}:{sequence_number}"
+        source = f"kinesis:{shard_id or ''}:{sequence_number}:{sub_index}"
     elif event_uid:
         source = f"event:{event_uid}"
     else:
         raise ValueError("a finding needs a sequence number or the event's metadata.uid")
-    return str(uuid.uuid5(FINDING_NAMESPACE, f"{source}|{bundle_version}"))
+    return str(uuid.uuid5(FINDING_NAMESPACE, source))
 
 
 def risk_score(score: float, threshold: float) -> int:
@@ -100,13 +106,14 @@ def build_finding(
     created_ms: int,
     shard_id: str | None = None,
     sequence_number: str | None = None,
+    sub_index: int = 0,
 ) -> dict[str, Any]:
     """A Detection Finding (OCSF 1.3, activity Create) for an anomalous ``Scored``."""
     source_uid = event_uid_of(scored.event)
     uid = finding_uid(
-        bundle_version=bundle_version,
         shard_id=shard_id,
         sequence_number=sequence_number,
+        sub_index=sub_index,
         event_uid=source_uid,
     )
     source_class = class_name(scored.class_uid)
@@ -150,14 +157,22 @@ def build_finding(
             "version": OCSF_VERSION,
             "uid": uid,
             "correlation_uid": source_uid,
-            "product": {"name": PRODUCT_NAME, "vendor_name": VENDOR_NAME},
+            "product": {
+                "name": PRODUCT_NAME,
+                "vendor_name": VENDOR_NAME,
+                "version": bundle_version,
+            },
         },
         "unmapped": {
             "score": scored.score,
             "threshold": scored.threshold,
             "source_class_uid": scored.class_uid,
             "nearest_baseline": [{"uid": n, "distance": d} for n, d in scored.neighbors],
-            "source": {"shard_id": shard_id, "sequence_number": sequence_number},
+            "source": {
+                "shard_id": shard_id,
+                "sequence_number": sequence_number,
+                "sub_index": sub_index,
+            },
         },
     }
 

@@ -20,6 +20,8 @@ ENV_QUARANTINE_BUCKET: Final = "OCSF_DETECT_QUARANTINE_BUCKET"
 ENV_PUBLISH_MAX_ATTEMPTS: Final = "OCSF_DETECT_PUBLISH_MAX_ATTEMPTS"
 ENV_MAX_EVENT_BYTES: Final = "OCSF_DETECT_MAX_EVENT_BYTES"
 ENV_MAX_BATCH_EVENTS: Final = "OCSF_DETECT_MAX_BATCH_EVENTS"
+ENV_MAX_DECOMPRESSED_BYTES: Final = "OCSF_DETECT_MAX_DECOMPRESSED_BYTES"
+ENV_MAX_EVENTS_PER_RECORD: Final = "OCSF_DETECT_MAX_EVENTS_PER_RECORD"
 ENV_CORS_ALLOW_ORIGIN: Final = "OCSF_DETECT_CORS_ALLOW_ORIGIN"
 ENV_EXPECTED_BUNDLE_VERSION: Final = "OCSF_DETECT_EXPECTED_BUNDLE_VERSION"
 ENV_LOAD_BUNDLE_AT_INIT: Final = "OCSF_DETECT_LOAD_BUNDLE_AT_INIT"
@@ -46,7 +48,9 @@ SERVICE_NAME: Final = "ocsf-detect"
 METRICS_NAMESPACE: Final = "OcsfDetect"
 
 # Metric names (EMF), used by the handlers and by the dashboards and alarms.
-METRIC_RECORDS_IN: Final = "RecordsIn"
+METRIC_RECORDS_IN: Final = "RecordsIn"  # events, after unpacking (== Scored + Rejected + ...)
+METRIC_KINESIS_RECORDS: Final = "KinesisRecords"  # Kinesis records, before unpacking
+METRIC_CONTROL_MESSAGES: Final = "ControlMessages"  # CloudWatch Logs, dropped
 METRIC_SCORED: Final = "Scored"
 METRIC_ANOMALIES: Final = "Anomalies"  # the stream function's, among METRIC_SCORED
 METRIC_PREDICTED_ANOMALIES: Final = "PredictedAnomalies"  # the API's, among METRIC_PREDICTIONS

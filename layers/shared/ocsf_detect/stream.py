@@ -2,18 +2,23 @@
 
 Pure apart from the adapters handed in (Protocol-typed): no boto3, no environment.
 
-1. ``plan_batch``: records -> one detector call -> one ``PlannedRecord`` per record, routed
+1. ``expand_records``: each record's payload -> the events inside it (``ocsf_detect.records``:
+   KPL aggregates, gzip/zlib, NDJSON, CloudWatch Logs envelopes, or one plain event). Each
+   event is named by (shard, sequence number, sub_index); a record that cannot be unpacked
+   is one rejected event standing for the whole record.
+2. ``plan_batch``: events -> one detector call -> one ``PlannedEvent`` per event, routed
    to NORMAL (scored, not anomalous), ALERT (a Detection Finding), QUARANTINE (rejected:
    bad base64, not JSON, schema violation, too large) or UNSUPPORTED (a class the bundle
    does not score).
-2. ``process_batch``: quarantine the rejected, publish the alerts to every publisher with
-   bounded retries, and compute the final per-record status.
+3. ``process_batch``: quarantine the rejected, publish the alerts to every publisher with
+   bounded retries, and compute the final per-event status.
 
-Failure semantics (Lambda's ReportBatchItemFailures): Lambda restarts a shard from the
-LOWEST sequence number reported, so once a record of a shard fails, it and every later
-record of that shard are reported (status FAILED): they will all be processed again.
-Records before the first failure are never reported. Re-processing republishes alerts
-with the same finding uid (at-least-once delivery, deduplicated by uid downstream).
+Failure semantics (Lambda's ReportBatchItemFailures): a record fails when one of its
+events failed. Lambda restarts a shard from the LOWEST sequence number reported, so once a
+record of a shard fails, it and every later record of that shard are reported, and every
+event of those records is FAILED: they will all be processed again. Records before the
+first failure are never reported. Re-processing republishes alerts with the same finding
+uid (at-least-once delivery, deduplicated by uid downstream).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ocsf_detect import names
 from ocsf_detect.detector.scorer import Outcome, Scored
 from ocsf_detect.findings import build_finding, fit_finding
 from ocsf_detect.ocsf.outcomes import Rejected, RejectReason, Unsupported
+from ocsf_detect.records import RecordLimits, UnpackError, unpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +56,25 @@ class Route(StrEnum):
     UNSUPPORTED = "unsupported"
 
 
-class RecordStatus(StrEnum):
-    """Final status of a record in one invocation."""
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One event of a record: its record's position in the batch, its own position in the
+    record, and its bytes, or (``rejected``) why its record could not be unpacked."""
+
+    record: int
+    sub_index: int
+    data: bytes | None
+    rejected: Rejected | None = None
+
+
+class EventStatus(StrEnum):
+    """Final status of an event in one invocation."""
 
     SCORED = "scored"  # scored, not anomalous
     ANOMALY = "anomaly"  # scored, anomalous, alert delivered to every publisher
     REJECTED = "rejected"  # quarantined
     UNSUPPORTED = "unsupported"
-    FAILED = "failed"  # reported in batchItemFailures: Lambda will send it again
+    FAILED = "failed"  # its record is in batchItemFailures: Lambda will send it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +103,7 @@ class QuarantineItem:
 
     shard_id: str
     sequence_number: str
+    sub_index: int
     partition_key: str | None
     reason: str
     message: str
@@ -104,6 +122,7 @@ class QuarantineItem:
             "field": self.field,
             "shard_id": self.shard_id,
             "sequence_number": self.sequence_number,
+            "sub_index": self.sub_index,
             "partition_key": self.partition_key,
             "payload_bytes": len(self.payload),
             "bundle_version": self.bundle_version,
@@ -112,8 +131,9 @@ class QuarantineItem:
 
 
 @dataclass(slots=True)
-class PlannedRecord:
+class PlannedEvent:
     record: StreamRecord
+    event: StreamEvent
     route: Route
     outcome: Outcome
     alert: Alert | None = None
@@ -161,44 +181,76 @@ class RetryPolicy:
 
 @dataclass
 class BatchResult:
-    """Per-record statuses of one batch, in order, and the response Lambda expects."""
+    """Per-event statuses of one batch, in order, and the response Lambda expects."""
 
     records: list[StreamRecord]
-    statuses: list[RecordStatus]
-    planned: list[PlannedRecord]
+    planned: list[PlannedEvent]
+    statuses: list[EventStatus]
+    failed_records: list[int] = field(default_factory=list)
+    """Positions of the records reported in batchItemFailures."""
     errors: list[str] = field(default_factory=list)
     quarantined: int = 0
-    """Rejected records the quarantine sink stored (in this invocation)."""
+    """Rejected events the quarantine sink stored (in this invocation)."""
     alerts_published: int = 0
     """Alerts every publisher accepted (in this invocation)."""
+    control_messages: int = 0
+    """CloudWatch Logs CONTROL_MESSAGE envelopes: not events, counted and dropped."""
 
-    def count(self, *statuses: RecordStatus) -> int:
+    def count(self, *statuses: EventStatus) -> int:
         return sum(1 for s in self.statuses if s in statuses)
 
     @property
     def failed_identifiers(self) -> list[str]:
-        return [
-            r.sequence_number
-            for r, s in zip(self.records, self.statuses, strict=True)
-            if s is RecordStatus.FAILED
-        ]
+        return [self.records[i].sequence_number for i in self.failed_records]
 
     def response(self) -> dict[str, list[dict[str, str]]]:
         return {"batchItemFailures": [{"itemIdentifier": i} for i in self.failed_identifiers]}
 
+    def event_keys(self) -> list[tuple[str, str, int]]:
+        """(shard, sequence number, sub_index) of every event, in order."""
+        return [
+            (p.record.shard_id, p.record.sequence_number, p.event.sub_index) for p in self.planned
+        ]
+
     def counts(self) -> dict[str, int]:
-        anomalies = self.count(RecordStatus.ANOMALY)
-        rejected = self.count(RecordStatus.REJECTED)
         return {
-            "events_in": len(self.records),
-            "scored": self.count(RecordStatus.SCORED, RecordStatus.ANOMALY),
-            "anomalies": anomalies,
-            "rejected": rejected,
-            "unsupported": self.count(RecordStatus.UNSUPPORTED),
-            "failed": self.count(RecordStatus.FAILED),
+            "events_in": len(self.planned),
+            "records_in": len(self.records),
+            "scored": self.count(EventStatus.SCORED, EventStatus.ANOMALY),
+            "anomalies": self.count(EventStatus.ANOMALY),
+            "rejected": self.count(EventStatus.REJECTED),
+            "unsupported": self.count(EventStatus.UNSUPPORTED),
+            "failed": self.count(EventStatus.FAILED),
+            "failed_records": len(self.failed_records),
             "quarantined": self.quarantined,
             "alerts_published": self.alerts_published,
+            "control_messages": self.control_messages,
         }
+
+
+def expand_records(
+    records: Sequence[StreamRecord], limits: RecordLimits | None = None
+) -> tuple[list[StreamEvent], int]:
+    """Every event of every record, in order, and the CONTROL_MESSAGEs dropped."""
+    events: list[StreamEvent] = []
+    control = 0
+    for i, rec in enumerate(records):
+        if rec.data is None:
+            why = Rejected(
+                RejectReason.INVALID_ENCODING,
+                rec.decode_error or "the record's data is not valid base64",
+                field="kinesis.data",
+            )
+            events.append(StreamEvent(i, 0, None, why))
+            continue
+        try:
+            unpacked = unpack(rec.data, limits)
+        except UnpackError as exc:
+            events.append(StreamEvent(i, 0, None, exc.rejected))
+            continue
+        control += unpacked.control_messages
+        events.extend(StreamEvent(i, j, data) for j, data in enumerate(unpacked.events))
+    return events, control
 
 
 def plan_batch(
@@ -207,41 +259,45 @@ def plan_batch(
     *,
     now_ms: int,
     max_event_bytes: int | None = None,
-) -> list[PlannedRecord]:
-    """Score the decodable records in one detector call and route every record."""
+    limits: RecordLimits | None = None,
+) -> tuple[list[PlannedEvent], int]:
+    """Unpack the records, score every readable event in one detector call and route each
+    event; also the number of CONTROL_MESSAGEs dropped."""
+    events, control = expand_records(records, limits)
     bundle_version = scorer.bundle_version
-    outcomes: list[Outcome | None] = [None] * len(records)
+    outcomes: list[Outcome | None] = [None] * len(events)
     to_score: list[int] = []
-    for i, rec in enumerate(records):
-        if rec.data is None:
-            outcomes[i] = Rejected(
-                RejectReason.INVALID_ENCODING,
-                rec.decode_error or "the record's data is not valid base64",
-                field="kinesis.data",
+    raws: list[bytes] = []
+    for i, event in enumerate(events):
+        if event.data is None:
+            outcomes[i] = event.rejected or Rejected(
+                RejectReason.INVALID_INPUT, "an event without data", field="kinesis.data"
             )
-        elif max_event_bytes is not None and len(rec.data) > max_event_bytes:
+        elif max_event_bytes is not None and len(event.data) > max_event_bytes:
             outcomes[i] = Rejected(
                 RejectReason.TOO_LARGE,
-                f"event is {len(rec.data):,} bytes; the limit is {max_event_bytes:,}",
+                f"event is {len(event.data):,} bytes; the limit is {max_event_bytes:,}",
             )
         else:
             to_score.append(i)
+            raws.append(event.data)
     if to_score:
-        scored = scorer.score_batch([records[i].data for i in to_score])  # type: ignore[misc]
-        for i, outcome in zip(to_score, scored, strict=True):
+        for i, outcome in zip(to_score, scorer.score_batch(raws), strict=True):
             outcomes[i] = outcome
-    planned: list[PlannedRecord] = []
-    for rec, maybe in zip(records, outcomes, strict=True):
-        if maybe is None:  # unreachable: every record got an outcome above
-            raise AssertionError("a record was left without an outcome")
-        planned.append(_route(rec, maybe, bundle_version, now_ms))
-    return planned
+    planned: list[PlannedEvent] = []
+    for event, maybe in zip(events, outcomes, strict=True):
+        if maybe is None:  # unreachable: every event got an outcome above
+            raise AssertionError("an event was left without an outcome")
+        planned.append(_route(records[event.record], event, maybe, bundle_version, now_ms))
+    return planned, control
 
 
-def _route(rec: StreamRecord, outcome: Outcome, bundle_version: str, now_ms: int) -> PlannedRecord:
+def _route(
+    rec: StreamRecord, event: StreamEvent, outcome: Outcome, bundle_version: str, now_ms: int
+) -> PlannedEvent:
     if isinstance(outcome, Scored):
         if not outcome.is_anomaly:
-            return PlannedRecord(rec, Route.NORMAL, outcome)
+            return PlannedEvent(rec, event, Route.NORMAL, outcome)
         try:
             finding = build_finding(
                 outcome,
@@ -249,6 +305,7 @@ def _route(rec: StreamRecord, outcome: Outcome, bundle_version: str, now_ms: int
                 created_ms=now_ms,
                 shard_id=rec.shard_id,
                 sequence_number=rec.sequence_number,
+                sub_index=event.sub_index,
             )
             finding, body = fit_finding(finding)
         except Exception as exc:  # an event the finding cannot carry: keep it, do not stall
@@ -257,7 +314,7 @@ def _route(rec: StreamRecord, outcome: Outcome, bundle_version: str, now_ms: int
                 f"anomalous (score {outcome.score:.4g}, threshold {outcome.threshold:.4g}) "
                 f"but no Detection Finding could be built: {type(exc).__name__}: {exc}",
             )
-            return _quarantined(rec, outcome, unpublishable, bundle_version, now_ms)
+            return _quarantined(rec, event, outcome, unpublishable, bundle_version, now_ms)
         alert = Alert(
             uid=finding["finding_info"]["uid"],
             body=body,
@@ -266,10 +323,10 @@ def _route(rec: StreamRecord, outcome: Outcome, bundle_version: str, now_ms: int
             source_class_uid=outcome.class_uid,
             bundle_version=bundle_version,
         )
-        return PlannedRecord(rec, Route.ALERT, outcome, alert=alert)
+        return PlannedEvent(rec, event, Route.ALERT, outcome, alert=alert)
     if isinstance(outcome, Unsupported):
-        return PlannedRecord(rec, Route.UNSUPPORTED, outcome)
-    return _quarantined(rec, outcome, outcome, bundle_version, now_ms)
+        return PlannedEvent(rec, event, Route.UNSUPPORTED, outcome)
+    return _quarantined(rec, event, outcome, outcome, bundle_version, now_ms)
 
 
 # Messages and field paths quote the sender's own keys: bounded, so that the quarantine
@@ -278,12 +335,22 @@ MAX_REASON_CHARS = 1024
 
 
 def _quarantined(
-    rec: StreamRecord, outcome: Outcome, why: Rejected, bundle_version: str, now_ms: int
-) -> PlannedRecord:
-    payload = rec.data if rec.data is not None else (rec.raw_data or "").encode()
+    rec: StreamRecord,
+    event: StreamEvent,
+    outcome: Outcome,
+    why: Rejected,
+    bundle_version: str,
+    now_ms: int,
+) -> PlannedEvent:
+    # The event's own bytes; a record that could not be unpacked keeps all of its bytes.
+    if event.data is not None:
+        payload = event.data
+    else:
+        payload = rec.data if rec.data is not None else (rec.raw_data or "").encode()
     item = QuarantineItem(
         shard_id=rec.shard_id,
         sequence_number=rec.sequence_number,
+        sub_index=event.sub_index,
         partition_key=rec.partition_key,
         reason=why.reason.value,
         message=_bounded(why.message),
@@ -292,7 +359,7 @@ def _quarantined(
         bundle_version=bundle_version,
         quarantined_ms=now_ms,
     )
-    return PlannedRecord(rec, Route.QUARANTINE, outcome, quarantine=item)
+    return PlannedEvent(rec, event, Route.QUARANTINE, outcome, quarantine=item)
 
 
 def _bounded(text: str) -> str:
@@ -334,10 +401,13 @@ def process_batch(
     policy: RetryPolicy,
     now_ms: int,
     max_event_bytes: int | None = None,
+    limits: RecordLimits | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchResult:
-    """Plan, deliver, and decide each record's final status (see the module docstring)."""
-    planned = plan_batch(records, scorer, now_ms=now_ms, max_event_bytes=max_event_bytes)
+    """Plan, deliver, and decide each event's final status (see the module docstring)."""
+    planned, control = plan_batch(
+        records, scorer, now_ms=now_ms, max_event_bytes=max_event_bytes, limits=limits
+    )
     failed: set[int] = set()
     errors: list[str] = []
 
@@ -363,28 +433,37 @@ def process_batch(
                 errors.append(f"{publisher.channel}: {error}")
         failed.update(to_alert[j] for j in undelivered)
 
-    statuses = [_status(p) for p in planned]
-    first_failure: dict[str, int] = {}
-    for i in sorted(failed):
-        first_failure.setdefault(records[i].shard_id, i)
-    for i, rec in enumerate(records):
-        start = first_failure.get(rec.shard_id)
-        if start is not None and i >= start:
-            statuses[i] = RecordStatus.FAILED
+    failed_records = _reported_records(records, {planned[i].event.record for i in failed})
+    reported = set(failed_records)
+    statuses = [EventStatus.FAILED if p.event.record in reported else _status(p) for p in planned]
     return BatchResult(
         list(records),
-        statuses,
         planned,
+        statuses,
+        failed_records,
         errors,
         quarantined=stored,
         alerts_published=len(to_alert) - len(undelivered),
+        control_messages=control,
     )
 
 
-def _status(p: PlannedRecord) -> RecordStatus:
+def _reported_records(records: Sequence[StreamRecord], failed: set[int]) -> list[int]:
+    """The records to report: per shard, the first failed record and every later one."""
+    first_failure: dict[str, int] = {}
+    for i in sorted(failed):
+        first_failure.setdefault(records[i].shard_id, i)
+    return [
+        i
+        for i, rec in enumerate(records)
+        if (start := first_failure.get(rec.shard_id)) is not None and i >= start
+    ]
+
+
+def _status(p: PlannedEvent) -> EventStatus:
     return {
-        Route.NORMAL: RecordStatus.SCORED,
-        Route.ALERT: RecordStatus.ANOMALY,
-        Route.QUARANTINE: RecordStatus.REJECTED,
-        Route.UNSUPPORTED: RecordStatus.UNSUPPORTED,
+        Route.NORMAL: EventStatus.SCORED,
+        Route.ALERT: EventStatus.ANOMALY,
+        Route.QUARANTINE: EventStatus.REJECTED,
+        Route.UNSUPPORTED: EventStatus.UNSUPPORTED,
     }[p.route]

@@ -22,6 +22,10 @@ class RejectReason(StrEnum):
     MISSING_FIELD = "missing_field"  # a required field (class_uid, time) is absent
     WRONG_TYPE = "wrong_type"  # a used field has a type or value it cannot have
     UNPUBLISHABLE = "unpublishable"  # scored anomalous, but no finding can carry it
+    # A Kinesis record that cannot be unpacked into events (``ocsf_detect.records``):
+    INVALID_COMPRESSION = "invalid_compression"  # a corrupt or truncated gzip/zlib stream
+    INVALID_AGGREGATION = "invalid_aggregation"  # a KPL aggregate: bad MD5 or protobuf
+    TOO_MANY_EVENTS = "too_many_events"  # more events in one record than its limit
 
 
 @dataclass(slots=True)
