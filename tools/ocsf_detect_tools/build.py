@@ -124,6 +124,8 @@ def _build(
     parser = EventParser({uid: FeaturePipeline(s).plan for uid, s in specs.items()})
     with gc_paused():
         outcomes = parser.parse_many(lines)
+    # A neighbour without metadata.uid is named by its line in the training input.
+    line_of = {id(o.event): n for n, o in enumerate(outcomes, 1) if isinstance(o, Parsed)}
     by_class: dict[int, list[Parsed]] = {}
     unsupported = Counter[int]()
     rejected = 0
@@ -262,12 +264,9 @@ def _build(
         index.save_index(str(out_dir / index_file))
         ids_file = None
         kept_events = [train_p[i] for i in keep]
-        uids = [event_uid(p.event) for p in kept_events]
-        if any(u is not None for u in uids):
-            ids_file = f"ids-{class_uid}.json"
-            (out_dir / ids_file).write_bytes(
-                orjson.dumps([u if u is not None else f"#{i}" for i, u in enumerate(uids)])
-            )
+        uids = [event_uid(p.event) or f"line {line_of.get(id(p.event))}" for p in kept_events]
+        ids_file = f"ids-{class_uid}.json"
+        (out_dir / ids_file).write_bytes(orjson.dumps(uids))
         all_times = [p.time_ms for p in parsed]
         models[str(class_uid)] = ClassModel(
             class_uid=class_uid,
