@@ -169,6 +169,7 @@ def _build(
         augment=t.augment,
         augment_uniform=t.augment_uniform,
         novel_weight=t.novel_weight,
+        max_seconds=t.max_minutes * 60,
     )
     for class_uid, parsed in sorted(usable.items()):
         log(f"class {class_uid} ({class_name(class_uid)}): {len(parsed):,} events")
@@ -195,8 +196,13 @@ def _build(
             for_features(train_cfg, pipeline),
         )
         log(
-            f"  trained ({report.method}, {report.epochs} epochs, {report.seconds}s, "
-            f"loss {report.losses[-1]:.4f})"
+            f"  trained ({report.method}, {report.steps:,} steps in {report.epochs} epochs, "
+            f"{report.seconds}s, loss {report.losses[-1]:.4f})"
+            + (
+                f"; stopped at [train] max_minutes = {t.max_minutes:g}"
+                if report.stopped_early
+                else ""
+            )
         )
         model_file = f"model-{class_uid}.onnx"
         export_onnx(

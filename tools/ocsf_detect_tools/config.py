@@ -120,6 +120,14 @@ class TrainSection(_Section):
         3.0, gt=0, description="output anchor as a multiple of the 99th percentile of |z|"
     )
     max_train_events: int = Field(60_000, ge=100)
+    max_minutes: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="wall-clock bound on training each class's network: training stops "
+        "there (fewer steps than planned, which the build's log says); steps are otherwise "
+        "min(epochs x batches per epoch, max_steps), so they scale with the data",
+    )
     seed: int = 0
 
 

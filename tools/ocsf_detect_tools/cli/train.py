@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from ocsf_detect.detector.archive import write_archive
     from ocsf_detect_tools.build import BuildError, build_bundle, out_dir_problem
     from ocsf_detect_tools.cli import one_line
+    from ocsf_detect_tools.cli.progress import TrainingProgress
     from ocsf_detect_tools.config import ConfigError, load_config
     from ocsf_detect_tools.eventio import atomic_path, read_lines
+    from ocsf_detect_tools.training.fit import observe_training
 
     try:
         config = load_config(args.config)
@@ -61,16 +64,29 @@ def run(args: argparse.Namespace) -> int:
     for path in args.events:
         lines += read_lines(path)
     print(f"read {len(lines):,} events from {len(args.events)} file(s)", file=sys.stderr)
+    started = time.perf_counter()
+    progress = TrainingProgress(config.train.max_minutes * 60)
+
+    def log(message: str) -> None:
+        progress.end_line()
+        if message.startswith("class "):  # "class 4001 (Network Activity): 1,234 events"
+            progress.label = message.split(":", 1)[0]
+        print(message, file=sys.stderr, flush=True)
+
     try:
-        manifest = build_bundle(
-            lines,
-            args.out,
-            config,
-            sources=[str(p) for p in args.events],
-            log=lambda m: print(m, file=sys.stderr),
-        )
+        with observe_training(progress):
+            manifest = build_bundle(
+                lines, args.out, config, sources=[str(p) for p in args.events], log=log
+            )
     except BuildError as exc:
         raise CommandError(str(exc)) from exc
+    finally:
+        progress.end_line()
+    print(
+        f"trained in {time.perf_counter() - started:.1f} s "
+        f"({len(lines) / max(time.perf_counter() - started, 1e-9):,.0f} events/s)",
+        file=sys.stderr,
+    )
     if args.archive:
         with atomic_path(args.archive) as partial:
             write_archive(args.out, partial)

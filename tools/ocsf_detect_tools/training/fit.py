@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -62,6 +65,7 @@ class TrainConfig:
     novel_weight: float = 2.0
     scaled_columns: int | None = None  # numeric columns that are values (after them: 0/1
     # missing indicators, which uniform draws must not touch); None: all are values
+    max_seconds: float | None = None  # wall-clock bound: training stops after this
 
 
 @dataclass
@@ -71,6 +75,23 @@ class TrainReport:
     steps: int
     seconds: float
     losses: list[float] = field(default_factory=list)
+    stopped_early: bool = False  # ``max_seconds`` was reached before the last step
+
+
+# Called after every training step with (step, total steps, loss, elapsed seconds); set by
+# a caller that shows progress (``observe_training``), so the build need not pass it down.
+StepObserver = Callable[[int, int, float, float], None]
+_observer: ContextVar[StepObserver | None] = ContextVar("training_observer", default=None)
+
+
+@contextmanager
+def observe_training(observer: StepObserver) -> Iterator[None]:
+    """Call ``observer`` after every step of every ``train_embedding`` in this block."""
+    token = _observer.set(observer)
+    try:
+        yield
+    finally:
+        _observer.reset(token)
 
 
 def train_embedding(
@@ -108,9 +129,11 @@ def train_embedding(
     )
     report = TrainReport(config.method, epochs, total, 0.0)
     start = time.perf_counter()
+    observer = _observer.get()
+    out_of_time = False
     model.train()
     head.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order = torch.from_numpy(rng.permutation(n))
         running = 0.0
         for s in range(steps_per_epoch):
@@ -131,8 +154,19 @@ def train_embedding(
             nn.utils.clip_grad_norm_(params, 5.0)
             optimiser.step()
             scheduler.step()
-            running += float(loss.detach())
-        report.losses.append(round(running / steps_per_epoch, 5))
+            value = float(loss.detach())
+            running += value
+            elapsed = time.perf_counter() - start
+            if observer is not None:
+                observer(epoch * steps_per_epoch + s + 1, total, value, elapsed)
+            out_of_time = config.max_seconds is not None and elapsed > config.max_seconds
+            if out_of_time:
+                break
+        report.losses.append(round(running / (s + 1), 5))
+        if out_of_time:
+            report.epochs, report.steps = epoch + 1, epoch * steps_per_epoch + s + 1
+            report.stopped_early = report.steps < total
+            break
     report.seconds = round(time.perf_counter() - start, 2)
     model.eval()
     set_anchor(model, x_num, x_cat, config.anchor_scale)
