@@ -17,6 +17,7 @@ from ocsf_detect.records import (
     RecordFormat,
     RecordLimits,
     UnpackError,
+    UnreadableEvent,
     unpack,
 )
 from ocsf_detect_tools.producers import (
@@ -91,6 +92,14 @@ def test_our_aggregator_writes_what_the_reference_writes():
 def test_kpl_user_records_may_be_compressed_or_ndjson():
     data = kpl_aggregate([gzip.compress(EVENT + b"\n" + EVENT), zlib.compress(EVENT), EVENT])
     assert unpack(data).events == [EVENT, EVENT, EVENT, EVENT]
+
+
+def test_a_corrupt_user_record_is_unreadable_alone():
+    broken = gzip.compress(EVENT)[:-4]
+    first, second, third = unpack(kpl_aggregate([EVENT, broken, EVENT])).events
+    assert first == third == EVENT
+    assert isinstance(second, UnreadableEvent)
+    assert (second.rejected.reason, second.data) == (RejectReason.INVALID_COMPRESSION, broken)
 
 
 @pytest.mark.parametrize(
@@ -173,11 +182,19 @@ def test_cloudwatch_logs_envelopes():
 
 
 def test_a_malformed_cloudwatch_envelope_is_rejected_with_the_field():
-    bad = {"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1", "message": 42}]}
-    with pytest.raises(UnpackError) as info:
-        unpack(gzip.compress(orjson.dumps(bad)))
-    assert info.value.rejected.reason is RejectReason.WRONG_TYPE
-    assert info.value.rejected.field == "logEvents[0].message"
+    # Given a log event without message text beside a good one
+    bad = {
+        "messageType": "DATA_MESSAGE",
+        "logEvents": [{"id": "1", "message": 42}, {"message": "{}"}],
+    }
+    # Then that log event alone is unreadable, with its own bytes and the field
+    first, second = unpack(gzip.compress(orjson.dumps(bad))).events
+    assert isinstance(first, UnreadableEvent)
+    assert first.rejected.reason is RejectReason.WRONG_TYPE
+    assert first.rejected.field == "logEvents[0].message"
+    assert first.data == b'{"id":"1","message":42}'
+    assert second == b"{}"
+    # An envelope without a logEvents array is rejected whole
     no_list = {"messageType": "DATA_MESSAGE", "logEvents": "x"}
     assert reason_of(gzip.compress(orjson.dumps(no_list))) is RejectReason.WRONG_TYPE
 
@@ -222,7 +239,11 @@ def _unpacks_or_rejects(data: bytes, limits: RecordLimits | None = None) -> None
     except UnpackError as exc:
         rejected = exc.rejected
     if rejected is None:
-        assert all(isinstance(e, bytes) for e in out.events)
+        for event in out.events:
+            if isinstance(event, UnreadableEvent):
+                assert event.rejected.reason is not RejectReason.INVALID_INPUT
+            else:
+                assert isinstance(event, bytes)
     else:
         assert isinstance(rejected.reason, RejectReason)
         assert rejected.reason is not RejectReason.INVALID_INPUT

@@ -24,9 +24,11 @@ import orjson
 
 from ocsf_detect import names
 from ocsf_detect_tools.emulator import DEFAULT_REGION, Emulator, aws_environment, environment
+from ocsf_detect_tools.producers import RecordFormatName, pack
 from ocsf_detect_tools.runner import KinesisRunner, MappingConfig
 
 PUT_RECORDS_MAX = 500  # Kinesis PutRecords takes at most 500 records per call
+PUT_REQUEST_BYTES = 5 * 1024 * 1024  # ... and 5 MiB, data and partition keys together
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,12 @@ def _queue_arn(sqs: Any, url: str) -> str:
 def put_events(
     lines: Sequence[bytes], stream_name: str, advance: Callable[[int], None] | None = None
 ) -> list[str]:
-    """PutRecords in batches of 500, re-putting throttled entries; the sequence numbers."""
+    """PutRecords in requests of at most 500 records and 5 MiB, re-putting throttled
+    entries; the sequence numbers, in order."""
     kinesis = client("kinesis")
     sequence_numbers: list[str] = []
-    for start in range(0, len(lines), PUT_RECORDS_MAX):
-        chunk = [
-            {"Data": line, "PartitionKey": str(start + i)}
-            for i, line in enumerate(lines[start : start + PUT_RECORDS_MAX])
-        ]
+    for start, stop in put_requests(lines):
+        chunk = [{"Data": lines[i], "PartitionKey": str(i)} for i in range(start, stop)]
         for _ in range(10):
             out = kinesis.put_records(StreamName=stream_name, Records=chunk)
             ok = [r for r in out["Records"] if "SequenceNumber" in r]
@@ -121,8 +121,22 @@ def put_events(
                 break
             time.sleep(0.1)
         if advance:
-            advance(len(lines[start : start + PUT_RECORDS_MAX]))
+            advance(stop - start)
     return sequence_numbers
+
+
+def put_requests(lines: Sequence[bytes]) -> Iterator[tuple[int, int]]:
+    """[start, stop) of each PutRecords request: 500 records and 5 MiB (data and
+    partition keys) at most, Kinesis' limits on one request."""
+    start, size = 0, 0
+    for i, line in enumerate(lines):
+        record = len(line) + len(str(i))
+        if i > start and (i - start == PUT_RECORDS_MAX or size + record > PUT_REQUEST_BYTES):
+            yield start, i
+            start, size = i, 0
+        size += record
+    if start < len(lines):
+        yield start, len(lines)
 
 
 def drain_queue(queue_url: str, idle_polls: int = 2) -> list[dict[str, Any]]:
@@ -169,18 +183,26 @@ def replay(
     endpoint_url: str | None = None,
     progress: Callable[[str, int], Any] | None = None,
     function_output: TextIO | None = None,
+    record_format: RecordFormatName = "json",
 ) -> dict[str, Any]:
-    """Replay ``lines`` (JSON events) and return the summary counts. The function's log
-    lines and EMF metrics go to ``function_output`` (default: stderr)."""
+    """Replay ``lines`` (JSON events), packed into Kinesis records as ``record_format``'s
+    producers pack them, and return the summary counts. The function's log lines and EMF
+    metrics go to ``function_output`` (default: stderr).
+
+    ``events_in`` counts the lines, ``records_in`` the Kinesis records put. A line that
+    fits no record is rejected before the put (``rejected_before_put``, within
+    ``rejected``), so that ``scored + rejected + unsupported + failed == events_in``."""
     from stream_scoring import adapters, handler
 
+    packing = pack(lines, record_format)
+    datas = [record.data for record in packing.records]
     with aws_endpoint(endpoint_url):
         started = time.perf_counter()
         resources = create_resources()
         with environment(resources.handler_environment(Path(bundle_dir))):
             adapters.reset()
             try:
-                sequence_numbers = _put(lines, resources, progress)
+                sequence_numbers = _put(datas, resources, progress)
                 # The last status of each event (shard, sequence number, sub_index): a
                 # retried record's events are seen again and end where the retry put them.
                 final: dict[tuple[str, str, int], str] = {}
@@ -193,7 +215,7 @@ def replay(
                 try:
                     with _function_output_to(handler, function_output):
                         stats = _drive(
-                            resources, batch_size, handler.lambda_handler, progress, len(lines)
+                            resources, batch_size, handler.lambda_handler, progress, len(datas)
                         )
                 finally:
                     remove()
@@ -205,24 +227,34 @@ def replay(
         on_failure = drain_queue(resources.on_failure_queue_url)
         seconds = time.perf_counter() - started
     statuses = list(final.values())
+    events_put = sum(len(record.events) for record in packing.records)
+    # Events the function never reported on (a record sent to the on-failure destination
+    # after a crash) are failed too: nothing is left uncounted.
+    never_seen = max(0, events_put - len(final))
     sns_uids = {m["finding_info"]["uid"] for m in sns_alerts}
     eb_uids = {m["detail"]["finding_info"]["uid"] for m in eb_alerts}
+    rejected_before_put = len(packing.too_large)
     return {
-        "events_in": len(sequence_numbers),
+        "events_in": len(lines),
+        "records_in": len(sequence_numbers),
+        "record_format": record_format,
         "scored": statuses.count("scored") + statuses.count("anomaly"),
         "anomalies": statuses.count("anomaly"),
-        "rejected": statuses.count("rejected"),
+        "rejected": statuses.count("rejected") + rejected_before_put,
+        "rejected_before_put": rejected_before_put,
         "unsupported": statuses.count("unsupported"),
-        "failed": statuses.count("failed") + (len(sequence_numbers) - len(final)),
+        "failed": statuses.count("failed") + never_seen,
         "alerts_sns": len(sns_uids),
         "alerts_eventbridge": len(eb_uids),
         "alert_messages_sns": len(sns_alerts),
         "alert_messages_eventbridge": len(eb_alerts),
-        "quarantined": len({(m["shard_id"], m["sequence_number"]) for m in quarantine}),
+        "quarantined": len(
+            {(m["shard_id"], m["sequence_number"], m.get("sub_index", 0)) for m in quarantine}
+        ),
         "on_failure_batches": len(on_failure),
         "invocations": stats.invocations,
         "seconds": round(seconds, 3),
-        "events_per_s": round(len(sequence_numbers) / seconds, 1) if seconds > 0 else 0.0,
+        "events_per_s": round(len(lines) / seconds, 1) if seconds > 0 else 0.0,
     }
 
 

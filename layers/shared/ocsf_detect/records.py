@@ -17,8 +17,10 @@ A record's payload is read as the first of these that fits:
 
 Every event keeps its place in the record (``sub_index``, counted over the whole record
 in reading order), so ``(shard, sequence number, sub_index)`` names it across retries. A
-record that cannot be unpacked (corrupt aggregate or compressed stream, or beyond the
-limits: a decompression bomb) is one ``Rejected`` outcome for the whole record.
+part that cannot be read while the rest can (a user record whose gzip is corrupt, a log
+event without text) is an ``UnreadableEvent`` in its place. A record that cannot be
+unpacked (a corrupt aggregate or compressed stream, or beyond the limits: a
+decompression bomb) raises ``UnpackError``: one rejection for the whole record.
 
 >>> unpack(b'{"a": 1}\\n{"a": 2}\\n').events
 [b'{"a": 1}', b'{"a": 2}']
@@ -68,12 +70,23 @@ class RecordLimits:
     max_events: int = DEFAULT_MAX_EVENTS_PER_RECORD
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableEvent:
+    """One part of a record that cannot be read, while the rest of the record can (a user
+    record of a KPL aggregate whose gzip is corrupt, a log event without message text):
+    its own bytes and why."""
+
+    data: bytes
+    rejected: Rejected
+
+
 @dataclass(slots=True)
 class Unpacked:
-    """The events of one record (raw JSON bytes each, in order) and what was dropped."""
+    """The events of one record (raw JSON bytes each, or why a part cannot be read), in
+    order, and what was dropped."""
 
     format: RecordFormat
-    events: list[bytes] = field(default_factory=list)
+    events: list[bytes | UnreadableEvent] = field(default_factory=list)
     control_messages: int = 0
     """CloudWatch Logs CONTROL_MESSAGE envelopes: not events, counted and dropped."""
 
@@ -97,14 +110,25 @@ def unpack(data: bytes, limits: RecordLimits | None = None) -> Unpacked:
     if data.startswith(KPL_MAGIC):
         out = Unpacked(RecordFormat.KPL)
         for user_data in _kpl_user_records(data):
-            inner = _unpack_one(user_data, budget)
-            out.events.extend(inner.events)
-            out.control_messages += inner.control_messages
+            try:
+                inner = _unpack_one(user_data, budget)
+            except UnpackError as exc:
+                if exc.rejected.reason in _RECORD_BOUNDS:
+                    raise
+                out.events.append(UnreadableEvent(user_data, exc.rejected))
+            else:
+                out.events.extend(inner.events)
+                out.control_messages += inner.control_messages
             budget.count_events(len(out.events))
         return out
     out = _unpack_one(data, budget)
     budget.count_events(len(out.events))
     return out
+
+
+_RECORD_BOUNDS: Final = frozenset({RejectReason.TOO_LARGE, RejectReason.TOO_MANY_EVENTS})
+"""Limits on the whole record: past them the whole record is rejected, whatever part
+of it crossed them."""
 
 
 class _Budget:
@@ -147,8 +171,10 @@ def _lines(text: bytes, packed: RecordFormat) -> Unpacked:
     stripped = text.strip()
     if b"\n" not in stripped:
         return Unpacked(packed, [stripped if packed is not RecordFormat.JSON else text])
-    lines = [line for line in (raw.strip() for raw in stripped.split(b"\n")) if line]
-    first = lines[0]
+    lines: list[bytes | UnreadableEvent] = [
+        line for line in (raw.strip() for raw in stripped.split(b"\n")) if line
+    ]
+    first = stripped.split(b"\n", 1)[0].strip()
     # The common case costs no parse: a first line that is a whole object is NDJSON.
     if not (first.startswith(b"{") and first.endswith(b"}")) and _one_document(stripped):
         return Unpacked(packed, [text])  # a pretty-printed event
@@ -255,15 +281,24 @@ def _cloudwatch_events(envelope: dict[str, Any]) -> Unpacked:
         )
     for i, entry in enumerate(log_events):
         message = entry.get("message") if isinstance(entry, dict) else None
-        if not isinstance(message, str):
-            raise UnpackError(
+        if isinstance(message, str):
+            # surrogatepass: a lone surrogate reaches the parser, which rejects that event
+            out.events.append(message.encode("utf-8", "surrogatepass"))
+        else:
+            why = Rejected(
                 RejectReason.WRONG_TYPE,
                 f"logEvents[{i}] has no message text",
                 field=f"logEvents[{i}].message",
             )
-        # surrogatepass: a lone surrogate reaches the parser, which rejects that event only
-        out.events.append(message.encode("utf-8", "surrogatepass"))
+            out.events.append(UnreadableEvent(_entry_bytes(entry), why))
     return out
+
+
+def _entry_bytes(entry: object) -> bytes:
+    try:
+        return orjson.dumps(entry)
+    except TypeError:  # unreachable for parsed JSON; kept so an entry never raises
+        return repr(entry).encode()
 
 
 # -- KPL aggregation: the protobuf wire format, only as far as AggregatedRecord needs ------

@@ -33,7 +33,7 @@ from ocsf_detect import names
 from ocsf_detect.detector.scorer import Outcome, Scored
 from ocsf_detect.findings import build_finding, fit_finding
 from ocsf_detect.ocsf.outcomes import Rejected, RejectReason, Unsupported
-from ocsf_detect.records import RecordLimits, UnpackError, unpack
+from ocsf_detect.records import RecordLimits, UnpackError, UnreadableEvent, unpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +59,14 @@ class Route(StrEnum):
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
     """One event of a record: its record's position in the batch, its own position in the
-    record, and its bytes, or (``rejected``) why its record could not be unpacked."""
+    record, and its bytes to score, or (``rejected``) why it cannot be read: then
+    ``unread`` holds its own bytes when only this part of the record is unreadable."""
 
     record: int
     sub_index: int
     data: bytes | None
     rejected: Rejected | None = None
+    unread: bytes | None = None
 
 
 class EventStatus(StrEnum):
@@ -249,7 +251,11 @@ def expand_records(
             events.append(StreamEvent(i, 0, None, exc.rejected))
             continue
         control += unpacked.control_messages
-        events.extend(StreamEvent(i, j, data) for j, data in enumerate(unpacked.events))
+        for j, part in enumerate(unpacked.events):
+            if isinstance(part, UnreadableEvent):
+                events.append(StreamEvent(i, j, None, part.rejected, unread=part.data))
+            else:
+                events.append(StreamEvent(i, j, part))
     return events, control
 
 
@@ -345,6 +351,8 @@ def _quarantined(
     # The event's own bytes; a record that could not be unpacked keeps all of its bytes.
     if event.data is not None:
         payload = event.data
+    elif event.unread is not None:
+        payload = event.unread
     else:
         payload = rec.data if rec.data is not None else (rec.raw_data or "").encode()
     item = QuarantineItem(
