@@ -15,7 +15,8 @@ from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES, MAX_NESTING_DEPTH
 from ocsf_detect_tools.specs import default_specs
 from tests.conftest import EVENTS_DIR
 
-PARSER = EventParser({uid: FeaturePipeline(s).plan for uid, s in default_specs().items()})
+PARSER_PLANS = {uid: FeaturePipeline(s).plan for uid, s in default_specs().items()}
+PARSER = EventParser(PARSER_PLANS)
 
 
 def sample(name: str) -> dict:
@@ -211,9 +212,19 @@ OCSF_KEYS = [
 
 
 def _assert_one_outcome(outcome: object) -> None:
+    """One explicit outcome, and a rejection that says why: ``invalid_input`` is the
+    catch-all of an unforeseen internal failure, which no byte or JSON input may reach."""
     assert isinstance(outcome, Parsed | Unsupported | Rejected)
     if isinstance(outcome, Rejected):
         assert isinstance(outcome.reason, RejectReason)
+        assert outcome.reason is not RejectReason.INVALID_INPUT, outcome
+
+
+def test_the_property_check_refuses_the_catch_all() -> None:
+    # the checks below fail on an input that reaches invalid_input: they can fail
+    with pytest.raises(AssertionError):
+        _assert_one_outcome(Rejected(RejectReason.INVALID_INPUT, "unreadable input"))
+    _assert_one_outcome(Rejected(RejectReason.INVALID_JSON, "not JSON"))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -244,6 +255,53 @@ def test_mutated_events_never_raise(name: str, replacement: dict, class_uid: obj
     _assert_one_outcome(outcome)
     if isinstance(outcome, Parsed):
         assert outcome.event == event
+
+
+FEATURE_PATHS = sorted({path for plan in PARSER_PLANS.values() for path in plan.paths})
+edge_leaf = (
+    json_leaf
+    | st.sampled_from(
+        [2**63, -(2**63) - 1, 2**64, 10**30, 1e308, -1e308, 5e-324, "\ud800", "\uffff", ""]
+    )
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=5)
+)
+
+
+def _set_path(event: dict, path: str, value: object) -> None:
+    node = event
+    *parents, leaf = path.split(".")
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[leaf] = value
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(
+        ["network_activity.json", "dns_activity.json", "authentication.json", "api_activity.json"]
+    ),
+    st.dictionaries(
+        st.sampled_from(FEATURE_PATHS),
+        edge_leaf
+        | st.lists(edge_leaf, max_size=3)
+        | st.dictionaries(st.text(max_size=4), edge_leaf, max_size=2),
+        max_size=4,
+    ),
+)
+def test_events_with_any_value_at_a_feature_path_never_reach_the_catch_all(
+    name: str, values: dict
+) -> None:
+    event = sample(name)
+    for path, value in values.items():
+        _set_path(event, path, value)
+    try:
+        raw = json.dumps(event).encode("utf-8", "surrogatepass")
+    except ValueError:  # a float json cannot write
+        return
+    _assert_one_outcome(PARSER.parse(raw))
 
 
 def test_integers_beyond_64_bits_are_kept_exactly() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import zlib
 
@@ -282,3 +283,43 @@ def test_packed_records_flipped_or_cut_unpack_or_are_rejected(lines, record_form
             i = at % len(data)
             _unpacks_or_rejects(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :])
             _unpacks_or_rejects(data[:i])
+
+
+@functools.cache
+def default_parser():
+    from ocsf_detect.features.pipeline import FeaturePipeline
+    from ocsf_detect.ocsf import EventParser
+    from ocsf_detect_tools.specs import default_specs
+
+    return EventParser({uid: FeaturePipeline(s).plan for uid, s in default_specs().items()})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.binary(max_size=80)
+        | st.sampled_from([EVENT, b'{"class_uid": 4001, "time": "\xef\xbf\xbf"}', b"[[[]]]"]),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from(RECORD_FORMATS),
+)
+def test_every_event_of_a_packed_record_parses_to_a_stated_outcome(lines, record_format):
+    from ocsf_detect.ocsf import Rejected
+
+    parser = default_parser()
+    for record in pack(lines, record_format).records:
+        events: list = []
+        try:
+            events = unpack(record.data).events
+        except UnpackError as exc:
+            rejected = exc.rejected
+        else:
+            rejected = None
+        assert rejected is None or rejected.reason is not RejectReason.INVALID_INPUT
+        for event in events:
+            if isinstance(event, UnreadableEvent):
+                continue
+            outcome = parser.parse(event)
+            if isinstance(outcome, Rejected):
+                assert outcome.reason is not RejectReason.INVALID_INPUT, (event, outcome)
