@@ -11,17 +11,16 @@ import base64
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, TypeVar
-
-import orjson
+from typing import Any, Final, TypeVar
 
 from ocsf_detect import names
 from ocsf_detect.bundlefetch import load_detector as open_detector
 from ocsf_detect.detector.scorer import Detector
+from ocsf_detect.findings import encoded
 from ocsf_detect.gcpause import freeze_long_lived
-from ocsf_detect.stream import Alert, AlertPublisher, QuarantineItem, QuarantineSink
+from ocsf_detect.stream import Alert, AlertPublisher, QuarantineItem, QuarantineSink, Refusal
 from stream_scoring.settings import StreamSettings, get_settings
 
 BATCH_ENTRIES = 10
@@ -51,25 +50,62 @@ def chunks(items: Sequence[T], size_of: Any) -> Iterator[list[int]]:
 
 
 def send_in_batches(
-    items: Sequence[T], size_of: Any, send: Callable[[list[int]], list[int]]
-) -> list[int]:
-    """Send ``items`` in service-sized groups; positions the service refused come back.
+    items: Sequence[T], size_of: Any, send: Callable[[list[int]], list[Refusal]]
+) -> list[Refusal]:
+    """Send ``items`` in service-sized groups; the entries the service refused come back.
 
-    ``send(group)`` makes one request and returns the positions *within the group* the
-    service refused. A request that fails is refused whole, except the very first one:
-    then nothing was sent, the service is unreachable, and the error goes to the caller.
+    ``send(group)`` makes one request and returns the refusals, with positions *within
+    the group*. A request that fails is refused whole (transiently), except the very first
+    one: then nothing was sent, the service is unreachable, and the error goes to the
+    caller.
     """
-    refused: list[int] = []
+    refused: list[Refusal] = []
     for group in chunks(items, size_of):
         try:
             failed = send(group)
         except Exception:
             if group[0] == 0:
                 raise
-            refused.extend(group)
+            refused.extend(Refusal(i, "RequestFailed") for i in group)
             continue
-        refused.extend(group[j] for j in failed)
+        refused.extend(replace(r, position=group[r.position]) for r in failed)
     return refused
+
+
+THROTTLING_CODES: Final = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "KMSThrottling",
+        "KMSThrottlingException",
+    }
+)
+"""Sender faults that pass: sending again later can succeed."""
+
+EVENTBRIDGE_TRANSIENT_CODES: Final = frozenset(
+    {"InternalFailure", "InternalException", "ServiceUnavailable", *THROTTLING_CODES}
+)
+"""PutEvents entry error codes worth retrying; any other (MalformedDetail,
+InvalidArgument, AccessDeniedException, NotAuthorizedForSourceException, ...) will fail
+again for the same entry."""
+
+
+def sns_refusal(position: int, failure: dict[str, Any]) -> Refusal:
+    """A PublishBatch ``Failed`` entry: permanent when SNS blames the sender (an invalid
+    parameter, a message too long), unless it is throttling."""
+    code = str(failure.get("Code", "Unknown"))
+    permanent = bool(failure.get("SenderFault")) and code not in THROTTLING_CODES
+    return Refusal(position, code, str(failure.get("Message", "")), permanent)
+
+
+def eventbridge_refusal(position: int, entry: dict[str, Any]) -> Refusal:
+    """A PutEvents result entry with an ErrorCode."""
+    code = str(entry.get("ErrorCode"))
+    permanent = code not in EVENTBRIDGE_TRANSIENT_CODES
+    return Refusal(position, code, str(entry.get("ErrorMessage", "")), permanent)
 
 
 class SnsAlertPublisher:
@@ -81,8 +117,8 @@ class SnsAlertPublisher:
         self._client = client
         self._topic_arn = topic_arn
 
-    def publish(self, alerts: Sequence[Alert]) -> list[int]:
-        def send(group: list[int]) -> list[int]:
+    def publish(self, alerts: Sequence[Alert]) -> list[Refusal]:
+        def send(group: list[int]) -> list[Refusal]:
             entries = [
                 {
                     "Id": str(j),
@@ -94,7 +130,7 @@ class SnsAlertPublisher:
             response = self._client.publish_batch(
                 TopicArn=self._topic_arn, PublishBatchRequestEntries=entries
             )
-            return [int(f["Id"]) for f in response.get("Failed", [])]
+            return [sns_refusal(int(f["Id"]), f) for f in response.get("Failed", [])]
 
         return send_in_batches(alerts, lambda a: len(a.body) + 512, send)
 
@@ -118,8 +154,8 @@ class EventBridgeAlertPublisher:
         self._client = client
         self._bus_name = bus_name
 
-    def publish(self, alerts: Sequence[Alert]) -> list[int]:
-        def send(group: list[int]) -> list[int]:
+    def publish(self, alerts: Sequence[Alert]) -> list[Refusal]:
+        def send(group: list[int]) -> list[Refusal]:
             entries = [
                 {
                     "Source": names.EVENTBRIDGE_SOURCE,
@@ -134,7 +170,9 @@ class EventBridgeAlertPublisher:
                 return []
             # Entries come back in request order; failed ones carry an ErrorCode.
             return [
-                j for j, entry in enumerate(response.get("Entries", [])) if entry.get("ErrorCode")
+                eventbridge_refusal(j, entry)
+                for j, entry in enumerate(response.get("Entries", []))
+                if entry.get("ErrorCode")
             ]
 
         return send_in_batches(alerts, lambda a: len(a.body) + 256, send)
@@ -149,21 +187,25 @@ class SqsQuarantine:
         self._s3 = s3
         self._bucket = bucket
 
-    def put(self, items: Sequence[QuarantineItem]) -> list[int]:
-        bodies = [orjson.dumps(self._message(item)) for item in items]
+    def put(self, items: Sequence[QuarantineItem]) -> list[Refusal]:
+        bodies = [encoded(self._message(item)) for item in items]
 
-        def send(group: list[int]) -> list[int]:
+        def send(group: list[int]) -> list[Refusal]:
             entries = [
                 {"Id": str(j), "MessageBody": bodies[i].decode()} for j, i in enumerate(group)
             ]
             response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-            return [int(f["Id"]) for f in response.get("Failed", [])]
+            return [sns_refusal(int(f["Id"]), f) for f in response.get("Failed", [])]
 
         return send_in_batches(bodies, lambda b: len(b) + 64, send)
 
     def _message(self, item: QuarantineItem) -> dict[str, Any]:
         message = item.describe()
-        if len(item.payload) <= SQS_INLINE_PAYLOAD_BYTES:
+        # An undeliverable finding always goes to the bucket, where it can be re-sent from.
+        inline = len(item.payload) <= SQS_INLINE_PAYLOAD_BYTES and not (
+            item.is_alert and self._bucket
+        )
+        if inline:
             message["data_b64"] = base64.b64encode(item.payload).decode()
         elif self._s3 is not None and self._bucket:
             key = quarantine_key(item)
@@ -181,6 +223,8 @@ class SqsQuarantine:
 def quarantine_key(item: QuarantineItem) -> str:
     day = time.strftime("%Y/%m/%d", time.gmtime(item.quarantined_ms / 1000))
     name = f"{item.sequence_number}-{item.sub_index}"
+    if item.is_alert:  # one object per finding and channel: a retry overwrites it
+        return f"{names.QUARANTINE_KEY_PREFIX}alerts/{day}/{item.channel}/{item.finding_uid}.json"
     return f"{names.QUARANTINE_KEY_PREFIX}{day}/{item.shard_id}/{name}.bin"
 
 

@@ -50,7 +50,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     settings = get_settings()
     detector = _loaded_detector()
     metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, detector.bundle_version)
-    result = handle(event, settings=settings, detector=detector, adapters=get_adapters())
+    result = handle(
+        event,
+        settings=settings,
+        detector=detector,
+        adapters=get_adapters(),
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000.0,
+    )
     for observer in list(_result_observers):
         observer(result)
     return result.response()
@@ -62,8 +68,10 @@ def handle(
     settings: StreamSettings,
     detector: Detector,
     adapters: StreamAdapters,
+    time_left: Callable[[], float] | None = None,
 ) -> BatchResult:
-    """Decode the Kinesis event, process the batch, log and count what happened."""
+    """Decode the Kinesis event, process the batch, log and count what happened.
+    ``time_left``: seconds before the invocation's deadline (delivery stops short of it)."""
     records = decode_records(event)
     if records:
         logger.append_keys(
@@ -78,7 +86,11 @@ def handle(
             detector,
             publishers=adapters.publishers,
             quarantine=adapters.quarantine,
-            policy=RetryPolicy(max_attempts=settings.publish_max_attempts),
+            policy=RetryPolicy(
+                max_attempts=settings.publish_max_attempts,
+                reserve_s=settings.deadline_reserve_ms / 1000.0,
+            ),
+            time_left=time_left,
             now_ms=int(time.time() * 1000),
             max_event_bytes=settings.max_event_bytes,
             limits=settings.record_limits,
@@ -146,6 +158,7 @@ def _record_metrics(result: BatchResult) -> None:
         (names.METRIC_FAILED, "failed"),
         (names.METRIC_QUARANTINED, "quarantined"),
         (names.METRIC_ALERTS_PUBLISHED, "alerts_published"),
+        (names.METRIC_ALERTS_QUARANTINED, "alerts_quarantined"),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[key])
 

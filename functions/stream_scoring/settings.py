@@ -64,6 +64,16 @@ class StreamSettings(BundleSettings):
         description="a record holding more events is rejected (too_many_events)",
     )
 
+    deadline_reserve_ms: int = Field(
+        default=13_000,
+        ge=1_000,
+        le=600_000,
+        validation_alias=names.ENV_DEADLINE_RESERVE_MS,
+        description="no publish or quarantine request starts with less than this left before "
+        "the invocation's timeout (one request's connect and read timeouts, 2 + 10 s, and a "
+        "second to answer); what is not sent is reported failed and sent again by Lambda",
+    )
+
     @property
     def record_limits(self) -> RecordLimits:
         return RecordLimits(self.max_decompressed_bytes, self.max_events_per_record)

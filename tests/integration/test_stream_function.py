@@ -336,3 +336,96 @@ def test_replay_cli_invariants(emulator_url, bundle_dir, live_traffic, tmp_path:
     assert summary["rejected"] == 2
     assert summary["alerts_sns"] == summary["alerts_eventbridge"] == summary["anomalies"]
     assert summary["quarantined"] == summary["rejected"]
+
+
+def test_services_refusals_are_told_permanent_or_transient(resources):
+    from stream_scoring.adapters import EventBridgeAlertPublisher, SnsAlertPublisher
+
+    from ocsf_detect.stream import Alert
+
+    def alert(uid: str, body: bytes) -> Alert:
+        return Alert(uid, body, "High", 4, 4001, "v1")
+
+    ok = alert("ok", b'{"class_uid": 2004}')
+    # Given a message SNS refuses for its size and a detail EventBridge cannot read
+    sns = SnsAlertPublisher(boto3.client("sns"), resources.topic_arn)
+    events = EventBridgeAlertPublisher(boto3.client("events"), resources.bus_name)
+    # When they are published beside a good one
+    (too_long,) = sns.publish([ok, alert("big", b'"' + b"x" * 262_144 + b'"')])
+    (malformed,) = events.publish([ok, alert("bad", b"{not json")])
+    # Then each service's refusal is permanent, at its position, with the service's code
+    assert (too_long.position, too_long.code, too_long.permanent) == (1, "InvalidParameter", True)
+    assert (malformed.position, malformed.code, malformed.permanent) == (1, "MalformedDetail", True)
+
+
+def test_an_alert_a_channel_refuses_for_good_is_kept_in_the_bucket(resources, labelled):
+    from stream_scoring import adapters, handler
+    from stream_scoring.settings import get_settings
+
+    from ocsf_detect.stream import Alert
+
+    # Given EventBridge that will never take one finding (its detail arrives unreadable)
+    _normal, anomalous = labelled
+    real = adapters.get_adapters()
+
+    class Unreadable:
+        channel = "eventbridge"
+
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def publish(self, alerts):
+            first, *rest = alerts
+            bad = Alert(first.uid, b"{not json", first.severity, first.severity_id,
+                        first.source_class_uid, first.bundle_version)  # fmt: skip
+            return self.inner.publish([bad, *rest])
+
+    broken = adapters.StreamAdapters(
+        publishers=(real.publishers[0], Unreadable(real.publishers[1])),
+        quarantine=real.quarantine,
+    )
+    event = kinesis_event([b64(orjson.dumps(e)) for e in anomalous[:2]])
+    # When the batch is processed
+    result = handler.handle(
+        event, settings=get_settings(), detector=adapters.get_detector(), adapters=broken
+    )
+    # Then nothing fails: both alerts reached SNS, one reached EventBridge, and the
+    # refused one is in the quarantine bucket with the reason
+    assert result.response() == {"batchItemFailures": []}
+    uids = [p.alert.uid for p in result.planned if p.alert]
+    assert len(drain_queue(resources.sns_queue_url)) == 2
+    assert [
+        m["detail"]["finding_info"]["uid"] for m in drain_queue(resources.eventbridge_queue_url)
+    ] == uids[1:]
+    (message,) = drain_queue(resources.quarantine_queue_url)
+    assert (message["reason"], message["channel"], message["finding_uid"]) == (
+        "undeliverable", "eventbridge", uids[0],
+    )  # fmt: skip
+    assert "MalformedDetail" in message["message"]
+    bucket, key = message["payload_s3_uri"].removeprefix("s3://").split("/", 1)
+    assert key.startswith("quarantine/alerts/")
+    stored = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert json.loads(stored)["finding_info"]["uid"] == uids[0]
+    assert result.counts()["alerts_quarantined"] == 1
+
+
+def test_a_batch_near_its_deadline_sends_nothing_and_fails_what_it_did_not_send(
+    resources, labelled
+):
+    from stream_scoring import handler
+
+    # Given a batch with anomalies and poison, and an invocation with 5 s left (under the
+    # 13 s reserve: one request could outlast it)
+    normal, anomalous = labelled
+    datas = [b64(orjson.dumps(e)) for e in normal[:3]] + [b64(b"not json")]
+    datas += [b64(orjson.dumps(e)) for e in anomalous[:2]]
+    # When the handler runs
+    response = handler.lambda_handler(kinesis_event(datas), LocalContext(timeout_s=5.0))
+    # Then from the first record needing a delivery on, the records are reported, and
+    # nothing was half-sent
+    failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    assert len(failed) == 3
+    first_poison = kinesis_event(datas)["Records"][3]["kinesis"]["sequenceNumber"]
+    assert failed[0] == first_poison
+    for queue_url in (resources.sns_queue_url, resources.quarantine_queue_url):
+        assert drain_queue(queue_url, idle_polls=1) == []

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocsf_detect.detector.scorer import NeighborTable, Scored
 from ocsf_detect.findings import (
     FINDING_TYPE_UID,
     MAX_FINDING_BYTES,
     build_finding,
+    encoded,
     finding_uid,
     fit_finding,
     risk_score,
@@ -127,3 +133,20 @@ def test_huge_identity_field_still_fits():
         "time": 1,
         "metadata": {"uid": "m"},
     }
+
+
+SQS_ALLOWED = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec=None, exclude_categories=[])), st.integers())
+def test_encoded_json_holds_only_what_sqs_accepts_and_means_the_same(text, number):
+    value = {"message": text, "field": f"unmapped.{text}", "n": number, "list": [text]}
+    body = encoded(value).decode("utf-8")  # valid UTF-8: no lone surrogate left raw
+    assert SQS_ALLOWED.fullmatch(body), body
+    assert json.loads(body) == value
+
+
+def test_the_characters_sqs_refuses_are_escaped():
+    body = encoded({"k": "\uffff\ufffe\ud800 ok \U0001f600"})
+    assert body == b'{"k":"\\uffff\\ufffe\\ud800 ok \xf0\x9f\x98\x80"}'

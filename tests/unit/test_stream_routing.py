@@ -16,6 +16,7 @@ from ocsf_detect.stream import (
     Alert,
     EventStatus,
     QuarantineItem,
+    Refusal,
     RetryPolicy,
     StreamRecord,
     process_batch,
@@ -140,6 +141,7 @@ def test_every_record_is_routed_and_accounted_for():
         "quarantined": 2,
         "alerts_published": 2,
         "control_messages": 0,
+        "alerts_quarantined": 0,
     }
     assert counts["events_in"] == sum(
         counts[k] for k in ("scored", "rejected", "unsupported", "failed")
@@ -387,3 +389,130 @@ def test_control_messages_are_counted_and_dropped():
     assert result.event_keys() == [("shardId-0", "101", 0), ("shardId-0", "101", 1)]
     assert [s.value for s in result.statuses] == ["anomaly", "scored"]
     assert result.response() == {"batchItemFailures": []}
+
+
+# -- permanent and transient sink failures, and the invocation's deadline -------------------
+class RefusingPublisher(FakePublisher):
+    """Refuses the alerts of ``uids`` for good (as SNS does a SenderFault)."""
+
+    def __init__(self, channel: str, uids: set[str]):
+        super().__init__(channel)
+        self.uids = uids
+
+    def publish(self, alerts: Sequence[Alert]) -> list[Refusal]:
+        self.calls += 1
+        refused = []
+        for i, a in enumerate(alerts):
+            if a.uid in self.uids:
+                refused.append(Refusal(i, "InvalidParameter", "too long", permanent=True))
+            else:
+                self.delivered.append(a)
+        return refused
+
+
+def test_a_permanent_refusal_quarantines_the_alert_and_is_not_retried():
+    # Given two anomalies, one of which EventBridge will never take
+    records = [rec(0, "anomaly"), rec(1, "normal"), rec(2, "anomaly")]
+    first = run(records, [FakePublisher("sns")], FakeQuarantine())
+    doomed = first.planned[0].alert
+    sns, eb = FakePublisher("sns"), RefusingPublisher("eventbridge", {doomed.uid})
+    quarantine = FakeQuarantine()
+    # When the batch is processed
+    result = run(records, [sns, eb], quarantine)
+    # Then nothing is retried or failed: the alert is kept in the quarantine with the reason
+    assert eb.calls == 1
+    assert result.response() == {"batchItemFailures": []}
+    assert [s.value for s in result.statuses] == ["anomaly", "scored", "anomaly"]
+    (item,) = quarantine.items
+    assert (item.reason, item.channel, item.finding_uid) == (
+        "undeliverable",
+        "eventbridge",
+        doomed.uid,
+    )
+    assert item.payload == doomed.body
+    assert "InvalidParameter" in item.message
+    assert item.describe()["channel"] == "eventbridge"
+    counts = result.counts()
+    assert (counts["alerts_published"], counts["alerts_quarantined"]) == (1, 1)
+    assert len(sns.delivered) == 2  # the other channel still has it
+
+
+def test_an_undeliverable_alert_whose_quarantine_fails_fails_its_record():
+    records = [rec(0, "normal"), rec(1, "anomaly")]
+    uid = run(records, [FakePublisher("sns")], FakeQuarantine()).planned[1].alert.uid
+    result = run(records, [RefusingPublisher("sns", {uid})], FakeQuarantine(down=True))
+    assert result.failed_identifiers == ["101"]
+
+
+class Clock:
+    """Seconds left before the deadline, spent by each call and sleep."""
+
+    def __init__(self, left: float, per_call: float) -> None:
+        self.left = left
+        self.per_call = per_call
+
+    def time_left(self) -> float:
+        return self.left
+
+    def sleep(self, seconds: float) -> None:
+        self.left -= seconds
+
+
+class SlowPublisher(FakePublisher):
+    def __init__(self, channel: str, clock: Clock):
+        super().__init__(channel)
+        self.clock = clock
+
+    def publish(self, alerts: Sequence[Alert]) -> list[int]:
+        self.clock.left -= self.clock.per_call
+        return super().publish(alerts)
+
+
+def test_publishing_stops_before_the_deadline_and_reports_the_unsent_as_failed():
+    # Given 25 anomalies (3 calls of 10) and a sink that takes 4 s a call, 10 s left
+    records = [rec(i, "anomaly") for i in range(25)]
+    clock = Clock(left=10.0, per_call=4.0)
+    sns = SlowPublisher("sns", clock)
+    policy = RetryPolicy(max_attempts=3, base_delay_s=0.0, reserve_s=5.0)
+    # When the batch is processed
+    result = process_batch(
+        records, FakeScorer(), publishers=[sns], quarantine=FakeQuarantine(), policy=policy,
+        now_ms=1, sleep=clock.sleep, time_left=clock.time_left,
+    )  # fmt: skip
+    # Then two calls were made (10 s, then 6 s left); with 2 s left, under the 5 s reserve,
+    # the third was not started
+    assert sns.calls == 2
+    assert len(sns.delivered) == 20
+    # ... the unsent alerts' records, and every later one of the shard, are failed
+    assert result.failed_identifiers == [str(100 + i) for i in range(20, 25)]
+    assert result.count(EventStatus.ANOMALY) == 20
+    assert any("deadline" in e for e in result.errors)
+
+
+def test_no_back_off_sleeps_past_the_deadline():
+    records = [rec(0, "anomaly")]
+    uid = run(records, [FakePublisher("sns")], FakeQuarantine()).planned[0].alert.uid
+    clock = Clock(left=6.0, per_call=0.0)
+    policy = RetryPolicy(max_attempts=5, base_delay_s=2.0, max_delay_s=2.0, reserve_s=5.0)
+    sns = FakePublisher("sns", fail_uids={uid})
+    result = process_batch(
+        records, FakeScorer(), publishers=[sns], quarantine=FakeQuarantine(), policy=policy,
+        now_ms=1, sleep=clock.sleep, time_left=clock.time_left,
+    )  # fmt: skip
+    assert sns.calls == 1  # a 2 s back-off would leave 4 s, under the 5 s reserve
+    assert clock.left == 6.0
+    assert result.failed_identifiers == ["100"]
+
+
+def test_with_no_time_left_nothing_is_sent_and_every_delivery_fails():
+    records = [rec(i, k) for i, k in enumerate(KINDS)]
+    sns, quarantine = FakePublisher("sns"), FakeQuarantine()
+    result = process_batch(
+        records, FakeScorer(), publishers=[sns], quarantine=quarantine, policy=NO_WAIT,
+        now_ms=1, sleep=lambda _s: None, time_left=lambda: 0.0,
+    )  # fmt: skip
+    assert (sns.calls, quarantine.items) == (0, [])
+    # the first record needing a delivery is the first anomaly (record 1)
+    assert result.failed_identifiers == [str(100 + i) for i in range(1, 8)]
+    counts = result.counts()
+    assert counts["events_in"] == counts["scored"] + counts["failed"]

@@ -20,6 +20,7 @@ Where things are (see docs/stream.md):
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
@@ -177,13 +178,26 @@ def build_finding(
     }
 
 
+# What SQS accepts in a message (and so SNS delivers to a queue): #x9, #xA, #xD, #x20 to
+# #xD7FF, #xE000 to #xFFFD, #x10000 to #x10FFFF. JSON escapes the controls itself; what is
+# left (U+FFFE, U+FFFF, lone surrogates) can only be inside strings, where \uXXXX is the
+# same value.
+_SQS_REFUSED = re.compile(r"[\ud800-\udfff\ufffe\uffff]")
+
+
 def encoded(value: Any) -> bytes:
-    """Compact JSON. Events keep integers beyond 64 bits exactly as they came; orjson
-    refuses those, so the few findings that carry one take the standard library."""
+    """Compact JSON that SQS, SNS and EventBridge all accept, for findings and quarantine
+    messages. Events keep integers beyond 64 bits and lone surrogates exactly as they
+    came; orjson refuses those, so the few messages that carry one take the standard
+    library. Characters SQS refuses are written as JSON escapes (the same value).
+    """
     try:
-        return orjson.dumps(value)
+        text = orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if _SQS_REFUSED.search(text):
+        text = _SQS_REFUSED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text.encode("utf-8")
 
 
 def fit_finding(finding: dict[str, Any], limit: int = MAX_FINDING_BYTES) -> tuple[dict, bytes]:

@@ -113,10 +113,19 @@ class QuarantineItem:
     payload: bytes
     bundle_version: str
     quarantined_ms: int
+    channel: str | None = None
+    """For an undeliverable alert: the channel that refused it (the payload is the finding)."""
+    finding_uid: str | None = None
+
+    @property
+    def is_alert(self) -> bool:
+        return self.channel is not None
 
     def describe(self) -> dict[str, Any]:
         """The quarantine message without the payload (the adapter places the payload)."""
+        alert = {"channel": self.channel, "finding_uid": self.finding_uid} if self.is_alert else {}
         return {
+            **alert,
             "kind": "ocsf-detect.quarantine",
             "version": 1,
             "reason": self.reason,
@@ -151,34 +160,68 @@ class BatchScorer(Protocol):
     def score_batch(self, raws: Sequence[bytes]) -> list[Outcome]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An entry a sink did not take: its position in the call, the service's code and
+    message, and whether sending it again could help (``permanent``: it cannot)."""
+
+    position: int
+    code: str = "refused"
+    message: str = ""
+    permanent: bool = False
+
+
+Refused = int | Refusal
+"""What a sink returns for each entry it did not take; a bare position is transient."""
+
+
 class AlertPublisher(Protocol):
     """Delivers alerts to one channel (SNS topic, EventBridge bus)."""
 
     @property
     def channel(self) -> str: ...
 
-    def publish(self, alerts: Sequence[Alert]) -> Sequence[int]:
-        """Publish ``alerts``; return the positions that were NOT accepted (may retry).
-        Raising means none was accepted."""
+    def publish(self, alerts: Sequence[Alert]) -> Sequence[Refused]:
+        """Publish ``alerts``; return those NOT accepted, each transient (to retry) or
+        permanent (the service will never take it). Raising means none was accepted."""
         ...
 
 
 class QuarantineSink(Protocol):
-    def put(self, items: Sequence[QuarantineItem]) -> Sequence[int]:
-        """Store ``items``; return the positions that were NOT stored. Raising: none was."""
+    def put(self, items: Sequence[QuarantineItem]) -> Sequence[Refused]:
+        """Store ``items``; return those NOT stored. Raising: none was."""
         ...
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Bounded retries inside one invocation; past them, Lambda's own retries take over."""
+    """Bounded retries inside one invocation; past them, Lambda's own retries take over.
+
+    ``reserve_s``: no request starts, and no back-off sleeps, when less than this is left
+    before the invocation's deadline (one request's connect and read timeouts, and time to
+    answer): what is not sent by then is reported failed, and Lambda sends it again,
+    rather than the invocation timing out after sending part of it."""
 
     max_attempts: int = 3
     base_delay_s: float = 0.05
     max_delay_s: float = 1.0
+    reserve_s: float = 13.0
+    entries_per_call: int = 10
 
     def delay(self, attempt: int) -> float:
         return min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1)))
+
+
+@dataclass
+class Delivery:
+    """What became of the entries handed to ``deliver_with_retries``."""
+
+    unsent: set[int] = field(default_factory=set)
+    """Never accepted: transient refusals past the attempts, or left when time ran out."""
+    permanent: dict[int, Refusal] = field(default_factory=dict)
+    """Refused for good: sending again cannot help."""
+    error: str | None = None
+    out_of_time: bool = False
 
 
 @dataclass
@@ -197,6 +240,8 @@ class BatchResult:
     """Alerts every publisher accepted (in this invocation)."""
     control_messages: int = 0
     """CloudWatch Logs CONTROL_MESSAGE envelopes: not events, counted and dropped."""
+    alerts_quarantined: int = 0
+    """Findings a channel refused for good, kept in the quarantine (in this invocation)."""
 
     def count(self, *statuses: EventStatus) -> int:
         return sum(1 for s in self.statuses if s in statuses)
@@ -227,6 +272,7 @@ class BatchResult:
             "quarantined": self.quarantined,
             "alerts_published": self.alerts_published,
             "control_messages": self.control_messages,
+            "alerts_quarantined": self.alerts_quarantined,
         }
 
 
@@ -370,34 +416,106 @@ def _quarantined(
     return PlannedEvent(rec, event, Route.QUARANTINE, outcome, quarantine=item)
 
 
+UNDELIVERABLE = "undeliverable"
+"""Quarantine reason of a finding a channel refused for good (not a ``RejectReason``:
+the event was read and scored; its alert could not be delivered)."""
+
+
+def _undeliverable(p: PlannedEvent, channel: str, refusal: Refusal, now_ms: int) -> QuarantineItem:
+    alert = p.alert
+    if alert is None:  # unreachable: only planned alerts are published
+        raise AssertionError("an undeliverable alert without an alert")
+    return QuarantineItem(
+        shard_id=p.record.shard_id,
+        sequence_number=p.record.sequence_number,
+        sub_index=p.event.sub_index,
+        partition_key=p.record.partition_key,
+        reason=UNDELIVERABLE,
+        message=_bounded(
+            f"{channel} refused the finding for good: {refusal.code}: {refusal.message}"
+        ),
+        field=None,
+        payload=alert.body,
+        bundle_version=alert.bundle_version,
+        quarantined_ms=now_ms,
+        channel=channel,
+        finding_uid=alert.uid,
+    )
+
+
 def _bounded(text: str) -> str:
     return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
 
 def deliver_with_retries(
     items: Sequence[Any],
-    send: Callable[[Sequence[Any]], Sequence[int]],
+    send: Callable[[Sequence[Any]], Sequence[Refused]],
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
-) -> tuple[set[int], str | None]:
-    """Send ``items``, re-sending the rejected ones up to ``policy.max_attempts`` times.
-    Returns the positions never accepted and the last error seen."""
+    time_left: Callable[[], float] | None = None,
+) -> Delivery:
+    """Send ``items`` in calls of ``policy.entries_per_call``, re-sending the transiently
+    refused up to ``policy.max_attempts`` times; never start a call or a back-off when
+    ``time_left()`` (seconds) is below ``policy.reserve_s``."""
+    out = Delivery()
+
+    def in_time(extra: float = 0.0) -> bool:
+        if time_left is None or time_left() - extra >= policy.reserve_s:
+            return True
+        out.out_of_time = True
+        out.error = out.error or "stopped before the invocation's deadline"
+        return False
+
     pending = list(range(len(items)))
-    last_error: str | None = None
     for attempt in range(1, policy.max_attempts + 1):
         if not pending:
             break
         if attempt > 1:
-            sleep(policy.delay(attempt - 1))
-        try:
-            refused = set(send([items[i] for i in pending]))
-            if refused:
-                last_error = f"{len(refused)} of {len(pending)} entries refused"
-        except Exception as exc:  # an adapter's transport or service error
-            refused = set(range(len(pending)))
-            last_error = f"{type(exc).__name__}: {exc}"
-        pending = [p for j, p in enumerate(pending) if j in refused]
-    return set(pending), last_error
+            delay = policy.delay(attempt - 1)
+            if not in_time(delay):
+                break
+            sleep(delay)
+        retry: list[int] = []
+        for start in range(0, len(pending), policy.entries_per_call):
+            group = pending[start : start + policy.entries_per_call]
+            if not in_time():
+                retry.extend(pending[start:])
+                break
+            retry.extend(_send_group(items, group, send, out))
+        pending = retry
+        if out.out_of_time:
+            break
+    out.unsent = set(pending)
+    return out
+
+
+def _send_group(
+    items: Sequence[Any],
+    group: list[int],
+    send: Callable[[Sequence[Any]], Sequence[Refused]],
+    out: Delivery,
+) -> list[int]:
+    """One call; the positions (in ``items``) to send again."""
+    try:
+        refusals = [
+            r if isinstance(r, Refusal) else Refusal(r) for r in send([items[i] for i in group])
+        ]
+    except Exception as exc:  # an adapter's transport or service error: none was taken
+        out.error = f"{type(exc).__name__}: {exc}"
+        return group
+    again: list[int] = []
+    for refusal in refusals:
+        position = group[refusal.position]
+        if refusal.permanent:
+            out.permanent[position] = refusal
+        else:
+            again.append(position)
+    if refusals:
+        first = refusals[0]
+        out.error = (
+            f"{len(refusals)} of {len(group)} entries refused ({first.code}: {first.message})"
+        )
+    return again
 
 
 def process_batch(
@@ -411,35 +529,61 @@ def process_batch(
     max_event_bytes: int | None = None,
     limits: RecordLimits | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    time_left: Callable[[], float] | None = None,
 ) -> BatchResult:
-    """Plan, deliver, and decide each event's final status (see the module docstring)."""
+    """Plan, deliver, and decide each event's final status (see the module docstring).
+
+    ``time_left``: seconds left before the invocation's deadline (Lambda's context);
+    delivery stops ``policy.reserve_s`` before it and what was not sent is failed."""
     planned, control = plan_batch(
         records, scorer, now_ms=now_ms, max_event_bytes=max_event_bytes, limits=limits
     )
     failed: set[int] = set()
     errors: list[str] = []
 
+    def deliver(
+        items: Sequence[Any], send: Callable[[Sequence[Any]], Sequence[Refused]]
+    ) -> Delivery:
+        return deliver_with_retries(items, send, policy, sleep, time_left)
+
     to_quarantine = [i for i, p in enumerate(planned) if p.quarantine is not None]
     stored = 0
     if to_quarantine:
-        refused, error = deliver_with_retries(
-            [planned[i].quarantine for i in to_quarantine], quarantine.put, policy, sleep
-        )
-        failed.update(to_quarantine[j] for j in refused)
-        stored = len(to_quarantine) - len(refused)
-        if error and refused:
-            errors.append(f"quarantine: {error}")
+        done = deliver([planned[i].quarantine for i in to_quarantine], quarantine.put)
+        lost = done.unsent | set(done.permanent)
+        failed.update(to_quarantine[j] for j in lost)
+        stored = len(to_quarantine) - len(lost)
+        if lost:
+            errors.append(f"quarantine: {done.error}")
 
     to_alert = [i for i, p in enumerate(planned) if p.alert is not None]
-    undelivered: set[int] = set()
+    unsent: set[int] = set()  # by some channel, transiently: the event fails
+    refused: set[int] = set()  # by some channel, for good: the alert is quarantined
+    undeliverable: list[QuarantineItem] = []
+    owners: list[int] = []
     if to_alert:
         alerts = [planned[i].alert for i in to_alert]
         for publisher in publishers:
-            refused, error = deliver_with_retries(alerts, publisher.publish, policy, sleep)
-            undelivered |= refused
-            if error and refused:
-                errors.append(f"{publisher.channel}: {error}")
-        failed.update(to_alert[j] for j in undelivered)
+            done = deliver(alerts, publisher.publish)
+            unsent |= done.unsent
+            refused |= set(done.permanent)
+            if done.unsent or done.permanent:
+                errors.append(f"{publisher.channel}: {done.error}")
+            for j, refusal in sorted(done.permanent.items()):
+                item = _undeliverable(planned[to_alert[j]], publisher.channel, refusal, now_ms)
+                undeliverable.append(item)
+                owners.append(to_alert[j])
+        failed.update(to_alert[j] for j in unsent)
+    alerts_quarantined = 0
+    if undeliverable:
+        # A finding a channel will never take is kept, with the reason, instead of
+        # stalling the shard: the quarantine puts it in the bucket.
+        done = deliver(undeliverable, quarantine.put)
+        lost = done.unsent | set(done.permanent)
+        failed.update(owners[j] for j in lost)
+        alerts_quarantined = len(undeliverable) - len(lost)
+        if lost:
+            errors.append(f"quarantine of undeliverable alerts: {done.error}")
 
     failed_records = _reported_records(records, {planned[i].event.record for i in failed})
     reported = set(failed_records)
@@ -451,8 +595,9 @@ def process_batch(
         failed_records,
         errors,
         quarantined=stored,
-        alerts_published=len(to_alert) - len(undelivered),
+        alerts_published=len(to_alert) - len(unsent | refused),
         control_messages=control,
+        alerts_quarantined=alerts_quarantined,
     )
 
 
