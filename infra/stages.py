@@ -44,14 +44,19 @@ class IngestConfig:
     # stage's customer-managed data key, for key-policy control over who reads events.
     customer_managed_key: bool = False
     shard_count: int = 1  # only used when on_demand is False
-    retention_hours: int = 24
+    # A week: longer than the scorer's retry horizon (StageConfig.retry_horizon_hours), so
+    # that what the on-failure queue points to is still in the stream to be redriven.
+    retention_hours: int = 168
 
 
 @dataclass(frozen=True)
 class ScoringConfig:
     memory_mb: int = 1024
     timeout_s: int = 60
-    reserved_concurrency: int | None = None
+    # Reserved in every stage: a guaranteed share (an API burst cannot starve the stream)
+    # and a cap (a backlog cannot starve the account's other functions). An on-demand
+    # stream starts at 4 shards; with the parallelization factor that is its concurrency.
+    reserved_concurrency: int = 10
     ephemeral_storage_mb: int = 512
     batch_size: int = 100
     max_batching_window_s: int = 1
@@ -71,7 +76,11 @@ class ApiConfig:
     throttle_rate: float = 20
     throttle_burst: int = 40
     quota_per_day: int = 100_000  # usage plan quota, api_key auth only
-    reserved_concurrency: int | None = None
+    reserved_concurrency: int = 5  # see ScoringConfig.reserved_concurrency
+    # Optional resource policy: only callers from this AWS Organization (aws:PrincipalOrgID)
+    # or through this VPC endpoint (aws:SourceVpce) may invoke the API.
+    allowed_org_id: str | None = None
+    allowed_vpce_id: str | None = None
     waf: bool = False
     waf_rate_limit_per_5min: int = 2_000
     snap_start: bool = False  # as ScoringConfig.snap_start
@@ -94,16 +103,40 @@ class MonitoringConfig:
     quarantine_object_days: int = 30
 
 
+REDRIVE_WINDOW_HOURS = 72
+"""Time an operator has to redrive what the on-failure queue points to (a long weekend),
+after the scorer itself gave up on a record."""
+
+
 @dataclass(frozen=True)
 class StageConfig:
     name: str
     architecture: Architecture = "x86_64"
     retain_data: bool = False
+    # Staging and prod run only a bundle pinned by S3 object version (-c modelObjectVersion):
+    # an archive overwritten under the same key cannot reach them without a release.
+    require_pinned_model: bool = False
     ingest: IngestConfig = field(default_factory=IngestConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+
+    def __post_init__(self) -> None:
+        if self.ingest.retention_hours < self.retry_horizon_hours:
+            raise ContextError(
+                f"stage {self.name}: the stream keeps records {self.ingest.retention_hours} h, "
+                f"less than the retry horizon of {self.retry_horizon_hours:g} h (the "
+                f"scorer's max record age, {self.scoring.max_record_age_s} s, and "
+                f"{REDRIVE_WINDOW_HOURS} h to redrive): records it gives up on would be gone "
+                "before they can be redriven"
+            )
+
+    @property
+    def retry_horizon_hours(self) -> float:
+        """How long after arrival a record may still need reading from the stream: the
+        scorer retries it up to its max record age, then an operator redrives it."""
+        return self.scoring.max_record_age_s / 3600 + REDRIVE_WINDOW_HOURS
 
 
 STAGES: dict[str, StageConfig] = {
@@ -111,10 +144,16 @@ STAGES: dict[str, StageConfig] = {
     "staging": StageConfig(
         name="staging",
         retain_data=True,
+        require_pinned_model=True,
+        ingest=IngestConfig(customer_managed_key=True),
         scoring=ScoringConfig(
-            memory_mb=1536, batch_size=200, max_batching_window_s=2, parallelization_factor=2
+            memory_mb=1536,
+            batch_size=200,
+            max_batching_window_s=2,
+            parallelization_factor=2,
+            reserved_concurrency=20,
         ),
-        api=ApiConfig(throttle_rate=50, throttle_burst=100),
+        api=ApiConfig(throttle_rate=50, throttle_burst=100, reserved_concurrency=10),
         release=ReleaseConfig(
             deployment=DeploymentStyle.CANARY_10_PERCENT_5_MINUTES, anomaly_rate_max_percent=10.0
         ),
@@ -123,11 +162,11 @@ STAGES: dict[str, StageConfig] = {
     "prod": StageConfig(
         name="prod",
         retain_data=True,
-        # A week of stream: a record the on-failure queue points to can be replayed for
-        # 7 days (the pointer itself is kept 14), not just the default 24 hours.
-        ingest=IngestConfig(retention_hours=168),
+        require_pinned_model=True,
+        ingest=IngestConfig(customer_managed_key=True),
         scoring=ScoringConfig(
             memory_mb=2048,
+            reserved_concurrency=50,
             timeout_s=120,
             batch_size=500,
             max_batching_window_s=5,
@@ -178,6 +217,10 @@ class DeploySettings:
     model: ModelSelection | None  # None: the registry-only shape (-c registryOnly=true)
     ops_email: str | None = None
     cors_allow_origin: str | None = None
+    manage_api_gateway_account: bool = False
+    """Whether this stack sets the account-wide API Gateway CloudWatch role
+    (``AWS::ApiGateway::Account``, one per account and region): opt-in, so that stages do
+    not overwrite each other's or another application's setting."""
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> DeploySettings:
@@ -185,7 +228,8 @@ class DeploySettings:
 
         Keys: stage, modelVersion, modelObjectVersion, modelPrefix, bundleSource,
         registryOnly, architecture, apiAuth, streamShards, snapStart, opsEmail,
-        corsAllowOrigin, modelUnzippedBytes.
+        corsAllowOrigin, modelUnzippedBytes, manageApiGatewayAccount, apiAllowedOrgId,
+        apiAllowedVpceId.
         """
         stage_name = _text(get, "stage") or "dev"
         if stage_name not in STAGES:
@@ -224,7 +268,21 @@ class DeploySettings:
                 f"-c corsAllowOrigin={cors_allow_origin!r} is not an origin: use "
                 "scheme://host[:port] (e.g. https://console.example.com) or *"
             )
+        org_id = _text(get, "apiAllowedOrgId")
+        if org_id and not re.fullmatch(r"o-[a-z0-9]{10,32}", org_id):
+            raise ContextError(f"-c apiAllowedOrgId={org_id!r} is not an organization id (o-...)")
+        vpce_id = _text(get, "apiAllowedVpceId")
+        if vpce_id and not re.fullmatch(r"vpce-[0-9a-f]{8,17}", vpce_id):
+            raise ContextError(f"-c apiAllowedVpceId={vpce_id!r} is not a VPC endpoint id")
+        if org_id or vpce_id:
+            api = dataclasses.replace(stage.api, allowed_org_id=org_id, allowed_vpce_id=vpce_id)
+            stage = dataclasses.replace(stage, api=api)
         model = _model_from_context(get)
+        if model is not None and stage.require_pinned_model and not model.object_version:
+            raise ContextError(
+                f"stage {stage.name} runs only a pinned bundle: pass -c modelObjectVersion "
+                "(printed by `ocsf-detect publish`, listed by `ocsf-detect bundles`)"
+            )
         registry_only = _flag(get, "registryOnly")
         if model is not None and registry_only:
             raise ContextError("-c registryOnly=true and -c modelVersion exclude each other")
@@ -242,6 +300,7 @@ class DeploySettings:
             model=model,
             ops_email=_text(get, "opsEmail"),
             cors_allow_origin=cors_allow_origin,
+            manage_api_gateway_account=_flag(get, "manageApiGatewayAccount"),
         )
 
 

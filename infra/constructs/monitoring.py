@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -48,6 +49,27 @@ class Monitoring(Construct):
             enforce_ssl=True,
         )  # fmt: skip
         key.allow_service("cloudwatch.amazonaws.com")  # alarms publish to the encrypted topic
+        # The topic's policy is its only grant (enforce_ssl adds a deny): without this
+        # allow, CloudWatch's alarm actions cannot publish and no alarm pages anyone.
+        self.ops_topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarms",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.ops_topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Stack.of(self).account},
+                    "ArnLike": {
+                        "aws:SourceArn": Stack.of(self).format_arn(
+                            service="cloudwatch",
+                            resource="alarm",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    },
+                },
+            )
+        )
         if ops_email:
             self.ops_topic.add_subscription(subscriptions.EmailSubscription(ops_email))
 
@@ -58,13 +80,14 @@ class Monitoring(Construct):
             cw.Alarm(
                 self,
                 "IteratorAge",
-                alarm_description="The scorer is falling behind the stream",
+                alarm_description="The scorer is falling behind the stream, or not reading it "
+                "at all: no IteratorAge is a stalled or disabled mapping (or a silent stream)",
                 metric=iterator_age,
                 threshold=config.iterator_age_max_s * 1000,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 evaluation_periods=5,
                 datapoints_to_alarm=3,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                treat_missing_data=cw.TreatMissingData.BREACHING,
             ),
             _depth_alarm(
                 self, "QuarantineDepth", quarantine_queue, config.quarantine_depth_max,

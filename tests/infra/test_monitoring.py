@@ -69,3 +69,41 @@ def test_ops_email_subscription_is_optional(dev: Synthesized, synth) -> None:
     _, subscription = s.only("AWS::SNS::Subscription")
     assert subscription["Properties"]["Protocol"] == "email"
     assert subscription["Properties"]["TopicArn"] == {"Ref": _ops_topic_id(s)}
+
+
+def test_the_ops_topic_lets_cloudwatch_alarms_publish_from_this_account(
+    stage_synth: Synthesized,
+) -> None:
+    # Given the ops topic every alarm notifies
+    ops_topic = _ops_topic_id(stage_synth)
+    policies = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in stage_synth.resources("AWS::SNS::TopicPolicy").values()
+        if {"Ref": ops_topic} in p["Properties"]["Topics"]
+    ]
+    (statements,) = policies
+    # Then its policy allows CloudWatch to publish, only for this account's alarms
+    allow = [s for s in statements if s["Effect"] == "Allow"]
+    assert len(allow) == 1
+    (grant,) = allow
+    assert grant["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert grant["Action"] == "sns:Publish"
+    assert grant["Resource"] == {"Ref": ops_topic}
+    assert grant["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    source_arn = json.dumps(grant["Condition"]["ArnLike"]["aws:SourceArn"])
+    assert ":cloudwatch:" in source_arn
+    assert ":alarm:*" in source_arn
+    # ... and still refuses anything not over TLS
+    deny = [s for s in statements if s["Effect"] == "Deny"]
+    assert deny
+    assert deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_a_stalled_mapping_is_not_silent(stage_synth: Synthesized) -> None:
+    (iterator_age,) = [
+        a["Properties"]
+        for a in stage_synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "IteratorAge"
+    ]
+    # no IteratorAge at all (a disabled or stalled mapping) alarms, as a large one does
+    assert iterator_age["TreatMissingData"] == "breaching"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from infra.stages import STAGES, ContextError, DeploymentStyle, DeploySettings
+from infra.stages import (
+    REDRIVE_WINDOW_HOURS,
+    STAGES,
+    ContextError,
+    DeploymentStyle,
+    DeploySettings,
+    IngestConfig,
+    StageConfig,
+)
 
 
 def settings(**context: str) -> DeploySettings:
@@ -83,3 +91,15 @@ def test_the_cli_knows_every_stage() -> None:
     from ocsf_detect import names
 
     assert tuple(STAGES) == names.STAGE_NAMES
+
+
+def test_every_stage_keeps_the_stream_longer_than_its_retry_horizon() -> None:
+    for stage in STAGES.values():
+        horizon_s = stage.retry_horizon_hours * 3600
+        assert stage.ingest.retention_hours * 3600 > horizon_s
+        assert horizon_s >= stage.scoring.max_record_age_s + REDRIVE_WINDOW_HOURS * 3600
+
+
+def test_a_stage_whose_stream_forgets_before_a_redrive_is_refused() -> None:
+    with pytest.raises(ContextError, match="retry horizon"):
+        StageConfig(name="short", ingest=IngestConfig(retention_hours=24))

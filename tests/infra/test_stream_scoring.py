@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from aws_cdk.assertions import Match
@@ -235,13 +236,23 @@ def test_the_grant_covers_the_keys_the_function_writes() -> None:
     from stream_scoring.adapters import quarantine_key
 
     from ocsf_detect.names import QUARANTINE_KEY_PREFIX
+    from ocsf_detect.stream import QuarantineItem
 
-    class Item:
-        quarantined_ms = 1_767_225_600_000
-        shard_id = "shardId-000000000000"
-        sequence_number = "49590338271490256608559692538361571095921575989136588898"
-
-    assert quarantine_key(Item()).startswith(QUARANTINE_KEY_PREFIX)  # type: ignore[arg-type]
+    record = QuarantineItem(
+        shard_id="shardId-000000000000",
+        sequence_number="49590338271490256608559692538361571095921575989136588898",
+        sub_index=3,
+        partition_key="pk",
+        reason="invalid_json",
+        message="not JSON",
+        field=None,
+        payload=b"x",
+        bundle_version="1.0.0+3f2a9c1b7e4d",
+        quarantined_ms=1_767_225_600_000,
+    )
+    alert = replace(record, reason="undeliverable", channel="sns", finding_uid="f-1")
+    for item in (record, alert):  # a rejected event, an undeliverable finding
+        assert quarantine_key(item).startswith(QUARANTINE_KEY_PREFIX)
 
 
 def logical_id_of(s: Synthesized, construct_id: str, resource_type: str) -> str:
