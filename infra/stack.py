@@ -185,6 +185,9 @@ class OcsfDetectStack(Stack):
             quarantine_queue=self.scoring.quarantine_queue,
             quarantine_dlq=self.scoring.quarantine_dlq,
             failure_queue=self.scoring.failure_queue,
+            findings_rule=self.alerting.example_rule,
+            findings_bus=self.alerting.bus,
+            bundle_version=model.version,
             ops_email=settings.ops_email,
         )
         self.monitoring.notify(*self.releases.alarms)

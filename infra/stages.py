@@ -98,6 +98,7 @@ class ReleaseConfig:
 class MonitoringConfig:
     iterator_age_max_s: int = 300
     quarantine_depth_max: int = 100
+    quarantine_rate_max_percent: float = 5.0
     log_retention_days: int = 7
     findings_archive_days: int = 30
     quarantine_object_days: int = 30

@@ -6,6 +6,7 @@ from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
@@ -15,7 +16,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.encryption import DataKey
-from infra.constructs.metrics import app_metric_all_versions
+from infra.constructs.metrics import app_metric, app_metric_all_versions
 from infra.stages import MonitoringConfig
 from ocsf_detect import names
 
@@ -41,6 +42,9 @@ class Monitoring(Construct):
         quarantine_queue: sqs.IQueue,
         quarantine_dlq: sqs.IQueue,
         failure_queue: sqs.IQueue,
+        findings_rule: events.IRule,
+        findings_bus: events.IEventBus,
+        bundle_version: str | None = None,
         ops_email: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -101,6 +105,38 @@ class Monitoring(Construct):
                 self, "BatchFailureDepth", failure_queue, 0,
                 "Stream batches exhausted their retries: records were skipped",
             ),
+            cw.Alarm(
+                self,
+                "StreamWriteThrottled",
+                alarm_description="Producers' writes to the stream are throttled: events are "
+                "delayed, or lost if a producer gives up",
+                metric=stream.metric_write_provisioned_throughput_exceeded(
+                    period=FIVE_MINUTES, statistic="Sum"
+                ),
+                threshold=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                self,
+                "FindingsRuleFailedInvocations",
+                alarm_description="The findings rule could not deliver to its target",
+                metric=cw.Metric(
+                    namespace="AWS/Events",
+                    metric_name="FailedInvocations",
+                    dimensions_map={
+                        "EventBusName": findings_bus.event_bus_name,
+                        "RuleName": findings_rule.rule_name,
+                    },
+                    statistic="Sum",
+                    period=FIVE_MINUTES,
+                ),
+                threshold=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
             _errors_alarm(self, "ScorerErrors", scoring_function, "Stream scorer errors"),
             _errors_alarm(self, "PredictorErrors", api_function, "Prediction API function errors"),
             cw.Alarm(
@@ -114,6 +150,34 @@ class Monitoring(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             ),
         ]  # fmt: skip
+        if bundle_version is not None:
+            self.alarms.append(
+                cw.Alarm(
+                    self,
+                    "QuarantineRate",
+                    alarm_description=f"More than {config.quarantine_rate_max_percent:g} % of "
+                    "the events the scorer reads are quarantined",
+                    metric=cw.MathExpression(
+                        expression="IF(FILL(events, 0) >= 20, "
+                        "100 * FILL(quarantined, 0) / FILL(events, 0), 0)",
+                        using_metrics={
+                            "events": app_metric(
+                                names.METRIC_RECORDS_IN, bundle_version, period=FIVE_MINUTES
+                            ),
+                            "quarantined": app_metric(
+                                names.METRIC_QUARANTINED, bundle_version, period=FIVE_MINUTES
+                            ),
+                        },
+                        label="quarantined, % of events",
+                        period=FIVE_MINUTES,
+                    ),
+                    threshold=config.quarantine_rate_max_percent,
+                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    evaluation_periods=3,
+                    datapoints_to_alarm=2,
+                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                )
+            )
         self.notify(*self.alarms)
 
         self.dashboard = cw.Dashboard(

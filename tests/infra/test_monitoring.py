@@ -107,3 +107,26 @@ def test_a_stalled_mapping_is_not_silent(stage_synth: Synthesized) -> None:
     ]
     # no IteratorAge at all (a disabled or stalled mapping) alarms, as a large one does
     assert iterator_age["TreatMissingData"] == "breaching"
+
+
+def test_alarms_cover_throttled_writes_the_findings_rule_and_the_quarantine_rate(
+    dev: Synthesized,
+) -> None:
+    alarms = [a["Properties"] for a in dev.resources("AWS::CloudWatch::Alarm").values()]
+    by_metric = {a.get("MetricName"): a for a in alarms if a.get("MetricName")}
+    # producers throttled on the stream
+    throttled = by_metric["WriteProvisionedThroughputExceeded"]
+    assert (throttled["Namespace"], throttled["Threshold"]) == ("AWS/Kinesis", 1)
+    # the findings rule failing to deliver
+    failed = by_metric["FailedInvocations"]
+    assert failed["Namespace"] == "AWS/Events"
+    assert {d["Name"] for d in failed["Dimensions"]} == {"EventBusName", "RuleName"}
+    # the share of events quarantined, for the deployed bundle
+    (rate,) = [
+        a for a in alarms if "quarantined" in json.dumps(a.get("Metrics", [])) and "Metrics" in a
+    ]
+    expression = next(m["Expression"] for m in rate["Metrics"] if "Expression" in m)
+    assert "100 * FILL(quarantined, 0) / FILL(events, 0)" in expression
+    assert rate["Threshold"] == dev.stack.settings.stage.monitoring.quarantine_rate_max_percent
+    used = {m["MetricStat"]["Metric"]["MetricName"] for m in rate["Metrics"] if "MetricStat" in m}
+    assert used == {names.METRIC_RECORDS_IN, names.METRIC_QUARANTINED}
