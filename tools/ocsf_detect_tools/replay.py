@@ -25,6 +25,7 @@ import orjson
 from ocsf_detect import names
 from ocsf_detect_tools.emulator import DEFAULT_REGION, Emulator, aws_environment, environment
 from ocsf_detect_tools.producers import RecordFormatName, pack
+from ocsf_detect_tools.queues import QueueDrain
 from ocsf_detect_tools.runner import KinesisRunner, MappingConfig
 
 PUT_RECORDS_MAX = 500  # Kinesis PutRecords takes at most 500 records per call
@@ -141,25 +142,9 @@ def put_requests(lines: Sequence[bytes]) -> Iterator[tuple[int, int]]:
 
 def drain_queue(queue_url: str, idle_polls: int = 2) -> list[dict[str, Any]]:
     """Receive (and delete) every message until the queue stays empty."""
-    sqs = client("sqs")
-    bodies: list[dict[str, Any]] = []
-    idle = 0
-    while idle < idle_polls:
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        messages = got.get("Messages", [])
-        if not messages:
-            idle += 1
-            continue
-        idle = 0
-        for m in messages:
-            bodies.append(json.loads(m["Body"]))
-        sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-            ],
-        )
-    return bodies
+    drain = QueueDrain(client("sqs"), queue_url)
+    drain.poll(idle_polls=idle_polls)
+    return drain.bodies
 
 
 @contextmanager
@@ -184,6 +169,7 @@ def replay(
     progress: Callable[[str, int], Any] | None = None,
     function_output: TextIO | None = None,
     record_format: RecordFormatName = "json",
+    findings: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Replay ``lines`` (JSON events), packed into Kinesis records as ``record_format``'s
     producers pack them, and return the summary counts. The function's log lines and EMF
@@ -191,7 +177,12 @@ def replay(
 
     ``events_in`` counts the lines, ``records_in`` the Kinesis records put. A line that
     fits no record is rejected before the put (``rejected_before_put``, within
-    ``rejected``), so that ``scored + rejected + unsupported + failed == events_in``."""
+    ``rejected``), so that ``scored + rejected + unsupported + failed == events_in``.
+    ``findings``, when given, receives the Detection Findings read from the SNS queue.
+
+    The alert and quarantine queues are read after each invocation that put something in
+    them (``queues.QueueDrain``): on the emulator a receive costs time for every message
+    a queue holds, so a queue left to fill made the drain quadratic."""
     from stream_scoring import adapters, handler
 
     packing = pack(lines, record_format)
@@ -199,6 +190,13 @@ def replay(
     with aws_endpoint(endpoint_url):
         started = time.perf_counter()
         resources = create_resources()
+        sqs = client("sqs")
+        drains = {
+            "sns": QueueDrain(sqs, resources.sns_queue_url),
+            "eventbridge": QueueDrain(sqs, resources.eventbridge_queue_url),
+            "quarantine": QueueDrain(sqs, resources.quarantine_queue_url),
+            "on_failure": QueueDrain(sqs, resources.on_failure_queue_url),
+        }
         with environment(resources.handler_environment(Path(bundle_dir))):
             adapters.reset()
             try:
@@ -206,25 +204,43 @@ def replay(
                 # The last status of each event (shard, sequence number, sub_index): a
                 # retried record's events are seen again and end where the retry put them.
                 final: dict[tuple[str, str, int], str] = {}
+                sent: set[str] = set()  # the queues the last invocation put messages in
 
                 def observe(result: Any) -> None:
                     for key, status in zip(result.event_keys(), result.statuses, strict=True):
                         final[key] = status.value
+                        if status.value == "anomaly":
+                            sent.update(("sns", "eventbridge"))
+                        elif status.value == "rejected":
+                            sent.add("quarantine")
+
+                def read_queues() -> None:
+                    for name in sent:
+                        drains[name].poll()
+                    sent.clear()
 
                 remove = handler.add_result_observer(observe)
                 try:
                     with _function_output_to(handler, function_output):
                         stats = _drive(
-                            resources, batch_size, handler.lambda_handler, progress, len(datas)
+                            resources,
+                            batch_size,
+                            handler.lambda_handler,
+                            progress,
+                            len(datas),
+                            read_queues,
                         )
                 finally:
                     remove()
             finally:
                 adapters.reset()
-        sns_alerts = drain_queue(resources.sns_queue_url)
-        eb_alerts = drain_queue(resources.eventbridge_queue_url)
-        quarantine = drain_queue(resources.quarantine_queue_url)
-        on_failure = drain_queue(resources.on_failure_queue_url)
+        _finish(list(drains.values()), progress)
+        sns_alerts = drains["sns"].bodies
+        eb_alerts = drains["eventbridge"].bodies
+        quarantine = drains["quarantine"].bodies
+        on_failure = drains["on_failure"].bodies
+        if findings is not None:
+            findings.extend(sns_alerts)
         seconds = time.perf_counter() - started
     statuses = list(final.values())
     events_put = sum(len(record.events) for record in packing.records)
@@ -267,12 +283,25 @@ def _put(
         return put_events(lines, resources.stream_name, bar.advance)
 
 
+def _finish(drains: list[QueueDrain], progress: Callable[[str, int], Any] | None) -> None:
+    """Read what is left in the queues, showing the count when there is much to read."""
+    left = sum(d.waiting() for d in drains) if progress is not None else 0
+    if progress is None or left < 100:
+        for drain in drains:
+            drain.finish()
+        return
+    with progress("reading queues", left) as bar:
+        for drain in drains:
+            drain.finish(bar.advance)
+
+
 def _drive(
     resources: ReplayResources,
     batch_size: int,
     invoke: Callable[[dict[str, Any], Any], Any],
     progress: Callable[[str, int], Any] | None,
     total: int,
+    after_batch: Callable[[], None] = lambda: None,
 ) -> Any:
     runner = KinesisRunner(
         client("kinesis"),
@@ -282,9 +311,14 @@ def _drive(
         sqs=client("sqs"),
     )
     if progress is None:
-        return runner.run_until_idle()
+        return runner.run_until_idle(lambda _: after_batch())
     with progress("scoring", total) as bar:
-        return runner.run_until_idle(bar.advance)
+
+        def on_batch(n: int) -> None:
+            bar.advance(n)
+            after_batch()
+
+        return runner.run_until_idle(on_batch)
 
 
 @contextmanager
@@ -293,13 +327,25 @@ def _function_output_to(handler_module: Any, stream: TextIO | None) -> Iterator[
     is the command's answer."""
     stream = stream or sys.stderr
     log_handler = getattr(handler_module.logger, "registered_handler", None)
-    previous = log_handler.setStream(stream) if log_handler is not None else None
+    previous = _swap_stream(log_handler, stream) if log_handler is not None else None
     try:
         with redirect_stdout(stream):
             yield
     finally:
         if log_handler is not None and previous is not None:
-            log_handler.setStream(previous)
+            _swap_stream(log_handler, previous)
+
+
+def _swap_stream(log_handler: Any, stream: TextIO) -> TextIO:
+    """``StreamHandler.setStream`` without its flush of the old stream, which may be
+    closed by now (an earlier run's file, or a test's captured stderr)."""
+    log_handler.acquire()
+    try:
+        previous: TextIO = log_handler.stream
+        log_handler.stream = stream
+    finally:
+        log_handler.release()
+    return previous
 
 
 def dumps(summary: dict[str, Any]) -> str:

@@ -43,6 +43,12 @@ def register(subparsers: Any) -> None:
         default=Path(tempfile.gettempdir()) / "ocsf-detect-replay-function.log",
         help="where the stream function's log lines and EMF metrics go (default: %(default)s)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write the Detection Findings received from SNS here, one JSON per line "
+        "(.gz compresses), under a temporary name renamed when complete",
+    )
     add_max_rejected(parser)
     parser.set_defaults(func=run)
 
@@ -51,14 +57,17 @@ def run(args: argparse.Namespace) -> int:
     from botocore.exceptions import EndpointConnectionError
 
     from ocsf_detect_tools.cli.score import load_detector
-    from ocsf_detect_tools.eventio import read_lines
+    from ocsf_detect_tools.eventio import read_lines, write_jsonl
     from ocsf_detect_tools.replay import dumps, replay
 
     if not 1 <= args.batch_size <= 10_000:
         raise CommandError("--batch-size must be between 1 and 10000 (Kinesis' limit)")
     # A bundle the function cannot load would fail every batch: say why, before replaying.
     load_detector(args.bundle)
+    if args.out is not None and args.out.is_dir():
+        raise CommandError(f"--out {args.out} is a directory; give a file for the findings")
     lines = read_lines(args.events)  # an empty or non-JSONL file: EventFileError, status 2
+    findings: list[dict[str, Any]] = []
     try:
         with args.function_log.open("w", encoding="utf-8") as function_output:
             summary = replay(
@@ -69,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=Progress,
                 function_output=function_output,
                 record_format=args.record_format,
+                findings=findings,
             )
     except EndpointConnectionError as exc:
         raise CommandError(f"no AWS endpoint answers at {args.endpoint}: {exc}") from exc
@@ -79,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         for key, value in summary.items():
             print(f"{key:<{width}}  {value}", file=sys.stdout)
     print(f"the stream function's logs and metrics: {args.function_log}", file=sys.stderr)
+    if args.out is not None:
+        write_jsonl(findings, args.out)
+        print(f"{len(findings):,} findings written to {args.out}", file=sys.stderr)
     if summary.get("failed"):
         print(
             f"ocsf-detect: {summary['failed']:,} events failed and went to the on-failure "
