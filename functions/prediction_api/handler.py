@@ -91,7 +91,7 @@ def _doc(description: str, model: type[Any]) -> Any:
 COMMON_ERRORS: dict[int, Any] = {500: _error_doc("internal error (with request id)")}
 BODY_ERRORS: dict[int, Any] = {
     400: _error_doc("empty body or malformed JSON"),
-    413: _error_doc("too many events or payload too large"),
+    413: _error_doc("too many events, payload too large, or an event over the size cap"),
     415: _error_doc("Content-Type is not application/json"),
     422: _error_doc("schema violation (with the field path) or an event that cannot be scored"),
     503: _error_doc("the bundle could not be loaded"),
@@ -112,7 +112,7 @@ BODY_ERRORS: dict[int, Any] = {
 )
 def predict(event: Annotated[OcsfEvent, Body()]) -> Prediction:
     _require_json()
-    answer = service.predict_one(service.get_detector(settings), event)
+    answer = service.predict_one(service.get_detector(settings), event, settings.max_event_bytes)
     _count(answer.bundle_version, scored=1, anomalies=int(answer.is_anomaly))
     return answer
 
@@ -127,7 +127,10 @@ def predict(event: Annotated[OcsfEvent, Body()]) -> Prediction:
 def predict_batch(request: BatchRequest) -> BatchPrediction:
     _require_json()
     answer = service.predict_batch(
-        service.get_detector(settings), request.events, settings.max_batch_events
+        service.get_detector(settings),
+        request.events,
+        settings.max_batch_events,
+        settings.max_event_bytes,
     )
     _count(answer.bundle_version, scored=answer.totals.scored, anomalies=answer.totals.anomalies)
     return answer
@@ -280,6 +283,17 @@ def _not_scored(exc: service.EventNotScoredError) -> Response[Any]:
         "unsupported_class" if reason == "unsupported_class" else "rejected_event",
         exc.message,
         reason=reason,
+        field=exc.field,
+    )
+
+
+@app.exception_handler(service.EventTooLargeError)
+def _event_too_large(exc: service.EventTooLargeError) -> Response[Any]:
+    return _error(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        "too_large",
+        exc.message,
+        reason="too_large",
         field=exc.field,
     )
 

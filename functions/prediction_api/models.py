@@ -160,6 +160,7 @@ ErrorCode = Literal[
     "unsupported_class",
     "rejected_event",
     "payload_too_large",
+    "too_large",
     "unsupported_media_type",
     "not_found",
     "method_not_allowed",
@@ -175,13 +176,16 @@ class ErrorBody(_Out):
     error: ErrorCode = Field(
         description=(
             "stable error code: 400 invalid_json, empty_body; 404 not_found; "
-            "405 method_not_allowed; 413 payload_too_large; 415 unsupported_media_type; "
+            "405 method_not_allowed; 413 payload_too_large, too_large (an event over "
+            "OCSF_DETECT_MAX_EVENT_BYTES); 415 unsupported_media_type; "
             "422 validation_error, unsupported_class, rejected_event; 500 internal_error; "
             "503 bundle_unavailable"
         )
     )
     message: str
     request_id: str | None
-    reason: str | None = Field(default=None, description="detector reason code (422 on predict)")
+    reason: str | None = Field(
+        default=None, description="detector reason code (422 and 413 too_large on predict)"
+    )
     field: str | None = Field(default=None, description="the field at fault, when known")
     errors: list[FieldError] | None = None

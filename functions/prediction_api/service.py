@@ -12,8 +12,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ocsf_detect.bundlefetch import BundleSourceError, load_detector
 from ocsf_detect.gcpause import freeze_long_lived
+from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
 from prediction_api.models import (
     BatchPrediction,
     BatchTotals,
@@ -56,6 +59,16 @@ class EventNotScoredError(Exception):
         self.result = result
         self.message = message
         self.field = field
+
+
+class EventTooLargeError(Exception):
+    """One event over the size cap (``EventSettings.max_event_bytes``): a 413 ``too_large``."""
+
+    def __init__(self, result: RejectedResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+        self.message = result.message
+        self.field = result.field
 
 
 class BatchTooLargeError(Exception):
@@ -123,11 +136,34 @@ def _result(outcome: dict[str, Any]) -> EventResult:
     return RejectedResult.model_validate(outcome)
 
 
-def predict_one(detector: Detector, event: dict[str, Any]) -> Prediction:
-    """Score one event; an unsupported or rejected event raises ``EventNotScoredError``."""
+def oversized(event: Any, max_event_bytes: int) -> RejectedResult | None:
+    """The ``too_large`` result of an event whose JSON is over ``max_event_bytes`` (the
+    cap the stream and ``ocsf-detect score`` apply to a record's bytes), else None."""
+    try:
+        size = len(orjson.dumps(event))
+    except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits: not ours
+        return None  # to judge here; the parser rejects it with its own reason
+    if size <= max_event_bytes:
+        return None
+    return RejectedResult(
+        status="rejected",
+        reason="too_large",
+        field=None,
+        message=f"event is {size:,} bytes; the limit is {max_event_bytes:,}",
+    )
+
+
+def predict_one(
+    detector: Detector, event: dict[str, Any], max_event_bytes: int = MAX_EVENT_BYTES
+) -> Prediction:
+    """Score one event; an event over the size cap raises ``EventTooLargeError``, an
+    unsupported or rejected one ``EventNotScoredError``."""
     from ocsf_detect.detector.scorer import outcome_dict
 
     start = time.perf_counter()
+    too_large = oversized(event, max_event_bytes)
+    if too_large is not None:
+        raise EventTooLargeError(too_large)
     outcome = outcome_dict(detector.score_objects([event])[0])
     if outcome["status"] != "scored":
         raise EventNotScoredError(_result(outcome))  # type: ignore[arg-type]
@@ -137,14 +173,26 @@ def predict_one(detector: Detector, event: dict[str, Any]) -> Prediction:
     )
 
 
-def predict_batch(detector: Detector, events: Sequence[Any], limit: int) -> BatchPrediction:
-    """Score a batch as one call to the detector; one result per event, in order."""
+def predict_batch(
+    detector: Detector,
+    events: Sequence[Any],
+    limit: int,
+    max_event_bytes: int = MAX_EVENT_BYTES,
+) -> BatchPrediction:
+    """Score a batch as one call to the detector; one result per event, in order (an
+    event over the size cap is rejected ``too_large`` and not scored)."""
     from ocsf_detect.detector.scorer import outcome_dict
 
     if len(events) > limit:
         raise BatchTooLargeError(len(events), limit)
     start = time.perf_counter()
-    results = [_result(outcome_dict(o)) for o in detector.score_objects(events)]
+    too_large = [oversized(e, max_event_bytes) for e in events]
+    kept = [e for e, big in zip(events, too_large, strict=True) if big is None]
+    scored_outcomes = iter(detector.score_objects(kept))
+    results: list[EventResult] = [
+        big if big is not None else _result(outcome_dict(next(scored_outcomes)))
+        for big in too_large
+    ]
     scored = [r for r in results if isinstance(r, ScoredResult)]
     unsupported = sum(isinstance(r, UnsupportedResult) for r in results)
     totals = BatchTotals(

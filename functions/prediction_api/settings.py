@@ -7,12 +7,13 @@ from functools import lru_cache
 from pydantic import Field
 
 from ocsf_detect import names
-from ocsf_detect.settings import BundleSettings
+from ocsf_detect.settings import EventSettings
 from prediction_api.models import MAX_BATCH_EVENTS
 
 
-class ApiSettings(BundleSettings):
-    """The bundle (``BundleSettings``), who may call from a browser, how large a batch may be."""
+class ApiSettings(EventSettings):
+    """The bundle and the event size cap (``EventSettings``), who may call from a browser,
+    how large a batch may be."""
 
     cors_allow_origin: str | None = Field(
         default=None,

@@ -13,7 +13,7 @@ from ocsf_detect.records import (
     DEFAULT_MAX_EVENTS_PER_RECORD,
     RecordLimits,
 )
-from ocsf_detect.settings import BundleSettings
+from ocsf_detect.settings import EventSettings
 
 
 class SettingsError(Exception):
@@ -24,8 +24,9 @@ class SettingsError(Exception):
         self.field = field
 
 
-class StreamSettings(BundleSettings):
-    """The bundle (``BundleSettings``), where alerts and poison records go, how hard to retry."""
+class StreamSettings(EventSettings):
+    """The bundle and the event size cap (``EventSettings``), where alerts and poison
+    records go, how hard to retry."""
 
     alert_topic_arn: str = Field(
         validation_alias=names.ENV_ALERT_TOPIC_ARN,
@@ -42,12 +43,6 @@ class StreamSettings(BundleSettings):
     )
     publish_max_attempts: int = Field(
         default=3, ge=1, le=10, validation_alias=names.ENV_PUBLISH_MAX_ATTEMPTS
-    )
-    max_event_bytes: int = Field(
-        default=MAX_EVENT_BYTES,
-        gt=0,
-        le=MAX_EVENT_BYTES,
-        validation_alias=names.ENV_MAX_EVENT_BYTES,
     )
     max_decompressed_bytes: int = Field(
         default=DEFAULT_MAX_DECOMPRESSED_BYTES,

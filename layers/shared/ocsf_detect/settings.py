@@ -17,6 +17,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ocsf_detect import names
+from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
 
 
 class BundleSettings(BaseSettings):
@@ -45,4 +46,18 @@ class BundleSettings(BaseSettings):
         default=False,
         validation_alias=names.ENV_LOAD_BUNDLE_AT_INIT,
         description="load the bundle while the module is imported (SnapStart snapshots it)",
+    )
+
+
+class EventSettings(BundleSettings):
+    """The bundle, and the one cap on an event's size: the stream, the API and
+    ``ocsf-detect score`` reject a larger event as ``too_large``."""
+
+    max_event_bytes: int = Field(
+        default=MAX_EVENT_BYTES,
+        gt=0,
+        le=MAX_EVENT_BYTES,
+        validation_alias=names.ENV_MAX_EVENT_BYTES,
+        description="largest event accepted, in bytes of its JSON (at most 1 MiB, the "
+        "Kinesis record cap); a larger one is rejected as too_large",
     )

@@ -23,9 +23,11 @@ Score OCSF events (JSON lines: .jsonl, .jsonl.gz, or - for stdin) with a bundle.
 --format jsonl (the default), one record per input line, in input order: line, status
 (scored, unsupported or rejected), class_uid, class_name and, for scored events,
 score, threshold, is_anomaly, severity, neighbors and uid; see the README for every
-field. With --format findings, one OCSF Detection Finding (class 2004) per anomaly,
-the same the stream function publishes. Output goes to --out (written under a
-temporary name and renamed when complete) or stdout; counts go to stderr."""
+field. An event over OCSF_DETECT_MAX_EVENT_BYTES (default and maximum 1 MiB, the cap of
+the stream function and the API) is rejected too_large. With --format findings, one
+OCSF Detection Finding (class 2004) per anomaly, the same the stream function publishes.
+Output goes to --out (written under a temporary name and renamed when complete) or
+stdout; counts go to stderr."""
 
 
 def register(sub: Any) -> None:
@@ -117,7 +119,32 @@ def output(path: Path | None) -> Iterator[IO[bytes]]:
         yield sink
 
 
+def max_event_bytes() -> int:
+    """The event size cap the stream function and the API apply (one setting:
+    ``OCSF_DETECT_MAX_EVENT_BYTES``, default and maximum 1 MiB)."""
+    from ocsf_detect.settings import EventSettings
+
+    return EventSettings().max_event_bytes
+
+
+def score_lines(detector: Any, lines: list[bytes], cap: int) -> list[Any]:
+    """One outcome per line; a line over ``cap`` bytes is rejected ``too_large`` unread,
+    as the stream function rejects such a record."""
+    from ocsf_detect.ocsf.outcomes import Rejected, RejectReason
+
+    big = {
+        i: Rejected(RejectReason.TOO_LARGE, f"event is {len(x):,} bytes; the limit is {cap:,}")
+        for i, x in enumerate(lines)
+        if len(x) > cap
+    }
+    if not big:
+        return list(detector.score_batch(lines))
+    scored = iter(detector.score_batch([x for i, x in enumerate(lines) if i not in big]))
+    return [big[i] if i in big else next(scored) for i in range(len(lines))]
+
+
 def run(args: argparse.Namespace) -> int:
+    cap = max_event_bytes()
     detector = load_detector(args.bundle)
     lines = read_events(args.events)
     source = str(args.events) if str(args.events) != "-" else "stdin"
@@ -126,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     findings = args.format == "findings"
     with output(args.out) as sink, Progress("scoring", total=len(lines)) as progress:
         for start in range(0, len(lines), CHUNK):
-            for offset, outcome in enumerate(detector.score_batch(lines[start : start + CHUNK])):
+            chunk = lines[start : start + CHUNK]
+            for offset, outcome in enumerate(score_lines(detector, chunk, cap)):
                 line = start + offset + 1
                 anomaly = bool(getattr(outcome, "is_anomaly", False))
                 tally[outcome.status + ("_anomaly" if anomaly else "")] += 1
