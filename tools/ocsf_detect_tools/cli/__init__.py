@@ -25,12 +25,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ocsf_detect_tools.cli.train", "train a bundle from baseline OCSF events"),
     "score": ("ocsf_detect_tools.cli.score", "score events with a bundle, JSONL of outcomes"),
     "evaluate": ("ocsf_detect_tools.cli.evaluate", "measure detection quality against labels"),
+    "report": ("ocsf_detect_tools.cli.report", "score events and write an HTML report"),
     "inspect": ("ocsf_detect_tools.cli.inspect_bundle", "show what a bundle holds"),
     "bench": ("ocsf_detect_tools.cli.bench", "measure parsing, feature and scoring throughput"),
     "generate": ("ocsf_detect_tools.cli.generate", "generate labeled synthetic OCSF traffic"),
     "replay": (
         "ocsf_detect_tools.cli.replay",
         "replay events through Kinesis and the stream function",
+    ),
+    "redrive": (
+        "ocsf_detect_tools.cli.redrive",
+        "redrive the batches the on-failure queue points to through the stream function",
     ),
     "serve": ("ocsf_detect_tools.cli.serve", "run the prediction API locally"),
     "publish": ("ocsf_detect_tools.cli.publish", "publish a bundle to the model registry bucket"),
