@@ -28,7 +28,7 @@ from tests.unit.test_api_handler import headers_of, is_subset
 TOOLS = (
     "ocsf_detect_tools", "cli", "simulate", "training", "build", "config", "specs",
     "evaluation", "benchmark", "demo", "eventio", "registry", "emulator", "runner",
-    "localapi", "localcontext", "replay", "ocsf_models",
+    "localapi", "localcontext", "replay", "ocsf_models", "report", "queues",
 )  # fmt: skip
 FIRST_SEQUENCE = 49590338271490256608559692538361571095921575989136600000
 HOOK_EVENT = {"DeploymentId": "d-ARTIFACT1", "LifecycleEventHookExecutionId": "exec-artifact"}

@@ -125,6 +125,15 @@ def event_commands(events: Path, bundle: Path, tmp: Path, labels: Path) -> dict[
             str(events),
         ],
         "train": ["train", "--events", str(events), "--out", str(tmp / "new-bundle")],
+        "report": [
+            "report",
+            "--bundle",
+            str(bundle),
+            "--events",
+            str(events),
+            "--out",
+            str(tmp / "report.html"),
+        ],
         "replay": ["replay", "--bundle", str(bundle), "--events", str(events)],
         "demo": ["demo", "--events", str(events), "--out", str(tmp / "demo-out")],
     }
@@ -147,7 +156,9 @@ def good_inputs(tmp_path: Path) -> tuple[Path, Path]:
     return events, labels
 
 
-@pytest.mark.parametrize("command", ["score", "evaluate", "evaluate --baseline", "train", "replay"])
+@pytest.mark.parametrize(
+    "command", ["score", "evaluate", "evaluate --baseline", "train", "report", "replay"]
+)
 @pytest.mark.parametrize("case", EVENT_CASES)
 def test_a_broken_events_file_is_one_line_and_status_2(
     case, command, tmp_path, bundle_dir, good_inputs, capsys
@@ -159,6 +170,7 @@ def test_a_broken_events_file_is_one_line_and_status_2(
     assert_one_line_error(captured.err, says)
     assert captured.out == ""
     assert not (tmp_path / "new-bundle").exists()
+    assert not (tmp_path / "report.html").exists()
 
 
 @pytest.mark.parametrize("case", ["empty", "json array", "binary", "missing"])
@@ -170,7 +182,7 @@ def test_demo_refuses_broken_events_before_training(case, tmp_path, bundle_dir, 
 
 
 @pytest.mark.parametrize("case", LABEL_CASES)
-@pytest.mark.parametrize("command", ["evaluate", "demo"])
+@pytest.mark.parametrize("command", ["evaluate", "report", "demo"])
 def test_a_broken_labels_file_is_one_line_and_status_2(
     case, command, tmp_path, bundle_dir, good_inputs, capsys
 ):
@@ -187,6 +199,17 @@ def test_a_broken_labels_file_is_one_line_and_status_2(
             str(labels),
         ],
         "demo": ["demo", "--events", str(events), "--labels", str(labels), "--out", str(tmp_path)],
+        "report": [
+            "report",
+            "--bundle",
+            str(bundle_dir),
+            "--events",
+            str(events),
+            "--labels",
+            str(labels),
+            "--out",
+            str(tmp_path / "r.html"),
+        ],
     }[command]
     assert main(argv) == 2
     assert_one_line_error(capsys.readouterr().err, says)
@@ -265,7 +288,7 @@ def rejected_lines(tmp: Path, good: int, bad: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["score", "evaluate"])
+@pytest.mark.parametrize("command", ["score", "evaluate", "report"])
 def test_every_line_rejected_is_status_3(command, tmp_path, bundle_dir, good_inputs, capsys):
     events = tmp_path / "rejected.jsonl"
     events.write_bytes(b'{"x": 1}\n{"class_uid": 4001}\n{"time": "x", "class_uid": "?"}\n')
@@ -330,3 +353,17 @@ def test_every_command_has_a_description_and_there_is_a_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("ocsf-detect ")
+
+
+def test_report_without_labels_has_no_recall_section(tmp_path, bundle_dir, live_traffic, capsys):
+    events = tmp_path / "live.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in live_traffic.events[:500]))
+    out = tmp_path / "r.html"
+    argv = ["report", "--bundle", str(bundle_dir), "--events", str(events), "--out", str(out)]
+    assert main([*argv, "--title", "week 12"]) == 0
+    page = out.read_text()
+    assert "<title>week 12</title>" in page
+    for section in ("summary", "top-alerts", "scores", "alerts-over-time"):
+        assert f'<section id="{section}">' in page
+    assert 'id="recall"' not in page
+    assert "Top alerts" in capsys.readouterr().out

@@ -1,5 +1,7 @@
-"""The main job on a laptop: generate traffic, train, replay it through the emulated
-Kinesis into the real stream function, and report alerts, quality and speed."""
+"""What a run found, for a person: the summary, the top alerts per entity, the score
+distribution, alerts over time and, with labels, recall per label, as a table on the
+terminal and a self-contained HTML page. ``ocsf-detect report`` and ``ocsf-detect demo``
+both write it."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import base64
 import html
 import io
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,9 @@ from typing import Any
 import numpy as np
 
 from ocsf_detect.detector.scorer import Detector, Scored
+from ocsf_detect.ocsf.outcomes import Rejected, Unsupported
 from ocsf_detect_tools.evaluation import read_label_table, read_labels
 from ocsf_detect_tools.eventio import event_uid
-
-
-@dataclass
-class DemoResult:
-    table: list[dict[str, Any]]
-    summary: dict[str, Any]
-    per_attack: dict[str, tuple[int, int]]  # attack -> (detected, total)
-    report: Path
 
 
 def read_label_rows(path: Path) -> dict[str, tuple[int, str]]:
@@ -48,6 +42,8 @@ def entity(event: dict[str, Any]) -> str:
 def analyse(
     detector: Detector, lines: list[bytes], labels: dict[str, tuple[int, str]] | None
 ) -> tuple[list[Scored], dict[str, Any], dict[str, tuple[int, int]]]:
+    """Score ``lines``: the scored outcomes, a summary (counts; precision and recall at
+    the calibrated threshold with labels) and per label (attack type), (found, total)."""
     outcomes = detector.score_batch(lines)
     scored = [o for o in outcomes if isinstance(o, Scored)]
     alerts = [o for o in scored if o.is_anomaly]
@@ -56,6 +52,10 @@ def analyse(
         "scored": len(scored),
         "anomalies": len(alerts),
     }
+    unsupported = sum(isinstance(o, Unsupported) for o in outcomes)
+    rejected = sum(isinstance(o, Rejected) for o in outcomes)
+    if unsupported or rejected:
+        summary.update(unsupported=unsupported, rejected=rejected)
     per_attack: dict[str, tuple[int, int]] = {}
     if labels:
         found: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -63,6 +63,7 @@ def analyse(
         for o in scored:
             mal, kind = labels.get(event_uid(o.event) or "", (0, ""))
             if mal:
+                kind = kind or "malicious"  # a labels file without attack types
                 found[kind][1] += 1
                 found[kind][0] += int(o.is_anomaly)
                 tp += int(o.is_anomaly)
@@ -118,12 +119,17 @@ def write_report(
     per_attack: dict[str, tuple[int, int]],
     table: list[dict[str, Any]],
     labels: dict[str, tuple[int, str]] | None,
+    title: str = "ocsf-detect demo report",
 ) -> Path:
-    """A self-contained HTML page (images inlined as base64 PNG)."""
+    """A self-contained HTML page (images inlined as base64 PNG), written under a
+    temporary name and renamed when complete. Sections, each an ``<section id>``:
+    summary, top-alerts, scores, alerts-over-time and, with labels, recall."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from ocsf_detect_tools.eventio import atomic_path
 
     def png(fig: Any) -> str:
         buf = io.BytesIO()
@@ -134,14 +140,17 @@ def write_report(
     ratio = np.array([o.score / o.threshold for o in scored])
     mal = np.array([(labels or {}).get(event_uid(o.event) or "", (0, ""))[0] for o in scored])
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    bins = np.linspace(0, max(3.0, float(np.quantile(ratio, 0.999))), 80).tolist()
-    ax.hist(np.clip(ratio[mal == 0], 0, bins[-1]), bins=bins, alpha=0.6, log=True, label="benign")
+    top = max(3.0, float(np.quantile(ratio, 0.999))) if ratio.size else 3.0
+    bins = np.linspace(0, top, 80).tolist()
+    ax.hist(np.clip(ratio[mal == 0], 0, top), bins=bins, alpha=0.6, log=True, label="benign")
     if mal.any():
-        ax.hist(
-            np.clip(ratio[mal == 1], 0, bins[-1]), bins=bins, alpha=0.6, log=True, label="attack"
-        )
+        ax.hist(np.clip(ratio[mal == 1], 0, top), bins=bins, alpha=0.6, log=True, label="attack")
     ax.axvline(1.0, color="k", ls="--", lw=1, label="threshold")
-    ax.set(xlabel="score / threshold", ylabel="events", title="Score distribution")
+    ax.set(
+        xlabel="score / its class's threshold (1 = alert; clipped at the right edge)",
+        ylabel="events (log scale)",
+        title="Score distribution",
+    )
     ax.legend()
     hist = png(fig)
     times = np.array([o.time_ms for o in scored if o.is_anomaly], dtype=np.float64)
@@ -149,35 +158,57 @@ def write_report(
     if times.size:
         hours = (times - times.min()) / 3_600_000
         ax.hist(hours, bins=min(96, max(10, int(hours.max()) + 1)))
-    ax.set(xlabel="hours since first alert", ylabel="alerts", title="Alerts over time")
+    ax.set(xlabel="hours since the first alert", ylabel="alerts", title="Alerts over time")
     over_time = png(fig)
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    if per_attack:
-        kinds = list(per_attack)
-        ax.bar(kinds, [d / t if t else 0 for d, t in per_attack.values()])
-        ax.tick_params(axis="x", labelrotation=15)
-        ax.axhline(0.8, color="k", ls="--", lw=1)
+    sections = [
+        ("summary", "Summary", _table_html([{"": k, "value": v} for k, v in summary.items()])),
+        (
+            "top-alerts",
+            "Top alerts (score relative to the threshold; one row per class and entity)",
+            _table_html(table) if table else "<p>No alerts.</p>",
+        ),
+        ("scores", "Score distribution", _img("score histogram", hist)),
+        ("alerts-over-time", "Alerts over time", _img("alerts over time", over_time)),
+    ]
+    if labels:
+        fig, ax = plt.subplots(figsize=(7, 2.8))
+        if per_attack:
+            kinds = list(per_attack)
+            ax.bar(kinds, [d / t if t else 0 for d, t in per_attack.values()])
+            ax.tick_params(axis="x", labelrotation=15)
+            ax.axhline(0.8, color="k", ls="--", lw=1)
         ax.set_ylim(0, 1.05)
-    ax.set(ylabel="recall", title="Recall per attack type at the calibrated threshold")
-    recall_png = png(fig)
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
-        for r in table
+        ax.set(ylabel="recall (share detected)", title="Recall per label at the threshold")
+        rows = [
+            {"label": k, "detected": d, "total": t, "recall": f"{d / t:.2f}" if t else "-"}
+            for k, (d, t) in per_attack.items()
+        ]
+        body = _img("recall per label", png(fig)) + (
+            _table_html(rows) if rows else "<p>No malicious event was scored.</p>"
+        )
+        sections.append(("recall", "Recall per label", body))
+    content = "".join(
+        f'<section id="{sid}"><h2>{html.escape(name)}</h2>{body}</section>'
+        for sid, name, body in sections
     )
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in (table[0] if table else {}))
-    stats = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in summary.items()
-    )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>ocsf-detect demo</title>
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}td,th{{padding:2px 8px;
-text-align:left}}table{{border-collapse:collapse}}tr:nth-child(even){{background:#f4f4f4}}</style>
-</head><body><h1>ocsf-detect demo report</h1><h2>Summary</h2><table>{stats}</table>
-<h2>Top alerts</h2><table><tr>{head}</tr>{rows}</table>
-<img alt="score histogram" src="data:image/png;base64,{hist}">
-<img alt="alerts over time" src="data:image/png;base64,{over_time}">
-<img alt="recall per attack" src="data:image/png;base64,{recall_png}">
-</body></html>"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+text-align:left}}table{{border-collapse:collapse}}tr:nth-child(even){{background:#f4f4f4}}
+img{{max-width:100%}}</style>
+</head><body><h1>{html.escape(title)}</h1>{content}</body></html>"""
+    with atomic_path(path) as partial:
+        partial.write_text(page, encoding="utf-8")
     return path
+
+
+def _table_html(rows: list[dict[str, Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in rows[0]) if rows else ""
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _img(alt: str, png_b64: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png_b64}">'

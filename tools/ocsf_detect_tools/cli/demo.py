@@ -47,16 +47,16 @@ def run(args: argparse.Namespace) -> int:
     from ocsf_detect.detector.scorer import Detector
     from ocsf_detect_tools.build import build_bundle
     from ocsf_detect_tools.config import DetectorConfig
-    from ocsf_detect_tools.demo import (
+    from ocsf_detect_tools.evaluation import EvaluationError
+    from ocsf_detect_tools.eventio import read_lines, write_jsonl
+    from ocsf_detect_tools.replay import replay
+    from ocsf_detect_tools.report import (
         analyse,
         format_table,
         read_label_rows,
         top_alerts,
         write_report,
     )
-    from ocsf_detect_tools.evaluation import EvaluationError
-    from ocsf_detect_tools.eventio import read_lines, write_jsonl
-    from ocsf_detect_tools.replay import replay
     from ocsf_detect_tools.simulate.traffic import generate_traffic, write_labels_csv
 
     started = time.perf_counter()
