@@ -132,6 +132,7 @@ class OcsfDetectStack(Stack):
             access_logs=self.access_logs.bucket,
             log_retention_days=retention_days,
             quarantine_object_days=monitoring_config.quarantine_object_days,
+            retain=stage.retain_data,
         )
         self.api = PredictionApi(
             self,
@@ -141,7 +142,9 @@ class OcsfDetectStack(Stack):
             architecture=stage.architecture,
             layers=self.layers,
             log_retention_days=retention_days,
+            log_key=self.data_key.key,
             cors_allow_origin=settings.cors_allow_origin,
+            manage_account=settings.manage_api_gateway_account,
         )
         self.releases = Releases(
             self,
@@ -150,6 +153,7 @@ class OcsfDetectStack(Stack):
             architecture=stage.architecture,
             layers=self.layers,
             log_retention_days=retention_days,
+            log_key=self.data_key.key,
         )
         self.releases.guard(
             "StreamScoring",
@@ -190,7 +194,7 @@ class OcsfDetectStack(Stack):
             bundle_version=model.version,
             ops_email=settings.ops_email,
         )
-        self.monitoring.notify(*self.releases.alarms)
+        self.monitoring.notify(*self.releases.alarms, *self.api.alarms)
 
         CfnOutput(self, "ModelVersion", value=model.version)
         CfnOutput(self, "StreamName", value=self.ingest.stream.stream_name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -47,6 +47,7 @@ class Alerting(Construct):
         archive_days: int,
         log_retention_days: int,
     ) -> None:
+        stack = Stack.of(scope)
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(
             self,
@@ -59,11 +60,15 @@ class Alerting(Construct):
         findings = events.EventPattern(
             source=[names.EVENTBRIDGE_SOURCE], detail_type=[names.EVENTBRIDGE_DETAIL_TYPE]
         )
-        self.archive = self.bus.archive(
+        # Under the bus, as EventBus.archive() puts it (same logical id), which drops kms_key.
+        self.archive = events.Archive(
+            self.bus,
             "FindingsArchive",
+            source_event_bus=self.bus,
             description="Every Detection Finding, for `aws events start-replay`",
             event_pattern=findings,
             retention=Duration.days(archive_days),
+            kms_key=key,  # findings quote the source event: the data key, not AWS-owned
         )
 
         # Example consumer: findings land in a log group (EventBridge needs /aws/events/).
@@ -72,20 +77,37 @@ class Alerting(Construct):
             "FindingsLog",
             log_group_name=f"/aws/events/ocsf-detect-findings-{self.node.addr[:12]}",
             retention=retention(log_retention_days),
+            encryption_key=key,
             removal_policy=RemovalPolicy.DESTROY,
         )
+        # EventBridge delivers through CloudWatch Logs' delivery service: both may write,
+        # and only on behalf of this account (EventBridge: for rules on this bus).
+        own_account = {"StringEquals": {"aws:SourceAccount": stack.account}}
         logs.ResourcePolicy(
             self,
             "FindingsLogPolicy",
             policy_statements=[
                 iam.PolicyStatement(
-                    principals=[
-                        iam.ServicePrincipal("events.amazonaws.com"),
-                        iam.ServicePrincipal("delivery.logs.amazonaws.com"),
-                    ],
+                    principals=[iam.ServicePrincipal("events.amazonaws.com")],
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                     resources=[self.findings_log.log_group_arn],
-                )
+                    conditions={
+                        **own_account,
+                        "ArnLike": {
+                            "aws:SourceArn": stack.format_arn(
+                                service="events",
+                                resource="rule",
+                                resource_name=f"{self.bus.event_bus_name}/*",
+                            )
+                        },
+                    },
+                ),
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal("delivery.logs.amazonaws.com")],
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[self.findings_log.log_group_arn],
+                    conditions=own_account,
+                ),
             ],
         )
         self.example_rule = events.Rule(

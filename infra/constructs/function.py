@@ -2,7 +2,8 @@
 
 Python 3.12 on the ``functions/`` asset (one asset shared by all functions), an explicit
 role that starts with nothing but writing to its own log group, a log group with a
-retention, X-Ray tracing, Powertools' service name and namespace from ``names``.
+retention (encrypted with the stage's data key: logs can quote events), X-Ray tracing,
+Powertools' service name and namespace from ``names``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -84,6 +86,7 @@ class ServiceFunction(Construct):
         layers: Sequence[lambda_.ILayerVersion],
         environment: Mapping[str, str],
         log_retention_days: int,
+        log_key: kms.IKey | None = None,
         reserved_concurrency: int | None = None,
         ephemeral_storage_mb: int | None = None,
         snap_start: bool = False,
@@ -98,6 +101,7 @@ class ServiceFunction(Construct):
             self,
             "Logs",
             retention=retention(log_retention_days),
+            encryption_key=log_key,
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.role = iam.Role(

@@ -1,20 +1,28 @@
 """Prediction API: a REST API (proxy integration, REST proxy v1 events) on the ``live`` alias.
 
-Every method requires authentication: SigV4 (IAM) by default, or an API key with a usage
-plan (``ApiConfig.auth = "api_key"``). The one exception exists only when a CORS origin is
+Every method requires SigV4 (IAM) authentication by default. ``ApiConfig.auth = "api_key"``
+requires an API key with a usage plan instead: a key identifies a caller for throttling and
+quotas, it authenticates nobody (docs/api.md). The one exception exists only when a CORS origin is
 configured (``-c corsAllowOrigin``): browsers send the CORS preflight (OPTIONS) without
 credentials, so API Gateway answers it itself (a mock integration, no auth, never the
 function) with that origin; its 4XX/5XX answers (e.g. a 403 for a bad signature) carry the
 origin too, so a browser can read them. Stage throttling, X-Ray, JSON access logs and a
-request validator are always on; prod adds a WAF web ACL with a per-IP rate limit.
+request validator are always on; the two POST routes declare their body models, so API
+Gateway refuses a body that is not JSON of the right shape before the function runs. Prod
+adds a WAF web ACL with a per-IP rate limit, logging to a log group. An optional resource
+policy admits only callers of one AWS Organization or one VPC endpoint. The account-wide
+API Gateway CloudWatch role is set only with ``-c manageApiGatewayAccount=true``.
 API Gateway caps REST payloads at 10 MB; tighter per-event and per-batch limits are the
 handler's (``OCSF_DETECT_MAX_EVENT_BYTES``, ``OCSF_DETECT_MAX_BATCH_EVENTS``).
 """
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy
+from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
@@ -43,7 +51,9 @@ class PredictionApi(Construct):
         architecture: Architecture,
         layers: FunctionLayers,
         log_retention_days: int,
+        log_key: kms.IKey | None = None,
         cors_allow_origin: str | None = None,
+        manage_account: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         environment = layers.bundle_environment()
@@ -62,6 +72,7 @@ class PredictionApi(Construct):
             layers=layers.all_layers,
             environment=environment,
             log_retention_days=log_retention_days,
+            log_key=log_key,
             reserved_concurrency=config.reserved_concurrency,
             snap_start=config.snap_start,
         )
@@ -74,6 +85,7 @@ class PredictionApi(Construct):
             self,
             "AccessLog",
             retention=retention(log_retention_days),
+            encryption_key=log_key,
             removal_policy=RemovalPolicy.DESTROY,
         )
         use_iam = config.auth == "iam"
@@ -83,10 +95,12 @@ class PredictionApi(Construct):
             rest_api_name=f"ocsf-detect-{stage}",
             description="ocsf-detect prediction API",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            # Execution logs need the account-level CloudWatch role; it is kept on delete
-            # because every REST API of the account and region shares it.
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            # Execution and access logs need the account-level CloudWatch role, one per
+            # account and region, shared by every REST API there: set by a stack only when
+            # asked to (-c manageApiGatewayAccount=true), and kept when that stack goes.
+            cloud_watch_role=manage_account,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if manage_account else None,
+            policy=_caller_policy(config),
             deploy_options=apigw.StageOptions(
                 stage_name=API_STAGE,
                 tracing_enabled=True,
@@ -122,21 +136,38 @@ class PredictionApi(Construct):
             "ExecutionLog",
             log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{API_STAGE}",
             retention=retention(log_retention_days),
+            encryption_key=log_key,
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.api.deployment_stage.node.add_dependency(self.execution_log)
-        # Validates what a method declares (parameters, body models); the proxy methods
-        # declare none, so the handler's own parsing and limits are what reject bad input.
+        # Validates what a method declares: the POST routes' body models (the shape only;
+        # the handler's own parsing and limits judge each event), the rest declare none.
         self.validator = self.api.add_request_validator(
             "RequestValidator", validate_request_parameters=True, validate_request_body=True
         )
         integration = apigw.LambdaIntegration(self.alias, proxy=True, allow_test_invoke=False)
         proxy = self.api.root.add_resource("{proxy+}")
+        predict = self.api.root.add_resource("v1").add_resource("predict")
+        batch = predict.add_resource("batch")
+        self.models = {
+            "predict": self._model("PredictRequest", PREDICT_SCHEMA),
+            "batch": self._model("BatchRequest", BATCH_SCHEMA),
+        }
         self.preflight: list[apigw.Method] = []
-        for resource in (self.api.root, proxy):
-            resource.add_method("ANY", integration, request_validator=self.validator)
+        for resource in (self.api.root, proxy, predict, batch):
+            if resource is predict or resource is batch:
+                model = self.models["predict" if resource is predict else "batch"]
+                resource.add_method(
+                    "POST",
+                    integration,
+                    request_validator=self.validator,
+                    request_models={"application/json": model},
+                )
+            else:
+                resource.add_method("ANY", integration, request_validator=self.validator)
             if cors_allow_origin:
                 self.preflight.append(self._add_preflight(resource, cors_allow_origin))
+        self.alarms = self._alarms()
         if cors_allow_origin:
             self._add_cors_to_gateway_errors(cors_allow_origin)
 
@@ -162,7 +193,7 @@ class PredictionApi(Construct):
             )
 
         if config.waf:
-            self._add_web_acl(config)
+            self._add_web_acl(config, log_retention_days)
         else:
             acknowledge(
                 self.api,
@@ -176,13 +207,60 @@ class PredictionApi(Construct):
             "Callers sign requests with SigV4 (or hold an API key): services, or browser "
             "apps holding IAM credentials, not end users of a Cognito user pool authorizer",
         )
-        acknowledge(
-            self.api,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AmazonAPIGatewayPushToCloudWatchLogs]",
-            "API Gateway's account-level logging role needs exactly this AWS-managed policy "
-            "to write execution logs (APIG6)",
+        if manage_account:
+            acknowledge(
+                self.api,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs]",
+                "API Gateway's account-level logging role needs exactly this AWS-managed "
+                "policy to write execution logs (APIG6)",
+            )
+
+    def _model(self, name: str, schema: apigw.JsonSchema) -> apigw.Model:
+        return self.api.add_model(
+            name, content_type="application/json", model_name=name, schema=schema
         )
+
+    def _alarms(self) -> list[cw.Alarm]:
+        """Client errors (4XX: bad bodies, auth failures, throttling) and throttling alone
+        (429, counted from the access log: API Gateway has no metric of its own for it)."""
+        minute = Duration.minutes(1)
+        throttled = logs.MetricFilter(
+            self,
+            "ThrottledRequests",
+            log_group=self.access_log,
+            filter_pattern=logs.FilterPattern.string_value("$.status", "=", "429"),
+            metric_namespace=names.METRICS_NAMESPACE,
+            metric_name=f"{self.api.rest_api_name}-429",
+            metric_value="1",
+            default_value=0,
+        )
+        return [
+            cw.Alarm(
+                self,
+                "ClientErrors",
+                alarm_description="Share of API requests answered 4XX (bad input, auth, 429)",
+                metric=self.api.deployment_stage.metric_client_error(
+                    period=minute, statistic="Average"
+                ),
+                threshold=0.25,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=5,
+                datapoints_to_alarm=3,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                self,
+                "Throttled",
+                alarm_description="API requests throttled (429): callers above the stage limits",
+                metric=throttled.metric(period=minute, statistic="Sum"),
+                threshold=10,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
 
     def _add_preflight(self, resource: apigw.IResource, origin: str) -> apigw.Method:
         """OPTIONS on ``resource``, answered by API Gateway with the CORS headers."""
@@ -209,7 +287,7 @@ class PredictionApi(Construct):
         ):
             self.api.add_gateway_response(name, type=response_type, response_headers=headers)
 
-    def _add_web_acl(self, config: ApiConfig) -> None:
+    def _add_web_acl(self, config: ApiConfig, log_retention_days: int) -> None:
         def managed(name: str, priority: int) -> wafv2.CfnWebACL.RuleProperty:
             return wafv2.CfnWebACL.RuleProperty(
                 name=name,
@@ -252,6 +330,75 @@ class PredictionApi(Construct):
             resource_arn=self.api.deployment_stage.stage_arn,
             web_acl_arn=acl.attr_arn,
         )
+        # WAF logs only to log groups named aws-waf-logs-*; request bodies are not logged.
+        self.waf_log = logs.LogGroup(
+            self,
+            "WafLog",
+            log_group_name=f"aws-waf-logs-ocsf-detect-{self.node.addr[:12]}",
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        wafv2.CfnLoggingConfiguration(
+            self,
+            "WafLogging",
+            resource_arn=acl.attr_arn,
+            log_destination_configs=[
+                Stack.of(self).format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=self.waf_log.log_group_name,
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+        )
+
+
+PREDICT_SCHEMA = apigw.JsonSchema(
+    schema=apigw.JsonSchemaVersion.DRAFT4,
+    title="PredictRequest",
+    description="One OCSF event: a JSON object (the handler judges its fields)",
+    type=apigw.JsonSchemaType.OBJECT,
+)
+BATCH_SCHEMA = apigw.JsonSchema(
+    schema=apigw.JsonSchemaVersion.DRAFT4,
+    title="BatchRequest",
+    description="{events: [...]}, at least one; the handler judges each event on its own",
+    type=apigw.JsonSchemaType.OBJECT,
+    required=["events"],
+    additional_properties=False,
+    properties={"events": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, min_items=1)},
+)
+
+
+def _caller_policy(config: ApiConfig) -> iam.PolicyDocument | None:
+    """With ``allowed_org_id`` / ``allowed_vpce_id``: deny every caller outside them (IAM
+    or API key auth still applies to those inside)."""
+    conditions: list[dict[str, dict[str, str]]] = []
+    if config.allowed_org_id:
+        conditions.append({"StringNotEquals": {"aws:PrincipalOrgID": config.allowed_org_id}})
+    if config.allowed_vpce_id:
+        conditions.append({"StringNotEquals": {"aws:SourceVpce": config.allowed_vpce_id}})
+    if not conditions:
+        return None
+    invoke = "execute-api:/*"
+    statements = [
+        iam.PolicyStatement(
+            principals=[iam.AnyPrincipal()],
+            actions=["execute-api:Invoke"],
+            resources=[invoke],
+        )
+    ]
+    statements += [
+        iam.PolicyStatement(
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=["execute-api:Invoke"],
+            resources=[invoke],
+            conditions=condition,
+        )
+        for condition in conditions
+    ]
+    return iam.PolicyDocument(statements=statements)
 
 
 def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:

@@ -9,6 +9,11 @@ error alarm never sees), automatic rollback on a failed, stopped or alarmed depl
 and a
 pre-traffic hook (``functions/release_hook``) that self-tests the new version against the
 manifest's golden scores before it gets any traffic.
+
+CodeDeploy acts through a role of its own per group, with an inline policy naming exactly
+what that group touches (its alias, its alarms, its hook), in place of the AWS-managed
+``AWSCodeDeployRoleForLambdaLimited`` (UpdateAlias and DescribeAlarms on every function and
+alarm of the account).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from dataclasses import dataclass
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -63,8 +70,10 @@ class Releases(Construct):
         architecture: Architecture,
         layers: FunctionLayers,
         log_retention_days: int,
+        log_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._log_key = log_key
         self._config = config
         self._architecture = architecture
         self._layers = layers
@@ -104,13 +113,17 @@ class Releases(Construct):
                 **self._layers.manifest_environment(),
             },
             log_retention_days=self._log_retention_days,
+            log_key=self._log_key,
         )
         version.grant_invoke(hook.function)
         self._layers.grant_bundle_read(hook.function)
 
+        role = self._deployer_role(scope, alias, alarms, hook)
         group = codedeploy.LambdaDeploymentGroup(
             scope,
             "DeploymentGroup",
+            # Immutable view: the group cannot attach the managed policy to it.
+            role=role.without_policy_updates(),
             application=self.application,
             alias=alias,
             deployment_config=self.deployment_config,
@@ -123,22 +136,52 @@ class Releases(Construct):
         # No explicit dependency needed: the alias's UpdatePolicy refers to the hook, so
         # CloudFormation updates the hook (with the new version's ARN) before the alias.
         acknowledge(
-            group,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSCodeDeployRoleForLambdaLimited]",
-            "The AWS-managed CodeDeploy role policy for Lambda: alias updates, alarm reads "
-            "and invoking this group's hooks, scoped by AWS and kept current by AWS",
-        )
-        acknowledge(
-            group,
+            role,
             f"AwsSolutions-IAM5[Resource::<{logical_id(hook.function)}.Arn>:*]",
-            "CDK's invoke grant for CodeDeploy on this group's pre-traffic hook: the "
-            "function and its versions (the :* suffix), nothing else",
+            "Invoking this group's pre-traffic hook: the function and its versions (the :* "
+            "suffix), nothing else",
         )
         self.groups[name] = group
         self.hooks[name] = hook
         self.alarms.extend(alarms)
         return group
+
+    @staticmethod
+    def _deployer_role(
+        scope: Construct, alias: lambda_.Alias, alarms: list[cw.Alarm], hook: ServiceFunction
+    ) -> iam.Role:
+        """What CodeDeploy needs for one Lambda deployment group, and nothing more: read
+        and move this alias, read its alarms, invoke its hook."""
+        role = iam.Role(
+            scope,
+            "DeployerRole",
+            assumed_by=iam.ServicePrincipal("codedeploy.amazonaws.com"),
+            description="CodeDeploy: shifts one live alias, reads its alarms, runs its hook",
+        )
+        # The actions of AWSCodeDeployRoleForLambdaLimited, on this group's resources.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "lambda:GetAlias",
+                    "lambda:UpdateAlias",
+                    "lambda:GetProvisionedConcurrencyConfig",
+                ],
+                resources=[alias.function_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[alarm.alarm_arn for alarm in alarms],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"],
+                resources=[hook.function.function_arn, f"{hook.function.function_arn}:*"],
+            )
+        )
+        return role
 
     def _alarms(
         self,

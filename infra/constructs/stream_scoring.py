@@ -15,7 +15,7 @@ object retention, legal hold, tagging and multipart-abort rights the code never 
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
@@ -72,11 +72,14 @@ def encrypted_queue(
     key: kms.IKey,
     dead_letter: sqs.IQueue | None = None,
     visibility_timeout: Duration = QUEUE_VISIBILITY,
+    retain: bool = False,
 ) -> sqs.Queue:
-    """A KMS-encrypted, TLS-only queue that keeps messages for 14 days."""
+    """A KMS-encrypted, TLS-only queue that keeps messages for 14 days; with ``retain``
+    (staging, prod) it outlives the stack, so what it holds survives a replacement."""
     return sqs.Queue(
         scope,
         construct_id,
+        removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
         encryption=sqs.QueueEncryption.KMS,
         encryption_master_key=key,
         enforce_ssl=True,
@@ -106,13 +109,14 @@ class StreamScoring(Construct):
         access_logs: s3.IBucket,
         log_retention_days: int,
         quarantine_object_days: int,
+        retain: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
 
         # --- where rejected records go -------------------------------------------------
-        self.quarantine_dlq = encrypted_queue(self, "QuarantineDlq", key=key)
+        self.quarantine_dlq = encrypted_queue(self, "QuarantineDlq", key=key, retain=retain)
         self.quarantine_queue = encrypted_queue(
-            self, "QuarantineQueue", key=key, dead_letter=self.quarantine_dlq
+            self, "QuarantineQueue", key=key, dead_letter=self.quarantine_dlq, retain=retain
         )
         self.quarantine_bucket = s3.Bucket(
             self,
@@ -125,7 +129,7 @@ class StreamScoring(Construct):
             ],
             **secure_bucket_props(logs=access_logs, log_prefix="quarantine/"),
         )
-        self.failure_queue = encrypted_queue(self, "BatchFailureQueue", key=key)
+        self.failure_queue = encrypted_queue(self, "BatchFailureQueue", key=key, retain=retain)
         acknowledge(
             self.failure_queue,
             "AwsSolutions-SQS3",
@@ -153,6 +157,7 @@ class StreamScoring(Construct):
                 **({names.ENV_LOAD_BUNDLE_AT_INIT: "true"} if config.snap_start else {}),
             },
             log_retention_days=log_retention_days,
+            log_key=key,
             reserved_concurrency=config.reserved_concurrency,
             ephemeral_storage_mb=config.ephemeral_storage_mb,
             snap_start=config.snap_start,

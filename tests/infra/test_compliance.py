@@ -80,7 +80,11 @@ def test_cfn_lint_is_clean(variant: Synthesized) -> None:
 
 def test_synth_with_the_nag_plugin_succeeds(stub_layers, tmp_path) -> None:
     """The path `cdk synth` takes: cdk-nag runs as a validation plugin and would fail it."""
-    context = cdk_json_context() | {"stage": "staging", "modelVersion": "2.0.0+feedbeef"}
+    context = cdk_json_context() | {
+        "stage": "staging",
+        "modelVersion": "2.0.0+feedbeef",
+        "modelObjectVersion": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrH",
+    }
     app, _ = build_app(context, layer_assets=stub_layers, outdir=str(tmp_path), nag=True)
     assembly = app.synth()
     assert [s.stack_name for s in assembly.stacks] == ["OcsfDetect-staging"]

@@ -118,10 +118,11 @@ def test_cors_origin_adds_an_unauthenticated_preflight_on_every_resource(synth, 
     s = synth("dev", corsAllowOrigin=ORIGIN, apiAuth=auth)
     methods = s.resources("AWS::ApiGateway::Method")
     preflights = _preflights(s)
-    # one OPTIONS per resource (/ and /{proxy+}), next to the authenticated ANY
+    # one OPTIONS per resource with methods (/, /{proxy+}, /v1/predict, /v1/predict/batch),
+    # next to the authenticated ANY or POST
     resources = {json.dumps(m["Properties"]["ResourceId"]) for m in methods.values()}
     assert {json.dumps(m["Properties"]["ResourceId"]) for m in preflights.values()} == resources
-    assert len(preflights) == 2
+    assert len(preflights) == 4
     for method in preflights.values():
         props = method["Properties"]
         # browsers send the preflight without credentials: it must not need any

@@ -262,13 +262,13 @@ def logical_id_of(s: Synthesized, construct_id: str, resource_type: str) -> str:
     return found
 
 
-def test_prod_caps_the_api_and_keeps_the_stream_a_week(prod: Synthesized) -> None:
+def test_prod_reserves_both_functions_and_keeps_the_stream_a_week(prod: Synthesized) -> None:
     functions = prod.resources("AWS::Lambda::Function").values()
     reserved = sorted(
         f["Properties"]["ReservedConcurrentExecutions"]
         for f in functions
         if "ReservedConcurrentExecutions" in f["Properties"]
     )
-    assert reserved == [20]  # the API, capped; the scorer follows the on-demand shards
+    assert reserved == [20, 50]  # the API and the scorer; the release hooks need none
     (stream,) = prod.resources("AWS::Kinesis::Stream").values()
     assert stream["Properties"]["RetentionPeriodHours"] == 168

@@ -1,0 +1,322 @@
+"""Least privilege, encryption where the data is, and an API hardened before Lambda runs:
+checked on the synthesized templates of every stage."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.stages import ContextError, DeploySettings
+from tests.infra.conftest import MODEL_VERSION, Synthesized
+
+Statement = dict[str, Any]
+
+# Every Allow statement with a wildcard action or resource must be listed here with the
+# reason it cannot be narrower: (resource type, logical id prefix, actions) -> reason.
+WILDCARD_REASONS: dict[tuple[str, str, tuple[str, ...]], str] = {
+    ("AWS::KMS::Key", "DataKey", ("kms:*",)): (
+        "the key policy's account-root statement: the account's IAM policies decide who "
+        "administers and uses the key (without it the key becomes unmanageable); '*' in a "
+        "key policy means this key"
+    ),
+    (
+        "AWS::KMS::Key",
+        "DataKey",
+        (
+            "kms:Decrypt*",
+            "kms:Describe*",
+            "kms:Encrypt*",
+            "kms:GenerateDataKey*",
+            "kms:ReEncrypt*",
+        ),
+    ): (
+        "CloudWatch Logs' documented action set for encrypted log groups, limited by the "
+        "encryption context to log groups of this account and region"
+    ),
+    ("AWS::KMS::Key", "DataKey", ("kms:Decrypt", "kms:GenerateDataKey")): (
+        "CloudWatch alarms publishing to the encrypted ops topic, limited to this account "
+        "and to CloudWatch sources of this account and region"
+    ),
+    ("AWS::KMS::Key", "DataKey", ("kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncrypt*")): (
+        "EventBridge's archive of the findings bus, limited by the encryption context to that bus"
+    ),
+    ("AWS::KMS::Key", "DataKey", ("kms:DescribeKey",)): (
+        "EventBridge reads the key's metadata when the archive is created (no data access)"
+    ),
+    ("AWS::IAM::Policy", "", ("xray:PutTelemetryRecords", "xray:PutTraceSegments")): (
+        "X-Ray's write actions support no resource-level permissions"
+    ),
+    ("AWS::IAM::Policy", "", ("kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKey*")): (
+        "data-key use on the one data key (the action name's * covers GenerateDataKey's "
+        "variants for SQS/SNS senders)"
+    ),
+    ("AWS::IAM::Policy", "", ("s3:PutObject",)): (
+        "objects under one prefix of one bucket (access logs, quarantined payloads)"
+    ),
+    ("AWS::S3::BucketPolicy", "", ("s3:PutObject",)): (
+        "S3 server access logging into one prefix of the access-log bucket"
+    ),
+    ("AWS::IAM::Policy", "Releases", ("lambda:InvokeFunction",)): (
+        "CodeDeploy invokes its group's pre-traffic hook, and the hook the version it "
+        "tests: one function and its versions (the :* suffix)"
+    ),
+    ("AWS::IAM::Policy", "", ("s3:GetObject", "s3:GetObjectVersion")): (
+        "the published bundle's objects under the registry prefix"
+    ),
+}
+
+
+def _documents(s: Synthesized) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for logical_id, resource in s.json["Resources"].items():
+        kind, props = resource["Type"], resource.get("Properties", {})
+        if kind in (
+            "AWS::IAM::Policy",
+            "AWS::SQS::QueuePolicy",
+            "AWS::SNS::TopicPolicy",
+            "AWS::S3::BucketPolicy",
+        ):
+            yield kind, logical_id, props["PolicyDocument"]
+        elif kind == "AWS::IAM::Role":
+            for policy in props.get("Policies", []):
+                yield kind, logical_id, policy["PolicyDocument"]
+        elif kind == "AWS::KMS::Key":
+            yield kind, logical_id, props["KeyPolicy"]
+        elif kind == "AWS::ApiGateway::RestApi" and "Policy" in props:
+            yield kind, logical_id, props["Policy"]
+
+
+def _statements(s: Synthesized) -> Iterator[tuple[str, str, Statement]]:
+    for kind, logical_id, document in _documents(s):
+        for statement in document["Statement"]:
+            yield kind, logical_id, statement
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _has_wildcard(value: Any) -> bool:
+    return "*" in json.dumps(value)
+
+
+def test_every_wildcard_left_has_a_written_reason(stage_synth: Synthesized) -> None:
+    unexplained = []
+    for kind, logical_id, statement in _statements(stage_synth):
+        if statement.get("Effect") != "Allow":
+            continue  # a Deny with a wildcard narrows
+        actions = tuple(sorted(_listed(statement["Action"])))
+        if not (_has_wildcard(actions) or _has_wildcard(statement.get("Resource"))):
+            continue
+        reason = next(
+            (
+                why
+                for (k, prefix, listed), why in WILDCARD_REASONS.items()
+                if k == kind and logical_id.startswith(prefix) and listed == actions
+            ),
+            None,
+        )
+        if reason is None:
+            unexplained.append(f"{kind} {logical_id}: {actions} on {statement.get('Resource')}")
+    assert unexplained == []
+
+
+def test_codedeploy_acts_through_inline_policies_on_its_own_alias(
+    stage_synth: Synthesized,
+) -> None:
+    groups = stage_synth.resources("AWS::CodeDeploy::DeploymentGroup")
+    assert len(groups) == 2
+    roles = stage_synth.resources("AWS::IAM::Role")
+    policies = stage_synth.resources("AWS::IAM::Policy")
+    assert "AWSCodeDeployRole" not in json.dumps(stage_synth.json)
+    for group in groups.values():
+        role_id = group["Properties"]["ServiceRoleArn"]["Fn::GetAtt"][0]
+        role = roles[role_id]["Properties"]
+        assert "ManagedPolicyArns" not in role
+        assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+            "Service": "codedeploy.amazonaws.com"
+        }
+        attached = [
+            p["Properties"]["PolicyDocument"]["Statement"]
+            for p in policies.values()
+            if {"Ref": role_id} in p["Properties"]["Roles"]
+        ]
+        (statements,) = attached
+        by_action = {tuple(sorted(_listed(s["Action"]))): s["Resource"] for s in statements}
+        alias = by_action[
+            ("lambda:GetAlias", "lambda:GetProvisionedConcurrencyConfig", "lambda:UpdateAlias")
+        ]
+        assert isinstance(alias, dict)
+        assert "Ref" in alias
+        alarms = _listed(by_action[("cloudwatch:DescribeAlarms",)])
+        assert len(alarms) >= 3
+        assert all("Fn::GetAtt" in a for a in alarms)
+        assert set(by_action) == {
+            ("lambda:GetAlias", "lambda:GetProvisionedConcurrencyConfig", "lambda:UpdateAlias"),
+            ("cloudwatch:DescribeAlarms",),
+            ("lambda:InvokeFunction",),
+        }
+
+
+def test_service_statements_of_the_key_carry_source_conditions(stage_synth: Synthesized) -> None:
+    (key,) = stage_synth.resources("AWS::KMS::Key").values()
+    for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+        principal = statement["Principal"]
+        if "Service" not in principal or statement["Action"] == "kms:DescribeKey":
+            continue
+        condition = json.dumps(statement["Condition"])
+        assert "aws:SourceAccount" in condition or "kms:EncryptionContext" in condition, statement
+    cloudwatch = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s["Principal"].get("Service") == "cloudwatch.amazonaws.com"
+    ]
+    (statement,) = cloudwatch
+    assert set(statement["Condition"]) == {"StringEquals", "ArnLike"}
+    assert "aws:SourceArn" in statement["Condition"]["ArnLike"]
+
+
+def test_the_findings_log_admits_deliveries_for_this_account_only(
+    stage_synth: Synthesized,
+) -> None:
+    (policy,) = stage_synth.resources("AWS::Logs::ResourcePolicy").values()
+    rendered = json.dumps(policy["Properties"]["PolicyDocument"])
+    assert rendered.count("aws:SourceAccount") == 2  # events and delivery.logs
+    assert "aws:SourceArn" in rendered
+    assert ":rule/" in rendered
+
+
+def test_log_groups_holding_events_or_findings_use_the_data_key(
+    stage_synth: Synthesized,
+) -> None:
+    (key_id,) = stage_synth.resources("AWS::KMS::Key")
+    groups = stage_synth.resources("AWS::Logs::LogGroup")
+    for logical_id, group in groups.items():
+        if "WafLog" in logical_id:
+            continue  # request metadata (IPs, headers), never bodies
+        assert group["Properties"].get("KmsKeyId") == {"Fn::GetAtt": [key_id, "Arn"]}, logical_id
+    (archive,) = stage_synth.resources("AWS::Events::Archive").values()
+    assert archive["Properties"]["KmsKeyIdentifier"] == {"Fn::GetAtt": [key_id, "Arn"]}
+
+
+def test_the_stream_uses_the_data_key_in_staging_and_prod(stage_synth: Synthesized) -> None:
+    (key_id,) = stage_synth.resources("AWS::KMS::Key")
+    (stream,) = stage_synth.resources("AWS::Kinesis::Stream").values()
+    encryption = stream["Properties"]["StreamEncryption"]
+    if stage_synth.stack.settings.stage.name == "dev":
+        assert encryption["KeyId"] == "alias/aws/kinesis"
+    else:
+        assert encryption["KeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+
+
+def test_the_api_gateway_account_role_is_opt_in(synth: Any) -> None:
+    for stage in ("dev", "staging", "prod"):
+        assert synth(stage).resources("AWS::ApiGateway::Account") == {}
+    managed = synth("dev", manageApiGatewayAccount="true")
+    (account,) = managed.resources("AWS::ApiGateway::Account").values()
+    assert account["DeletionPolicy"] == "Retain"
+
+
+def test_queues_holding_records_outlive_the_stack_in_staging_and_prod(
+    stage_synth: Synthesized,
+) -> None:
+    queues = stage_synth.resources("AWS::SQS::Queue")
+    assert len(queues) == 3  # quarantine, its dead letters, the on-failure destination
+    expected = "Delete" if stage_synth.stack.settings.stage.name == "dev" else "Retain"
+    for logical_id, queue in queues.items():
+        assert queue["DeletionPolicy"] == expected, logical_id
+
+
+def test_both_functions_reserve_concurrency_in_every_stage(stage_synth: Synthesized) -> None:
+    functions = stage_synth.resources("AWS::Lambda::Function")
+    for logical_id, function in functions.items():
+        if logical_id.startswith(("StreamScoringScorer", "PredictionApiPredictor")):
+            assert function["Properties"]["ReservedConcurrentExecutions"] >= 5, logical_id
+
+
+def test_api_gateway_rejects_malformed_bodies_before_the_function(
+    stage_synth: Synthesized,
+) -> None:
+    models = {
+        m["Properties"]["Name"]: json.loads(json.dumps(m["Properties"]["Schema"]))
+        for m in stage_synth.resources("AWS::ApiGateway::Model").values()
+    }
+    assert models["PredictRequest"]["type"] == "object"
+    assert models["BatchRequest"]["required"] == ["events"]
+    assert models["BatchRequest"]["properties"]["events"] == {"type": "array", "minItems": 1}
+    (validator_id,) = stage_synth.resources("AWS::ApiGateway::RequestValidator")
+    posts = [
+        m["Properties"]
+        for m in stage_synth.resources("AWS::ApiGateway::Method").values()
+        if m["Properties"]["HttpMethod"] == "POST"
+    ]
+    assert len(posts) == 2
+    for method in posts:
+        assert method["RequestValidatorId"] == {"Ref": validator_id}
+        assert set(method["RequestModels"]) == {"application/json"}
+
+
+def test_client_errors_and_throttling_page_the_ops_topic(stage_synth: Synthesized) -> None:
+    alarms = stage_synth.resources("AWS::CloudWatch::Alarm")
+    found = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in alarms.values()
+        if a["Properties"].get("MetricName") in ("4XXError",)
+        or str(a["Properties"].get("MetricName", "")).endswith("-429")
+    }
+    assert len(found) == 2, sorted(found)
+    (ops_topic,) = [
+        logical_id
+        for logical_id, t in stage_synth.resources("AWS::SNS::Topic").items()
+        if "Ops" in logical_id or "Monitoring" in logical_id
+    ]
+    for props in found.values():
+        assert {"Ref": ops_topic} in props["AlarmActions"]
+    (metric_filter,) = stage_synth.resources("AWS::Logs::MetricFilter").values()
+    assert "429" in metric_filter["Properties"]["FilterPattern"]
+
+
+def test_waf_logs_to_a_log_group_where_it_is_on(synth: Any) -> None:
+    prod = synth("prod")
+    (config,) = prod.resources("AWS::WAFv2::LoggingConfiguration").values()
+    (waf_log_id,) = [k for k in prod.resources("AWS::Logs::LogGroup") if "WafLog" in k]
+    name = prod.json["Resources"][waf_log_id]["Properties"]["LogGroupName"]
+    assert name.startswith("aws-waf-logs-")
+    assert json.dumps({"Ref": waf_log_id}) in json.dumps(
+        config["Properties"]["LogDestinationConfigs"]
+    )
+    assert synth("dev").resources("AWS::WAFv2::LoggingConfiguration") == {}
+
+
+def test_a_resource_policy_limits_callers_when_asked(synth: Any) -> None:
+    assert "Policy" not in synth("dev").only("AWS::ApiGateway::RestApi")[1]["Properties"]
+    limited = synth(
+        "dev", apiAllowedOrgId="o-abcdefghij", apiAllowedVpceId="vpce-0123456789abcdef0"
+    )
+    policy = limited.only("AWS::ApiGateway::RestApi")[1]["Properties"]["Policy"]
+    denies = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    conditions = [json.dumps(s["Condition"]) for s in denies]
+    assert any("aws:PrincipalOrgID" in c and "o-abcdefghij" in c for c in conditions)
+    assert any("aws:SourceVpce" in c and "vpce-0123456789abcdef0" in c for c in conditions)
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_staging_and_prod_run_only_a_pinned_bundle(stage: str) -> None:
+    context = {"stage": stage, "modelVersion": MODEL_VERSION}
+    with pytest.raises(ContextError, match="modelObjectVersion"):
+        DeploySettings.from_context(context.get)
+    dev = DeploySettings.from_context({"stage": "dev", "modelVersion": MODEL_VERSION}.get)
+    assert dev.model is not None
+    assert dev.model.object_version is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("apiAllowedOrgId", "org-1"), ("apiAllowedVpceId", "vpc-123")]
+)
+def test_caller_limits_are_validated(key: str, value: str) -> None:
+    context = {"stage": "dev", "modelVersion": MODEL_VERSION, key: value}
+    with pytest.raises(ContextError, match=re.escape(key)):
+        DeploySettings.from_context(context.get)
