@@ -24,6 +24,7 @@ from aws_cdk import Annotations, CfnOutput, Duration, Stack, Tags
 from constructs import Construct
 
 from infra.constructs.alerting import Alerting
+from infra.constructs.archive import RawArchive
 from infra.constructs.encryption import DataKey
 from infra.constructs.ingest import Ingest
 from infra.constructs.model_artifacts import FunctionLayers, ModelRegistry
@@ -102,6 +103,18 @@ class OcsfDetectStack(Stack):
         self.data_key = DataKey(self, "DataKey", stage=stage.name, retain=stage.retain_data)
         self.ingest = Ingest(
             self, "Ingest", config=stage.ingest, key=self.data_key.key, retain=stage.retain_data
+        )
+        self.archive = (
+            RawArchive(
+                self,
+                "RawArchive",
+                stream=self.ingest.stream,
+                access_logs=self.access_logs.bucket,
+                archive_days=stage.ingest.archive_days,
+                retain=stage.retain_data,
+            )
+            if stage.ingest.archive
+            else None
         )
         self.alerting = Alerting(
             self,
@@ -198,6 +211,8 @@ class OcsfDetectStack(Stack):
 
         CfnOutput(self, "ModelVersion", value=model.version)
         CfnOutput(self, "StreamName", value=self.ingest.stream.stream_name)
+        if self.archive is not None:
+            CfnOutput(self, "RawArchiveBucket", value=self.archive.bucket.bucket_name)
         CfnOutput(self, "FindingsTopicArn", value=self.alerting.topic.topic_arn)
         CfnOutput(self, "FindingsBusName", value=self.alerting.bus.event_bus_name)
         CfnOutput(self, "OpsTopicArn", value=self.monitoring.ops_topic.topic_arn)

@@ -47,6 +47,10 @@ class IngestConfig:
     # A week: longer than the scorer's retry horizon (StageConfig.retry_horizon_hours), so
     # that what the on-failure queue points to is still in the stream to be redriven.
     retention_hours: int = 168
+    # The raw archive (Firehose -> S3, gzip, by date): future baselines, and replays past
+    # the stream's retention. Days its objects are kept.
+    archive: bool = True
+    archive_days: int = 365
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,21 @@ WILDCARD_REASONS: dict[tuple[str, str, tuple[str, ...]], str] = {
     ("AWS::IAM::Policy", "", ("s3:PutObject",)): (
         "objects under one prefix of one bucket (access logs, quarantined payloads)"
     ),
+    (
+        "AWS::IAM::Policy",
+        "RawArchiveRole",
+        (
+            "s3:AbortMultipartUpload",
+            "s3:GetBucketLocation",
+            "s3:GetObject",
+            "s3:ListBucket",
+            "s3:ListBucketMultipartUploads",
+            "s3:PutObject",
+        ),
+    ): (
+        "Firehose's documented S3-destination actions, on the raw archive bucket and its "
+        "objects only: it names objects by arrival date at run time (no delete)"
+    ),
     ("AWS::S3::BucketPolicy", "", ("s3:PutObject",)): (
         "S3 server access logging into one prefix of the access-log bucket"
     ),
