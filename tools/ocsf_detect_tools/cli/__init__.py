@@ -133,8 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ocsf-detect: interrupted; no partial output was kept", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `ocsf-detect score ... | head`
-        sys.stderr.close()  # nothing more can be said, and the reader has what it wanted
+    except BrokenPipeError:  # e.g. `ocsf-detect score ... | head`: the reader has enough
+        import os
+
+        # Python flushes stdout at exit: point it at /dev/null so that is not a second error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:
         return _internal_error(exc)
