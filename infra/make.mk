@@ -12,6 +12,8 @@ STAGES ?= dev staging prod
 # Any well-formed bundle_version: synth only names the key, it reads nothing from S3.
 SYNTH_MODEL_VERSION ?= 0.0.0+synthcheck
 SYNTH_MODEL_OBJECT_VERSION ?= synthcheck
+# Staging and prod refuse a bundle not pinned by its manifest's sha256; any 64 hex digits.
+SYNTH_MODEL_MANIFEST_SHA256 ?= 0000000000000000000000000000000000000000000000000000000000000000
 # The bundle's unpacked size in bytes, for the 250 MB budget (e.g. `du -sb out/bundle`);
 # without it synth warns and budgets the code and the other layers only.
 SYNTH_MODEL_UNZIPPED_BYTES ?=
@@ -38,6 +40,7 @@ synth: install layer $(NODE_STAMP)
 	  $(CDK) synth --app "$(PY) -m infra.app" -o $(CDK_OUT)/$$stage $(CDK_SYNTH_FLAGS) \
 	    -c stage=$$stage -c modelVersion=$(SYNTH_MODEL_VERSION) \
 	    -c modelObjectVersion=$(SYNTH_MODEL_OBJECT_VERSION) \
+	    -c modelManifestSha256=$(SYNTH_MODEL_MANIFEST_SHA256) \
 	    $(if $(SYNTH_MODEL_UNZIPPED_BYTES),-c modelUnzippedBytes=$(SYNTH_MODEL_UNZIPPED_BYTES)); \
 	done
 

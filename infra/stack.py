@@ -84,7 +84,11 @@ class OcsfDetectStack(Stack):
 
         self.access_logs = AccessLogs(self, "AccessLogs")
         self.registry = ModelRegistry(
-            self, "ModelRegistry", stage=stage.name, access_logs=self.access_logs.bucket
+            self,
+            "ModelRegistry",
+            stage=stage.name,
+            access_logs=self.access_logs.bucket,
+            object_lock_days=stage.registry_object_lock_days,
         )
         CfnOutput(
             self,

@@ -21,6 +21,7 @@ BundleSource = Literal["layer", "s3"]
 ApiAuth = Literal["iam", "api_key"]
 
 _VERSION_RE = re.compile(names.BUNDLE_VERSION_PATTERN)
+_SHA256_RE = re.compile(names.SHA256_PATTERN)
 # One browser origin (scheme://host[:port]) or "*": it is written into response headers.
 _ORIGIN_RE = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")
 
@@ -118,9 +119,13 @@ class StageConfig:
     name: str
     architecture: Architecture = "x86_64"
     retain_data: bool = False
-    # Staging and prod run only a bundle pinned by S3 object version (-c modelObjectVersion):
-    # an archive overwritten under the same key cannot reach them without a release.
+    # Staging and prod run only a bundle pinned by S3 object version and manifest digest
+    # (-c modelObjectVersion, -c modelManifestSha256): an archive overwritten under the same
+    # key cannot reach them without a release, and a changed bundle is refused at load.
     require_pinned_model: bool = False
+    # Object Lock (governance mode) on the registry bucket, days each published object
+    # version is protected; None: off. Only takes effect on a new registry bucket.
+    registry_object_lock_days: int | None = None
     ingest: IngestConfig = field(default_factory=IngestConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -212,6 +217,9 @@ class ModelSelection:
     source: BundleSource = "layer"
     unzipped_bytes: int | None = None
     """The bundle's unpacked size (``-c modelUnzippedBytes``), for the size budget."""
+    manifest_sha256: str | None = None
+    """sha256 of the bundle's manifest.json (``-c modelManifestSha256``, printed by
+    ``ocsf-detect publish``): the functions and the release hook refuse any other."""
 
 
 @dataclass(frozen=True)
@@ -233,8 +241,8 @@ class DeploySettings:
 
         Keys: stage, modelVersion, modelObjectVersion, modelPrefix, bundleSource,
         registryOnly, architecture, apiAuth, streamShards, snapStart, opsEmail,
-        corsAllowOrigin, modelUnzippedBytes, manageApiGatewayAccount, apiAllowedOrgId,
-        apiAllowedVpceId.
+        corsAllowOrigin, modelUnzippedBytes, modelManifestSha256, manageApiGatewayAccount,
+        apiAllowedOrgId, apiAllowedVpceId, registryObjectLockDays.
         """
         stage_name = _text(get, "stage") or "dev"
         if stage_name not in STAGES:
@@ -283,11 +291,29 @@ class DeploySettings:
             api = dataclasses.replace(stage.api, allowed_org_id=org_id, allowed_vpce_id=vpce_id)
             stage = dataclasses.replace(stage, api=api)
         model = _model_from_context(get)
-        if model is not None and stage.require_pinned_model and not model.object_version:
-            raise ContextError(
-                f"stage {stage.name} runs only a pinned bundle: pass -c modelObjectVersion "
-                "(printed by `ocsf-detect publish`, listed by `ocsf-detect bundles`)"
-            )
+        if model is not None and stage.require_pinned_model:
+            missing = [
+                key
+                for key, value in (
+                    ("modelObjectVersion", model.object_version),
+                    ("modelManifestSha256", model.manifest_sha256),
+                )
+                if not value
+            ]
+            if missing:
+                raise ContextError(
+                    f"stage {stage.name} runs only a pinned bundle: pass "
+                    + " and ".join(f"-c {key}" for key in missing)
+                    + " (printed by `ocsf-detect publish`, listed by `ocsf-detect bundles`)"
+                )
+        lock_days = _text(get, "registryObjectLockDays")
+        if lock_days is not None:
+            if not lock_days.isdigit() or not 1 <= int(lock_days) <= 36500:
+                raise ContextError(
+                    f"-c registryObjectLockDays={lock_days!r}: days of governance-mode "
+                    "retention (1-36500)"
+                )
+            stage = dataclasses.replace(stage, registry_object_lock_days=int(lock_days))
         registry_only = _flag(get, "registryOnly")
         if model is not None and registry_only:
             raise ContextError("-c registryOnly=true and -c modelVersion exclude each other")
@@ -329,9 +355,16 @@ def _model_from_context(get: Callable[[str], Any]) -> ModelSelection | None:
             f"-c modelUnzippedBytes={size!r}: the bundle's unpacked size in bytes "
             "(the sum of its files' sizes)"
         )
+    digest = _text(get, "modelManifestSha256")
+    if digest is not None and not _SHA256_RE.match(digest):
+        raise ContextError(
+            f"-c modelManifestSha256={digest!r}: the 64 lowercase hex digits "
+            "`ocsf-detect publish` prints"
+        )
     return ModelSelection(
         version=version,
         object_version=object_version,
+        manifest_sha256=digest,
         prefix=_text(get, "modelPrefix") or "",
         source=source,  # type: ignore[arg-type]
         unzipped_bytes=int(size) if size is not None else None,

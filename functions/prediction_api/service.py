@@ -119,6 +119,7 @@ def _load(settings: ApiSettings) -> Detector:
             path=settings.bundle_path,
             s3_uri=settings.bundle_s3_uri,
             expected_version=settings.expected_bundle_version,
+            expected_manifest_sha256=settings.expected_manifest_sha256,
         )
     except BundleSourceError as exc:
         raise BundleUnavailableError(exc.message, field=exc.field) from exc

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from ocsf_detect import names
+from ocsf_detect.bundlefetch import BundleTamperedError, check_manifest_digest
 from release_hook.golden import HookStatus, ManifestError
 from release_hook.settings import HookSettings, get_settings
 
@@ -92,12 +93,15 @@ class CodeDeployReporter:
 class LayerManifest:
     """The manifest on the model layer (``/opt/bundle/manifest.json``)."""
 
-    def __init__(self, bundle_path: Path) -> None:
+    def __init__(self, bundle_path: Path, expected_sha256: str | None = None) -> None:
         self._path = Path(bundle_path) / names.REGISTRY_MANIFEST_NAME
+        self._expected = expected_sha256
 
     def load(self) -> Mapping[str, Any]:
         try:
-            return _as_manifest(json.loads(self._path.read_bytes()), str(self._path))
+            raw = self._path.read_bytes()
+            _check_digest(raw, self._expected, str(self._path))
+            return _as_manifest(json.loads(raw), str(self._path))
         except FileNotFoundError as exc:
             raise ManifestError(
                 f"{self._path} is missing: the hook has no model layer (and no "
@@ -111,9 +115,10 @@ class LayerManifest:
 class S3Manifest:
     """The manifest copy ``ocsf-detect publish`` puts next to the archive in S3."""
 
-    def __init__(self, client: Any, uri: str) -> None:
+    def __init__(self, client: Any, uri: str, expected_sha256: str | None = None) -> None:
         self._client = client
         self._uri = uri
+        self._expected = expected_sha256
 
     def load(self) -> Mapping[str, Any]:
         parts = urlsplit(self._uri)
@@ -123,6 +128,7 @@ class S3Manifest:
             request["VersionId"] = version[0]
         try:
             body = self._client.get_object(**request)["Body"].read()
+            _check_digest(body, self._expected, self._uri)
             return _as_manifest(json.loads(body), self._uri)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{self._uri} is not JSON: {exc}", field="manifest_s3_uri") from exc
@@ -144,10 +150,11 @@ def build_adapters(settings: HookSettings) -> HookAdapters:
         retries={"total_max_attempts": 1},
     )
     manifest: ManifestSource
+    expected = settings.expected_manifest_sha256
     if settings.manifest_s3_uri:
-        manifest = S3Manifest(boto3.client("s3"), settings.manifest_s3_uri)
+        manifest = S3Manifest(boto3.client("s3"), settings.manifest_s3_uri, expected)
     else:
-        manifest = LayerManifest(settings.bundle_path)
+        manifest = LayerManifest(settings.bundle_path, expected)
     return HookAdapters(
         manifest=manifest,
         functions=LambdaInvoker(boto3.client("lambda", config=invoke_config)),
@@ -159,6 +166,14 @@ def build_adapters(settings: HookSettings) -> HookAdapters:
 def get_adapters() -> HookAdapters:
     """The adapters of this execution environment, built on first use."""
     return build_adapters(get_settings())
+
+
+def _check_digest(raw: bytes, expected: str | None, where: str) -> None:
+    """The manifest read must be the one released: its sha256 pins every file's."""
+    try:
+        check_manifest_digest(raw, expected, where)
+    except BundleTamperedError as exc:
+        raise ManifestError(exc.message, field="expected_manifest_sha256") from exc
 
 
 def _as_manifest(value: Any, where: str) -> Mapping[str, Any]:

@@ -271,6 +271,7 @@ def load_detector(settings: StreamSettings, *, s3: Any | None = None) -> Detecto
         s3_uri=settings.bundle_s3_uri,
         expected_version=settings.expected_bundle_version,
         s3=s3,
+        expected_manifest_sha256=settings.expected_manifest_sha256,
     )
 
 

@@ -2,7 +2,10 @@
 
 * ``ModelRegistry``: the versioned bucket ``ocsf-detect publish`` uploads bundles to. Its
   name is derived from the stage, account and region, so it is known before the first
-  deploy creates it (and printed as the ``ModelRegistryBucketName`` output).
+  deploy creates it (and printed as the ``ModelRegistryBucketName`` output). Only the
+  registry's publisher role (``ModelPublisherRoleArn``) may write or delete objects in it:
+  the bucket policy denies every other principal, administrators included, so a bundle
+  cannot change underneath a release. Object Lock (governance mode) is a stage option.
 * ``FunctionLayers``: the dependency layer and the shared-library layer (local directories
   built by ``infra.layers``) and the model layer, made *from the published archive in the
   registry* (``Code.from_bucket(bucket, key, object_version)``). With
@@ -12,7 +15,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, AssetHashType, Aws, Duration
+from aws_cdk import Annotations, AssetHashType, Aws, CfnOutput, Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
@@ -28,6 +31,15 @@ from ocsf_detect import names
 from ocsf_detect_tools.registry import archive_key, bundle_dir_key, manifest_key
 
 NONCURRENT_VERSION_DAYS = 90
+WRITE_ACTIONS = [
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:PutObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:BypassGovernanceRetention",
+]
+"""What changes or removes a published object: only the publisher role may."""
 
 
 def registry_bucket_name(stage: str) -> str:
@@ -39,14 +51,31 @@ class ModelRegistry(Construct):
     """Versioned, encrypted, private, access-logged bucket of published bundle archives."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, stage: str, access_logs: s3.IBucket
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: str,
+        access_logs: s3.IBucket,
+        object_lock_days: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        lock = (
+            {
+                "object_lock_enabled": True,
+                "object_lock_default_retention": s3.ObjectLockRetention.governance(
+                    Duration.days(object_lock_days)
+                ),
+            }
+            if object_lock_days
+            else {}
+        )
         self.bucket = s3.Bucket(
             self,
             "Bucket",
             bucket_name=registry_bucket_name(stage),
             versioned=True,
+            **lock,
             lifecycle_rules=[
                 # Published versions are never overwritten; noncurrent versions only come
                 # from deletions, kept long enough to undo one.
@@ -61,6 +90,50 @@ class ModelRegistry(Construct):
                 ),
             ],
             **secure_bucket_props(logs=access_logs, log_prefix="registry/"),
+        )
+        self.publisher = iam.Role(
+            self,
+            "PublisherRole",
+            assumed_by=iam.AccountRootPrincipal(),
+            description=(
+                f"ocsf-detect {stage}: publishes bundles to the model registry "
+                "(`ocsf-detect publish --role-arn`); the only writer the bucket admits"
+            ),
+            max_session_duration=Duration.hours(1),
+        )
+        self.publisher.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"],
+                resources=[self.bucket.arn_for_objects("*")],
+            )
+        )
+        self.publisher.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket", "s3:ListBucketVersions"],
+                resources=[self.bucket.bucket_arn],
+            )
+        )
+        acknowledge(
+            self.publisher,
+            f"AwsSolutions-IAM5[Resource::<{logical_id(self.bucket)}.Arn>/*]",
+            "The publisher writes new bundle versions under keys named at publish time; "
+            "it cannot delete or overwrite-protect (no Delete*/Retention actions)",
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyThePublisherWrites",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=WRITE_ACTIONS,
+                resources=[self.bucket.arn_for_objects("*")],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": self.publisher.role_arn}},
+            )
+        )
+        CfnOutput(
+            scope,
+            "ModelPublisherRoleArn",
+            value=self.publisher.role_arn,
+            description="Role for `ocsf-detect publish --role-arn`: the registry's only writer",
         )
 
     def archive_uri(self, model: ModelSelection) -> str:
@@ -178,9 +251,15 @@ class FunctionLayers(Construct):
         """``code_layers`` plus the model layer when the bundle ships as a layer."""
         return [*self.code_layers, *([self.bundle] if self.bundle else [])]
 
-    def bundle_environment(self) -> dict[str, str]:
-        """Where a scoring function finds its bundle, and which version it must be."""
+    def _expected(self) -> dict[str, str]:
         env = {names.ENV_EXPECTED_BUNDLE_VERSION: self.model.version}
+        if self.model.manifest_sha256:
+            env[names.ENV_EXPECTED_MANIFEST_SHA256] = self.model.manifest_sha256
+        return env
+
+    def bundle_environment(self) -> dict[str, str]:
+        """Where a scoring function finds its bundle, and which one it must be."""
+        env = self._expected()
         if self.bundle is not None:
             env[names.ENV_BUNDLE_PATH] = names.DEFAULT_BUNDLE_PATH
         else:
@@ -188,8 +267,9 @@ class FunctionLayers(Construct):
         return env
 
     def manifest_environment(self) -> dict[str, str]:
-        """Where the release hook reads the manifest: the model layer, or S3."""
-        env = {names.ENV_EXPECTED_BUNDLE_VERSION: self.model.version}
+        """Where the release hook reads the manifest (the model layer, or S3), and which
+        manifest it must be."""
+        env = self._expected()
         if self.bundle is not None:
             env[names.ENV_BUNDLE_PATH] = names.DEFAULT_BUNDLE_PATH
         else:

@@ -22,6 +22,7 @@ from infra.stack import LayerAssets, OcsfDetectStack
 
 MODEL_VERSION = "1.0.0+3f2a9c1b7e4d"
 OBJECT_VERSION = "Xq3l0J9dfGxHh7kP2mZc5YbO.d_RTwY8"
+MANIFEST_SHA256 = "9f2c41d7b0e85a3c6d1e4f7a2b9c0d3e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c"
 STAGES = ("dev", "staging", "prod")
 
 
@@ -72,7 +73,11 @@ def synth(
     outdir = tmp_path_factory.mktemp("cdk.out")
 
     def run(stage: str, **context: Any) -> Synthesized:
-        context = {"modelVersion": MODEL_VERSION, "modelObjectVersion": OBJECT_VERSION} | context
+        context = {
+            "modelVersion": MODEL_VERSION,
+            "modelObjectVersion": OBJECT_VERSION,
+            "modelManifestSha256": MANIFEST_SHA256,
+        } | context
         context = {k: v for k, v in context.items() if v is not None}
         key = json.dumps({"stage": stage, **context}, sort_keys=True)
         if key not in cache:

@@ -84,6 +84,7 @@ def test_synth_with_the_nag_plugin_succeeds(stub_layers, tmp_path) -> None:
         "stage": "staging",
         "modelVersion": "2.0.0+feedbeef",
         "modelObjectVersion": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrH",
+        "modelManifestSha256": "0" * 64,
     }
     app, _ = build_app(context, layer_assets=stub_layers, outdir=str(tmp_path), nag=True)
     assembly = app.synth()

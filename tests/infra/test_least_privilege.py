@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from infra.stages import ContextError, DeploySettings
-from tests.infra.conftest import MODEL_VERSION, Synthesized
+from ocsf_detect import names
+from tests.infra.conftest import MANIFEST_SHA256, MODEL_VERSION, Synthesized
 
 Statement = dict[str, Any]
 
@@ -81,6 +82,14 @@ WILDCARD_REASONS: dict[tuple[str, str, tuple[str, ...]], str] = {
     ),
     ("AWS::IAM::Policy", "", ("s3:GetObject", "s3:GetObjectVersion")): (
         "the published bundle's objects under the registry prefix"
+    ),
+    (
+        "AWS::IAM::Policy",
+        "ModelRegistryPublisher",
+        ("s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"),
+    ): (
+        "the publisher writes new bundle versions under keys (and a prefix) named at publish "
+        "time; it holds no delete or retention action"
     ),
 }
 
@@ -335,3 +344,56 @@ def test_caller_limits_are_validated(key: str, value: str) -> None:
     context = {"stage": "dev", "modelVersion": MODEL_VERSION, key: value}
     with pytest.raises(ContextError, match=re.escape(key)):
         DeploySettings.from_context(context.get)
+
+
+def test_only_the_publisher_role_writes_to_the_registry(stage_synth: Synthesized) -> None:
+    registry_id = next(
+        k for k in stage_synth.resources("AWS::S3::Bucket") if k.startswith("ModelRegistry")
+    )
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in stage_synth.resources("AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": registry_id}
+    ]
+    (deny,) = [s for s in policy if s.get("Sid") == "OnlyThePublisherWrites"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Principal"] == {"AWS": "*"}
+    assert {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"} <= set(deny["Action"])
+    (publisher,) = [
+        k for k in stage_synth.resources("AWS::IAM::Role") if k.startswith("ModelRegistryPublisher")
+    ]
+    assert deny["Condition"] == {
+        "ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": [publisher, "Arn"]}}
+    }
+    assert "ModelPublisherRoleArn" in stage_synth.json["Outputs"]
+    # the publisher may write and read, never delete or change retention
+    (statements,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in stage_synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": publisher} in p["Properties"]["Roles"]
+    ]
+    actions = {a for s in statements for a in _listed(s["Action"])}
+    assert not any("Delete" in a or "Retention" in a or "Governance" in a for a in actions)
+
+
+def test_object_lock_is_a_stage_option(synth: Any) -> None:
+    def registry(s: Synthesized) -> dict[str, Any]:
+        return next(
+            b["Properties"]
+            for k, b in s.resources("AWS::S3::Bucket").items()
+            if k.startswith("ModelRegistry")
+        )
+
+    assert "ObjectLockEnabled" not in registry(synth("prod"))
+    locked = registry(synth("prod", registryObjectLockDays="30"))
+    assert locked["ObjectLockEnabled"] is True
+    rule = locked["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]
+    assert rule == {"Mode": "GOVERNANCE", "Days": 30}
+
+
+def test_released_functions_and_hooks_know_the_manifest_digest(stage_synth: Synthesized) -> None:
+    functions = stage_synth.resources("AWS::Lambda::Function").values()
+    for function in functions:
+        env = function["Properties"]["Environment"]["Variables"]
+        if names.ENV_EXPECTED_BUNDLE_VERSION in env:
+            assert env[names.ENV_EXPECTED_MANIFEST_SHA256] == MANIFEST_SHA256

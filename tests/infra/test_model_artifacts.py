@@ -121,12 +121,14 @@ def test_bundle_source_s3_replaces_the_layer_with_a_read_grant(synth) -> None:
             uri = json.dumps(env[names.ENV_BUNDLE_S3_URI])
             assert f"/bundles/{model.version}/bundle.zip?versionId={model.object_version}" in uri
         assert registry_id in uri
-    # read only the objects of this one version
+    # read only the objects of this one version (the publisher role aside: it writes)
     reads = [
         st
-        for p in s.resources("AWS::IAM::Policy").values()
+        for logical_id, p in s.resources("AWS::IAM::Policy").items()
         for st in p["Properties"]["PolicyDocument"]["Statement"]
         if "s3:GetObject" in st["Action"]
+        and "Publisher" not in logical_id
+        and registry_id in json.dumps(st["Resource"])
     ]
     assert len(reads) == 4  # scorer, predictor, and their two hooks
     for st in reads:
@@ -137,9 +139,19 @@ def test_bundle_source_s3_replaces_the_layer_with_a_read_grant(synth) -> None:
 def test_without_model_version_only_the_registry_is_deployed(synth) -> None:
     s = synth("prod", modelVersion=None, modelObjectVersion=None, registryOnly="true")
     types = {r["Type"] for r in s.json["Resources"].values()}
-    assert types == {"AWS::S3::Bucket", "AWS::S3::BucketPolicy"}
-    assert len(s.resources("AWS::S3::Bucket")) == 2  # registry + its access logs
-    assert set(s.json["Outputs"]) == {"ModelRegistryBucketName", "NextStep"}
+    # the registry, its access logs, and the publisher role (its only writer)
+    assert types == {
+        "AWS::S3::Bucket",
+        "AWS::S3::BucketPolicy",
+        "AWS::IAM::Role",
+        "AWS::IAM::Policy",
+    }
+    assert len(s.resources("AWS::S3::Bucket")) == 2
+    assert set(s.json["Outputs"]) == {
+        "ModelRegistryBucketName",
+        "ModelPublisherRoleArn",
+        "NextStep",
+    }
     infos = Annotations.from_stack(s.stack).find_info("*", Match.string_like_regexp("modelVersion"))
     assert infos, "the registry-only synth must say what to do next"
 

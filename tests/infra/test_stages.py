@@ -43,9 +43,17 @@ def test_stages_share_a_shape_and_differ_in_sizes_and_release_speed() -> None:
 
 
 def test_model_selection() -> None:
-    s = settings(stage="prod", modelVersion="1.2.0+abc", modelObjectVersion="v9", bundleSource="s3")
+    digest = "a" * 64
+    s = settings(
+        stage="prod",
+        modelVersion="1.2.0+abc",
+        modelObjectVersion="v9",
+        modelManifestSha256=digest,
+        bundleSource="s3",
+    )
     assert s.model is not None
     assert (s.model.version, s.model.object_version, s.model.source) == ("1.2.0+abc", "v9", "s3")
+    assert s.model.manifest_sha256 == digest
 
 
 @pytest.mark.parametrize(
@@ -54,6 +62,8 @@ def test_model_selection() -> None:
         ({"stage": "qa"}, "stage"),
         ({"modelVersion": "../etc"}, "modelVersion"),
         ({"modelObjectVersion": "v1"}, "modelObjectVersion"),
+        ({"modelVersion": "1.0.0+ab", "modelManifestSha256": "ABC"}, "modelManifestSha256"),
+        ({"modelVersion": "1.0.0+ab", "registryObjectLockDays": "0"}, "registryObjectLockDays"),
         ({"registryOnly": "maybe"}, "registryOnly"),
         ({"bundleSource": "efs"}, "bundleSource"),
         ({"architecture": "sparc"}, "architecture"),

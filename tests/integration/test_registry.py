@@ -98,9 +98,10 @@ def test_publish_prints_the_deploy_line(
     assert code == 0
     object_version = ModelRegistry(bucket).get(VERSION).object_version
     assert object_version
+    digest = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
     assert (
         f"npx cdk deploy -c stage=prod -c modelVersion={VERSION} "
-        f"-c modelObjectVersion={object_version}"
+        f"-c modelObjectVersion={object_version} -c modelManifestSha256={digest}"
     ) in out
     unzipped = sum(p.stat().st_size for p in Path(bundle).rglob("*") if p.is_file())
     assert f"-c modelUnzippedBytes={unzipped}" in out  # the size budget counts the bundle
@@ -238,3 +239,44 @@ def test_a_bundle_changed_after_it_was_built_is_not_published(
     assert code == 2
     assert "3002.bin does not match its sha256" in err
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_publish_assumes_the_publisher_role_when_given(
+    s3, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = write_bundle(tmp_path / "bundle")
+    iam = boto3.client("iam")
+    role = iam.create_role(
+        RoleName=f"publisher-{uuid.uuid4().hex[:8]}",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+
+    code, out, _ = run_cli(
+        capsys, "publish", "--bundle", str(bundle), "--bucket", bucket, "--role-arn", role, "--json"
+    )
+
+    assert code == 0
+    assert json.loads(out)["created"] is True
+    assert ModelRegistry(bucket).get(VERSION) is not None
+
+
+def test_publish_says_why_the_role_cannot_be_assumed(
+    bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = write_bundle(tmp_path / "bundle")
+    code, _, err = run_cli(
+        capsys, "publish", "--bundle", str(bundle), "--bucket", bucket, "--role-arn", "not-an-arn"
+    )
+    assert code == 2
+    assert "cannot assume --role-arn not-an-arn" in err

@@ -68,6 +68,28 @@ class BundleVersionMismatchError(BundleSourceError):
         super().__init__(message, field=names.ENV_EXPECTED_BUNDLE_VERSION)
 
 
+class BundleTamperedError(BundleSourceError):
+    """The bundle's manifest does not hash to the one released: it was changed after."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field=names.ENV_EXPECTED_MANIFEST_SHA256)
+
+
+def check_manifest_digest(raw: bytes, expected: str | None, where: str) -> None:
+    """Raise ``BundleTamperedError`` unless the manifest bytes ``raw`` hash to ``expected``
+    (``None`` checks nothing). The manifest lists every file's sha256, which the loader
+    recomputes, so this one digest pins the whole bundle."""
+    if expected is None:
+        return
+    found = hashlib.sha256(raw).hexdigest()
+    if found != expected:
+        raise BundleTamperedError(
+            f"{where}: manifest.json has sha256 {found[:12]}..., but this function was "
+            f"released for {expected[:12]}... ({names.ENV_EXPECTED_MANIFEST_SHA256}): the "
+            "bundle was changed after it was published, refused"
+        )
+
+
 @dataclass(frozen=True)
 class BundleLocation:
     """One archive in S3: ``s3://bucket/key[?versionId=v]``."""
@@ -149,12 +171,22 @@ def fetch_bundle(uri: str, *, s3: Any | None = None, cache_root: Path | None = N
     return bundle_dir
 
 
-def check_bundle_version(bundle_dir: Path, expected: str | None) -> None:
-    """Raise ``BundleVersionMismatchError`` unless the bundle in ``bundle_dir`` is ``expected``.
+def check_bundle_version(
+    bundle_dir: Path, expected: str | None, expected_manifest_sha256: str | None = None
+) -> None:
+    """Raise ``BundleVersionMismatchError`` unless the bundle in ``bundle_dir`` is ``expected``,
+    and ``BundleTamperedError`` unless its manifest hashes to ``expected_manifest_sha256``.
 
-    Reads only manifest.json (before the models and indexes are loaded); ``expected=None``
-    checks nothing. A missing or malformed manifest raises the loader's ``BundleError``.
+    Reads only manifest.json (before the models and indexes are loaded); ``None`` checks
+    nothing. A missing or malformed manifest raises the loader's ``BundleError``.
     """
+    if expected_manifest_sha256 is not None:
+        path = Path(bundle_dir) / names.REGISTRY_MANIFEST_NAME
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise BundleTamperedError(f"{path}: cannot read the manifest: {exc}") from exc
+        check_manifest_digest(raw, expected_manifest_sha256, str(path))
     if expected is None:
         return
     from ocsf_detect.detector.bundle import read_manifest
@@ -175,11 +207,13 @@ def locate_bundle(
     expected_version: str | None,
     s3: Any | None = None,
     cache_root: Path | None = None,
+    expected_manifest_sha256: str | None = None,
 ) -> Path:
     """The directory to ``Detector.load``: ``s3_uri``'s archive (fetched once) when set,
-    else ``path``; checked against ``expected_version`` when that is set."""
+    else ``path``; checked against ``expected_version`` and ``expected_manifest_sha256``
+    when they are set."""
     bundle_dir = fetch_bundle(s3_uri, s3=s3, cache_root=cache_root) if s3_uri else Path(path)
-    check_bundle_version(bundle_dir, expected_version)
+    check_bundle_version(bundle_dir, expected_version, expected_manifest_sha256)
     return bundle_dir
 
 
@@ -190,6 +224,7 @@ def load_detector(
     expected_version: str | None,
     s3: Any | None = None,
     cache_root: Path | None = None,
+    expected_manifest_sha256: str | None = None,
 ) -> Detector:
     """``Detector.load`` of what ``locate_bundle`` finds.
 
@@ -208,6 +243,7 @@ def load_detector(
             expected_version=expected_version,
             s3=s3,
             cache_root=cache_root,
+            expected_manifest_sha256=expected_manifest_sha256,
         )
         return Detector.load(bundle_dir)
 
@@ -220,7 +256,7 @@ def load_detector(
         return load()
     except BundleVersionMismatchError:
         raise  # the cached copy is intact; the deployment asks for another bundle
-    except (BundleError, OSError) as exc:
+    except (BundleError, BundleTamperedError, OSError) as exc:
         _log.warning("the cached copy of %s does not load (%s); fetching it again", s3_uri, exc)
         shutil.rmtree(root, ignore_errors=True)
     return load()

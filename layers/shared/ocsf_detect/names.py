@@ -25,6 +25,10 @@ ENV_MAX_EVENTS_PER_RECORD: Final = "OCSF_DETECT_MAX_EVENTS_PER_RECORD"
 ENV_DEADLINE_RESERVE_MS: Final = "OCSF_DETECT_DEADLINE_RESERVE_MS"
 ENV_CORS_ALLOW_ORIGIN: Final = "OCSF_DETECT_CORS_ALLOW_ORIGIN"
 ENV_EXPECTED_BUNDLE_VERSION: Final = "OCSF_DETECT_EXPECTED_BUNDLE_VERSION"
+# sha256 of the released bundle's manifest.json (which lists every file's sha256): the
+# bundle a function loads must hash to it, file by file, or it is refused.
+ENV_EXPECTED_MANIFEST_SHA256: Final = "OCSF_DETECT_EXPECTED_MANIFEST_SHA256"
+SHA256_PATTERN: Final = r"^[0-9a-f]{64}$"
 ENV_LOAD_BUNDLE_AT_INIT: Final = "OCSF_DETECT_LOAD_BUNDLE_AT_INIT"
 """true: the scoring functions load the bundle during init (set with SnapStart, whose
 snapshot is taken after init, so a restored environment starts with the bundle loaded)."""

@@ -42,6 +42,13 @@ class BundleSettings(BaseSettings):
         pattern=names.BUNDLE_VERSION_PATTERN,
         description="when set, a bundle of any other bundle_version is refused",
     )
+    expected_manifest_sha256: str | None = Field(
+        default=None,
+        validation_alias=names.ENV_EXPECTED_MANIFEST_SHA256,
+        pattern=names.SHA256_PATTERN,
+        description="when set, a bundle whose manifest.json has another sha256 is refused "
+        "(the loader then checks every file against that manifest)",
+    )
     load_at_init: bool = Field(
         default=False,
         validation_alias=names.ENV_LOAD_BUNDLE_AT_INIT,

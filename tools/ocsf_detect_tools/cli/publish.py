@@ -1,7 +1,13 @@
 """``ocsf-detect publish``: upload a trained bundle to the model registry bucket.
 
-Prints the bundle_version, its S3 object version and the exact ``cdk deploy`` line that
-releases it; ``--json`` prints the same facts as one JSON object for scripts.
+Prints the bundle_version, its S3 object version, its manifest's sha256 and the exact
+``cdk deploy`` line that releases it; ``--json`` prints the same facts as one JSON object
+for scripts.
+
+The registry bucket admits writes from one principal only: the stack's publisher role
+(output ``ModelPublisherRoleArn``). ``--role-arn`` assumes it for the upload (the caller's
+credentials need ``sts:AssumeRole`` on it); without it, the current credentials must
+already be that role's session.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "Archive a bundle directory and upload it (with a copy of its manifest) to "
             "s3://BUCKET/[PREFIX]bundles/<bundle_version>/. A published version is immutable: "
             "publishing the same bundle again changes nothing, a different bundle with the "
-            "same bundle_version is refused."
+            "same bundle_version is refused. The bucket admits writes only from the "
+            "stack's publisher role (output ModelPublisherRoleArn): pass it as --role-arn "
+            "to assume it for the upload."
         ),
     )
     parser.add_argument(
@@ -44,8 +52,31 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         choices=names.STAGE_NAMES,
         help="stage to name in the printed cdk deploy line (default: dev)",
     )
+    parser.add_argument(
+        "--role-arn",
+        help="assume this role for the upload (the stack's ModelPublisherRoleArn output)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
+
+
+def publisher_client(role_arn: str) -> Any:
+    """An S3 client on a one-hour session of ``role_arn``."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        credentials = boto3.client("sts").assume_role(
+            RoleArn=role_arn, RoleSessionName="ocsf-detect-publish", DurationSeconds=3600
+        )["Credentials"]
+    except (BotoCoreError, ClientError) as exc:
+        raise CommandError(f"cannot assume --role-arn {role_arn}: {exc}") from exc
+    return boto3.client(
+        "s3",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
 
 
 def deploy_command(
@@ -69,6 +100,8 @@ def deploy_command(
     ]
     if bundle.object_version:
         parts += ["-c", f"modelObjectVersion={bundle.object_version}"]
+    if bundle.manifest_sha256:
+        parts += ["-c", f"modelManifestSha256={bundle.manifest_sha256}"]
     if prefix.strip("/"):
         parts += ["-c", f"modelPrefix={prefix}"]
     if unzipped_bytes is not None:
@@ -78,7 +111,8 @@ def deploy_command(
 
 def run(args: argparse.Namespace) -> int:
     try:
-        registry = ModelRegistry(args.bucket, args.prefix)
+        s3 = publisher_client(args.role_arn) if args.role_arn else None
+        registry = ModelRegistry(args.bucket, args.prefix, s3=s3)
         result = registry.publish(args.bundle)
     except (RegistryError, ArchiveError) as exc:
         raise CommandError(str(exc)) from exc
@@ -108,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"  archive:        {bundle.s3_uri}")
     print(f"  object version: {bundle.object_version or '(none: the bucket is not versioned)'}")
+    print(f"  manifest sha256: {bundle.manifest_sha256}")
     print("release it with:")
     print(f"  {command}")
     return 0
