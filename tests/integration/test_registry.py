@@ -176,8 +176,18 @@ def test_bundles_lists_published_versions(
     code, table, _ = run_cli(capsys, "bundles", "--bucket", bucket)
     assert code == 0
     header, *rows = table.splitlines()
-    assert header.split() == ["VERSION", "CREATED", "SIZE", "OBJECT", "VERSION"]
+    assert header.split() == [
+        "VERSION",
+        "CREATED",
+        "SIZE",
+        "OBJECT",
+        "VERSION",
+        "MANIFEST",
+        "SHA256",
+    ]
     assert [row.split()[0] for row in rows] == ["1.0.0+aaaa", "1.1.0+bbbb"]
+    # what a staging or prod deploy pins: the object version and the manifest's digest
+    assert [row.split()[-1] for row in rows] == [item["manifest_sha256"] for item in listed]
 
 
 def test_prefix_keeps_registries_apart(

@@ -23,10 +23,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def format_table(bundles: list[PublishedBundle]) -> str:
-    """A fixed-width table: VERSION, CREATED, SIZE, OBJECT VERSION."""
-    header = ("VERSION", "CREATED", "SIZE", "OBJECT VERSION")
+    """A fixed-width table: VERSION, CREATED, SIZE, OBJECT VERSION, MANIFEST SHA256 (the
+    last two are what a staging or prod deploy pins)."""
+    header = ("VERSION", "CREATED", "SIZE", "OBJECT VERSION", "MANIFEST SHA256")
     rows = [
-        (b.bundle_version, b.created_at or "-", _human_size(b.size), b.object_version or "-")
+        (
+            b.bundle_version,
+            b.created_at or "-",
+            _human_size(b.size),
+            b.object_version or "-",
+            b.manifest_sha256 or "-",
+        )
         for b in bundles
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
