@@ -53,6 +53,7 @@ def assert_every_event_accounted_for(summary: dict, lines: list[bytes]) -> None:
     ), summary
     assert summary["failed"] == 0, summary
     assert summary["alerts_sns"] == summary["alerts_eventbridge"] == summary["anomalies"]
+    assert summary["alerts_quarantined"] == 0  # no channel refused a finding for good
     # every rejection that reached the stream is in the quarantine, once
     assert summary["quarantined"] == summary["rejected"] - summary["rejected_before_put"]
 

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import orjson
 
 from ocsf_detect import names
+from ocsf_detect.stream import UNDELIVERABLE
 from ocsf_detect_tools.emulator import DEFAULT_REGION, Emulator, aws_environment, environment
 from ocsf_detect_tools.producers import RecordFormatName, pack
 from ocsf_detect_tools.queues import QueueDrain
@@ -265,7 +266,19 @@ def replay(
         "alert_messages_sns": len(sns_alerts),
         "alert_messages_eventbridge": len(eb_alerts),
         "quarantined": len(
-            {(m["shard_id"], m["sequence_number"], m.get("sub_index", 0)) for m in quarantine}
+            {
+                (m["shard_id"], m["sequence_number"], m.get("sub_index", 0))
+                for m in quarantine
+                if m.get("reason") != UNDELIVERABLE
+            }
+        ),
+        # findings a channel refused for good, kept in the quarantine bucket
+        "alerts_quarantined": len(
+            {
+                (m["channel"], m["finding_uid"])
+                for m in quarantine
+                if m.get("reason") == UNDELIVERABLE
+            }
         ),
         "on_failure_batches": len(on_failure),
         "invocations": stats.invocations,
