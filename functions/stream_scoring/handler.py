@@ -175,6 +175,11 @@ def _log_result(result: BatchResult) -> None:
                     "field": planned.quarantine.field,
                 },
             )
+    if result.alerts_quarantined:
+        logger.warning(
+            "findings a channel refused for good were quarantined to the bucket",
+            extra={"alerts_quarantined": result.alerts_quarantined, "errors": result.errors},
+        )
     failures = result.failed_identifiers
     if failures:
         logger.error(

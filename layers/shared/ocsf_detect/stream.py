@@ -462,8 +462,10 @@ def deliver_with_retries(
     def in_time(extra: float = 0.0) -> bool:
         if time_left is None or time_left() - extra >= policy.reserve_s:
             return True
+        if not out.out_of_time:
+            earlier = f" (after: {out.error})" if out.error else ""
+            out.error = f"stopped before the invocation's deadline{earlier}"
         out.out_of_time = True
-        out.error = out.error or "stopped before the invocation's deadline"
         return False
 
     pending = list(range(len(items)))
