@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         network_events,
         normal_traffic,
     )
+    from ocsf_detect_tools.benchmark_decode import bench_decode_ratios
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -72,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     result["scoring"] = bench_scoring(bundle, lines[: args.events])
     log(f"scoring {args.events:,} generated normal events against {bundle}")
     result["scoring_normal_traffic"] = bench_scoring(bundle, normal_traffic(args.events))
+    log(f"decode and end-to-end scoring of {args.events:,} events against orjson.loads")
+    result["decode"] = bench_decode_ratios(bundle, lines[: args.events])
+    result["decode_vs_orjson"] = result["decode"]["decode_vs_orjson"]
+    result["e2e_vs_orjson"] = result["decode"]["e2e_vs_orjson"]
     # The headline numbers at the top level as well: the captures' scoring run.
     result.update({key: result["scoring"][key] for key in HEADLINE_KEYS})
     if args.json:
@@ -87,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
             f" per record (x{sc['speedup']}), index {sc['index_vectors']:,} vectors, "
             f"bundle load {sc['bundle_load_ms']} ms; stage ms {sc['stage_ms']}; "
             f"{sc['anomalies']:,} of {sc['events']:,} anomalous"
+        )
+        dc = result["decode"]
+        print(
+            f"decode + validation: {dc['decode_vs_orjson']}x orjson.loads "
+            f"({dc['decode_us_per_event']} vs {dc['orjson_us_per_event']} us/event); "
+            f"end to end: {dc['e2e_vs_orjson']}x ({dc['e2e_us_per_event']} us/event)"
         )
         nt = result["scoring_normal_traffic"]
         print(
