@@ -21,8 +21,10 @@ from ocsf_detect.detector.index import (
     build_index,
     distance_ratio,
     distinct,
+    distinct_net,
     exact_knn,
     knn,
+    knn_score,
     rescore_exact,
     search_quality,
     search_work,
@@ -360,6 +362,46 @@ def test_distinct_keeps_a_radius_net() -> None:
     assert (kept >= 300).sum() <= 3
     assert (kept < 300).sum() >= 290
     assert distinct(vectors, radius=0.0).tolist() == list(range(len(vectors)))
+
+
+def test_distinct_net_names_the_owner_of_every_vector() -> None:
+    rng = np.random.default_rng(6)
+    vectors = (rng.normal(size=(600, 5)) * 2.0).astype(np.float32)
+    kept, owner = distinct_net(vectors, radius=1.0, seed=1)
+    assert kept.tolist() == distinct(vectors, radius=1.0, seed=1).tolist()
+    assert owner[kept].tolist() == list(range(len(kept)))  # a kept vector owns itself
+    # every vector lies within the radius of its owner
+    gaps = np.linalg.norm(vectors - vectors[kept][owner], axis=1)
+    assert gaps.max() < 1.0
+    assert len(kept) < len(vectors)
+    all_rows, own = distinct_net(vectors, radius=0.0)
+    assert all_rows.tolist() == own.tolist() == list(range(len(vectors)))
+
+
+def test_knn_score_counts_each_behaviour_as_its_mass_up_to_k() -> None:
+    labels = np.array([[0, 1, 2, 3], [1, 0, 2, 3]])
+    dists = np.array([[0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0]], dtype=np.float32)
+    # without masses (older bundles) and with every mass 1: the mean distance
+    assert knn_score(labels, dists, None).tolist() == [1.5, 1.5]
+    assert knn_score(labels, dists, np.ones(4, np.float32)).tolist() == [1.5, 1.5]
+    # behaviour 0 recurs (mass 2): it stands for two of the four neighbours of the first
+    # query, pushing the farthest out; the second query meets it second
+    mass = np.array([2.0, 1.0, 1.0, 1.0], np.float32)
+    assert knn_score(labels, dists, mass).tolist() == pytest.approx(
+        [(0 + 0 + 1 + 2) / 4, (0 + 1 + 1 + 2) / 4]
+    )
+    # however large, a mass never stands for more than k
+    assert knn_score(labels, dists, np.full(4, 9.0, np.float32)).tolist() == [0.0, 0.0]
+
+
+def test_a_burst_counts_once_and_recurring_behaviour_up_to_the_cap() -> None:
+    from ocsf_detect_tools.build import recurrence_mass
+
+    hour = 3_600_000
+    owner = np.array([0, 0, 0, 0, 1, 1, 1, 2])
+    times = np.array([5, 6, 7, 8, 0, hour, 5 * hour, 0])  # 0: a burst within 10 ms
+    assert recurrence_mass(owner, times, 3, 3600, cap=2).tolist() == [1.0, 2.0, 1.0]
+    assert recurrence_mass(owner, times, 3, 3600, cap=8).tolist() == [1.0, 3.0, 1.0]
 
 
 def test_distance_ratio_measures_the_embedding_scale() -> None:

@@ -33,8 +33,9 @@ from ocsf_detect.detector.index import (
     IndexParams,
     build_index,
     distance_ratio,
-    distinct,
+    distinct_net,
     knn,
+    knn_score,
     rescore_exact,
     squared_norms,
     tune_ef,
@@ -215,7 +216,15 @@ def _build(
 
         ix = config.index
         params = _index_params(config)
-        keep, screened, merged, ratio = _indexed_rows(train_emb, train_m, pipeline, config)
+        indexed = _indexed_rows(
+            train_emb, train_m, pipeline, config, np.array([p.time_ms for p in train_p])
+        )
+        keep, screened, merged, ratio = (
+            indexed.rows,
+            indexed.screened,
+            indexed.merged,
+            indexed.ratio,
+        )
         base = train_emb[keep]
         index = build_index(base, params)
         sample = hold_emb[
@@ -235,7 +244,7 @@ def _build(
             f"ef={ef}, recall@{ix.k}={quality.recall:.4f}, "
             f"score errors {quality.score_errors:.2%} (alerts re-checked exactly)"
         )
-        distance = _served_scores(index, base, hold_emb, ix.k, config.alert_rate)
+        distance = _served_scores(index, base, hold_emb, ix.k, config.alert_rate, indexed.mass)
         isolation, isolation_info, tails = None, None, None
         if config.isolation.enabled:
             trees = _grow_isolation(train_m.take(keep), pipeline, config)
@@ -265,9 +274,12 @@ def _build(
                 isolation,
                 tails,
                 cal.threshold,
+                indexed.mass,
             ).scores
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))
+        mass_file = f"mass-{class_uid}.npy"
+        np.save(out_dir / mass_file, indexed.mass, allow_pickle=False)
         ids_file = None
         kept_events = [train_p[i] for i in keep]
         uids = [event_uid(p.event) or f"line {line_of.get(id(p.event))}" for p in kept_events]
@@ -305,6 +317,9 @@ def _build(
                 distance_ratio=round(ratio, 8),
                 merged_out=merged,
                 ids_file=ids_file,
+                mass_file=mass_file,
+                mass_cap=ix.mass_cap,
+                mass_bucket_s=ix.mass_bucket_minutes * 60,
             ),
             isolation=isolation_info,
             tails=None if tails is None else ScoreTails(knn=tails[0], isolation=tails[1]),
@@ -435,12 +450,39 @@ def _index_params(config: DetectorConfig) -> IndexParams:
     return IndexParams(M=ix.M, ef_construction=ix.ef_construction, ef_search=ix.ef_search, k=ix.k)
 
 
+@dataclasses.dataclass(frozen=True)
+class IndexedRows:
+    """The baseline rows the index holds, and what each stands for."""
+
+    rows: np.ndarray
+    mass: np.ndarray  # float32, one per row: distinct hours of its events, 1..mass_cap
+    screened: int
+    merged: int
+    ratio: float  # embedding / feature distance ratio
+
+
+def recurrence_mass(
+    owner: np.ndarray, times_ms: np.ndarray, n_kept: int, bucket_s: int, cap: int
+) -> np.ndarray:
+    """For each kept behaviour, the number of distinct ``bucket_s`` periods in which the
+    events merged into it (``owner``) occurred, between 1 and ``cap``: recurrence over
+    time, not volume, so a burst of any size counts once."""
+    buckets = np.asarray(times_ms, dtype=np.int64) // (bucket_s * 1000)
+    pairs = np.unique(np.stack([owner, buckets], axis=1), axis=0)
+    spread = np.bincount(pairs[:, 0], minlength=n_kept)
+    return np.clip(spread, 1, cap).astype(np.float32)
+
+
 def _indexed_rows(
-    emb: np.ndarray, matrix: FeatureMatrix, pipeline: FeaturePipeline, config: DetectorConfig
-) -> tuple[np.ndarray, int, int, float]:
+    emb: np.ndarray,
+    matrix: FeatureMatrix,
+    pipeline: FeaturePipeline,
+    config: DetectorConfig,
+    times_ms: np.ndarray,
+) -> IndexedRows:
     """The baseline rows the index holds: the most isolated ``contamination`` share
-    screened out, then one row per neighbourhood of the distinct radius. Returns (rows,
-    screened out, merged, embedding/feature distance ratio)."""
+    screened out, then one row per neighbourhood of the distinct radius, with its mass
+    (``recurrence_mass`` of the events it absorbed)."""
     ix = config.index
     keep, screened = _screen(emb, _index_params(config), ix.contamination)
     ratio = 1.0
@@ -453,25 +495,33 @@ def _indexed_rows(
             (pipeline.novel_columns, config.train.novel_weight),
         )
         ratio = distance_ratio(emb[rows], space)
-    net = distinct(emb[keep], ix.distinct_radius * ratio, seed=config.train.seed)
-    return keep[net], screened, len(keep) - len(net), ratio
+    net, owner = distinct_net(emb[keep], ix.distinct_radius * ratio, seed=config.train.seed)
+    mass = recurrence_mass(
+        owner, np.asarray(times_ms)[keep], len(net), ix.mass_bucket_minutes * 60, ix.mass_cap
+    )
+    return IndexedRows(keep[net], mass, screened, len(keep) - len(net), ratio)
 
 
 def _served_scores(
-    index: Any, base: np.ndarray, queries: np.ndarray, k: int, alert_rate: float
+    index: Any,
+    base: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    alert_rate: float,
+    mass: np.ndarray | None = None,
 ) -> np.ndarray:
     """Held-out scores as the scorer will compute them: approximate, and exact for every
     score at or above the threshold (``rescore_exact``). The threshold is not known until
     the scores are, so the top share is re-checked, widening until the threshold lies
     inside it; the decisions ``score >= threshold`` are then those of exact search."""
     labels, dists = knn(index, queries, k)
-    approx = dists.mean(axis=1)
+    approx = knn_score(labels, dists, mass)
     share = min(1.0, 10 * alert_rate)
     while True:
         cutoff = float(np.quantile(approx, 1 - share))
         exact_labels, exact_dists = labels.copy(), dists.copy()
-        rescore_exact(base, queries, exact_labels, exact_dists, cutoff)
-        mixed = exact_dists.mean(axis=1)
+        rescore_exact(base, queries, exact_labels, exact_dists, cutoff, mass=mass)
+        mixed = knn_score(exact_labels, exact_dists, mass)
         threshold = alert_threshold(mixed, alert_rate)
         if threshold >= cutoff or share >= 1.0:
             # what the scorer returns: exact where the approximate score reaches the

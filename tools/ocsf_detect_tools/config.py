@@ -8,6 +8,8 @@ Example ``detector.toml``::
     k = 16
     contamination = 0.002
     distinct_radius = 2.0
+    mass_cap = 2
+    mass_bucket_minutes = 60
 
     [isolation]
     enabled = false
@@ -69,6 +71,17 @@ class IndexConfig(_Section):
         ge=0,
         description="index only distinct behaviours: a baseline event closer than this "
         "(standardised feature units) to an indexed one is not indexed; 0 keeps all",
+    )
+    mass_cap: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="in the k-NN score, an indexed behaviour stands for as many baseline "
+        "events as the distinct periods (mass_bucket_minutes) its events occurred in, at "
+        "most this; 1: each behaviour counts once",
+    )
+    mass_bucket_minutes: int = Field(
+        60, ge=1, le=1440, description="the period of mass_cap's recurrence count"
     )
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ocsf_detect.detector.index import exact_knn
+from ocsf_detect.detector.index import exact_knn, knn_score
 from ocsf_detect.detector.scorer import Detector, Scored
 from ocsf_detect.ocsf.outcomes import Parsed, Rejected
 from ocsf_detect_tools.eventio import event_uid
@@ -246,12 +246,20 @@ def _knn_scores(
         return np.asarray(d.mean(axis=1))
     member = np.full(len(queries), -1)
     member[own_rows] = np.arange(len(own_rows))
+    return np.asarray(_without_self(labels, d, member)[1].mean(axis=1))
+
+
+def _without_self(
+    labels: np.ndarray, d: np.ndarray, member: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """k of the k + 1 neighbours of each query: the query itself dropped where it was
+    found (``member[q]``: the reference row that query q is, -1 none), else the farthest."""
     is_self = labels == member[:, None]
-    # drop the query itself where it was found, else the farthest of the k + 1
     drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), d.shape[1] - 1)
     keep = np.ones(d.shape, dtype=bool)
     keep[np.arange(len(d)), drop] = False
-    return np.asarray(d[keep].reshape(len(d), -1).mean(axis=1))
+    rest = (len(d), d.shape[1] - 1)
+    return labels[keep].reshape(rest), d[keep].reshape(rest)
 
 
 def _dense(detector: Detector, class_uid: int, parsed: list[Parsed]) -> np.ndarray:
@@ -420,7 +428,8 @@ def weighted_knn_scores(
     here with the weighted features in place of the embedding (their distance ratio is 1,
     so the radius is in the same units). Scoring mirrors the scorer's rule
     (``detector/scorer.py: serve_scores``): the mean distance to the ``index.k`` nearest
-    indexed rows, searched exactly, and, with ``config.isolation.enabled``, the same
+    baseline events, each indexed row standing for its mass (``index.knn_score``),
+    searched exactly, and, with ``config.isolation.enabled``, the same
     isolation trees grown on the same rows, both turned into surprises against the
     held-out share and summed (``detector/surprise.py``). If the scorer's rule changes,
     change this with it.
@@ -454,7 +463,9 @@ def weighted_knn_scores(
         train_p = _reparse(parser_for(pipeline), train)
         matrix = pipeline.transform_parsed(train_p)
         space = _weighted(matrix, pipeline, config)
-        keep, *_ = _indexed_rows(space, matrix, pipeline, config)
+        train_times = np.array([p.time_ms for p in train_p], dtype=np.int64)
+        indexed = _indexed_rows(space, matrix, pipeline, config, train_times)
+        keep, mass = indexed.rows, indexed.mass
         rows = [
             i
             for i, p in enumerate(test_parsed)
@@ -474,14 +485,14 @@ def weighted_knn_scores(
             own = np.array(
                 [position.get(event_uid(train_p[i].event), -1) for i in keep], dtype=np.int64
             )
-        distance = _knn_rule(space[keep], queries, config.index.k, own)
+        distance = _knn_rule(space[keep], queries, config.index.k, own, mass)
         if not config.isolation.enabled:
             scores[rows] = distance
             continue
         trees = _grow_isolation(matrix.take(keep), pipeline, config)
         hold_m = pipeline.transform_parsed(_reparse(parser_for(pipeline), hold))
         hold_distance = _knn_rule(
-            space[keep], _weighted(hold_m, pipeline, config), config.index.k, None
+            space[keep], _weighted(hold_m, pipeline, config), config.index.k, None, mass
         )
         tails = (
             Tail.fit(hold_distance),
@@ -507,22 +518,22 @@ def _weighted(matrix: Any, pipeline: Any, config: DetectorConfig) -> np.ndarray:
 
 
 def _knn_rule(
-    indexed: np.ndarray, queries: np.ndarray, k: int, own_rows: np.ndarray | None
+    indexed: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    own_rows: np.ndarray | None,
+    mass: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The scorer's rule, searched exactly: mean distance to the k nearest indexed rows
-    (k capped at the index size). ``own_rows[j]``: the query row that indexed row j is
-    (-1: none), left out of that query's neighbours."""
+    """The scorer's rule (``index.knn_score``), searched exactly: mean distance to the k
+    nearest baseline events, each indexed row standing for its ``mass`` (k capped at the
+    index size). ``own_rows[j]``: the query row that indexed row j is (-1: none), left out
+    of that query's neighbours."""
     if own_rows is None:
-        _, d = exact_knn(indexed, queries, min(k, len(indexed)))
-        return np.asarray(d.mean(axis=1))
+        labels, d = exact_knn(indexed, queries, min(k, len(indexed)))
+        return knn_score(labels, d, mass)
     k = max(1, min(k, len(indexed) - 1))
     labels, d = exact_knn(indexed, queries, k + 1)
     member = np.full(len(queries), -1)
     mine = own_rows >= 0
     member[own_rows[mine]] = np.flatnonzero(mine)
-    is_self = labels == member[:, None]
-    # drop the query itself where it was found, else the farthest of the k + 1
-    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), d.shape[1] - 1)
-    keep = np.ones(d.shape, dtype=bool)
-    keep[np.arange(len(d)), drop] = False
-    return np.asarray(d[keep].reshape(len(d), -1).mean(axis=1))
+    return knn_score(*_without_self(labels, d, member), mass)

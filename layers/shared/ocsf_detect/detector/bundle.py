@@ -34,6 +34,7 @@ class LoadedClass:
     vectors_path: Path | None = None
     isolation: IsolationTrees | None = None
     index_path: Path | None = None
+    mass: np.ndarray | None = None
     _vectors: np.ndarray | None = field(default=None, repr=False)
     _vectors_sq: np.ndarray | None = field(default=None, repr=False)
 
@@ -185,10 +186,29 @@ def load_bundle(
         isolation = None
         if info.isolation is not None:
             isolation = _load_isolation(bundle_dir, info)
+        mass = _load_mass(bundle_dir, info) if info.index.mass_file else None
         loaded[int(key)] = LoadedClass(
-            info, session, index, ids, vectors_path, isolation, index_path
+            info, session, index, ids, vectors_path, isolation, index_path, mass
         )
     return manifest, loaded, (time.perf_counter() - start) * 1000.0
+
+
+def _load_mass(bundle_dir: Path, info: ClassModel) -> np.ndarray:
+    ix = info.index
+    assert ix.mass_file is not None
+    path = bundle_dir / ix.mass_file
+    expected = f"float32 {(ix.n_items,)}"
+    found = _npy_shape(path)
+    if found != expected:
+        raise BundleError(
+            f"{bundle_dir}: {ix.mass_file} holds {found}, the manifest says {expected}"
+        )
+    mass = np.load(path, allow_pickle=False)
+    if not np.all((mass >= 1) & (mass <= ix.mass_cap)):
+        raise BundleError(
+            f"{bundle_dir}: {ix.mass_file} holds masses outside 1..{ix.mass_cap} (mass_cap)"
+        )
+    return mass
 
 
 def _load_isolation(bundle_dir: Path, info: ClassModel) -> IsolationTrees:

@@ -96,6 +96,24 @@ def exact_knn(
     return labels, dists
 
 
+def knn_score(labels: np.ndarray, dists: np.ndarray, mass: np.ndarray | None) -> np.ndarray:
+    """The k-NN score of each query: the mean distance to its k nearest baseline events,
+    each indexed behaviour standing for ``mass[label]`` of them (at least 1; the build caps
+    it), taken nearest first until k are counted. Without masses (older bundles): the mean
+    distance to the k nearest indexed vectors.
+
+    A behaviour seen again and again over time is worth more than one seen once, but only
+    up to the cap: a flood, however long, can never stand for all k neighbours of its own
+    events, and a burst (a scan, a handful of downloads within a minute) counts once."""
+    if mass is None:
+        return np.asarray(dists.mean(axis=1))
+    k = dists.shape[1]
+    copies = mass[labels].astype(np.float32)
+    before = np.cumsum(copies, axis=1) - copies
+    weights = np.clip(np.minimum(copies, k - before), 0.0, None)
+    return np.asarray((weights * dists).sum(axis=1) / k)
+
+
 def rescore_exact(
     vectors: np.ndarray,
     queries: np.ndarray,
@@ -104,6 +122,7 @@ def rescore_exact(
     cutoff: float,
     limit: int | None = None,
     vectors_sq: np.ndarray | None = None,
+    mass: np.ndarray | None = None,
 ) -> np.ndarray:
     """Redo, in place, the k-NN result of every query whose approximate score (mean
     distance) is at or above ``cutoff`` with exact search; returns those rows. With
@@ -116,8 +135,8 @@ def rescore_exact(
     cannot raise an alert, and every alert's score and neighbours are exact. The limit
     bounds the cost when most of a batch is anomalous (a flood, or a bundle that does
     not fit the traffic); there, stalls are a small part of the alerts. ``vectors_sq``:
-    ``squared_norms(vectors)``, if already known."""
-    scores = dists.mean(axis=1)
+    ``squared_norms(vectors)``, if already known; ``mass``: as ``knn_score``."""
+    scores = knn_score(labels, dists, mass)
     rows = closest_rows(scores, scores >= cutoff, limit)
     recheck(vectors, queries, labels, dists, rows, vectors_sq)
     return rows
@@ -202,32 +221,47 @@ def index_file_vectors(path: Path, count: int, dim: int) -> np.ndarray | None:
 
 
 def distinct(vectors: np.ndarray, radius: float, seed: int = 0) -> np.ndarray:
-    """Indices (ascending) of a subset in which every dropped vector lies within
-    ``radius`` of a kept one and (up to the approximate search that finds the nearest kept
-    vector) no two kept vectors are closer than ``radius``: a greedy radius net, in random
-    order.
+    """Indices (ascending) of ``distinct_net``'s kept vectors."""
+    return distinct_net(vectors, radius, seed)[0]
+
+
+def distinct_net(
+    vectors: np.ndarray, radius: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, owner). ``kept``: indices (ascending) of a subset in which every dropped
+    vector lies within ``radius`` of a kept one and (up to the approximate search that
+    finds the nearest kept vector) no two kept vectors are closer than ``radius``: a greedy
+    radius net, in random order. ``owner[i]``: the position in ``kept`` of the kept vector
+    that vector ``i`` was merged into (its own, for a kept one).
 
     The baseline index should hold the *distinct* behaviours of normal traffic, not their
-    frequencies: a flood of near-identical events (a scan, a C2 heartbeat, one noisy
-    device) then counts once, and its own events cannot find k close neighbours in it.
-    Frequency is still visible to the model through the rarity features."""
+    raw frequencies: a flood of near-identical events (a scan, a C2 heartbeat, one noisy
+    device) then stands for few, and its own events cannot find k close neighbours in it.
+    How much each kept behaviour stands for is the build's ``mass`` (``knn_score``)."""
     n = len(vectors)
     if radius <= 0 or n < 2:
-        return np.arange(n)
+        return np.arange(n), np.arange(n)
     data = np.ascontiguousarray(vectors, dtype=np.float32)
     net = hnswlib.Index(space=SPACE, dim=int(data.shape[1]))
     net.init_index(max_elements=n, ef_construction=64, M=12, random_seed=seed)
     net.set_ef(32)
     limit = radius * radius  # hnswlib's l2 is squared
     kept: list[int] = []
+    owner_of = np.empty(n, dtype=np.int64)  # insertion position of the owner
     for i in np.random.default_rng(seed).permutation(n).tolist():
         if kept:
-            _, sq = net.knn_query(data[i : i + 1], k=1, num_threads=1)
+            label, sq = net.knn_query(data[i : i + 1], k=1, num_threads=1)
             if sq[0, 0] < limit:
+                owner_of[i] = int(label[0, 0])
                 continue
         net.add_items(data[i : i + 1], [len(kept)], num_threads=1)
+        owner_of[i] = len(kept)
         kept.append(i)
-    return np.sort(np.array(kept, dtype=np.int64))
+    inserted = np.array(kept, dtype=np.int64)
+    order = np.argsort(inserted, kind="stable")
+    position = np.empty(len(inserted), dtype=np.int64)
+    position[order] = np.arange(len(inserted))  # insertion position -> ascending position
+    return inserted[order], position[owner_of]
 
 
 def distance_ratio(

@@ -14,7 +14,7 @@ from ocsf_detect.features.spec import ClassSpec
 # index (exact re-check of alerts); 4: feature specs may hold ``novel_amount`` features;
 # 5: two views (k-NN distance and isolation trees) summed as surprises, the indexed
 # vectors read from the index file itself. Formats 1 to 4 still load.
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 MANIFEST_NAME = "manifest.json"
 
 
@@ -52,6 +52,11 @@ class IndexInfo(_Strict):
     merged_out: int = 0  # baseline events within the radius of an indexed one
     ids_file: str | None = None  # metadata.uid of each indexed baseline event
     vectors_file: str | None = None  # the indexed vectors, float32 .npy (formats 3, 4)
+    # format 6: what each indexed behaviour stands for in the k-NN score (index.knn_score):
+    # the hours in which its baseline events occurred, at most mass_cap; float32 .npy
+    mass_file: str | None = None
+    mass_cap: int = Field(1, ge=1)
+    mass_bucket_s: int | None = None
 
 
 class ScoreTails(_Strict):

@@ -17,7 +17,14 @@ import numpy as np
 
 from ocsf_detect.detector.bundle import LoadedClass, embedding_of, load_bundle
 from ocsf_detect.detector.calibrate import SEVERITY_NAMES, severity_ids
-from ocsf_detect.detector.index import RECHECK_MIN, RECHECK_SHARE, closest_rows, knn, recheck
+from ocsf_detect.detector.index import (
+    RECHECK_MIN,
+    RECHECK_SHARE,
+    closest_rows,
+    knn,
+    knn_score,
+    recheck,
+)
 from ocsf_detect.detector.manifest import Manifest
 from ocsf_detect.detector.surprise import IsolationTrees, Tail, combined
 from ocsf_detect.features.pipeline import FeaturePipeline
@@ -152,6 +159,7 @@ def serve_scores(
     isolation: np.ndarray | None,
     tails: tuple[Tail, Tail] | None,
     threshold: float,
+    mass: np.ndarray | None = None,
 ) -> ServedScores:
     """Scores of a class batch as served (the build scores golden events with this too).
 
@@ -159,9 +167,10 @@ def serve_scores(
     k-NN distance, and the score grows with it, so only scores at or above the threshold
     are re-checked, a bounded number per batch so that a flood of anomalies cannot
     multiply the cost. ``exact``: (indexed vectors, their squared norms), read only
-    when a re-check is needed."""
+    when a re-check is needed. ``mass``: what each indexed behaviour stands for
+    (``index.knn_score``); None in bundles before format 6."""
     labels, dists = knn(index, emb, k)
-    distance = dists.mean(axis=1)
+    distance = knn_score(labels, dists, mass)
     scores = combined(distance, isolation, tails)
     reached = scores >= threshold
     above = int(reached.sum())
@@ -171,7 +180,7 @@ def serve_scores(
         rows = closest_rows(scores, reached, limit)
         vectors, vectors_sq = exact()
         recheck(vectors, emb, labels, dists, rows, vectors_sq)
-        distance[rows] = dists[rows].mean(axis=1)
+        distance[rows] = knn_score(labels[rows], dists[rows], mass)
         scores[rows] = combined(
             distance[rows], None if isolation is None else isolation[rows], tails
         )
@@ -255,6 +264,7 @@ class Detector:
             isolation_of(loaded.isolation, matrix.numeric, matrix.categorical),
             tails,
             info.threshold,
+            loaded.mass,
         )
         labels, dists, scores = served.labels, served.dists, served.scores
         self.rechecks.rechecked += served.rechecked
