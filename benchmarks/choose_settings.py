@@ -1,17 +1,19 @@
-"""Leave-one-case-out for the choice of score views, on the model-free variant.
+"""Leave-one-case-out for the score settings, on the model-free variant.
 
-Whether the score sums an isolation view to the k-NN distance (``[isolation] enabled``)
-was chosen on the cases of ``evaluate_shared.py``. This reports that choice
-leave-one-case-out: for each case (all its protocols together), the variant with the
-best worst-case AP margin over every *other* case is chosen (a tie
-goes to the better second worst, and so on), and its margins on the left
-out case are what the choice is worth there. It runs on the model-free variant of the
-detector (``evaluation.weighted_knn_scores``: exact k-NN on the weighted features with the
-build's index treatment, the same trees, tails and sum), which needs no training, so the
-choice is measured over three seeds in minutes; the served score of the default is in
-``evaluate_shared.py``'s table.
+Two settings of the score were chosen on the cases of ``evaluate_shared.py``: whether an
+isolation view is summed to the k-NN distance (``[isolation] enabled``), and how much an
+indexed behaviour stands for in the k-NN score (``[index] mass_cap``: the distinct
+``mass_bucket_minutes`` periods its baseline events occurred in, capped; 1 counts every
+behaviour once). This reports those choices leave-one-case-out: for each case (all its
+protocols together), the variant with the best worst-case AP margin over every *other*
+case is chosen (a tie goes to the better second worst, and so on), and its margins on the
+left out case are what the choice is worth there. It runs on the model-free variant of
+the detector (``evaluation.weighted_knn_scores``: exact k-NN on the weighted features with
+the build's index treatment and masses, the same trees, tails and sum), which needs no
+training, so the choice is measured over three seeds in minutes; the served score of the
+default is in ``evaluate_shared.py``'s table.
 
-    python benchmarks/choose_views.py [--seeds 0,1,2] [--out-dir .eval] [--json]
+    python benchmarks/choose_settings.py [--seeds 0,1,2] [--out-dir .eval] [--json]
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ from references import NAMES as REFERENCE_NAMES
 from ocsf_detect_tools.config import DetectorConfig
 
 VARIANTS = {
-    "both views": {"isolation": {"enabled": True}},
-    "k-NN only": {"isolation": {"enabled": False}},
+    "mass 2 per hour (default)": {},
+    "mass 1": {"index": {"mass_cap": 1}},
+    "mass 4 per hour": {"index": {"mass_cap": 4}},
+    "mass 2 per 10 min": {"index": {"mass_bucket_minutes": 10}},
+    "both views, mass 2": {"isolation": {"enabled": True}},
 }
 METRICS = ("roc_auc", "average_precision")
 
