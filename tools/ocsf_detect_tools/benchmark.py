@@ -212,3 +212,48 @@ def bench_bundle(cache: Path, index_size: int, log: Callable[[str], None]) -> Pa
     with gc_paused():
         build_bundle(lines, bundle, config, log=log)
     return bundle
+
+
+def bench_training(sizes: list[int], log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """``train`` with the default configuration on ``n`` generated normal events (every
+    class the simulator makes) for each ``n`` of ``sizes``: wall time from the lines to a
+    written bundle, events per second, and the steps each class trained for (fewer than
+    planned when ``[train] max_minutes`` stopped it)."""
+    import tempfile
+
+    from ocsf_detect_tools.build import build_bundle
+    from ocsf_detect_tools.config import DetectorConfig
+    from ocsf_detect_tools.simulate.traffic import generate_traffic
+    from ocsf_detect_tools.training.fit import observe_training
+
+    results = []
+    for n in sizes:
+        lines = [orjson.dumps(e) for e in generate_traffic(n, seed=700, attacks=False).events]
+        steps = _StepCount()
+        log(f"training on {n:,} generated events (default configuration)")
+        with tempfile.TemporaryDirectory() as tmp, observe_training(steps):
+            start = time.perf_counter()
+            build_bundle(lines, Path(tmp) / "bundle", DetectorConfig())
+            seconds = time.perf_counter() - start
+        results.append(
+            {
+                "events": n,
+                "seconds": round(seconds, 1),
+                "train_events_per_s": round(n / seconds, 1),
+                "steps_per_class": [done for done, _ in steps.per_class],
+                "stopped_early": any(done < planned for done, planned in steps.per_class),
+            }
+        )
+    return results
+
+
+class _StepCount:
+    """A training observer: (steps done, steps planned) of each class trained."""
+
+    def __init__(self) -> None:
+        self.per_class: list[tuple[int, int]] = []
+
+    def __call__(self, step: int, total: int, loss: float, elapsed: float) -> None:
+        if step == 1:
+            self.per_class.append((0, total))
+        self.per_class[-1] = (step, total)

@@ -43,6 +43,15 @@ def register(sub: Any) -> None:
     p.add_argument("--events", type=positive, default=10_000, help="events per measurement")
     p.add_argument("--index-size", type=positive, default=50_000)
     p.add_argument("--cache", type=Path, default=Path(".bench"), help="benchmark bundle cache")
+    p.add_argument(
+        "--train-sizes",
+        type=positive,
+        nargs="*",
+        default=[10_000, 50_000, 200_000],
+        metavar="N",
+        help="also time train (default configuration) on this many generated events each "
+        "(default: %(default)s; none: skip)",
+    )
     p.set_defaults(func=run)
 
 
@@ -51,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         bench_bundle,
         bench_parse_features,
         bench_scoring,
+        bench_training,
         network_events,
         normal_traffic,
     )
@@ -79,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
     result["e2e_vs_orjson"] = result["decode"]["e2e_vs_orjson"]
     # The headline numbers at the top level as well: the captures' scoring run.
     result.update({key: result["scoring"][key] for key in HEADLINE_KEYS})
+    if args.train_sizes:
+        result["training"] = bench_training(args.train_sizes, log)
+        result["train_events_per_s"] = {
+            str(t["events"]): t["train_events_per_s"] for t in result["training"]
+        }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -105,4 +120,10 @@ def run(args: argparse.Namespace) -> int:
             f"{nt['per_record_events_per_s']:,} per record (x{nt['speedup']}); "
             f"{nt['anomalies']:,} of {nt['events']:,} anomalous"
         )
+        for t in result.get("training", []):
+            print(
+                f"train: {t['events']:,} events in {t['seconds']} s = "
+                f"{t['train_events_per_s']:,} events/s; steps per class {t['steps_per_class']}"
+                + (" (stopped by [train] max_minutes)" if t["stopped_early"] else "")
+            )
     return 0
