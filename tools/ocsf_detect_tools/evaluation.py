@@ -393,7 +393,7 @@ def write_plots(ev: Evaluation, out_dir: Path) -> list[Path]:
         xlabel = (
             "score / its class's threshold (1 = the alert threshold)"
             if ev.relative
-            else "score (mean distance to the k nearest normal embeddings)"
+            else "score (distance to the nearest normal baseline behaviours)"
         )
         ax.set(xlabel=xlabel, ylabel="events (log scale)", title="Scores")
         ax.legend()
