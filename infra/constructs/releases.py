@@ -151,7 +151,7 @@ class Releases(Construct):
         scope: Construct, alias: lambda_.Alias, alarms: list[cw.Alarm], hook: ServiceFunction
     ) -> iam.Role:
         """What CodeDeploy needs for one Lambda deployment group, and nothing more: read
-        and move this alias, read its alarms, invoke its hook."""
+        and move this function's alias, read its alarms, invoke its hook."""
         role = iam.Role(
             scope,
             "DeployerRole",
@@ -159,14 +159,22 @@ class Releases(Construct):
             description="CodeDeploy: shifts one live alias, reads its alarms, runs its hook",
         )
         # The actions of AWSCodeDeployRoleForLambdaLimited, on this group's resources.
+        # GetAlias and UpdateAlias authorize against the *unqualified* function ARN (the
+        # alias is a request parameter, not part of the resource): a statement naming only
+        # the alias ARN denies them, and every deployment fails. So they name this one
+        # function (any of its aliases; it has only ``live``). Provisioned concurrency is
+        # read per qualifier: the alias ARN, and the function ARN to be safe.
+        function_arn = alias.version.lambda_.function_arn
         role.add_to_policy(
             iam.PolicyStatement(
-                actions=[
-                    "lambda:GetAlias",
-                    "lambda:UpdateAlias",
-                    "lambda:GetProvisionedConcurrencyConfig",
-                ],
-                resources=[alias.function_arn],
+                actions=["lambda:GetAlias", "lambda:UpdateAlias"],
+                resources=[function_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:GetProvisionedConcurrencyConfig"],
+                resources=[function_arn, alias.function_arn],
             )
         )
         role.add_to_policy(

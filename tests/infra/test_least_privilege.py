@@ -156,7 +156,7 @@ def test_codedeploy_acts_through_inline_policies_on_its_own_alias(
     roles = stage_synth.resources("AWS::IAM::Role")
     policies = stage_synth.resources("AWS::IAM::Policy")
     assert "AWSCodeDeployRole" not in json.dumps(stage_synth.json)
-    for group in groups.values():
+    for group_id, group in groups.items():
         role_id = group["Properties"]["ServiceRoleArn"]["Fn::GetAtt"][0]
         role = roles[role_id]["Properties"]
         assert "ManagedPolicyArns" not in role
@@ -170,19 +170,39 @@ def test_codedeploy_acts_through_inline_policies_on_its_own_alias(
         ]
         (statements,) = attached
         by_action = {tuple(sorted(_listed(s["Action"]))): s["Resource"] for s in statements}
-        alias = by_action[
-            ("lambda:GetAlias", "lambda:GetProvisionedConcurrencyConfig", "lambda:UpdateAlias")
-        ]
-        assert isinstance(alias, dict)
-        assert "Ref" in alias
+        # GetAlias/UpdateAlias authorize against the unqualified function ARN (Lambda's
+        # "Resources and conditions for Lambda actions": resource type Function): a
+        # statement on the alias ARN alone would deny them and fail every deployment.
+        alias_resource = _alias_of_group(stage_synth, group_id)
+        function_arn = {"Fn::GetAtt": [_function_of_alias(stage_synth, alias_resource), "Arn"]}
+        assert by_action[("lambda:GetAlias", "lambda:UpdateAlias")] == function_arn
+        concurrency = _listed(by_action[("lambda:GetProvisionedConcurrencyConfig",)])
+        assert function_arn in concurrency
+        assert {"Ref": alias_resource} in concurrency
         alarms = _listed(by_action[("cloudwatch:DescribeAlarms",)])
         assert len(alarms) >= 3
         assert all("Fn::GetAtt" in a for a in alarms)
         assert set(by_action) == {
-            ("lambda:GetAlias", "lambda:GetProvisionedConcurrencyConfig", "lambda:UpdateAlias"),
+            ("lambda:GetAlias", "lambda:UpdateAlias"),
+            ("lambda:GetProvisionedConcurrencyConfig",),
             ("cloudwatch:DescribeAlarms",),
             ("lambda:InvokeFunction",),
         }
+
+
+def _alias_of_group(synth: Synthesized, group_id: str) -> str:
+    """The logical id of the alias whose UpdatePolicy names this deployment group."""
+    (alias_id,) = [
+        k
+        for k, v in synth.resources("AWS::Lambda::Alias").items()
+        if f'"{group_id}"' in json.dumps(v.get("UpdatePolicy", {}))
+    ]
+    return alias_id
+
+
+def _function_of_alias(synth: Synthesized, alias_id: str) -> str:
+    alias = synth.resources("AWS::Lambda::Alias")[alias_id]
+    return alias["Properties"]["FunctionName"]["Ref"]
 
 
 def test_service_statements_of_the_key_carry_source_conditions(stage_synth: Synthesized) -> None:
