@@ -287,6 +287,14 @@ class DeploySettings:
         vpce_id = _text(get, "apiAllowedVpceId")
         if vpce_id and not re.fullmatch(r"vpce-[0-9a-f]{8,17}", vpce_id):
             raise ContextError(f"-c apiAllowedVpceId={vpce_id!r} is not a VPC endpoint id")
+        if org_id and stage.api.auth != "iam":
+            # An API-key caller is anonymous to IAM: it carries no aws:PrincipalOrgID, so
+            # the organization's Deny would refuse every request.
+            raise ContextError(
+                f"-c apiAllowedOrgId={org_id!r} needs IAM auth (callers signed by an "
+                "organization's principals); with apiAuth=api_key limit callers with "
+                "-c apiAllowedVpceId instead"
+            )
         if org_id or vpce_id:
             api = dataclasses.replace(stage.api, allowed_org_id=org_id, allowed_vpce_id=vpce_id)
             stage = dataclasses.replace(stage, api=api)

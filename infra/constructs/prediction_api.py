@@ -18,7 +18,7 @@ handler's (``OCSF_DETECT_MAX_EVENT_BYTES``, ``OCSF_DETECT_MAX_BATCH_EVENTS``).
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_iam as iam
@@ -372,7 +372,17 @@ BATCH_SCHEMA = apigw.JsonSchema(
 
 def _caller_policy(config: ApiConfig) -> iam.PolicyDocument | None:
     """With ``allowed_org_id`` / ``allowed_vpce_id``: deny every caller outside them (IAM
-    or API key auth still applies to those inside)."""
+    or API key auth still applies to those inside).
+
+    What the policy *allows* depends on the auth type (API Gateway's "How resource policies
+    affect authorization workflow", tables A and B). With no auth (API keys), API Gateway
+    needs an explicit Allow, so everyone is allowed and the Denies do the limiting. With
+    IAM auth an Allow to ``*`` would authorize every principal of this account, even one
+    no IAM policy lets invoke the API (table A: resource-policy Allow suffices in the same
+    account); so the Allow is only the cross-account half for the organization's other
+    accounts (whose callers still need their own IAM Allow, table B), and this account's
+    callers keep needing theirs.
+    """
     conditions: list[dict[str, dict[str, str]]] = []
     if config.allowed_org_id:
         conditions.append({"StringNotEquals": {"aws:PrincipalOrgID": config.allowed_org_id}})
@@ -381,13 +391,25 @@ def _caller_policy(config: ApiConfig) -> iam.PolicyDocument | None:
     if not conditions:
         return None
     invoke = "execute-api:/*"
-    statements = [
-        iam.PolicyStatement(
-            principals=[iam.AnyPrincipal()],
-            actions=["execute-api:Invoke"],
-            resources=[invoke],
+    statements: list[iam.PolicyStatement] = []
+    if config.auth != "iam":
+        statements.append(
+            iam.PolicyStatement(
+                principals=[iam.AnyPrincipal()], actions=["execute-api:Invoke"], resources=[invoke]
+            )
         )
-    ]
+    elif config.allowed_org_id:
+        statements.append(
+            iam.PolicyStatement(
+                principals=[iam.AnyPrincipal()],
+                actions=["execute-api:Invoke"],
+                resources=[invoke],
+                conditions={
+                    "StringEquals": {"aws:PrincipalOrgID": config.allowed_org_id},
+                    "StringNotEquals": {"aws:PrincipalAccount": Aws.ACCOUNT_ID},
+                },
+            )
+        )
     statements += [
         iam.PolicyStatement(
             effect=iam.Effect.DENY,

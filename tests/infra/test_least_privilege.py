@@ -345,6 +345,34 @@ def test_a_resource_policy_limits_callers_when_asked(synth: Any) -> None:
     conditions = [json.dumps(s["Condition"]) for s in denies]
     assert any("aws:PrincipalOrgID" in c and "o-abcdefghij" in c for c in conditions)
     assert any("aws:SourceVpce" in c and "vpce-0123456789abcdef0" in c for c in conditions)
+    # With IAM auth, a resource-policy Allow suffices for a caller of this account
+    # (API Gateway's table A): no unconditional Allow, only the organization's other
+    # accounts (which still need their own IAM Allow, table B).
+    (allow,) = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert allow["Condition"]["StringEquals"] == {"aws:PrincipalOrgID": "o-abcdefghij"}
+    assert allow["Condition"]["StringNotEquals"] == {
+        "aws:PrincipalAccount": {"Ref": "AWS::AccountId"}
+    }
+    vpce_only = synth("dev", apiAllowedVpceId="vpce-0123456789abcdef0")
+    policy = vpce_only.only("AWS::ApiGateway::RestApi")[1]["Properties"]["Policy"]
+    assert [s["Effect"] for s in policy["Statement"]] == ["Deny"]
+    # API keys: no IAM auth, so API Gateway needs the policy's explicit Allow.
+    keyed = synth("dev", apiAuth="api_key", apiAllowedVpceId="vpce-0123456789abcdef0")
+    policy = keyed.only("AWS::ApiGateway::RestApi")[1]["Properties"]["Policy"]
+    assert [s["Effect"] for s in policy["Statement"]] == ["Allow", "Deny"]
+    assert "Condition" not in policy["Statement"][0]
+
+
+def test_an_organization_limit_needs_iam_auth() -> None:
+    # An API-key caller carries no aws:PrincipalOrgID: the Deny would refuse everyone.
+    context = {
+        "stage": "dev",
+        "modelVersion": MODEL_VERSION,
+        "apiAuth": "api_key",
+        "apiAllowedOrgId": "o-abcdefghij",
+    }
+    with pytest.raises(ContextError, match="needs IAM auth"):
+        DeploySettings.from_context(context.get)
 
 
 @pytest.mark.parametrize("stage", ["staging", "prod"])
