@@ -215,6 +215,15 @@ class OcsfDetectStack(Stack):
 
         CfnOutput(self, "ModelVersion", value=model.version)
         CfnOutput(self, "StreamName", value=self.ingest.stream.stream_name)
+        if stage.ingest.customer_managed_key:
+            # The stream is encrypted with the data key: a producer's PutRecord(s) needs
+            # kms:GenerateDataKey on it (a consumer kms:Decrypt), beside its kinesis:Put*.
+            CfnOutput(
+                self,
+                "StreamKeyArn",
+                value=self.data_key.key.key_arn,
+                description="Producers need kms:GenerateDataKey on this key to write the stream",
+            )
         if self.archive is not None:
             CfnOutput(self, "RawArchiveBucket", value=self.archive.bucket.bucket_name)
         CfnOutput(self, "FindingsTopicArn", value=self.alerting.topic.topic_arn)

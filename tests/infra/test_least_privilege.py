@@ -256,6 +256,17 @@ def test_the_stream_uses_the_data_key_in_staging_and_prod(stage_synth: Synthesiz
         assert encryption["KeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
 
 
+def test_producers_are_told_which_key_the_stream_needs(stage_synth: Synthesized) -> None:
+    # A producer writing to a stream encrypted with a customer-managed key needs
+    # kms:GenerateDataKey on that key; the output names it where the stream uses it.
+    (key_id,) = stage_synth.resources("AWS::KMS::Key")
+    outputs = stage_synth.json["Outputs"]
+    if stage_synth.stack.settings.stage.name == "dev":
+        assert not any(k.startswith("StreamKeyArn") for k in outputs)
+    else:
+        assert outputs["StreamKeyArn"]["Value"] == {"Fn::GetAtt": [key_id, "Arn"]}
+
+
 def test_the_api_gateway_account_role_is_opt_in(synth: Any) -> None:
     for stage in ("dev", "staging", "prod"):
         assert synth(stage).resources("AWS::ApiGateway::Account") == {}
