@@ -80,33 +80,36 @@ class Alerting(Construct):
             encryption_key=key,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        # EventBridge delivers through CloudWatch Logs' delivery service: both may write,
-        # and only on behalf of this account (EventBridge: for rules on this bus).
-        own_account = {"StringEquals": {"aws:SourceAccount": stack.account}}
+        # EventBridge writes the log itself (events.amazonaws.com) or through CloudWatch
+        # Logs' delivery service. EventBridge names the rule (aws:SourceArn) when it puts
+        # events, not when it creates the log stream: a source condition on CreateLogStream
+        # would refuse every delivery (AWS's own EventBridge-to-CloudWatch-Logs pattern,
+        # aws-samples/serverless-patterns eventbridge-cloudwatch, splits them the same way).
+        # An unconditioned CreateLogStream makes at most an empty stream; the data needs
+        # PutLogEvents from a rule of this bus (its ARN names this account).
+        rules_of_this_bus = stack.format_arn(
+            service="events", resource="rule", resource_name=f"{self.bus.event_bus_name}/*"
+        )
         logs.ResourcePolicy(
             self,
             "FindingsLogPolicy",
             policy_statements=[
                 iam.PolicyStatement(
                     principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    actions=["logs:CreateLogStream"],
                     resources=[self.findings_log.log_group_arn],
-                    conditions={
-                        **own_account,
-                        "ArnLike": {
-                            "aws:SourceArn": stack.format_arn(
-                                service="events",
-                                resource="rule",
-                                resource_name=f"{self.bus.event_bus_name}/*",
-                            )
-                        },
-                    },
+                ),
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                    actions=["logs:PutLogEvents"],
+                    resources=[self.findings_log.log_group_arn],
+                    conditions={"ArnLike": {"aws:SourceArn": rules_of_this_bus}},
                 ),
                 iam.PolicyStatement(
                     principals=[iam.ServicePrincipal("delivery.logs.amazonaws.com")],
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                     resources=[self.findings_log.log_group_arn],
-                    conditions=own_account,
+                    conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
                 ),
             ],
         )

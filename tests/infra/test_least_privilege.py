@@ -228,9 +228,29 @@ def test_the_findings_log_admits_deliveries_for_this_account_only(
 ) -> None:
     (policy,) = stage_synth.resources("AWS::Logs::ResourcePolicy").values()
     rendered = json.dumps(policy["Properties"]["PolicyDocument"])
-    assert rendered.count("aws:SourceAccount") == 2  # events and delivery.logs
-    assert "aws:SourceArn" in rendered
+    assert rendered.count("aws:SourceAccount") == 1  # delivery.logs
+    assert rendered.count("aws:SourceArn") == 1  # EventBridge's PutLogEvents
     assert ":rule/" in rendered
+    # EventBridge sends no aws:SourceArn with CreateLogStream: a source condition on it
+    # refuses every delivery (AWS's eventbridge-cloudwatch pattern splits the two).
+    events_statements = [
+        statement
+        for statement in _log_policy_statements(policy)
+        if statement["Principal"] == {"Service": "events.amazonaws.com"}
+    ]
+    by_action = {statement["Action"]: statement for statement in events_statements}
+    assert set(by_action) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert "Condition" not in by_action["logs:CreateLogStream"]
+    assert set(by_action["logs:PutLogEvents"]["Condition"]) == {"ArnLike"}
+
+
+def _log_policy_statements(policy: dict[str, Any]) -> list[Statement]:
+    """The statements of an AWS::Logs::ResourcePolicy (a JSON string, maybe Fn::Join'ed
+    around tokens: each token is replaced by a placeholder string)."""
+    document = policy["Properties"]["PolicyDocument"]
+    if isinstance(document, dict) and "Fn::Join" in document:
+        document = "".join(p if isinstance(p, str) else "TOKEN" for p in document["Fn::Join"][1])
+    return json.loads(document)["Statement"]
 
 
 def test_log_groups_holding_events_or_findings_use_the_data_key(
