@@ -35,11 +35,11 @@ from references import NAMES as REFERENCE_NAMES
 from ocsf_detect_tools.config import DetectorConfig
 
 VARIANTS = {
-    "mass 2 per hour (default)": {},
-    "mass 1": {"index": {"mass_cap": 1}},
+    "mass 1 (default)": {},
+    "mass 2 per hour": {"index": {"mass_cap": 2}},
     "mass 4 per hour": {"index": {"mass_cap": 4}},
-    "mass 2 per 10 min": {"index": {"mass_bucket_minutes": 10}},
-    "both views, mass 2": {"isolation": {"enabled": True}},
+    "mass 2 per 10 min": {"index": {"mass_cap": 2, "mass_bucket_minutes": 10}},
+    "both views": {"isolation": {"enabled": True}},
 }
 METRICS = ("roc_auc", "average_precision")
 

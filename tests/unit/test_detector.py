@@ -170,6 +170,44 @@ def test_index_file_vectors_refuses_a_file_it_does_not_know(tmp_path: Path) -> N
     assert index_file_vectors(path, 50, 8) is None
 
 
+def test_recurrence_masses_are_loaded_checked_and_served(
+    bundle_copy: Path, detector: Detector, live_traffic
+) -> None:
+    from ocsf_detect.detector.bundle import sha256_file
+
+    # Given the bundle with a mass file for 4001 (every indexed behaviour counted twice)
+    manifest = read_manifest(bundle_copy)
+    n_items = manifest.models["4001"].index.n_items
+    path = bundle_copy / "mass-4001.npy"
+
+    def with_masses(mass: np.ndarray, cap: int) -> None:
+        np.save(path, mass.astype(np.float32), allow_pickle=False)
+
+        def edit(m: dict) -> None:
+            m["models"]["4001"]["index"].update(mass_file=path.name, mass_cap=cap)
+            m["files"][path.name] = sha256_file(path)
+
+        _edit_manifest(bundle_copy, edit)
+
+    with_masses(np.full(n_items, 2.0), cap=2)
+    doubled = Detector.load(bundle_copy)
+    assert doubled._classes[4001].mass is not None
+    # Then each event's k nearest are counted twice each: the score is the mean over the
+    # nearest k/2 behaviours, never above the plain mean over k
+    events = [e for e in live_traffic.events[:600] if e.get("class_uid") == 4001]
+    plain = [o.score for o in detector.score_objects(events) if isinstance(o, Scored)]
+    twice = [o.score for o in doubled.score_objects(events) if isinstance(o, Scored)]
+    assert all(t <= p + 1e-5 for t, p in zip(twice, plain, strict=True))
+    assert sum(twice) < sum(plain)
+    # And masses of the wrong length or outside 1..mass_cap are refused, naming the file
+    with_masses(np.full(n_items + 1, 2.0), cap=2)
+    with pytest.raises(BundleError, match=r"mass-4001\.npy holds"):
+        Detector.load(bundle_copy)
+    with_masses(np.full(n_items, 3.0), cap=2)
+    with pytest.raises(BundleError, match=r"outside 1\.\.2"):
+        Detector.load(bundle_copy)
+
+
 def test_tamper_isolation_trees(bundle_copy: Path) -> None:
     from ocsf_detect.detector.bundle import sha256_file
 

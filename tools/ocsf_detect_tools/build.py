@@ -278,8 +278,10 @@ def _build(
             ).scores
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))
-        mass_file = f"mass-{class_uid}.npy"
-        np.save(out_dir / mass_file, indexed.mass, allow_pickle=False)
+        mass_file = None  # every mass 1: the plain mean, as bundles before format 6
+        if ix.mass_cap > 1:
+            mass_file = f"mass-{class_uid}.npy"
+            np.save(out_dir / mass_file, indexed.mass, allow_pickle=False)
         ids_file = None
         kept_events = [train_p[i] for i in keep]
         uids = [event_uid(p.event) or f"line {line_of.get(id(p.event))}" for p in kept_events]

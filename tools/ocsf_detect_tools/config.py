@@ -8,7 +8,7 @@ Example ``detector.toml``::
     k = 16
     contamination = 0.002
     distinct_radius = 2.0
-    mass_cap = 2
+    mass_cap = 1
     mass_bucket_minutes = 60
 
     [isolation]
@@ -73,12 +73,12 @@ class IndexConfig(_Section):
         "(standardised feature units) to an indexed one is not indexed; 0 keeps all",
     )
     mass_cap: int = Field(
-        2,
+        1,
         ge=1,
         le=16,
         description="in the k-NN score, an indexed behaviour stands for as many baseline "
         "events as the distinct periods (mass_bucket_minutes) its events occurred in, at "
-        "most this; 1: each behaviour counts once",
+        "most this; 1 (the default): each behaviour counts once (docs/model.md, section 9)",
     )
     mass_bucket_minutes: int = Field(
         60, ge=1, le=1440, description="the period of mass_cap's recurrence count"
