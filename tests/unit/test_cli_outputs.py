@@ -142,13 +142,24 @@ def test_sigint_to_a_real_score_process_leaves_no_output(tmp_path, bundle_dir, l
     import sys
     import time
 
-    # Given a scoring run long enough to be interrupted once its output is open
+    # Given a scoring run that is still scoring when Ctrl-C comes, however fast the
+    # machine: each batch of the real scorer is held back a second
     events = tmp_path / "many.jsonl"
     block = b"".join(orjson.dumps(e) + b"\n" for e in live_traffic.events)
-    events.write_bytes(block * 40)  # 80,000 events: many seconds of scoring
+    events.write_bytes(block * 10)  # 20,000 events: four batches, four seconds at least
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    code = "import sys; from ocsf_detect_tools.cli import main; sys.exit(main())"
+    code = (
+        "import sys, time\n"
+        "from ocsf_detect.detector.scorer import Detector\n"
+        "real = Detector.score_batch\n"
+        "def held_back(self, raws):\n"
+        "    time.sleep(1.0)\n"
+        "    return real(self, raws)\n"
+        "Detector.score_batch = held_back\n"
+        "from ocsf_detect_tools.cli import main\n"
+        "sys.exit(main())"
+    )
     argv = ["score", "--bundle", str(bundle_dir), "--events", str(events)]
     process = subprocess.Popen(
         [sys.executable, "-c", code, *argv, "--out", str(out_dir / "o.jsonl")],
