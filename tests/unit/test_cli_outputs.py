@@ -150,7 +150,10 @@ def test_sigint_to_a_real_score_process_leaves_no_output(tmp_path, bundle_dir, l
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     code = (
-        "import sys, time\n"
+        # started in the background (CI), SIGINT is inherited ignored and Python sets no
+        # KeyboardInterrupt handler: the child puts it back, as a terminal would have it
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from ocsf_detect.detector.scorer import Detector\n"
         "real = Detector.score_batch\n"
         "def held_back(self, raws):\n"
