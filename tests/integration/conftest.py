@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -15,3 +17,12 @@ def emulator_url():
     with Emulator() as emu, aws_environment(emu.endpoint_url):
         assert os.environ["AWS_ENDPOINT_URL"] == emu.endpoint_url
         yield emu.endpoint_url
+
+
+@pytest.fixture
+def tmp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Lambda's /tmp of one execution environment, empty at the start."""
+    root = tmp_path / "lambda-tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root

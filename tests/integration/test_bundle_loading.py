@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,6 @@ from tests.conftest import EVENTS_DIR, api_context
 
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:findings"
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/quarantine"
-
-
-@pytest.fixture
-def tmp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The temp dir (Lambda's /tmp) of one execution environment, empty at the start."""
-    root = tmp_path / "lambda-tmp"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
 
 
 @pytest.fixture
