@@ -8,6 +8,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from ocsf_detect.features.pipeline import FeaturePipeline
 from ocsf_detect.ocsf import EventParser, Parsed, Rejected, RejectReason, Unsupported
@@ -324,3 +325,56 @@ def test_an_unforeseen_failure_on_a_decoded_event_is_still_an_outcome() -> None:
     assert isinstance(outcome, Rejected)
     assert outcome.reason is RejectReason.INVALID_INPUT
     assert "unreadable mapping" in outcome.message
+
+
+def _typed(values: object) -> object:
+    """Values with their types, so that 1 and 1.0 or True and 1 differ."""
+    if isinstance(values, tuple):
+        return tuple(_typed(v) for v in values)
+    if isinstance(values, list):
+        return ("list", [_typed(v) for v in values])
+    return (type(values).__name__, values)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(
+        ["network_activity.json", "dns_activity.json", "authentication.json", "api_activity.json"]
+    ),
+    st.dictionaries(
+        st.sampled_from(FEATURE_PATHS),
+        edge_leaf
+        | st.sampled_from(["12", " 3.5 ", "inf", "nan", True, False, "x" * 65537, [1, "a"], {}])
+        | st.lists(edge_leaf, max_size=3)
+        | st.dictionaries(st.text(max_size=4), edge_leaf, max_size=2),
+        max_size=4,
+    ),
+)
+def test_the_checked_getter_agrees_with_pydantic_wherever_it_answers(
+    name: str, values: dict
+) -> None:
+    # The hot path reads fields without pydantic when their types are already right; it
+    # must return exactly what the TypeAdapter returns (and leave every other case to it).
+    event = sample(name)
+    for path, value in values.items():
+        _set_path(event, path, value)
+    plan = PARSER_PLANS[event["class_uid"]]
+    checked = plan._checked(event)
+    try:
+        expected: object = plan._getter(plan._adapter.validate_python(event))
+    except ValidationError:
+        expected = None
+    if checked is not None:
+        assert _typed(checked) == _typed(expected)
+    assert _typed(plan.extract(event)) == _typed(expected) or isinstance(
+        plan.extract(event), Rejected
+    )
+
+
+def test_the_checked_getter_answers_for_well_typed_events() -> None:
+    # Without this the agreement above would hold trivially.
+    for name in ("network_activity.json", "dns_activity.json", "authentication.json"):
+        event = sample(name)
+        plan = PARSER_PLANS[event["class_uid"]]
+        assert plan._checked(event) is not None
+        assert plan._checked(event) == plan._getter(plan._adapter.validate_python(event))
