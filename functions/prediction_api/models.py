@@ -59,6 +59,14 @@ class UnsupportedResult(_Out):
     status: Literal["unsupported"]
     class_uid: int
     class_name: str
+    reason: str | None = Field(
+        None,
+        description="why the class has no model, when the bundle's training says: "
+        "too_few_baseline_events",
+    )
+    baseline_events: int | None = Field(
+        None, description="the class's events in the baseline (with reason)"
+    )
 
 
 class RejectedResult(_Out):

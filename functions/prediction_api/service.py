@@ -52,6 +52,11 @@ class EventNotScoredError(Exception):
                 f"class_uid {result.class_uid} ({result.class_name}) is not scored by this "
                 "bundle; GET /v1/model lists the classes it scores"
             )
+            if result.reason is not None:
+                message += (
+                    f" ({result.reason}: the baseline held {result.baseline_events} of its "
+                    "events, fewer than train's minimum for a model)"
+                )
             field: str | None = "class_uid"
         else:
             message, field = result.message, result.field

@@ -200,7 +200,7 @@ def test_transform_before_fit_is_an_error() -> None:
 
 
 def test_every_supported_class_has_defaults_that_fit() -> None:
-    assert set(default_specs()) == {4001, 4003, 3002, 6003}
+    assert set(default_specs()) == {4001, 4003, 3002, 6003, 4002, 1007, 3001, 1001}
     for spec in DetectorConfig().class_specs().values():
         pipeline = FeaturePipeline(spec)
         assert pipeline.plan.paths, spec.class_uid

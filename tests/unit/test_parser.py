@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ocsf_detect.features.pipeline import FeaturePipeline
-from ocsf_detect.ocsf import EventParser, Parsed, Rejected, RejectReason, Unsupported
+from ocsf_detect.ocsf import (
+    EventParser,
+    Parsed,
+    Rejected,
+    RejectReason,
+    Unsupported,
+    UnsupportedReason,
+)
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES, MAX_NESTING_DEPTH
 from ocsf_detect_tools.specs import default_specs
 from tests.conftest import EVENTS_DIR
@@ -43,8 +50,20 @@ def test_supported_classes_parse_from_bytes_and_text(name: str, class_uid: int) 
 
 
 def test_other_classes_are_unsupported_not_errors() -> None:
-    outcome = PARSER.parse(orjson.dumps(sample("process_activity_unsupported.json")))
-    assert outcome == Unsupported(1007)
+    # Process Activity has a curated spec; Module Activity has none (a bundle may still
+    # score it on a spec derived at train, but a parser without its plan cannot).
+    event = {**sample("process_activity_unsupported.json"), "class_uid": 1005}
+    outcome = PARSER.parse(orjson.dumps(event))
+    assert outcome == Unsupported(1005)
+
+
+def test_a_class_the_bundle_knows_too_small_says_why() -> None:
+    known = Unsupported(1005, UnsupportedReason.TOO_FEW_BASELINE_EVENTS, 12)
+    parser = EventParser(PARSER_PLANS, unsupported={1005: known})
+    event = {**sample("process_activity_unsupported.json"), "class_uid": 1005}
+    assert parser.parse(orjson.dumps(event)) is known
+    event["class_uid"] = 1006
+    assert parser.parse(orjson.dumps(event)) == Unsupported(1006)
 
 
 def test_used_fields_are_validated_and_coerced() -> None:

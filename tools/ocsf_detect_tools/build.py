@@ -50,14 +50,22 @@ from ocsf_detect.detector.manifest import (
     ScoreTails,
     TrainingInfo,
     TrainingSummary,
+    UnmodelledClass,
 )
 from ocsf_detect.detector.scorer import serve_scores
 from ocsf_detect.detector.surprise import IsolationInfo, IsolationTrees, Tail, combined
 from ocsf_detect.features.pipeline import FeatureMatrix, FeaturePipeline, fit_spec
+from ocsf_detect.features.spec import ClassSpec
 from ocsf_detect.gcpause import gc_paused
-from ocsf_detect.ocsf.classes import class_name
-from ocsf_detect.ocsf.outcomes import Parsed, Rejected, Unsupported
-from ocsf_detect.ocsf.parser import EventParser
+from ocsf_detect.ocsf.classes import DETECTION_FINDING, class_name
+from ocsf_detect.ocsf.outcomes import (
+    Parsed,
+    ParseOutcome,
+    Rejected,
+    Unsupported,
+    UnsupportedReason,
+)
+from ocsf_detect.ocsf.parser import EventParser, decode_event
 from ocsf_detect_tools.config import DetectorConfig
 from ocsf_detect_tools.eventio import event_uid
 
@@ -138,9 +146,23 @@ def _build(
         elif isinstance(o, Rejected):
             rejected += 1
     usable = {c: v for c, v in by_class.items() if len(v) >= config.min_class_events}
+    unmodelled: dict[str, UnmodelledClass] = {}
     for c, v in by_class.items():
         if c not in usable:
             log(f"class {c}: only {len(v)} events (< {config.min_class_events}); not modelled")
+            unmodelled[str(c)] = _too_few(len(v), config.min_class_events)
+    derived = _derive_classes(lines, outcomes, unsupported, config, log)
+    for c, d in derived.items():
+        specs[c] = d.spec
+        by_class[c] = usable[c] = d.parsed
+        rejected += d.rejected
+        line_of.update({id(p.event): n for p, n in zip(d.parsed, d.lines, strict=True)})
+        del unsupported[c]
+    if config.derive_specs:
+        for c, n in sorted(unsupported.items()):
+            if c != DETECTION_FINDING:
+                unmodelled[str(c)] = _too_few(n, config.min_derived_events)
+                log(f"class {c}: only {n} events (< {config.min_derived_events}); not modelled")
     if not usable:
         raise BuildError(
             f"no supported class has {config.min_class_events}+ usable events "
@@ -292,6 +314,7 @@ def _build(
             class_uid=class_uid,
             class_name=class_name(class_uid),
             features=spec,
+            spec_origin="derived" if class_uid in derived else "curated",
             model=ModelIO(
                 file=model_file,
                 input_numeric=INPUT_NUMERIC,
@@ -352,6 +375,7 @@ def _build(
         time_min_ms=min(all_times) if all_times else None,
         time_max_ms=max(all_times) if all_times else None,
         sources=[Path(s).name for s in sources],
+        unmodelled=unmodelled,
     )
     files = {p.name: sha256_file(p) for p in sorted(out_dir.iterdir()) if p.is_file()}
     content = hashlib.sha256()
@@ -373,6 +397,74 @@ def _build(
         orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
     )
     return manifest
+
+
+def _too_few(events: int, minimum: int) -> UnmodelledClass:
+    return UnmodelledClass(
+        reason=UnsupportedReason.TOO_FEW_BASELINE_EVENTS, baseline_events=events, minimum=minimum
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DerivedClass:
+    """A class modelled on a derived spec: the spec, its parsed baseline events with
+    their line numbers, and how many of its events the spec's fields rejected."""
+
+    spec: ClassSpec
+    parsed: list[Parsed]
+    lines: list[int]
+    rejected: int
+
+
+def _derive_classes(
+    lines: Sequence[bytes],
+    outcomes: Sequence[ParseOutcome],
+    unsupported: Counter[int],
+    config: DetectorConfig,
+    log: Log,
+) -> dict[int, DerivedClass]:
+    """Derived specs (``derived_specs.derive_spec``) for the classes without a curated
+    spec that have ``min_derived_events`` in the baseline, and their events parsed."""
+    wanted = {
+        c
+        for c, n in unsupported.items()
+        if config.derive_specs and n >= config.min_derived_events and c != DETECTION_FINDING
+    }
+    if not wanted:
+        return {}
+    from ocsf_detect_tools.derived_specs import DeriveSettings, derive_spec
+
+    events: dict[int, list[tuple[int, dict[str, Any]]]] = {c: [] for c in wanted}
+    for n, (raw, outcome) in enumerate(zip(lines, outcomes, strict=True), 1):
+        if isinstance(outcome, Unsupported) and outcome.class_uid in wanted:
+            event = decode_event(raw)
+            if isinstance(event, dict):
+                events[outcome.class_uid].append((n, event))
+    out: dict[int, DerivedClass] = {}
+    settings = DeriveSettings()
+    for c, items in sorted(events.items()):
+        derived = derive_spec(c, [e for _, e in items], settings)
+        parser = EventParser({c: FeaturePipeline(derived.spec).plan})
+        parsed, numbers = [], []
+        for n, event in items:
+            outcome = parser.parse_object(event)
+            if isinstance(outcome, Parsed):
+                parsed.append(outcome)
+                numbers.append(n)
+        if len(parsed) < config.min_derived_events:
+            log(
+                f"class {c}: {len(items) - len(parsed)} of {len(items)} events have fields of "
+                "mixed types; too few left for a derived spec"
+            )
+            continue
+        typed = f"OCSF schema {derived.schema_version}" if derived.schema_version else "values"
+        log(
+            f"class {c} ({class_name(c)}): no curated spec; derived "
+            f"{len(derived.spec.features)} features from {len(items):,} events "
+            f"(typed by the {typed})"
+        )
+        out[c] = DerivedClass(derived.spec, parsed, numbers, len(items) - len(parsed))
+    return out
 
 
 def for_features(config: TrainConfig, pipeline: FeaturePipeline) -> TrainConfig:

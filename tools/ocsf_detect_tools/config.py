@@ -155,7 +155,17 @@ class ClassOverride(_Section):
 class DetectorConfig(_Section):
     alert_rate: float = Field(0.005, gt=0, lt=0.5, allow_inf_nan=False)
     holdout: float = Field(0.2, gt=0, lt=0.9, description="baseline share for calibration")
-    min_class_events: int = Field(50, ge=10)
+    min_class_events: int = Field(
+        50, ge=10, description="baseline events a class with a curated spec needs for a model"
+    )
+    derive_specs: bool = Field(
+        True,
+        description="a class without a curated spec gets a spec derived from the baseline "
+        "and the OCSF schema, when it has min_derived_events (ocsf_detect_tools.derived_specs)",
+    )
+    min_derived_events: int = Field(
+        200, ge=10, description="baseline events a class needs for a derived spec and a model"
+    )
     bundle_semver: str = "1.0.0"
     index: IndexConfig = Field(default_factory=IndexConfig)
     isolation: IsolationConfig = Field(default_factory=IsolationConfig)

@@ -1,4 +1,7 @@
-"""Default feature specifications for the classes with first-class support.
+"""Curated feature specifications: written for the most common classes and sources.
+
+A class without one still gets a model when the baseline holds enough of its events:
+its spec is then derived at train from the data and the OCSF schema (``derived_specs``).
 
 Every field here is optional in real data: absent values become explicit missing values.
 A TOML config (``ocsf_detect_tools.config``) can add, drop or replace features per class.
@@ -20,7 +23,16 @@ from ocsf_detect.features.spec import (
     RatioFeature,
     TextFeature,
 )
-from ocsf_detect.ocsf.classes import API_ACTIVITY, AUTHENTICATION, DNS_ACTIVITY, NETWORK_ACTIVITY
+from ocsf_detect.ocsf.classes import (
+    ACCOUNT_CHANGE,
+    API_ACTIVITY,
+    AUTHENTICATION,
+    DNS_ACTIVITY,
+    FILE_SYSTEM_ACTIVITY,
+    HTTP_ACTIVITY,
+    NETWORK_ACTIVITY,
+    PROCESS_ACTIVITY,
+)
 
 
 def _endpoint(prefix: str, side: str) -> list[Feature]:
@@ -147,6 +159,139 @@ def _api() -> ClassSpec:
     )
 
 
+def _http() -> ClassSpec:
+    # WAFs, proxies and load balancers. A web shell shows as a rare path on a known host,
+    # asked for by a client that host never served, often with an odd user agent.
+    return ClassSpec(
+        class_uid=HTTP_ACTIVITY,
+        features=[
+            HourFeature(name="hour"),
+            CategoricalFeature(name="activity", path="activity_id"),
+            CategoricalFeature(name="method", path="http_request.http_method"),
+            CategoricalFeature(name="status", path="http_response.code", max_vocab=128),
+            CategoricalFeature(name="content_type", path="http_response.content_type"),
+            CategoricalFeature(name="scheme", path="http_request.url.scheme"),
+            CategoricalFeature(name="action", path="action_id"),
+            CategoricalFeature(name="dst_port", path="dst_endpoint.port", max_vocab=64),
+            HashedFeature(name="url_host", path="http_request.url.hostname"),
+            HashedFeature(name="url_path", path="http_request.url.path"),
+            TextFeature(name="url_path_shape", path="http_request.url.path"),
+            TextFeature(name="query_shape", path="http_request.url.query_string"),
+            HashedFeature(name="user_agent", path="http_request.user_agent"),
+            TextFeature(name="user_agent_shape", path="http_request.user_agent"),
+            HashedFeature(
+                name="client_host",
+                path="src_endpoint.ip",
+                together_with="http_request.url.hostname",
+            ),
+            HashedFeature(
+                name="host_path",
+                path="http_request.url.hostname",
+                together_with="http_request.url.path",
+            ),
+            *_endpoint("src_endpoint", "src"),
+            NumericFeature(name="bytes_in", path="traffic.bytes_in"),
+            NumericFeature(name="bytes_out", path="traffic.bytes_out"),
+            NumericFeature(name="response_length", path="http_response.length"),
+        ],
+    )
+
+
+def _process() -> ClassSpec:
+    # EDR and Sysmon process launches. An encoded PowerShell started by an Office
+    # application is a new parent x child pair with a long, high-entropy command line.
+    return ClassSpec(
+        class_uid=PROCESS_ACTIVITY,
+        features=[
+            HourFeature(name="hour"),
+            CategoricalFeature(name="activity", path="activity_id"),
+            CategoricalFeature(name="integrity", path="process.integrity_id"),
+            HashedFeature(name="image", path="process.file.name"),
+            HashedFeature(name="image_path", path="process.file.path"),
+            HashedFeature(name="parent_image", path="actor.process.file.name"),
+            HashedFeature(
+                name="parent_child",
+                path="actor.process.file.name",
+                together_with="process.file.name",
+            ),
+            TextFeature(name="cmd_shape", path="process.cmd_line"),
+            HashedFeature(name="cmd_line", path="process.cmd_line"),
+            HashedFeature(name="user", path="actor.user.name"),
+            HashedFeature(
+                name="user_host", path="actor.user.name", together_with="device.hostname"
+            ),
+            HashedFeature(name="host", path="device.hostname"),
+        ],
+    )
+
+
+def _account_change() -> ClassSpec:
+    # Identity providers and cloud IAM. A privilege grant (a policy attached, a user made
+    # admin) by an actor that never changes accounts is the case to catch.
+    return ClassSpec(
+        class_uid=ACCOUNT_CHANGE,
+        features=[
+            HourFeature(name="hour"),
+            CategoricalFeature(name="activity", path="activity_id"),
+            CategoricalFeature(name="status", path="status_id"),
+            CategoricalFeature(name="operation", path="api.operation", max_vocab=256),
+            CategoricalFeature(name="target_type", path="user.type_id"),
+            CategoricalFeature(name="actor_type", path="actor.user.type"),
+            HashedFeature(name="policy", path="policy.name"),
+            HashedFeature(name="actor", path="actor.user.name"),
+            HashedFeature(name="actor_uid", path="actor.user.uid"),
+            HashedFeature(name="target", path="user.name"),
+            HashedFeature(name="actor_target", path="actor.user.name", together_with="user.name"),
+            HashedFeature(
+                name="actor_activity", path="actor.user.name", together_with="activity_id"
+            ),
+            HashedFeature(name="actor_policy", path="actor.user.name", together_with="policy.name"),
+            HashedFeature(name="user_agent", path="http_request.user_agent"),
+            *_endpoint("src_endpoint", "src"),
+        ],
+    )
+
+
+def _file_system() -> ClassSpec:
+    # EDR and Sysmon file events. Ransomware renames many files in a burst, with new
+    # extensions, from a process that never touched those folders.
+    return ClassSpec(
+        class_uid=FILE_SYSTEM_ACTIVITY,
+        features=[
+            HourFeature(name="hour"),
+            CategoricalFeature(name="activity", path="activity_id"),
+            CategoricalFeature(name="file_type", path="file.type_id"),
+            TextFeature(name="path_shape", path="file.path"),
+            HashedFeature(name="folder", path="file.parent_folder"),
+            HashedFeature(name="extension", path="file.ext"),
+            HashedFeature(name="process", path="actor.process.file.name"),
+            HashedFeature(
+                name="process_folder",
+                path="actor.process.file.name",
+                together_with="file.parent_folder",
+            ),
+            HashedFeature(
+                name="process_activity", path="actor.process.file.name", together_with="activity_id"
+            ),
+            HashedFeature(name="user", path="actor.user.name"),
+            HashedFeature(name="host", path="device.hostname"),
+            NumericFeature(name="size", path="file.size"),
+        ],
+    )
+
+
 def default_specs() -> dict[int, ClassSpec]:
-    """Fresh, unfitted default specs for every supported class."""
-    return {spec.class_uid: spec for spec in (_network(), _dns(), _authentication(), _api())}
+    """Fresh, unfitted curated specs for every class that has one."""
+    return {
+        spec.class_uid: spec
+        for spec in (
+            _network(),
+            _dns(),
+            _authentication(),
+            _api(),
+            _http(),
+            _process(),
+            _account_change(),
+            _file_system(),
+        )
+    }

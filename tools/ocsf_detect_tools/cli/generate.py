@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "generate",
         help="generate labeled synthetic OCSF traffic",
         description=(
-            "Generate deterministic synthetic OCSF events (Network Activity, DNS Activity, "
-            "Authentication) of one simulated organisation, with labeled attacks."
+            "Generate deterministic synthetic OCSF events of one simulated organisation, "
+            "with labeled attacks: Network Activity, DNS Activity and Authentication, and "
+            "(unless --sources network) HTTP Activity, Process Activity, File System "
+            "Activity and Account Change from its web, endpoint and identity sources."
         ),
     )
     parser.add_argument(
@@ -55,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="labels CSV (default: <out stem>.labels.csv next to --out)",
     )
     parser.add_argument(
+        "--sources",
+        choices=("all", "network"),
+        default="all",
+        help="all (default): network, DNS, authentication, web, endpoint and identity "
+        "sources; network: the first three only, as before those sources existed",
+    )
+    parser.add_argument(
         "--no-attacks",
         action="store_true",
         help="benign traffic only, e.g. a training baseline",
@@ -79,7 +88,12 @@ def run(args: argparse.Namespace) -> int:
     if labels_path.resolve() == out.resolve():
         raise CommandError(f"--labels and --out are the same file ({out}); pick another name")
 
-    traffic = generate_traffic(args.events, seed=args.seed, attacks=not args.no_attacks)
+    traffic = generate_traffic(
+        args.events,
+        seed=args.seed,
+        attacks=not args.no_attacks,
+        endpoint=args.sources == "all",
+    )
     try:
         written = write_jsonl(traffic.events, out)
         write_labels_csv(traffic.labels, labels_path)

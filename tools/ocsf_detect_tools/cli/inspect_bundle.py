@@ -14,7 +14,8 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "inspect",
         help="show what a bundle holds",
-        description="Show a bundle's version, training data, per-class features, model, "
+        description="Show a bundle's version, training data, per class its spec (curated "
+        "or derived at train), baseline count, features, model, "
         "index and threshold, and its files with their hashes (checked). --verify also "
         "loads it and re-scores its golden events.",
     )
@@ -31,6 +32,8 @@ def _ts(ms: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ocsf_detect.detector.bundle import BundleError, read_manifest, verify_files
+    from ocsf_detect.features.spec import HashedFeature
+    from ocsf_detect.ocsf.classes import class_name
 
     try:
         m = read_manifest(args.bundle)
@@ -48,9 +51,18 @@ def run(args: argparse.Namespace) -> int:
         fs = cm.features
         print(f"\n  class {cm.class_uid} {cm.class_name}")
         print(
+            f"    spec: {cm.spec_origin}, baseline {t.events_per_class.get(str(cm.class_uid), 0):,}"
+            f" events ({cm.training.events:,} trained on)"
+        )
+        print(
             f"    features: {len(fs.features)} declared, unmapped: "
             f"{', '.join(fs.unmapped.selected or []) or 'none'}"
         )
+        for f in fs.features:
+            pair = (
+                f" x {f.together_with}" if isinstance(f, HashedFeature) and f.together_with else ""
+            )
+            print(f"      {f.name:40s} {f.kind:13s} {f.path}{pair}")
         print(
             f"    model: {cm.model.file} in {cm.model.n_numeric} numeric + "
             f"{cm.model.n_categorical} categorical -> {cm.model.dim} dims "
@@ -66,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         )
         bands = ", ".join(f"{b.severity}>={b.min_score:.4f}" for b in cm.severity_bands)
         print(f"    threshold {cm.threshold:.4f} for alert rate {cm.alert_rate}: {bands}")
+    for uid, u in sorted(t.unmodelled.items(), key=lambda kv: int(kv[0])):
+        print(
+            f"\n  class {uid} {class_name(int(uid))}: unsupported ({u.reason.value}: "
+            f"baseline {u.baseline_events:,} events, a model needs {u.minimum:,})"
+        )
     print(f"\n  golden events: {len(m.golden_events)}; files:")
     for name, digest in m.files.items():
         size = (Path(args.bundle) / name).stat().st_size

@@ -6,6 +6,7 @@
 """
 
 from ocsf_detect_tools.simulate.attacks import ATTACK_TYPES
+from ocsf_detect_tools.simulate.endpoint import ATTACK_TYPES as ENDPOINT_ATTACK_TYPES
 from ocsf_detect_tools.simulate.organisation import Organisation, build_organisation
 from ocsf_detect_tools.simulate.traffic import (
     BENIGN,
@@ -23,6 +24,7 @@ __all__ = [
     "BENIGN",
     "DEFAULT_DAYS",
     "DEFAULT_START_MS",
+    "ENDPOINT_ATTACK_TYPES",
     "Label",
     "Organisation",
     "Traffic",

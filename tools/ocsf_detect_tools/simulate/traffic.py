@@ -28,6 +28,7 @@ from typing import Any, Final
 import orjson
 
 from ocsf_detect_tools.simulate import attacks as attack_injectors
+from ocsf_detect_tools.simulate.endpoint import endpoint_events
 from ocsf_detect_tools.simulate.organisation import (
     BACKGROUND_INTENSITY,
     DAY_MS,
@@ -66,6 +67,8 @@ DEFAULT_DAYS: Final = 7.0
 # Share of each OCSF class in benign traffic: Network 55 %, DNS 30 %, Authentication 15 %.
 _NETWORK_SHARE: Final = 0.55
 _DNS_SHARE: Final = 0.30
+# Share of the web, endpoint and identity sources (``endpoint``) where they are generated.
+ENDPOINT_SHARE: Final = 0.3
 # Failure rate of people's own logons (typos, expired passwords): about 3 % of all logons.
 BENIGN_AUTH_FAILURE_RATE: Final = 0.045
 
@@ -101,6 +104,7 @@ def generate_traffic(
     days: float | None = None,
     attack_fraction: float = 0.03,
     org_seed: int = 1,
+    endpoint: bool = False,
 ) -> Traffic:
     """``n_events`` labeled OCSF events over ``days`` of simulated time from ``start_ms``.
 
@@ -108,6 +112,12 @@ def generate_traffic(
     spread over the five types of ``attacks.ATTACK_TYPES``. ``org_seed`` fixes the
     organisation, ``seed`` the traffic: a baseline and a live set with different seeds
     describe the same hosts, users and names. Defaults: 7 days from 2026-03-02T00:00Z.
+
+    ``endpoint``: also the web, endpoint and identity sources (``endpoint``: HTTP,
+    Process, File System Activity and Account Change, with their four attack types), as
+    ``ENDPOINT_SHARE`` of the events and of the attacks. They draw from a random source
+    of their own: the network, DNS and authentication events stay those of the same
+    arguments without them, fewer in number.
 
     Raises ``ValueError`` for a negative count, an empty window or a fraction outside
     [0, 1).
@@ -126,12 +136,26 @@ def generate_traffic(
     rng = random.Random(seed)
     factory = EventFactory(rng)
     n_attack = round(n_events * attack_fraction) if attacks else 0
+    n_extra = round(n_events * ENDPOINT_SHARE) if endpoint else 0
+    extra_attack = round(n_attack * ENDPOINT_SHARE) if endpoint else 0
+    n_events, n_attack = n_events - n_extra, n_attack - extra_attack
     with _cyclic_gc_paused():
         benign = _BenignTraffic(org, rng, factory).generate(n_events - n_attack, start, end)
         malicious = attack_injectors.inject_attacks(
             org, rng, factory=factory, start_ms=start, end_ms=end, n_attack=n_attack
         )
         pairs = [(event, BENIGN) for event in benign] + malicious
+        if endpoint:
+            own = random.Random(f"ocsf-detect-endpoint:{seed}")
+            pairs += endpoint_events(
+                org,
+                own,
+                EventFactory(own),
+                start_ms=start,
+                end_ms=end,
+                n_benign=n_extra - extra_attack,
+                n_attack=extra_attack,
+            )
         pairs.sort(key=lambda pair: pair[0]["time"])  # stable: ties keep generation order
         events = [event for event, _ in pairs]
         labels = [

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ocsf_detect.detector.calibrate import SeverityBand
 from ocsf_detect.detector.surprise import IsolationInfo, Tail
 from ocsf_detect.features.spec import ClassSpec
+from ocsf_detect.ocsf.outcomes import UnsupportedReason
 
 # 2: index built on the distinct-behaviour net; 3: the indexed vectors ship beside the
 # index (exact re-check of alerts); 4: feature specs may hold ``novel_amount`` features;
 # 5: two views (k-NN distance and isolation trees) summed as surprises, the indexed
-# vectors read from the index file itself. Formats 1 to 4 still load.
-FORMAT_VERSION = 6
+# vectors read from the index file itself. Formats 1 to 4 still load. 7: a model's spec
+# may be derived (``spec_origin``), and the summary names the classes left unmodelled.
+FORMAT_VERSION = 7
 MANIFEST_NAME = "manifest.json"
 
 
@@ -84,6 +86,9 @@ class ClassModel(_Strict):
     class_uid: int
     class_name: str
     features: ClassSpec
+    # curated: a spec written for the class (tools' specs.py); derived: made at train
+    # from the baseline and the OCSF schema. The runtime reads both the same way.
+    spec_origin: Literal["curated", "derived"] = "curated"
     model: ModelIO
     index: IndexInfo
     # format 5: the isolation view and the tails; absent, the score is the k-NN distance
@@ -106,6 +111,15 @@ class GoldenEvent(_Strict):
     is_anomaly: bool
 
 
+class UnmodelledClass(_Strict):
+    """A class the baseline held but the bundle has no model for, and why: the scorer
+    tells its events' outcome the same (``ocsf.outcomes.UnsupportedReason``)."""
+
+    reason: UnsupportedReason
+    baseline_events: int
+    minimum: int
+
+
 class TrainingSummary(_Strict):
     events: int
     events_per_class: dict[str, int]
@@ -114,6 +128,8 @@ class TrainingSummary(_Strict):
     time_min_ms: int | None
     time_max_ms: int | None
     sources: list[str]
+    # key: str(class_uid); absent in bundles from before derived specs
+    unmodelled: dict[str, UnmodelledClass] = Field(default_factory=dict)
 
 
 class Manifest(_Strict):

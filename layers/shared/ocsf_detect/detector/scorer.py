@@ -105,11 +105,15 @@ def outcome_dict(outcome: Outcome) -> dict[str, Any]:
     if isinstance(outcome, Scored):
         return outcome.as_dict()
     if isinstance(outcome, Unsupported):
-        return {
+        out: dict[str, Any] = {
             "status": outcome.status,
             "class_uid": outcome.class_uid,
             "class_name": class_name(outcome.class_uid),
         }
+        if outcome.reason is not None:  # the bundle says why the class has no model
+            out["reason"] = outcome.reason.value
+            out["baseline_events"] = outcome.baseline_events
+        return out
     return {"status": outcome.status, **outcome.as_dict()}
 
 
@@ -195,7 +199,13 @@ class Detector:
         self.load_ms = load_ms
         self._classes = loaded
         self._pipelines = {uid: FeaturePipeline(c.info.features) for uid, c in loaded.items()}
-        self.parser = EventParser({uid: p.plan for uid, p in self._pipelines.items()})
+        self.parser = EventParser(
+            {uid: p.plan for uid, p in self._pipelines.items()},
+            unsupported={
+                int(uid): Unsupported(int(uid), u.reason, u.baseline_events)
+                for uid, u in manifest.training.unmodelled.items()
+            },
+        )
         self.times = StageTimes()
         self.rechecks = RecheckCounts()
 

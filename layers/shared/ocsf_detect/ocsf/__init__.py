@@ -1,6 +1,13 @@
 """Reading OCSF events: decoding, limits, class dispatch and explicit outcomes."""
 
-from ocsf_detect.ocsf.outcomes import Parsed, ParseOutcome, Rejected, RejectReason, Unsupported
+from ocsf_detect.ocsf.outcomes import (
+    Parsed,
+    ParseOutcome,
+    Rejected,
+    RejectReason,
+    Unsupported,
+    UnsupportedReason,
+)
 from ocsf_detect.ocsf.parser import EventParser, decode_event
 
 __all__ = [
@@ -10,5 +17,6 @@ __all__ = [
     "RejectReason",
     "Rejected",
     "Unsupported",
+    "UnsupportedReason",
     "decode_event",
 ]

@@ -8,9 +8,26 @@ NETWORK_ACTIVITY: Final = 4001
 DNS_ACTIVITY: Final = 4003
 AUTHENTICATION: Final = 3002
 API_ACTIVITY: Final = 6003
+HTTP_ACTIVITY: Final = 4002
+PROCESS_ACTIVITY: Final = 1007
+ACCOUNT_CHANGE: Final = 3001
+FILE_SYSTEM_ACTIVITY: Final = 1001
 DETECTION_FINDING: Final = 2004
 
-SUPPORTED_CLASSES: Final = frozenset({NETWORK_ACTIVITY, DNS_ACTIVITY, AUTHENTICATION, API_ACTIVITY})
+# The classes with a curated feature spec. A bundle may score others too, on specs
+# derived at train: what a bundle scores is the list of its models (manifest.classes).
+SUPPORTED_CLASSES: Final = frozenset(
+    {
+        NETWORK_ACTIVITY,
+        DNS_ACTIVITY,
+        AUTHENTICATION,
+        API_ACTIVITY,
+        HTTP_ACTIVITY,
+        PROCESS_ACTIVITY,
+        ACCOUNT_CHANGE,
+        FILE_SYSTEM_ACTIVITY,
+    }
+)
 
 # The OCSF 1.x core event classes (schema.ocsf.io), so that an event of a class without a
 # model is named in outcomes; the scored ones are above.

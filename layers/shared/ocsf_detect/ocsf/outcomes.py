@@ -44,11 +44,22 @@ class Parsed:
     status: Literal["parsed"] = "parsed"
 
 
+class UnsupportedReason(StrEnum):
+    """Why a class has no model, where the bundle knows (stable codes, like reasons)."""
+
+    # The class was in the baseline, with fewer events than train's minimum for a model.
+    TOO_FEW_BASELINE_EVENTS = "too_few_baseline_events"
+
+
 @dataclass(frozen=True, slots=True)
 class Unsupported:
-    """A well-formed OCSF event of a class the detector does not score."""
+    """A well-formed OCSF event of a class the detector does not score. ``reason`` and
+    ``baseline_events`` say why, when the bundle's training recorded it (a class seen in
+    the baseline below the minimum); None for a class the baseline never held."""
 
     class_uid: int
+    reason: UnsupportedReason | None = None
+    baseline_events: int | None = None
     status: Literal["unsupported"] = "unsupported"
 
 

@@ -118,8 +118,12 @@ class EventParser:
     'parsed'
     """
 
-    def __init__(self, plans: Mapping[int, FieldPlan]) -> None:
+    def __init__(
+        self, plans: Mapping[int, FieldPlan], unsupported: Mapping[int, Unsupported] | None = None
+    ) -> None:
         self._plans = dict(plans)
+        # Classes the bundle knows it cannot score, with why: one outcome object each.
+        self._unsupported = dict(unsupported or {})
 
     @property
     def classes(self) -> frozenset[int]:
@@ -154,7 +158,7 @@ class EventParser:
                 return class_uid
         plan = self._plans.get(class_uid)
         if plan is None:
-            return Unsupported(class_uid)
+            return self._unsupported.get(class_uid) or Unsupported(class_uid)
         time_ms = event.get("time")
         if type(time_ms) is not int or not MIN_PLAUSIBLE_MS <= time_ms <= MAX_PLAUSIBLE_MS:
             time_ms = _coerce_time(event)
