@@ -25,6 +25,7 @@ from ocsf_detect.features.spec import (
 )
 from ocsf_detect.ocsf import EventParser, Parsed, Unsupported, UnsupportedReason
 from ocsf_detect_tools.build import build_bundle
+from ocsf_detect_tools.cli.score import outcome_record
 from ocsf_detect_tools.config import DetectorConfig
 from ocsf_detect_tools.derived_specs import DeriveSettings, derive_spec
 from ocsf_detect_tools.schema import OcsfSchema
@@ -237,6 +238,9 @@ def test_train_on_ten_classes_builds_ten_models_and_scores_them(tmp_path: Path):
         "reason": "too_few_baseline_events",
         "baseline_events": 30,
     }
+    record = outcome_record(detector, 1, small_outcome)  # what `score` writes
+    assert record["reason"] == "too_few_baseline_events"
+    assert "held 30 of its events, a model needs 200" in record["message"]
 
 
 def test_derivation_can_be_turned_off(tmp_path: Path):

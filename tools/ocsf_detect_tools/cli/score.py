@@ -68,10 +68,20 @@ def read_events(path: Path) -> list[bytes]:
 
 
 def unsupported_reason(detector: Any, class_uid: int) -> dict[str, str]:
-    """Why an event of ``class_uid`` was not scored: the bundle has no model for it."""
+    """Why an event of ``class_uid`` was not scored: the bundle has no model for it,
+    because its baseline held too few of the class's events (``too_few_baseline_events``,
+    from the manifest) or none (``no_model``)."""
     from ocsf_detect.ocsf.classes import class_name
 
     models = ", ".join(f"{m.class_uid} {m.class_name}" for m in detector.manifest.models.values())
+    small = detector.manifest.training.unmodelled.get(str(class_uid))
+    if small is not None:
+        return {
+            "reason": small.reason.value,
+            "message": f"this bundle has no model for class {class_uid} "
+            f"({class_name(class_uid)}): its baseline held {small.baseline_events} of its "
+            f"events, a model needs {small.minimum}; it scores {models}",
+        }
     return {
         "reason": "no_model",
         "message": f"this bundle has no model for class {class_uid} "
