@@ -25,6 +25,7 @@ from ocsf_detect.features.spec import (
 )
 from ocsf_detect.ocsf import EventParser, Parsed, Unsupported, UnsupportedReason
 from ocsf_detect_tools.build import build_bundle
+from ocsf_detect_tools.cli import main
 from ocsf_detect_tools.cli.score import outcome_record
 from ocsf_detect_tools.config import DetectorConfig
 from ocsf_detect_tools.derived_specs import DeriveSettings, derive_spec
@@ -253,3 +254,36 @@ def test_derivation_can_be_turned_off(tmp_path: Path):
     assert manifest.training.unmodelled == {}
     counts = Counter(manifest.training.events_per_class)
     assert "4004" not in counts
+
+
+def test_train_and_inspect_name_each_spec_and_the_classes_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # Given a baseline of one class without a curated spec and one with too few events
+    rng = random.Random(6)
+    events = [dhcp_event(rng, i) for i in range(220)]
+    events += [{**dhcp_event(rng, i), "class_uid": 4007} for i in range(25)]
+    baseline = tmp_path / "base.jsonl"
+    baseline.write_bytes(b"\n".join(orjson.dumps(e) for e in events))
+    config = tmp_path / "detector.toml"
+    config.write_text(
+        "min_derived_events = 200\n[train]\nmax_steps = 8\nepochs = 1\nwidth = 16\ndim = 8\n"
+        "blocks = 1\n[index]\nrecall_sample = 50\nef_construction = 32\nM = 8\n"
+    )
+    # When train builds a bundle and inspect reads it
+    bundle = tmp_path / "bundle"
+    assert main(["train", "--events", str(baseline), "--out", str(bundle),
+                 "--config", str(config)]) == 0  # fmt: skip
+    trained = capsys.readouterr().out
+    assert main(["inspect", str(bundle)]) == 0
+    inspected = capsys.readouterr().out
+    # Then both say which spec the model has and why the small class has none
+    assert "class 4004 DHCP Activity: " in trained
+    assert "derived spec" in trained
+    assert (
+        "class 4007 SSH Activity: unsupported, too_few_baseline_events "
+        "(25 baseline events, a model needs 200)" in trained
+    )
+    assert "spec: derived, baseline 220 events" in inspected
+    assert "lease_dur" in inspected  # the features are listed
+    assert "class 4007 SSH Activity: unsupported (too_few_baseline_events" in inspected

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from ocsf_detect.detector.archive import write_archive
+    from ocsf_detect.ocsf.classes import class_name
     from ocsf_detect_tools.build import BuildError, build_bundle, out_dir_problem
     from ocsf_detect_tools.cli import one_line
     from ocsf_detect_tools.cli.progress import TrainingProgress
@@ -94,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
     for m in manifest.models.values():
         print(
             f"  class {m.class_uid} {m.class_name}: {m.training.events:,} events, "
-            f"threshold {m.threshold:.4f}, recall@{m.index.k} {m.index.recall_at_k:.3f}"
+            f"threshold {m.threshold:.4f}, recall@{m.index.k} {m.index.recall_at_k:.3f}, "
+            f"{m.spec_origin} spec"
+        )
+    for uid, small in sorted(manifest.training.unmodelled.items(), key=lambda kv: int(kv[0])):
+        print(
+            f"  class {uid} {class_name(int(uid))}: unsupported, {small.reason.value} "
+            f"({small.baseline_events:,} baseline events, a model needs {small.minimum:,})"
         )
     sources = " ".join(map(str, args.events))
     return rejected_status(manifest.training.rejected, len(lines), args.max_rejected, sources)
