@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
             f"1/4 generating {args.baseline_events:,} baseline and {args.live_events:,} "
             "live events (with injected attacks)"
         )
-        # every source the generator knows: network, DNS, authentication, web, endpoint
-        # and identity (seven classes)
+        # every source the generator knows: network, DNS, authentication, web,
+        # endpoint, identity and cloud (eight classes)
         base = generate_traffic(args.baseline_events, seed=1, attacks=False, endpoint=True)
         live = generate_traffic(args.live_events, seed=2, attacks=True, endpoint=True)
         base_path, live_path = out / "baseline.jsonl.gz", out / "live.jsonl.gz"

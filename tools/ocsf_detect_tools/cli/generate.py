@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Generate deterministic synthetic OCSF events of one simulated organisation, "
             "with labeled attacks: Network Activity, DNS Activity and Authentication, and "
             "(unless --sources network) HTTP Activity, Process Activity, File System "
-            "Activity and Account Change from its web, endpoint and identity sources."
+            "Activity, Account Change and API Activity from its web, endpoint, identity and "
+            "cloud sources."
         ),
     )
     parser.add_argument(

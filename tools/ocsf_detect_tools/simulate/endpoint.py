@@ -1,8 +1,9 @@
-"""Web, endpoint and identity sources of the simulated organisation, with their attacks.
+"""Web, endpoint, identity and cloud sources of the simulated organisation, with attacks.
 
 HTTP Activity (4002) from the DMZ web server's load balancer, Process Activity (1007)
 and File System Activity (1001) from the workstations' EDR, Account Change (3001) from
-the identity provider. Benign activity is drawn in working-hour-shaped time like the
+the identity provider, API Activity (6003) from the cloud account's audit trail (benign
+only). Benign activity is drawn in working-hour-shaped time like the
 network traffic (``traffic``); four attack types are mixed in, each labeled:
 
 - ``office_encoded_powershell``: an Office application starts PowerShell with an
@@ -49,6 +50,10 @@ FILE_SYSTEM_ACTIVITY: Final = EventClass(
     "System Activity",
     {1: "Create", 2: "Read", 3: "Update", 4: "Delete", 5: "Rename"},
 )
+API_ACTIVITY: Final = EventClass(
+    6003, "API Activity", 6, "Application Activity",
+    {1: "Create", 2: "Read", 3: "Update", 4: "Delete"},
+)  # fmt: skip
 ACCOUNT_CHANGE: Final = EventClass(
     3001,
     "Account Change",
@@ -68,8 +73,9 @@ ACCOUNT_CHANGE: Final = EventClass(
 LOAD_BALANCER: Final = Product("HAProxy", "HAProxy Technologies", "access")
 EDR: Final = Product("Sysmon", "Microsoft", "Microsoft-Windows-Sysmon/Operational")
 IDP: Final = Product("Okta", "Okta", "system_log")
+CLOUDTRAIL: Final = Product("CloudTrail", "AWS", "CloudTrail")
 
-CLASSES: Final = (4002, 1007, 3001, 1001)
+CLASSES: Final = (4002, 1007, 3001, 1001, 6003)
 ATTACK_TYPES: Final = (
     "office_encoded_powershell",
     "web_shell",
@@ -77,7 +83,7 @@ ATTACK_TYPES: Final = (
     "mass_file_rename",
 )
 # Share of each class among these sources' benign events.
-_SHARES: Final = ((4002, 0.36), (1007, 0.30), (3001, 0.08), (1001, 0.26))
+_SHARES: Final = ((4002, 0.32), (1007, 0.27), (3001, 0.08), (1001, 0.23), (6003, 0.10))
 _METHOD_ACTIVITY: Final = {"GET": 3, "HEAD": 4, "OPTIONS": 5, "POST": 6, "PUT": 7}
 
 _BROWSERS: Final = (
@@ -192,6 +198,19 @@ _FILE_WORK: Final = (
     ("explorer.exe", "Desktop", ("lnk", "txt", "docx"), 0.10),
     ("teams.exe", "AppData\\Roaming\\Microsoft\\Teams", ("json", "log"), 0.10),
 )
+# (service, operation, activity_id, weight): the cloud account's everyday API calls
+_API_CALLS: Final = (
+    ("s3.amazonaws.com", "GetObject", 2, 0.30),
+    ("s3.amazonaws.com", "PutObject", 1, 0.12),
+    ("s3.amazonaws.com", "ListBucket", 2, 0.10),
+    ("ec2.amazonaws.com", "DescribeInstances", 2, 0.15),
+    ("logs.amazonaws.com", "PutLogEvents", 1, 0.15),
+    ("sts.amazonaws.com", "AssumeRole", 2, 0.08),
+    ("lambda.amazonaws.com", "Invoke", 2, 0.06),
+    ("ec2.amazonaws.com", "StartInstances", 3, 0.02),
+    ("dynamodb.amazonaws.com", "Query", 2, 0.02),
+)
+_API_AGENTS: Final = ("aws-cli/2.15.30 Python/3.11.8", "Boto3/1.34.50 Python/3.12.2", "console")
 _ADMIN_POLICIES: Final = ("Domain Admins", "AdministratorAccess", "Global Administrator")
 _USER_POLICIES: Final = ("VPN Users", "Sales Share", "Engineering Share", "Wiki Editors")
 
@@ -409,6 +428,7 @@ class _Sources:
             1007: self._benign_process,
             3001: self._benign_account,
             1001: self._benign_file,
+            6003: self._benign_api,
         }
         return [makers[c]() for c in rng.choices(classes, weights=weights, k=n)]
 
@@ -460,6 +480,33 @@ class _Sources:
         activity = rng.choices((1, 2, 4, 5, 7, 8), weights=(0.1, 0.1, 0.4, 0.1, 0.2, 0.1))[0]
         policy = rng.choice(_USER_POLICIES) if activity in (7, 8) else None
         return self.account(t, admin, target, activity, policy)
+
+    def _benign_api(self) -> dict[str, Any]:
+        rng = self.rng
+        service, operation, activity, _ = rng.choices(
+            _API_CALLS, weights=[c[3] for c in _API_CALLS]
+        )[0]
+        automated = rng.random() < 0.6  # pipelines and services, around the clock
+        if automated:
+            actor = rng.choice(self.org.service_accounts)
+            t, src, agent = rng.randrange(self.start, self.end), self.web.ip, _API_AGENTS[1]
+        else:
+            actor = rng.choice(self.admins + self.people[:10])
+            t, src = self._work_time(), self.org.egress_ip
+            agent = rng.choice((_API_AGENTS[0], _API_AGENTS[2]))
+        event = self._base(API_ACTIVITY, activity, t, CLOUDTRAIL)
+        event.update(
+            {
+                "actor": {"user": {"name": actor.name, "type": "IAMUser", "uid": actor.uid}},
+                "api": {"operation": operation, "service": {"name": service}},
+                "src_endpoint": {"ip": src},
+                "http_request": {"user_agent": agent},
+                "cloud": {"provider": "AWS", "region": "eu-west-1"},
+                "resources": [{"type": service.split(".")[0], "uid": f"res-{rng.randrange(40)}"}],
+                "status_id": 1 if rng.random() < 0.98 else 2,
+            }
+        )
+        return event
 
     # -- attacks --------------------------------------------------------------------------
     def office_powershell(self, n: int) -> list[dict[str, Any]]:

@@ -113,8 +113,8 @@ def generate_traffic(
     organisation, ``seed`` the traffic: a baseline and a live set with different seeds
     describe the same hosts, users and names. Defaults: 7 days from 2026-03-02T00:00Z.
 
-    ``endpoint``: also the web, endpoint and identity sources (``endpoint``: HTTP,
-    Process, File System Activity and Account Change, with their four attack types), as
+    ``endpoint``: also the web, endpoint, identity and cloud sources (``endpoint``: HTTP,
+    Process, File System and API Activity and Account Change, with four attack types), as
     ``ENDPOINT_SHARE`` of the events and of the attacks. They draw from a random source
     of their own: the network, DNS and authentication events stay those of the same
     arguments without them, fewer in number.
