@@ -43,6 +43,26 @@ class Neighbor(_Out):
     distance: float = Field(description="distance in the embedding space")
 
 
+class Reason(_Out):
+    """One reason an anomaly fired: a feature far from the class's normal baseline."""
+
+    feature: str = Field(description="feature name, e.g. bytes_out or user_from_ip")
+    path: str = Field(description="the OCSF attribute it reads, e.g. traffic.bytes_out")
+    value: Any = Field(description="the event's value (a pair for a pair feature; null: absent)")
+    typical: Any = Field(
+        description="the baseline's typical value: its median, the most common category, "
+        "or how often a value is typically seen"
+    )
+    deviation: float = Field(
+        description="how far from typical, in robust standard deviations (a value never seen "
+        "in the baseline counts 6, an absent one 3)"
+    )
+    text: str = Field(
+        description="the reason in words, e.g. 'bytes_out 2.1 GB, typical 40.0 KB'",
+        examples=["src_endpoint.ip 203.0.113.9 never seen in the baseline"],
+    )
+
+
 class ScoredResult(_Out):
     status: Literal["scored"]
     class_uid: int
@@ -53,6 +73,11 @@ class ScoredResult(_Out):
     severity_id: int = Field(description="OCSF severity_id from the bundle's severity bands")
     severity: str
     neighbors: list[Neighbor] = Field(description="nearest normal events, nearest first")
+    explanation: list[Reason] = Field(
+        default_factory=list,
+        description="for an anomaly, the features that differ most from the baseline, most "
+        "different first (empty when nothing stands out alone, and for normal events)",
+    )
 
 
 class UnsupportedResult(_Out):
@@ -123,6 +148,55 @@ class BatchPrediction(_Out):
     latency_ms: float
 
 
+class FeedbackRequest(BaseModel):
+    """The body of POST /v1/feedback: an analyst's verdict on a finding, with the finding
+    as it was received (its evidence holds the source event) or the source event itself."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "finding_uid": "0b8e6c52-3f1d-5a8e-9c1b-2f4d6e8a0c13",
+                    "verdict": "benign",
+                    "note": "nightly backup to the new NAS",
+                    "event": EXAMPLE_EVENT,
+                }
+            ]
+        },
+    )
+
+    finding_uid: str = Field(
+        pattern=r"^[0-9A-Za-z._:-]{1,128}$",
+        description="finding_info.uid of the Detection Finding judged",
+    )
+    verdict: Literal["benign", "malicious"] = Field(
+        description="benign: events like this one stop alerting (the feedback overlay); "
+        "malicious: kept as a label for `ocsf-detect evaluate`"
+    )
+    note: str | None = Field(default=None, max_length=2000, description="the analyst's note")
+    finding: dict[str, Any] | None = Field(
+        default=None,
+        description="the Detection Finding as published (SNS message or EventBridge detail); "
+        "its finding_info.uid must be finding_uid and its evidence must not be trimmed",
+    )
+    event: dict[str, Any] | None = Field(
+        default=None, description="the source event, instead of the finding"
+    )
+
+
+class FeedbackResult(_Out):
+    """The answer to POST /v1/feedback: what was recorded."""
+
+    finding_uid: str
+    verdict: Literal["benign", "malicious"]
+    class_uid: int
+    bundle_version: str = Field(description="the bundle whose embedding the overlay holds")
+    overlay_vectors: int = Field(
+        description="judged-benign vectors of this class in the overlay, this one included"
+    )
+
+
 class Health(_Out):
     """Liveness is the 200 itself; readiness is `ready` (the bundle is loaded)."""
 
@@ -174,6 +248,8 @@ ErrorCode = Literal[
     "method_not_allowed",
     "internal_error",
     "bundle_unavailable",
+    "invalid_feedback",
+    "feedback_unavailable",
 ]
 """Every `error` code the API answers with; docs/api.md says when each is sent."""
 
@@ -186,8 +262,8 @@ class ErrorBody(_Out):
             "stable error code: 400 invalid_json, empty_body; 404 not_found; "
             "405 method_not_allowed; 413 payload_too_large, too_large (an event over "
             "OCSF_DETECT_MAX_EVENT_BYTES); 415 unsupported_media_type; "
-            "422 validation_error, unsupported_class, rejected_event; 500 internal_error; "
-            "503 bundle_unavailable"
+            "422 validation_error, unsupported_class, rejected_event, invalid_feedback; "
+            "500 internal_error; 503 bundle_unavailable, feedback_unavailable"
         )
     )
     message: str

@@ -88,6 +88,7 @@ def test_predict_answers_every_documented_field(api, detector):
         "severity_id",
         "severity",
         "neighbors",
+        "explanation",
         "bundle_version",
         "latency_ms",
     }

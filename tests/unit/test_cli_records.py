@@ -19,6 +19,7 @@ RECORD_FIELDS = {
     "severity_id",
     "severity",
     "neighbors",
+    "explanation",
     "uid",
 }
 

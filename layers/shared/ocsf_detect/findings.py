@@ -13,6 +13,9 @@ Where things are (see docs/stream.md):
   threshold; ``risk_score`` is that ratio on a 0-100 scale (50 = on the threshold);
 - ``unmapped.nearest_baseline``: the nearest normal baseline events (uid, distance), the
   explanation of the score;
+- ``unmapped.explanation``: the features that differ most from the baseline (feature,
+  path, value, typical, deviation, text; ``detector.explain``), most different first;
+  their texts also end ``finding_info.desc``;
 - ``unmapped.source``: shard id, sequence number and sub-record index of the event;
 - ``unmapped.ocsf_detect_trimmed``: present (true) when the evidence was cut to fit.
 """
@@ -22,11 +25,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import orjson
 
+from ocsf_detect.detector.explain import Reason
 from ocsf_detect.detector.scorer import Scored
 from ocsf_detect.ocsf.classes import class_name
 
@@ -100,6 +104,20 @@ def event_uid_of(event: Mapping[str, Any]) -> str | None:
     return None
 
 
+def why_text(reasons: Sequence[Reason]) -> str:
+    """The sentence a finding's description ends with.
+
+    >>> why_text([])
+    'No single feature stands out: the combination is unusual (see the nearest baseline events).'
+    """
+    if not reasons:
+        return (
+            "No single feature stands out: the combination is unusual "
+            "(see the nearest baseline events)."
+        )
+    return "Why: " + "; ".join(r.text for r in reasons) + "."
+
+
 def build_finding(
     scored: Scored,
     *,
@@ -119,6 +137,7 @@ def build_finding(
     )
     source_class = class_name(scored.class_uid)
     ratio = scored.score / scored.threshold if scored.threshold > 0 else float("inf")
+    reasons = scored.explanation
     return {
         "class_uid": FINDING_CLASS_UID,
         "class_name": "Detection Finding",
@@ -139,7 +158,8 @@ def build_finding(
             "title": f"Anomalous {source_class} event",
             "desc": (
                 f"A {source_class} event (class_uid {scored.class_uid}) is {ratio:.2f}x the "
-                f"anomaly threshold of its class: it is far from every normal baseline event."
+                f"anomaly threshold of its class: it is far from every normal baseline event. "
+                + why_text(reasons)
             ),
             "types": ["Anomaly", source_class],
             "created_time": created_ms,
@@ -169,6 +189,7 @@ def build_finding(
             "threshold": scored.threshold,
             "source_class_uid": scored.class_uid,
             "nearest_baseline": [{"uid": n, "distance": d} for n, d in scored.neighbors],
+            "explanation": [r.as_dict() for r in reasons],
             "source": {
                 "shard_id": shard_id,
                 "sequence_number": sequence_number,

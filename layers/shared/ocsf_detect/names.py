@@ -107,3 +107,14 @@ REGISTRY_ARCHIVE_NAME: Final = "bundle.zip"
 REGISTRY_MANIFEST_NAME: Final = "manifest.json"
 REGISTRY_META_MANIFEST_SHA256: Final = "manifest-sha256"
 """S3 user metadata on both objects: sha256 (hex) of the published manifest.json."""
+
+# --- Analyst feedback (verdicts and the overlay of judged-benign embeddings) -------------
+ENV_FEEDBACK_BUCKET: Final = "OCSF_DETECT_FEEDBACK_BUCKET"
+"""Bucket of verdicts and overlay vectors (``ocsf_detect.feedback``); unset: no feedback."""
+ENV_FEEDBACK_REFRESH_S: Final = "OCSF_DETECT_FEEDBACK_REFRESH_S"
+"""Seconds between two reads of the overlay by a function (default 60)."""
+FEEDBACK_KEY_PREFIX: Final = "feedback/"
+"""Every feedback object is under this prefix; the functions' grants name exactly it."""
+METRIC_FEEDBACK_SILENCED: Final = "FeedbackSilenced"  # would have alerted; a verdict said benign
+METRIC_FEEDBACK_VERDICTS: Final = "FeedbackVerdicts"  # verdicts the API recorded
+METRIC_OVERLAY_VECTORS: Final = "OverlayVectors"  # judged-benign vectors the scorer searches

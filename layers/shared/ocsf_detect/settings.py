@@ -68,3 +68,18 @@ class EventSettings(BundleSettings):
         description="largest event accepted, in bytes of its JSON (at most 1 MiB, the "
         "Kinesis record cap); a larger one is rejected as too_large",
     )
+    feedback_bucket: str | None = Field(
+        default=None,
+        validation_alias=names.ENV_FEEDBACK_BUCKET,
+        min_length=3,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="bucket of analysts' verdicts and the overlay of judged-benign "
+        "embeddings (ocsf_detect.feedback); unset, scoring uses the bundle alone",
+    )
+    feedback_refresh_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        validation_alias=names.ENV_FEEDBACK_REFRESH_S,
+        description="seconds between two reads of the overlay",
+    )

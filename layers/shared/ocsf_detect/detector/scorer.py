@@ -17,6 +17,7 @@ import numpy as np
 
 from ocsf_detect.detector.bundle import LoadedClass, embedding_of, load_bundle
 from ocsf_detect.detector.calibrate import SEVERITY_NAMES, severity_ids
+from ocsf_detect.detector.explain import Explainer, ExplanationTable, Reason
 from ocsf_detect.detector.index import (
     RECHECK_MIN,
     RECHECK_SHARE,
@@ -26,6 +27,7 @@ from ocsf_detect.detector.index import (
     recheck,
 )
 from ocsf_detect.detector.manifest import Manifest
+from ocsf_detect.detector.overlay import FeedbackOverlay, overlay_scores
 from ocsf_detect.detector.surprise import IsolationTrees, Tail, combined
 from ocsf_detect.features.pipeline import FeaturePipeline
 from ocsf_detect.gcpause import gc_paused
@@ -34,7 +36,7 @@ from ocsf_detect.ocsf.outcomes import Parsed, Rejected, Unsupported
 from ocsf_detect.ocsf.parser import EventParser, check_object
 
 EXPLAIN_NEIGHBORS = 3
-STAGES = ("decode", "features", "onnx", "knn", "threshold")
+STAGES = ("decode", "features", "onnx", "knn", "threshold", "explain")
 
 
 class NeighborTable:
@@ -62,7 +64,8 @@ class NeighborTable:
 @dataclass(slots=True)
 class Scored:
     """A scored event. ``neighbors``: (baseline event id, distance) of the nearest normal
-    events, nearest first, to explain the score."""
+    events, nearest first, to explain the score; ``explanation``: for an anomaly, the
+    features that differ most from the baseline (``detector.explain``), else empty."""
 
     class_uid: int
     time_ms: int
@@ -74,6 +77,7 @@ class Scored:
     table: NeighborTable
     row: int
     status: Literal["scored"] = "scored"
+    reasons: ExplanationTable | None = None
 
     @property
     def severity(self) -> str:
@@ -82,6 +86,11 @@ class Scored:
     @property
     def neighbors(self) -> list[tuple[str, float]]:
         return self.table.row(self.row)
+
+    @property
+    def explanation(self) -> list[Reason]:
+        """Why an anomaly fired (``detector.explain``); empty for a normal event."""
+        return self.reasons.row(self.row) if self.reasons is not None else []
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +103,7 @@ class Scored:
             "severity_id": self.severity_id,
             "severity": self.severity,
             "neighbors": [{"id": i, "distance": d} for i, d in self.neighbors],
+            "explanation": [r.as_dict() for r in self.explanation],
         }
 
 
@@ -147,6 +157,7 @@ class ServedScores:
     dists: np.ndarray
     rechecked: int
     unchecked: int
+    silenced: int = 0  # at or above the threshold by the bundle, below it by the overlay
 
 
 def isolation_of(
@@ -164,6 +175,7 @@ def serve_scores(
     tails: tuple[Tail, Tail] | None,
     threshold: float,
     mass: np.ndarray | None = None,
+    overlay_distance: np.ndarray | None = None,
 ) -> ServedScores:
     """Scores of a class batch as served (the build scores golden events with this too).
 
@@ -172,10 +184,17 @@ def serve_scores(
     are re-checked, a bounded number per batch so that a flood of anomalies cannot
     multiply the cost. ``exact``: (indexed vectors, their squared norms), read only
     when a re-check is needed. ``mass``: what each indexed behaviour stands for
-    (``index.knn_score``); None in bundles before format 6."""
+    (``index.knn_score``); None in bundles before format 6. ``overlay_distance``: each
+    event's distance to its nearest judged-benign vector (``detector.overlay``); the
+    score is then the smaller of the bundle's and the overlay's."""
     labels, dists = knn(index, emb, k)
     distance = knn_score(labels, dists, mass)
     scores = combined(distance, isolation, tails)
+    judged = None if overlay_distance is None else overlay_scores(overlay_distance, tails)
+    bundle_reached = None
+    if judged is not None:
+        bundle_reached = scores >= threshold
+        np.minimum(scores, judged, out=scores)
     reached = scores >= threshold
     above = int(reached.sum())
     rows = np.zeros(0, dtype=np.int64)
@@ -188,7 +207,12 @@ def serve_scores(
         scores[rows] = combined(
             distance[rows], None if isolation is None else isolation[rows], tails
         )
-    return ServedScores(scores, labels, dists, len(rows), above - len(rows))
+        if judged is not None:
+            scores[rows] = np.minimum(scores[rows], judged[rows])
+    silenced = 0
+    if bundle_reached is not None:
+        silenced = int((bundle_reached & (scores < threshold)).sum())
+    return ServedScores(scores, labels, dists, len(rows), above - len(rows), silenced)
 
 
 class Detector:
@@ -208,6 +232,9 @@ class Detector:
         )
         self.times = StageTimes()
         self.rechecks = RecheckCounts()
+        self._explainers: dict[int, Explainer] = {}
+        self.overlay: FeedbackOverlay | None = None
+        self.silenced = 0  # anomalies by the bundle that the overlay silenced, accumulated
 
     @classmethod
     def load(cls, bundle_dir: Path | str, *, threads: int = 1) -> Detector:
@@ -221,6 +248,36 @@ class Detector:
     @property
     def classes(self) -> list[int]:
         return sorted(self._classes)
+
+    @property
+    def dims(self) -> dict[int, int]:
+        """The embedding dimension of each class's model."""
+        return {uid: c.info.model.dim for uid, c in self._classes.items()}
+
+    def use_overlay(self, overlay: FeedbackOverlay | None) -> None:
+        """Search ``overlay`` (judged-benign embeddings of this bundle) beside the index
+        from the next batch on; None: the bundle alone."""
+        if overlay is not None and overlay.bundle_version != self.bundle_version:
+            raise ValueError(
+                f"the overlay is for bundle {overlay.bundle_version}, "
+                f"this detector runs {self.bundle_version}"
+            )
+        self.overlay = overlay
+
+    def embed_objects(self, events: Sequence[Any]) -> list[tuple[int, np.ndarray] | Outcome]:
+        """(class_uid, embedding) of each decoded event, or its outcome when it is not
+        scored (unsupported, rejected): what a verdict puts in the overlay."""
+        parsed = [self._parse_object(e) for e in events]
+        out: list[tuple[int, np.ndarray] | Outcome] = []
+        for p in parsed:
+            if not isinstance(p, Parsed):
+                out.append(p)
+                continue
+            loaded = self._classes[p.class_uid]
+            matrix = self._pipelines[p.class_uid].transform_parsed([p])
+            emb = embedding_of(loaded.session, loaded.info, matrix.numeric, matrix.categorical)
+            out.append((p.class_uid, emb[0]))
+        return out
 
     # -- batch scoring --------------------------------------------------------------------
     def score_batch(self, raws: Sequence[object]) -> list[Outcome]:
@@ -242,8 +299,11 @@ class Detector:
         problem = check_object(event)
         return problem if problem is not None else self.parser.parse_object(event)
 
-    def score_parsed(self, parsed: Sequence[Parsed | Unsupported | Rejected]) -> list[Outcome]:
-        """Score what the parser produced (one outcome per input, in order)."""
+    def score_parsed(
+        self, parsed: Sequence[Parsed | Unsupported | Rejected], *, feedback: bool = True
+    ) -> list[Outcome]:
+        """Score what the parser produced (one outcome per input, in order); without
+        ``feedback``, as the bundle alone scores (the release self-test)."""
         out: list[Outcome] = list(parsed)  # type: ignore[arg-type]  # Parsed replaced below
         by_class: dict[int, tuple[list[int], list[Parsed]]] = {}
         for i, p in enumerate(parsed):
@@ -253,11 +313,12 @@ class Detector:
                 items.append(p)
         with gc_paused():  # one outcome object per event: no cycles to collect
             for class_uid, (positions, items) in by_class.items():
-                for pos, scored in zip(positions, self._score_class(class_uid, items), strict=True):
+                scored_items = self._score_class(class_uid, items, feedback)
+                for pos, scored in zip(positions, scored_items, strict=True):
                     out[pos] = scored
         return out
 
-    def _score_class(self, class_uid: int, items: list[Parsed]) -> list[Scored]:
+    def _score_class(self, class_uid: int, items: list[Parsed], feedback: bool) -> list[Scored]:
         loaded = self._classes[class_uid]
         info = loaded.info
         t0 = time.perf_counter()
@@ -266,6 +327,8 @@ class Detector:
         emb = embedding_of(loaded.session, info, matrix.numeric, matrix.categorical)
         t2 = time.perf_counter()
         tails = (info.tails.knn, info.tails.isolation) if info.tails else None
+        overlay = self.overlay if feedback else None
+        overlay_distance = None if overlay is None else overlay.nearest(class_uid, emb)
         served = serve_scores(
             loaded.index,
             lambda: (loaded.vectors, loaded.vectors_sq),
@@ -275,10 +338,12 @@ class Detector:
             tails,
             info.threshold,
             loaded.mass,
+            overlay_distance,
         )
         labels, dists, scores = served.labels, served.dists, served.scores
         self.rechecks.rechecked += served.rechecked
         self.rechecks.unchecked += served.unchecked
+        self.silenced += served.silenced
         t3 = time.perf_counter()
         anomalous = scores >= info.threshold
         sev = severity_ids(scores, info.severity_bands)
@@ -297,10 +362,22 @@ class Detector:
             )
         ]
         t4 = time.perf_counter()
+        alerting = np.flatnonzero(anomalous)
+        if len(alerting):
+            explainer = self._explainers.get(class_uid)
+            if explainer is None:
+                explainer = self._explainers[class_uid] = Explainer(self._pipelines[class_uid])
+            reasons = ExplanationTable(
+                explainer, items, alerting, matrix.numeric, matrix.categorical
+            )
+            for r in alerting.tolist():
+                result[r].reasons = reasons
+        t5 = time.perf_counter()
         self.times.add("features", t1 - t0)
         self.times.add("onnx", t2 - t1)
         self.times.add("knn", t3 - t2)
         self.times.add("threshold", t4 - t3)
+        self.times.add("explain", t5 - t4)
         return result
 
     def pipeline(self, class_uid: int) -> FeaturePipeline:
@@ -310,6 +387,8 @@ class Detector:
     def selftest(self) -> dict[str, Any]:
         """Re-score the manifest's golden events: what a pre-traffic hook compares."""
         events = [g.event for g in self.manifest.golden_events]
-        outcomes = self.score_objects(events)
+        with gc_paused():
+            parsed = [self._parse_object(e) for e in events]
+        outcomes = self.score_parsed(parsed, feedback=False)
         scores = [o.score if isinstance(o, Scored) else None for o in outcomes]
         return {"bundle_version": self.bundle_version, "scores": scores}

@@ -1,0 +1,77 @@
+"""The feedback overlay: embeddings of events an analyst judged benign, searched beside the
+bundle's index so that events like them stop alerting without retraining.
+
+Pure numpy. The overlay is small (at most ``MAX_OVERLAY_VECTORS`` per class), so it is
+searched exactly: one matrix product per class batch.
+
+The rule (docs/model.md, "Feedback overlay"): a judged-benign vector stands for a whole
+neighbourhood of normal events. An event at distance ``d`` from the nearest one scores
+what an event whose k nearest baseline neighbours were all at ``d`` would score, with
+the same evidence for both views (the analyst vouched for the whole event, the features
+the isolation trees read included): with tails, ``2 x surprise_knn(d)``; without (bundle
+format 4 or older), ``d`` itself. The served score is the smaller of that and the
+bundle's own score, so the overlay can only silence alerts, never raise one, and an event
+far from every judged one scores exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ocsf_detect.detector.surprise import Tail
+
+MAX_OVERLAY_VECTORS = 10_000
+"""Vectors kept per class (the most recent verdicts win): exact search over this many
+costs less than the bundle's own k-NN query."""
+
+
+@dataclass(frozen=True)
+class FeedbackOverlay:
+    """Judged-benign embeddings per class, for one bundle version (embeddings depend on
+    the model, so an overlay never crosses bundle versions)."""
+
+    bundle_version: str
+    vectors: Mapping[int, np.ndarray] = field(default_factory=dict)  # class -> float32 [m, dim]
+
+    def __post_init__(self) -> None:
+        cleaned = {
+            int(uid): np.ascontiguousarray(v[-MAX_OVERLAY_VECTORS:], dtype=np.float32)
+            for uid, v in self.vectors.items()
+            if len(v)
+        }
+        object.__setattr__(self, "vectors", cleaned)
+
+    def count(self, class_uid: int) -> int:
+        v = self.vectors.get(class_uid)
+        return 0 if v is None else len(v)
+
+    @property
+    def total(self) -> int:
+        return sum(len(v) for v in self.vectors.values())
+
+    def nearest(self, class_uid: int, emb: np.ndarray) -> np.ndarray | None:
+        """Euclidean distance (float64 [n]) from each row of ``emb`` to its nearest
+        judged-benign vector of the class; None when the class has none."""
+        base = self.vectors.get(class_uid)
+        if base is None or not len(emb):
+            return None
+        if base.shape[1] != emb.shape[1]:
+            raise ValueError(
+                f"overlay vectors of class {class_uid} have dimension {base.shape[1]}, "
+                f"the model's embeddings {emb.shape[1]}"
+            )
+        q = emb.astype(np.float64)
+        b = base.astype(np.float64)
+        d2 = (q * q).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * (q @ b.T)
+        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+
+
+def overlay_scores(distance: np.ndarray, tails: tuple[Tail, Tail] | None) -> np.ndarray:
+    """The score an event at ``distance`` from its nearest judged-benign vector gets
+    (float32; see the module docstring for the rule)."""
+    if tails is None:
+        return np.asarray(distance, dtype=np.float32)
+    return (2.0 * tails[0].surprise(distance)).astype(np.float32)

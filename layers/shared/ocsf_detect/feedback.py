@@ -1,0 +1,202 @@
+"""Analyst feedback: verdicts on findings, and the overlay of judged-benign embeddings that
+both scoring functions search beside the bundle's index (``detector.overlay``).
+
+Layout in the feedback bucket (``names.ENV_FEEDBACK_BUCKET``), all under
+``names.FEEDBACK_KEY_PREFIX``:
+
+- ``verdicts/<finding_uid>.json``: the verdict record (``Verdict``), with the source
+  event; a later verdict on the same finding replaces it;
+- ``overlay/<bundle_version>/<class_uid>/<finding_uid>.json``: the event's embedding under
+  that bundle (``{"vector": [...]}``), present while the finding's verdict is benign.
+
+One object per finding makes every write idempotent and free of read-modify-write races
+between concurrent API calls. A reader lists the bundle version's overlay prefix and
+fetches only the objects it has not seen (``OverlaySource``), at most once per refresh
+interval. ``ocsf-detect train --feedback`` reads the verdicts back.
+
+The store talks to S3 through a client handed in (built by each function's adapters), so
+tests give it the emulator's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from ocsf_detect import names
+from ocsf_detect.detector.overlay import MAX_OVERLAY_VECTORS, FeedbackOverlay
+
+VerdictKind = Literal["benign", "malicious"]
+MAX_NOTE_CHARS = 2000
+
+
+class FeedbackError(Exception):
+    """Feedback that cannot be taken; ``field`` names the request field at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class Verdict(BaseModel):
+    """An analyst's verdict on one finding, with the event it was about."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    finding_uid: str = Field(pattern=r"^[0-9A-Za-z._:-]{1,128}$")
+    verdict: VerdictKind
+    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+    class_uid: int
+    event: dict[str, Any]
+    bundle_version: str
+    received_ms: int
+
+
+def verdict_key(finding_uid: str) -> str:
+    return f"{names.FEEDBACK_KEY_PREFIX}verdicts/{finding_uid}.json"
+
+
+def overlay_prefix(bundle_version: str) -> str:
+    return f"{names.FEEDBACK_KEY_PREFIX}overlay/{bundle_version}/"
+
+
+def overlay_key(bundle_version: str, class_uid: int, finding_uid: str) -> str:
+    return f"{overlay_prefix(bundle_version)}{class_uid}/{finding_uid}.json"
+
+
+def _class_of(key: str, prefix: str) -> int | None:
+    rest = key[len(prefix) :].split("/")
+    if len(rest) != 2 or not rest[0].isdigit() or not rest[1].endswith(".json"):
+        return None
+    return int(rest[0])
+
+
+class S3FeedbackStore:
+    """Verdicts and overlay vectors in one bucket (see the module docstring)."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._s3 = client
+        self.bucket = bucket
+
+    # -- writes (the API) ------------------------------------------------------------------
+    def record(self, verdict: Verdict, vector: np.ndarray) -> None:
+        """Keep the verdict; a benign one puts the event's embedding in the overlay, a
+        malicious one takes it out (a finding judged benign first, malicious later)."""
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=verdict_key(verdict.finding_uid),
+            Body=orjson.dumps(verdict.model_dump()),
+            ContentType="application/json",
+        )
+        key = overlay_key(verdict.bundle_version, verdict.class_uid, verdict.finding_uid)
+        if verdict.verdict == "benign":
+            body = {"finding_uid": verdict.finding_uid, "vector": vector.astype(float).tolist()}
+            self._s3.put_object(
+                Bucket=self.bucket, Key=key, Body=orjson.dumps(body), ContentType="application/json"
+            )
+        else:
+            self._s3.delete_object(Bucket=self.bucket, Key=key)
+
+    # -- reads (both functions, training) -----------------------------------------------------
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, str, float]]:
+        """(key, ETag, last modified epoch s) of every object under ``prefix``."""
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                modified = item.get("LastModified")
+                ts = modified.timestamp() if modified is not None else 0.0
+                yield str(item["Key"]), str(item.get("ETag", "")), ts
+
+    def read_json(self, key: str) -> Any:
+        return orjson.loads(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def verdicts(self) -> Iterator[Verdict]:
+        for key, _, _ in self.list_keys(f"{names.FEEDBACK_KEY_PREFIX}verdicts/"):
+            if key.endswith(".json"):
+                yield Verdict.model_validate(self.read_json(key))
+
+
+@dataclass
+class OverlaySource:
+    """The overlay of one bundle version, refreshed at most every ``refresh_s`` seconds.
+
+    A refresh lists the overlay prefix (one request per 1,000 vectors) and fetches only
+    objects not seen before (an object is rewritten only with the same vector, so its key
+    and ETag identify it). A failed refresh keeps the last overlay and is tried again at
+    the next interval: feedback must never stop scoring.
+    """
+
+    store: S3FeedbackStore
+    bundle_version: str
+    dims: Mapping[int, int]  # class_uid -> the bundle's embedding dimension
+    refresh_s: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _vectors: dict[str, tuple[int, str, float, np.ndarray]] = field(default_factory=dict)
+    _unusable: dict[str, str] = field(default_factory=dict)  # key -> ETag, not re-read
+    _overlay: FeedbackOverlay | None = None
+    _loaded_at: float | None = None
+    last_error: str | None = None
+
+    def current(self) -> FeedbackOverlay:
+        """The overlay, refreshed first if it is older than ``refresh_s``."""
+        now = self.clock()
+        if self._loaded_at is None or now - self._loaded_at >= self.refresh_s:
+            self._loaded_at = now
+            try:
+                self._refresh()
+                self.last_error = None
+            except Exception as exc:  # any S3 failure: keep the last overlay
+                self.last_error = f"{type(exc).__name__}: {exc}"
+        if self._overlay is None:
+            self._overlay = FeedbackOverlay(self.bundle_version)
+        return self._overlay
+
+    def invalidate(self) -> None:
+        """Refresh on the next ``current()`` (the API, right after recording a verdict)."""
+        self._loaded_at = None
+
+    def _refresh(self) -> None:
+        prefix = overlay_prefix(self.bundle_version)
+        listed = {
+            key: (etag, modified)
+            for key, etag, modified in self.store.list_keys(prefix)
+            if _class_of(key, prefix) is not None
+        }
+        kept = {k: v for k, v in self._vectors.items() if k in listed and listed[k][0] == v[1]}
+        for key, (etag, modified) in listed.items():
+            if key in kept or self._unusable.get(key) == etag:
+                continue
+            class_uid = _class_of(key, prefix)
+            if class_uid is None or class_uid not in self.dims:
+                continue  # a class this bundle does not score
+            try:
+                body = self.store.read_json(key)
+            except Exception as exc:  # deleted since listed: skip it
+                if "NoSuchKey" in f"{type(exc).__name__} {exc}":
+                    continue
+                raise
+            vector = np.asarray(body.get("vector"), dtype=np.float32)
+            if vector.shape != (self.dims[class_uid],) or not np.all(np.isfinite(vector)):
+                self._unusable[key] = etag  # written for another model: never mixed in
+                continue
+            kept[key] = (class_uid, etag, modified, vector)
+        self._vectors = kept
+        by_class: dict[int, list[tuple[float, np.ndarray]]] = {}
+        for class_uid, _, modified, vector in kept.values():
+            by_class.setdefault(class_uid, []).append((modified, vector))
+        self._overlay = FeedbackOverlay(
+            self.bundle_version,
+            {
+                uid: np.stack(
+                    [v for _, v in sorted(items, key=lambda t: t[0])][-MAX_OVERLAY_VECTORS:]
+                )
+                for uid, items in by_class.items()
+            },
+        )

@@ -1,0 +1,241 @@
+"""Feedback that changes the detector: the overlay of judged-benign embeddings (scorer),
+its reader (``OverlaySource``, against an in-memory store), and explanations."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ocsf_detect.detector.explain import MIN_DEVIATION
+from ocsf_detect.detector.overlay import FeedbackOverlay
+from ocsf_detect.detector.scorer import Detector, Scored
+from ocsf_detect.feedback import OverlaySource, Verdict, overlay_key, overlay_prefix
+from ocsf_detect.findings import build_finding
+
+
+@pytest.fixture(scope="module")
+def fresh(bundle_dir: Path) -> Detector:
+    """A detector of its own: the overlay is state, the session's detector is shared."""
+    return Detector.load(bundle_dir)
+
+
+@pytest.fixture(scope="module")
+def alerts(fresh: Detector, live_traffic) -> list[tuple[Scored, str]]:
+    """The live traffic's anomalies of class 4001, with their generator labels."""
+    outcomes = fresh.score_objects(live_traffic.events)
+    return [
+        (o, label.attack_type)
+        for o, label in zip(outcomes, live_traffic.labels, strict=True)
+        if isinstance(o, Scored) and o.is_anomaly and o.class_uid == 4001
+    ]
+
+
+def near_duplicates(event: dict[str, Any], n: int = 6) -> list[dict[str, Any]]:
+    """Copies of ``event`` as the same behaviour would repeat: another source port, a few
+    minutes later, a few percent more or fewer bytes, a new uid."""
+    out = []
+    for i in range(n):
+        e = copy.deepcopy(event)
+        e["metadata"]["uid"] = str(uuid.UUID(int=i + 1))
+        e["time"] = event["time"] + (i + 1) * 60_000
+        if isinstance(e.get("src_endpoint"), dict) and "port" in e["src_endpoint"]:
+            e["src_endpoint"]["port"] = 40_000 + 97 * i
+        traffic = e.get("traffic") or {}
+        for key in ("bytes_in", "bytes_out"):
+            if isinstance(traffic.get(key), int):
+                traffic[key] = int(traffic[key] * (1.0 + 0.02 * ((-1) ** i)))
+        out.append(e)
+    return out
+
+
+def test_a_benign_verdict_silences_near_duplicates_and_no_other_anomaly(
+    fresh: Detector, alerts: list[tuple[Scored, str]]
+) -> None:
+    # Given a false positive (an anomaly the generator labels benign) and the port scan's
+    # anomalies, all alerting with the bundle alone
+    judged = next(s for s, kind in alerts if kind == "benign")
+    scans = [s for s, kind in alerts if kind == "port_scan"]
+    assert scans, "the live traffic's port scan should alert"
+    copies = near_duplicates(judged.event)
+    before = fresh.score_objects([judged.event, *copies, *(s.event for s in scans)])
+    assert all(isinstance(o, Scored) for o in before)
+    assert before[0].is_anomaly  # type: ignore[union-attr]
+    copies_alerting = sum(o.is_anomaly for o in before[1 : 1 + len(copies)])  # type: ignore[union-attr]
+    assert copies_alerting >= len(copies) - 1, "the copies alert like the original"
+
+    # When an analyst judges it benign: its embedding joins the overlay
+    embedded = fresh.embed_objects([judged.event])[0]
+    assert isinstance(embedded, tuple)
+    class_uid, vector = embedded
+    fresh.use_overlay(FeedbackOverlay(fresh.bundle_version, {class_uid: vector[None, :]}))
+    silenced_before = fresh.silenced
+    try:
+        after = fresh.score_objects([judged.event, *copies, *(s.event for s in scans)])
+    finally:
+        fresh.use_overlay(None)
+
+    # Then the event and its near-duplicates no longer alert, and each silenced one counts
+    assert not any(o.is_anomaly for o in after[: 1 + len(copies)])  # type: ignore[union-attr]
+    assert fresh.silenced - silenced_before >= 1 + copies_alerting
+    # ...while the port scan alerts exactly as before
+    scan_before = [o.score for o in before[1 + len(copies) :]]  # type: ignore[union-attr]
+    scan_after = [o.score for o in after[1 + len(copies) :]]  # type: ignore[union-attr]
+    assert all(o.is_anomaly for o in after[1 + len(copies) :])  # type: ignore[union-attr]
+    assert scan_after == scan_before
+
+
+def test_the_overlay_only_lowers_scores_and_the_selftest_ignores_it(
+    fresh: Detector, live_traffic, alerts: list[tuple[Scored, str]]
+) -> None:
+    events = [e for e in live_traffic.events if e["class_uid"] == 4001][:300]
+    plain = [o.score for o in fresh.score_objects(events)]  # type: ignore[union-attr]
+    vectors = np.stack([fresh.embed_objects([s.event])[0][1] for s, _ in alerts[:5]])  # type: ignore[index]
+    golden = fresh.selftest()["scores"]
+    fresh.use_overlay(FeedbackOverlay(fresh.bundle_version, {4001: vectors}))
+    try:
+        judged = [o.score for o in fresh.score_objects(events)]  # type: ignore[union-attr]
+        assert fresh.selftest()["scores"] == golden
+    finally:
+        fresh.use_overlay(None)
+    assert all(j <= p for j, p in zip(judged, plain, strict=True))
+    assert any(j < p for j, p in zip(judged, plain, strict=True))
+
+
+def test_an_overlay_of_another_bundle_is_refused(fresh: Detector) -> None:
+    with pytest.raises(ValueError, match=r"is for bundle 0\.0\.0\+other"):
+        fresh.use_overlay(FeedbackOverlay("0.0.0+other", {}))
+
+
+# --- the overlay's reader ------------------------------------------------------------------
+class MemoryStore:
+    """The reads of ``S3FeedbackStore``, in memory (keys -> JSON bodies)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[str, float, Any]] = {}
+        self.reads = 0
+        self.fail = False
+
+    def put(self, key: str, body: Any, etag: str = "e1", modified: float = 0.0) -> None:
+        self.objects[key] = (etag, modified, body)
+
+    def list_keys(self, prefix: str):
+        if self.fail:
+            raise ConnectionError("S3 is unreachable")
+        for key, (etag, modified, _) in sorted(self.objects.items()):
+            if key.startswith(prefix):
+                yield key, etag, modified
+
+    def read_json(self, key: str) -> Any:
+        self.reads += 1
+        return self.objects[key][2]
+
+
+def test_the_overlay_source_refreshes_on_its_interval_and_survives_failures() -> None:
+    store = MemoryStore()
+    now = [0.0]
+    source = OverlaySource(store, "1.0.0+abc", {4001: 3}, 60.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    store.put(overlay_key("1.0.0+abc", 4001, "f1"), {"vector": [0.0, 1.0, 2.0]}, modified=1)
+    store.put(overlay_key("1.0.0+abc", 4001, "f2"), {"vector": [1.0, 1.0]})  # other model
+    store.put(overlay_key("1.0.0+abc", 9999, "f3"), {"vector": [1.0, 1.0, 1.0]})  # no model
+    store.put(overlay_key("0.9.0+old", 4001, "f4"), {"vector": [5.0, 5.0, 5.0]})  # old bundle
+    assert source.current().count(4001) == 1
+    assert source.current().total == 1
+
+    # A vector added later is seen only after the interval; known ones are not re-read
+    store.put(overlay_key("1.0.0+abc", 4001, "f5"), {"vector": [3.0, 3.0, 3.0]}, modified=2)
+    reads = store.reads
+    now[0] = 30.0
+    assert source.current().count(4001) == 1
+    now[0] = 61.0
+    overlay = source.current()
+    assert overlay.count(4001) == 2
+    assert store.reads == reads + 1
+    d = overlay.nearest(4001, np.array([[3.0, 3.0, 3.1]], dtype=np.float32))
+    assert d is not None
+    assert d[0] == pytest.approx(0.1, abs=1e-5)
+
+    # A failed refresh keeps the last overlay and says why
+    store.fail = True
+    now[0] = 130.0
+    assert source.current().count(4001) == 2
+    assert source.last_error
+    assert "unreachable" in source.last_error
+    # A removed vector (a later malicious verdict) leaves at the next refresh
+    store.fail = False
+    del store.objects[overlay_key("1.0.0+abc", 4001, "f1")]
+    source.invalidate()
+    assert source.current().count(4001) == 1
+    assert overlay_prefix("1.0.0+abc").endswith("overlay/1.0.0+abc/")
+
+
+def test_a_verdict_keeps_its_event_and_refuses_unknown_verdicts() -> None:
+    v = Verdict(
+        finding_uid="f-1",
+        verdict="malicious",
+        class_uid=4001,
+        event={"class_uid": 4001},
+        bundle_version="1.0.0+abc",
+        received_ms=1,
+    )
+    assert Verdict.model_validate(v.model_dump()) == v
+    with pytest.raises(ValueError, match="benign"):
+        Verdict.model_validate({**v.model_dump(), "verdict": "unsure"})
+
+
+# --- explanations -------------------------------------------------------------------------
+def test_every_anomaly_of_the_live_traffic_is_explained_in_words(
+    alerts: list[tuple[Scored, str]], fresh: Detector
+) -> None:
+    explained = [s for s, _ in alerts if s.explanation]
+    assert len(explained) >= 0.8 * len(alerts)
+    for scored in explained:
+        reasons = scored.explanation
+        assert 1 <= len(reasons) <= 3
+        devs = [r.deviation for r in reasons]
+        assert devs == sorted(devs, reverse=True)
+        assert devs[-1] >= MIN_DEVIATION
+        for r in reasons:
+            assert r.text.startswith((r.feature, r.path)), r.text
+
+
+def test_a_huge_transfer_is_explained_by_its_volume_with_the_typical_one(
+    fresh: Detector, live_traffic
+) -> None:
+    # Given ordinary flows whose outbound volume is made enormous (2.1 TB)
+    bases = [
+        e
+        for e in live_traffic.events
+        if e["class_uid"] == 4001 and (e.get("traffic") or {}).get("bytes_out", 0) > 1000
+    ][:200]
+    huge = []
+    for base in bases:
+        event = copy.deepcopy(base)
+        event["traffic"]["bytes_out"] = 2_100_000_000_000
+        event["traffic"]["bytes"] = event["traffic"].get("bytes_in", 0) + 2_100_000_000_000
+        huge.append(event)
+    outcomes = fresh.score_objects(huge)
+    alerting = [o for o in outcomes if isinstance(o, Scored) and o.is_anomaly]
+    assert alerting, "a 2.1 TB upload should alert for some flows"
+    base = bases[outcomes.index(alerting[0])]
+    scored = alerting[0]
+    # Then one of its reasons is the volume, in bytes, with the baseline's typical value
+    texts = [r.text for r in scored.explanation]
+    volume = [r for r in scored.explanation if r.path == "traffic.bytes_out"]
+    assert volume, texts
+    assert "2.1 TB" in volume[0].text
+    assert ", typical " in volume[0].text
+    assert volume[0].value == pytest.approx(2.1e12, rel=1e-3)
+    # And the finding carries the same reasons, in unmapped and in its description
+    finding = build_finding(scored, bundle_version="v", created_ms=1)
+    assert finding["unmapped"]["explanation"] == [r.as_dict() for r in scored.explanation]
+    assert volume[0].text in finding["finding_info"]["desc"]
+    # A normal event is not explained
+    ordinary = fresh.score_objects([base])[0]
+    assert isinstance(ordinary, Scored)
+    if not ordinary.is_anomaly:
+        assert ordinary.explanation == []
