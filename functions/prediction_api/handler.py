@@ -8,6 +8,7 @@ pre-traffic hook). Errors become status codes here, and only here.
 
 from __future__ import annotations
 
+import time
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -28,14 +29,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ocsf_detect import names
+from ocsf_detect.feedback import FeedbackError
 from ocsf_detect.snapstart import prepare_snapshot
 from ocsf_detect.telemetry import service_metrics
-from prediction_api import service
+from prediction_api import adapters, service
 from prediction_api.models import (
     BatchPrediction,
     BatchRequest,
     ErrorBody,
     ErrorCode,
+    FeedbackRequest,
+    FeedbackResult,
     FieldError,
     Health,
     ModelSummary,
@@ -54,6 +58,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/v1/health": ("GET",),
     "/v1/model": ("GET",),
     "/v1/openapi.json": ("GET",),
+    "/v1/feedback": ("POST",),
 }
 
 settings = get_settings()  # cold start fails here, naming the variable, if one is malformed
@@ -112,7 +117,7 @@ BODY_ERRORS: dict[int, Any] = {
 )
 def predict(event: Annotated[OcsfEvent, Body()]) -> Prediction:
     _require_json()
-    answer = service.predict_one(service.get_detector(settings), event, settings.max_event_bytes)
+    answer = service.predict_one(_scoring_detector(), event, settings.max_event_bytes)
     _count(answer.bundle_version, scored=1, anomalies=int(answer.is_anomaly))
     return answer
 
@@ -127,13 +132,54 @@ def predict(event: Annotated[OcsfEvent, Body()]) -> Prediction:
 def predict_batch(request: BatchRequest) -> BatchPrediction:
     _require_json()
     answer = service.predict_batch(
-        service.get_detector(settings),
+        _scoring_detector(),
         request.events,
         settings.max_batch_events,
         settings.max_event_bytes,
     )
     _count(answer.bundle_version, scored=answer.totals.scored, anomalies=answer.totals.anomalies)
     return answer
+
+
+@app.post(
+    "/v1/feedback",
+    summary="An analyst's verdict on a finding",
+    description=(
+        "A `benign` verdict adds the event's embedding to the feedback overlay: events like "
+        "it stop alerting, here at once and in the stream within the overlay's refresh "
+        "interval, with no retraining. Every verdict is kept for `ocsf-detect train "
+        "--feedback` and `ocsf-detect evaluate --feedback-labels`. Send the finding as "
+        "received, or its source event."
+    ),
+    responses={
+        200: _doc("the verdict was recorded", FeedbackResult),
+        **BODY_ERRORS,
+        422: _error_doc("schema violation, or a finding/event the verdict cannot be taken on"),
+        503: _error_doc("the bundle could not be loaded, or no feedback bucket is configured"),
+    },
+    tags=["feedback"],
+)
+def feedback(request: FeedbackRequest) -> FeedbackResult:
+    _require_json()
+    answer = service.record_feedback(
+        service.get_detector(settings),
+        adapters.get_feedback_store(settings.feedback_bucket),
+        request,
+        refresh_s=settings.feedback_refresh_s,
+        now_ms=int(time.time() * 1000),
+    )
+    metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, answer.bundle_version)
+    metrics.add_metric(names.METRIC_FEEDBACK_VERDICTS, MetricUnit.Count, 1)
+    return answer
+
+
+def _scoring_detector() -> Any:
+    """The detector, searching the feedback overlay when a feedback bucket is set."""
+    return service.apply_feedback(
+        service.get_detector(settings),
+        adapters.get_feedback_store(settings.feedback_bucket),
+        settings.feedback_refresh_s,
+    )
 
 
 @app.get(
@@ -313,6 +359,20 @@ def _no_bundle(exc: service.BundleUnavailableError) -> Response[Any]:
         HTTPStatus.SERVICE_UNAVAILABLE,
         "bundle_unavailable",
         "the model bundle is not available; retry later",
+    )
+
+
+@app.exception_handler(FeedbackError)
+def _invalid_feedback(exc: FeedbackError) -> Response[Any]:
+    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_feedback", exc.message, field=exc.field)
+
+
+@app.exception_handler(service.FeedbackUnavailableError)
+def _no_feedback(exc: Exception) -> Response[Any]:
+    return _error(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "feedback_unavailable",
+        f"feedback is not configured for this API ({names.ENV_FEEDBACK_BUCKET} is unset)",
     )
 
 

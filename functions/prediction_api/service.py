@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ocsf_detect.bundlefetch import BundleSourceError, load_detector
+from ocsf_detect.feedback import FeedbackError, OverlaySource, S3FeedbackStore, Verdict
 from ocsf_detect.gcpause import freeze_long_lived
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
 from prediction_api.models import (
     BatchPrediction,
     BatchTotals,
     EventResult,
+    FeedbackRequest,
+    FeedbackResult,
     Health,
     ModelSummary,
     Prediction,
@@ -85,6 +88,7 @@ class BatchTooLargeError(Exception):
 
 _lock = threading.Lock()
 _detector: Detector | None = None
+_overlay_source: OverlaySource | None = None
 
 
 def get_detector(settings: ApiSettings) -> Detector:
@@ -103,10 +107,12 @@ def get_detector(settings: ApiSettings) -> Detector:
 
 
 def use_detector(detector: Detector | None) -> None:
-    """Install an already loaded detector (tests, the local server), or forget it."""
-    global _detector  # noqa: PLW0603
+    """Install an already loaded detector (tests, the local server), or forget it (and
+    the feedback overlay read for the previous one)."""
+    global _detector, _overlay_source  # noqa: PLW0603
     with _lock:
         _detector = detector
+        _overlay_source = None
 
 
 def loaded_detector() -> Detector | None:
@@ -231,3 +237,120 @@ def health() -> Health:
 
 def model_summary(detector: Detector) -> ModelSummary:
     return ModelSummary.model_validate(detector.manifest.public_summary())
+
+
+# --- feedback ------------------------------------------------------------------------------
+class FeedbackUnavailableError(Exception):
+    """No feedback bucket is configured (``names.ENV_FEEDBACK_BUCKET``)."""
+
+
+def overlay_source(
+    detector: Detector, store: S3FeedbackStore | None, refresh_s: float
+) -> OverlaySource | None:
+    """The container's overlay reader for the loaded bundle (None without a store)."""
+    global _overlay_source  # noqa: PLW0603 - one per execution environment, by design
+    if store is None:
+        return None
+    source = _overlay_source
+    if (
+        source is None
+        or source.store is not store
+        or source.bundle_version != detector.bundle_version
+    ):
+        with _lock:
+            source = _overlay_source = OverlaySource(
+                store, detector.bundle_version, detector.dims, refresh_s
+            )
+    return source
+
+
+def apply_feedback(detector: Detector, store: S3FeedbackStore | None, refresh_s: float) -> Detector:
+    """The detector, searching the current overlay beside its index (read again once it
+    is ``refresh_s`` old); unchanged when there is no feedback store."""
+    source = overlay_source(detector, store, refresh_s)
+    if source is not None:
+        detector.use_overlay(source.current())
+    return detector
+
+
+def feedback_event(request: FeedbackRequest) -> dict[str, Any]:
+    """The source event a verdict is about: ``event``, or the evidence of ``finding``."""
+    if (request.finding is None) == (request.event is None):
+        raise FeedbackError(
+            "send the finding as received (`finding`) or its source event (`event`), "
+            "exactly one of them",
+            "finding",
+        )
+    if request.event is not None:
+        return request.event
+    finding = request.finding or {}
+    info = finding.get("finding_info")
+    uid = info.get("uid") if isinstance(info, dict) else None
+    if uid != request.finding_uid:
+        raise FeedbackError(
+            f"finding.finding_info.uid is {uid!r}, not the finding_uid {request.finding_uid!r}",
+            "finding.finding_info.uid",
+        )
+    unmapped = finding.get("unmapped")
+    if isinstance(unmapped, dict) and unmapped.get("ocsf_detect_trimmed"):
+        raise FeedbackError(
+            "the finding's evidence was trimmed to fit a message, so it is not the whole "
+            "event; send the source event as `event` instead",
+            "finding.evidences",
+        )
+    evidences = finding.get("evidences")
+    data = evidences[0].get("data") if isinstance(evidences, list) and evidences else None
+    if not isinstance(data, dict):
+        raise FeedbackError(
+            "the finding has no evidences[0].data holding its source event", "finding.evidences"
+        )
+    return data
+
+
+def record_feedback(
+    detector: Detector,
+    store: S3FeedbackStore | None,
+    request: FeedbackRequest,
+    *,
+    refresh_s: float,
+    now_ms: int,
+) -> FeedbackResult:
+    """Keep the verdict; a benign one adds the event's embedding to the overlay, which
+    this container then searches at once (others within ``refresh_s``)."""
+    from ocsf_detect.detector.scorer import outcome_dict
+
+    if store is None:
+        raise FeedbackUnavailableError
+    event = feedback_event(request)
+    embedded = detector.embed_objects([event])[0]
+    if not isinstance(embedded, tuple):
+        outcome = outcome_dict(embedded)
+        why = outcome.get("message") or f"class_uid {outcome.get('class_uid')} is not scored"
+        raise FeedbackError(f"the event cannot be embedded by this bundle: {why}", "event")
+    class_uid, vector = embedded
+    verdict = Verdict(
+        finding_uid=request.finding_uid,
+        verdict=request.verdict,
+        note=request.note,
+        class_uid=class_uid,
+        event=event,
+        bundle_version=detector.bundle_version,
+        received_ms=now_ms,
+    )
+    store.record(verdict, vector)
+    source = overlay_source(detector, store, refresh_s)
+    assert source is not None
+    source.invalidate()
+    overlay = source.current()
+    if source.last_error is not None:
+        raise RuntimeError(
+            f"the verdict was kept but the overlay did not reload: {source.last_error}"
+        )
+    detector.use_overlay(overlay)
+    return FeedbackResult(
+        finding_uid=verdict.finding_uid,
+        verdict=verdict.verdict,
+        class_uid=class_uid,
+        bundle_version=detector.bundle_version,
+        overlay_vectors=overlay.count(class_uid),
+    )

@@ -18,6 +18,7 @@ from typing import Any, Final, TypeVar
 from ocsf_detect import names
 from ocsf_detect.bundlefetch import load_detector as open_detector
 from ocsf_detect.detector.scorer import Detector
+from ocsf_detect.feedback import OverlaySource, S3FeedbackStore
 from ocsf_detect.findings import encoded
 from ocsf_detect.gcpause import freeze_long_lived
 from ocsf_detect.stream import Alert, AlertPublisher, QuarantineItem, QuarantineSink, Refusal
@@ -289,8 +290,38 @@ def get_detector() -> Detector:
     return detector
 
 
+@lru_cache(maxsize=1)
+def get_overlay_source() -> OverlaySource | None:
+    """The feedback overlay of the loaded bundle, read from the feedback bucket at most
+    once per ``feedback_refresh_s``; None when no feedback bucket is configured."""
+    settings = get_settings()
+    if not settings.feedback_bucket:
+        return None
+    detector = get_detector()
+    store = S3FeedbackStore(_feedback_client(), settings.feedback_bucket)
+    return OverlaySource(store, detector.bundle_version, detector.dims, settings.feedback_refresh_s)
+
+
+def _feedback_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # Reads only, off the delivery path: a failure keeps the last overlay (OverlaySource).
+    config = Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 2})
+    return boto3.session.Session().client("s3", config=config)
+
+
+def refresh_overlay(detector: Detector) -> OverlaySource | None:
+    """Point ``detector`` at the current feedback overlay (refreshed when it is due)."""
+    source = get_overlay_source()
+    if source is not None and source.bundle_version == detector.bundle_version:
+        detector.use_overlay(source.current())
+    return source
+
+
 def reset() -> None:
     """Forget the cached settings, adapters and detector (tests change the environment)."""
     get_settings.cache_clear()
     get_adapters.cache_clear()
     get_detector.cache_clear()
+    get_overlay_source.cache_clear()

@@ -25,7 +25,7 @@ from ocsf_detect.settings import BundleSettings
 from ocsf_detect.snapstart import prepare_snapshot
 from ocsf_detect.stream import BatchResult, EventStatus, RetryPolicy, StreamRecord, process_batch
 from ocsf_detect.telemetry import service_metrics
-from stream_scoring.adapters import StreamAdapters, get_adapters, get_detector
+from stream_scoring.adapters import StreamAdapters, get_adapters, get_detector, refresh_overlay
 from stream_scoring.settings import StreamSettings, get_settings
 
 logger = Logger(service=names.SERVICE_NAME)
@@ -50,6 +50,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     settings = get_settings()
     detector = _loaded_detector()
     metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, detector.bundle_version)
+    _apply_feedback(detector)
     result = handle(
         event,
         settings=settings,
@@ -79,7 +80,7 @@ def handle(
             first_sequence_number=records[0].sequence_number,
             last_sequence_number=records[-1].sequence_number,
         )
-    before = (detector.rechecks.rechecked, detector.rechecks.unchecked)
+    before = (detector.rechecks.rechecked, detector.rechecks.unchecked, detector.silenced)
     with tracer.provider.in_subsegment("process_batch"):
         result = process_batch(
             records,
@@ -99,6 +100,7 @@ def handle(
     for name, value in (
         (names.METRIC_ALERTS_RECHECKED, detector.rechecks.rechecked - before[0]),
         (names.METRIC_ALERTS_UNCHECKED, detector.rechecks.unchecked - before[1]),
+        (names.METRIC_FEEDBACK_SILENCED, detector.silenced - before[2]),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     _log_result(result)
@@ -129,6 +131,18 @@ def decode_records(event: Mapping[str, Any]) -> list[StreamRecord]:
             )
         )
     return records
+
+
+def _apply_feedback(detector: Detector) -> None:
+    """Search the feedback overlay beside the index; a failed read keeps the last one."""
+    source = refresh_overlay(detector)
+    if source is None:
+        return
+    if source.last_error:
+        logger.warning("feedback overlay not refreshed", extra={"error": source.last_error})
+    overlay = detector.overlay
+    vectors = overlay.total if overlay is not None else 0
+    metrics.add_metric(name=names.METRIC_OVERLAY_VECTORS, unit=MetricUnit.Count, value=vectors)
 
 
 def _loaded_detector() -> Detector:

@@ -1,0 +1,195 @@
+"""Feedback that changes the detector, end to end against moto over HTTP: a finding the
+stream published is judged benign through POST /v1/feedback; its near-duplicates then stop
+alerting in the API at once and in the stream function after the overlay's refresh, while
+a different anomaly still alerts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+
+from ocsf_detect import names
+from ocsf_detect.detector.scorer import Detector, Scored
+from ocsf_detect.feedback import overlay_prefix, verdict_key
+from ocsf_detect_tools.replay import create_resources, drain_queue
+from ocsf_detect_tools.runner import LocalContext
+from tests.conftest import EVENTS_DIR, api_context
+from tests.integration.test_stream_function import b64, kinesis_event
+
+REFRESH_S = 1.0
+
+
+@pytest.fixture
+def stack(emulator_url, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """The stream function's resources and a feedback bucket, both functions pointed at
+    them; the API with a detector of its own."""
+    from prediction_api import adapters as api_adapters
+    from prediction_api import handler as api
+    from prediction_api import service
+    from prediction_api.settings import ApiSettings
+    from stream_scoring import adapters
+
+    res = create_resources()
+    bucket = f"ocsf-detect-feedback-{uuid.uuid4().hex[:12]}"  # the emulator outlives a test
+    for key, value in res.handler_environment(bundle_dir).items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    monkeypatch.setenv(names.ENV_FEEDBACK_BUCKET, bucket)
+    monkeypatch.setenv(names.ENV_FEEDBACK_REFRESH_S, str(REFRESH_S))
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    adapters.reset()
+    api_adapters.reset()
+    monkeypatch.setattr(
+        api,
+        "settings",
+        ApiSettings(
+            **{
+                names.ENV_BUNDLE_PATH: str(bundle_dir),
+                names.ENV_FEEDBACK_BUCKET: bucket,
+                names.ENV_FEEDBACK_REFRESH_S: str(REFRESH_S),
+            }
+        ),
+    )
+    service.use_detector(Detector.load(bundle_dir))
+    yield res, api, bucket
+    service.use_detector(None)
+    adapters.reset()
+    api_adapters.reset()
+
+
+def api_call(api: Any, method: str, path: str, body: Any) -> tuple[int, Any]:
+    event = json.loads((EVENTS_DIR / "api" / "predict.json").read_text())
+    event.update(
+        path=path, resource=path, httpMethod=method, body=json.dumps(body) if body else None
+    )
+    event["requestContext"].update(resourcePath=path, httpMethod=method, path=f"/prod{path}")
+    response = api.lambda_handler(event, api_context())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def stream_batch(events: list[dict[str, Any]]) -> dict[str, int]:
+    from stream_scoring import handler
+
+    seen: list[Any] = []
+    remove = handler.add_result_observer(seen.append)
+    try:
+        response = handler.lambda_handler(
+            kinesis_event([b64(orjson.dumps(e)) for e in events]), LocalContext()
+        )
+    finally:
+        remove()
+    assert response == {"batchItemFailures": []}
+    return seen[0].counts()
+
+
+def near_duplicates(event: dict[str, Any], n: int = 4) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        e = copy.deepcopy(event)
+        e["metadata"]["uid"] = str(uuid.UUID(int=1000 + i))
+        e["time"] = event["time"] + (i + 1) * 60_000
+        if isinstance(e.get("src_endpoint"), dict) and "port" in e["src_endpoint"]:
+            e["src_endpoint"]["port"] = 41_000 + 31 * i
+        out.append(e)
+    return out
+
+
+def test_a_benign_verdict_silences_near_duplicates_in_the_api_and_the_stream(
+    stack, detector: Detector, live_traffic
+) -> None:
+    res, api, bucket = stack
+    # Given a false positive (labelled benign by the generator) and a port scan probe,
+    # both alerting in the stream, with their findings on SNS
+    outcomes = detector.score_objects(live_traffic.events)
+    pairs = list(zip(outcomes, live_traffic.labels, strict=True))
+    judged = next(
+        o.event
+        for o, label in pairs
+        if isinstance(o, Scored) and o.is_anomaly and label.attack_type == "benign"
+    )
+    other = next(
+        o.event
+        for o, label in pairs
+        if isinstance(o, Scored) and o.is_anomaly and label.attack_type == "port_scan"
+    )
+    counts = stream_batch([judged, other])
+    assert counts["anomalies"] == 2
+    findings = {m["metadata"]["correlation_uid"]: m for m in drain_queue(res.sns_queue_url)}
+    finding = findings[judged["metadata"]["uid"]]
+    reasons = [r["text"] for r in finding["unmapped"]["explanation"]]
+    assert ("Why: " + "; ".join(reasons) if reasons else "No single feature") in finding[
+        "finding_info"
+    ]["desc"]
+
+    # When an analyst posts the finding, as received, with a benign verdict
+    uid = finding["finding_info"]["uid"]
+    status, body = api_call(
+        api,
+        "POST",
+        "/v1/feedback",
+        {"finding_uid": uid, "verdict": "benign", "note": "known job", "finding": finding},
+    )
+
+    # Then the verdict and the overlay vector are in the bucket
+    assert status == 200, body
+    assert body["overlay_vectors"] == 1
+    assert body["class_uid"] == judged["class_uid"]
+    s3 = boto3.client("s3")
+    kept = orjson.loads(s3.get_object(Bucket=bucket, Key=verdict_key(uid))["Body"].read())
+    assert (kept["verdict"], kept["note"], kept["event"]) == ("benign", "known job", judged)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=overlay_prefix(body["bundle_version"]))
+    assert listed["KeyCount"] == 1
+    # ...the API stops alerting on its near-duplicates at once, not on the other anomaly
+    copies = near_duplicates(judged)
+    status, batch = api_call(api, "POST", "/v1/predict/batch", {"events": [*copies, other]})
+    assert status == 200
+    assert [r["is_anomaly"] for r in batch["results"]] == [False] * len(copies) + [True]
+    assert all(r["explanation"] == [] for r in batch["results"][:-1])
+    # ...and so does the stream function once its overlay is refreshed
+    time.sleep(REFRESH_S + 0.1)
+    counts = stream_batch([*copies, other])
+    assert counts["anomalies"] == 1
+    published = drain_queue(res.sns_queue_url)
+    assert {m["metadata"]["correlation_uid"] for m in published} <= {other["metadata"]["uid"]}
+
+
+def test_a_malicious_verdict_is_kept_as_a_label_and_silences_nothing(stack, live_traffic):
+    _, api, bucket = stack
+    event = next(e for e in live_traffic.events if e["class_uid"] == 4001)
+    status, body = api_call(
+        api,
+        "POST",
+        "/v1/feedback",
+        {"finding_uid": "f-malicious-1", "verdict": "malicious", "event": event},
+    )
+    assert status == 200, body
+    assert body["overlay_vectors"] == 0
+    s3 = boto3.client("s3")
+    kept = orjson.loads(
+        s3.get_object(Bucket=bucket, Key=verdict_key("f-malicious-1"))["Body"].read()
+    )
+    assert kept["verdict"] == "malicious"
+    # A finding whose uid does not match, or neither finding nor event, is refused
+    status, body = api_call(
+        api,
+        "POST",
+        "/v1/feedback",
+        {"finding_uid": "f-2", "verdict": "benign", "finding": {"finding_info": {"uid": "x"}}},
+    )
+    assert (status, body["error"], body["field"]) == (
+        422,
+        "invalid_feedback",
+        "finding.finding_info.uid",
+    )
+    status, body = api_call(
+        api, "POST", "/v1/feedback", {"finding_uid": "f-2", "verdict": "benign"}
+    )
+    assert (status, body["error"]) == (422, "invalid_feedback")
