@@ -109,7 +109,13 @@ def test_a_baseline_of_perturbed_samples_models_every_class_with_enough(
             "min_class_events": 50,
             "min_derived_events": 150,
             "train": {"max_steps": 6, "epochs": 1, "width": 16, "dim": 8, "blocks": 1},
-            "index": {"recall_sample": 50, "ef_construction": 32, "M": 8},
+            "index": {
+                "recall_sample": 50,
+                "ef_construction": 32,
+                "M": 8,
+                "contamination": 0.0,
+                "recall_target": 0.5,
+            },
         }
     )
     # When train builds a bundle on them

@@ -199,7 +199,14 @@ FAST = {
     "min_derived_events": 200,
     "holdout": 0.2,
     "train": {"max_steps": 8, "epochs": 1, "width": 16, "dim": 8, "blocks": 1},
-    "index": {"recall_sample": 50, "ef_construction": 32, "M": 8},
+    # a quick index: no contamination screen (another index), the first ef that is tried
+    "index": {
+        "recall_sample": 50,
+        "ef_construction": 32,
+        "M": 8,
+        "contamination": 0.0,
+        "recall_target": 0.5,
+    },
 }
 
 
