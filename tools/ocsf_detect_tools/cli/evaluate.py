@@ -1,4 +1,5 @@
-"""ocsf-detect evaluate --bundle DIR --events FILE --labels CSV [--json] [--plots DIR]"""
+"""ocsf-detect evaluate --bundle DIR --events FILE --labels CSV [--feedback-labels SOURCE]
+[--json] [--plots DIR]"""
 
 from __future__ import annotations
 
@@ -24,9 +25,16 @@ def register(sub: Any) -> None:
     p.add_argument("--events", required=True, type=Path, help=".jsonl, .jsonl.gz or - (stdin)")
     p.add_argument(
         "--labels",
-        required=True,
         type=Path,
-        help="CSV or CSV.gz with uid (the events' metadata.uid) and is_malicious (1/0)",
+        help="CSV or CSV.gz with uid (the events' metadata.uid) and is_malicious (1/0); "
+        "required unless --feedback-labels is given",
+    )
+    p.add_argument(
+        "--feedback-labels",
+        metavar="SOURCE",
+        help="analysts' verdicts as labels (s3://FEEDBACK_BUCKET, a directory of verdict "
+        ".json files or a .jsonl file): malicious 1, benign 0, by the event's metadata.uid, "
+        "over --labels; a judged event missing from --events is evaluated too",
     )
     p.add_argument(
         "--baseline",
@@ -43,6 +51,39 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _with_verdicts(source: str, lines: list[bytes], labels: dict[str, int]) -> list[bytes]:
+    """Add the verdicts' labels to ``labels`` (a verdict wins over the CSV) and return the
+    lines with the judged events that ``lines`` lacks appended."""
+    import orjson
+
+    from ocsf_detect_tools.verdicts import VerdictSourceError, read_verdicts, verdict_labels
+
+    try:
+        verdicts = read_verdicts(source)
+    except VerdictSourceError as exc:
+        raise CommandError(f"--feedback-labels {exc}") from exc
+    judged = verdict_labels(verdicts)
+    if not judged:
+        raise CommandError(
+            f"--feedback-labels {source}: no verdict names an event with a metadata.uid"
+        )
+    labels.update(judged)
+    present: set[str] = set()
+    for line in lines:
+        try:
+            metadata = orjson.loads(line).get("metadata")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(metadata, dict) and metadata.get("uid") is not None:
+            present.add(str(metadata["uid"]))
+    extra = [
+        orjson.dumps(v.event)
+        for v in verdicts
+        if str((v.event.get("metadata") or {}).get("uid")) in judged.keys() - present
+    ]
+    return [*lines, *extra]
+
+
 def run(args: argparse.Namespace) -> int:
     from ocsf_detect_tools.evaluation import (
         EvaluationError,
@@ -54,12 +95,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plots and args.plots.exists() and not args.plots.is_dir():
         raise CommandError(f"--plots {args.plots} is a file; give a directory for the plots")
+    if args.labels is None and not args.feedback_labels:
+        raise CommandError("give --labels CSV, --feedback-labels SOURCE, or both")
     detector = load_detector(args.bundle)
     try:
-        labels = read_labels(args.labels)
+        labels = read_labels(args.labels) if args.labels is not None else {}
     except EvaluationError as exc:
         raise CommandError(str(exc)) from exc
     lines = read_events(args.events)
+    if args.feedback_labels:
+        lines = _with_verdicts(args.feedback_labels, lines, labels)
     baseline = [line for p in args.baseline for line in read_events(p)] if args.baseline else None
     if args.baseline and not baseline:
         raise CommandError(

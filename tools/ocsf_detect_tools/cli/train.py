@@ -32,8 +32,30 @@ def register(sub: Any) -> None:
     p.add_argument("--config", type=Path, help="TOML configuration (features, model, index)")
     p.add_argument("--alert-rate", type=float, help="target alert rate on normal traffic")
     p.add_argument("--archive", type=Path, help="also write the bundle archive (.zip) here")
+    p.add_argument(
+        "--feedback",
+        metavar="SOURCE",
+        help="analysts' verdicts (s3://FEEDBACK_BUCKET, a directory of verdict .json files or "
+        "a .jsonl file): the events judged benign join the baseline",
+    )
     add_max_rejected(p)
     p.set_defaults(func=run)
+
+
+def _benign_events(source: str) -> list[bytes]:
+    from ocsf_detect_tools.verdicts import VerdictSourceError, benign_lines, read_verdicts
+
+    try:
+        verdicts = read_verdicts(source)
+    except VerdictSourceError as exc:
+        raise CommandError(f"--feedback {exc}") from exc
+    lines = benign_lines(verdicts)
+    print(
+        f"--feedback: {len(lines):,} events judged benign join the baseline "
+        f"({len(verdicts) - len(lines):,} malicious verdicts left out)",
+        file=sys.stderr,
+    )
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     for path in args.events:
         lines += read_lines(path)
     print(f"read {len(lines):,} events from {len(args.events)} file(s)", file=sys.stderr)
+    sources = [str(p) for p in args.events]
+    if args.feedback:
+        lines += _benign_events(args.feedback)
+        sources.append(args.feedback)
     started = time.perf_counter()
     progress = TrainingProgress(config.train.max_minutes * 60)
 
@@ -76,9 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with observe_training(progress):
-            manifest = build_bundle(
-                lines, args.out, config, sources=[str(p) for p in args.events], log=log
-            )
+            manifest = build_bundle(lines, args.out, config, sources=sources, log=log)
     except BuildError as exc:
         raise CommandError(str(exc)) from exc
     finally:
@@ -103,5 +127,6 @@ def run(args: argparse.Namespace) -> int:
             f"  class {uid} {class_name(int(uid))}: unsupported, {small.reason.value} "
             f"({small.baseline_events:,} baseline events, a model needs {small.minimum:,})"
         )
-    sources = " ".join(map(str, args.events))
-    return rejected_status(manifest.training.rejected, len(lines), args.max_rejected, sources)
+    return rejected_status(
+        manifest.training.rejected, len(lines), args.max_rejected, " ".join(sources)
+    )
