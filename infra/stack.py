@@ -26,6 +26,7 @@ from constructs import Construct
 from infra.constructs.alerting import Alerting
 from infra.constructs.archive import RawArchive
 from infra.constructs.encryption import DataKey
+from infra.constructs.feedback import FeedbackStore
 from infra.constructs.ingest import Ingest
 from infra.constructs.model_artifacts import FunctionLayers, ModelRegistry
 from infra.constructs.monitoring import Monitoring
@@ -163,6 +164,12 @@ class OcsfDetectStack(Stack):
             cors_allow_origin=settings.cors_allow_origin,
             manage_account=settings.manage_api_gateway_account,
         )
+        # Analysts' verdicts (POST /v1/feedback) and the overlay both functions search.
+        self.feedback = FeedbackStore(
+            self, "Feedback", access_logs=self.access_logs.bucket, retain=stage.retain_data
+        )
+        self.feedback.attach_scorer(self.scoring.function)
+        self.feedback.attach_api(self.api.function)
         self.releases = Releases(
             self,
             "Releases",
@@ -226,6 +233,12 @@ class OcsfDetectStack(Stack):
             )
         if self.archive is not None:
             CfnOutput(self, "RawArchiveBucket", value=self.archive.bucket.bucket_name)
+        CfnOutput(
+            self,
+            "FeedbackBucketName",
+            value=self.feedback.bucket.bucket_name,
+            description="Verdicts for `ocsf-detect train --feedback s3://<this>`",
+        )
         CfnOutput(self, "FindingsTopicArn", value=self.alerting.topic.topic_arn)
         CfnOutput(self, "FindingsBusName", value=self.alerting.bus.event_bus_name)
         CfnOutput(self, "OpsTopicArn", value=self.monitoring.ops_topic.topic_arn)

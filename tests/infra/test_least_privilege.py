@@ -80,6 +80,14 @@ WILDCARD_REASONS: dict[tuple[str, str, tuple[str, ...]], str] = {
         "CodeDeploy invokes its group's pre-traffic hook, and the hook the version it "
         "tests: one function and its versions (the :* suffix)"
     ),
+    ("AWS::IAM::Policy", "StreamScoring", ("s3:GetObject",)): (
+        "the feedback overlay's objects (feedback/overlay/*), read-only: one per finding "
+        "judged benign, named by its uid at run time"
+    ),
+    ("AWS::IAM::Policy", "PredictionApi", ("s3:DeleteObject", "s3:GetObject", "s3:PutObject")): (
+        "verdicts and overlay vectors under the feedback prefix of the feedback bucket: one "
+        "object per finding, named by its uid at run time"
+    ),
     ("AWS::IAM::Policy", "", ("s3:GetObject", "s3:GetObjectVersion")): (
         "the published bundle's objects under the registry prefix"
     ),
