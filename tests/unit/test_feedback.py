@@ -239,3 +239,15 @@ def test_a_huge_transfer_is_explained_by_its_volume_with_the_typical_one(
     assert isinstance(ordinary, Scored)
     if not ordinary.is_anomaly:
         assert ordinary.explanation == []
+
+
+def test_the_overlay_search_is_exact_across_query_blocks() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(300, 8)).astype(np.float32)
+    queries = rng.normal(size=(1000, 8)).astype(np.float32)  # several blocks
+    found = FeedbackOverlay("v", {1: base}).nearest(1, queries)
+    diff = queries[:, None, :].astype(np.float64) - base[None, :, :].astype(np.float64)
+    expected = np.sqrt((diff * diff).sum(axis=2)).min(axis=1)
+    assert found is not None
+    np.testing.assert_allclose(found, expected, atol=1e-9)
+    assert FeedbackOverlay("v", {1: base}).nearest(2, queries) is None

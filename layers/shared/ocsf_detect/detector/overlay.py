@@ -26,6 +26,7 @@ from ocsf_detect.detector.surprise import Tail
 MAX_OVERLAY_VECTORS = 10_000
 """Vectors kept per class (the most recent verdicts win): exact search over this many
 costs less than the bundle's own k-NN query."""
+_BLOCK = 256  # queries per block of the exact search (256 x 10,000 float64: 20 MB)
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,15 @@ class FeedbackOverlay:
                 f"overlay vectors of class {class_uid} have dimension {base.shape[1]}, "
                 f"the model's embeddings {emb.shape[1]}"
             )
-        q = emb.astype(np.float64)
         b = base.astype(np.float64)
-        d2 = (q * q).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * (q @ b.T)
-        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        b_sq = (b * b).sum(axis=1)
+        out = np.empty(len(emb), dtype=np.float64)
+        # Blocks of queries: a (block x overlay) matrix stays small however large both are.
+        for start in range(0, len(emb), _BLOCK):
+            q = emb[start : start + _BLOCK].astype(np.float64)
+            d2 = (q * q).sum(axis=1)[:, None] + b_sq[None, :] - 2.0 * (q @ b.T)
+            out[start : start + len(q)] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        return out
 
 
 def overlay_scores(distance: np.ndarray, tails: tuple[Tail, Tail] | None) -> np.ndarray:
