@@ -23,6 +23,7 @@ from typing import Any
 from aws_cdk import Annotations, CfnOutput, Duration, Stack, Tags
 from constructs import Construct
 
+from infra.constructs.alert_state import AlertState
 from infra.constructs.alerting import Alerting
 from infra.constructs.archive import RawArchive
 from infra.constructs.encryption import DataKey
@@ -137,6 +138,9 @@ class OcsfDetectStack(Stack):
             shared=assets.shared,
             architecture=stage.architecture,
         )
+        self.alert_state = AlertState(
+            self, "AlertState", key=self.data_key.key, retain=stage.retain_data
+        )
         self.scoring = StreamScoring(
             self,
             "StreamScoring",
@@ -151,6 +155,7 @@ class OcsfDetectStack(Stack):
             log_retention_days=retention_days,
             quarantine_object_days=monitoring_config.quarantine_object_days,
             retain=stage.retain_data,
+            alert_state=self.alert_state,
         )
         self.api = PredictionApi(
             self,
@@ -164,6 +169,11 @@ class OcsfDetectStack(Stack):
             cors_allow_origin=settings.cors_allow_origin,
             manage_account=settings.manage_api_gateway_account,
         )
+        # The API manages the suppression rules (/v1/suppressions) in the alert-state table.
+        self.api.function.add_environment(
+            names.ENV_ALERT_TABLE_NAME, self.alert_state.table.table_name
+        )
+        self.alert_state.grant_rules(self.api.function)
         # Analysts' verdicts (POST /v1/feedback) and the overlay both functions search.
         self.feedback = FeedbackStore(
             self, "Feedback", access_logs=self.access_logs.bucket, retain=stage.retain_data
@@ -233,6 +243,7 @@ class OcsfDetectStack(Stack):
             )
         if self.archive is not None:
             CfnOutput(self, "RawArchiveBucket", value=self.archive.bucket.bucket_name)
+        CfnOutput(self, "AlertStateTableName", value=self.alert_state.table.table_name)
         CfnOutput(
             self,
             "FeedbackBucketName",

@@ -8,6 +8,7 @@ validating every value so that a typo fails the synth with a message naming the 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,24 @@ class ScoringConfig:
     # SnapStart on published versions: the bundle loads during init and the snapshot holds
     # it (docs/releases.md says what changes). Only with ephemeral storage of 512 MB.
     snap_start: bool = False
+    # Alert groups (docs/stream.md): event-time window, least event time between two
+    # updates of a group, the severity from which a group publishes, and per class_uid
+    # the event fields naming its entity (else src_endpoint.ip, user.name, actor.user.name).
+    group_window_s: int = 3600
+    group_update_interval_s: int = 900
+    group_notify_min_severity_id: int = 1
+    group_keys: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+    def grouping_environment(self) -> dict[str, str]:
+        environment = {
+            names.ENV_GROUP_WINDOW_S: str(self.group_window_s),
+            names.ENV_GROUP_UPDATE_INTERVAL_S: str(self.group_update_interval_s),
+            names.ENV_GROUP_NOTIFY_MIN_SEVERITY: str(self.group_notify_min_severity_id),
+        }
+        if self.group_keys:
+            keys = {str(uid): list(fields) for uid, fields in self.group_keys}
+            environment[names.ENV_GROUP_KEYS] = json.dumps(keys, sort_keys=True)
+        return environment
 
 
 @dataclass(frozen=True)

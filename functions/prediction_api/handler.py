@@ -48,6 +48,7 @@ from prediction_api.models import (
     RejectedResult,
 )
 from prediction_api.settings import get_settings
+from prediction_api.suppressions import router as suppressions_router
 
 API_TITLE = "ocsf-detect prediction API"
 API_VERSION = "1.0.0"
@@ -58,6 +59,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/v1/health": ("GET",),
     "/v1/model": ("GET",),
     "/v1/openapi.json": ("GET",),
+    "/v1/suppressions": ("GET", "POST"),
     "/v1/feedback": ("POST",),
 }
 
@@ -105,6 +107,9 @@ BODY_ERRORS: dict[int, Any] = {
 
 
 # --- routes --------------------------------------------------------------------------------
+app.include_router(suppressions_router)  # GET/POST /v1/suppressions, DELETE .../{rule_id}
+
+
 @app.post(
     "/v1/predict",
     summary="Score one OCSF event",

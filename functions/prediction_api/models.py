@@ -250,6 +250,7 @@ ErrorCode = Literal[
     "bundle_unavailable",
     "invalid_feedback",
     "feedback_unavailable",
+    "suppressions_unavailable",
 ]
 """Every `error` code the API answers with; docs/api.md says when each is sent."""
 
@@ -263,7 +264,8 @@ class ErrorBody(_Out):
             "405 method_not_allowed; 413 payload_too_large, too_large (an event over "
             "OCSF_DETECT_MAX_EVENT_BYTES); 415 unsupported_media_type; "
             "422 validation_error, unsupported_class, rejected_event, invalid_feedback; "
-            "500 internal_error; 503 bundle_unavailable, feedback_unavailable"
+            "500 internal_error; 503 bundle_unavailable, feedback_unavailable, "
+            "suppressions_unavailable"
         )
     )
     message: str

@@ -21,6 +21,12 @@ class ApiSettings(EventSettings):
         min_length=1,
         description="CORS headers are sent only when this is set",
     )
+    alert_table_name: str | None = Field(
+        default=None,
+        validation_alias=names.ENV_ALERT_TABLE_NAME,
+        pattern=r"^[A-Za-z0-9_.-]{3,255}$",
+        description="the alert-state table holding the suppression rules (/v1/suppressions)",
+    )
     max_batch_events: int = Field(
         default=MAX_BATCH_EVENTS,
         ge=1,

@@ -16,12 +16,21 @@ from functools import lru_cache
 from typing import Any, Final, TypeVar
 
 from ocsf_detect import names
+from ocsf_detect.alertstate import CachedRules, DynamoGroupStore, DynamoRuleTable
 from ocsf_detect.bundlefetch import load_detector as open_detector
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.feedback import OverlaySource, S3FeedbackStore
 from ocsf_detect.findings import encoded
 from ocsf_detect.gcpause import freeze_long_lived
-from ocsf_detect.stream import Alert, AlertPublisher, QuarantineItem, QuarantineSink, Refusal
+from ocsf_detect.stream import (
+    Alert,
+    AlertGrouping,
+    AlertPublisher,
+    QuarantineItem,
+    QuarantineSink,
+    Refusal,
+    SuppressedItem,
+)
 from stream_scoring.settings import StreamSettings, get_settings
 
 BATCH_ENTRIES = 10
@@ -229,10 +238,42 @@ def quarantine_key(item: QuarantineItem) -> str:
     return f"{names.QUARANTINE_KEY_PREFIX}{day}/{item.shard_id}/{name}.bin"
 
 
+class S3SuppressedArchive:
+    """Suppressed findings, one object each, under ``suppressed/`` of the quarantine
+    bucket: ``suppressed/YYYY/MM/DD/<rule id>/<finding uid>.json`` (a retry overwrites)."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+
+    def put(self, items: Sequence[SuppressedItem]) -> list[Refusal]:
+        refused: list[Refusal] = []
+        for i, item in enumerate(items):
+            try:
+                self._s3.put_object(
+                    Bucket=self._bucket,
+                    Key=suppressed_key(item),
+                    Body=item.body,
+                    ContentType="application/json",
+                    Metadata={"rule-id": item.rule_id},
+                )
+            except Exception as exc:
+                if i == 0:
+                    raise
+                refused.append(Refusal(i, type(exc).__name__, str(exc)))
+        return refused
+
+
+def suppressed_key(item: SuppressedItem) -> str:
+    day = time.strftime("%Y/%m/%d", time.gmtime(item.suppressed_ms / 1000))
+    return f"{names.SUPPRESSED_KEY_PREFIX}{day}/{item.rule_id}/{item.finding_uid}.json"
+
+
 @dataclass(frozen=True)
 class StreamAdapters:
     publishers: tuple[AlertPublisher, ...]
     quarantine: QuarantineSink
+    grouping: AlertGrouping | None = None
 
 
 def _client(service: str) -> Any:
@@ -256,6 +297,22 @@ def build_adapters(settings: StreamSettings) -> StreamAdapters:
         quarantine=SqsQuarantine(
             _client("sqs"), settings.quarantine_queue_url, s3, settings.quarantine_bucket
         ),
+        grouping=build_grouping(settings, s3),
+    )
+
+
+def build_grouping(settings: StreamSettings, s3: Any | None) -> AlertGrouping | None:
+    """Grouping and suppression on the alert-state table, when one is configured."""
+    table = settings.alert_table_name
+    if table is None or s3 is None or settings.quarantine_bucket is None:
+        return None
+    dynamodb = _client("dynamodb")
+    policy = settings.grouping_policy
+    return AlertGrouping(
+        store=DynamoGroupStore(dynamodb, table, policy),
+        rules=CachedRules(DynamoRuleTable(dynamodb, table), ttl_s=settings.suppression_cache_s),
+        archive=S3SuppressedArchive(s3, settings.quarantine_bucket),
+        policy=policy,
     )
 
 

@@ -3,7 +3,8 @@
 Invoked by a Kinesis event source mapping with ReportBatchItemFailures; returns
 ``{"batchItemFailures": [...]}`` (see ``ocsf_detect.stream`` for the semantics). Invoked
 directly with ``{"ocsf_detect_selftest": true}`` it returns ``detector.selftest()`` and
-publishes nothing (the CodeDeploy pre-traffic hook).
+publishes nothing (the CodeDeploy pre-traffic hook); with ``{"ocsf_detect_close_groups":
+true}`` (a schedule) it closes the alert groups whose window is over by the clock.
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from ocsf_detect import names
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.settings import BundleSettings
 from ocsf_detect.snapstart import prepare_snapshot
-from ocsf_detect.stream import BatchResult, EventStatus, RetryPolicy, StreamRecord, process_batch
+from ocsf_detect.stream import (
+    BatchResult,
+    EventStatus,
+    RetryPolicy,
+    StreamRecord,
+    Sweep,
+    close_due_groups,
+    deliver_with_retries,
+    process_batch,
+)
 from ocsf_detect.telemetry import service_metrics
 from stream_scoring.adapters import StreamAdapters, get_adapters, get_detector, refresh_overlay
 from stream_scoring.settings import StreamSettings, get_settings
@@ -47,6 +57,14 @@ def add_result_observer(observer: Callable[[BatchResult], None]) -> Callable[[],
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if isinstance(event, Mapping) and event.get(names.SELFTEST_PAYLOAD_KEY) is True:
         return get_detector().selftest()
+    if isinstance(event, Mapping) and event.get(names.CLOSE_GROUPS_PAYLOAD_KEY) is True:
+        sweep = close_groups(
+            settings=get_settings(),
+            adapters=get_adapters(),
+            bundle_version=_loaded_detector().bundle_version,
+            time_left=lambda: context.get_remaining_time_in_millis() / 1000.0,
+        )
+        return {"closed": sweep.closed, "published": sweep.published, "errors": sweep.errors}
     settings = get_settings()
     detector = _loaded_detector()
     metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, detector.bundle_version)
@@ -95,6 +113,7 @@ def handle(
             now_ms=int(time.time() * 1000),
             max_event_bytes=settings.max_event_bytes,
             limits=settings.record_limits,
+            grouping=adapters.grouping,
         )
     _record_metrics(result)
     for name, value in (
@@ -105,6 +124,53 @@ def handle(
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     _log_result(result)
     return result
+
+
+def close_groups(
+    *,
+    settings: StreamSettings,
+    adapters: StreamAdapters,
+    bundle_version: str,
+    time_left: Callable[[], float] | None = None,
+    clock_ms: int | None = None,
+) -> Sweep:
+    """Close the groups whose window ended (by the wall clock, or ``clock_ms``), publishing
+    the closing updates; repeated until none is due or time runs short."""
+    grouping = adapters.grouping
+    total = Sweep()
+    if grouping is None:
+        return total
+    policy = RetryPolicy(
+        max_attempts=settings.publish_max_attempts,
+        reserve_s=settings.deadline_reserve_ms / 1000.0,
+    )
+    now_ms = int(time.time() * 1000)
+    clock = now_ms - grouping.policy.close_grace_s * 1000 if clock_ms is None else clock_ms
+    while time_left is None or time_left() > policy.reserve_s:
+        sweep = close_due_groups(
+            grouping,
+            adapters.publishers,
+            clock_ms=clock,
+            now_ms=now_ms,
+            bundle_version=bundle_version,
+            deliver=lambda items, send: deliver_with_retries(
+                items, send, policy, time_left=time_left
+            ),
+        )
+        total.closed += sweep.closed
+        total.published += sweep.published
+        total.errors.extend(sweep.errors)
+        if sweep.errors or sweep.closed < grouping.policy.sweep_limit:
+            break
+    metrics.add_metric(name=names.METRIC_GROUPS_CLOSED, unit=MetricUnit.Count, value=total.closed)
+    metrics.add_metric(
+        name=names.METRIC_ALERTS_PUBLISHED, unit=MetricUnit.Count, value=total.published
+    )
+    logger.info(
+        "alert groups closed",
+        extra={"closed": total.closed, "published": total.published, "errors": total.errors},
+    )
+    return total
 
 
 def decode_records(event: Mapping[str, Any]) -> list[StreamRecord]:
@@ -173,6 +239,9 @@ def _record_metrics(result: BatchResult) -> None:
         (names.METRIC_QUARANTINED, "quarantined"),
         (names.METRIC_ALERTS_PUBLISHED, "alerts_published"),
         (names.METRIC_ALERTS_QUARANTINED, "alerts_quarantined"),
+        (names.METRIC_SUPPRESSED, "suppressed"),
+        (names.METRIC_GROUPS_OPENED, "groups_opened"),
+        (names.METRIC_GROUPS_CLOSED, "groups_closed"),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[key])
 

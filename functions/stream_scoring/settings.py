@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from ocsf_detect import names
+from ocsf_detect.grouping import GroupingPolicy
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
 from ocsf_detect.records import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
@@ -69,9 +70,71 @@ class StreamSettings(EventSettings):
         "second to answer); what is not sent is reported failed and sent again by Lambda",
     )
 
+    alert_table_name: str | None = Field(
+        default=None,
+        validation_alias=names.ENV_ALERT_TABLE_NAME,
+        pattern=r"^[A-Za-z0-9_.-]{3,255}$",
+        description="the alert-state table: anomalies are grouped and suppression rules "
+        "apply; unset, every anomaly is published as its own finding",
+    )
+    group_window_s: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        validation_alias=names.ENV_GROUP_WINDOW_S,
+        description="length of a group's event-time window (tumbling), in seconds",
+    )
+    group_update_interval_s: int = Field(
+        default=900,
+        ge=0,
+        le=7 * 24 * 3600,
+        validation_alias=names.ENV_GROUP_UPDATE_INTERVAL_S,
+        description="a group publishes an update at most once per this much event time",
+    )
+    group_keys: dict[int, list[str]] = Field(
+        default_factory=dict,
+        validation_alias=names.ENV_GROUP_KEYS,
+        description="JSON: class_uid -> the event fields naming its entity, e.g. "
+        '{"3002": ["user.name"]}; other classes take the first of src_endpoint.ip, '
+        "user.name, actor.user.name",
+    )
+    group_notify_min_severity_id: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        validation_alias=names.ENV_GROUP_NOTIFY_MIN_SEVERITY,
+        description="a group speaks once its highest severity_id reaches this (1: always); "
+        "below it, its anomalies are counted and stored, not published",
+    )
+    suppression_cache_s: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        validation_alias=names.ENV_SUPPRESSION_CACHE_S,
+        description="suppression rules are read again after this many seconds",
+    )
+
+    @model_validator(mode="after")
+    def _archive_for_suppressed(self) -> StreamSettings:
+        if self.alert_table_name and not self.quarantine_bucket:
+            raise ValueError(
+                f"{names.ENV_ALERT_TABLE_NAME} needs {names.ENV_QUARANTINE_BUCKET}: "
+                "suppressed findings are archived in the quarantine bucket"
+            )
+        return self
+
     @property
     def record_limits(self) -> RecordLimits:
         return RecordLimits(self.max_decompressed_bytes, self.max_events_per_record)
+
+    @property
+    def grouping_policy(self) -> GroupingPolicy:
+        return GroupingPolicy(
+            window_s=self.group_window_s,
+            update_interval_s=self.group_update_interval_s,
+            notify_min_severity_id=self.group_notify_min_severity_id,
+            keys={k: tuple(v) for k, v in self.group_keys.items()},
+        )
 
 
 def load_settings() -> StreamSettings:

@@ -27,6 +27,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.constructs.alert_state import AlertState
 from infra.constructs.function import ServiceFunction
 from infra.constructs.model_artifacts import FunctionLayers
 from infra.constructs.nag import acknowledge, acknowledge_kms_grant, logical_id
@@ -38,6 +39,8 @@ QUEUE_RETENTION = Duration.days(14)
 QUEUE_VISIBILITY = Duration.seconds(30)
 QUARANTINE_OBJECTS = f"{names.QUARANTINE_KEY_PREFIX}*"
 """The keys the function writes to the quarantine bucket."""
+SUPPRESSED_OBJECTS = f"{names.SUPPRESSED_KEY_PREFIX}*"
+"""The keys of suppressed findings in the quarantine bucket."""
 SQS_SEND_KMS_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 """What a producer needs on the key of an SQS queue encrypted with a customer key."""
 
@@ -110,6 +113,7 @@ class StreamScoring(Construct):
         log_retention_days: int,
         quarantine_object_days: int,
         retain: bool = False,
+        alert_state: AlertState | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -155,6 +159,14 @@ class StreamScoring(Construct):
                 names.ENV_QUARANTINE_QUEUE_URL: self.quarantine_queue.queue_url,
                 names.ENV_QUARANTINE_BUCKET: self.quarantine_bucket.bucket_name,
                 **({names.ENV_LOAD_BUNDLE_AT_INIT: "true"} if config.snap_start else {}),
+                **(
+                    {
+                        names.ENV_ALERT_TABLE_NAME: alert_state.table.table_name,
+                        **config.grouping_environment(),
+                    }
+                    if alert_state is not None
+                    else {}
+                ),
             },
             log_retention_days=log_retention_days,
             log_key=key,
@@ -174,6 +186,14 @@ class StreamScoring(Construct):
             resource_arns=[self.quarantine_bucket.arn_for_objects(QUARANTINE_OBJECTS)],
         )
         layers.grant_bundle_read(self.function)
+        if alert_state is not None:
+            alert_state.grant_scorer(self.function)
+            # Suppressed findings are archived beside the quarantined payloads.
+            iam.Grant.add_to_principal(
+                grantee=self.function,
+                actions=["s3:PutObject"],
+                resource_arns=[self.quarantine_bucket.arn_for_objects(SUPPRESSED_OBJECTS)],
+            )
         bucket_id = logical_id(self.quarantine_bucket)
         acknowledge(
             self.service.role,
@@ -182,6 +202,13 @@ class StreamScoring(Construct):
             "<sequence>-<sub_index>.bin, keys known only at run time; s3:PutObject only (no "
             "read, no delete, no retention, legal hold or tagging)",
         )
+        if alert_state is not None:
+            acknowledge(
+                self.service.role,
+                f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{SUPPRESSED_OBJECTS}]",
+                "Suppressed findings are archived under suppressed/<day>/<rule id>/<finding "
+                "uid>.json, keys known only at run time; s3:PutObject only",
+            )
         acknowledge_kms_grant(self.service.role)
 
         # --- the stream, read through the alias --------------------------------------------
@@ -199,3 +226,6 @@ class StreamScoring(Construct):
             on_failure=SendOnlySqsDlq(self.failure_queue),
         )
         self.alias.add_event_source(self.event_source)
+        self.close_groups_rule = (
+            alert_state.close_groups_on_schedule(self.alias) if alert_state is not None else None
+        )

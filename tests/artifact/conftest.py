@@ -40,6 +40,7 @@ from ocsf_detect_tools.artifact import (
     synth_stage,
 )
 from ocsf_detect_tools.emulator import Emulator, aws_environment
+from ocsf_detect_tools.replay import create_alert_table
 
 
 @pytest.fixture(scope="session")
@@ -155,6 +156,10 @@ def provision(assembly: Assembly, suffix: str) -> dict[str, Any]:
             target = resource["Properties"]["FunctionName"]["Ref"]
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name(target)}:1"
             refs[logical_id] = {"Ref": arn, "Version": "1"}
+        elif kind == "AWS::DynamoDB::Table":  # the alert-state table, as replay creates it
+            table = create_alert_table(name)
+            arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"
+            refs[logical_id] = {"Ref": table, "Arn": arn}
         else:
             raise ArtifactError(f"no stand-in for {logical_id} ({kind}), which a function uses")
     return refs

@@ -116,7 +116,11 @@ def test_stream_function_scores_the_sample_batch_and_publishes_findings(
     assert len(quarantined) == 6
     via_sns = drain_queue(stage.findings_sns_queue)
     via_events = drain_queue(stage.findings_events_queue)
-    assert len(via_sns) == len(via_events) >= len(anomalous)
+    # grouped in the alert-state table: one message or more per alert group, each naming it
+    assert len(via_sns) == len(via_events) >= 1
+    groups = {f["unmapped"]["group"]["uid"] for f in via_sns}
+    assert 1 <= len(groups) <= len(anomalous)
+    assert {f["finding_info"]["uid"] for f in via_sns} == groups
     assert {f["class_uid"] for f in via_sns} == {2004}
     assert {e["detail"]["class_uid"] for e in via_events} == {2004}
     _assert_imports_stay_inside(stage, run, stream)

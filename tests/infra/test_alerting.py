@@ -66,7 +66,12 @@ def test_bus_archives_findings_for_replay(stage_synth: Synthesized) -> None:
 
 def test_example_rule_filters_on_source_and_detail_type(dev: Synthesized) -> None:
     bus_id, _ = dev.only("AWS::Events::EventBus")
-    _, rule = dev.only("AWS::Events::Rule")
+    # the rules on the findings bus (the alert-state schedule runs on the default bus)
+    (rule,) = [
+        r
+        for r in dev.resources("AWS::Events::Rule").values()
+        if r["Properties"].get("EventBusName") == {"Ref": bus_id}
+    ]
     props = rule["Properties"]
     assert props["EventBusName"] == {"Ref": bus_id}
     assert props["EventPattern"] == {

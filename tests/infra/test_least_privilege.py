@@ -55,6 +55,14 @@ WILDCARD_REASONS: dict[tuple[str, str, tuple[str, ...]], str] = {
         "data-key use on the one data key (the action name's * covers GenerateDataKey's "
         "variants for SQS/SNS senders)"
     ),
+    (
+        "AWS::IAM::Policy",
+        "StreamScoring",
+        ("kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey", "kms:GenerateDataKey*"),
+    ): (
+        "the scorer's data-key use on the one data key: SNS/SQS senders' data keys, and "
+        "kms:Decrypt/DescribeKey for the alert-state table encrypted with it"
+    ),
     ("AWS::IAM::Policy", "", ("s3:PutObject",)): (
         "objects under one prefix of one bucket (access logs, quarantined payloads)"
     ),

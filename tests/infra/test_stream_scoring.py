@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from aws_cdk.assertions import Match
 
-from infra.constructs.stream_scoring import QUARANTINE_OBJECTS
+from infra.constructs.stream_scoring import QUARANTINE_OBJECTS, SUPPRESSED_OBJECTS
 from infra.stages import STAGES
 from ocsf_detect import names
 
@@ -226,9 +226,11 @@ def test_scorer_writes_only_quarantine_objects_and_sends_only_to_its_queues(
     (s3_put,) = [st for st in statements if "s3:PutObject" in _actions(st)]
     assert _actions(s3_put) == ["s3:PutObject"]
     bucket_id = logical_id_of(dev, "QuarantineBucket", "AWS::S3::Bucket")
-    assert s3_put["Resource"] == {
-        "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{QUARANTINE_OBJECTS}"]]
-    }
+    # quarantined payloads, and suppressed findings (the alert-state feature's archive)
+    assert s3_put["Resource"] == [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{prefix}"]]}
+        for prefix in (QUARANTINE_OBJECTS, SUPPRESSED_OBJECTS)
+    ]
     (sqs_send,) = [st for st in statements if any(a.startswith("sqs:") for a in _actions(st))]
     assert _actions(sqs_send) == ["sqs:SendMessage"]
     queues = {ref["Fn::GetAtt"][0] for ref in sqs_send["Resource"]}

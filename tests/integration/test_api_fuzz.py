@@ -24,7 +24,21 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def base_url(detector, bundle_dir):
+def alert_table(emulator_url):
+    """The alert-state table on the emulator, so the suppression routes have their store."""
+    from prediction_api.settings import get_settings
+
+    from ocsf_detect_tools.replay import create_alert_table
+
+    os.environ[names.ENV_ALERT_TABLE_NAME] = create_alert_table("fuzz-alert-state")
+    get_settings.cache_clear()
+    yield os.environ[names.ENV_ALERT_TABLE_NAME]
+    os.environ.pop(names.ENV_ALERT_TABLE_NAME, None)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def base_url(detector, bundle_dir, alert_table):
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     from prediction_api import handler, service

@@ -33,8 +33,11 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["events"] == 600
     assert summary["scored"] == 600
-    assert summary["alerts_sns"] == summary["anomalies"]
-    assert summary["alerts_eventbridge"] == summary["anomalies"]
+    # every anomaly the stream saw is in one alert group or suppressed; each group spoke
+    assert summary["grouped_anomalies"] + summary["suppressed"] == summary["anomalies"]
+    assert summary["alerts_sns"] == summary["alerts_eventbridge"] == summary["alert_groups"]
+    assert summary["notifications_sns"] == summary["notifications_eventbridge"]
+    assert "Top alert groups" in out
     assert summary["quarantined"] == 0
     assert "Top alerts" in out
     report = tmp_path / "report.html"

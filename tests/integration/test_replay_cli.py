@@ -28,7 +28,10 @@ def test_replay_writes_the_findings_it_received(tmp_path, bundle_dir, live_traff
     # Then every finding SNS delivered is in the file, and each rejected line was quarantined
     findings = [json.loads(x) for x in gzip.decompress(out.read_bytes()).splitlines()]
     assert summary["anomalies"] > 0
-    assert len(findings) == summary["alert_messages_sns"] == summary["anomalies"]
+    assert len(findings) == summary["alert_messages_sns"] == summary["notifications_sns"]
+    # one message or more per alert group, fewer than the anomalies it grouped
+    assert summary["grouped_anomalies"] == summary["anomalies"]
+    assert summary["alert_groups"] <= len(findings) <= summary["anomalies"]
     assert {f["class_uid"] for f in findings} == {2004}
     assert summary["rejected"] == summary["quarantined"] == 30
     assert [p.name for p in tmp_path.iterdir() if p.name != "live.jsonl"] == [out.name]

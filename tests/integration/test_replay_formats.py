@@ -52,7 +52,10 @@ def assert_every_event_accounted_for(summary: dict, lines: list[bytes]) -> None:
         summary["scored"] + summary["rejected"] + summary["unsupported"] + summary["failed"]
     ), summary
     assert summary["failed"] == 0, summary
-    assert summary["alerts_sns"] == summary["alerts_eventbridge"] == summary["anomalies"]
+    # every anomaly is in one alert group or suppressed; each group spoke on both channels
+    assert summary["grouped_anomalies"] + summary["suppressed"] == summary["anomalies"]
+    assert summary["alerts_sns"] == summary["alerts_eventbridge"] == summary["alert_groups"]
+    assert summary["notifications_sns"] == summary["notifications_eventbridge"]
     assert summary["alerts_quarantined"] == 0  # no channel refused a finding for good
     # every rejection that reached the stream is in the quarantine, once
     assert summary["quarantined"] == summary["rejected"] - summary["rejected_before_put"]

@@ -334,7 +334,10 @@ def test_replay_cli_invariants(emulator_url, bundle_dir, live_traffic, tmp_path:
     )
     assert summary["failed"] == 0
     assert summary["rejected"] == 2
-    assert summary["alerts_sns"] == summary["alerts_eventbridge"] == summary["anomalies"]
+    # every anomaly is in one alert group or suppressed; each group spoke on both channels
+    assert summary["grouped_anomalies"] + summary["suppressed"] == summary["anomalies"]
+    assert summary["alerts_sns"] == summary["alerts_eventbridge"] == summary["alert_groups"]
+    assert summary["notifications_sns"] == summary["notifications_eventbridge"]
     assert summary["quarantined"] == summary["rejected"]
 
 

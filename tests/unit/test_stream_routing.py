@@ -142,6 +142,10 @@ def test_every_record_is_routed_and_accounted_for():
         "alerts_published": 2,
         "control_messages": 0,
         "alerts_quarantined": 0,
+        # without an alert-state table: no suppression, no groups
+        "suppressed": 0,
+        "groups_opened": 0,
+        "groups_closed": 0,
     }
     assert counts["events_in"] == sum(
         counts[k] for k in ("scored", "rejected", "unsupported", "failed")

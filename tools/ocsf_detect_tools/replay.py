@@ -1,7 +1,8 @@
 """Replay events through the whole stream path on an AWS emulator (or any endpoint).
 
 ``replay(...)`` creates the stream, the alert topic and bus, the quarantine queue and
-bucket, and two subscriber queues (SNS with raw delivery; an EventBridge rule on the
+bucket, the alert-state table (alert groups and suppression rules), and two subscriber
+queues (SNS with raw delivery; an EventBridge rule on the
 findings' source/detail-type), puts the events into Kinesis, drives the real stream
 handler through ``KinesisRunner``, drains the queues and counts. The ``replay`` and
 ``demo`` commands are thin wrappers around it.
@@ -23,6 +24,7 @@ from typing import Any, TextIO
 import orjson
 
 from ocsf_detect import names
+from ocsf_detect.alertstate import DynamoGroupStore, DynamoRuleTable
 from ocsf_detect.stream import UNDELIVERABLE
 from ocsf_detect_tools.emulator import DEFAULT_REGION, Emulator, aws_environment, environment
 from ocsf_detect_tools.producers import RecordFormatName, pack
@@ -43,15 +45,19 @@ class ReplayResources:
     sns_queue_url: str
     eventbridge_queue_url: str
     on_failure_queue_url: str
+    alert_table: str | None = None
 
     def handler_environment(self, bundle_dir: Path) -> dict[str, str]:
-        return {
+        environment = {
             names.ENV_BUNDLE_PATH: str(bundle_dir),
             names.ENV_ALERT_TOPIC_ARN: self.topic_arn,
             names.ENV_EVENT_BUS_NAME: self.bus_name,
             names.ENV_QUARANTINE_QUEUE_URL: self.quarantine_queue_url,
             names.ENV_QUARANTINE_BUCKET: self.quarantine_bucket,
         }
+        if self.alert_table:
+            environment[names.ENV_ALERT_TABLE_NAME] = self.alert_table
+        return environment
 
 
 def client(service: str) -> Any:
@@ -60,8 +66,46 @@ def client(service: str) -> Any:
     return boto3.session.Session().client(service)
 
 
-def create_resources(prefix: str | None = None, shards: int = 1) -> ReplayResources:
-    """Everything the stream function talks to, on the current AWS endpoint."""
+def create_alert_table(name: str) -> str:
+    """The alert-state table as the CDK app defines it (infra/constructs/alert_state.py):
+    keys pk/sk, the sparse open-groups index, TTL on expires_at."""
+    dynamodb = client("dynamodb")
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "open_pk", "AttributeType": "S"},
+            {"AttributeName": "window_end", "AttributeType": "N"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": names.ALERT_TABLE_OPEN_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "open_pk", "KeyType": "HASH"},
+                    {"AttributeName": "window_end", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    dynamodb.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+    )
+    return name
+
+
+def create_resources(
+    prefix: str | None = None, shards: int = 1, grouping: bool = False
+) -> ReplayResources:
+    """Everything the stream function talks to, on the current AWS endpoint (with
+    ``grouping``, the alert-state table too)."""
     prefix = prefix or f"ocsf-detect-{uuid.uuid4().hex[:8]}"
     kinesis, sns, sqs, events, s3 = (client(s) for s in ("kinesis", "sns", "sqs", "events", "s3"))
     stream = f"{prefix}-events"
@@ -95,8 +139,9 @@ def create_resources(prefix: str | None = None, shards: int = 1) -> ReplayResour
     events.put_targets(
         Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": _queue_arn(sqs, eb_queue)}]
     )
+    table = create_alert_table(f"{prefix}-alert-state") if grouping else None
     return ReplayResources(
-        stream, topic_arn, bus, quarantine_url, bucket, sns_queue, eb_queue, on_failure_url
+        stream, topic_arn, bus, quarantine_url, bucket, sns_queue, eb_queue, on_failure_url, table
     )
 
 
@@ -171,10 +216,19 @@ def replay(
     function_output: TextIO | None = None,
     record_format: RecordFormatName = "json",
     findings: list[dict[str, Any]] | None = None,
+    grouping: bool = True,
+    suppressions: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Replay ``lines`` (JSON events), packed into Kinesis records as ``record_format``'s
-    producers pack them, and return the summary counts. The function's log lines and EMF
-    metrics go to ``function_output`` (default: stderr).
+    producers pack them, and return the summary counts.
+
+    With ``grouping`` the function runs against an alert-state table (holding
+    ``suppressions``, ``SuppressionRule``s, from the start): anomalies are grouped, only
+    the groups' notifications are published, and once the stream is drained the groups
+    are closed as the schedule would close them. ``alert_groups`` counts the groups in
+    the table, ``grouped_anomalies`` the anomalies they counted (with ``suppressed``,
+    every anomaly once), ``notifications_sns``/``notifications_eventbridge`` the messages.
+    The function's log lines and EMF metrics go to ``function_output`` (default: stderr).
 
     ``events_in`` counts the lines, ``records_in`` the Kinesis records put. A line that
     fits no record is rejected before the put (``rejected_before_put``, within
@@ -190,7 +244,11 @@ def replay(
     datas = [record.data for record in packing.records]
     with aws_endpoint(endpoint_url):
         started = time.perf_counter()
-        resources = create_resources()
+        resources = create_resources(grouping=grouping)
+        if resources.alert_table:
+            rule_table = DynamoRuleTable(client("dynamodb"), resources.alert_table)
+            for rule in suppressions:
+                rule_table.put(rule)
         sqs = client("sqs")
         drains = {
             "sns": QueueDrain(sqs, resources.sns_queue_url),
@@ -231,6 +289,9 @@ def replay(
                             len(datas),
                             read_queues,
                         )
+                        groups = _close_groups(handler, adapters, resources)
+                        sent.update(("sns", "eventbridge"))
+                        read_queues()
                 finally:
                     remove()
             finally:
@@ -249,14 +310,15 @@ def replay(
     # after a crash) are failed too: nothing is left uncounted.
     never_seen = max(0, events_put - len(final))
     sns_uids = {m["finding_info"]["uid"] for m in sns_alerts}
+    suppressed = statuses.count("suppressed")
     eb_uids = {m["detail"]["finding_info"]["uid"] for m in eb_alerts}
     rejected_before_put = len(packing.too_large)
     return {
         "events_in": len(lines),
         "records_in": len(sequence_numbers),
         "record_format": record_format,
-        "scored": statuses.count("scored") + statuses.count("anomaly"),
-        "anomalies": statuses.count("anomaly"),
+        "scored": statuses.count("scored") + statuses.count("anomaly") + suppressed,
+        "anomalies": statuses.count("anomaly") + suppressed,
         "rejected": statuses.count("rejected") + rejected_before_put,
         "rejected_before_put": rejected_before_put,
         "unsupported": statuses.count("unsupported"),
@@ -280,11 +342,30 @@ def replay(
                 if m.get("reason") == UNDELIVERABLE
             }
         ),
+        "alert_groups": len(groups) if resources.alert_table else None,
+        "grouped_anomalies": sum(g.count for g in groups) if resources.alert_table else None,
+        "notifications_sns": len({m["metadata"]["uid"] for m in sns_alerts}),
+        "notifications_eventbridge": len({m["detail"]["metadata"]["uid"] for m in eb_alerts}),
+        "suppressed": suppressed,
         "on_failure_batches": len(on_failure),
         "invocations": stats.invocations,
         "seconds": round(seconds, 3),
         "events_per_s": round(len(lines) / seconds, 1) if seconds > 0 else 0.0,
     }
+
+
+def _close_groups(handler: Any, adapters: Any, resources: ReplayResources) -> list[Any]:
+    """Close every group whose window is over by the wall clock (the schedule's sweep;
+    replayed events are older than their windows), then every group in the table."""
+    if not resources.alert_table:
+        return []
+    handler.close_groups(
+        settings=adapters.get_settings(),
+        adapters=adapters.get_adapters(),
+        bundle_version=adapters.get_detector().bundle_version,
+    )
+    policy = adapters.get_settings().grouping_policy
+    return list(DynamoGroupStore(client("dynamodb"), resources.alert_table, policy).groups())
 
 
 def _put(

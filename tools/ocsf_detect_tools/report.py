@@ -101,6 +101,47 @@ def top_alerts(
     return list(rows.values())
 
 
+def group_rows(
+    findings: list[dict[str, Any]], labels: dict[str, tuple[int, str]] | None, n: int = 15
+) -> list[dict[str, Any]]:
+    """The alert groups as a subscriber received them (the SNS messages of a replay): one
+    row per group from its latest message, highest score first, with the label of an
+    anomaly it carries and why its latest anomaly fired (when the finding explains it)."""
+    latest: dict[str, dict[str, Any]] = {}
+    label: dict[str, str] = {}
+    for f in findings:
+        group = (f.get("unmapped") or {}).get("group")
+        if not group:
+            continue
+        uid = group["uid"]
+        if uid not in latest or group["count"] >= latest[uid]["unmapped"]["group"]["count"]:
+            latest[uid] = f
+        evidence = f.get("evidences") or []
+        if evidence and uid not in label:
+            _, kind = (labels or {}).get(event_uid(evidence[0].get("data") or {}) or "", (0, "-"))
+            label[uid] = kind or "-"
+    rows = []
+    for uid, f in latest.items():
+        group = f["unmapped"]["group"]
+        why = [r.get("text", "") for r in (f["unmapped"].get("explanation") or [])[:2]]
+        rows.append(
+            {
+                "first seen": datetime.fromtimestamp(group["first_seen_time"] / 1000, UTC).strftime(
+                    "%Y-%m-%d %H:%M"
+                ),
+                "class": group["source_class_uid"],
+                "entity": group["entity"].split("=", 1)[-1],
+                "anomalies": group["count"],
+                "severity": f.get("severity", "-"),
+                "score": group["max_score_ratio"],
+                "label": label.get(uid, "-"),
+                "why": "; ".join(w for w in why if w) or "-",
+            }
+        )
+    rows.sort(key=lambda r: (-r["score"], -r["anomalies"]))
+    return rows[:n]
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no alerts)"
@@ -120,10 +161,13 @@ def write_report(
     table: list[dict[str, Any]],
     labels: dict[str, tuple[int, str]] | None,
     title: str = "ocsf-detect demo report",
+    groups: list[dict[str, Any]] | None = None,
+    grouping: dict[str, Any] | None = None,
 ) -> Path:
     """A self-contained HTML page (images inlined as base64 PNG), written under a
     temporary name and renamed when complete. Sections, each an ``<section id>``:
-    summary, top-alerts, scores, alerts-over-time and, with labels, recall."""
+    summary, top-alerts, (with ``grouping``, the stream's counts, and ``groups``, its
+    grouped alerts) alert-groups, scores, alerts-over-time and, with labels, recall."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,6 +210,18 @@ def write_report(
             "top-alerts",
             "Top alerts (score relative to the threshold; one row per class and entity)",
             _table_html(table) if table else "<p>No alerts.</p>",
+        ),
+        *(
+            [
+                (
+                    "alert-groups",
+                    "Raw anomalies and alert groups (what the stream published)",
+                    _table_html([{"": k, "value": v} for k, v in grouping.items()])
+                    + (_table_html(groups) if groups else "<p>No alert group was published.</p>"),
+                )
+            ]
+            if grouping is not None
+            else []
         ),
         ("scores", "Score distribution", _img("score histogram", hist)),
         ("alerts-over-time", "Alerts over time", _img("alerts over time", over_time)),

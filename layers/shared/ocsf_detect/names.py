@@ -118,3 +118,23 @@ FEEDBACK_KEY_PREFIX: Final = "feedback/"
 METRIC_FEEDBACK_SILENCED: Final = "FeedbackSilenced"  # would have alerted; a verdict said benign
 METRIC_FEEDBACK_VERDICTS: Final = "FeedbackVerdicts"  # verdicts the API recorded
 METRIC_OVERLAY_VECTORS: Final = "OverlayVectors"  # judged-benign vectors the scorer searches
+
+# --- Alert groups and suppression rules (the alert-state DynamoDB table) ---------------
+ENV_ALERT_TABLE_NAME: Final = "OCSF_DETECT_ALERT_TABLE_NAME"
+"""The alert-state table; unset: no grouping, one finding per anomaly, no suppression."""
+ENV_GROUP_WINDOW_S: Final = "OCSF_DETECT_GROUP_WINDOW_S"
+ENV_GROUP_UPDATE_INTERVAL_S: Final = "OCSF_DETECT_GROUP_UPDATE_INTERVAL_S"
+ENV_GROUP_KEYS: Final = "OCSF_DETECT_GROUP_KEYS"
+"""JSON object: class_uid -> list of event fields (dotted) that name the entity."""
+ENV_GROUP_NOTIFY_MIN_SEVERITY: Final = "OCSF_DETECT_GROUP_NOTIFY_MIN_SEVERITY_ID"
+ENV_SUPPRESSION_CACHE_S: Final = "OCSF_DETECT_SUPPRESSION_CACHE_S"
+ALERT_TABLE_OPEN_INDEX: Final = "open-groups"
+"""Sparse index of the groups still open (partition open_pk, sort window_end)."""
+SUPPRESSED_KEY_PREFIX: Final = "suppressed/"
+"""Suppressed findings are archived in the quarantine bucket under this prefix."""
+CLOSE_GROUPS_PAYLOAD_KEY: Final = "ocsf_detect_close_groups"
+"""Direct (scheduled) invocation with {CLOSE_GROUPS_PAYLOAD_KEY: true} closes the groups
+whose window is over by the clock, and publishes nothing else."""
+METRIC_GROUPS_OPENED: Final = "AlertGroupsOpened"
+METRIC_GROUPS_CLOSED: Final = "AlertGroupsClosed"
+METRIC_SUPPRESSED: Final = "Suppressed"  # anomalies a suppression rule matched

@@ -11,7 +11,11 @@ Pure apart from the adapters handed in (Protocol-typed): no boto3, no environmen
    bad base64, not JSON, schema violation, too large) or UNSUPPORTED (a class the bundle
    does not score).
 3. ``process_batch``: quarantine the rejected, publish the alerts to every publisher with
-   bounded retries, and compute the final per-event status.
+   bounded retries, and compute the final per-event status. With ``AlertGrouping`` (the
+   alert-state table), each anomaly is first checked against the suppression rules
+   (suppressed: archived, never published) and then counted into its alert group
+   (``ocsf_detect.grouping``): only the group's notifications are published, and groups
+   whose window the batch's event time has passed are closed.
 
 Failure semantics (Lambda's ReportBatchItemFailures): a record fails when one of its
 events failed. Lambda restarts a shard from the LOWEST sequence number reported, so once a
@@ -25,15 +29,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
+
+import orjson
 
 from ocsf_detect import names
 from ocsf_detect.detector.scorer import Outcome, Scored
 from ocsf_detect.findings import build_finding, fit_finding
+from ocsf_detect.grouping import (
+    GroupingPolicy,
+    GroupState,
+    GroupStore,
+    Notice,
+    anomaly_message,
+    anomaly_of,
+    closing_message,
+    count_anomaly,
+    entity_of,
+    event_of,
+)
 from ocsf_detect.ocsf.outcomes import Rejected, RejectReason, Unsupported
 from ocsf_detect.records import RecordLimits, UnpackError, UnreadableEvent, unpack
+from ocsf_detect.suppression import SuppressionRule, first_match
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +93,8 @@ class EventStatus(StrEnum):
     """Final status of an event in one invocation."""
 
     SCORED = "scored"  # scored, not anomalous
-    ANOMALY = "anomaly"  # scored, anomalous, alert delivered to every publisher
+    ANOMALY = "anomaly"  # scored, anomalous, alert delivered (or counted into its group)
+    SUPPRESSED = "suppressed"  # scored, anomalous, matched a suppression rule: archived
     REJECTED = "rejected"  # quarantined
     UNSUPPORTED = "unsupported"
     FAILED = "failed"  # its record is in batchItemFailures: Lambda will send it again
@@ -193,6 +214,40 @@ class QuarantineSink(Protocol):
         ...
 
 
+class RuleSource(Protocol):
+    """The suppression rules in force (an adapter may cache them briefly)."""
+
+    def rules(self) -> Sequence[SuppressionRule]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressedItem:
+    """A suppressed anomaly's finding and the rule that matched it, to archive."""
+
+    finding_uid: str
+    rule_id: str
+    reason: str
+    body: bytes
+    suppressed_ms: int
+
+
+class SuppressedArchive(Protocol):
+    def put(self, items: Sequence[SuppressedItem]) -> Sequence[Refused]:
+        """Store ``items``; return those NOT stored. Raising: none was."""
+        ...
+
+
+@dataclass(frozen=True)
+class AlertGrouping:
+    """What grouping and suppression need: the alert-state store, the rules, the policy
+    and where suppressed findings are kept."""
+
+    store: GroupStore
+    rules: RuleSource
+    archive: SuppressedArchive
+    policy: GroupingPolicy = field(default_factory=GroupingPolicy)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Bounded retries inside one invocation; past them, Lambda's own retries take over.
@@ -242,6 +297,12 @@ class BatchResult:
     """CloudWatch Logs CONTROL_MESSAGE envelopes: not events, counted and dropped."""
     alerts_quarantined: int = 0
     """Findings a channel refused for good, kept in the quarantine (in this invocation)."""
+    groups_opened: int = 0
+    """Alert groups an anomaly of this invocation created (a retried one does not count)."""
+    groups_closed: int = 0
+    """Groups this invocation closed (their window was over)."""
+    suppressed_archived: int = 0
+    """Suppressed findings the archive stored (in this invocation)."""
 
     def count(self, *statuses: EventStatus) -> int:
         return sum(1 for s in self.statuses if s in statuses)
@@ -263,8 +324,9 @@ class BatchResult:
         return {
             "events_in": len(self.planned),
             "records_in": len(self.records),
-            "scored": self.count(EventStatus.SCORED, EventStatus.ANOMALY),
-            "anomalies": self.count(EventStatus.ANOMALY),
+            "scored": self.count(EventStatus.SCORED, EventStatus.ANOMALY, EventStatus.SUPPRESSED),
+            "anomalies": self.count(EventStatus.ANOMALY, EventStatus.SUPPRESSED),
+            "suppressed": self.count(EventStatus.SUPPRESSED),
             "rejected": self.count(EventStatus.REJECTED),
             "unsupported": self.count(EventStatus.UNSUPPORTED),
             "failed": self.count(EventStatus.FAILED),
@@ -273,6 +335,8 @@ class BatchResult:
             "alerts_published": self.alerts_published,
             "control_messages": self.control_messages,
             "alerts_quarantined": self.alerts_quarantined,
+            "groups_opened": self.groups_opened,
+            "groups_closed": self.groups_closed,
         }
 
 
@@ -421,10 +485,9 @@ UNDELIVERABLE = "undeliverable"
 the event was read and scored; its alert could not be delivered)."""
 
 
-def _undeliverable(p: PlannedEvent, channel: str, refusal: Refusal, now_ms: int) -> QuarantineItem:
-    alert = p.alert
-    if alert is None:  # unreachable: only planned alerts are published
-        raise AssertionError("an undeliverable alert without an alert")
+def _undeliverable(
+    p: PlannedEvent, alert: Alert, channel: str, refusal: Refusal, now_ms: int
+) -> QuarantineItem:
     return QuarantineItem(
         shard_id=p.record.shard_id,
         sequence_number=p.record.sequence_number,
@@ -532,11 +595,13 @@ def process_batch(
     limits: RecordLimits | None = None,
     sleep: Callable[[float], None] = time.sleep,
     time_left: Callable[[], float] | None = None,
+    grouping: AlertGrouping | None = None,
 ) -> BatchResult:
     """Plan, deliver, and decide each event's final status (see the module docstring).
 
     ``time_left``: seconds left before the invocation's deadline (Lambda's context);
-    delivery stops ``policy.reserve_s`` before it and what was not sent is failed."""
+    delivery stops ``policy.reserve_s`` before it and what was not sent is failed.
+    ``grouping``: suppress and group the anomalies; None publishes one finding each."""
     planned, control = plan_batch(
         records, scorer, now_ms=now_ms, max_event_bytes=max_event_bytes, limits=limits
     )
@@ -559,12 +624,28 @@ def process_batch(
             errors.append(f"quarantine: {done.error}")
 
     to_alert = [i for i, p in enumerate(planned) if p.alert is not None]
+    grouped = _GroupedAlerts()
+    if grouping is not None and to_alert:
+        grouped = _group_alerts(planned, to_alert, grouping, now_ms, policy, time_left)
+        failed |= grouped.failed
+        errors.extend(grouped.errors)
+        if grouped.suppressed:
+            items = [item for _, item in grouped.suppressed]
+            done = deliver(items, grouping.archive.put)
+            lost = done.unsent | set(done.permanent)
+            failed.update(grouped.suppressed[j][0] for j in lost)
+            grouped.archived = len(items) - len(lost)
+            if lost:
+                errors.append(f"suppressed archive: {done.error}")
+        alerts, owners = grouped.alerts, grouped.owners
+    else:
+        alerts = [a for i in to_alert if (a := planned[i].alert) is not None]
+        owners = to_alert
     unsent: set[int] = set()  # by some channel, transiently: the event fails
     refused: set[int] = set()  # by some channel, for good: the alert is quarantined
     undeliverable: list[QuarantineItem] = []
-    owners: list[int] = []
-    if to_alert:
-        alerts = [planned[i].alert for i in to_alert]
+    undeliverable_owners: list[int] = []
+    if alerts:
         for publisher in publishers:
             done = deliver(alerts, publisher.publish)
             unsent |= done.unsent
@@ -572,24 +653,49 @@ def process_batch(
             if done.unsent or done.permanent:
                 errors.append(f"{publisher.channel}: {done.error}")
             for j, refusal in sorted(done.permanent.items()):
-                item = _undeliverable(planned[to_alert[j]], publisher.channel, refusal, now_ms)
+                item = _undeliverable(
+                    planned[owners[j]], alerts[j], publisher.channel, refusal, now_ms
+                )
                 undeliverable.append(item)
-                owners.append(to_alert[j])
-        failed.update(to_alert[j] for j in unsent)
+                undeliverable_owners.append(owners[j])
+        failed.update(owners[j] for j in unsent)
     alerts_quarantined = 0
     if undeliverable:
         # A finding a channel will never take is kept, with the reason, instead of
         # stalling the shard: the quarantine puts it in the bucket.
         done = deliver(undeliverable, quarantine.put)
         lost = done.unsent | set(done.permanent)
-        failed.update(owners[j] for j in lost)
+        failed.update(undeliverable_owners[j] for j in lost)
         alerts_quarantined = len(undeliverable) - len(lost)
         if lost:
             errors.append(f"quarantine of undeliverable alerts: {done.error}")
 
+    closed = closings = 0
+    if grouping is not None:
+        times = [p.outcome.time_ms for p in planned if isinstance(p.outcome, Scored)]
+        if times:
+            clock = min(now_ms, max(times)) - grouping.policy.close_grace_s * 1000
+            sweep = close_due_groups(
+                grouping,
+                publishers,
+                clock_ms=clock,
+                now_ms=now_ms,
+                bundle_version=scorer.bundle_version,
+                deliver=deliver,
+            )
+            closed, closings = sweep.closed, sweep.published
+            errors.extend(sweep.errors)
+
     failed_records = _reported_records(records, {planned[i].event.record for i in failed})
     reported = set(failed_records)
-    statuses = [EventStatus.FAILED if p.event.record in reported else _status(p) for p in planned]
+    statuses = [
+        EventStatus.FAILED
+        if p.event.record in reported
+        else EventStatus.SUPPRESSED
+        if i in grouped.suppressed_positions
+        else _status(p)
+        for i, p in enumerate(planned)
+    ]
     return BatchResult(
         list(records),
         planned,
@@ -597,10 +703,156 @@ def process_batch(
         failed_records,
         errors,
         quarantined=stored,
-        alerts_published=len(to_alert) - len(unsent | refused),
+        alerts_published=len(alerts) - len(unsent | refused) + closings,
         control_messages=control,
         alerts_quarantined=alerts_quarantined,
+        groups_opened=grouped.opened,
+        groups_closed=closed,
+        suppressed_archived=grouped.archived,
     )
+
+
+@dataclass
+class _GroupedAlerts:
+    """Grouping's verdict on a batch's anomalies: the notifications to publish, each with
+    the planned event it belongs to, the suppressed, and the anomalies that failed."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+    suppressed: list[tuple[int, SuppressedItem]] = field(default_factory=list)
+    failed: set[int] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+    opened: int = 0
+    archived: int = 0
+
+    @property
+    def suppressed_positions(self) -> set[int]:
+        return {i for i, _ in self.suppressed}
+
+
+def _group_alerts(
+    planned: Sequence[PlannedEvent],
+    to_alert: Sequence[int],
+    grouping: AlertGrouping,
+    now_ms: int,
+    retry: RetryPolicy,
+    time_left: Callable[[], float] | None,
+) -> _GroupedAlerts:
+    out = _GroupedAlerts()
+    try:
+        rules = list(grouping.rules.rules())
+    except Exception as exc:  # no rules could be read: every anomaly waits for a retry
+        out.failed.update(to_alert)
+        out.errors.append(f"suppression rules: {type(exc).__name__}: {exc}")
+        return out
+    now = datetime.fromtimestamp(now_ms / 1000, UTC)
+    policy = grouping.policy
+    known: dict[str, GroupState] = {}  # the groups this batch wrote: no read before a write
+    for n, i in enumerate(to_alert):
+        alert = planned[i].alert
+        if alert is None:  # unreachable: to_alert holds planned alerts only
+            continue
+        if time_left is not None and time_left() < retry.reserve_s:
+            # Not counted yet: failed, and counted when Lambda sends the record again.
+            out.failed.update(to_alert[n:])
+            out.errors.append("alert groups: stopped before the invocation's deadline")
+            break
+        finding = orjson.loads(alert.body)
+        rule = first_match(rules, finding, now)
+        if rule is not None:
+            out.suppressed.append(
+                (i, SuppressedItem(alert.uid, rule.id, rule.reason, alert.body, now_ms))
+            )
+            continue
+        anomaly = anomaly_of(finding)
+        entity = entity_of(event_of(finding), anomaly.class_uid, policy)
+        try:
+            counted = count_anomaly(anomaly, grouping.store, policy, entity, known)
+        except Exception as exc:  # the store failed: this record is retried
+            out.failed.add(i)
+            out.errors.append(f"alert groups: {type(exc).__name__}: {exc}")
+            continue
+        out.opened += int(counted.opened)
+        if counted.notice is Notice.NONE:
+            continue
+        _, body = anomaly_message(anomaly, counted.group, counted.notice, counted.number)
+        out.alerts.append(
+            replace(
+                alert,
+                body=body,
+                severity_id=counted.group.severity_id,
+                severity=counted.group.severity,
+            )
+        )
+        out.owners.append(i)
+    return out
+
+
+@dataclass
+class Sweep:
+    """What closing the due groups did."""
+
+    closed: int = 0
+    published: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def close_due_groups(
+    grouping: AlertGrouping,
+    publishers: Sequence[AlertPublisher],
+    *,
+    clock_ms: int,
+    now_ms: int,
+    bundle_version: str,
+    deliver: Callable[[Sequence[Any], Callable[[Sequence[Any]], Sequence[Refused]]], Delivery],
+) -> Sweep:
+    """Close the groups whose window ended at or before ``clock_ms`` (at most
+    ``policy.sweep_limit``). A group that counted anomalies since its last notification
+    publishes a closing update first; one whose closing update a channel did not take
+    stays open, and the next sweep sends it again (same message uid)."""
+    out = Sweep()
+    try:
+        due = grouping.store.due_groups(clock_ms, grouping.policy.sweep_limit)
+    except Exception as exc:
+        out.errors.append(f"alert groups sweep: {type(exc).__name__}: {exc}")
+        return out
+    closing: list[GroupState] = []
+    alerts: list[Alert] = []
+    quiet: list[GroupState] = []
+    for g in due:
+        if g.dirty and g.last_notified_ms is not None:
+            number = g.notifications + 1
+            finding, body = closing_message(
+                g, bundle_version=bundle_version, now_ms=now_ms, number=number
+            )
+            closing.append(replace(g, notifications=number, dirty=False, closed=True))
+            alerts.append(
+                Alert(
+                    uid=finding["metadata"]["uid"],
+                    body=body,
+                    severity=g.severity,
+                    severity_id=g.severity_id,
+                    source_class_uid=g.class_uid,
+                    bundle_version=bundle_version,
+                )
+            )
+        else:
+            quiet.append(replace(g, dirty=False, closed=True))
+    undelivered: set[int] = set()
+    for publisher in publishers if alerts else ():
+        done = deliver(alerts, publisher.publish)
+        undelivered |= done.unsent  # refused for good: it can never be sent, close anyway
+        if done.unsent or done.permanent:
+            out.errors.append(f"closing updates, {publisher.channel}: {done.error}")
+    out.published = len(alerts) - len(undelivered)
+    for j, g in [*enumerate(closing), *((-1, q) for q in quiet)]:
+        if j in undelivered:
+            continue
+        try:
+            out.closed += int(grouping.store.close(g))
+        except Exception as exc:
+            out.errors.append(f"closing group {g.uid}: {type(exc).__name__}: {exc}")
+    return out
 
 
 def _reported_records(records: Sequence[StreamRecord], failed: set[int]) -> list[int]:

@@ -2,8 +2,9 @@
 
 Generates a baseline and a live set (unless --events is given), trains a bundle on the
 baseline, replays the live set through the emulated Kinesis into the real stream
-function (alerts delivered to SNS and EventBridge subscriber queues), then prints the top
-alerts, a summary against the labels, and writes an HTML report.
+function (anomalies grouped in the alert-state table; the groups' notifications delivered to
+SNS and EventBridge subscriber queues), then prints the top alerts, the raw anomalies next
+to the alert groups, a summary against the labels, and writes an HTML report.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ocsf_detect_tools.report import (
         analyse,
         format_table,
+        group_rows,
         read_label_rows,
         top_alerts,
         write_report,
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "(embedded AWS emulator on 127.0.0.1)"
     )
     function_log = out / "function.log"
+    findings: list[dict[str, Any]] = []
     with function_log.open("w", encoding="utf-8") as log_stream:
         delivery = replay(
             bundle,
@@ -112,13 +115,30 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=lambda label, total: Progress(f"    {label}", total),
             function_output=log_stream,
+            findings=findings,
         )
     say(f"    the stream function's logs and metrics: {function_log}")
     say("4/4 analysing alerts against the labels")
     scored, summary, per_attack = analyse(detector, live_lines, labels)
     table = top_alerts(scored, labels)
+    grouping = {
+        "raw anomalies": summary["anomalies"],
+        "alert groups": delivery["alert_groups"],
+        "anomalies in groups": delivery["grouped_anomalies"],
+        "suppressed": delivery["suppressed"],
+        "notifications SNS": delivery["notifications_sns"],
+        "notifications EventBridge": delivery["notifications_eventbridge"],
+        # events the stream function gave up on (on-failure destination): not published
+        **({"failed events (stream)": delivery["failed"]} if delivery["failed"] else {}),
+    }
+    groups = group_rows(findings, labels)
     summary.update(
         {
+            "alert_groups": delivery["alert_groups"],
+            "grouped_anomalies": delivery["grouped_anomalies"],
+            "suppressed": delivery["suppressed"],
+            "notifications_sns": delivery["notifications_sns"],
+            "notifications_eventbridge": delivery["notifications_eventbridge"],
             "alerts_sns": delivery["alerts_sns"],
             "alerts_eventbridge": delivery["alerts_eventbridge"],
             "quarantined": delivery["quarantined"],
@@ -127,9 +147,23 @@ def run(args: argparse.Namespace) -> int:
             "total_seconds": round(time.perf_counter() - started, 1),
         }
     )
-    report = write_report(out / "report.html", scored, summary, per_attack, table, labels)
+    report = write_report(
+        out / "report.html",
+        scored,
+        summary,
+        per_attack,
+        table,
+        labels,
+        groups=groups,
+        grouping=grouping,
+    )
     print("\nTop alerts (score relative to the threshold; one row per class and entity)")
     print(format_table(table))
+    print("\nRaw anomalies and alert groups (what the stream published)")
+    for k, v in grouping.items():
+        print(f"  {k:26s} {v}")
+    print("\nTop alert groups (as a subscriber received them; score = highest in the group)")
+    print(format_table(groups))
     print("\nSummary")
     for k, v in summary.items():
         print(f"  {k:22s} {v}")

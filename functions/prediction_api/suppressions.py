@@ -1,0 +1,178 @@
+"""/v1/suppressions: list, add and delete the rules that keep anomalies from being published.
+
+The rules live in the alert-state table (``ocsf_detect.alertstate``); the stream function
+reads them with a short cache (``OCSF_DETECT_SUPPRESSION_CACHE_S``, 60 s by default), so a
+new rule takes effect within that time. The routes share the app's authentication (every
+route of the REST API requires it) and are in its OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from ocsf_detect.alertstate import DynamoRuleTable, RuleNotFoundError
+from ocsf_detect.suppression import Condition, SuppressionRule
+from prediction_api.models import ErrorBody
+from prediction_api.settings import get_settings
+
+router = APIGatewayRouter()
+RULE_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+
+
+class SuppressionRequest(BaseModel):
+    """A new rule: conditions that must all match, why, and until when (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: list[Condition] = Field(min_length=1, max_length=10)
+    reason: str = Field(min_length=1, max_length=500)
+    expires_at: datetime | None = Field(
+        default=None, description="ISO 8601; a rule past it no longer suppresses"
+    )
+
+
+class StoredRule(SuppressionRule):
+    active: bool = Field(description="false once expires_at has passed")
+
+
+class SuppressionList(BaseModel):
+    rules: list[StoredRule]
+
+
+class SuppressionsUnavailableError(Exception):
+    """No alert-state table is configured (or it cannot be reached)."""
+
+
+def _doc(description: str, model: type[Any]) -> Any:
+    return {"description": description, "content": {"application/json": {"model": model}}}
+
+
+UNAVAILABLE = {
+    503: _doc("no alert-state table is configured", ErrorBody),
+    500: _doc("internal error (with request id)", ErrorBody),
+}
+
+
+@lru_cache(maxsize=4)
+def _table(name: str) -> DynamoRuleTable:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard"})
+    return DynamoRuleTable(boto3.session.Session().client("dynamodb", config=config), name)
+
+
+def rule_table() -> DynamoRuleTable:
+    name = get_settings().alert_table_name
+    if not name:
+        raise SuppressionsUnavailableError("no alert-state table is configured")
+    return _table(name)
+
+
+def _stored(rule: SuppressionRule, now: datetime) -> StoredRule:
+    return StoredRule(**rule.model_dump(), active=rule.in_force(now))
+
+
+@router.get(
+    "/v1/suppressions",
+    summary="The suppression rules",
+    description="Every rule, oldest first; expired ones are listed with `active: false` "
+    "for a day, then removed.",
+    responses={200: _doc("the rules", SuppressionList), **UNAVAILABLE},
+    tags=["suppressions"],
+)
+def list_suppressions() -> SuppressionList:
+    now = datetime.now(UTC)
+    return SuppressionList(rules=[_stored(r, now) for r in rule_table().list()])
+
+
+@router.post(
+    "/v1/suppressions",
+    summary="Add a suppression rule",
+    description=(
+        "Anomalies whose finding matches every condition are counted and archived, never "
+        "published. A condition's `field` is a dotted path into the Detection Finding, or "
+        "into the source event after `event.` (e.g. `event.src_endpoint.ip`); `op` is "
+        "`equals`, `cidr` or `prefix`. The stream applies a new rule within its cache time "
+        "(60 s by default)."
+    ),
+    responses={
+        201: _doc("the rule as stored, with its id", StoredRule),
+        400: _doc("empty body or malformed JSON", ErrorBody),
+        415: _doc("Content-Type is not application/json", ErrorBody),
+        422: _doc("schema violation (with the field path)", ErrorBody),
+        **UNAVAILABLE,
+    },
+    tags=["suppressions"],
+)
+def add_suppression(request: SuppressionRequest) -> Response[StoredRule]:
+    now = datetime.now(UTC)
+    rule = SuppressionRule.new(
+        request.match, reason=request.reason, now=now, expires_at=request.expires_at
+    )
+    rule_table().put(rule)
+    return Response(
+        status_code=HTTPStatus.CREATED.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=_stored(rule, now),
+    )
+
+
+@router.delete(
+    "/v1/suppressions/<rule_id>",
+    summary="Delete a suppression rule",
+    responses={
+        204: {"description": "deleted"},
+        404: _doc("no rule with this id", ErrorBody),
+        422: _doc("the id is malformed", ErrorBody),
+        **UNAVAILABLE,
+    },
+    tags=["suppressions"],
+)
+def delete_suppression(rule_id: Annotated[str, Path(pattern=RULE_ID_PATTERN)]) -> Response[None]:
+    rule_table().delete(rule_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT.value, body=None)
+
+
+def _request_id() -> str | None:
+    try:
+        return str(router.current_event.request_context.request_id)
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+@router.exception_handler(SuppressionsUnavailableError)
+def _unavailable(exc: SuppressionsUnavailableError) -> Response[Any]:
+    body = ErrorBody(
+        error="suppressions_unavailable",
+        message="suppression rules are not available: no alert-state table is configured",
+        request_id=_request_id(),
+    )
+    return Response(
+        status_code=HTTPStatus.SERVICE_UNAVAILABLE.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump(exclude_none=True),
+    )
+
+
+@router.exception_handler(RuleNotFoundError)
+def _no_rule(exc: RuleNotFoundError) -> Response[Any]:
+    body = ErrorBody(
+        error="not_found",
+        message=f"{exc}; GET /v1/suppressions lists the rules",
+        request_id=_request_id(),
+        field="rule_id",
+    )
+    return Response(
+        status_code=HTTPStatus.NOT_FOUND.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump(exclude_none=True),
+    )

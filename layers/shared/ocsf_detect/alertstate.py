@@ -1,0 +1,337 @@
+"""The alert-state table (DynamoDB): alert groups, per-anomaly markers, suppression rules.
+
+Adapters over a DynamoDB client handed in (boto3's, built by the function's own adapters):
+this module never imports boto3 and reads no environment. One table, keys ``pk`` and
+``sk`` (strings), TTL attribute ``expires_at`` (epoch seconds), and a sparse index
+``open-groups`` (``open_pk``, ``window_end``) holding only the groups still open:
+
+| item | pk | sk |
+|---|---|---|
+| alert group | ``group#<group uid>`` | ``group`` |
+| counted anomaly (marker) | ``event#<finding uid>`` | ``marker`` |
+| suppression rule | ``suppressions`` | ``<rule id>`` |
+
+Rules share one partition so that listing them is one Query; groups and markers spread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, Final
+
+from ocsf_detect import names
+from ocsf_detect.grouping import GroupingPolicy, GroupState, Marker, Notice
+from ocsf_detect.suppression import SuppressionRule
+
+OPEN_INDEX: Final = names.ALERT_TABLE_OPEN_INDEX
+OPEN: Final = "open"
+RULES_PK: Final = "suppressions"
+RULE_RETENTION_S: Final = 24 * 3600
+"""An expired rule stays listed (as expired) a day before TTL removes it."""
+
+
+def _value(v: Any) -> dict[str, Any]:
+    if isinstance(v, bool):
+        return {"BOOL": v}
+    if isinstance(v, int | float | Decimal):
+        return {"N": str(v)}
+    if isinstance(v, str):
+        return {"S": v}
+    if isinstance(v, list | tuple):
+        return {"L": [_value(x) for x in v]}
+    raise TypeError(f"no DynamoDB type for {type(v).__name__}")
+
+
+def _item(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: _value(v) for k, v in values.items() if v is not None}
+
+
+def _plain(attribute: Mapping[str, Any]) -> Any:
+    ((kind, v),) = attribute.items()
+    if kind == "N":
+        number = Decimal(v)
+        return int(number) if number == number.to_integral_value() else float(number)
+    if kind == "L":
+        return [_plain(x) for x in v]
+    return v  # S, BOOL
+
+
+def _read(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in item.items()}
+
+
+def _group_item(g: GroupState, policy: GroupingPolicy) -> dict[str, dict[str, Any]]:
+    return _item(
+        {
+            "pk": f"group#{g.uid}",
+            "sk": "group",
+            "uid": g.uid,
+            "class_uid": g.class_uid,
+            "entity": g.entity,
+            "window_start": g.window_start_ms,
+            "window_end": g.window_end_ms,
+            "count": g.count,
+            "first_seen": g.first_seen_ms,
+            "last_seen": g.last_seen_ms,
+            "max_ratio": Decimal(str(round(g.max_ratio, 6))),
+            "max_risk": g.max_risk_score,
+            "severity_id": g.severity_id,
+            "evidence": list(g.evidence_uids),
+            "notifications": g.notifications,
+            "last_notified": g.last_notified_ms,
+            "dirty": g.dirty,
+            "closed": g.closed,
+            "version": g.version + 1,
+            "open_pk": None if g.closed else OPEN,
+            "expires_at": g.window_end_ms // 1000 + policy.retention_s,
+        }
+    )
+
+
+def _group(item: Mapping[str, Any]) -> GroupState:
+    v = _read(item)
+    return GroupState(
+        uid=v["uid"],
+        class_uid=int(v["class_uid"]),
+        entity=v["entity"],
+        window_start_ms=int(v["window_start"]),
+        window_end_ms=int(v["window_end"]),
+        count=int(v["count"]),
+        first_seen_ms=int(v["first_seen"]),
+        last_seen_ms=int(v["last_seen"]),
+        max_ratio=float(v["max_ratio"]),
+        max_risk_score=int(v["max_risk"]),
+        severity_id=int(v["severity_id"]),
+        evidence_uids=tuple(v.get("evidence", ())),
+        notifications=int(v["notifications"]),
+        last_notified_ms=None if v.get("last_notified") is None else int(v["last_notified"]),
+        dirty=bool(v.get("dirty")),
+        closed=bool(v.get("closed")),
+        version=int(v["version"]),
+    )
+
+
+def _version_condition(version: int) -> dict[str, Any]:
+    if version == 0:
+        return {"ConditionExpression": "attribute_not_exists(pk)"}
+    return {
+        "ConditionExpression": "#v = :v",
+        "ExpressionAttributeNames": {"#v": "version"},
+        "ExpressionAttributeValues": {":v": {"N": str(version)}},
+    }
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code", ""))
+
+
+class DynamoGroupStore:
+    """``grouping.GroupStore`` on the alert-state table (strongly consistent reads)."""
+
+    def __init__(self, client: Any, table: str, policy: GroupingPolicy) -> None:
+        self._client = client
+        self._table = table
+        self._policy = policy
+
+    def get_group(self, uid: str) -> GroupState | None:
+        got = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"group#{uid}"}, "sk": {"S": "group"}},
+            ConsistentRead=True,
+        )
+        return _group(got["Item"]) if "Item" in got else None
+
+    def count(self, marker: Marker, group: GroupState, expected_version: int) -> str:
+        marker_item = _item(
+            {
+                "pk": f"event#{marker.event_uid}",
+                "sk": "marker",
+                "group": marker.group_uid,
+                "notice": marker.notice.value,
+                "number": marker.number,
+                "expires_at": group.window_end_ms // 1000 + self._policy.retention_s,
+            }
+        )
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": marker_item,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _group_item(group, self._policy),
+                            **_version_condition(expected_version),
+                        }
+                    },
+                ]
+            )
+        except Exception as exc:
+            if _error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = [
+                r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])
+            ]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return "duplicate"
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                return "conflict"
+            raise
+        return "ok"
+
+    def get_marker(self, event_uid: str) -> Marker | None:
+        got = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"event#{event_uid}"}, "sk": {"S": "marker"}},
+            ConsistentRead=True,
+        )
+        if "Item" not in got:
+            return None
+        v = _read(got["Item"])
+        return Marker(event_uid, v["group"], Notice(v["notice"]), int(v["number"]))
+
+    def due_groups(self, clock_ms: int, limit: int) -> list[GroupState]:
+        found = self._client.query(
+            TableName=self._table,
+            IndexName=OPEN_INDEX,
+            KeyConditionExpression="open_pk = :open AND window_end <= :clock",
+            ExpressionAttributeValues={":open": {"S": OPEN}, ":clock": {"N": str(clock_ms)}},
+            Limit=limit,
+        )
+        # The index is eventually consistent: read each group itself before closing it.
+        groups = []
+        for item in found.get("Items", []):
+            g = self.get_group(str(_plain(item["pk"])).removeprefix("group#"))
+            if g is not None and not g.closed:
+                groups.append(g)
+        return groups
+
+    def close(self, group: GroupState) -> bool:
+        closed = replace(group, closed=True)
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_group_item(closed, self._policy),
+                **_version_condition(group.version),
+            )
+        except Exception as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def groups(self) -> Iterator[GroupState]:
+        """Every group in the table (a Scan: local tools and tests only)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :g",
+            "ExpressionAttributeValues": {":g": {"S": "group"}},
+        }
+        while True:
+            page = self._client.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield _group(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class RuleNotFoundError(Exception):
+    def __init__(self, rule_id: str) -> None:
+        super().__init__(f"no suppression rule {rule_id}")
+        self.field = "id"
+
+
+class DynamoRuleTable:
+    """Suppression rules in the alert-state table: list, add, delete."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def list(self) -> list[SuppressionRule]:
+        rules: list[SuppressionRule] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": RULES_PK}},
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            rules.extend(
+                SuppressionRule.model_validate_json(item["rule"]["S"])
+                for item in page.get("Items", [])
+            )
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sorted(rules, key=lambda r: (r.created_at, r.id))
+
+    def put(self, rule: SuppressionRule) -> None:
+        expires = (
+            None if rule.expires_at is None else int(rule.expires_at.timestamp()) + RULE_RETENTION_S
+        )
+        self._client.put_item(
+            TableName=self._table,
+            Item=_item(
+                {
+                    "pk": RULES_PK,
+                    "sk": rule.id,
+                    "rule": rule.model_dump_json(),
+                    "expires_at": expires,
+                }
+            ),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def delete(self, rule_id: str) -> None:
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key={"pk": {"S": RULES_PK}, "sk": {"S": rule_id}},
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except Exception as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                raise RuleNotFoundError(rule_id) from exc
+            raise
+
+
+class CachedRules:
+    """``stream.RuleSource``: the table's rules, read again after ``ttl_s``; when a read
+    fails, the rules read last stay in force (and the first read's failure is raised)."""
+
+    def __init__(
+        self,
+        table: DynamoRuleTable,
+        ttl_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._table = table
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._rules: list[SuppressionRule] | None = None
+        self._read_at = 0.0
+        self.last_error: str | None = None
+
+    def rules(self) -> Sequence[SuppressionRule]:
+        now = self._clock()
+        if self._rules is None or now - self._read_at >= self._ttl_s:
+            try:
+                self._rules = self._table.list()
+                self.last_error = None
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if self._rules is None:
+                    raise
+            self._read_at = now
+        return self._rules

@@ -1,0 +1,247 @@
+"""Alert groups and suppression rules against moto's DynamoDB, S3, SNS and EventBridge over
+HTTP: concurrent writers and retried records count each anomaly once; a rule added through
+the API silences the stream."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+
+from ocsf_detect import names
+from ocsf_detect.alertstate import DynamoGroupStore
+from ocsf_detect.detector.scorer import Scored
+from ocsf_detect.grouping import Anomaly, GroupingPolicy, Notice, count_anomaly
+from ocsf_detect.suppression import field_value
+from ocsf_detect_tools.localapi import proxy_event
+from ocsf_detect_tools.replay import create_alert_table, create_resources, drain_queue
+from ocsf_detect_tools.runner import LocalContext
+from tests.conftest import api_context
+
+T0 = 1_772_409_600_000
+
+
+@pytest.fixture
+def grouped(emulator_url, bundle_dir, monkeypatch):
+    """The stream function's resources with the alert-state table, in its environment."""
+    from stream_scoring import adapters
+
+    res = create_resources(grouping=True)
+    for key, value in res.handler_environment(bundle_dir).items():
+        monkeypatch.setenv(key, value)
+    adapters.reset()
+    yield res
+    adapters.reset()
+
+
+@pytest.fixture(scope="module")
+def anomalous(detector, live_traffic) -> list[dict[str, Any]]:
+    outcomes = detector.score_objects(live_traffic.events)
+    found = [o.event for o in outcomes if isinstance(o, Scored) and o.is_anomaly]
+    assert len(found) >= 6
+    return found
+
+
+def anomaly(n: int) -> Anomaly:
+    finding = {"activity_id": 1, "finding_info": {"uid": f"f-{n}"}, "metadata": {}}
+    return Anomaly(f"f-{n}", 4001, T0 + n * 1000, 1.5, 70, 4, finding)
+
+
+class RacingStore(DynamoGroupStore):
+    """A store whose first write is preceded by another writer's whole count: the race
+    between two instances that read the same group and write it one after the other.
+    (moto's server does not survive truly parallel transactions on one table, so the race
+    is staged at its worst point rather than left to threads.)"""
+
+    def __init__(self, client: Any, table: str, policy: GroupingPolicy, rival: Any) -> None:
+        super().__init__(client, table, policy)
+        self._rival = rival
+
+    def count(self, marker: Any, group: Any, expected_version: int) -> str:
+        if self._rival is not None:
+            rival, self._rival = self._rival, None
+            rival()
+        return super().count(marker, group, expected_version)
+
+
+def test_racing_writers_and_retries_count_every_anomaly_once(emulator_url) -> None:
+    table = create_alert_table("alert-state-race")
+    policy = GroupingPolicy()
+    entity = "src_endpoint.ip=10.0.0.5"
+    other = DynamoGroupStore(boto3.client("dynamodb"), table, policy)
+    rival_out: list[Any] = []
+
+    def rival() -> None:
+        rival_out.append(count_anomaly(anomaly(1), other, policy, entity))
+
+    racing = RacingStore(boto3.client("dynamodb"), table, policy, rival)
+    # Given two instances that both find no group and both try to open it
+    mine = count_anomaly(anomaly(2), racing, policy, entity)
+    # Then the rival opened it, and this one, refused, counted into the group it found
+    (theirs,) = rival_out
+    assert theirs.opened
+    assert not mine.opened
+    assert (theirs.notice, mine.notice) == (Notice.OPEN, Notice.NONE)
+    # When both anomalies are delivered again (retried records)
+    retries = [count_anomaly(anomaly(n), other, policy, entity) for n in (1, 2)]
+    assert all(r.retried for r in retries)
+    assert [r.notice for r in retries] == [Notice.OPEN, Notice.NONE]  # say what they said
+    # Then the group holds each anomaly once
+    (group,) = list(other.groups())
+    assert group.count == 2
+    assert set(group.evidence_uids) == {"f-1", "f-2"}
+
+
+def kinesis_event(shard: str, datas: list[bytes], base: int) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": str(i),
+                    "sequenceNumber": str(base + i),
+                    "data": base64.b64encode(d).decode(),
+                    "approximateArrivalTimestamp": 1730000000.0 + i,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"{shard}:{base + i}",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/stream-role",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/events",
+            }
+            for i, d in enumerate(datas)
+        ]
+    }
+
+
+def test_two_shards_and_a_retried_batch_count_each_anomaly_once(grouped, anomalous):
+    from stream_scoring import handler
+
+    datas = [orjson.dumps(e) for e in anomalous]
+    # Given one entity's anomalies spread over two shards (alternately)
+    shards = [
+        kinesis_event("shardId-000000000000", datas[0::2], 1000),
+        kinesis_event("shardId-000000000001", datas[1::2], 5000),
+    ]
+    seen: list[Any] = []
+    remove = handler.add_result_observer(seen.append)
+    try:
+        responses = [handler.lambda_handler(event, LocalContext()) for event in shards]
+        # When the first shard's batch is delivered again (Lambda retrying it)
+        responses.append(handler.lambda_handler(shards[0], LocalContext()))
+    finally:
+        remove()
+    assert responses == [{"batchItemFailures": []}] * 3
+    first = [r.counts() for r in seen[:2]]
+    anomalies = sum(c["anomalies"] for c in first)
+    assert anomalies == len(datas)
+    assert seen[2].counts()["groups_opened"] == 0
+    # Then every anomaly is in exactly one group, once
+    policy = load_policy()
+    store = DynamoGroupStore(boto3.client("dynamodb"), grouped.alert_table, policy)
+    groups = list(store.groups())
+    assert sum(g.count for g in groups) == anomalies
+    assert sum(c["groups_opened"] for c in first) == len(groups)
+    # and what was published is the groups' messages (a retry repeats the same message uids)
+    sns = drain_queue(grouped.sns_queue_url)
+    eb = drain_queue(grouped.eventbridge_queue_url)
+    assert {m["finding_info"]["uid"] for m in sns} == {g.uid for g in groups if g.notifications}
+    assert {m["metadata"]["uid"] for m in sns} == {m["detail"]["metadata"]["uid"] for m in eb}
+    assert len({m["metadata"]["uid"] for m in sns}) < anomalies
+
+
+def load_policy() -> GroupingPolicy:
+    from stream_scoring.settings import load_settings
+
+    return load_settings().grouping_policy
+
+
+def call_api(api: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    raw = json.dumps(body).encode() if body is not None else None
+    headers = [("Content-Type", "application/json")] if raw else []
+    response = api.lambda_handler(proxy_event(method, path, headers, raw), api_context())
+    text = response.get("body")
+    return response["statusCode"], json.loads(text) if text else None
+
+
+@pytest.fixture
+def api(grouped, detector, bundle_dir, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    from prediction_api import handler, service
+    from prediction_api.settings import get_settings
+
+    monkeypatch.setenv(names.ENV_ALERT_TABLE_NAME, grouped.alert_table)
+    get_settings.cache_clear()
+    service.use_detector(detector)
+    yield handler
+    service.use_detector(None)
+    monkeypatch.delenv(names.ENV_ALERT_TABLE_NAME, raising=False)
+    get_settings.cache_clear()
+
+
+def test_a_rule_added_through_the_api_silences_the_stream(grouped, api, anomalous, tmp_path: Path):
+    from stream_scoring import handler
+
+    # Given a rule on the first anomaly's source address, added through the API
+    ip = anomalous[0]["src_endpoint"]["ip"]
+    matching = [e for e in anomalous if (e.get("src_endpoint") or {}).get("ip") == ip]
+    rule = {
+        "match": [{"field": "event.src_endpoint.ip", "op": "cidr", "value": f"{ip}/32"}],
+        "reason": "authorised scanner",
+    }
+    status, created = call_api(api, "POST", "/v1/suppressions", rule)
+    assert status == 201
+    assert created["active"] is True
+    status, listed = call_api(api, "GET", "/v1/suppressions")
+    assert status == 200
+    assert [r["id"] for r in listed["rules"]] == [created["id"]]
+    # When the stream scores every anomaly
+    datas = [orjson.dumps(e) for e in anomalous]
+    seen: list[Any] = []
+    remove = handler.add_result_observer(seen.append)
+    try:
+        response = handler.lambda_handler(
+            kinesis_event("shardId-000000000000", datas, 9000), LocalContext()
+        )
+    finally:
+        remove()
+    assert response == {"batchItemFailures": []}
+    counts = seen[0].counts()
+    # Then the matching anomalies are counted and archived, none of them published
+    assert counts["suppressed"] == len(matching)
+    sns = drain_queue(grouped.sns_queue_url)
+    published_ips = {field_value(m, "event.src_endpoint.ip") for m in sns}
+    assert ip not in published_ips
+    archived = boto3.client("s3").list_objects_v2(
+        Bucket=grouped.quarantine_bucket, Prefix=names.SUPPRESSED_KEY_PREFIX
+    )
+    keys = [o["Key"] for o in archived.get("Contents", [])]
+    assert len(keys) == len(matching)
+    assert all(f"/{created['id']}/" in k for k in keys)
+    # and the rule can be deleted once, then it is gone
+    assert call_api(api, "DELETE", f"/v1/suppressions/{created['id']}")[0] == 204
+    status, body = call_api(api, "DELETE", f"/v1/suppressions/{created['id']}")
+    assert status == 404
+    assert body["error"] == "not_found"
+
+
+def test_a_malformed_rule_is_refused_and_no_table_is_a_503(grouped, api, monkeypatch):
+    from prediction_api.settings import get_settings
+
+    bad = {"match": [{"field": "event.src_endpoint.ip", "op": "cidr", "value": "nope"}]}
+    status, body = call_api(api, "POST", "/v1/suppressions", {**bad, "reason": "x"})
+    assert status == 422
+    assert body["error"] == "validation_error"
+    monkeypatch.delenv(names.ENV_ALERT_TABLE_NAME)
+    get_settings.cache_clear()
+    status, body = call_api(api, "GET", "/v1/suppressions")
+    assert status == 503
+    assert body["error"] == "suppressions_unavailable"

@@ -1,0 +1,389 @@
+"""Alert grouping and suppression, pure: an in-memory group store with the table's
+conditional-write semantics, and the batch routine with fake channels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from ocsf_detect.grouping import (
+    Anomaly,
+    GroupingPolicy,
+    GroupState,
+    Marker,
+    Notice,
+    anomaly_message,
+    closing_message,
+    count_anomaly,
+    entity_of,
+    group_uid,
+)
+from ocsf_detect.stream import (
+    Alert,
+    AlertGrouping,
+    EventStatus,
+    QuarantineItem,
+    RetryPolicy,
+    StreamRecord,
+    SuppressedItem,
+    close_due_groups,
+    deliver_with_retries,
+    process_batch,
+)
+from ocsf_detect.suppression import Condition, SuppressionRule, field_value, first_match
+
+T0 = 1_772_409_600_000  # a window boundary for windows of an hour
+MINUTE = 60_000
+
+
+class MemoryStore:
+    """``GroupStore`` semantics in memory: a marker is written once, a group only at the
+    version it was read at. ``interfere`` writes the group behind the caller's back once."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, GroupState] = {}
+        self.markers: dict[str, Marker] = {}
+        self.interfere: GroupState | None = None
+        self.fail = False
+
+    def get_group(self, uid: str) -> GroupState | None:
+        return self.groups.get(uid)
+
+    def count(self, marker: Marker, group: GroupState, expected_version: int) -> str:
+        if self.fail:
+            raise ConnectionError("table unreachable")
+        if self.interfere is not None:
+            self.groups[self.interfere.uid], self.interfere = self.interfere, None
+        if marker.event_uid in self.markers:
+            return "duplicate"
+        stored = self.groups.get(group.uid)
+        if (stored.version if stored else 0) != expected_version:
+            return "conflict"
+        self.markers[marker.event_uid] = marker
+        self.groups[group.uid] = replace(group, version=expected_version + 1)
+        return "ok"
+
+    def get_marker(self, event_uid: str) -> Marker | None:
+        return self.markers.get(event_uid)
+
+    def due_groups(self, clock_ms: int, limit: int) -> list[GroupState]:
+        due = [g for g in self.groups.values() if not g.closed and g.window_end_ms <= clock_ms]
+        return due[:limit]
+
+    def close(self, group: GroupState) -> bool:
+        stored = self.groups[group.uid]
+        if stored.version != group.version:
+            return False
+        self.groups[group.uid] = replace(group, closed=True, version=group.version + 1)
+        return True
+
+
+def anomaly(n: int, t: int, severity_id: int = 3, ip: str = "10.0.0.5") -> Anomaly:
+    event = {"class_uid": 4001, "time": t, "src_endpoint": {"ip": ip}}
+    finding = {
+        "class_uid": 2004,
+        "activity_id": 1,
+        "finding_info": {"uid": f"finding-{n}", "first_seen_time": t},
+        "metadata": {"uid": f"finding-{n}"},
+        "evidences": [{"data": event}],
+        "risk_score": 60 + n,
+        "severity_id": severity_id,
+        "unmapped": {"score": 1.2, "threshold": 1.0, "source_class_uid": 4001},
+    }
+    return Anomaly(f"finding-{n}", 4001, t, 1.2 + n / 100, 60 + n, severity_id, finding)
+
+
+POLICY = GroupingPolicy(window_s=3600, update_interval_s=900, evidence_cap=3)
+
+
+def count(store: MemoryStore, a: Anomaly, policy: GroupingPolicy = POLICY) -> Any:
+    return count_anomaly(
+        a, store, policy, entity_of(a.finding["evidences"][0]["data"], 4001, policy)
+    )
+
+
+def test_a_group_opens_once_updates_per_interval_and_caps_its_evidence() -> None:
+    store = MemoryStore()
+    # Given anomalies of one entity at 0, 1, 2, 16 and 20 minutes into the window
+    outcomes = [count(store, anomaly(n, T0 + m * MINUTE)) for n, m in enumerate([0, 1, 2, 16, 20])]
+    # Then the first opens the group, the one 16 minutes after the opening updates it
+    assert [o.notice for o in outcomes] == [
+        Notice.OPEN,
+        Notice.NONE,
+        Notice.NONE,
+        Notice.UPDATE,
+        Notice.NONE,
+    ]
+    assert [o.opened for o in outcomes] == [True, False, False, False, False]
+    (group,) = store.groups.values()
+    assert group.count == 5
+    assert (group.first_seen_ms, group.last_seen_ms) == (T0, T0 + 20 * MINUTE)
+    assert group.max_risk_score == 64
+    assert group.severity_id == 3
+    assert group.evidence_uids == ("finding-0", "finding-1", "finding-2")  # capped at 3
+    assert group.notifications == 2
+    assert group.dirty
+
+
+def test_the_next_window_or_another_entity_is_another_group() -> None:
+    store = MemoryStore()
+    count(store, anomaly(0, T0))
+    count(store, anomaly(1, T0 + 61 * MINUTE))
+    count(store, anomaly(2, T0, ip="10.0.0.6"))
+    assert len(store.groups) == 3
+    assert group_uid(4001, "src_endpoint.ip=10.0.0.5", T0) in store.groups
+
+
+def test_a_retried_anomaly_is_counted_once_and_says_again_what_it_said() -> None:
+    store = MemoryStore()
+    first = count(store, anomaly(0, T0))
+    again = count(store, anomaly(0, T0))
+    assert again.retried
+    assert not again.opened
+    assert (again.notice, again.number) == (first.notice, first.number) == (Notice.OPEN, 1)
+    (group,) = store.groups.values()
+    assert group.count == 1
+
+
+def test_a_concurrent_writer_makes_the_count_start_over_on_fresh_state() -> None:
+    store = MemoryStore()
+    count(store, anomaly(0, T0))
+    (stored,) = store.groups.values()
+    # Another instance counts an anomaly between this one's read and its write
+    store.interfere = replace(stored, count=2, version=stored.version + 1)
+    out = count(store, anomaly(1, T0 + MINUTE))
+    assert out.group.count == 3  # the other writer's count is kept, this one added
+
+
+def test_a_stale_group_this_batch_wrote_is_read_again() -> None:
+    store, known = MemoryStore(), {}
+    a, b = anomaly(0, T0), anomaly(1, T0 + MINUTE)
+    entity = "src_endpoint.ip=10.0.0.5"
+    count_anomaly(a, store, POLICY, entity, known)
+    (stored,) = store.groups.values()
+    assert known == {stored.uid: stored}
+    # Another instance counted into the group since this batch wrote it
+    store.groups[stored.uid] = replace(stored, count=5, version=stored.version + 1)
+    out = count_anomaly(b, store, POLICY, entity, known)
+    assert out.group.count == 6
+    assert known[stored.uid] == store.groups[stored.uid]
+
+
+def test_entity_keys_are_configurable_per_class() -> None:
+    event = {"src_endpoint": {"ip": "10.0.0.5"}, "user": {"name": "ana"}}
+    policy = GroupingPolicy(keys={3002: ("user.name", "src_endpoint.ip")})
+    assert entity_of(event, 4001, policy) == "src_endpoint.ip=10.0.0.5"
+    assert entity_of(event, 3002, policy) == "user.name=ana,src_endpoint.ip=10.0.0.5"
+    assert entity_of({}, 4001, policy) == "-"
+
+
+def test_below_the_notifying_severity_a_group_is_counted_silently_until_it_rises() -> None:
+    store = MemoryStore()
+    policy = replace(POLICY, notify_min_severity_id=4)
+    quiet = count(store, anomaly(0, T0, severity_id=2), policy)
+    loud = count(store, anomaly(1, T0 + MINUTE, severity_id=4), policy)
+    assert (quiet.notice, loud.notice) == (Notice.NONE, Notice.OPEN)
+    assert loud.group.count == 2
+
+
+def test_messages_carry_the_group_and_keep_one_finding_uid() -> None:
+    store = MemoryStore()
+    a = anomaly(0, T0)
+    opened = count(store, a)
+    finding, _ = anomaly_message(a, opened.group, opened.notice, opened.number)
+    later = anomaly(1, T0 + 20 * MINUTE, severity_id=5)
+    updated = count(store, later)
+    update, _ = anomaly_message(later, updated.group, updated.notice, updated.number)
+    closing, _ = closing_message(updated.group, bundle_version="1.0.0", now_ms=T0, number=3)
+    assert finding["activity_id"] == 1
+    assert update["activity_id"] == 2
+    assert update["type_uid"] == 200402
+    assert closing["activity_id"] == 2
+    uids = {m["finding_info"]["uid"] for m in (finding, update, closing)}
+    assert uids == {opened.group.uid}
+    assert len({m["metadata"]["uid"] for m in (finding, update, closing)}) == 3
+    assert update["count"] == 2
+    assert update["severity_id"] == 5
+    assert update["unmapped"]["group"]["evidence_finding_uids"] == ["finding-0", "finding-1"]
+    assert closing["unmapped"]["group"]["state"] == "closed"
+    assert "evidences" not in closing
+
+
+# --- suppression rules ---------------------------------------------------------------------
+NOW = datetime(2026, 3, 2, tzinfo=UTC)
+FINDING = {
+    "severity": "High",
+    "unmapped": {"source_class_uid": 4001},
+    "evidences": [{"data": {"src_endpoint": {"ip": "10.1.2.3"}, "user": {"name": "svc-scan"}}}],
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "op", "value", "expected"),
+    [
+        ("event.src_endpoint.ip", "cidr", "10.0.0.0/8", True),
+        ("event.src_endpoint.ip", "cidr", "192.168.0.0/16", False),
+        ("event.user.name", "prefix", "svc-", True),
+        ("event.user.name", "equals", "svc", False),
+        ("unmapped.source_class_uid", "equals", "4001", True),
+        ("severity", "equals", "High", True),
+        ("event.dst_endpoint.ip", "equals", "10.1.2.3", False),  # missing field
+        ("event.user.name", "cidr", "10.0.0.0/8", False),  # not an address
+    ],
+)
+def test_a_condition_compares_one_field(field: str, op: Any, value: str, expected: bool) -> None:
+    assert Condition(field=field, op=op, value=value).matches(FINDING) is expected
+
+
+def test_a_rule_needs_every_condition_and_stops_at_its_expiry() -> None:
+    scanner = Condition(field="event.src_endpoint.ip", op="cidr", value="10.0.0.0/8")
+    other_user = Condition(field="event.user.name", op="equals", value="ana")
+    both = SuppressionRule.new([scanner, other_user], reason="r", now=NOW)
+    expiring = SuppressionRule.new(
+        [scanner], reason="scanner", now=NOW, expires_at=NOW + timedelta(hours=1)
+    )
+    assert first_match([both], FINDING, NOW) is None
+    assert first_match([both, expiring], FINDING, NOW) is expiring
+    assert first_match([expiring], FINDING, NOW + timedelta(hours=2)) is None
+    assert field_value(FINDING, "evidences.0.data.user.name") == "svc-scan"
+
+
+def test_a_malformed_network_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an IP network"):
+        Condition(field="event.src_endpoint.ip", op="cidr", value="10.0.0.0/33")
+
+
+# --- the batch routine with grouping --------------------------------------------------------
+class ListChannel:
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.sent: list[dict[str, Any]] = []
+
+    def publish(self, alerts: Sequence[Alert]) -> list[int]:
+        self.sent.extend(orjson.loads(a.body) for a in alerts)
+        return []
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def put(self, items: Sequence[QuarantineItem | SuppressedItem]) -> list[int]:
+        self.items.extend(items)
+        return []
+
+
+class Rules:
+    def __init__(self, rules: list[SuppressionRule]) -> None:
+        self._rules = rules
+
+    def rules(self) -> list[SuppressionRule]:
+        return self._rules
+
+
+class AnomalousScorer:
+    """Every event is an anomaly at its own time (a stand-in for the detector)."""
+
+    bundle_version = "1.0.0"
+
+    def score_batch(self, raws: Sequence[bytes]) -> list[Any]:
+        import numpy as np
+
+        from ocsf_detect.detector.scorer import NeighborTable, Scored
+
+        table = NeighborTable(
+            np.zeros((len(raws), 1), dtype=np.int64), np.zeros((len(raws), 1)), None
+        )
+        out = []
+        for i, raw in enumerate(raws):
+            event = orjson.loads(raw)
+            out.append(Scored(4001, event["time"], 2.0, 1.0, True, 4, event, table, i))
+        return out
+
+
+def records(events: list[dict[str, Any]], shard: str = "shardId-0") -> list[StreamRecord]:
+    return [StreamRecord(shard, str(100 + i), orjson.dumps(e)) for i, e in enumerate(events)]
+
+
+def run(batch: list[StreamRecord], grouping: AlertGrouping, channels: list[ListChannel]) -> Any:
+    return process_batch(
+        batch,
+        AnomalousScorer(),
+        publishers=channels,
+        quarantine=Sink(),
+        policy=RetryPolicy(max_attempts=1),
+        now_ms=T0 + 10 * 3600_000,
+        grouping=grouping,
+        sleep=lambda _: None,
+    )
+
+
+def test_a_batch_publishes_per_group_and_archives_the_suppressed() -> None:
+    store, archive = MemoryStore(), Sink()
+    rule = SuppressionRule.new(
+        [Condition(field="event.src_endpoint.ip", op="equals", value="10.9.9.9")],
+        reason="known scanner",
+        now=NOW,
+    )
+    grouping = AlertGrouping(store, Rules([rule]), archive, POLICY)
+    channels = [ListChannel("sns"), ListChannel("eventbridge")]
+    # Given 6 anomalies of one host within minutes, 2 of another, 2 of a suppressed one
+    events = [
+        {"class_uid": 4001, "time": T0 + i * MINUTE, "src_endpoint": {"ip": ip}}
+        for i, ip in enumerate(["10.0.0.5"] * 6 + ["10.0.0.6"] * 2 + ["10.9.9.9"] * 2)
+    ]
+    result = run(records(events), grouping, channels)
+    counts = result.counts()
+    # Then two groups speak once each, the suppressed are archived, none is lost
+    assert counts["anomalies"] == 10
+    assert counts["suppressed"] == 2
+    assert counts["groups_opened"] == 2
+    assert [len(c.sent) for c in channels] == [2, 2]
+    assert [i.rule_id for i in archive.items] == [rule.id, rule.id]
+    assert result.statuses.count(EventStatus.SUPPRESSED) == 2
+    assert sum(g.count for g in store.groups.values()) == 8
+    # The batch's event time is 9 minutes in: no window is over, nothing closed yet
+    assert counts["groups_closed"] == 0
+
+
+def test_when_the_table_fails_the_anomaly_is_retried_not_dropped() -> None:
+    store = MemoryStore()
+    store.fail = True
+    grouping = AlertGrouping(store, Rules([]), Sink(), POLICY)
+    channels = [ListChannel("sns")]
+    batch = records([{"class_uid": 4001, "time": T0, "src_endpoint": {"ip": "10.0.0.5"}}])
+    result = run(batch, grouping, channels)
+    assert result.statuses == [EventStatus.FAILED]
+    assert result.response() == {"batchItemFailures": [{"itemIdentifier": "100"}]}
+    assert channels[0].sent == []
+
+
+def test_a_window_that_is_over_closes_with_a_last_update_if_it_has_news() -> None:
+    store = MemoryStore()
+    grouping = AlertGrouping(store, Rules([]), Sink(), POLICY)
+    channels = [ListChannel("sns")]
+    events = [
+        {"class_uid": 4001, "time": T0 + m * MINUTE, "src_endpoint": {"ip": ip}}
+        for m, ip in [(0, "10.0.0.5"), (1, "10.0.0.5"), (2, "10.0.0.6")]
+    ]
+    run(records(events), grouping, channels)
+    assert len(channels[0].sent) == 2
+    policy = RetryPolicy(max_attempts=1)
+    sweep = close_due_groups(
+        grouping,
+        channels,
+        clock_ms=T0 + 61 * MINUTE,
+        now_ms=T0 + 61 * MINUTE,
+        bundle_version="1.0.0",
+        deliver=lambda items, send: deliver_with_retries(items, send, policy),
+    )
+    # Both windows are over; only the group that counted more after its opening speaks
+    assert (sweep.closed, sweep.published) == (2, 1)
+    last = channels[0].sent[-1]
+    assert last["unmapped"]["group"] == {**last["unmapped"]["group"], "state": "closed", "count": 2}
+    assert all(g.closed for g in store.groups.values())
