@@ -41,12 +41,17 @@ def alert_table(emulator_url):
 def base_url(detector, bundle_dir, alert_table):
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    import boto3
     from prediction_api import handler, service
     from prediction_api.settings import ApiSettings
 
     from ocsf_detect_tools.localapi import make_server
 
-    handler.settings = ApiSettings(**{names.ENV_BUNDLE_PATH: str(bundle_dir)})
+    # the feedback route's store: a bucket on the emulator (without one it answers 503)
+    boto3.client("s3").create_bucket(Bucket="fuzz-feedback")
+    handler.settings = ApiSettings(
+        **{names.ENV_BUNDLE_PATH: str(bundle_dir), names.ENV_FEEDBACK_BUCKET: "fuzz-feedback"}
+    )
     service.use_detector(detector)
     srv = make_server(handler.lambda_handler, "127.0.0.1", 0)
     srv.quiet = True  # type: ignore[attr-defined]
