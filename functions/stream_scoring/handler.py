@@ -58,11 +58,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if isinstance(event, Mapping) and event.get(names.SELFTEST_PAYLOAD_KEY) is True:
         return get_detector().selftest()
     if isinstance(event, Mapping) and event.get(names.CLOSE_GROUPS_PAYLOAD_KEY) is True:
+        bundle_version = _loaded_detector().bundle_version
+        metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, bundle_version)
         sweep = close_groups(
             settings=get_settings(),
             adapters=get_adapters(),
-            bundle_version=_loaded_detector().bundle_version,
+            bundle_version=bundle_version,
             time_left=lambda: context.get_remaining_time_in_millis() / 1000.0,
+        )
+        metrics.add_metric(
+            name=names.METRIC_GROUPS_CLOSED, unit=MetricUnit.Count, value=sweep.closed
+        )
+        metrics.add_metric(
+            name=names.METRIC_ALERTS_PUBLISHED, unit=MetricUnit.Count, value=sweep.published
         )
         return {"closed": sweep.closed, "published": sweep.published, "errors": sweep.errors}
     settings = get_settings()
@@ -162,10 +170,6 @@ def close_groups(
         total.errors.extend(sweep.errors)
         if sweep.errors or sweep.closed < grouping.policy.sweep_limit:
             break
-    metrics.add_metric(name=names.METRIC_GROUPS_CLOSED, unit=MetricUnit.Count, value=total.closed)
-    metrics.add_metric(
-        name=names.METRIC_ALERTS_PUBLISHED, unit=MetricUnit.Count, value=total.published
-    )
     logger.info(
         "alert groups closed",
         extra={"closed": total.closed, "published": total.published, "errors": total.errors},

@@ -245,3 +245,23 @@ def test_a_malformed_rule_is_refused_and_no_table_is_a_503(grouped, api, monkeyp
     status, body = call_api(api, "GET", "/v1/suppressions")
     assert status == 503
     assert body["error"] == "suppressions_unavailable"
+
+
+def test_the_scheduled_invocation_closes_what_the_batches_left_open(grouped, anomalous):
+    from stream_scoring import handler
+
+    # Given anomalies processed: the batch closes only windows its own event time passed
+    datas = [orjson.dumps(e) for e in anomalous]
+    event = kinesis_event("shardId-000000000000", datas, 20000)
+    assert handler.lambda_handler(event, LocalContext()) == {"batchItemFailures": []}
+    policy = load_policy()
+    store = DynamoGroupStore(boto3.client("dynamodb"), grouped.alert_table, policy)
+    still_open = [g for g in store.groups() if not g.closed]
+    assert still_open  # at least the window of the latest anomaly
+    # When the schedule invokes the alias (the events are older than any window now)
+    answer = handler.lambda_handler({names.CLOSE_GROUPS_PAYLOAD_KEY: True}, LocalContext())
+    # Then every group is closed, and only groups with news since their last message spoke
+    assert answer["errors"] == []
+    assert answer["closed"] == len(still_open)
+    assert all(g.closed for g in store.groups())
+    assert answer["published"] == sum(1 for g in still_open if g.dirty)
