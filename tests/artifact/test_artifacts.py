@@ -216,9 +216,6 @@ def test_with_snapstart_the_bundle_loads_during_init(stage: Stage, python312: Pa
     and the after-restore re-seeding registered with the runtime's hooks library."""
     for handler in (names.STREAM_HANDLER, names.API_HANDLER):
         deployed = stage.one(handler)
-        # A first start compiles the package's bytecode: it would count in whichever init
-        # runs first, and outweigh the bundle's load on a busy machine.
-        deployed.run([], python312)
         lazy = deployed.run([], python312)
         eager = deployed.run([], python312, **{names.ENV_LOAD_BUNDLE_AT_INIT: "true"})
         assert lazy.init_error is None, lazy.stderr
@@ -226,4 +223,7 @@ def test_with_snapstart_the_bundle_loads_during_init(stage: Stage, python312: Pa
         assert "hnswlib" in eager.report["modules"]
         assert "snapshot_restore_py" in eager.report["modules"]
         assert "snapshot_restore_py" not in lazy.report["modules"]
-        assert eager.init_ms > lazy.init_ms
+        # The bundle loaded during init: the ONNX runtime is imported only by a bundle load
+        # (a structural check; init times depend on the machine's load).
+        assert "onnxruntime" in eager.report["modules"]
+        assert "onnxruntime" not in lazy.report["modules"]
