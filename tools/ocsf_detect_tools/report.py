@@ -106,9 +106,10 @@ def group_rows(
 ) -> list[dict[str, Any]]:
     """The alert groups as a subscriber received them (the SNS messages of a replay): one
     row per group from its latest message, highest score first, with the label of an
-    anomaly it carries and why its latest anomaly fired (when the finding explains it)."""
+    anomaly it carries and why its latest explained anomaly fired."""
     latest: dict[str, dict[str, Any]] = {}
     label: dict[str, str] = {}
+    explained: dict[str, tuple[int, list[dict[str, Any]]]] = {}
     for f in findings:
         group = (f.get("unmapped") or {}).get("group")
         if not group:
@@ -116,6 +117,11 @@ def group_rows(
         uid = group["uid"]
         if uid not in latest or group["count"] >= latest[uid]["unmapped"]["group"]["count"]:
             latest[uid] = f
+        # A closing message carries the group's figures, not an anomaly: the explanation
+        # shown is that of the latest message about an anomaly.
+        reasons = f["unmapped"].get("explanation")
+        if reasons and (uid not in explained or group["count"] >= explained[uid][0]):
+            explained[uid] = (group["count"], reasons)
         evidence = f.get("evidences") or []
         if evidence and uid not in label:
             _, kind = (labels or {}).get(event_uid(evidence[0].get("data") or {}) or "", (0, "-"))
@@ -123,7 +129,7 @@ def group_rows(
     rows = []
     for uid, f in latest.items():
         group = f["unmapped"]["group"]
-        why = [r.get("text", "") for r in (f["unmapped"].get("explanation") or [])[:2]]
+        why = [r.get("text", "") for r in explained.get(uid, (0, []))[1][:2]]
         rows.append(
             {
                 "first seen": datetime.fromtimestamp(group["first_seen_time"] / 1000, UTC).strftime(
