@@ -97,6 +97,20 @@ def _typed_dict(name: str, tree: dict[str, Any]) -> Any:
     return td
 
 
+def _object_names(paths: tuple[str, ...]) -> dict[str, tuple[str, str, str]]:
+    """Each object on the way to the paths' leaves, parents first: its dotted prefix ->
+    (its variable in generated code, its parent's variable, its key); "" is the event."""
+    names: dict[str, tuple[str, str, str]] = {"": ("d", "", "")}
+    for path in paths:
+        parts = path.split(".")
+        for depth in range(1, len(parts)):
+            prefix = ".".join(parts[:depth])
+            if prefix not in names:
+                parent = names[".".join(parts[: depth - 1])][0]
+                names[prefix] = (f"o{len(names)}", parent, parts[depth - 1])
+    return names
+
+
 def _compile_getter(paths: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """Generate ``lambda d: (d.get("a") or E).get("b"), ...`` as one function.
 
@@ -104,19 +118,13 @@ def _compile_getter(paths: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[
     once and shared by every path below them. Keys are embedded with ``repr``.
     """
     lines = ["def getter(d):"]
-    names: dict[str, str] = {"": "d"}
-    for path in paths:
-        parts = path.split(".")
-        for depth in range(1, len(parts)):
-            prefix = ".".join(parts[:depth])
-            if prefix not in names:
-                names[prefix] = f"o{len(names)}"
-                parent = names[".".join(parts[: depth - 1])]
-                lines.append(f"    {names[prefix]} = {parent}.get({parts[depth - 1]!r}) or EMPTY")
+    names = _object_names(paths)
+    for name, parent, key in list(names.values())[1:]:  # the event itself is "d"
+        lines.append(f"    {name} = {parent}.get({key!r}) or EMPTY")
     items = []
     for path in paths:
         parts = path.split(".")
-        parent = names[".".join(parts[:-1])]
+        parent = names[".".join(parts[:-1])][0]
         items.append(f"{parent}.get({parts[-1]!r})")
     lines.append(f"    return ({', '.join(items)}{',' if len(items) == 1 else ''})")
     namespace: dict[str, Any] = {"EMPTY": {}}
@@ -144,25 +152,19 @@ def _compile_checked_getter(
     events. Generated like ``_compile_getter``: one call per event, no per-field loop.
     """
     lines = ["def checked(d):"]
-    names: dict[str, str] = {"": "d"}
-    for path in paths:
-        parts = path.split(".")
-        for depth in range(1, len(parts)):
-            prefix = ".".join(parts[:depth])
-            if prefix not in names:
-                name = names[prefix] = f"o{len(names)}"
-                parent = names[".".join(parts[: depth - 1])]
-                lines += [
-                    f"    {name} = {parent}.get({parts[depth - 1]!r})",
-                    f"    if {name} is None:",
-                    f"        {name} = EMPTY",
-                    f"    elif {name}.__class__ is not dict:",
-                    "        return None",
-                ]
+    names = _object_names(paths)
+    for name, parent, key in list(names.values())[1:]:  # the event itself is "d"
+        lines += [
+            f"    {name} = {parent}.get({key!r})",
+            f"    if {name} is None:",
+            f"        {name} = EMPTY",
+            f"    elif {name}.__class__ is not dict:",
+            "        return None",
+        ]
     items = []
     for i, (path, vtype) in enumerate(zip(paths, types, strict=True)):
         parts = path.split(".")
-        parent = names[".".join(parts[:-1])]
+        parent = names[".".join(parts[:-1])][0]
         value = f"v{i}"
         items.append(value)
         lines.append(f"    {value} = {parent}.get({parts[-1]!r})")
