@@ -30,8 +30,7 @@ from ocsf_detect.stream import (
     RetryPolicy,
     StreamRecord,
     Sweep,
-    close_due_groups,
-    deliver_with_retries,
+    close_all_due_groups,
     process_batch,
 )
 from ocsf_detect.telemetry import service_metrics
@@ -142,34 +141,26 @@ def close_groups(
     time_left: Callable[[], float] | None = None,
     clock_ms: int | None = None,
 ) -> Sweep:
-    """Close the groups whose window ended (by the wall clock, or ``clock_ms``), publishing
-    the closing updates; repeated until none is due or time runs short."""
+    """Close the groups whose window ended (by the wall clock less the grace period, or
+    ``clock_ms``), publishing the closing updates (``stream.close_all_due_groups``)."""
     grouping = adapters.grouping
-    total = Sweep()
     if grouping is None:
-        return total
+        return Sweep()
     policy = RetryPolicy(
         max_attempts=settings.publish_max_attempts,
         reserve_s=settings.deadline_reserve_ms / 1000.0,
     )
     now_ms = int(time.time() * 1000)
     clock = now_ms - grouping.policy.close_grace_s * 1000 if clock_ms is None else clock_ms
-    while time_left is None or time_left() > policy.reserve_s:
-        sweep = close_due_groups(
-            grouping,
-            adapters.publishers,
-            clock_ms=clock,
-            now_ms=now_ms,
-            bundle_version=bundle_version,
-            deliver=lambda items, send: deliver_with_retries(
-                items, send, policy, time_left=time_left
-            ),
-        )
-        total.closed += sweep.closed
-        total.published += sweep.published
-        total.errors.extend(sweep.errors)
-        if sweep.errors or sweep.closed < grouping.policy.sweep_limit:
-            break
+    total = close_all_due_groups(
+        grouping,
+        adapters.publishers,
+        policy,
+        clock_ms=clock,
+        now_ms=now_ms,
+        bundle_version=bundle_version,
+        time_left=time_left,
+    )
     logger.info(
         "alert groups closed",
         extra={"closed": total.closed, "published": total.published, "errors": total.errors},

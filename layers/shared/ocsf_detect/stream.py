@@ -797,6 +797,38 @@ class Sweep:
     errors: list[str] = field(default_factory=list)
 
 
+def close_all_due_groups(
+    grouping: AlertGrouping,
+    publishers: Sequence[AlertPublisher],
+    policy: RetryPolicy,
+    *,
+    clock_ms: int,
+    now_ms: int,
+    bundle_version: str,
+    time_left: Callable[[], float] | None = None,
+) -> Sweep:
+    """``close_due_groups`` repeated, each sweep at most ``sweep_limit`` groups, until none
+    is due, a sweep reports errors, or the invocation's time runs short."""
+    total = Sweep()
+    while time_left is None or time_left() > policy.reserve_s:
+        sweep = close_due_groups(
+            grouping,
+            publishers,
+            clock_ms=clock_ms,
+            now_ms=now_ms,
+            bundle_version=bundle_version,
+            deliver=lambda items, send: deliver_with_retries(
+                items, send, policy, time_left=time_left
+            ),
+        )
+        total.closed += sweep.closed
+        total.published += sweep.published
+        total.errors.extend(sweep.errors)
+        if sweep.errors or sweep.closed < grouping.policy.sweep_limit:
+            break
+    return total
+
+
 def close_due_groups(
     grouping: AlertGrouping,
     publishers: Sequence[AlertPublisher],
