@@ -20,6 +20,7 @@ from ocsf_detect.ocsf import (
     UnsupportedReason,
 )
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES, MAX_NESTING_DEPTH
+from ocsf_detect.ocsf.parser import _decode_reference, decode_event
 from ocsf_detect_tools.specs import default_specs
 from tests.conftest import EVENTS_DIR
 
@@ -397,3 +398,108 @@ def test_the_checked_getter_answers_for_well_typed_events() -> None:
         plan = PARSER_PLANS[event["class_uid"]]
         assert plan._checked(event) is not None
         assert plan._checked(event) == plan._getter(plan._adapter.validate_python(event))
+
+
+# -- the fast decoder against the reference decoder -------------------------------------------
+def _same_decoding(raw: bytes | str) -> None:
+    fast, reference = decode_event(raw), _decode_reference(raw)
+    if isinstance(reference, Rejected):
+        assert isinstance(fast, Rejected), (raw, fast)
+        assert (fast.reason, fast.message, fast.field) == (
+            reference.reason,
+            reference.message,
+            reference.field,
+        )
+    else:
+        assert _typed_tree(fast) == _typed_tree(reference), raw
+
+
+def _typed_tree(value: object) -> object:
+    """A decoded value with every leaf's type, so that 1 and 1.0, -0.0 and 0.0 differ."""
+    if isinstance(value, dict):
+        return ("dict", [(k, _typed_tree(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [_typed_tree(v) for v in value])
+    if isinstance(value, float):
+        return ("float", repr(value))
+    return (type(value).__name__, value)
+
+
+# Text of numbers and strings where JSON decoders are known to differ.
+json_number_text = (
+    st.sampled_from(
+        [
+            "0",
+            "-0",
+            "-0.0",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "2.2250738585072011e-308",
+            "9007199254740993",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1" * 30,
+            "9" * 5000,
+            "1E2",
+            "1.5e+3",
+            "01",
+            "1.",
+            ".5",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "0.1e1",
+            "123456789012345678.9",
+        ]
+    )
+    | st.floats(allow_nan=False, allow_infinity=False).map(repr)
+    | st.integers().map(str)
+)
+json_string_text = st.sampled_from(
+    [
+        r'"\ud800"',
+        r'"\udc00\ud800"',
+        r'"\ud83d\ude00"',
+        r'"\u0000"',
+        '"\x01"',
+        '"\t"',
+        r'"\/"',
+        r'"\x"',
+        '"\xff"',
+        '"a',
+        r'"\uD83D"',
+    ]
+) | st.text(max_size=8).map(json.dumps)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(json_number_text | json_string_text, min_size=1, max_size=3), st.booleans())
+def test_the_fast_decoder_returns_what_the_reference_returns(
+    tokens: list[str], duplicate_key: bool
+) -> None:
+    members = [f'"k{i}": {t}' for i, t in enumerate(tokens)]
+    if duplicate_key:
+        members.append(f'"k0": {tokens[-1]}')
+    text = "{" + ", ".join(members) + "}"
+    _same_decoding(text)
+    _same_decoding(text.encode("utf-8", "surrogatepass"))
+    for token in tokens:  # the token alone: a JSON value that is not an object
+        _same_decoding(token.encode("utf-8", "surrogatepass"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=200) | json_value.map(lambda v: json.dumps(v).encode()))
+def test_the_fast_decoder_agrees_on_arbitrary_input(raw: bytes) -> None:
+    _same_decoding(raw)
+    _same_decoding(b'{"a": ' + raw + b"}")
+
+
+def test_the_fast_decoder_agrees_at_the_nesting_limit_and_on_real_events() -> None:
+    for depth in (MAX_NESTING_DEPTH - 1, MAX_NESTING_DEPTH, MAX_NESTING_DEPTH + 1, 2000):
+        _same_decoding(b'{"a": ' + b"[" * depth + b"]" * depth + b"}")
+        _same_decoding('{"a": ' + '{"b": ' * depth + "1" + "}" * depth + "}")
+    for path in sorted(EVENTS_DIR.glob("ocsf/*.json")):
+        _same_decoding(path.read_bytes())
+        assert isinstance(decode_event(path.read_bytes()), dict)
