@@ -25,6 +25,7 @@ import orjson
 
 from ocsf_detect import names
 from ocsf_detect.alertstate import DynamoGroupStore, DynamoRuleTable
+from ocsf_detect.feedback import S3FeedbackStore, Verdict
 from ocsf_detect.stream import UNDELIVERABLE
 from ocsf_detect_tools.emulator import DEFAULT_REGION, Emulator, aws_environment, environment
 from ocsf_detect_tools.producers import RecordFormatName, pack
@@ -46,6 +47,7 @@ class ReplayResources:
     eventbridge_queue_url: str
     on_failure_queue_url: str
     alert_table: str | None = None
+    feedback_bucket: str | None = None
 
     def handler_environment(self, bundle_dir: Path) -> dict[str, str]:
         environment = {
@@ -57,6 +59,8 @@ class ReplayResources:
         }
         if self.alert_table:
             environment[names.ENV_ALERT_TABLE_NAME] = self.alert_table
+        if self.feedback_bucket:
+            environment[names.ENV_FEEDBACK_BUCKET] = self.feedback_bucket
         return environment
 
 
@@ -102,10 +106,10 @@ def create_alert_table(name: str) -> str:
 
 
 def create_resources(
-    prefix: str | None = None, shards: int = 1, grouping: bool = False
+    prefix: str | None = None, shards: int = 1, grouping: bool = False, feedback: bool = False
 ) -> ReplayResources:
     """Everything the stream function talks to, on the current AWS endpoint (with
-    ``grouping``, the alert-state table too)."""
+    ``grouping``, the alert-state table too; with ``feedback``, a feedback bucket)."""
     prefix = prefix or f"ocsf-detect-{uuid.uuid4().hex[:8]}"
     kinesis, sns, sqs, events, s3 = (client(s) for s in ("kinesis", "sns", "sqs", "events", "s3"))
     stream = f"{prefix}-events"
@@ -140,9 +144,48 @@ def create_resources(
         Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": _queue_arn(sqs, eb_queue)}]
     )
     table = create_alert_table(f"{prefix}-alert-state") if grouping else None
+    feedback_bucket = f"{prefix}-feedback" if feedback else None
+    if feedback_bucket:
+        s3.create_bucket(Bucket=feedback_bucket)
     return ReplayResources(
-        stream, topic_arn, bus, quarantine_url, bucket, sns_queue, eb_queue, on_failure_url, table
+        stream,
+        topic_arn,
+        bus,
+        quarantine_url,
+        bucket,
+        sns_queue,
+        eb_queue,
+        on_failure_url,
+        table,
+        feedback_bucket,
     )
+
+
+def seed_feedback(bundle_dir: Path, bucket: str, verdicts: Sequence[Verdict]) -> int:
+    """Put ``verdicts`` in the feedback bucket as the API would have for this bundle: each
+    event embedded by this bundle's model (a verdict given under another bundle version is
+    re-embedded), benign ones in the overlay the stream function searches. Returns the
+    number of overlay vectors; an event this bundle cannot embed is skipped."""
+    from ocsf_detect.detector.scorer import Detector
+
+    if not verdicts:
+        return 0
+    detector = Detector.load(bundle_dir)
+    store = S3FeedbackStore(client("s3"), bucket)
+    vectors = 0
+    embedded = detector.embed_objects([v.event for v in verdicts])
+    for verdict, item in zip(verdicts, embedded, strict=True):
+        if not isinstance(item, tuple):
+            continue
+        class_uid, vector = item
+        store.record(
+            verdict.model_copy(
+                update={"class_uid": class_uid, "bundle_version": detector.bundle_version}
+            ),
+            vector,
+        )
+        vectors += verdict.verdict == "benign"
+    return vectors
 
 
 def _queue_arn(sqs: Any, url: str) -> str:
@@ -218,6 +261,7 @@ def replay(
     findings: list[dict[str, Any]] | None = None,
     grouping: bool = True,
     suppressions: Sequence[Any] = (),
+    verdicts: Sequence[Verdict] = (),
 ) -> dict[str, Any]:
     """Replay ``lines`` (JSON events), packed into Kinesis records as ``record_format``'s
     producers pack them, and return the summary counts.
@@ -235,6 +279,12 @@ def replay(
     ``rejected``), so that ``scored + rejected + unsupported + failed == events_in``.
     ``findings``, when given, receives the Detection Findings read from the SNS queue.
 
+    ``verdicts`` (analysts' verdicts, ``ocsf_detect.feedback.Verdict``) go into a feedback
+    bucket first, embedded by this bundle (``seed_feedback``): the function searches the
+    benign ones beside the index, as it would after ``POST /v1/feedback``.
+    ``feedback_vectors`` counts them, ``silenced_by_feedback`` the events the bundle alone
+    would have alerted on that the overlay silenced.
+
     The alert and quarantine queues are read after each invocation that put something in
     them (``queues.QueueDrain``): on the emulator a receive costs time for every message
     a queue holds, so a queue left to fill made the drain quadratic."""
@@ -244,7 +294,13 @@ def replay(
     datas = [record.data for record in packing.records]
     with aws_endpoint(endpoint_url):
         started = time.perf_counter()
-        resources = create_resources(grouping=grouping)
+        resources = create_resources(grouping=grouping, feedback=bool(verdicts))
+        feedback_vectors = (
+            seed_feedback(Path(bundle_dir), resources.feedback_bucket, verdicts)
+            if resources.feedback_bucket
+            else 0
+        )
+        silenced = 0
         if resources.alert_table:
             rule_table = DynamoRuleTable(client("dynamodb"), resources.alert_table)
             for rule in suppressions:
@@ -292,6 +348,7 @@ def replay(
                         groups = _close_groups(handler, adapters, resources)
                         sent.update(("sns", "eventbridge"))
                         read_queues()
+                        silenced = adapters.get_detector().silenced
                 finally:
                     remove()
             finally:
@@ -347,6 +404,8 @@ def replay(
         "notifications_sns": len({m["metadata"]["uid"] for m in sns_alerts}),
         "notifications_eventbridge": len({m["detail"]["metadata"]["uid"] for m in eb_alerts}),
         "suppressed": suppressed,
+        "feedback_vectors": feedback_vectors,
+        "silenced_by_feedback": silenced,
         "on_failure_batches": len(on_failure),
         "invocations": stats.invocations,
         "seconds": round(seconds, 3),

@@ -49,6 +49,13 @@ def register(subparsers: Any) -> None:
         help="write the Detection Findings received from SNS here, one JSON per line "
         "(.gz compresses), under a temporary name renamed when complete",
     )
+    parser.add_argument(
+        "--feedback",
+        metavar="SOURCE",
+        help="analysts' verdicts (s3://FEEDBACK_BUCKET, a directory of verdict .json files or "
+        "a .jsonl file), loaded into the replay's feedback bucket first: events near one "
+        "judged benign stop alerting, as after POST /v1/feedback",
+    )
     add_max_rejected(parser)
     parser.set_defaults(func=run)
 
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.is_dir():
         raise CommandError(f"--out {args.out} is a directory; give a file for the findings")
     lines = read_lines(args.events)  # an empty or non-JSONL file: EventFileError, status 2
+    verdicts = _verdicts(args.feedback) if args.feedback else []
     findings: list[dict[str, Any]] = []
     try:
         with args.function_log.open("w", encoding="utf-8") as function_output:
@@ -79,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                 function_output=function_output,
                 record_format=args.record_format,
                 findings=findings,
+                verdicts=verdicts,
             )
     except EndpointConnectionError as exc:
         raise CommandError(f"no AWS endpoint answers at {args.endpoint}: {exc}") from exc
@@ -101,3 +110,21 @@ def run(args: argparse.Namespace) -> int:
         return 1
     rejected = int(summary["rejected"])  # lines rejected before the put included
     return rejected_status(rejected, len(lines), args.max_rejected, str(args.events))
+
+
+def _verdicts(source: str) -> list[Any]:
+    """Read before the replay points boto3 at its emulator: an s3:// source is the
+    account's feedback bucket."""
+    from ocsf_detect_tools.verdicts import VerdictSourceError, read_verdicts
+
+    try:
+        verdicts = read_verdicts(source)
+    except VerdictSourceError as exc:
+        raise CommandError(f"--feedback {exc}") from exc
+    benign = sum(v.verdict == "benign" for v in verdicts)
+    print(
+        f"--feedback: {benign:,} benign verdicts go into the overlay "
+        f"({len(verdicts) - benign:,} malicious ones are kept, and silence nothing)",
+        file=sys.stderr,
+    )
+    return verdicts
