@@ -36,51 +36,27 @@ from ocsf_detect.stream import (
     process_batch,
 )
 from ocsf_detect.suppression import Condition, SuppressionRule, field_value, first_match
+from ocsf_detect_tools.groupsim import MemoryGroupStore, simulate
 
 T0 = 1_772_409_600_000  # a window boundary for windows of an hour
 MINUTE = 60_000
 
 
-class MemoryStore:
-    """``GroupStore`` semantics in memory: a marker is written once, a group only at the
-    version it was read at. ``interfere`` writes the group behind the caller's back once."""
+class MemoryStore(MemoryGroupStore):
+    """The in-memory table, with faults: ``interfere`` writes the group behind the
+    caller's back once; ``fail`` makes every write raise."""
 
     def __init__(self) -> None:
-        self.groups: dict[str, GroupState] = {}
-        self.markers: dict[str, Marker] = {}
+        super().__init__()
         self.interfere: GroupState | None = None
         self.fail = False
-
-    def get_group(self, uid: str) -> GroupState | None:
-        return self.groups.get(uid)
 
     def count(self, marker: Marker, group: GroupState, expected_version: int) -> str:
         if self.fail:
             raise ConnectionError("table unreachable")
         if self.interfere is not None:
             self.groups[self.interfere.uid], self.interfere = self.interfere, None
-        if marker.event_uid in self.markers:
-            return "duplicate"
-        stored = self.groups.get(group.uid)
-        if (stored.version if stored else 0) != expected_version:
-            return "conflict"
-        self.markers[marker.event_uid] = marker
-        self.groups[group.uid] = replace(group, version=expected_version + 1)
-        return "ok"
-
-    def get_marker(self, event_uid: str) -> Marker | None:
-        return self.markers.get(event_uid)
-
-    def due_groups(self, clock_ms: int, limit: int) -> list[GroupState]:
-        due = [g for g in self.groups.values() if not g.closed and g.window_end_ms <= clock_ms]
-        return due[:limit]
-
-    def close(self, group: GroupState) -> bool:
-        stored = self.groups[group.uid]
-        if stored.version != group.version:
-            return False
-        self.groups[group.uid] = replace(group, closed=True, version=group.version + 1)
-        return True
+        return super().count(marker, group, expected_version)
 
 
 def anomaly(n: int, t: int, severity_id: int = 3, ip: str = "10.0.0.5") -> Anomaly:
@@ -387,3 +363,29 @@ def test_a_window_that_is_over_closes_with_a_last_update_if_it_has_news() -> Non
     last = channels[0].sent[-1]
     assert last["unmapped"]["group"] == {**last["unmapped"]["group"], "state": "closed", "count": 2}
     assert all(g.closed for g in store.groups.values())
+
+
+def test_the_policy_simulator_counts_what_the_stream_would_publish() -> None:
+    # Given, in an hour window: one entity with four anomalies over 40 minutes (updates at
+    # most every 15 min), one Low-severity one-off on another entity, and a later window
+    anomalies = [
+        anomaly(1, T0 + 1 * MINUTE),
+        anomaly(2, T0 + 5 * MINUTE),  # within 15 min of the opening: counted, silent
+        anomaly(3, T0 + 20 * MINUTE),  # 15 min later: an update
+        anomaly(4, T0 + 40 * MINUTE, severity_id=4),  # an update again
+        anomaly(5, T0 + 45 * MINUTE, severity_id=2, ip="10.0.0.9"),
+        anomaly(6, T0 + 61 * MINUTE),  # the next window: a group of its own
+        anomaly(7, T0 + 62 * MINUTE),  # silent until the window closes
+    ]
+    # When the default policy and one speaking from Medium count them (in any order)
+    default = simulate(reversed(anomalies), GroupingPolicy())
+    from_medium = simulate(anomalies, GroupingPolicy(notify_min_severity_id=3))
+    # Then every anomaly is in one group, and the messages are as the lifecycle says
+    assert (default.anomalies, default.groups) == (7, 3)
+    assert (default.opened, default.updates, default.closing) == (3, 2, 1)
+    assert default.notifications == 6
+    assert default.opened_by[default.group_of["finding-5"]] == "finding-5"
+    assert len(set(default.group_of.values())) == 3
+    # the Low one-off's group counts it and never speaks
+    assert (from_medium.groups, from_medium.quiet_groups, from_medium.notifications) == (3, 1, 5)
+    assert from_medium.group_of["finding-5"] not in from_medium.opened_by

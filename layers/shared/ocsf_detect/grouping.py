@@ -269,6 +269,11 @@ def _add(g: GroupState, a: Anomaly, policy: GroupingPolicy) -> tuple[GroupState,
     return replace(after, dirty=True), Notice.NONE
 
 
+def has_closing_news(g: GroupState) -> bool:
+    """Closing ``g`` publishes a last update: it spoke before and counted since."""
+    return g.dirty and g.last_notified_ms is not None
+
+
 def _notified(g: GroupState, at_ms: int) -> GroupState:
     return replace(g, notifications=g.notifications + 1, last_notified_ms=at_ms, dirty=False)
 

@@ -50,6 +50,7 @@ from ocsf_detect.grouping import (
     count_anomaly,
     entity_of,
     event_of,
+    has_closing_news,
 )
 from ocsf_detect.ocsf.outcomes import Rejected, RejectReason, Unsupported
 from ocsf_detect.records import RecordLimits, UnpackError, UnreadableEvent, unpack
@@ -852,7 +853,7 @@ def close_due_groups(
     alerts: list[Alert] = []
     quiet: list[GroupState] = []
     for g in due:
-        if g.dirty and g.last_notified_ms is not None:
+        if has_closing_news(g):
             number = g.notifications + 1
             finding, body = closing_message(
                 g, bundle_version=bundle_version, now_ms=now_ms, number=number
