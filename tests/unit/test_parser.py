@@ -500,6 +500,9 @@ def test_the_fast_decoder_agrees_at_the_nesting_limit_and_on_real_events() -> No
     for depth in (MAX_NESTING_DEPTH - 1, MAX_NESTING_DEPTH, MAX_NESTING_DEPTH + 1, 2000):
         _same_decoding(b'{"a": ' + b"[" * depth + b"]" * depth + b"}")
         _same_decoding('{"a": ' + '{"b": ' * depth + "1" + "}" * depth + "}")
+        # objects and arrays in turn: neither bracket alone exceeds the limit
+        half = depth // 2
+        _same_decoding(b'{"a": ' + b'[{"b": ' * half + b"1" + b"}]" * half + b"}")
     for path in sorted(EVENTS_DIR.glob("ocsf/*.json")):
         _same_decoding(path.read_bytes())
         assert isinstance(decode_event(path.read_bytes()), dict)

@@ -5,14 +5,19 @@ A plan is built from the dotted paths the features read. It compiles a pydantic
 ignores everything else, fast) and a getter that returns the validated values as one
 tuple, in path order. Optional fields are normal: absent or null values come back as
 ``None``. A value of the wrong type is a ``Rejected`` naming the field.
+
+For the parser's hot path a plan also reads its values straight from the event's JSON
+text (``read_json``): a msgspec decoder typed with the plan's paths only, which answers
+for well-typed events and leaves every other one to ``extract``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import IntEnum
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
@@ -48,6 +53,14 @@ class FieldPlan:
         self._adapter: TypeAdapter[Any] = TypeAdapter(_typed_dict("Event", _tree(paths)))
         self._getter = _compile_getter(self.paths)
         self._checked = _compile_checked_getter(self.paths, self.types)
+        self.read_json: Callable[[bytes | str], tuple[Any, ...] | None] = _compile_json_reader(
+            self.paths, self.types
+        )
+        """The plan's values decoded from the JSON text of an event, or ``None`` where
+        ``extract`` must decide. Where it answers, it returns exactly what ``extract``
+        returns for the decoded event (a property test compares them); the caller must
+        have decoded the whole text first, since fields outside the plan are skipped
+        unchecked."""
 
     def index(self, path: str) -> int:
         return self.paths.index(path)
@@ -206,6 +219,80 @@ def _compile_checked_getter(
     exec("\n".join(lines), namespace)
     checked: Callable[[dict[str, Any]], tuple[Any, ...] | None] = namespace["checked"]
     return checked
+
+
+# What msgspec accepts for each kind of path, chosen so that it accepts only values the
+# ``TypeAdapter`` returns the same (integers read as numbers become floats, rounded as
+# ``float(int)`` rounds them and refused where that overflows); anything else raises and
+# the reader answers None.
+_JSON_LEAF_TYPES: dict[ValueType, Any] = {
+    ValueType.ANY: Any,
+    ValueType.SCALAR: Annotated[str, msgspec.Meta(max_length=_MAX_STR)] | int | float | bool | None,
+    ValueType.NUMBER: float | None,
+    ValueType.LIST: list[Any] | None,
+}
+
+
+def _json_structs(
+    tree: dict[str, Any],
+    attrs: dict[tuple[str, str], str],
+    structs: dict[str, type[msgspec.Struct]],
+    prefix: str = "",
+) -> type[msgspec.Struct]:
+    """A msgspec ``Struct`` per object of ``tree`` (nested like the event), holding only
+    the plan's keys. Fills ``attrs``: (object's dotted prefix, key) -> attribute name, and
+    ``structs``: object's dotted prefix -> its ``Struct`` ("" is the event). Attributes
+    are ``f0, f1, ...`` renamed to the event's keys, so that any key works."""
+    fields: list[tuple[str, Any, Any]] = []
+    rename: dict[str, str] = {}
+    for i, (key, sub) in enumerate(tree.items()):
+        attr = f"f{i}"
+        attrs[(prefix, key)] = attr
+        rename[attr] = key
+        if isinstance(sub, dict):
+            child = f"{prefix}.{key}" if prefix else key
+            fields.append((attr, _json_structs(sub, attrs, structs, child) | None, None))
+        else:
+            fields.append((attr, _JSON_LEAF_TYPES[sub], None))
+    # gc=False: decoded JSON holds no cycles, and these objects live for one event.
+    struct = msgspec.defstruct(f"Fields_{len(structs)}", fields, rename=rename, gc=False)
+    structs[prefix] = struct
+    return struct
+
+
+def _compile_json_reader(
+    paths: tuple[str, ...], types: tuple[ValueType, ...]
+) -> Callable[[bytes | str], tuple[Any, ...] | None]:
+    """Generate ``read(raw)``: one typed msgspec decode of only the plan's fields, then
+    the values in path order (an absent or null object reads as an empty one), or
+    ``None`` where msgspec refuses the text (and ``extract`` must decide)."""
+    attrs: dict[tuple[str, str], str] = {}
+    structs: dict[str, type[msgspec.Struct]] = {}
+    root = _json_structs(_tree(dict(zip(paths, types, strict=True))), attrs, structs)
+    names = _object_names(paths)
+    namespace: dict[str, Any] = {"decode": msgspec.json.Decoder(root).decode}
+    lines = [
+        "def read(raw):",
+        "    try:",
+        "        d = decode(raw)",
+        "    except Exception:",  # msgspec's ValidationError and DecodeError
+        "        return None",
+    ]
+    for prefix, (name, parent, key) in list(names.items())[1:]:  # the event itself is "d"
+        namespace[f"EMPTY_{name}"] = structs[prefix]()
+        lines += [
+            f"    {name} = {parent}.{attrs[(prefix.rpartition('.')[0], key)]}",
+            f"    if {name} is None:",
+            f"        {name} = EMPTY_{name}",
+        ]
+    items = []
+    for path in paths:
+        prefix, _, key = path.rpartition(".")
+        items.append(f"{names[prefix][0]}.{attrs[(prefix, key)]}")
+    lines.append(f"    return ({', '.join(items)}{',' if len(items) == 1 else ''})")
+    exec("\n".join(lines), namespace)
+    read: Callable[[bytes | str], tuple[Any, ...] | None] = namespace["read"]
+    return read
 
 
 _EXPECTED = {
