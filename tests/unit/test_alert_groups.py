@@ -69,7 +69,12 @@ def anomaly(n: int, t: int, severity_id: int = 3, ip: str = "10.0.0.5") -> Anoma
         "evidences": [{"data": event}],
         "risk_score": 60 + n,
         "severity_id": severity_id,
-        "unmapped": {"score": 1.2, "threshold": 1.0, "source_class_uid": 4001},
+        "unmapped": {
+            "score": 1.2,
+            "threshold": 1.0,
+            "source_class_uid": 4001,
+            "explanation": [{"feature": "bytes_out", "text": f"bytes_out {n} GB, typical 40 KB"}],
+        },
     }
     return Anomaly(f"finding-{n}", 4001, t, 1.2 + n / 100, 60 + n, severity_id, finding)
 
@@ -188,6 +193,15 @@ def test_messages_carry_the_group_and_keep_one_finding_uid() -> None:
     assert update["unmapped"]["group"]["evidence_finding_uids"] == ["finding-0", "finding-1"]
     assert closing["unmapped"]["group"]["state"] == "closed"
     assert "evidences" not in closing
+    # the closing update says why, from the group's highest-scoring anomaly (finding-1)
+    assert closing["unmapped"]["explanation"] == later.finding["unmapped"]["explanation"]
+    assert "Why, for the highest-scoring of them: bytes_out 1 GB" in closing["finding_info"]["desc"]
+    # a later, weaker anomaly leaves the group's explanation as it was; a stronger one takes it
+    weaker = count(store, replace(anomaly(9, T0 + 25 * MINUTE), ratio=1.0))
+    assert weaker.group.why == updated.group.why
+    assert "bytes_out 1 GB" in weaker.group.why
+    stronger = count(store, replace(anomaly(8, T0 + 26 * MINUTE), ratio=3.0))
+    assert "bytes_out 8 GB" in stronger.group.why
 
 
 # --- suppression rules ---------------------------------------------------------------------

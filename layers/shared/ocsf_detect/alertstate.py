@@ -84,6 +84,7 @@ def _group_item(g: GroupState, policy: GroupingPolicy) -> dict[str, dict[str, An
             "last_notified": g.last_notified_ms,
             "dirty": g.dirty,
             "closed": g.closed,
+            "why": g.why or None,
             "version": g.version + 1,
             "open_pk": None if g.closed else OPEN,
             "expires_at": g.window_end_ms // 1000 + policy.retention_s,
@@ -111,6 +112,7 @@ def _group(item: Mapping[str, Any]) -> GroupState:
         dirty=bool(v.get("dirty")),
         closed=bool(v.get("closed")),
         version=int(v["version"]),
+        why=str(v.get("why") or ""),
     )
 
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
+import orjson
+
 from ocsf_detect.detector.calibrate import SEVERITY_NAMES
 from ocsf_detect.ocsf.classes import class_name
 
@@ -137,6 +139,9 @@ class GroupState:
     """Counted an anomaly since its last notification (a closing update has news)."""
     closed: bool = False
     version: int = 0
+    why: str = ""
+    """The explanation (``unmapped.explanation``, as JSON) of the group's highest-scoring
+    anomaly: what the closing update, which carries no evidence, says of why."""
 
     @property
     def severity(self) -> str:
@@ -258,6 +263,7 @@ def _add(g: GroupState, a: Anomaly, policy: GroupingPolicy) -> tuple[GroupState,
         max_risk_score=max(g.max_risk_score, a.risk_score),
         severity_id=max(g.severity_id, a.severity_id),
         evidence_uids=evidence,
+        why=_explanation_json(a.finding) if g.count == 0 or a.ratio > g.max_ratio else g.why,
     )
     loud = after.severity_id >= policy.notify_min_severity_id
     if g.closed or not loud:  # late for a closed window, or below the notifying severity
@@ -267,6 +273,12 @@ def _add(g: GroupState, a: Anomaly, policy: GroupingPolicy) -> tuple[GroupState,
     if a.time_ms - g.last_notified_ms >= policy.update_interval_s * 1000:
         return _notified(after, a.time_ms), Notice.UPDATE
     return replace(after, dirty=True), Notice.NONE
+
+
+def _explanation_json(finding: Mapping[str, Any]) -> str:
+    unmapped = finding.get("unmapped")
+    reasons = unmapped.get("explanation") if isinstance(unmapped, Mapping) else None
+    return orjson.dumps(reasons).decode() if isinstance(reasons, list) and reasons else ""
 
 
 def has_closing_news(g: GroupState) -> bool:
@@ -342,6 +354,13 @@ def closing_message(
     from ocsf_detect.findings import fit_finding
 
     source = class_name(g.class_uid)
+    reasons = orjson.loads(g.why) if g.why else []
+    texts = [r["text"] for r in reasons if isinstance(r, Mapping) and r.get("text")]
+    why = (
+        f" Why, for the highest-scoring of them: {'; '.join(texts)}."
+        if texts
+        else " No single feature stood out in the highest-scoring of them."
+    )
     finding: dict[str, Any] = {
         "class_uid": FINDING_CLASS_UID,
         "class_name": "Detection Finding",
@@ -357,7 +376,7 @@ def closing_message(
         "finding_info": {
             "desc": (
                 f"{g.count} anomalous {source} events of {g.entity} between the window's "
-                "start and end; the window is closed"
+                "start and end; the window is closed." + why
             ),
             "types": ["Anomaly", source],
             "created_time": now_ms,
@@ -377,7 +396,7 @@ def closing_message(
                 "version": bundle_version,
             },
         },
-        "unmapped": {"source_class_uid": g.class_uid},
+        "unmapped": {"source_class_uid": g.class_uid, "explanation": reasons},
     }
     _aggregate(finding, g, number, "closed")
     return fit_finding(finding)
