@@ -71,6 +71,7 @@ from ocsf_detect_tools.eventio import event_uid
 
 if TYPE_CHECKING:  # torch is a training extra: imported when a build trains
     from ocsf_detect_tools.training.fit import TrainConfig
+    from ocsf_detect_tools.training.parallel import TrainJob
 
 Log = Callable[[str], None]
 
@@ -125,9 +126,9 @@ def _build(
         INPUT_NUMERIC,
         OPSET,
         OUTPUT_EMBEDDING,
-        export_onnx,
     )
-    from ocsf_detect_tools.training.fit import TrainConfig, train_embedding
+    from ocsf_detect_tools.training.fit import TrainConfig, training_observer
+    from ocsf_detect_tools.training.parallel import TrainJob, train_all, worker_count
 
     specs = config.class_specs()
     parser = EventParser({uid: FeaturePipeline(s).plan for uid, s in specs.items()})
@@ -194,6 +195,9 @@ def _build(
         novel_weight=t.novel_weight,
         max_seconds=t.max_minutes * 60,
     )
+    # Every class's inputs first, drawing from ``rng`` in the order a class-by-class build
+    # always did, so that training them side by side gives the same bundle.
+    prepared: list[_Prepared] = []
     for class_uid, parsed in sorted(usable.items()):
         log(f"class {class_uid} ({class_name(class_uid)}): {len(parsed):,} events")
         order = rng.permutation(len(parsed))
@@ -212,12 +216,50 @@ def _build(
             if len(train_m) > t.max_train_events
             else np.arange(len(train_m))
         )
-        model, report = train_embedding(
+        hold_m = pipeline.transform_parsed(hold_p)
+        sample_rows = rng.choice(
+            len(hold_m), min(config.index.recall_sample, len(hold_m)), replace=False
+        )
+        job = TrainJob(
+            class_uid,
             train_m.numeric[fit_rows],
             train_m.categorical[fit_rows],
             pipeline.cardinalities,
             for_features(train_cfg, pipeline),
+            out_dir / f"model-{class_uid}.onnx",
         )
+        prepared.append(
+            _Prepared(
+                class_uid,
+                parsed,
+                spec,
+                pipeline,
+                train_p,
+                train_m,
+                hold_p,
+                hold_m,
+                sample_rows,
+                job,
+                rejected=len(train) - len(train_p),
+            )
+        )
+    jobs = [prep.job for prep in prepared]
+    workers = worker_count(jobs, t.workers)
+    if workers > 1:
+        log(f"training {len(jobs)} networks in {workers} processes")
+    reports = train_all(jobs, workers)
+    observer = training_observer()
+    for prep in prepared:
+        class_uid, parsed, spec, pipeline = prep.class_uid, prep.parsed, prep.spec, prep.pipeline
+        train_p, train_m, hold_p, hold_m = prep.train_p, prep.train_m, prep.hold_p, prep.hold_m
+        if workers == 1:
+            log(f"class {class_uid} ({class_name(class_uid)}): training its network")
+        report = next(reports)  # trained now (one process) or already (workers)
+        if workers > 1:
+            log(f"class {class_uid} ({class_name(class_uid)}): network trained in a worker")
+            if observer is not None:  # the worker's steps, told once it is done
+                observer(1, report.planned_steps, report.losses[0], 0.0)
+                observer(report.steps, report.planned_steps, report.losses[-1], report.seconds)
         log(
             f"  trained ({report.method}, {report.steps:,} steps in {report.epochs} epochs, "
             f"{report.seconds}s, loss {report.losses[-1]:.4f})"
@@ -227,13 +269,9 @@ def _build(
                 else ""
             )
         )
-        model_file = f"model-{class_uid}.onnx"
-        export_onnx(
-            model, pipeline.n_numeric, len(pipeline.categorical_names), out_dir / model_file
-        )
+        model_file = prep.job.onnx_path.name
         session = _session(out_dir / model_file)
         train_emb = _run(session, train_m.numeric, train_m.categorical)
-        hold_m = pipeline.transform_parsed(hold_p)
         hold_emb = _run(session, hold_m.numeric, hold_m.categorical)
 
         ix = config.index
@@ -249,9 +287,7 @@ def _build(
         )
         base = train_emb[keep]
         index = build_index(base, params)
-        sample = hold_emb[
-            rng.choice(len(hold_emb), min(ix.recall_sample, len(hold_emb)), replace=False)
-        ]
+        sample = hold_emb[prep.sample_rows]
         ef, quality = tune_ef(
             index,
             base,
@@ -355,7 +391,7 @@ def _build(
             training=TrainingInfo(
                 method=report.method,
                 events=len(train_p),
-                rejected=len(train) - len(train_p),
+                rejected=prep.rejected,
                 time_min_ms=min(all_times),
                 time_max_ms=max(all_times),
                 epochs=report.epochs,
@@ -465,6 +501,25 @@ def _derive_classes(
         )
         out[c] = DerivedClass(derived.spec, parsed, numbers, len(items) - len(parsed))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    """A class ready to train: its events, fitted features, model inputs and the job."""
+
+    class_uid: int
+    parsed: list[Parsed]
+    spec: ClassSpec
+    pipeline: FeaturePipeline
+    train_p: list[Parsed]
+    train_m: FeatureMatrix
+    hold_p: list[Parsed]
+    hold_m: FeatureMatrix
+    sample_rows: np.ndarray
+    """The held-out rows the index's recall is tuned on."""
+    job: TrainJob
+    rejected: int
+    """Training events the fitted plan refused."""
 
 
 def for_features(config: TrainConfig, pipeline: FeaturePipeline) -> TrainConfig:

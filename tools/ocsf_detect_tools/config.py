@@ -142,6 +142,15 @@ class TrainSection(_Section):
         "min(epochs x batches per epoch, max_steps), so they scale with the data",
     )
     seed: int = 0
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="processes training the classes' networks side by side, one class "
+        "each (each trains on one thread); 0: one per core when the classes hold at least "
+        "20,000 training rows together, else one after the other in the build's process. "
+        "The bundle is the same either way",
+    )
 
 
 class ClassOverride(_Section):

@@ -76,12 +76,18 @@ class TrainReport:
     seconds: float
     losses: list[float] = field(default_factory=list)
     stopped_early: bool = False  # ``max_seconds`` was reached before the last step
+    planned_steps: int = 0  # min(epochs x batches per epoch, max_steps)
 
 
 # Called after every training step with (step, total steps, loss, elapsed seconds); set by
 # a caller that shows progress (``observe_training``), so the build need not pass it down.
 StepObserver = Callable[[int, int, float, float], None]
 _observer: ContextVar[StepObserver | None] = ContextVar("training_observer", default=None)
+
+
+def training_observer() -> StepObserver | None:
+    """The observer ``observe_training`` installed here, if any."""
+    return _observer.get()
 
 
 @contextmanager
@@ -127,7 +133,7 @@ def train_embedding(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=config.learning_rate, total_steps=total
     )
-    report = TrainReport(config.method, epochs, total, 0.0)
+    report = TrainReport(config.method, epochs, total, 0.0, planned_steps=total)
     start = time.perf_counter()
     observer = _observer.get()
     out_of_time = False
