@@ -27,11 +27,13 @@ from ocsf_detect.ocsf.parser import _unreadable, decode_event
 from ocsf_detect_tools.specs import default_specs
 from tests.conftest import EVENTS_DIR
 
-# Every kind of path, with keys that are no Python names, and three levels of objects:
-# the curated plans hold no ANY path and no key like these.
+# Every kind of path, with keys that are no Python names, three levels of objects, and
+# the two fields the parser reads itself: the curated plans hold no path like these.
 ODD_CLASS = 9001
 ODD_PLAN = FieldPlan(
     {
+        "class_uid": ValueType.SCALAR,
+        "time": ValueType.NUMBER,
         "a": ValueType.ANY,
         "b.c": ValueType.LIST,
         "b.class": ValueType.SCALAR,
