@@ -25,6 +25,7 @@ from ocsf_detect.detector.index import (
     exact_knn,
     knn,
     knn_score,
+    recheck,
     rescore_exact,
     search_quality,
     search_work,
@@ -379,6 +380,51 @@ def test_exact_knn_with_precomputed_norms_is_the_same_search() -> None:
     assert np.array_equal(dists, dists_sq)
     brute = np.sort(np.linalg.norm(queries[:, None] - base[None], axis=2), axis=1)[:, :7]
     assert np.allclose(dists, brute, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exact_knn_bounded_by_an_approximate_search_finds_the_nearest(seed) -> None:
+    # Given a base with exact duplicates and near-identical vectors (where the float32
+    # expansion is least accurate), unit-norm like the embeddings, and queries near it
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(3000, 16))
+    base[1000:1200] = base[0]  # exact duplicates
+    base[1200:1400] = base[1] + rng.normal(size=(200, 16)) * 1e-6  # near-identical
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    base = base.astype(np.float32)
+    near = base[:64] + rng.normal(size=(64, 16)).astype(np.float32) * 0.01
+    queries = np.vstack([near, base[rng.integers(0, 3000, 100)]]).astype(np.float32)
+    k = 16
+    diff = base[None].astype(np.float64) - queries[:, None].astype(np.float64)
+    truth = np.sort(np.sqrt((diff**2).sum(axis=2)), axis=1)[:, :k].astype(np.float32)
+    labels, dists = exact_knn(base, queries, k)
+    # (the partial sort ranks candidates in float32: within a cluster of near-identical
+    # vectors it may keep a slightly farther one)
+    assert np.allclose(dists, truth, rtol=0, atol=1e-5)
+    # When the bound is the k-th distance of a search at least as far as the exact one
+    # (as an approximate search's neighbours are), tightly or loosely
+    for inflation in (1.0, 1.0 + 1e-6, 1.05):
+        bound = dists[:, -1].astype(np.float64) * inflation
+        got_labels, got_dists = exact_knn(base, queries, k, squared_norms(base), bound=bound)
+        # Then the k nearest are found, at their float64 distances, and each label is a
+        # vector at that distance
+        assert np.array_equal(got_dists, truth)
+        gap = base[got_labels].astype(np.float64) - queries[:, None, :].astype(np.float64)
+        assert np.allclose(np.sqrt((gap**2).sum(axis=2)), truth, rtol=0, atol=1e-6)
+        assert (got_labels == labels).mean() > 0.9
+    # A bound too tight for k vectors falls back to the partial sort
+    _, got_dists = exact_knn(base, queries, k, bound=dists[:, 0] * 0.5)
+    assert np.array_equal(got_dists, dists)
+
+
+def test_the_recheck_of_alerts_uses_the_bound_and_stays_exact() -> None:
+    index, base, queries = _clustered_index()
+    labels, dists = knn(index, queries, 10)
+    rows = np.arange(len(queries))
+    recheck(base, queries, labels, dists, rows)
+    exact_labels, exact_dists = exact_knn(base, queries, 10)
+    assert np.array_equal(dists, exact_dists)
+    assert np.array_equal(labels, exact_labels)
 
 
 def test_distinct_keeps_a_radius_net() -> None:
