@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
         default=[10_000, 50_000, 200_000],
         metavar="N",
         help="also time train (default configuration) on this many generated events each "
-        "(default: %(default)s; none: skip)",
+        "(default: %(default)s; `--train-sizes` with no N: training is not timed)",
     )
     p.set_defaults(func=run)
 
