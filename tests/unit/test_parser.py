@@ -506,3 +506,25 @@ def test_the_fast_decoder_agrees_at_the_nesting_limit_and_on_real_events() -> No
     for path in sorted(EVENTS_DIR.glob("ocsf/*.json")):
         _same_decoding(path.read_bytes())
         assert isinstance(decode_event(path.read_bytes()), dict)
+
+
+def test_subclasses_of_bytes_and_str_are_read_as_plain_bytes_and_text() -> None:
+    class Raw(bytes):
+        pass
+
+    class Text(str):
+        def __str__(self) -> str:
+            return "not the event"
+
+    raw = (EVENTS_DIR / "ocsf" / "network_activity.json").read_bytes()
+    plain = PARSER.parse(raw)
+    assert isinstance(plain, Parsed)
+    for variant in (Raw(raw), Text(raw.decode())):
+        outcome = PARSER.parse(variant)
+        assert isinstance(outcome, Parsed), outcome
+        assert (outcome.class_uid, outcome.values, outcome.event) == (
+            plain.class_uid,
+            plain.values,
+            plain.event,
+        )
+    assert PARSER.parse(Raw(b"[1]")).reason is RejectReason.NOT_AN_OBJECT

@@ -43,9 +43,10 @@ class FieldPlan(Protocol):
 def decode_event(raw: object) -> dict[str, Any] | Rejected:
     """JSON bytes or text to a dict, or a ``Rejected`` saying why not."""
     if raw.__class__ is not bytes:  # bytes, the common case, skips these checks
-        if isinstance(raw, _BUFFERS):
+        if isinstance(raw, _BUFFERS):  # views, and subclasses of bytes: plain bytes
             raw = bytes(raw)
         elif isinstance(raw, str):
+            raw = str.__str__(raw)  # a subclass of str: plain text
             size = len(raw)  # characters <= bytes; the exact byte size matters only near the cap
             if (
                 size * 4 > MAX_EVENT_BYTES
@@ -232,7 +233,7 @@ class EventParser:
 # path's digit scan and its second, exact decoder.
 _FAST_DECODE = msgspec.json.Decoder().decode
 _BRACKETS: dict[type, tuple[Any, Any]] = {bytes: (b"{", b"["), str: ("{", "[")}
-_BUFFERS = (memoryview, bytearray)
+_BUFFERS = (memoryview, bytearray, bytes)
 
 # The shape of a serialised event, one C-speed pass: digits become "0", opening brackets
 # "{", everything else a space. A run of 19 digits (a possible integer beyond 64 bits)
