@@ -26,6 +26,7 @@ from ocsf_detect.ocsf.outcomes import ParseOutcome
 from ocsf_detect.ocsf.parser import _unreadable, decode_event
 from ocsf_detect_tools.specs import default_specs
 from tests.conftest import EVENTS_DIR
+from tests.unit.test_parser import _set_path
 
 # Every kind of path, with keys that are no Python names, three levels of objects, and
 # the two fields the parser reads itself: the curated plans hold no path like these.
@@ -144,17 +145,6 @@ def _dump(value: Any, at: str, extras: dict[str, list[tuple[str, Any, bool]]], a
     if isinstance(value, list):
         return "[" + ", ".join(_dump(v, f"{at}[]", extras, ascii) for v in value) + "]"
     return json.dumps(value, ensure_ascii=ascii)
-
-
-def _set_path(event: dict, path: str, value: object) -> None:
-    node = event
-    *parents, leaf = path.split(".")
-    for key in parents:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = node[key] = {}
-        node = child
-    node[leaf] = value
 
 
 FEATURE_PATHS = sorted({path for plan in PLANS.values() for path in plan.paths})

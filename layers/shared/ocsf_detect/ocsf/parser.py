@@ -140,14 +140,8 @@ def check_object(event: Any) -> Rejected | None:
         text = None
     if text is not None and text.count(b"{") + text.count(b"[") <= MAX_NESTING_DEPTH:
         return None
-    depth, path = _max_depth(event)
-    if depth > MAX_NESTING_DEPTH:
-        return Rejected(
-            RejectReason.TOO_DEEP,
-            f"nesting depth {depth} exceeds the limit of {MAX_NESTING_DEPTH}",
-            field=path,
-        )
-    return None
+    checked = _depth_checked(event)
+    return checked if isinstance(checked, Rejected) else None
 
 
 class EventParser:
