@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         policy = replace(GroupingPolicy(**settings), keys=keys)
         outcome = simulate([a for a, _ in items], policy)
         spoke = Counter(kind_of[uid] for uid in outcome.opened_by.values())
+        # the kinds of anomalies counted into a group that spoke
+        notified = {kind_of[u] for u, g in outcome.group_of.items() if g in outcome.opened_by}
         rows.append(
             {
                 "policy": name,
@@ -120,16 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 "openings_about_benign": spoke.get("benign") if kinds else None,
                 "attack_types_never_notified": (
-                    [
-                        t
-                        for t in attack_types
-                        if not any(
-                            kind_of[uid] == t and gid in outcome.opened_by
-                            for uid, gid in outcome.group_of.items()
-                        )
-                    ]
-                    if kinds
-                    else None
+                    [t for t in attack_types if t not in notified] if kinds else None
                 ),
             }
         )
