@@ -33,20 +33,16 @@ from ocsf_detect_tools.groupsim import simulate
 
 HOUR = 3600
 POLICIES: dict[str, dict[str, Any]] = {
-    "default (1 h windows, updates <= 15 min)": {},
-    "updates at most hourly": {"update_interval_s": HOUR},
-    "4 h windows, hourly updates": {"window_s": 4 * HOUR, "update_interval_s": HOUR},
-    "24 h windows, hourly updates": {"window_s": 24 * HOUR, "update_interval_s": HOUR},
-    "speak from Medium": {"notify_min_severity_id": 3},
-    "4 h, hourly, from Medium": {
-        "window_s": 4 * HOUR,
-        "update_interval_s": HOUR,
+    "default (24 h windows, speak at 2, hourly updates)": {},
+    "updates at most every 15 min": {"update_interval_s": 15 * 60},
+    "speak at 3 anomalies": {"notify_min_count": 3},
+    "1 h windows, speak at 2": {"window_s": HOUR},
+    "24 h windows, speak at the first": {"notify_min_count": 1},
+    "1 h windows, speak at the first": {"window_s": HOUR, "notify_min_count": 1},
+    "1 h, first, from Medium": {
+        "window_s": HOUR,
+        "notify_min_count": 1,
         "notify_min_severity_id": 3,
-    },
-    "24 h, hourly, from High": {
-        "window_s": 24 * HOUR,
-        "update_interval_s": HOUR,
-        "notify_min_severity_id": 4,
     },
 }
 
@@ -106,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         spoke = Counter(kind_of[uid] for uid in outcome.opened_by.values())
         # the kinds of anomalies counted into a group that spoke
         notified = {kind_of[u] for u, g in outcome.group_of.items() if g in outcome.opened_by}
+        # attack anomalies whose group never spoke (their type may still have been notified)
+        unheard = [
+            u
+            for u, g in outcome.group_of.items()
+            if g not in outcome.opened_by and kind_of[u] not in ("benign", "?")
+        ]
         rows.append(
             {
                 "policy": name,
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                 "notifications_per_anomaly": round(
                     outcome.notifications / max(outcome.anomalies, 1), 3
                 ),
-                "openings_about_benign": spoke.get("benign") if kinds else None,
+                "openings_about_benign": spoke.get("benign", 0) if kinds else None,
+                "attack_anomalies_in_quiet_groups": len(unheard) if kinds else None,
                 "attack_types_never_notified": (
                     [t for t in attack_types if t not in notified] if kinds else None
                 ),
@@ -130,20 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"events": n_events, "keys": keys, "policies": rows}, indent=2))
         return 0
     print(f"{n_events:,} events, {len(items):,} anomalies; entity keys: {keys or 'defaults'}")
-    header = f"{'policy':<42} {'groups':>6} {'quiet':>5} {'notif.':>6} {'/anom.':>6}"
+    header = f"{'policy':<52} {'groups':>6} {'quiet':>5} {'notif.':>6} {'/anom.':>6}"
     header += f" {'open':>5} {'upd.':>5} {'close':>5}"
     if kinds:
-        header += f" {'benign':>6}  attack types never notified"
+        header += f" {'benign':>6} {'unheard':>7}  attack types never notified"
     print(header)
     for r in rows:
         line = (
-            f"{r['policy']:<42} {r['groups']:>6} {r['quiet_groups']:>5} {r['notifications']:>6}"
+            f"{r['policy']:<52} {r['groups']:>6} {r['quiet_groups']:>5} {r['notifications']:>6}"
             f" {r['notifications_per_anomaly']:>6.1%} {r['openings']:>5} {r['updates']:>5}"
             f" {r['closing_updates']:>5}"
         )
         if kinds:
             never = ", ".join(r["attack_types_never_notified"]) or "-"
-            line += f" {r['openings_about_benign']:>6}  {never}"
+            line += f" {r['openings_about_benign']:>6} {r['attack_anomalies_in_quiet_groups']:>7}"
+            line += f"  {never}"
         print(line)
     return 0
 

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from ocsf_detect import names
+from ocsf_detect.grouping import GroupingPolicy
 
 Architecture = Literal["x86_64", "arm64"]
 BundleSource = Literal["layer", "s3"]
@@ -73,11 +74,13 @@ class ScoringConfig:
     # it (docs/releases.md says what changes). Only with ephemeral storage of 512 MB.
     snap_start: bool = False
     # Alert groups (docs/stream.md): event-time window, least event time between two
-    # updates of a group, the severity from which a group publishes, and per class_uid
-    # the event fields naming its entity (else src_endpoint.ip, user.name, actor.user.name).
-    group_window_s: int = 3600
-    group_update_interval_s: int = 900
-    group_notify_min_severity_id: int = 1
+    # updates of a group, the severity and the count from which a group publishes, and
+    # per class_uid the event fields naming its entity (else src_endpoint.ip, user.name,
+    # actor.user.name). By default the stream function's own (ocsf_detect.grouping).
+    group_window_s: int = GroupingPolicy.window_s
+    group_update_interval_s: int = GroupingPolicy.update_interval_s
+    group_notify_min_severity_id: int = GroupingPolicy.notify_min_severity_id
+    group_notify_min_count: int = GroupingPolicy.notify_min_count
     group_keys: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
     def grouping_environment(self) -> dict[str, str]:
@@ -85,6 +88,7 @@ class ScoringConfig:
             names.ENV_GROUP_WINDOW_S: str(self.group_window_s),
             names.ENV_GROUP_UPDATE_INTERVAL_S: str(self.group_update_interval_s),
             names.ENV_GROUP_NOTIFY_MIN_SEVERITY: str(self.group_notify_min_severity_id),
+            names.ENV_GROUP_NOTIFY_MIN_COUNT: str(self.group_notify_min_count),
         }
         if self.group_keys:
             keys = {str(uid): list(fields) for uid, fields in self.group_keys}

@@ -78,14 +78,14 @@ class StreamSettings(EventSettings):
         "apply; unset, every anomaly is published as its own finding",
     )
     group_window_s: int = Field(
-        default=3600,
+        default=GroupingPolicy.window_s,
         ge=60,
         le=7 * 24 * 3600,
         validation_alias=names.ENV_GROUP_WINDOW_S,
         description="length of a group's event-time window (tumbling), in seconds",
     )
     group_update_interval_s: int = Field(
-        default=900,
+        default=GroupingPolicy.update_interval_s,
         ge=0,
         le=7 * 24 * 3600,
         validation_alias=names.ENV_GROUP_UPDATE_INTERVAL_S,
@@ -99,12 +99,20 @@ class StreamSettings(EventSettings):
         "user.name, actor.user.name",
     )
     group_notify_min_severity_id: int = Field(
-        default=1,
+        default=GroupingPolicy.notify_min_severity_id,
         ge=1,
         le=5,
         validation_alias=names.ENV_GROUP_NOTIFY_MIN_SEVERITY,
         description="a group speaks once its highest severity_id reaches this (1: always); "
         "below it, its anomalies are counted and stored, not published",
+    )
+    group_notify_min_count: int = Field(
+        default=GroupingPolicy.notify_min_count,
+        ge=1,
+        le=1000,
+        validation_alias=names.ENV_GROUP_NOTIFY_MIN_COUNT,
+        description="a group speaks once it counts this many anomalies (1: at its first); "
+        "until then its anomalies are counted and stored, not published",
     )
     suppression_cache_s: int = Field(
         default=60,
@@ -133,6 +141,7 @@ class StreamSettings(EventSettings):
             window_s=self.group_window_s,
             update_interval_s=self.group_update_interval_s,
             notify_min_severity_id=self.group_notify_min_severity_id,
+            notify_min_count=self.group_notify_min_count,
             keys={k: tuple(v) for k, v in self.group_keys.items()},
         )
 

@@ -98,6 +98,7 @@ def test_both_functions_are_told_the_table_and_the_scorer_its_grouping(dev: Synt
             assert variables[names.ENV_GROUP_UPDATE_INTERVAL_S] == str(
                 config.group_update_interval_s
             )
+            assert variables[names.ENV_GROUP_NOTIFY_MIN_COUNT] == str(config.group_notify_min_count)
 
 
 def test_a_schedule_closes_groups_through_the_scorers_alias(dev: Synthesized) -> None:

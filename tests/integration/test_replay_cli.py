@@ -10,15 +10,20 @@ import json
 import orjson
 import pytest
 
+from ocsf_detect import names
 from ocsf_detect_tools.cli import main
 
 pytestmark = pytest.mark.slow
 
 
-def test_replay_writes_the_findings_it_received(tmp_path, bundle_dir, live_traffic, capsys):
-    # Given live traffic with attacks and 30 lines that are not events
+def test_replay_writes_the_findings_it_received(
+    tmp_path, bundle_dir, live_traffic, capsys, monkeypatch
+):
+    # Given live traffic with attacks and 30 lines that are not events, replayed by a
+    # stream function whose groups speak at their first anomaly
+    monkeypatch.setenv(names.ENV_GROUP_NOTIFY_MIN_COUNT, "1")
     events = tmp_path / "live.jsonl"
-    lines = [orjson.dumps(e) for e in live_traffic.events[:600]] + [b'{"x": 1}'] * 30
+    lines = [orjson.dumps(e) for e in live_traffic.events] + [b'{"x": 1}'] * 30
     events.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "findings.jsonl.gz"
     argv = ["replay", "--bundle", str(bundle_dir), "--events", str(events), "--json"]
@@ -36,6 +41,24 @@ def test_replay_writes_the_findings_it_received(tmp_path, bundle_dir, live_traff
     assert summary["rejected"] == summary["quarantined"] == 30
     assert [p.name for p in tmp_path.iterdir() if p.name != "live.jsonl"] == [out.name]
 
+    # When replayed again with the default policy (a group speaks at its second anomaly)
+    monkeypatch.delenv(names.ENV_GROUP_NOTIFY_MIN_COUNT)
+    assert main([*argv, "--out", str(out)]) == 0
+    default = json.loads(capsys.readouterr().out)
+    quieter = [json.loads(x) for x in gzip.decompress(out.read_bytes()).splitlines()]
+    # Then the same anomalies fall into the same groups, and only groups that counted two
+    # or more speak: fewer messages, each about a group of at least two
+    assert (default["anomalies"], default["alert_groups"]) == (
+        summary["anomalies"],
+        summary["alert_groups"],
+    )
+    assert default["grouped_anomalies"] == default["anomalies"]
+    assert len(quieter) == default["notifications_sns"] < summary["notifications_sns"]
+    assert summary["quiet_groups"] == 0 < default["quiet_groups"]
+    assert default["alerts_sns"] + default["quiet_groups"] == default["alert_groups"]
+    assert quieter
+    assert all(f["count"] >= 2 for f in quieter)
+
 
 def test_replay_of_rejected_lines_reads_the_quarantine_and_exits_3(tmp_path, bundle_dir, capsys):
     events = tmp_path / "rejected.jsonl"
@@ -49,8 +72,11 @@ def test_replay_of_rejected_lines_reads_the_quarantine_and_exits_3(tmp_path, bun
 
 
 def test_a_benign_verdict_silences_near_duplicates_in_a_later_replay(
-    tmp_path, bundle_dir, detector, live_traffic, capsys
+    tmp_path, bundle_dir, detector, live_traffic, capsys, monkeypatch
 ):
+    # every anomaly's finding is published (groups speak at their first anomaly), so the
+    # replay's findings show which events alerted
+    monkeypatch.setenv(names.ENV_GROUP_NOTIFY_MIN_COUNT, "1")
     from ocsf_detect.detector.scorer import Scored
     from tests.integration.test_feedback_loop import near_duplicates
 

@@ -22,6 +22,7 @@ from ocsf_detect.grouping import (
     count_anomaly,
     entity_of,
     group_uid,
+    has_closing_news,
 )
 from ocsf_detect.stream import (
     Alert,
@@ -79,7 +80,7 @@ def anomaly(n: int, t: int, severity_id: int = 3, ip: str = "10.0.0.5") -> Anoma
     return Anomaly(f"finding-{n}", 4001, t, 1.2 + n / 100, 60 + n, severity_id, finding)
 
 
-POLICY = GroupingPolicy(window_s=3600, update_interval_s=900, evidence_cap=3)
+POLICY = GroupingPolicy(window_s=3600, update_interval_s=900, evidence_cap=3, notify_min_count=1)
 
 
 def count(store: MemoryStore, a: Anomaly, policy: GroupingPolicy = POLICY) -> Any:
@@ -170,6 +171,53 @@ def test_below_the_notifying_severity_a_group_is_counted_silently_until_it_rises
     loud = count(store, anomaly(1, T0 + MINUTE, severity_id=4), policy)
     assert (quiet.notice, loud.notice) == (Notice.NONE, Notice.OPEN)
     assert loud.group.count == 2
+
+
+def test_a_one_off_stays_quiet_and_the_second_anomaly_opens_the_group_with_both() -> None:
+    store = MemoryStore()
+    policy = replace(POLICY, notify_min_count=2)
+    # Given an entity anomalous once, then again later in the window, and another only once
+    first = count(store, anomaly(0, T0), policy)
+    other = count(store, anomaly(1, T0 + MINUTE, ip="10.0.0.9"), policy)
+    second_anomaly = anomaly(2, T0 + 30 * MINUTE)
+    second = count(store, second_anomaly, policy)
+    # Then the one-offs are counted silently and the second anomaly opens its group
+    assert (first.notice, other.notice, second.notice) == (Notice.NONE, Notice.NONE, Notice.OPEN)
+    assert first.opened
+    assert not second.opened
+    assert second.group.count == 2
+    assert second.group.evidence_uids == ("finding-0", "finding-2")
+    assert second.group.first_seen_ms == T0
+    # and its opening finding says so: both anomalies, the first one's time
+    finding, _ = anomaly_message(second_anomaly, second.group, second.notice, second.number)
+    assert finding["activity_id"] == 1
+    assert finding["count"] == 2
+    assert finding["start_time"] == T0
+    assert finding["unmapped"]["group"]["evidence_finding_uids"] == ["finding-0", "finding-2"]
+    # a retry of the opening anomaly neither counts it again nor opens the group twice
+    again = count(store, second_anomaly, policy)
+    assert (again.retried, again.notice, again.number) == (True, Notice.OPEN, second.number)
+    assert store.groups[second.group.uid].count == 2
+    # and the quiet one-off's group has nothing to say when its window closes
+    quiet = store.groups[other.group.uid]
+    assert quiet.last_notified_ms is None
+    assert not has_closing_news(quiet)
+
+
+def test_the_default_policy_speaks_on_a_repeat_within_a_day() -> None:
+    policy = GroupingPolicy()
+    assert (policy.window_s, policy.notify_min_count, policy.update_interval_s) == (
+        24 * 3600,
+        2,
+        3600,
+    )
+    # one entity at 08:00 and 20:00 of a day: one group, opened by the second anomaly
+    day = T0 - T0 % (24 * 3600 * 1000)
+    outcome = simulate(
+        [anomaly(1, day + 8 * 3600 * 1000), anomaly(2, day + 20 * 3600 * 1000)], policy
+    )
+    assert (outcome.groups, outcome.opened, outcome.quiet_groups) == (1, 1, 0)
+    assert list(outcome.opened_by.values()) == ["finding-2"]
 
 
 def test_messages_carry_the_group_and_keep_one_finding_uid() -> None:
@@ -392,8 +440,8 @@ def test_the_policy_simulator_counts_what_the_stream_would_publish() -> None:
         anomaly(7, T0 + 62 * MINUTE),  # silent until the window closes
     ]
     # When the default policy and one speaking from Medium count them (in any order)
-    default = simulate(reversed(anomalies), GroupingPolicy())
-    from_medium = simulate(anomalies, GroupingPolicy(notify_min_severity_id=3))
+    default = simulate(reversed(anomalies), POLICY)
+    from_medium = simulate(anomalies, replace(POLICY, notify_min_severity_id=3))
     # Then every anomaly is in one group, and the messages are as the lifecycle says
     assert (default.anomalies, default.groups) == (7, 3)
     assert (default.opened, default.updates, default.closing) == (3, 2, 1)

@@ -35,12 +35,18 @@ def test_the_grouping_policy_table_adds_up(tmp_path, bundle_dir, live_traffic, c
         assert row["notifications"] == row["openings"] + row["updates"] + row["closing_updates"]
         assert row["openings"] + row["quiet_groups"] == row["groups"]
         assert row["attack_types_never_notified"] is not None
-    # the default speaks for every group; a severity floor leaves some quiet
-    assert rows[0]["quiet_groups"] == 0
-    assert rows[0]["openings"] == rows[0]["groups"]
-    # longer windows never make more groups than shorter ones
+        assert row["attack_anomalies_in_quiet_groups"] is not None
     by_name = {r["policy"]: r for r in rows}
-    assert by_name["24 h windows, hourly updates"]["groups"] <= rows[0]["groups"]
+    # speaking at the first anomaly leaves no group quiet; the default (at the second)
+    # leaves the one-offs quiet and publishes less
+    first = by_name["24 h windows, speak at the first"]
+    assert first["quiet_groups"] == first["attack_anomalies_in_quiet_groups"] == 0
+    assert first["openings"] == first["groups"] == rows[0]["groups"]
+    assert 0 < rows[0]["quiet_groups"] < rows[0]["groups"]
+    assert rows[0]["notifications"] < first["notifications"]
+    # a higher count never speaks more often; longer windows never make more groups
+    assert by_name["speak at 3 anomalies"]["openings"] <= rows[0]["openings"]
+    assert rows[0]["groups"] <= by_name["1 h windows, speak at 2"]["groups"]
     # the table form prints one line per policy
     assert bench.main(argv) == 0
     table = capsys.readouterr().out

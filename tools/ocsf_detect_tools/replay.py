@@ -401,6 +401,10 @@ def replay(
         ),
         "alert_groups": len(groups) if resources.alert_table else None,
         "grouped_anomalies": sum(g.count for g in groups) if resources.alert_table else None,
+        # groups that never published (below the count or severity a group speaks at)
+        "quiet_groups": sum(g.notifications == 0 for g in groups)
+        if resources.alert_table
+        else None,
         "notifications_sns": len({m["metadata"]["uid"] for m in sns_alerts}),
         "notifications_eventbridge": len({m["detail"]["metadata"]["uid"] for m in eb_alerts}),
         "suppressed": suppressed,

@@ -10,8 +10,11 @@ a UUIDv5 of those, so every function instance, shard and retry names it the same
 
 Lifecycle (docs/stream.md, "Alert groups"):
 
-- the first anomaly opens the group and is published at once: a Detection Finding
-  (activity Create) whose ``finding_info.uid`` is the group's uid;
+- a group speaks once it holds ``notify_min_count`` anomalies (default 2: an entity
+  anomalous twice in a day; a one-off is counted and stored, not published) at
+  ``notify_min_severity_id`` or above: the anomaly that gets it there opens it, published
+  at once as a Detection Finding (activity Create) whose ``finding_info.uid`` is the
+  group's uid and whose evidence uids start with the anomalies counted before it;
 - later anomalies are counted into it (count, first and last seen, highest score and
   severity, their finding uids up to ``evidence_cap``); an update (activity Update, same
   ``finding_info.uid``) is published when ``update_interval_s`` of event time has passed
@@ -63,11 +66,18 @@ class GroupingPolicy:
     ``keys``: per class_uid, the event fields (dotted paths) whose values together are the
     entity; a class not listed takes the first of ``DEFAULT_ENTITY_FIELDS`` present."""
 
-    window_s: int = 3600
-    update_interval_s: int = 900
+    window_s: int = 24 * 3600
+    """A day: an entity's anomalies of one day are one alert (as risk-based alerting
+    sums an entity's risk over 24 hours), and a slow campaign is not one alert per hour."""
+    update_interval_s: int = 3600
+    """Event time between two updates of a group at least: an hour."""
     close_grace_s: int = 60
     evidence_cap: int = 20
     notify_min_severity_id: int = 1
+    notify_min_count: int = 2
+    """A group speaks once it counts this many anomalies. At a calibrated alert rate a
+    one-off anomaly is mostly the rate's own false positives; an entity anomalous again
+    within its window is an incident. 1: every group speaks at its first anomaly."""
     keys: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     retention_s: int = 7 * 24 * 3600
     """How long after its window a group (and its anomalies' markers) stays in the table."""
@@ -265,8 +275,11 @@ def _add(g: GroupState, a: Anomaly, policy: GroupingPolicy) -> tuple[GroupState,
         evidence_uids=evidence,
         why=_explanation_json(a.finding) if g.count == 0 or a.ratio > g.max_ratio else g.why,
     )
-    loud = after.severity_id >= policy.notify_min_severity_id
-    if g.closed or not loud:  # late for a closed window, or below the notifying severity
+    loud = (
+        after.severity_id >= policy.notify_min_severity_id
+        and after.count >= policy.notify_min_count
+    )
+    if g.closed or not loud:  # late for a closed window, or below the severity or count
         return replace(after, dirty=g.dirty or g.last_notified_ms is not None), Notice.NONE
     if g.last_notified_ms is None:
         return _notified(after, a.time_ms), Notice.OPEN

@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     grouping = {
         "raw anomalies": summary["anomalies"],
         "alert groups": delivery["alert_groups"],
+        "quiet groups (never published)": delivery["quiet_groups"],
         "anomalies in groups": delivery["grouped_anomalies"],
         "suppressed": delivery["suppressed"],
         "notifications SNS": delivery["notifications_sns"],
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     summary.update(
         {
             "alert_groups": delivery["alert_groups"],
+            "quiet_groups": delivery["quiet_groups"],
             "grouped_anomalies": delivery["grouped_anomalies"],
             "suppressed": delivery["suppressed"],
             "notifications_sns": delivery["notifications_sns"],
