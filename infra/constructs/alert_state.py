@@ -10,7 +10,7 @@ groups (Query); the API lists, adds and deletes rules, and only in the rules' pa
 
 A schedule invokes the scorer's ``live`` alias every few minutes with
 ``{"ocsf_detect_close_groups": true}``: groups whose window is over are closed (with
-their last update) even when no batch arrives to close them.
+a last update when they spoke and counted since) even when no batch arrives to close them.
 """
 
 from __future__ import annotations

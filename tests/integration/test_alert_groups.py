@@ -82,15 +82,17 @@ def test_racing_writers_and_retries_count_every_anomaly_once(emulator_url) -> No
     racing = RacingStore(boto3.client("dynamodb"), table, policy, rival)
     # Given two instances that both find no group and both try to open it
     mine = count_anomaly(anomaly(2), racing, policy, entity)
-    # Then the rival opened it, and this one, refused, counted into the group it found
+    # Then the rival created it (quiet: one anomaly), and this one, refused, counted into
+    # the group it found: the second anomaly, which makes the group speak
     (theirs,) = rival_out
     assert theirs.opened
     assert not mine.opened
-    assert (theirs.notice, mine.notice) == (Notice.OPEN, Notice.NONE)
+    assert (theirs.notice, mine.notice) == (Notice.NONE, Notice.OPEN)
+    assert mine.group.count == 2
     # When both anomalies are delivered again (retried records)
     retries = [count_anomaly(anomaly(n), other, policy, entity) for n in (1, 2)]
     assert all(r.retried for r in retries)
-    assert [r.notice for r in retries] == [Notice.OPEN, Notice.NONE]  # say what they said
+    assert [r.notice for r in retries] == [Notice.NONE, Notice.OPEN]  # say what they said
     # Then the group holds each anomaly once
     (group,) = list(other.groups())
     assert group.count == 2
@@ -148,7 +150,7 @@ def test_two_shards_and_a_retried_batch_count_each_anomaly_once(grouped, anomalo
     store = DynamoGroupStore(boto3.client("dynamodb"), grouped.alert_table, policy)
     groups = list(store.groups())
     assert sum(g.count for g in groups) == anomalies
-    assert sum(c["groups_opened"] for c in first) == len(groups)
+    assert sum(c["groups_opened"] for c in first) == sum(g.notifications > 0 for g in groups) > 0
     # and what was published is the groups' messages (a retry repeats the same message uids)
     sns = drain_queue(grouped.sns_queue_url)
     eb = drain_queue(grouped.eventbridge_queue_url)

@@ -38,6 +38,7 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert summary["grouped_anomalies"] + summary["suppressed"] == summary["anomalies"]
     assert summary["alerts_sns"] == summary["alerts_eventbridge"]
     assert summary["alerts_sns"] + summary["quiet_groups"] == summary["alert_groups"]
+    assert summary["alert_groups"] > 0
     assert summary["notifications_sns"] == summary["notifications_eventbridge"]
     assert "Top alert groups" in out
     assert summary["quarantined"] == 0

@@ -12,6 +12,7 @@ from contextlib import redirect_stdout
 import orjson
 import pytest
 
+from ocsf_detect import names
 from ocsf_detect_tools.producers import RECORD_FORMATS
 from ocsf_detect_tools.replay import replay
 from tests.conftest import require_data
@@ -65,15 +66,20 @@ def assert_every_event_accounted_for(summary: dict, lines: list[bytes]) -> None:
 
 @pytest.mark.parametrize("record_format", RECORD_FORMATS)
 def test_replay_of_generated_and_hostile_records(
-    emulator_url, bundle_dir, live_traffic, record_format
+    emulator_url, bundle_dir, live_traffic, record_format, monkeypatch
 ):
-    # Given generated traffic with attacks, mixed with hostile records
+    # Given generated traffic with attacks, mixed with hostile records, and groups that
+    # speak at their first anomaly (so that every group's message is checked on both
+    # channels)
+    monkeypatch.setenv(names.ENV_GROUP_NOTIFY_MIN_COUNT, "1")
     lines = mixed(live_traffic.events[:600], hostile_lines())
     # When it is replayed, packed as this format's producers pack it
     summary = replay(bundle_dir, lines, batch_size=50, record_format=record_format)
     # Then every event is accounted for and every alert reached both channels
     assert_every_event_accounted_for(summary, lines)
     assert summary["anomalies"] > 0
+    assert summary["quiet_groups"] == 0
+    assert summary["alerts_sns"] == summary["alert_groups"] > 0
     assert summary["record_format"] == record_format
     # ... the incompressible 1.5 MiB line never reached Kinesis; the compressible one
     # did, inside a gzip record, where the function refused it

@@ -306,8 +306,10 @@ def test_runner_bisects_and_sends_exhausted_records_to_on_failure(emulator_url):
     assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
 
 
-def test_replay_cli_invariants(emulator_url, bundle_dir, live_traffic, tmp_path: Path):
+def test_replay_cli_invariants(emulator_url, bundle_dir, live_traffic, tmp_path: Path, monkeypatch):
     from ocsf_detect_tools.cli import main
+
+    monkeypatch.setenv(names.ENV_GROUP_NOTIFY_MIN_COUNT, "1")  # every group speaks
 
     events = tmp_path / "events.jsonl"
     lines = [orjson.dumps(e) for e in live_traffic.events[:400]] + [b"not json", b'{"time": 1}']
@@ -335,10 +337,9 @@ def test_replay_cli_invariants(emulator_url, bundle_dir, live_traffic, tmp_path:
     assert summary["failed"] == 0
     assert summary["rejected"] == 2
     # every anomaly is in one alert group or suppressed; each group spoke on both channels
-    # or stayed quiet (one anomaly: below the count a group speaks at)
     assert summary["grouped_anomalies"] + summary["suppressed"] == summary["anomalies"]
-    assert summary["alerts_sns"] == summary["alerts_eventbridge"]
-    assert summary["alerts_sns"] + summary["quiet_groups"] == summary["alert_groups"] > 0
+    assert summary["alerts_sns"] == summary["alerts_eventbridge"] == summary["alert_groups"] > 0
+    assert summary["quiet_groups"] == 0
     assert summary["notifications_sns"] == summary["notifications_eventbridge"]
     assert summary["quarantined"] == summary["rejected"]
 

@@ -22,7 +22,6 @@ from ocsf_detect.grouping import (
     count_anomaly,
     entity_of,
     group_uid,
-    has_closing_news,
 )
 from ocsf_detect.stream import (
     Alert,
@@ -200,8 +199,7 @@ def test_a_one_off_stays_quiet_and_the_second_anomaly_opens_the_group_with_both(
     assert store.groups[second.group.uid].count == 2
     # and the quiet one-off's group has nothing to say when its window closes
     quiet = store.groups[other.group.uid]
-    assert quiet.last_notified_ms is None
-    assert not has_closing_news(quiet)
+    assert (quiet.count, quiet.notifications, quiet.last_notified_ms) == (1, 0, None)
 
 
 def test_the_default_policy_speaks_on_a_repeat_within_a_day() -> None:
@@ -427,6 +425,38 @@ def test_a_window_that_is_over_closes_with_a_last_update_if_it_has_news() -> Non
     assert all(g.closed for g in store.groups.values())
 
 
+def test_with_a_count_of_two_a_one_off_is_never_published_and_closes_quietly() -> None:
+    store = MemoryStore()
+    grouping = AlertGrouping(store, Rules([]), Sink(), replace(POLICY, notify_min_count=2))
+    channels = [ListChannel("sns")]
+    # Given one host anomalous three times and another once, in one window
+    events = [
+        {"class_uid": 4001, "time": T0 + m * MINUTE, "src_endpoint": {"ip": ip}}
+        for m, ip in [(0, "10.0.0.5"), (1, "10.0.0.6"), (2, "10.0.0.5"), (3, "10.0.0.5")]
+    ]
+    counts = run(records(events), grouping, channels).counts()
+    # Then only the repeated host's group speaks, at its second anomaly, and only it opened
+    assert (counts["anomalies"], counts["groups_opened"]) == (4, 1)
+    (opening,) = channels[0].sent
+    assert opening["count"] == 2
+    assert opening["unmapped"]["group"]["entity"] == "src_endpoint.ip=10.0.0.5"
+    # When the window is over: the spoken group has news (its third anomaly), the one-off none
+    sweep = close_due_groups(
+        grouping,
+        channels,
+        clock_ms=T0 + 61 * MINUTE,
+        now_ms=T0 + 61 * MINUTE,
+        bundle_version="1.0.0",
+        deliver=lambda items, send: deliver_with_retries(items, send, RetryPolicy(max_attempts=1)),
+    )
+    assert (sweep.closed, sweep.published) == (2, 1)
+    assert [m["unmapped"]["group"]["entity"] for m in channels[0].sent] == [
+        "src_endpoint.ip=10.0.0.5"
+    ] * 2
+    quiet = next(g for g in store.groups.values() if g.entity.endswith("10.0.0.6"))
+    assert (quiet.closed, quiet.count, quiet.notifications) == (True, 1, 0)
+
+
 def test_the_policy_simulator_counts_what_the_stream_would_publish() -> None:
     # Given, in an hour window: one entity with four anomalies over 40 minutes (updates at
     # most every 15 min), one Low-severity one-off on another entity, and a later window
@@ -439,7 +469,8 @@ def test_the_policy_simulator_counts_what_the_stream_would_publish() -> None:
         anomaly(6, T0 + 61 * MINUTE),  # the next window: a group of its own
         anomaly(7, T0 + 62 * MINUTE),  # silent until the window closes
     ]
-    # When the default policy and one speaking from Medium count them (in any order)
+    # When a policy speaking at the first anomaly, and one speaking from Medium, count them
+    # (in any order)
     default = simulate(reversed(anomalies), POLICY)
     from_medium = simulate(anomalies, replace(POLICY, notify_min_severity_id=3))
     # Then every anomaly is in one group, and the messages are as the lifecycle says

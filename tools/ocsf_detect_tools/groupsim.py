@@ -79,7 +79,8 @@ class PolicyOutcome:
 
     @property
     def quiet_groups(self) -> int:
-        """Groups that counted anomalies and never published (below the notify severity)."""
+        """Groups that counted anomalies and never published (below the notify count or
+        severity)."""
         return self.groups - self.opened
 
 

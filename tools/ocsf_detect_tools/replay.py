@@ -270,8 +270,9 @@ def replay(
     ``suppressions``, ``SuppressionRule``s, from the start): anomalies are grouped, only
     the groups' notifications are published, and once the stream is drained the groups
     are closed as the schedule would close them. ``alert_groups`` counts the groups in
-    the table, ``grouped_anomalies`` the anomalies they counted (with ``suppressed``,
-    every anomaly once), ``notifications_sns``/``notifications_eventbridge`` the messages.
+    the table, ``quiet_groups`` those that never published, ``grouped_anomalies`` the
+    anomalies they counted (with ``suppressed``, every anomaly once),
+    ``notifications_sns``/``notifications_eventbridge`` the messages.
     The function's log lines and EMF metrics go to ``function_output`` (default: stderr).
 
     ``events_in`` counts the lines, ``records_in`` the Kinesis records put. A line that

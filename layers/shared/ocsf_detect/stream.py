@@ -773,7 +773,8 @@ def _group_alerts(
             out.failed.add(i)
             out.errors.append(f"alert groups: {type(exc).__name__}: {exc}")
             continue
-        out.opened += int(counted.opened)
+        # a group opens when it first speaks (a quiet one-off's group has not opened)
+        out.opened += int(counted.notice is Notice.OPEN and not counted.retried)
         if counted.notice is Notice.NONE:
             continue
         _, body = anomaly_message(anomaly, counted.group, counted.notice, counted.number)

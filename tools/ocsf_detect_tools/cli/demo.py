@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     grouping = {
         "raw anomalies": summary["anomalies"],
         "alert groups": delivery["alert_groups"],
-        "quiet groups (never published)": delivery["quiet_groups"],
+        "quiet groups (not published)": delivery["quiet_groups"],
         "anomalies in groups": delivery["grouped_anomalies"],
         "suppressed": delivery["suppressed"],
         "notifications SNS": delivery["notifications_sns"],
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(table))
     print("\nRaw anomalies and alert groups (what the stream published)")
     for k, v in grouping.items():
-        print(f"  {k:26s} {v}")
+        print(f"  {k:30s} {v}")
     print("\nTop alert groups (as a subscriber received them; score = highest in the group)")
     print(format_table(groups))
     print("\nSummary")
