@@ -5,9 +5,10 @@ notifications per channel, side by side, from the stream function's own grouping
 The events are scored by the bundle, each anomaly gets the finding the stream function
 would build, and every policy counts the same anomalies. With ``--labels`` (the
 ``live.labels.csv`` of ``ocsf-detect generate``) it also reports, per policy, the attack
-types none of whose groups ever spoke, and how many opening messages were about events
-labelled benign. The default policy is the first row; the others each change one or two
-settings, so the trade-offs read off the table.
+types none of whose groups ever spoke, the attack anomalies in groups that never spoke,
+and how many opening messages were about events labelled benign. The default policy is
+the first row; the others each change a few settings, so the trade-offs read off the
+table.
 
     python benchmarks/grouping_policies.py --bundle demo-out/bundle \\
         --events demo-out/live.jsonl.gz --labels demo-out/live.labels.csv \\

@@ -16,7 +16,7 @@ import pytest
 from ocsf_detect import names
 from ocsf_detect.alertstate import DynamoGroupStore
 from ocsf_detect.detector.scorer import Scored
-from ocsf_detect.grouping import Anomaly, GroupingPolicy, Notice, count_anomaly
+from ocsf_detect.grouping import Anomaly, GroupingPolicy, Notice, count_anomaly, needs_closing
 from ocsf_detect.suppression import field_value
 from ocsf_detect_tools.localapi import proxy_event
 from ocsf_detect_tools.replay import create_alert_table, create_resources, drain_queue
@@ -97,6 +97,24 @@ def test_racing_writers_and_retries_count_every_anomaly_once(emulator_url) -> No
     (group,) = list(other.groups())
     assert group.count == 2
     assert set(group.evidence_uids) == {"f-1", "f-2"}
+
+
+def test_only_groups_that_spoke_are_due_for_closing(emulator_url) -> None:
+    table = create_alert_table("alert-state-due")
+    policy = GroupingPolicy()
+    store = DynamoGroupStore(boto3.client("dynamodb"), table, policy)
+    # Given one entity anomalous twice (its group spoke) and another once (quiet)
+    for n, entity in [(1, "a"), (2, "a"), (3, "b")]:
+        count_anomaly(anomaly(n), store, policy, f"src_endpoint.ip={entity}")
+    spoke, quiet = sorted(store.groups(), key=lambda g: g.entity)
+    assert (spoke.notifications, quiet.notifications) == (1, 0)
+    # When the window is over, the sparse index lists only the group that spoke
+    after = spoke.window_end_ms + 1
+    assert [g.uid for g in store.due_groups(after, 25)] == [spoke.uid]
+    # and the quiet one, never closed, still opens on a late second anomaly
+    late = count_anomaly(anomaly(4), store, policy, "src_endpoint.ip=b")
+    assert (late.notice, late.group.count) == (Notice.OPEN, 2)
+    assert {g.uid for g in store.due_groups(after, 25)} == {spoke.uid, quiet.uid}
 
 
 def kinesis_event(shard: str, datas: list[bytes], base: int) -> dict[str, Any]:
@@ -258,12 +276,15 @@ def test_the_scheduled_invocation_closes_what_the_batches_left_open(grouped, ano
     assert handler.lambda_handler(event, LocalContext()) == {"batchItemFailures": []}
     policy = load_policy()
     store = DynamoGroupStore(boto3.client("dynamodb"), grouped.alert_table, policy)
-    still_open = [g for g in store.groups() if not g.closed]
-    assert still_open  # at least the window of the latest anomaly
+    still_open = [g for g in store.groups() if needs_closing(g)]
+    assert still_open  # at least the window of the latest anomaly that spoke
+    quiet = [g for g in store.groups() if g.notifications == 0]
     # When the schedule invokes the alias (the events are older than any window now)
     answer = handler.lambda_handler({names.CLOSE_GROUPS_PAYLOAD_KEY: True}, LocalContext())
-    # Then every group is closed, and only groups with news since their last message spoke
+    # Then every group that spoke is closed, and only those with news since their last
+    # message spoke again; quiet groups stay as counted (nothing to close)
     assert answer["errors"] == []
     assert answer["closed"] == len(still_open)
-    assert all(g.closed for g in store.groups())
+    assert all(g.closed == (g.notifications > 0) for g in store.groups())
+    assert len([g for g in store.groups() if not g.closed]) == len(quiet)
     assert answer["published"] == sum(1 for g in still_open if g.dirty)

@@ -425,7 +425,9 @@ def test_a_window_that_is_over_closes_with_a_last_update_if_it_has_news() -> Non
     assert all(g.closed for g in store.groups.values())
 
 
-def test_with_a_count_of_two_a_one_off_is_never_published_and_closes_quietly() -> None:
+def test_with_a_count_of_two_a_one_off_is_not_published_nor_closed_and_a_late_repeat_opens_it() -> (
+    None
+):
     store = MemoryStore()
     grouping = AlertGrouping(store, Rules([]), Sink(), replace(POLICY, notify_min_count=2))
     channels = [ListChannel("sns")]
@@ -440,7 +442,8 @@ def test_with_a_count_of_two_a_one_off_is_never_published_and_closes_quietly() -
     (opening,) = channels[0].sent
     assert opening["count"] == 2
     assert opening["unmapped"]["group"]["entity"] == "src_endpoint.ip=10.0.0.5"
-    # When the window is over: the spoken group has news (its third anomaly), the one-off none
+    # When the window is over: the group that spoke has news (its third anomaly) and is
+    # closed; the one-off's group is not due (nothing to close: it stays as counted)
     sweep = close_due_groups(
         grouping,
         channels,
@@ -449,12 +452,28 @@ def test_with_a_count_of_two_a_one_off_is_never_published_and_closes_quietly() -
         bundle_version="1.0.0",
         deliver=lambda items, send: deliver_with_retries(items, send, RetryPolicy(max_attempts=1)),
     )
-    assert (sweep.closed, sweep.published) == (2, 1)
+    assert (sweep.closed, sweep.published) == (1, 1)
     assert [m["unmapped"]["group"]["entity"] for m in channels[0].sent] == [
         "src_endpoint.ip=10.0.0.5"
     ] * 2
     quiet = next(g for g in store.groups.values() if g.entity.endswith("10.0.0.6"))
-    assert (quiet.closed, quiet.count, quiet.notifications) == (True, 1, 0)
+    assert (quiet.closed, quiet.count, quiet.notifications) == (False, 1, 0)
+    # When the one-off's host is anomalous again in that window, late (a shard behind)
+    late = [{"class_uid": 4001, "time": T0 + 50 * MINUTE, "src_endpoint": {"ip": "10.0.0.6"}}]
+    counts = run(records(late, shard="shardId-1"), grouping, channels).counts()
+    # Then its group opens: a late repeat is not lost because the window is over
+    assert counts["groups_opened"] == 1
+    assert channels[0].sent[-1]["unmapped"]["group"]["entity"] == "src_endpoint.ip=10.0.0.6"
+    assert channels[0].sent[-1]["count"] == 2
+
+
+def test_the_count_gates_the_opening_only() -> None:
+    store = MemoryStore()
+    # Given a group that spoke at its first anomaly
+    assert count(store, anomaly(0, T0)).notice is Notice.OPEN
+    # When a higher count is configured afterwards, its later anomalies still update it
+    policy = replace(POLICY, notify_min_count=5)
+    assert count(store, anomaly(1, T0 + 20 * MINUTE), policy).notice is Notice.UPDATE
 
 
 def test_the_policy_simulator_counts_what_the_stream_would_publish() -> None:

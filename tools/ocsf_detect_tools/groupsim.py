@@ -19,6 +19,7 @@ from ocsf_detect.grouping import (
     entity_of,
     event_of,
     has_closing_news,
+    needs_closing,
 )
 
 
@@ -47,7 +48,7 @@ class MemoryGroupStore:
         return self.markers.get(event_uid)
 
     def due_groups(self, clock_ms: int, limit: int) -> list[GroupState]:
-        due = [g for g in self.groups.values() if not g.closed and g.window_end_ms <= clock_ms]
+        due = [g for g in self.groups.values() if needs_closing(g) and g.window_end_ms <= clock_ms]
         return due[:limit]
 
     def close(self, group: GroupState) -> bool:

@@ -3,7 +3,9 @@
 Adapters over a DynamoDB client handed in (boto3's, built by the function's own adapters):
 this module never imports boto3 and reads no environment. One table, keys ``pk`` and
 ``sk`` (strings), TTL attribute ``expires_at`` (epoch seconds), and a sparse index
-``open-groups`` (``open_pk``, ``window_end``) holding only the groups still open:
+``open-groups`` (``open_pk``, ``window_end``) holding only the groups still open that
+have spoken (a quiet group has nothing to close: it stays out of the index, and TTL
+removes it):
 
 | item | pk | sk |
 |---|---|---|
@@ -23,7 +25,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from ocsf_detect import names
-from ocsf_detect.grouping import GroupingPolicy, GroupState, Marker, Notice
+from ocsf_detect.grouping import GroupingPolicy, GroupState, Marker, Notice, needs_closing
 from ocsf_detect.suppression import SuppressionRule
 
 OPEN_INDEX: Final = names.ALERT_TABLE_OPEN_INDEX
@@ -86,7 +88,7 @@ def _group_item(g: GroupState, policy: GroupingPolicy) -> dict[str, dict[str, An
             "closed": g.closed,
             "why": g.why or None,
             "version": g.version + 1,
-            "open_pk": None if g.closed else OPEN,
+            "open_pk": OPEN if needs_closing(g) else None,
             "expires_at": g.window_end_ms // 1000 + policy.retention_s,
         }
     )
@@ -213,7 +215,7 @@ class DynamoGroupStore:
         groups = []
         for item in found.get("Items", []):
             g = self.get_group(str(_plain(item["pk"])).removeprefix("group#"))
-            if g is not None and not g.closed:
+            if g is not None and needs_closing(g):
                 groups.append(g)
         return groups
 

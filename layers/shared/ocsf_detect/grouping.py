@@ -194,7 +194,7 @@ class GroupStore(Protocol):
     def get_marker(self, event_uid: str) -> Marker | None: ...
 
     def due_groups(self, clock_ms: int, limit: int) -> list[GroupState]:
-        """Open groups whose window ended at or before ``clock_ms``."""
+        """Groups to close (``needs_closing``) whose window ended at or before ``clock_ms``."""
         ...
 
     def close(self, group: GroupState) -> bool:
@@ -275,12 +275,12 @@ def _add(g: GroupState, a: Anomaly, policy: GroupingPolicy) -> tuple[GroupState,
         evidence_uids=evidence,
         why=_explanation_json(a.finding) if g.count == 0 or a.ratio > g.max_ratio else g.why,
     )
-    loud = (
-        after.severity_id >= policy.notify_min_severity_id
-        and after.count >= policy.notify_min_count
+    spoke = g.last_notified_ms is not None
+    loud = after.severity_id >= policy.notify_min_severity_id and (
+        spoke or after.count >= policy.notify_min_count  # the count gates the opening only
     )
     if g.closed or not loud:  # late for a closed window, or below the severity or count
-        return replace(after, dirty=g.dirty or g.last_notified_ms is not None), Notice.NONE
+        return replace(after, dirty=g.dirty or spoke), Notice.NONE
     if g.last_notified_ms is None:
         return _notified(after, a.time_ms), Notice.OPEN
     if a.time_ms - g.last_notified_ms >= policy.update_interval_s * 1000:
@@ -292,6 +292,13 @@ def _explanation_json(finding: Mapping[str, Any]) -> str:
     unmapped = finding.get("unmapped")
     reasons = unmapped.get("explanation") if isinstance(unmapped, Mapping) else None
     return orjson.dumps(reasons).decode() if isinstance(reasons, list) and reasons else ""
+
+
+def needs_closing(g: GroupState) -> bool:
+    """``g`` is one the sweep closes when its window is over: open, and it has spoken. A
+    quiet group is never closed: it stays as counted until its retention ends, so that
+    an anomaly arriving late can still bring it to the count."""
+    return not g.closed and g.last_notified_ms is not None
 
 
 def has_closing_news(g: GroupState) -> bool:
