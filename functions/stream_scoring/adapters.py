@@ -26,10 +26,10 @@ from ocsf_detect.stream import (
     Alert,
     AlertGrouping,
     AlertPublisher,
+    ArchivedFinding,
     QuarantineItem,
     QuarantineSink,
     Refusal,
-    SuppressedItem,
 )
 from stream_scoring.settings import StreamSettings, get_settings
 
@@ -238,24 +238,31 @@ def quarantine_key(item: QuarantineItem) -> str:
     return f"{names.QUARANTINE_KEY_PREFIX}{day}/{item.shard_id}/{name}.bin"
 
 
-class S3SuppressedArchive:
-    """Suppressed findings, one object each, under ``suppressed/`` of the quarantine
-    bucket: ``suppressed/YYYY/MM/DD/<rule id>/<finding uid>.json`` (a retry overwrites)."""
+class S3FindingArchive:
+    """Findings no channel receives, one object each, in the quarantine bucket (a retry
+    overwrites): suppressed ones at ``suppressed/YYYY/MM/DD/<rule id>/<finding uid>.json``,
+    withheld ones (counted into a group without a message of their own) at
+    ``withheld/YYYY/MM/DD/<group uid>/<finding uid>.json``."""
 
     def __init__(self, s3: Any, bucket: str) -> None:
         self._s3 = s3
         self._bucket = bucket
 
-    def put(self, items: Sequence[SuppressedItem]) -> list[Refusal]:
+    def put(self, items: Sequence[ArchivedFinding]) -> list[Refusal]:
         refused: list[Refusal] = []
         for i, item in enumerate(items):
+            metadata = (
+                {"rule-id": item.rule_id}
+                if item.rule_id is not None
+                else {"group-uid": item.group_uid or ""}
+            )
             try:
                 self._s3.put_object(
                     Bucket=self._bucket,
-                    Key=suppressed_key(item),
+                    Key=archived_key(item),
                     Body=item.body,
                     ContentType="application/json",
-                    Metadata={"rule-id": item.rule_id},
+                    Metadata=metadata,
                 )
             except Exception as exc:
                 if i == 0:
@@ -264,9 +271,11 @@ class S3SuppressedArchive:
         return refused
 
 
-def suppressed_key(item: SuppressedItem) -> str:
-    day = time.strftime("%Y/%m/%d", time.gmtime(item.suppressed_ms / 1000))
-    return f"{names.SUPPRESSED_KEY_PREFIX}{day}/{item.rule_id}/{item.finding_uid}.json"
+def archived_key(item: ArchivedFinding) -> str:
+    day = time.strftime("%Y/%m/%d", time.gmtime(item.archived_ms / 1000))
+    if item.rule_id is not None:
+        return f"{names.SUPPRESSED_KEY_PREFIX}{day}/{item.rule_id}/{item.finding_uid}.json"
+    return f"{names.WITHHELD_KEY_PREFIX}{day}/{item.group_uid}/{item.finding_uid}.json"
 
 
 @dataclass(frozen=True)
@@ -311,7 +320,7 @@ def build_grouping(settings: StreamSettings, s3: Any | None) -> AlertGrouping | 
     return AlertGrouping(
         store=DynamoGroupStore(dynamodb, table, policy),
         rules=CachedRules(DynamoRuleTable(dynamodb, table), ttl_s=settings.suppression_cache_s),
-        archive=S3SuppressedArchive(s3, settings.quarantine_bucket),
+        archive=S3FindingArchive(s3, settings.quarantine_bucket),
         policy=policy,
     )
 

@@ -41,6 +41,8 @@ QUARANTINE_OBJECTS = f"{names.QUARANTINE_KEY_PREFIX}*"
 """The keys the function writes to the quarantine bucket."""
 SUPPRESSED_OBJECTS = f"{names.SUPPRESSED_KEY_PREFIX}*"
 """The keys of suppressed findings in the quarantine bucket."""
+WITHHELD_OBJECTS = f"{names.WITHHELD_KEY_PREFIX}*"
+"""The keys of withheld findings (counted into a group without a message)."""
 SQS_SEND_KMS_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 """What a producer needs on the key of an SQS queue encrypted with a customer key."""
 
@@ -188,11 +190,14 @@ class StreamScoring(Construct):
         layers.grant_bundle_read(self.function)
         if alert_state is not None:
             alert_state.grant_scorer(self.function)
-            # Suppressed findings are archived beside the quarantined payloads.
+            # Suppressed and withheld findings are archived beside the quarantined payloads.
             iam.Grant.add_to_principal(
                 grantee=self.function,
                 actions=["s3:PutObject"],
-                resource_arns=[self.quarantine_bucket.arn_for_objects(SUPPRESSED_OBJECTS)],
+                resource_arns=[
+                    self.quarantine_bucket.arn_for_objects(prefix)
+                    for prefix in (SUPPRESSED_OBJECTS, WITHHELD_OBJECTS)
+                ],
             )
         bucket_id = logical_id(self.quarantine_bucket)
         acknowledge(
@@ -208,6 +213,13 @@ class StreamScoring(Construct):
                 f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{SUPPRESSED_OBJECTS}]",
                 "Suppressed findings are archived under suppressed/<day>/<rule id>/<finding "
                 "uid>.json, keys known only at run time; s3:PutObject only",
+            )
+            acknowledge(
+                self.service.role,
+                f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{WITHHELD_OBJECTS}]",
+                "Findings counted into an alert group without a message are archived under "
+                "withheld/<day>/<group uid>/<finding uid>.json, keys known only at run time; "
+                "s3:PutObject only",
             )
         acknowledge_kms_grant(self.service.role)
 

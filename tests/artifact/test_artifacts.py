@@ -13,11 +13,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import boto3
 import orjson
 import pytest
 
 from ocsf_detect import names
 from ocsf_detect.detector.scorer import Scored
+from ocsf_detect.findings import finding_uid
 from ocsf_detect_tools.artifact import MODEL_LAYER, lay_out
 from ocsf_detect_tools.replay import drain_queue
 from tests.artifact.conftest import Stage, function_name
@@ -31,6 +33,7 @@ TOOLS = (
     "localapi", "localcontext", "replay", "ocsf_models", "report", "queues",
 )  # fmt: skip
 FIRST_SEQUENCE = 49590338271490256608559692538361571095921575989136600000
+SHARD = "shardId-000000000000"
 HOOK_EVENT = {"DeploymentId": "d-ARTIFACT1", "LifecycleEventHookExecutionId": "exec-artifact"}
 
 
@@ -86,6 +89,8 @@ def test_stream_function_scores_the_sample_batch_and_publishes_findings(
     outcomes = detector.score_objects(live_traffic.events[:400])
     anomalous = [o.event for o in outcomes if isinstance(o, Scored) and o.is_anomaly][:5]
     assert anomalous
+    # each of them twice (two records): an alert group speaks at its second anomaly
+    anomalous = anomalous + anomalous
     template = sample["Records"][0]
     flagged = {
         "Records": [
@@ -123,6 +128,19 @@ def test_stream_function_scores_the_sample_batch_and_publishes_findings(
     assert {f["finding_info"]["uid"] for f in via_sns} == groups
     assert {f["class_uid"] for f in via_sns} == {2004}
     assert {e["detail"]["class_uid"] for e in via_events} == {2004}
+    # every flagged event's finding is a message's evidence or archived as withheld
+    published = {f["unmapped"].get("event_finding_uid") for f in via_sns} - {None}
+    listed = boto3.client("s3").list_objects_v2(
+        Bucket=stream.env[names.ENV_QUARANTINE_BUCKET], Prefix=names.WITHHELD_KEY_PREFIX
+    )
+    withheld = {o["Key"].rsplit("/", 1)[1].removesuffix(".json") for o in listed["Contents"]}
+    flagged_uids = {
+        finding_uid(shard_id=SHARD, sequence_number=str(FIRST_SEQUENCE + i), event_uid=None)
+        for i in range(len(anomalous))
+    }
+    assert published <= flagged_uids
+    assert not published & withheld
+    assert len(published) + len(withheld & flagged_uids) == len(anomalous)
     _assert_imports_stay_inside(stage, run, stream)
 
 

@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING
 
 from aws_cdk.assertions import Match
 
-from infra.constructs.stream_scoring import QUARANTINE_OBJECTS, SUPPRESSED_OBJECTS
+from infra.constructs.stream_scoring import (
+    QUARANTINE_OBJECTS,
+    SUPPRESSED_OBJECTS,
+    WITHHELD_OBJECTS,
+)
 from infra.stages import STAGES
 from ocsf_detect import names
 
@@ -226,10 +230,10 @@ def test_scorer_writes_only_quarantine_objects_and_sends_only_to_its_queues(
     (s3_put,) = [st for st in statements if "s3:PutObject" in _actions(st)]
     assert _actions(s3_put) == ["s3:PutObject"]
     bucket_id = logical_id_of(dev, "QuarantineBucket", "AWS::S3::Bucket")
-    # quarantined payloads, and suppressed findings (the alert-state feature's archive)
+    # quarantined payloads, and suppressed and withheld findings (the alert-state archive)
     assert s3_put["Resource"] == [
         {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{prefix}"]]}
-        for prefix in (QUARANTINE_OBJECTS, SUPPRESSED_OBJECTS)
+        for prefix in (QUARANTINE_OBJECTS, SUPPRESSED_OBJECTS, WITHHELD_OBJECTS)
     ]
     (sqs_send,) = [st for st in statements if any(a.startswith("sqs:") for a in _actions(st))]
     assert _actions(sqs_send) == ["sqs:SendMessage"]
@@ -242,10 +246,10 @@ def test_scorer_writes_only_quarantine_objects_and_sends_only_to_its_queues(
 
 
 def test_the_grant_covers_the_keys_the_function_writes() -> None:
-    from stream_scoring.adapters import quarantine_key
+    from stream_scoring.adapters import archived_key, quarantine_key
 
     from ocsf_detect.names import QUARANTINE_KEY_PREFIX
-    from ocsf_detect.stream import QuarantineItem
+    from ocsf_detect.stream import ArchivedFinding, QuarantineItem
 
     record = QuarantineItem(
         shard_id="shardId-000000000000",
@@ -262,6 +266,12 @@ def test_the_grant_covers_the_keys_the_function_writes() -> None:
     alert = replace(record, reason="undeliverable", channel="sns", finding_uid="f-1")
     for item in (record, alert):  # a rejected event, an undeliverable finding
         assert quarantine_key(item).startswith(QUARANTINE_KEY_PREFIX)
+    # suppressed and withheld findings (the alert-state archive)
+    suppressed = ArchivedFinding("f-2", b"{}", 1_767_225_600_000, rule_id="r-1", reason="known")
+    withheld = ArchivedFinding("f-3", b"{}", 1_767_225_600_000, group_uid="g-1")
+    assert archived_key(suppressed).startswith(SUPPRESSED_OBJECTS.rstrip("*"))
+    assert archived_key(withheld).startswith(WITHHELD_OBJECTS.rstrip("*"))
+    assert archived_key(withheld).endswith("/g-1/f-3.json")
 
 
 def logical_id_of(s: Synthesized, construct_id: str, resource_type: str) -> str:

@@ -175,6 +175,19 @@ def test_two_shards_and_a_retried_batch_count_each_anomaly_once(grouped, anomalo
     assert {m["finding_info"]["uid"] for m in sns} == {g.uid for g in groups if g.notifications}
     assert {m["metadata"]["uid"] for m in sns} == {m["detail"]["metadata"]["uid"] for m in eb}
     assert len({m["metadata"]["uid"] for m in sns}) < anomalies
+    # and every anomaly's finding is either a message's evidence or archived as withheld,
+    # under its group (the retried batch rewrote the same keys)
+    published = {
+        m["unmapped"]["event_finding_uid"] for m in sns if "event_finding_uid" in m["unmapped"]
+    }
+    listed = boto3.client("s3").list_objects_v2(
+        Bucket=grouped.quarantine_bucket, Prefix=names.WITHHELD_KEY_PREFIX
+    )
+    keys = [o["Key"] for o in listed.get("Contents", [])]
+    withheld = {k.rsplit("/", 1)[1].removesuffix(".json") for k in keys}
+    assert not withheld & published
+    assert len(withheld) + len(published) == anomalies
+    assert {k.split("/")[-2] for k in keys} <= {g.uid for g in groups}
 
 
 def load_policy() -> GroupingPolicy:

@@ -26,11 +26,11 @@ from ocsf_detect.grouping import (
 from ocsf_detect.stream import (
     Alert,
     AlertGrouping,
+    ArchivedFinding,
     EventStatus,
     QuarantineItem,
     RetryPolicy,
     StreamRecord,
-    SuppressedItem,
     close_due_groups,
     deliver_with_retries,
     process_batch,
@@ -309,7 +309,7 @@ class Sink:
     def __init__(self) -> None:
         self.items: list[Any] = []
 
-    def put(self, items: Sequence[QuarantineItem | SuppressedItem]) -> list[int]:
+    def put(self, items: Sequence[QuarantineItem | ArchivedFinding]) -> list[int]:
         self.items.extend(items)
         return []
 
@@ -380,7 +380,13 @@ def test_a_batch_publishes_per_group_and_archives_the_suppressed() -> None:
     assert counts["suppressed"] == 2
     assert counts["groups_opened"] == 2
     assert [len(c.sent) for c in channels] == [2, 2]
-    assert [i.rule_id for i in archive.items] == [rule.id, rule.id]
+    suppressed = [i for i in archive.items if i.rule_id is not None]
+    assert [i.rule_id for i in suppressed] == [rule.id, rule.id]
+    # and the anomalies counted without a message of their own (5 of the first host, 1 of
+    # the other) are archived as withheld, each under its group
+    withheld = [i for i in archive.items if i.rule_id is None]
+    assert len(withheld) == counts["withheld_archived"] == 6
+    assert {i.group_uid for i in withheld} == set(store.groups)
     assert result.statuses.count(EventStatus.SUPPRESSED) == 2
     assert sum(g.count for g in store.groups.values()) == 8
     # The batch's event time is 9 minutes in: no window is over, nothing closed yet
@@ -439,6 +445,16 @@ def test_with_a_count_of_two_a_one_off_is_not_published_nor_closed_and_a_late_re
     counts = run(records(events), grouping, channels).counts()
     # Then only the repeated host's group speaks, at its second anomaly, and only it opened
     assert (counts["anomalies"], counts["groups_opened"]) == (4, 1)
+    # the one-off's finding and the first host's first and third are archived, not lost
+    archived = grouping.archive.items
+    assert counts["withheld_archived"] == len(archived) == 3
+    assert sorted(
+        orjson.loads(i.body)["unmapped"]["source"]["sequence_number"] for i in archived
+    ) == [
+        "100",
+        "101",
+        "103",
+    ]
     (opening,) = channels[0].sent
     assert opening["count"] == 2
     assert opening["unmapped"]["group"]["entity"] == "src_endpoint.ip=10.0.0.5"

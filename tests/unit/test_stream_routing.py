@@ -146,6 +146,7 @@ def test_every_record_is_routed_and_accounted_for():
         "suppressed": 0,
         "groups_opened": 0,
         "groups_closed": 0,
+        "withheld_archived": 0,
     }
     assert counts["events_in"] == sum(
         counts[k] for k in ("scored", "rejected", "unsupported", "failed")

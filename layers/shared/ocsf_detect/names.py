@@ -133,6 +133,9 @@ ALERT_TABLE_OPEN_INDEX: Final = "open-groups"
 """Sparse index of the groups still open (partition open_pk, sort window_end)."""
 SUPPRESSED_KEY_PREFIX: Final = "suppressed/"
 """Suppressed findings are archived in the quarantine bucket under this prefix."""
+WITHHELD_KEY_PREFIX: Final = "withheld/"
+"""Findings of anomalies counted into a group without a message of their own (a quiet
+group's, or between a group's updates) are archived in the quarantine bucket here."""
 CLOSE_GROUPS_PAYLOAD_KEY: Final = "ocsf_detect_close_groups"
 """Direct (scheduled) invocation with {CLOSE_GROUPS_PAYLOAD_KEY: true} closes the groups
 whose window is over by the clock, and publishes nothing else."""

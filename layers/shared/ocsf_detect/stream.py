@@ -222,18 +222,21 @@ class RuleSource(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class SuppressedItem:
-    """A suppressed anomaly's finding and the rule that matched it, to archive."""
+class ArchivedFinding:
+    """An anomaly's finding that no channel receives, to archive: suppressed (``rule_id``
+    and ``reason`` of the rule that matched it) or withheld (counted into the group
+    ``group_uid`` without a message of its own)."""
 
     finding_uid: str
-    rule_id: str
-    reason: str
     body: bytes
-    suppressed_ms: int
+    archived_ms: int
+    rule_id: str | None = None
+    reason: str | None = None
+    group_uid: str | None = None
 
 
-class SuppressedArchive(Protocol):
-    def put(self, items: Sequence[SuppressedItem]) -> Sequence[Refused]:
+class FindingArchive(Protocol):
+    def put(self, items: Sequence[ArchivedFinding]) -> Sequence[Refused]:
         """Store ``items``; return those NOT stored. Raising: none was."""
         ...
 
@@ -241,11 +244,11 @@ class SuppressedArchive(Protocol):
 @dataclass(frozen=True)
 class AlertGrouping:
     """What grouping and suppression need: the alert-state store, the rules, the policy
-    and where suppressed findings are kept."""
+    and where the findings no channel receives (suppressed, withheld) are kept."""
 
     store: GroupStore
     rules: RuleSource
-    archive: SuppressedArchive
+    archive: FindingArchive
     policy: GroupingPolicy = field(default_factory=GroupingPolicy)
 
 
@@ -299,11 +302,14 @@ class BatchResult:
     alerts_quarantined: int = 0
     """Findings a channel refused for good, kept in the quarantine (in this invocation)."""
     groups_opened: int = 0
-    """Alert groups an anomaly of this invocation created (a retried one does not count)."""
+    """Alert groups that spoke for the first time in this invocation (a retry does not
+    count; a quiet group has not opened)."""
     groups_closed: int = 0
     """Groups this invocation closed (their window was over)."""
     suppressed_archived: int = 0
     """Suppressed findings the archive stored (in this invocation)."""
+    withheld_archived: int = 0
+    """Findings counted into a group without a message, that the archive stored."""
 
     def count(self, *statuses: EventStatus) -> int:
         return sum(1 for s in self.statuses if s in statuses)
@@ -338,6 +344,7 @@ class BatchResult:
             "alerts_quarantined": self.alerts_quarantined,
             "groups_opened": self.groups_opened,
             "groups_closed": self.groups_closed,
+            "withheld_archived": self.withheld_archived,
         }
 
 
@@ -630,14 +637,18 @@ def process_batch(
         grouped = _group_alerts(planned, to_alert, grouping, now_ms, policy, time_left)
         failed |= grouped.failed
         errors.extend(grouped.errors)
-        if grouped.suppressed:
-            items = [item for _, item in grouped.suppressed]
-            done = deliver(items, grouping.archive.put)
+        archiving = [*grouped.suppressed, *grouped.withheld]
+        if archiving:
+            # A finding not archived fails its record: the retry archives it again (the
+            # same key) and republishes nothing it published.
+            done = deliver([item for _, item in archiving], grouping.archive.put)
             lost = done.unsent | set(done.permanent)
-            failed.update(grouped.suppressed[j][0] for j in lost)
-            grouped.archived = len(items) - len(lost)
+            failed.update(archiving[j][0] for j in lost)
+            kept = [item for j, (_, item) in enumerate(archiving) if j not in lost]
+            grouped.archived = sum(item.rule_id is not None for item in kept)
+            grouped.withheld_archived = len(kept) - grouped.archived
             if lost:
-                errors.append(f"suppressed archive: {done.error}")
+                errors.append(f"findings archive: {done.error}")
         alerts, owners = grouped.alerts, grouped.owners
     else:
         alerts = [a for i in to_alert if (a := planned[i].alert) is not None]
@@ -710,6 +721,7 @@ def process_batch(
         groups_opened=grouped.opened,
         groups_closed=closed,
         suppressed_archived=grouped.archived,
+        withheld_archived=grouped.withheld_archived,
     )
 
 
@@ -720,11 +732,13 @@ class _GroupedAlerts:
 
     alerts: list[Alert] = field(default_factory=list)
     owners: list[int] = field(default_factory=list)
-    suppressed: list[tuple[int, SuppressedItem]] = field(default_factory=list)
+    suppressed: list[tuple[int, ArchivedFinding]] = field(default_factory=list)
+    withheld: list[tuple[int, ArchivedFinding]] = field(default_factory=list)
     failed: set[int] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
     opened: int = 0
     archived: int = 0
+    withheld_archived: int = 0
 
     @property
     def suppressed_positions(self) -> set[int]:
@@ -762,7 +776,7 @@ def _group_alerts(
         rule = first_match(rules, finding, now)
         if rule is not None:
             out.suppressed.append(
-                (i, SuppressedItem(alert.uid, rule.id, rule.reason, alert.body, now_ms))
+                (i, ArchivedFinding(alert.uid, alert.body, now_ms, rule.id, rule.reason))
             )
             continue
         anomaly = anomaly_of(finding)
@@ -775,7 +789,9 @@ def _group_alerts(
             continue
         # a group opens when it first speaks (a quiet one-off's group has not opened)
         out.opened += int(counted.notice is Notice.OPEN and not counted.retried)
-        if counted.notice is Notice.NONE:
+        if counted.notice is Notice.NONE:  # counted, no message: the finding is archived
+            withheld = ArchivedFinding(alert.uid, alert.body, now_ms, group_uid=counted.group.uid)
+            out.withheld.append((i, withheld))
             continue
         _, body = anomaly_message(anomaly, counted.group, counted.notice, counted.number)
         out.alerts.append(
