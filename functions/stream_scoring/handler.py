@@ -237,6 +237,7 @@ def _record_metrics(result: BatchResult) -> None:
         (names.METRIC_SUPPRESSED, "suppressed"),
         (names.METRIC_GROUPS_OPENED, "groups_opened"),
         (names.METRIC_GROUPS_CLOSED, "groups_closed"),
+        (names.METRIC_FINDINGS_WITHHELD, "withheld_archived"),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[key])
 

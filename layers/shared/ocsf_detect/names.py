@@ -141,4 +141,5 @@ CLOSE_GROUPS_PAYLOAD_KEY: Final = "ocsf_detect_close_groups"
 whose window is over by the clock, and publishes nothing else."""
 METRIC_GROUPS_OPENED: Final = "AlertGroupsOpened"
 METRIC_GROUPS_CLOSED: Final = "AlertGroupsClosed"
+METRIC_FINDINGS_WITHHELD: Final = "FindingsWithheld"  # counted into a group, no message: archived
 METRIC_SUPPRESSED: Final = "Suppressed"  # anomalies a suppression rule matched
