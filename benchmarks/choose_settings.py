@@ -1,10 +1,12 @@
 """Leave-one-case-out for the score settings, on the model-free variant.
 
-Two settings of the score were chosen on the cases of ``evaluate_shared.py``: whether an
-isolation view is summed to the k-NN distance (``[isolation] enabled``), and how much an
-indexed behaviour stands for in the k-NN score (``[index] mass_cap``: the distinct
-``mass_bucket_minutes`` periods its baseline events occurred in, capped; 1 counts every
-behaviour once). This reports those choices leave-one-case-out: for each case (all its
+Four settings of the score were chosen on the cases of ``evaluate_shared.py`` or on the
+earlier tables of the same data: whether an isolation view is summed to the k-NN distance
+(``[isolation] enabled``), how much an indexed behaviour stands for in the k-NN score
+(``[index] mass_cap``: the distinct ``mass_bucket_minutes`` periods its baseline events
+occurred in, capped; 1 counts every behaviour once), the weight of a categorical mismatch
+(``[train] category_weight``, x8) and the number of neighbours averaged (``[index] k``,
+16). This reports those choices leave-one-case-out: for each case (all its
 protocols together), the variant with the best worst-case AP margin over every *other*
 case is chosen (a tie goes to the better second worst, and so on), and its margins on the
 left out case are what the choice is worth there. It runs on the model-free variant of
@@ -40,6 +42,14 @@ VARIANTS = {
     "mass 4 per hour": {"index": {"mass_cap": 4}},
     "mass 2 per 10 min": {"index": {"mass_cap": 2, "mass_bucket_minutes": 10}},
     "both views": {"isolation": {"enabled": True}},
+    "categories x4": {"train": {"category_weight": 4.0}},
+    "categories x2": {"train": {"category_weight": 2.0}},
+    "k 8": {"index": {"k": 8}},
+    "k 5": {"index": {"k": 5}},
+    "categories x4, both views": {
+        "train": {"category_weight": 4.0},
+        "isolation": {"enabled": True},
+    },
 }
 METRICS = ("roc_auc", "average_precision")
 
