@@ -346,6 +346,19 @@ def records(events: list[dict[str, Any]], shard: str = "shardId-0") -> list[Stre
     return [StreamRecord(shard, str(100 + i), orjson.dumps(e)) for i, e in enumerate(events)]
 
 
+def sweep_after_the_hour(grouping: AlertGrouping, channels: list[ListChannel]) -> Any:
+    """Close what is due a minute after the first hour's window (as the schedule would)."""
+    policy = RetryPolicy(max_attempts=1)
+    return close_due_groups(
+        grouping,
+        channels,
+        clock_ms=T0 + 61 * MINUTE,
+        now_ms=T0 + 61 * MINUTE,
+        bundle_version="1.0.0",
+        deliver=lambda items, send: deliver_with_retries(items, send, policy),
+    )
+
+
 def run(batch: list[StreamRecord], grouping: AlertGrouping, channels: list[ListChannel]) -> Any:
     return process_batch(
         batch,
@@ -415,15 +428,7 @@ def test_a_window_that_is_over_closes_with_a_last_update_if_it_has_news() -> Non
     ]
     run(records(events), grouping, channels)
     assert len(channels[0].sent) == 2
-    policy = RetryPolicy(max_attempts=1)
-    sweep = close_due_groups(
-        grouping,
-        channels,
-        clock_ms=T0 + 61 * MINUTE,
-        now_ms=T0 + 61 * MINUTE,
-        bundle_version="1.0.0",
-        deliver=lambda items, send: deliver_with_retries(items, send, policy),
-    )
+    sweep = sweep_after_the_hour(grouping, channels)
     # Both windows are over; only the group that counted more after its opening speaks
     assert (sweep.closed, sweep.published) == (2, 1)
     last = channels[0].sent[-1]
@@ -460,14 +465,7 @@ def test_with_a_count_of_two_a_one_off_is_not_published_nor_closed_and_a_late_re
     assert opening["unmapped"]["group"]["entity"] == "src_endpoint.ip=10.0.0.5"
     # When the window is over: the group that spoke has news (its third anomaly) and is
     # closed; the one-off's group is not due (nothing to close: it stays as counted)
-    sweep = close_due_groups(
-        grouping,
-        channels,
-        clock_ms=T0 + 61 * MINUTE,
-        now_ms=T0 + 61 * MINUTE,
-        bundle_version="1.0.0",
-        deliver=lambda items, send: deliver_with_retries(items, send, RetryPolicy(max_attempts=1)),
-    )
+    sweep = sweep_after_the_hour(grouping, channels)
     assert (sweep.closed, sweep.published) == (1, 1)
     assert [m["unmapped"]["group"]["entity"] for m in channels[0].sent] == [
         "src_endpoint.ip=10.0.0.5"
