@@ -11,6 +11,7 @@ import base64
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Final, TypeVar
@@ -238,6 +239,10 @@ def quarantine_key(item: QuarantineItem) -> str:
     return f"{names.QUARANTINE_KEY_PREFIX}{day}/{item.shard_id}/{name}.bin"
 
 
+ARCHIVE_WORKERS: Final = 8
+"""Concurrent PutObject calls of the findings archive (boto3 clients are thread-safe)."""
+
+
 class S3FindingArchive:
     """Findings no channel receives, one object each, in the quarantine bucket (a retry
     overwrites): suppressed ones at ``suppressed/YYYY/MM/DD/<rule id>/<finding uid>.json``,
@@ -249,26 +254,34 @@ class S3FindingArchive:
         self._bucket = bucket
 
     def put(self, items: Sequence[ArchivedFinding]) -> list[Refusal]:
-        refused: list[Refusal] = []
-        for i, item in enumerate(items):
-            metadata = (
-                {"rule-id": item.rule_id}
-                if item.rule_id is not None
-                else {"group-uid": item.group_uid or ""}
+        """One PutObject per finding, ``ARCHIVE_WORKERS`` at a time (a flood's batch holds
+        as many withheld findings as anomalies). Raises when none was stored."""
+        if not items:
+            return []
+        with ThreadPoolExecutor(max_workers=min(ARCHIVE_WORKERS, len(items))) as pool:
+            errors = list(pool.map(self._put_one, items))
+        first = errors[0]
+        if first is not None and all(errors):
+            raise first
+        return [Refusal(i, type(exc).__name__, str(exc)) for i, exc in enumerate(errors) if exc]
+
+    def _put_one(self, item: ArchivedFinding) -> Exception | None:
+        metadata = (
+            {"rule-id": item.rule_id}
+            if item.rule_id is not None
+            else {"group-uid": item.group_uid or ""}
+        )
+        try:
+            self._s3.put_object(
+                Bucket=self._bucket,
+                Key=archived_key(item),
+                Body=item.body,
+                ContentType="application/json",
+                Metadata=metadata,
             )
-            try:
-                self._s3.put_object(
-                    Bucket=self._bucket,
-                    Key=archived_key(item),
-                    Body=item.body,
-                    ContentType="application/json",
-                    Metadata=metadata,
-                )
-            except Exception as exc:
-                if i == 0:
-                    raise
-                refused.append(Refusal(i, type(exc).__name__, str(exc)))
-        return refused
+        except Exception as exc:
+            return exc
+        return None
 
 
 def archived_key(item: ArchivedFinding) -> str:
