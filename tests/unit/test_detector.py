@@ -171,6 +171,35 @@ def test_index_file_vectors_refuses_a_file_it_does_not_know(tmp_path: Path) -> N
     assert index_file_vectors(path, 50, 8) is None
 
 
+def test_the_same_graph_saves_to_the_same_bytes(tmp_path: Path) -> None:
+    from ocsf_detect.detector.index import canonical_index_file, index_file_vectors, load_index
+
+    base = np.random.default_rng(0).normal(size=(600, 16)).astype(np.float32)
+    queries = np.random.default_rng(1).normal(size=(50, 16)).astype(np.float32)
+    params = IndexParams(M=16, ef_construction=64)
+    files = []
+    for name in ("a.bin", "b.bin"):
+        index = build_index(base, params)
+        index.save_index(str(tmp_path / name))
+        files.append((tmp_path / name).read_bytes())
+        assert canonical_index_file(tmp_path / name)
+        # the file still loads, searches as the index it was saved from and holds the vectors
+        loaded = load_index(tmp_path / name, 16, max(params.ef_search, params.k))
+        want, got = index.knn_query(queries, k=8), loaded.knn_query(queries, k=8)
+        assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
+        assert np.array_equal(index_file_vectors(tmp_path / name, 600, 16), base)
+    # hnswlib leaves whatever the allocator held in one part of the file; canonical, the
+    # two files agree byte for byte
+    assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes()
+    # a file of another layout is left as it is
+    odd = tmp_path / "odd.bin"
+    odd.write_bytes(files[0] + b"x")
+    assert not canonical_index_file(odd)
+    assert odd.read_bytes() == files[0] + b"x"
+    odd.write_bytes(b"short")
+    assert not canonical_index_file(odd)
+
+
 def test_recurrence_masses_are_loaded_checked_and_served(
     bundle_copy: Path, detector: Detector, live_traffic
 ) -> None:

@@ -74,9 +74,11 @@ def test_a_build_in_workers_equals_the_build_in_one_process(tmp_path, baseline_t
         onnx = model["model"]["file"]
         assert (bundles[1] / onnx).read_bytes() == (bundles[2] / onnx).read_bytes()
         other = two["models"][name]
-        # (the index file's bytes are not stable between two builds of the same graph)
         for key in ("threshold", "severity_bands", "index", "features", "tails"):
             assert model[key] == other[key], (name, key)
     assert one["golden_events"] == two["golden_events"]
+    # every file, the index files included, and so the bundle's version
+    assert one["files"] == two["files"]
+    assert one["bundle_version"] == two["bundle_version"]
     # a progress observer hears of every class in both cases
     assert len(steps_seen[1]) == len(steps_seen[2]) == len(one["models"])

@@ -32,6 +32,7 @@ from ocsf_detect.detector.index import (
     SPACE,
     IndexParams,
     build_index,
+    canonical_index_file,
     distance_ratio,
     distinct_net,
     knn,
@@ -336,6 +337,11 @@ def _build(
             ).scores
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))
+        if not canonical_index_file(out_dir / index_file):
+            log(
+                "  note: the index file's layout is not the one known here, so its "
+                "bytes may differ between identical builds"
+            )
         mass_file = None  # every mass 1: the plain mean, as bundles before format 6
         if ix.mass_cap > 1:
             mass_file = f"mass-{class_uid}.npy"

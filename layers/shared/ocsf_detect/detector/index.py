@@ -282,6 +282,38 @@ def index_file_vectors(path: Path, count: int, dim: int) -> np.ndarray | None:
     return records[:, int(h["data_offset"]) : int(h["data_offset"]) + 4 * dim].view("<f4")
 
 
+def canonical_index_file(path: Path) -> bool:
+    """Make a saved index's bytes a function of its graph alone, in place, so that the
+    same data always gives the same file (and the bundle the same version). After the
+    level-0 records, the file holds one float per element, the vector lengths that only
+    an index built to normalise its vectors sets (this library's l2 index never does);
+    otherwise they are whatever the allocator left there. They are zeroed. After them
+    come, per element, a 32-bit byte length and that many bytes of upper-layer links,
+    which hnswlib zeroes itself. False, file untouched: not the layout this reader knows."""
+    data = bytearray(Path(path).read_bytes())
+    if len(data) < _HEADER.itemsize:
+        return False
+    h = np.frombuffer(bytes(data[: _HEADER.itemsize]), dtype=_HEADER)[0]
+    count, record = int(h["count"]), int(h["record_size"])
+    block = 4 + 4 * int(h["max_m"])  # one upper-layer list: a count and max_m links
+    lengths = _HEADER.itemsize + record * count
+    at = lengths + 4 * count
+    if int(h["offset_level0"]) != 0 or at > len(data):
+        return False
+    for _ in range(count):  # the layout check hnswlib's own loader makes
+        if at + 4 > len(data):
+            return False
+        size = int.from_bytes(data[at : at + 4], "little")
+        at += 4 + size
+        if size % block or at > len(data):
+            return False
+    if at != len(data):
+        return False
+    data[lengths : lengths + 4 * count] = bytes(4 * count)
+    Path(path).write_bytes(bytes(data))
+    return True
+
+
 def distinct(vectors: np.ndarray, radius: float, seed: int = 0) -> np.ndarray:
     """Indices (ascending) of ``distinct_net``'s kept vectors."""
     return distinct_net(vectors, radius, seed)[0]
