@@ -1,8 +1,9 @@
 """Leave-one-case-out for the score settings, on the model-free variant.
 
-Four settings of the score were chosen on the cases of ``evaluate_shared.py`` or on the
+Five settings of the score were chosen on the cases of ``evaluate_shared.py`` or on the
 earlier tables of the same data: whether an isolation view is summed to the k-NN distance
-(``[isolation] enabled``), how much an indexed behaviour stands for in the k-NN score
+(``[isolation] enabled``) and from which of its held-out quantiles it counts
+(``[isolation] evidence_quantile``), how much an indexed behaviour stands for in the k-NN score
 (``[index] mass_cap``: the distinct ``mass_bucket_minutes`` periods its baseline events
 occurred in, capped; 1 counts every behaviour once), the weight of a categorical mismatch
 (``[train] category_weight``, x8) and the number of neighbours averaged (``[index] k``,
@@ -49,6 +50,11 @@ VARIANTS = {
     "categories x4, both views": {
         "train": {"category_weight": 4.0},
         "isolation": {"enabled": True},
+    },
+    "both views, floor 0.9": {"isolation": {"enabled": True, "evidence_quantile": 0.9}},
+    "categories x4, both views, floor 0.9": {
+        "train": {"category_weight": 4.0},
+        "isolation": {"enabled": True, "evidence_quantile": 0.9},
     },
 }
 METRICS = ("roc_auc", "average_precision")

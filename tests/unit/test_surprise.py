@@ -47,6 +47,54 @@ def test_combined_sums_the_surprises_and_falls_back_to_the_distance() -> None:
     assert np.array_equal(combined(distance, None, None), distance.astype(np.float32))
 
 
+def test_a_floor_keeps_only_the_surprise_beyond_it() -> None:
+    held_out = np.arange(1000, dtype=np.float64)
+    plain, floored = Tail.fit(held_out), Tail.fit(held_out, 0.9)
+    assert plain.floor == 0.0
+    assert floored.floor == pytest.approx(-math.log(0.1))
+    grid = np.linspace(-10, 3000, 500)
+    # the same surprise; the evidence is what lies beyond the floor, never negative
+    assert np.array_equal(floored.surprise(grid), plain.surprise(grid))
+    assert np.allclose(floored.evidence(grid), np.maximum(plain.surprise(grid) - floored.floor, 0))
+    assert np.array_equal(plain.evidence(grid), plain.surprise(grid))
+    # nothing up to the 90th percentile of the held-out scores, and the order beyond it
+    assert (floored.evidence(held_out[held_out <= np.quantile(held_out, 0.9)]) == 0).all()
+    beyond = floored.evidence(np.array([950.0, 999.0, 2000.0]))
+    assert 0 < beyond[0] < beyond[1] < beyond[2]
+    with pytest.raises(ValueError, match="floor_quantile"):
+        Tail.fit(held_out, 1.0)
+
+
+def test_a_view_below_its_floor_leaves_the_other_views_score_alone() -> None:
+    """An event that only the k-NN view finds unusual keeps its k-NN evidence whatever
+    the isolation view says below its floor; the plain sum does not."""
+    knn, trees = Tail.fit(np.arange(100.0)), Tail.fit(np.arange(100.0) / 100, 0.9)
+    distance = np.array([120.0, 120.0, 120.0])
+    isolation = np.array([0.05, 0.5, 0.85])  # all below the trees' 90th percentile
+    scores = combined(distance, isolation, (knn, trees))
+    assert np.allclose(scores, knn.surprise(distance), atol=1e-5)
+    # beyond its floor the isolation view adds what lies beyond it
+    far = combined(np.array([120.0]), np.array([0.995]), (knn, trees))[0]
+    assert far == pytest.approx(
+        knn.surprise(np.array([120.0]))[0] + trees.evidence(np.array([0.995]))[0], rel=1e-5
+    )
+    assert far > scores[0]
+
+
+def test_the_overlay_credits_the_knn_surprise_to_each_view_beyond_its_floor() -> None:
+    from ocsf_detect.detector.overlay import overlay_scores
+
+    knn = Tail.fit(np.arange(100.0))
+    plain, floored = Tail.fit(np.arange(100.0) / 100), Tail.fit(np.arange(100.0) / 100, 0.9)
+    d = np.array([0.0, 30.0, 95.0, 400.0])
+    s = knn.surprise(d)
+    assert np.allclose(overlay_scores(d, (knn, plain)), 2 * s, atol=1e-5)
+    assert np.allclose(overlay_scores(d, (knn, floored)), s + np.maximum(s - floored.floor, 0))
+    # a floor lowers the judged score as it lowers every score that reaches the trees
+    assert (overlay_scores(d, (knn, floored)) <= overlay_scores(d, (knn, plain)) + 1e-6).all()
+    assert np.array_equal(overlay_scores(d, None), d.astype(np.float32))
+
+
 def test_average_path_known_values() -> None:
     assert average_path(1) == 0.0
     assert average_path(2) == 1.0

@@ -308,7 +308,10 @@ def _build(
         if config.isolation.enabled:
             trees = _grow_isolation(train_m.take(keep), pipeline, config)
             isolation = trees.scores(hold_m.numeric, hold_m.categorical)
-            tails = (Tail.fit(distance), Tail.fit(isolation))
+            tails = (
+                Tail.fit(distance),
+                Tail.fit(isolation, config.isolation.evidence_quantile),
+            )
             isolation_file = f"isolation-{class_uid}.npz"
             trees.save(out_dir / isolation_file)
             isolation_info = IsolationInfo(

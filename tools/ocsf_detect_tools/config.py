@@ -98,6 +98,13 @@ class IsolationConfig(_Section):
     )
     trees: int = Field(100, ge=1, le=1000)
     sample_size: int = Field(256, ge=2, le=65_536, description="events each tree is grown on")
+    evidence_quantile: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="the isolation view adds evidence only beyond its surprise at this "
+        "held-out quantile (a floor of -log(1 - q) nats); 0: the plain sum of surprises",
+    )
 
 
 class TrainSection(_Section):

@@ -496,7 +496,10 @@ def weighted_knn_scores(
         )
         tails = (
             Tail.fit(hold_distance),
-            Tail.fit(trees.scores(hold_m.numeric, hold_m.categorical)),
+            Tail.fit(
+                trees.scores(hold_m.numeric, hold_m.categorical),
+                config.isolation.evidence_quantile,
+            ),
         )
         query_m = pipeline.transform_parsed(queries_p)
         isolation = trees.scores(query_m.numeric, query_m.categorical)

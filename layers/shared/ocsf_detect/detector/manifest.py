@@ -16,7 +16,8 @@ from ocsf_detect.ocsf.outcomes import UnsupportedReason
 # 5: two views (k-NN distance and isolation trees) summed as surprises, the indexed
 # vectors read from the index file itself. Formats 1 to 4 still load. 7: a model's spec
 # may be derived (``spec_origin``), and the summary names the classes left unmodelled.
-FORMAT_VERSION = 7
+# 8: a view's tail may carry a floor (``Tail.floor``): its evidence is the surprise beyond it.
+FORMAT_VERSION = 8
 MANIFEST_NAME = "manifest.json"
 
 

@@ -8,8 +8,9 @@ The rule (docs/model.md, "Feedback overlay"): a judged-benign vector stands for 
 neighbourhood of normal events. An event at distance ``d`` from the nearest one scores
 what an event whose k nearest baseline neighbours were all at ``d`` would score, with
 the same evidence for both views (the analyst vouched for the whole event, the features
-the isolation trees read included): with tails, ``2 x surprise_knn(d)``; without (bundle
-format 4 or older), ``d`` itself. The served score is the smaller of that and the
+the isolation trees read included): with tails, the k-NN view's surprise at ``d``
+credited to each view beyond its floor (``2 x surprise_knn(d)`` when neither has one);
+without (bundle format 4 or older), ``d`` itself. The served score is the smaller of that and the
 bundle's own score, so the overlay can only silence alerts, never raise one, and an event
 far from every judged one scores exactly as before.
 """
@@ -80,4 +81,5 @@ def overlay_scores(distance: np.ndarray, tails: tuple[Tail, Tail] | None) -> np.
     (float32; see the module docstring for the rule)."""
     if tails is None:
         return np.asarray(distance, dtype=np.float32)
-    return (2.0 * tails[0].surprise(distance)).astype(np.float32)
+    surprise = tails[0].surprise(distance)  # the k-NN view's, counted for both views
+    return (tails[0].credit(surprise) + tails[1].credit(surprise)).astype(np.float32)

@@ -16,9 +16,16 @@ near-identical events counts once):
 Each view's score is turned into its *surprise* against the held-out baseline, -log of
 the share of held-out events that score at least as high (``Tail``), with an exponential
 tail beyond the 90th percentile so that events beyond every held-out score keep their
-order. The event's score is the sum of the two surprises (Fisher's rule for independent
-evidence, without the final chi-square step): in nats, comparable across classes and
-bundles, and calibrated like any score.
+order. A view's *evidence* is its surprise beyond the view's ``floor`` (zero below it):
+the surprise at a held-out quantile (``[isolation] evidence_quantile``), so that a view
+counts only where it finds the event unusual. The event's score is the sum of the two
+views' evidence: in nats, comparable across classes and bundles, and calibrated like any
+score. With both floors at zero this is Fisher's rule for independent evidence (without
+the final chi-square step); with a floor on the isolation view it is the truncated form of
+that rule (Zaykin et al. 2002, truncated product of p-values), written as a hinge so the
+score stays continuous: an event that only the k-NN view finds unusual (a new
+combination of ordinary values) keeps its score, instead of paying for the isolation
+view's indifference.
 
 Pure numpy; the build fits both (``ocsf_detect_tools.build``).
 """
@@ -30,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 TAIL_QUANTILE = 0.9  # the exponential tail starts here
 TAIL_LEVELS = 64  # points of the empirical part kept in the manifest
@@ -46,9 +53,15 @@ class Tail(BaseModel):
     values: list[float]  # held-out quantiles at ``levels``, non-decreasing, ending at u
     levels: list[float]  # their probabilities, from 0 to TAIL_QUANTILE
     scale: float  # mean excess of held-out scores over u (> 0)
+    # format 8: the surprise below which this view adds no evidence (``evidence``)
+    floor: float = Field(0.0, ge=0.0)
 
     @classmethod
-    def fit(cls, scores: np.ndarray) -> Tail:
+    def fit(cls, scores: np.ndarray, floor_quantile: float = 0.0) -> Tail:
+        """``floor_quantile``: the held-out quantile whose surprise is the floor,
+        -log(1 - q); 0 gives no floor."""
+        if not 0.0 <= floor_quantile < 1.0:
+            raise ValueError(f"floor_quantile must lie in [0, 1), not {floor_quantile}")
         s = np.sort(np.asarray(scores, dtype=np.float64))
         if s.size == 0:
             raise ValueError("no held-out scores to fit a tail on")
@@ -59,7 +72,8 @@ class Tail(BaseModel):
         scale = float(excess.mean()) if excess.size else 0.0
         # a floor for degenerate baselines (every held-out score equal)
         scale = max(scale, 1e-3 * spread, 1e-9)
-        return cls(values=values.tolist(), levels=levels.tolist(), scale=scale)
+        floor = -math.log1p(-floor_quantile)
+        return cls(values=values.tolist(), levels=levels.tolist(), scale=scale, floor=floor)
 
     def surprise(self, scores: np.ndarray) -> np.ndarray:
         """-log P(held-out >= s), vectorised, non-decreasing in ``s``."""
@@ -73,18 +87,27 @@ class Tail(BaseModel):
         out[beyond] = -math.log1p(-TAIL_QUANTILE) + (s[beyond] - u) / self.scale
         return out
 
+    def credit(self, surprise: np.ndarray) -> np.ndarray:
+        """Evidence from a surprise already computed: what lies beyond the floor."""
+        return np.maximum(np.asarray(surprise, dtype=np.float64) - self.floor, 0.0)
+
+    def evidence(self, scores: np.ndarray) -> np.ndarray:
+        """The view's evidence for raw ``scores``: their surprise beyond the floor."""
+        return self.credit(self.surprise(scores))
+
 
 def combined(
     knn_distance: np.ndarray,
     isolation: np.ndarray | None,
     tails: tuple[Tail, Tail] | None,
 ) -> np.ndarray:
-    """The served score, float32: the sum of the two views' surprises; without tails (a
-    bundle of format 4 or older) the mean k-NN distance itself."""
+    """The served score, float32: the sum of the two views' evidence (their surprises
+    beyond each view's floor); without tails (a bundle of format 4 or older) the mean
+    k-NN distance itself."""
     if tails is None or isolation is None:
         return np.asarray(knn_distance, dtype=np.float32)
     knn_tail, isolation_tail = tails
-    total = knn_tail.surprise(knn_distance) + isolation_tail.surprise(isolation)
+    total = knn_tail.evidence(knn_distance) + isolation_tail.evidence(isolation)
     return total.astype(np.float32)
 
 
