@@ -20,19 +20,30 @@ from ocsf_detect_tools.registry import ModelRegistry
 VERSION = "1.0.0+3f2a9c1b7e4d"
 
 
-def write_bundle(root: Path, version: str = VERSION, *, weights: bytes = b"onnx-weights") -> Path:
-    """A tiny bundle directory: manifest.json plus a couple of small files."""
+def write_bundle(
+    root: Path,
+    version: str = VERSION,
+    *,
+    weights: bytes = b"onnx-weights",
+    created_at: str = "2024-05-01T12:00:00+00:00",
+    seconds: float = 12.5,
+) -> Path:
+    """A tiny bundle directory: manifest.json (listing its files' digests, as a built
+    manifest does) plus a couple of small files."""
     root.mkdir(parents=True, exist_ok=True)
+    files = {"3002.onnx": weights, "3002.bin": b"\x00\x01hnsw"}
+    for name, data in files.items():
+        (root / name).write_bytes(data)
     manifest = {
         "format_version": 1,
         "bundle_version": version,
-        "created_at": "2024-05-01T12:00:00+00:00",
+        "created_at": created_at,
         "classes": [3002],
+        "models": {"3002": {"threshold": 0.3, "training": {"events": 900, "seconds": seconds}}},
         "golden_events": [{"class_uid": 3002, "event": {"class_uid": 3002}, "score": 0.25}],
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     }
     (root / "manifest.json").write_text(json.dumps(manifest, sort_keys=True))
-    (root / "3002.onnx").write_bytes(weights)
-    (root / "3002.bin").write_bytes(b"\x00\x01hnsw")
     return root
 
 
@@ -142,6 +153,38 @@ def test_a_different_bundle_under_a_published_version_is_refused(
     assert VERSION in err
     versions = s3.list_object_versions(Bucket=bucket, Prefix=f"bundles/{VERSION}/bundle.zip")
     assert len(versions["Versions"]) == 1
+
+
+def test_the_same_bundle_built_again_is_the_one_already_published(
+    s3, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Training is deterministic, so a repeated run on the same baseline gives the same
+    bundle_version: its manifest differs only in when and how fast it was built."""
+    first_dir = write_bundle(tmp_path / "a")
+    first = json.loads(
+        run_cli(capsys, "publish", "--bundle", str(first_dir), "--bucket", bucket, "--json")[1]
+    )
+    again = write_bundle(tmp_path / "b", created_at="2024-06-01T00:00:00+00:00", seconds=14.0)
+    assert (again / "manifest.json").read_bytes() != (first_dir / "manifest.json").read_bytes()
+
+    code, out, _ = run_cli(capsys, "publish", "--bundle", str(again), "--bucket", bucket, "--json")
+
+    result = json.loads(out)
+    assert code == 0
+    assert result["created"] is False
+    # the published bundle stands: its archive, object version and manifest digest
+    assert result["object_version"] == first["object_version"]
+    assert result["manifest_sha256"] == first["manifest_sha256"]
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=f"bundles/{VERSION}/")
+    assert len(versions["Versions"]) == 2  # the archive and the manifest copy, once each
+    # a threshold is content: the same files with another threshold are another bundle
+    other = write_bundle(tmp_path / "c")
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["models"]["3002"]["threshold"] = 0.4
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(capsys, "publish", "--bundle", str(other), "--bucket", bucket)
+    assert code == 2
+    assert "already published" in err
 
 
 def test_republish_completes_an_interrupted_publish(s3, bucket: str, tmp_path: Path) -> None:

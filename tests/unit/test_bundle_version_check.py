@@ -167,3 +167,29 @@ def test_cache_dir_is_stable_per_object_version(tmp_path: Path) -> None:
 
 def test_no_expected_version_checks_nothing(tmp_path: Path) -> None:
     check_bundle_version(tmp_path, None)  # not even a bundle: nothing is read
+
+
+def test_the_version_names_the_content_not_the_build(bundle_dir) -> None:
+    """bundle_version = semver + the content digest: everything in the manifest counts but
+    when, by what and how fast it was built; a threshold alone makes another bundle."""
+    import json
+
+    from ocsf_detect.detector.manifest import content_digest
+
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    digest = content_digest(manifest)
+    assert manifest["bundle_version"].endswith("+" + digest[:12])
+    rebuilt = json.loads(json.dumps(manifest))
+    rebuilt["created_at"] = "2030-01-01T00:00:00+00:00"
+    rebuilt["library_version"] = "9.9.9 (python 3.99)"
+    for model in rebuilt["models"].values():
+        model["training"]["seconds"] *= 3
+    assert content_digest(rebuilt) == digest
+    for change in ("threshold", "file"):
+        other = json.loads(json.dumps(manifest))
+        model = next(iter(other["models"].values()))
+        if change == "threshold":
+            model["threshold"] *= 1.01
+        else:
+            other["files"][next(iter(other["files"]))] = "0" * 64
+        assert content_digest(other) != digest, change

@@ -186,7 +186,8 @@ def test_the_same_graph_saves_to_the_same_bytes(tmp_path: Path) -> None:
         # the file still loads, searches as the index it was saved from and holds the vectors
         loaded = load_index(tmp_path / name, 16, max(params.ef_search, params.k))
         want, got = index.knn_query(queries, k=8), loaded.knn_query(queries, k=8)
-        assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
+        assert np.array_equal(want[0], got[0])
+        assert np.array_equal(want[1], got[1])
         assert np.array_equal(index_file_vectors(tmp_path / name, 600, 16), base)
     # hnswlib leaves whatever the allocator held in one part of the file; canonical, the
     # two files agree byte for byte

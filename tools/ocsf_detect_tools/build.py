@@ -13,7 +13,6 @@ threshold and severity bands, and keep golden events. Needs the ``train`` extra 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import platform
 import shutil
 from collections import Counter
@@ -52,6 +51,7 @@ from ocsf_detect.detector.manifest import (
     TrainingInfo,
     TrainingSummary,
     UnmodelledClass,
+    content_digest,
 )
 from ocsf_detect.detector.scorer import serve_scores
 from ocsf_detect.detector.surprise import IsolationInfo, IsolationTrees, Tail, combined
@@ -423,13 +423,8 @@ def _build(
         unmodelled=unmodelled,
     )
     files = {p.name: sha256_file(p) for p in sorted(out_dir.iterdir()) if p.is_file()}
-    content = hashlib.sha256()
-    for name, digest in files.items():
-        content.update(f"{name}:{digest}\n".encode())
-    for g in golden:
-        content.update(orjson.dumps(g.model_dump(), option=orjson.OPT_SORT_KEYS))
     manifest = Manifest(
-        bundle_version=f"{config.bundle_semver}+{content.hexdigest()[:12]}",
+        bundle_version="",  # named below by its content
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         library_version=f"{__version__} (python {platform.python_version()})",
         classes=sorted(int(c) for c in models),
@@ -437,6 +432,10 @@ def _build(
         training=summary,
         golden_events=golden,
         files=files,
+    )
+    digest = content_digest(manifest.model_dump(mode="json"))
+    manifest = manifest.model_copy(
+        update={"bundle_version": f"{config.bundle_semver}+{digest[:12]}"}
     )
     (out_dir / MANIFEST_NAME).write_bytes(
         orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2)

@@ -237,18 +237,41 @@ class ModelRegistry:
         self, manifest: BundleManifest, key: str, head: Mapping[str, Any]
     ) -> PublishedBundle:
         published = _bundle_from_head(self.bucket, key, head)
-        if published.manifest_sha256 != manifest.sha256:
+        if published.manifest_sha256 != manifest.sha256 and not self._same_content(manifest):
             raise BundleConflictError(
                 f"bundle_version {manifest.bundle_version} is already published at "
                 f"{published.s3_uri} with a different manifest (sha256 "
                 f"{published.manifest_sha256 or 'unknown'}, yours {manifest.sha256}); "
-                "a published version is immutable: train or re-version the bundle",
+                "a published version is immutable: re-version the bundle "
+                "(bundle_semver in the configuration)",
                 field="bundle_version",
             )
         # A previous run may have stopped between the archive and the manifest copy.
         if self._head(self.manifest_key(manifest.bundle_version)) is None:
             self._put_manifest(manifest, head.get("Metadata") or {})
         return published
+
+    def _same_content(self, manifest: BundleManifest) -> bool:
+        """Whether the published manifest describes the same bundle as ``manifest``,
+        built at another time (``content_digest``: the same files, models, thresholds
+        and golden events). A training run repeated on the same baseline gives such a
+        bundle; it is the one already published, not a conflict."""
+        from ocsf_detect.detector.manifest import content_digest
+
+        try:
+            response = self._call(
+                "get_object", Bucket=self.bucket, Key=self.manifest_key(manifest.bundle_version)
+            )
+        except _MissingObjectError:
+            return False
+        try:
+            published = json.loads(response["Body"].read())
+            ours = json.loads(manifest.raw)
+        except ValueError:
+            return False
+        if not isinstance(published, dict) or not isinstance(ours, dict):
+            return False
+        return content_digest(published) == content_digest(ours)
 
     def _put_manifest(self, manifest: BundleManifest, metadata: Mapping[str, str]) -> None:
         self._call(

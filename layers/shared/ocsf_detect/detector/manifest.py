@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -131,6 +134,36 @@ class TrainingSummary(_Strict):
     sources: list[str]
     # key: str(class_uid); absent in bundles from before derived specs
     unmodelled: dict[str, UnmodelledClass] = Field(default_factory=dict)
+
+
+# What a manifest says about a build rather than about the bundle: when, by which library
+# and under which version it was made, and how long each network took to train.
+_BUILD_RECORD = ("bundle_version", "created_at", "library_version")
+
+
+def content_digest(manifest: Mapping[str, Any]) -> str:
+    """sha256 (hex) of what a bundle is: its manifest (the JSON object) without the build
+    record, so every file digest, model, threshold, tail and golden event counts, and
+    nothing of when or how fast it was built. The build names the bundle by it
+    (``bundle_version`` = semver + its first 12 digits): the same baseline, configuration
+    and code give the same version, and two bundles of one version are the same bundle
+    however often it was built."""
+    body = {k: v for k, v in manifest.items() if k not in _BUILD_RECORD}
+    models = body.get("models")
+    if isinstance(models, Mapping):
+        body["models"] = {
+            uid: _without_timing(model) if isinstance(model, Mapping) else model
+            for uid, model in models.items()
+        }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _without_timing(model: Mapping[str, Any]) -> dict[str, Any]:
+    training = model.get("training")
+    if not isinstance(training, Mapping):
+        return dict(model)
+    return {**model, "training": {k: v for k, v in training.items() if k != "seconds"}}
 
 
 class Manifest(_Strict):
