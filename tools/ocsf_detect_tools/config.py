@@ -88,22 +88,24 @@ class IndexConfig(_Section):
 class IsolationConfig(_Section):
     """The isolation view (``ocsf_detect.detector.surprise``), grown on the distinct
     behaviours: the standard forest of Liu, Ting and Zhou (2008), 100 trees of 256.
-    Off by default: summed with the k-NN view it catches more of a small cluster inside
-    a contaminated baseline, but it costs new attacks that only the k-NN view sees
+    Off by default: added to the k-NN view it catches more of a small cluster inside a
+    contaminated baseline, but it costs new attacks that only the k-NN view sees
     (docs/model.md, section 8)."""
 
     enabled: bool = Field(
         False,
-        description="score with both views, summed as surprises; false: the k-NN distance alone",
+        description="score with both views, their surprises added; false: the k-NN "
+        "distance alone",
     )
     trees: int = Field(100, ge=1, le=1000)
     sample_size: int = Field(256, ge=2, le=65_536, description="events each tree is grown on")
     evidence_quantile: float = Field(
-        0.0,
+        0.9,
         ge=0.0,
         lt=1.0,
         description="the isolation view adds evidence only beyond its surprise at this "
-        "held-out quantile (a floor of -log(1 - q) nats); 0: the plain sum of surprises",
+        "held-out quantile (a floor of -log(1 - q) nats; 0.9: where its tail starts); 0: "
+        "the plain sum of both views' surprises",
     )
 
 
