@@ -94,8 +94,7 @@ class IsolationConfig(_Section):
 
     enabled: bool = Field(
         False,
-        description="score with both views, their surprises added; false: the k-NN "
-        "distance alone",
+        description="score with both views, their surprises added; false: the k-NN distance alone",
     )
     trees: int = Field(100, ge=1, le=1000)
     sample_size: int = Field(256, ge=2, le=65_536, description="events each tree is grown on")
