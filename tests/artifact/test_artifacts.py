@@ -138,9 +138,10 @@ def test_stream_function_scores_the_sample_batch_and_publishes_findings(
         finding_uid(shard_id=SHARD, sequence_number=str(FIRST_SEQUENCE + i), event_uid=None)
         for i in range(len(anomalous))
     }
-    assert published <= flagged_uids
+    # (the sample batches' own anomalies may open groups of their own: not asserted here)
+    assert len(flagged_uids) == len(anomalous)
+    assert flagged_uids <= published | withheld
     assert not published & withheld
-    assert len(published) + len(withheld & flagged_uids) == len(anomalous)
     _assert_imports_stay_inside(stage, run, stream)
 
 
