@@ -42,16 +42,22 @@ VARIANTS = {
     "mass 2 per hour": {"index": {"mass_cap": 2}},
     "mass 4 per hour": {"index": {"mass_cap": 4}},
     "mass 2 per 10 min": {"index": {"mass_cap": 2, "mass_bucket_minutes": 10}},
-    "both views, plain sum": {"isolation": {"enabled": True, "evidence_quantile": 0.0}},
     "categories x4": {"train": {"category_weight": 4.0}},
     "categories x2": {"train": {"category_weight": 2.0}},
     "k 8": {"index": {"k": 8}},
     "k 5": {"index": {"k": 5}},
+    "both views, plain sum": {"isolation": {"enabled": True, "evidence_quantile": 0.0}},
+    "both views, floor 0.9": {"isolation": {"enabled": True, "evidence_quantile": 0.9}},
+    # the default floor: the trees add evidence only beyond their alert quantile
+    "both views": {"isolation": {"enabled": True}},
     "categories x4, both views, plain sum": {
         "train": {"category_weight": 4.0},
         "isolation": {"enabled": True, "evidence_quantile": 0.0},
     },
-    "both views": {"isolation": {"enabled": True}},  # the trees' floor at 0.9
+    "categories x4, both views, floor 0.9": {
+        "train": {"category_weight": 4.0},
+        "isolation": {"enabled": True, "evidence_quantile": 0.9},
+    },
     "categories x4, both views": {
         "train": {"category_weight": 4.0},
         "isolation": {"enabled": True},

@@ -198,3 +198,18 @@ def test_trees_whose_links_loop_are_refused() -> None:
     # Then it is not a forest, and scoring is never reached
     with pytest.raises(ValueError, match="do not form trees"):
         trees.check()
+
+
+def test_the_isolation_floor_sits_at_the_alert_quantile_unless_set() -> None:
+    from pydantic import ValidationError
+
+    from ocsf_detect_tools.config import DetectorConfig
+
+    assert DetectorConfig().isolation_floor_quantile() == pytest.approx(0.995)
+    assert DetectorConfig(alert_rate=0.01).isolation_floor_quantile() == pytest.approx(0.99)
+    set_to = {"alert_rate": 0.01, "isolation": {"evidence_quantile": 0.9}}
+    assert DetectorConfig.model_validate(set_to).isolation_floor_quantile() == 0.9
+    plain = DetectorConfig.model_validate({"isolation": {"evidence_quantile": 0}})
+    assert plain.isolation_floor_quantile() == 0.0
+    with pytest.raises(ValidationError):
+        DetectorConfig.model_validate({"isolation": {"evidence_quantile": 1.0}})

@@ -310,7 +310,7 @@ def _build(
             isolation = trees.scores(hold_m.numeric, hold_m.categorical)
             tails = (
                 Tail.fit(distance),
-                Tail.fit(isolation, config.isolation.evidence_quantile),
+                Tail.fit(isolation, config.isolation_floor_quantile()),
             )
             isolation_file = f"isolation-{class_uid}.npz"
             trees.save(out_dir / isolation_file)

@@ -98,13 +98,14 @@ class IsolationConfig(_Section):
     )
     trees: int = Field(100, ge=1, le=1000)
     sample_size: int = Field(256, ge=2, le=65_536, description="events each tree is grown on")
-    evidence_quantile: float = Field(
-        0.9,
+    evidence_quantile: float | None = Field(
+        None,
         ge=0.0,
         lt=1.0,
         description="the isolation view adds evidence only beyond its surprise at this "
-        "held-out quantile (a floor of -log(1 - q) nats; 0.9: where its tail starts); 0: "
-        "the plain sum of both views' surprises",
+        "held-out quantile (a floor of -log(1 - q) nats); unset: 1 - alert_rate, so the "
+        "trees add evidence only where they alone would alert; 0: the plain sum of both "
+        "views' surprises",
     )
 
 
@@ -188,6 +189,11 @@ class DetectorConfig(_Section):
     isolation: IsolationConfig = Field(default_factory=IsolationConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     classes: dict[int, ClassOverride] = Field(default_factory=dict)
+
+    def isolation_floor_quantile(self) -> float:
+        """The held-out quantile beyond which the isolation view adds evidence."""
+        q = self.isolation.evidence_quantile
+        return 1.0 - self.alert_rate if q is None else q
 
     def class_specs(self) -> dict[int, ClassSpec]:
         """Default specs with this config's per-class overrides applied."""

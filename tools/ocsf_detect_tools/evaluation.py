@@ -498,7 +498,7 @@ def weighted_knn_scores(
             Tail.fit(hold_distance),
             Tail.fit(
                 trees.scores(hold_m.numeric, hold_m.categorical),
-                config.isolation.evidence_quantile,
+                config.isolation_floor_quantile(),
             ),
         )
         query_m = pipeline.transform_parsed(queries_p)
