@@ -58,15 +58,21 @@ def test_a_benign_verdict_silences_near_duplicates_and_no_other_anomaly(
 ) -> None:
     # Given a false positive (an anomaly the generator labels benign) and the port scan's
     # anomalies, all alerting with the bundle alone
-    judged = next(s for s, kind in alerts if kind == "benign")
+    # (one whose near-duplicates alert too: a false positive that would keep recurring)
     scans = [s for s, kind in alerts if kind == "port_scan"]
     assert scans, "the live traffic's port scan should alert"
-    copies = near_duplicates(judged.event)
-    before = fresh.score_objects([judged.event, *copies, *(s.event for s in scans)])
+    for judged, kind in alerts:
+        if kind != "benign":
+            continue
+        copies = near_duplicates(judged.event)
+        before = fresh.score_objects([judged.event, *copies, *(s.event for s in scans)])
+        copies_alerting = sum(o.is_anomaly for o in before[1 : 1 + len(copies)])  # type: ignore[union-attr]
+        if copies_alerting >= len(copies) - 1:
+            break
+    else:
+        pytest.fail("no false positive of the live traffic recurs as its near-duplicates")
     assert all(isinstance(o, Scored) for o in before)
     assert before[0].is_anomaly  # type: ignore[union-attr]
-    copies_alerting = sum(o.is_anomaly for o in before[1 : 1 + len(copies)])  # type: ignore[union-attr]
-    assert copies_alerting >= len(copies) - 1, "the copies alert like the original"
 
     # When an analyst judges it benign: its embedding joins the overlay
     embedded = fresh.embed_objects([judged.event])[0]
