@@ -1,7 +1,7 @@
 """Leave-one-case-out for the score settings, on the model-free variant.
 
 Five settings of the score were chosen on the cases of ``evaluate_shared.py`` or on the
-earlier tables of the same data: whether an isolation view is summed to the k-NN distance
+earlier tables of the same data: whether an isolation view is added to the k-NN distance
 (``[isolation] enabled``) and from which of its held-out quantiles it counts
 (``[isolation] evidence_quantile``), how much an indexed behaviour stands for in the k-NN score
 (``[index] mass_cap``: the distinct ``mass_bucket_minutes`` periods its baseline events

@@ -35,6 +35,7 @@ from typing import Any
 
 from ocsf_detect import names
 from ocsf_detect.detector.archive import write_archive
+from ocsf_detect.detector.manifest import content_digest
 
 _VERSION_RE = re.compile(names.BUNDLE_VERSION_PATTERN)
 _META_BUNDLE_VERSION = "bundle-version"
@@ -256,8 +257,6 @@ class ModelRegistry:
         built at another time (``content_digest``: the same files, models, thresholds
         and golden events). A training run repeated on the same baseline gives such a
         bundle; it is the one already published, not a conflict."""
-        from ocsf_detect.detector.manifest import content_digest
-
         try:
             response = self._call(
                 "get_object", Bucket=self.bucket, Key=self.manifest_key(manifest.bundle_version)

@@ -10,9 +10,9 @@ what an event whose k nearest baseline neighbours were all at ``d`` would score,
 the same evidence for both views (the analyst vouched for the whole event, the features
 the isolation trees read included): with tails, the k-NN view's surprise at ``d``
 credited to each view beyond its floor (``2 x surprise_knn(d)`` when neither has one);
-without (bundle format 4 or older), ``d`` itself. The served score is the smaller of that and the
-bundle's own score, so the overlay can only silence alerts, never raise one, and an event
-far from every judged one scores exactly as before.
+without (bundle format 4 or older), ``d`` itself. The served score is the smaller of
+that and the bundle's own score, so the overlay can only silence alerts, never raise
+one, and an event far from every judged one scores exactly as before.
 """
 
 from __future__ import annotations
