@@ -28,6 +28,16 @@ def test_every_step_is_observed_and_the_report_counts_them():
     assert not report.stopped_early
 
 
+def test_steps_not_passes_decide_unless_a_set_is_tiny():
+    config = TrainConfig(dim=4, width=8, blocks=1, batch_size=64, max_steps=40, epochs=10)
+    _, small = train_embedding(*small_inputs(256), config)  # 4 batches a pass
+    _, large = train_embedding(*small_inputs(1024), config)  # 16 batches a pass
+    _, tiny = train_embedding(*small_inputs(128), config)  # 2 batches a pass
+    assert (small.steps, small.epochs) == (40, 10)
+    assert (large.steps, large.epochs) == (48, 3)  # rounded up to a whole pass
+    assert (tiny.steps, tiny.epochs) == (20, 10)  # the passes' cap
+
+
 def test_training_stops_at_its_time_bound():
     config = TrainConfig(dim=4, width=8, blocks=1, batch_size=64, epochs=100, max_steps=800)
     _, report = train_embedding(*small_inputs(), dataclasses.replace(config, max_seconds=0.0))

@@ -18,7 +18,7 @@ Example ``detector.toml``::
 
     [train]
     method = "isometry"
-    epochs = 100
+    max_steps = 2000
 
     [classes.4001]
     drop = ["dst_host"]                      # feature names to remove
@@ -118,8 +118,20 @@ class TrainSection(_Section):
     numeric_skip: bool = Field(
         True, description="a linear shortcut from the numeric inputs to the embedding"
     )
-    epochs: int = Field(100, ge=1, le=1000)
-    max_steps: int = Field(2000, ge=1)
+    epochs: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="passes over the baseline at most; any baseline of more than about 500 "
+        "training events reaches max_steps first, so its size does not decide how long "
+        "its network trains",
+    )
+    max_steps: int = Field(
+        2000,
+        ge=1,
+        description="optimisation steps of each class's network (rounded up to a whole "
+        "pass; fewer if epochs or max_minutes stops it first)",
+    )
     batch_size: int = Field(256, ge=8)
     learning_rate: float = Field(2e-3, gt=0)
     mask_rate: float = Field(0.3, gt=0, lt=1)
@@ -147,8 +159,7 @@ class TrainSection(_Section):
         gt=0,
         allow_inf_nan=False,
         description="wall-clock bound on training each class's network: training stops "
-        "there (fewer steps than planned, which the build's log says); steps are otherwise "
-        "min(epochs x batches per epoch, max_steps), so they scale with the data",
+        "there (fewer steps than planned, which the build's log says)",
     )
     seed: int = 0
     workers: int = Field(

@@ -44,7 +44,8 @@ class TrainConfig:
     blocks: int = 3
     dropout: float = 0.0
     numeric_skip: bool = True  # linear shortcut from the numerics to the output
-    epochs: int = 100
+    # passes over the data at most: max_steps decides for all but tiny baselines
+    epochs: int = 1000
     batch_size: int = 256
     learning_rate: float = 2e-3
     weight_decay: float = 1e-5
@@ -76,7 +77,7 @@ class TrainReport:
     seconds: float
     losses: list[float] = field(default_factory=list)
     stopped_early: bool = False  # ``max_seconds`` was reached before the last step
-    planned_steps: int = 0  # min(epochs x batches per epoch, max_steps)
+    planned_steps: int = 0  # max_steps rounded up to a whole pass, or the passes' cap
 
 
 # Called after every training step with (step, total steps, loss, elapsed seconds); set by
