@@ -1,13 +1,14 @@
 """Leave-one-case-out for the score settings, on the model-free variant.
 
-Five settings of the score were chosen on the cases of ``evaluate_shared.py`` or on the
+Six settings of the score were chosen on the cases of ``evaluate_shared.py`` or on the
 earlier tables of the same data: whether an isolation view is added to the k-NN distance
 (``[isolation] enabled``) and from which of its held-out quantiles it counts
 (``[isolation] evidence_quantile``), how much an indexed behaviour stands for in the k-NN score
 (``[index] mass_cap``: the distinct ``mass_bucket_minutes`` periods its baseline events
 occurred in, capped; 1 counts every behaviour once), the weight of a categorical mismatch
-(``[train] category_weight``, x8) and the number of neighbours averaged (``[index] k``,
-16). This reports those choices leave-one-case-out: for each case (all its
+(``[train] category_weight``, x8), whether fields whose mismatches go together share it
+(``[train] share_redundant_categories``) and the number of neighbours averaged
+(``[index] k``, 16). This reports those choices leave-one-case-out: for each case (all its
 protocols together), the variant with the best worst-case AP margin over every *other*
 case is chosen (a tie goes to the better second worst, and so on), and its margins on the
 left out case are what the choice is worth there. It runs on the model-free variant of
@@ -42,6 +43,7 @@ VARIANTS = {
     "mass 2 per hour": {"index": {"mass_cap": 2}},
     "mass 4 per hour": {"index": {"mass_cap": 4}},
     "mass 2 per 10 min": {"index": {"mass_cap": 2, "mass_bucket_minutes": 10}},
+    "categories per field": {"train": {"share_redundant_categories": False}},
     "categories x4": {"train": {"category_weight": 4.0}},
     "categories x2": {"train": {"category_weight": 2.0}},
     "k 8": {"index": {"k": 8}},

@@ -73,8 +73,8 @@ def main() -> None:
             continue
         cards = pipeline.cardinalities
         tr, te = base.dense(cards), live.dense(cards)
-        weights = TrainConfig()
-        cw, novel = weights.category_weight, (pipeline.novel_columns, weights.novel_weight)
+        weights = for_features(TrainConfig(), pipeline, base.categorical)
+        cw, novel = weights.category_weights, (pipeline.novel_columns, weights.novel_weight)
         tr_w, te_w = base.dense(cards, cw, novel), live.dense(cards, cw, novel)
         row: dict[str, object] = {
             "events": len(y),
@@ -91,7 +91,7 @@ def main() -> None:
                 base.numeric,
                 base.categorical,
                 cards,
-                for_features(TrainConfig(method=method), pipeline),
+                for_features(TrainConfig(method=method), pipeline, base.categorical),
             )
             s = knn_score(
                 embed(model, base.numeric, base.categorical),

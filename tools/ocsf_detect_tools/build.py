@@ -69,6 +69,7 @@ from ocsf_detect.ocsf.outcomes import (
 from ocsf_detect.ocsf.parser import EventParser, decode_event
 from ocsf_detect_tools.config import DetectorConfig
 from ocsf_detect_tools.eventio import event_uid
+from ocsf_detect_tools.training.weights import category_weights
 
 if TYPE_CHECKING:  # torch is a training extra: imported when a build trains
     from ocsf_detect_tools.training.fit import TrainConfig
@@ -190,6 +191,7 @@ def _build(
         max_steps=t.max_steps,
         seed=t.seed,
         category_weight=t.category_weight,
+        share_redundant_categories=t.share_redundant_categories,
         anchor_scale=t.anchor_scale,
         augment=t.augment,
         augment_uniform=t.augment_uniform,
@@ -226,7 +228,7 @@ def _build(
             train_m.numeric[fit_rows],
             train_m.categorical[fit_rows],
             pipeline.cardinalities,
-            for_features(train_cfg, pipeline),
+            for_features(train_cfg, pipeline, train_m.categorical),
             out_dir / f"model-{class_uid}.onnx",
         )
         prepared.append(
@@ -278,7 +280,12 @@ def _build(
         ix = config.index
         params = _index_params(config)
         indexed = _indexed_rows(
-            train_emb, train_m, pipeline, config, np.array([p.time_ms for p in train_p])
+            train_emb,
+            train_m,
+            pipeline,
+            config,
+            np.array([p.time_ms for p in train_p]),
+            prep.job.config.category_weights,
         )
         keep, screened, merged, ratio = (
             indexed.rows,
@@ -530,14 +537,22 @@ class _Prepared:
     """Training events the fitted plan refused."""
 
 
-def for_features(config: TrainConfig, pipeline: FeaturePipeline) -> TrainConfig:
+def for_features(
+    config: TrainConfig, pipeline: FeaturePipeline, categorical: np.ndarray
+) -> TrainConfig:
     """The training settings a class's features decide: corruption within the spec's clip,
-    missing indicators kept 0/1, novel-amount columns corrupted over the whole range."""
+    missing indicators kept 0/1, novel-amount columns corrupted over the whole range, and
+    each categorical field's weight from how its mismatches go with the others' in the
+    baseline (``categorical``: the training events' codes)."""
+    weights = category_weights(
+        categorical, config.category_weight, config.share_redundant_categories
+    )
     return dataclasses.replace(
         config,
         augment_range=pipeline.spec.clip,
         scaled_columns=len(pipeline.numeric_names),
         novel_columns=pipeline.novel_columns,
+        category_weights=tuple(float(w) for w in weights),
     )
 
 
@@ -636,10 +651,12 @@ def _indexed_rows(
     pipeline: FeaturePipeline,
     config: DetectorConfig,
     times_ms: np.ndarray,
+    category_weights: Sequence[float],
 ) -> IndexedRows:
     """The baseline rows the index holds: the most isolated ``contamination`` share
     screened out, then one row per neighbourhood of the distinct radius, with its mass
-    (``recurrence_mass`` of the events it absorbed)."""
+    (``recurrence_mass`` of the events it absorbed). ``category_weights``: the class's
+    per-field weights of the space the embedding preserves (``for_features``)."""
     ix = config.index
     keep, screened = _screen(emb, _index_params(config), ix.contamination)
     ratio = 1.0
@@ -648,7 +665,7 @@ def _indexed_rows(
         # Measured in the space the embedding preserves, so the radius is in its units.
         space = matrix.take(rows).dense(
             pipeline.cardinalities,
-            config.train.category_weight,
+            category_weights,
             (pipeline.novel_columns, config.train.novel_weight),
         )
         ratio = distance_ratio(emb[rows], space)

@@ -138,6 +138,13 @@ class TrainSection(_Section):
     category_weight: float = Field(
         8.0, gt=0, description="weight of a categorical mismatch in the preserved distance"
     )
+    share_redundant_categories: bool = Field(
+        True,
+        description="categorical fields whose mismatches go together in the baseline (a "
+        "protocol and its number, a port and its service) share category_weight: each "
+        "field's weight is divided by the square root of the sum of its positive mismatch "
+        "correlations (training/weights.py); false: every field weighs category_weight",
+    )
     augment: float = Field(
         1.0, ge=0, le=4, description="corrupted copies per event in the isometry objective"
     )

@@ -441,6 +441,7 @@ def weighted_knn_scores(
     from ocsf_detect.features.pipeline import FeaturePipeline, fit_spec
     from ocsf_detect.ocsf.parser import EventParser
     from ocsf_detect_tools.build import _grow_isolation, _indexed_rows, _reparse, parser_for
+    from ocsf_detect_tools.training.weights import category_weights
 
     specs = config.class_specs()
     parser = EventParser({uid: FeaturePipeline(s).plan for uid, s in specs.items()})
@@ -462,9 +463,17 @@ def weighted_knn_scores(
         pipeline = FeaturePipeline(fit_spec(specs[class_uid], [p.event for p in train], times))
         train_p = _reparse(parser_for(pipeline), train)
         matrix = pipeline.transform_parsed(train_p)
-        space = _weighted(matrix, pipeline, config)
+        weights = tuple(
+            float(w)
+            for w in category_weights(
+                matrix.categorical,
+                config.train.category_weight,
+                config.train.share_redundant_categories,
+            )
+        )
+        space = _weighted(matrix, pipeline, config, weights)
         train_times = np.array([p.time_ms for p in train_p], dtype=np.int64)
-        indexed = _indexed_rows(space, matrix, pipeline, config, train_times)
+        indexed = _indexed_rows(space, matrix, pipeline, config, train_times, weights)
         keep, mass = indexed.rows, indexed.mass
         rows = [
             i
@@ -478,7 +487,7 @@ def weighted_knn_scores(
         if len(queries_p) != len(rows):  # the fitted plan may reject what the first did not
             kept = {id(p.event) for p in queries_p}
             rows = [i for i in rows if id(test_parsed[i].event) in kept]  # type: ignore[union-attr]
-        queries = _weighted(pipeline.transform_parsed(queries_p), pipeline, config)
+        queries = _weighted(pipeline.transform_parsed(queries_p), pipeline, config, weights)
         own = None
         if exclude_self:
             position = {event_uid(p.event): j for j, p in enumerate(queries_p)}
@@ -492,7 +501,7 @@ def weighted_knn_scores(
         trees = _grow_isolation(matrix.take(keep), pipeline, config)
         hold_m = pipeline.transform_parsed(_reparse(parser_for(pipeline), hold))
         hold_distance = _knn_rule(
-            space[keep], _weighted(hold_m, pipeline, config), config.index.k, None, mass
+            space[keep], _weighted(hold_m, pipeline, config, weights), config.index.k, None, mass
         )
         tails = (
             Tail.fit(hold_distance),
@@ -507,13 +516,15 @@ def weighted_knn_scores(
     return scores
 
 
-def _weighted(matrix: Any, pipeline: Any, config: DetectorConfig) -> np.ndarray:
+def _weighted(
+    matrix: Any, pipeline: Any, config: DetectorConfig, weights: Sequence[float]
+) -> np.ndarray:
     """The space the isometry objective preserves (as ``build._indexed_rows`` measures
-    the distinct radius in)."""
+    the distinct radius in); ``weights``: the class's per-field category weights."""
     return np.asarray(
         matrix.dense(
             pipeline.cardinalities,
-            config.train.category_weight,
+            weights,
             (pipeline.novel_columns, config.train.novel_weight),
         ),
         dtype=np.float32,

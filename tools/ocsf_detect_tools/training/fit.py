@@ -58,6 +58,10 @@ class TrainConfig:
     threads: int = 1
     anchor_scale: float = 3.0  # anchor = this x the 99th percentile of |z| on training data
     category_weight: float = 8.0  # one categorical mismatch ~ an 8-sigma numeric deviation
+    # one weight per categorical field (training/weights.py: redundant fields share
+    # category_weight); empty: category_weight for every field
+    category_weights: tuple[float, ...] = ()
+    share_redundant_categories: bool = True  # how build.for_features sets category_weights
     augment: float = 1.0  # corrupted copies per batch event in the isometry loss (0: none)
     augment_range: float = 8.0  # numeric corruption range: the feature spec's clip
     augment_uniform: float = 0.0  # share of corrupted numerics drawn uniformly, not swapped
@@ -198,13 +202,14 @@ def _dense(
 ) -> torch.Tensor:
     """The feature-space representation the embedding preserves: numerics (the
     novel-amount columns scaled by ``novel_weight``) plus one-hot categories scaled by
-    ``category_weight``."""
+    their field's weight (``category_weights``, or ``category_weight`` for every field)."""
     if config.novel_columns and config.novel_weight != 1.0:
         num = num.clone()
         num[:, list(config.novel_columns)] *= config.novel_weight
+    weights = config.category_weights or (config.category_weight,) * len(model.cardinalities)
     parts = [num]
     parts += [
-        config.category_weight * nn.functional.one_hot(cat[:, j], card).float()
+        weights[j] * nn.functional.one_hot(cat[:, j], card).float()
         for j, card in enumerate(model.cardinalities)
     ]
     return torch.cat(parts, dim=1)

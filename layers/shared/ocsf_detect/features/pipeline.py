@@ -69,13 +69,14 @@ class FeatureMatrix:
     def dense(
         self,
         cardinalities: Sequence[int],
-        category_weight: float = 1.0,
+        category_weight: float | Sequence[float] = 1.0,
         novel: tuple[Sequence[int], float] = ((), 1.0),
     ) -> np.ndarray:
-        """Numeric columns plus one-hot categories scaled by ``category_weight``: the
-        raw-feature representation that reference detectors (IsolationForest, exact k-NN)
-        use (weights 1) and that the isometry objective preserves (its weights).
-        ``novel``: (novel-amount columns, their weight)."""
+        """Numeric columns plus one-hot categories scaled by ``category_weight`` (one
+        weight, or one per categorical field): the raw-feature representation that
+        reference detectors (IsolationForest, exact k-NN) use (weights 1) and that the
+        isometry objective preserves (its weights). ``novel``: (novel-amount columns,
+        their weight)."""
         n = len(self)
         columns, weight = novel
         numeric = self.numeric
@@ -83,9 +84,10 @@ class FeatureMatrix:
             numeric = numeric.copy()
             numeric[:, list(columns)] *= weight
         blocks = [numeric]
+        weights = np.broadcast_to(np.asarray(category_weight, dtype=np.float32), len(cardinalities))
         for j, card in enumerate(cardinalities):
             onehot = np.zeros((n, card), dtype=np.float32)
-            onehot[np.arange(n), self.categorical[:, j]] = category_weight
+            onehot[np.arange(n), self.categorical[:, j]] = weights[j]
             blocks.append(onehot)
         return np.hstack(blocks)
 
