@@ -26,7 +26,7 @@ import orjson
 
 from ocsf_detect import __version__
 from ocsf_detect.detector.bundle import sha256_file
-from ocsf_detect.detector.calibrate import alert_threshold, calibrate
+from ocsf_detect.detector.calibrate import calibrate, threshold_for
 from ocsf_detect.detector.index import (
     SPACE,
     IndexParams,
@@ -696,7 +696,7 @@ def _served_scores(
         exact_labels, exact_dists = labels.copy(), dists.copy()
         rescore_exact(base, queries, exact_labels, exact_dists, cutoff, mass=mass)
         mixed = knn_score(exact_labels, exact_dists, mass)
-        threshold = alert_threshold(mixed, alert_rate)
+        threshold = threshold_for(mixed, alert_rate)
         if threshold >= cutoff or share >= 1.0:
             # what the scorer returns: exact where the approximate score reaches the
             # threshold, approximate below it (the golden events are checked on this)
