@@ -56,7 +56,7 @@ def calibrate(scores: np.ndarray, alert_rate: float) -> Calibration:
         medium = max(min(quantile, (threshold + high) / 2), threshold)
     else:
         # the tail's steps from the threshold: a fifth and a 25th of the rate beyond it
-        threshold = max(alert_threshold(s, alert_rate), tail.reaching(alert_rate))
+        threshold = threshold_for(s, alert_rate)
         medium = _float32_at_least(threshold + tail.scale * math.log(5))
         high = max(float(s[-1]) + 1e-9, _float32_at_least(threshold + tail.scale * math.log(25)))
     critical = high + max(high - threshold, 1e-6)
