@@ -73,8 +73,8 @@ def main() -> None:
             continue
         cards = pipeline.cardinalities
         tr, te = base.dense(cards), live.dense(cards)
-        weights = for_features(TrainConfig(), pipeline, base.categorical)
-        cw, novel = weights.category_weights, (pipeline.novel_columns, weights.novel_weight)
+        target = for_features(TrainConfig(), pipeline, base.categorical)  # the isometry's
+        cw, novel = target.category_weights, (pipeline.novel_columns, target.novel_weight)
         tr_w, te_w = base.dense(cards, cw, novel), live.dense(cards, cw, novel)
         row: dict[str, object] = {
             "events": len(y),
