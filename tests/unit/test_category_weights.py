@@ -90,3 +90,15 @@ def test_the_training_target_uses_each_fields_weight() -> None:
     # without per-field weights, every field weighs category_weight
     plain = _dense(model, num, cat, TrainConfig(category_weight=8.0))
     assert plain[0].tolist() == [0.5, 8.0, 0.0, 0.0, 0.0, 8.0]
+
+
+def test_the_fields_whose_weight_was_shared_are_named_lowest_first() -> None:
+    from ocsf_detect_tools.training.weights import shared_fields
+
+    names = ["protocol", "hour_bucket", "protocol_num", "service"]
+    assert shared_fields(names, [4.0, 8.0, 4.0, 5.5], 8.0) == (
+        "protocol x4.0, protocol_num x4.0, service x5.5"
+    )
+    assert shared_fields(names[:1], [8.0], 8.0) == "none"
+    with pytest.raises(ValueError, match="2 category weights for 1"):
+        shared_fields(names[:1], [8.0, 8.0], 8.0)

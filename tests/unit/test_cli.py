@@ -73,6 +73,14 @@ def test_train_inspect_score_evaluate(
     out = capsys.readouterr().out
     assert "class 4001" in out
     assert "golden scores reproduce" in out
+    # each class's manifest records the category weights its network was trained with,
+    # one per categorical field, and inspect names the fields whose weight was shared
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for model in manifest["models"].values():
+        trained = model["training"]["config"]
+        assert len(trained["category_weights"]) == model["model"]["n_categorical"]
+        assert all(0 < w <= trained["category_weight"] for w in trained["category_weights"])
+    assert out.count("category weights below x8") == len(manifest["models"])
 
     # Scoring writes one JSON line per input line, bad lines included
     scored = tmp_path / "scored.jsonl"

@@ -69,7 +69,7 @@ from ocsf_detect.ocsf.outcomes import (
 from ocsf_detect.ocsf.parser import EventParser, decode_event
 from ocsf_detect_tools.config import DetectorConfig
 from ocsf_detect_tools.eventio import event_uid
-from ocsf_detect_tools.training.weights import category_weights
+from ocsf_detect_tools.training.weights import category_weights, shared_fields
 
 if TYPE_CHECKING:  # torch is a training extra: imported when a build trains
     from ocsf_detect_tools.training.fit import TrainConfig
@@ -272,6 +272,14 @@ def _build(
                 else ""
             )
         )
+        trained_cfg = prep.job.config
+        if trained_cfg.share_redundant_categories:
+            lowered = shared_fields(
+                pipeline.categorical_names,
+                trained_cfg.category_weights,
+                trained_cfg.category_weight,
+            )
+            log(f"  fields that change together, weight below x{t.category_weight:g}: {lowered}")
         model_file = prep.job.onnx_path.name
         session = _session(out_dir / model_file)
         train_emb = _run(session, train_m.numeric, train_m.categorical)
@@ -414,7 +422,9 @@ def _build(
                 steps=report.steps,
                 seconds=report.seconds,
                 final_loss=report.losses[-1],
-                config=train_cfg.__dict__,
+                # the class's own settings: its per-field category weights (in the order
+                # of the spec's categorical fields), novel and scaled columns
+                config=prep.job.config.__dict__,
             ),
         )
         golden += _golden(class_uid, hold_p, hold_scores, cal.threshold)

@@ -32,8 +32,10 @@ def _ts(ms: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ocsf_detect.detector.bundle import BundleError, read_manifest, verify_files
+    from ocsf_detect.features.pipeline import FeaturePipeline
     from ocsf_detect.features.spec import HashedFeature
     from ocsf_detect.ocsf.classes import class_name
+    from ocsf_detect_tools.training.weights import shared_fields
 
     try:
         m = read_manifest(args.bundle)
@@ -68,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
             f"{cm.model.n_categorical} categorical -> {cm.model.dim} dims "
             f"({cm.training.method}, {cm.training.epochs} epochs, loss {cm.training.final_loss})"
         )
+        weights = cm.training.config.get("category_weights")
+        base = cm.training.config.get("category_weight")
+        if weights and base:
+            names = FeaturePipeline(fs).categorical_names
+            print(
+                f"    category weights below x{base:g} (fields that change together): "
+                f"{shared_fields(names, weights, base)}"
+            )
         ix = cm.index
         errors = "" if ix.score_error_rate is None else f", score errors {ix.score_error_rate:.2%}"
         print(
