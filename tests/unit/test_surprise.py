@@ -200,16 +200,52 @@ def test_trees_whose_links_loop_are_refused() -> None:
         trees.check()
 
 
-def test_the_isolation_floor_sits_at_the_alert_quantile_unless_set() -> None:
+def test_both_views_are_on_by_default_the_trees_for_covered_events_beyond_their_90th() -> None:
     from pydantic import ValidationError
 
     from ocsf_detect_tools.config import DetectorConfig
 
-    assert DetectorConfig().isolation_floor_quantile() == pytest.approx(0.995)
-    assert DetectorConfig(alert_rate=0.01).isolation_floor_quantile() == pytest.approx(0.99)
-    set_to = {"alert_rate": 0.01, "isolation": {"evidence_quantile": 0.9}}
-    assert DetectorConfig.model_validate(set_to).isolation_floor_quantile() == 0.9
+    default = DetectorConfig()
+    assert default.isolation.enabled
+    assert default.isolation.scope == "covered"
+    assert default.index.k == 8
+    assert default.isolation_floor_quantile() == pytest.approx(0.9)
+    # the floor does not follow the alert rate unless asked to (null: 1 - alert_rate)
+    assert DetectorConfig(alert_rate=0.01).isolation_floor_quantile() == pytest.approx(0.9)
+    at_alert = {"alert_rate": 0.01, "isolation": {"evidence_quantile": None}}
+    assert DetectorConfig.model_validate(at_alert).isolation_floor_quantile() == pytest.approx(0.99)
     plain = DetectorConfig.model_validate({"isolation": {"evidence_quantile": 0}})
     assert plain.isolation_floor_quantile() == 0.0
     with pytest.raises(ValidationError):
         DetectorConfig.model_validate({"isolation": {"evidence_quantile": 1.0}})
+    with pytest.raises(ValidationError):
+        DetectorConfig.model_validate({"isolation": {"scope": "uncovered"}})
+
+
+def test_the_trees_add_nothing_for_an_event_the_baseline_does_not_cover() -> None:
+    """scope "covered": the k-NN view alone judges an event far from every behaviour."""
+    rng = np.random.default_rng(3)
+    knn, trees = Tail.fit(rng.gamma(2.0, 10.0, 5000)), Tail.fit(rng.uniform(0, 1, 5000), 0.9)
+    distance, isolation = np.array([15.0, 15.0, 90.0]), np.array([0.99, 0.99, 0.99])
+    covered = np.array([True, False, False])
+    scores = combined(distance, isolation, (knn, trees), covered)
+    alone = knn.surprise(distance)
+    assert scores[1] == pytest.approx(alone[1], abs=1e-5)
+    assert scores[2] == pytest.approx(alone[2], abs=1e-5)
+    assert scores[0] == pytest.approx(alone[0] + trees.evidence(isolation[:1])[0], abs=1e-5)
+    assert scores[0] > scores[1]
+    # no mask: every event covered, as bundles before format 9 score
+    assert np.allclose(combined(distance, isolation, (knn, trees)), alone + trees.evidence(isolation))
+
+
+def test_a_covered_scope_needs_its_radius() -> None:
+    from pydantic import ValidationError
+
+    from ocsf_detect.detector.surprise import IsolationInfo
+
+    base = {"file": "i.npz", "trees": 3, "sample_size": 8, "fitted_on": 9}
+    weights = {"category_weight": 8.0, "novel_weight": 2.0}
+    with pytest.raises(ValidationError, match="cover_radius"):
+        IsolationInfo(**base, **weights, scope="covered")
+    assert IsolationInfo(**base, **weights, scope="covered", cover_radius=0.03).cover() == 0.03
+    assert IsolationInfo(**base, **weights).cover() is None  # format 8: "all"

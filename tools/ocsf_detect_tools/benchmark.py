@@ -107,7 +107,7 @@ def _from_model(model: Any, path: list[str]) -> Any:
 def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000) -> dict[str, Any]:
     from ocsf_detect.detector.bundle import embedding_of
     from ocsf_detect.detector.index import knn
-    from ocsf_detect.detector.scorer import Detector, isolation_of
+    from ocsf_detect.detector.scorer import Detector, covered_by, isolation_of
     from ocsf_detect.detector.surprise import combined
 
     detector = Detector.load(bundle_dir)  # warm the page cache
@@ -126,6 +126,7 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
     info = loaded.info
     pipeline = detector.pipeline(4001)
     tails = (info.tails.knn, info.tails.isolation) if info.tails else None
+    cover = None if info.isolation is None else info.isolation.cover()
 
     def per_record() -> None:
         with gc_paused():
@@ -135,7 +136,7 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
                 emb = embedding_of(loaded.session, info, m.numeric, m.categorical)
                 _, d = knn(loaded.index, emb, info.index.k)
                 isolation = isolation_of(loaded.isolation, m.numeric, m.categorical)
-                score = combined(d.mean(axis=1), isolation, tails)
+                score = combined(d.mean(axis=1), isolation, tails, covered_by(d, cover))
                 _ = float(score[0]) >= info.threshold
 
     single = _rate(per_record, per_record_n, repeat=2)

@@ -34,6 +34,7 @@ from ocsf_detect.detector.index import (
     canonical_index_file,
     distance_ratio,
     distinct_net,
+    exact_knn,
     knn,
     knn_score,
     rescore_exact,
@@ -319,7 +320,7 @@ def _build(
             f"score errors {quality.score_errors:.2%} (alerts re-checked exactly)"
         )
         distance = _served_scores(index, base, hold_emb, ix.k, config.alert_rate, indexed.mass)
-        isolation, isolation_info, tails = None, None, None
+        isolation, isolation_info, tails, covered = None, None, None, None
         if config.isolation.enabled:
             trees = _grow_isolation(train_m.take(keep), pipeline, config)
             isolation = trees.scores(hold_m.numeric, hold_m.categorical)
@@ -336,8 +337,19 @@ def _build(
                 fitted_on=len(keep),
                 category_weight=t.category_weight,
                 novel_weight=t.novel_weight,
+                scope=config.isolation.scope,
+                # the distinct radius in embedding units: within it of an indexed
+                # behaviour, an event is one the baseline holds
+                cover_radius=ix.distinct_radius * ratio,
             )
-        cal = calibrate(combined(distance, isolation, tails), config.alert_rate)
+            cover = isolation_info.cover()
+            if cover is not None:
+                covered = exact_knn(base, hold_emb, 1)[1][:, 0] <= cover
+                log(
+                    f"  isolation view: judges the {covered.mean():.0%} of held-out events "
+                    "within the distinct radius of an indexed behaviour"
+                )
+        cal = calibrate(combined(distance, isolation, tails, covered), config.alert_rate)
         # the held-out events as served with that threshold (golden events: exactly these);
         # the k-NN score alone is already that (exact wherever it reaches the threshold)
         hold_scores = distance
@@ -352,6 +364,7 @@ def _build(
                 tails,
                 cal.threshold,
                 indexed.mass,
+                cover_radius=isolation_info.cover() if isolation_info else None,
             ).scores
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))

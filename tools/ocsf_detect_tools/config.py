@@ -5,16 +5,18 @@ Example ``detector.toml``::
     alert_rate = 0.005
 
     [index]
-    k = 16
+    k = 8
     contamination = 0.002
     distinct_radius = 2.0
     mass_cap = 1
     mass_bucket_minutes = 60
 
     [isolation]
-    enabled = false
+    enabled = true
     trees = 100
     sample_size = 256
+    evidence_quantile = 0.9
+    scope = "covered"
 
     [train]
     method = "isometry"
@@ -51,7 +53,12 @@ class _Section(BaseModel):
 
 
 class IndexConfig(_Section):
-    k: int = Field(16, ge=1, le=256, description="neighbours averaged into the score")
+    k: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="distinct behaviours whose distances are averaged into the k-NN view",
+    )
     M: int = Field(32, ge=4, le=96)
     ef_construction: int = Field(400, ge=16, le=2000)
     ef_search: int = Field(
@@ -88,24 +95,30 @@ class IndexConfig(_Section):
 class IsolationConfig(_Section):
     """The isolation view (``ocsf_detect.detector.surprise``), grown on the distinct
     behaviours: the standard forest of Liu, Ting and Zhou (2008), 100 trees of 256.
-    Off by default: added to the k-NN view it catches more of a small cluster inside a
-    contaminated baseline, but it costs new attacks that only the k-NN view sees
+    On by default, for the events the baseline covers, beyond the trees' held-out 90th
+    percentile: it catches a small cluster of attack events inside the baseline, which
+    the k-NN view lets vouch for itself, and leaves new events to the k-NN view
     (docs/model.md, section 8)."""
 
     enabled: bool = Field(
-        False,
-        description="score with both views, their surprises added; false: the k-NN distance alone",
+        True,
+        description="score with both views, their evidence added; false: the k-NN distance alone",
     )
     trees: int = Field(100, ge=1, le=1000)
     sample_size: int = Field(256, ge=2, le=65_536, description="events each tree is grown on")
     evidence_quantile: float | None = Field(
-        None,
+        0.9,
         ge=0.0,
         lt=1.0,
         description="the isolation view adds evidence only beyond its surprise at this "
-        "held-out quantile (a floor of -log(1 - q) nats); unset: 1 - alert_rate, so the "
-        "trees add evidence only where they alone would alert; 0: the plain sum of both "
-        "views' surprises",
+        "held-out quantile (a floor of -log(1 - q) nats; 0.9: where its exponential tail "
+        "starts); null: 1 - alert_rate, where the trees alone would alert; 0: the plain "
+        "sum of both views' surprises",
+    )
+    scope: Literal["all", "covered"] = Field(
+        "covered",
+        description="covered: the trees judge only an event whose nearest indexed "
+        "behaviour lies within the distinct radius (one the baseline holds); all: every event",
     )
 
 

@@ -494,13 +494,13 @@ def weighted_knn_scores(
             own = np.array(
                 [position.get(event_uid(train_p[i].event), -1) for i in keep], dtype=np.int64
             )
-        distance = _knn_rule(space[keep], queries, config.index.k, own, mass)
+        distance, nearest = _knn_rule(space[keep], queries, config.index.k, own, mass)
         if not config.isolation.enabled:
             scores[rows] = distance
             continue
         trees = _grow_isolation(matrix.take(keep), pipeline, config)
         hold_m = pipeline.transform_parsed(_reparse(parser_for(pipeline), hold))
-        hold_distance = _knn_rule(
+        hold_distance, _ = _knn_rule(
             space[keep], _weighted(hold_m, pipeline, config, weights), config.index.k, None, mass
         )
         tails = (
@@ -512,7 +512,11 @@ def weighted_knn_scores(
         )
         query_m = pipeline.transform_parsed(queries_p)
         isolation = trees.scores(query_m.numeric, query_m.categorical)
-        scores[rows] = combined(distance, isolation, tails)
+        # the weighted space is the embedding's target, so the radius is in its units
+        covered = (
+            nearest <= config.index.distinct_radius if config.isolation.scope == "covered" else None
+        )
+        scores[rows] = combined(distance, isolation, tails, covered)
     return scores
 
 
@@ -537,17 +541,19 @@ def _knn_rule(
     k: int,
     own_rows: np.ndarray | None,
     mass: np.ndarray | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """The scorer's rule (``index.knn_score``), searched exactly: mean distance to the k
     nearest baseline events, each indexed row standing for its ``mass`` (k capped at the
-    index size). ``own_rows[j]``: the query row that indexed row j is (-1: none), left out
-    of that query's neighbours."""
+    index size), and the distance to the nearest (what decides whether the baseline
+    covers the query). ``own_rows[j]``: the query row that indexed row j is (-1: none),
+    left out of that query's neighbours."""
     if own_rows is None:
         labels, d = exact_knn(indexed, queries, min(k, len(indexed)))
-        return knn_score(labels, d, mass)
+        return knn_score(labels, d, mass), d[:, 0]
     k = max(1, min(k, len(indexed) - 1))
     labels, d = exact_knn(indexed, queries, k + 1)
     member = np.full(len(queries), -1)
     mine = own_rows >= 0
     member[own_rows[mine]] = np.flatnonzero(mine)
-    return knn_score(*_without_self(labels, d, member), mass)
+    labels, d = _without_self(labels, d, member)
+    return knn_score(labels, d, mass), d[:, 0]

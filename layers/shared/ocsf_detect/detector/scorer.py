@@ -166,6 +166,14 @@ def isolation_of(
     return trees.scores(numeric, categorical) if trees is not None else None
 
 
+def covered_by(dists: np.ndarray, cover_radius: float | None) -> np.ndarray | None:
+    """Whether each event's nearest indexed vector (``dists[:, 0]``, nearest first) lies
+    within ``cover_radius``; None where every event counts as covered."""
+    if cover_radius is None:
+        return None
+    return np.asarray(dists[:, 0] <= cover_radius)
+
+
 def serve_scores(
     index: Any,
     exact: Callable[[], tuple[np.ndarray, np.ndarray]],
@@ -176,36 +184,48 @@ def serve_scores(
     threshold: float,
     mass: np.ndarray | None = None,
     overlay_distance: np.ndarray | None = None,
+    cover_radius: float | None = None,
 ) -> ServedScores:
     """Scores of a class batch as served (the build scores golden events with this too).
 
     Alerts are decided by exact search: a stalled HNSW search only ever inflates the
     k-NN distance, and the score grows with it, so only scores at or above the threshold
-    are re-checked, a bounded number per batch so that a flood of anomalies cannot
-    multiply the cost. ``exact``: (indexed vectors, their squared norms), read only
-    when a re-check is needed. ``mass``: what each indexed behaviour stands for
+    (with the isolation view counted for every event: an upper bound) are re-checked, a
+    bounded number per batch so that a flood of anomalies cannot multiply the cost.
+    ``exact``: (indexed vectors, their squared norms), read only when a re-check is
+    needed. ``mass``: what each indexed behaviour stands for
     (``index.knn_score``); None in bundles before format 6. ``overlay_distance``: each
     event's distance to its nearest judged-benign vector (``detector.overlay``); the
-    score is then the smaller of the bundle's and the overlay's."""
+    score is then the smaller of the bundle's and the overlay's. ``cover_radius``: the
+    isolation view counts only for an event whose nearest indexed vector lies within it
+    (``IsolationInfo.cover``); None: for every event."""
     labels, dists = knn(index, emb, k)
     distance = knn_score(labels, dists, mass)
-    scores = combined(distance, isolation, tails)
+    scores = combined(distance, isolation, tails, covered_by(dists, cover_radius))
+    # A stalled search can also hide an event's cover (its nearest vector found too far),
+    # which drops the trees' evidence; so what decides the re-check is the score with the
+    # trees counted for every event, which no stalled search puts below the exact score.
+    bound = scores if cover_radius is None else combined(distance, isolation, tails)
     judged = None if overlay_distance is None else overlay_scores(overlay_distance, tails)
     bundle_reached = None
     if judged is not None:
         bundle_reached = scores >= threshold
         np.minimum(scores, judged, out=scores)
-    reached = scores >= threshold
+        np.minimum(bound, judged, out=bound)
+    reached = bound >= threshold
     above = int(reached.sum())
     rows = np.zeros(0, dtype=np.int64)
     if above:
         limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
-        rows = closest_rows(scores, reached, limit)
+        rows = closest_rows(bound, reached, limit)
         vectors, vectors_sq = exact()
         recheck(vectors, emb, labels, dists, rows, vectors_sq)
         distance[rows] = knn_score(labels[rows], dists[rows], mass)
         scores[rows] = combined(
-            distance[rows], None if isolation is None else isolation[rows], tails
+            distance[rows],
+            None if isolation is None else isolation[rows],
+            tails,
+            covered_by(dists[rows], cover_radius),
         )
         if judged is not None:
             scores[rows] = np.minimum(scores[rows], judged[rows])
@@ -339,6 +359,7 @@ class Detector:
             info.threshold,
             loaded.mass,
             overlay_distance,
+            None if info.isolation is None else info.isolation.cover(),
         )
         labels, dists, scores = served.labels, served.dists, served.scores
         self.rechecks.rechecked += served.rechecked

@@ -27,6 +27,13 @@ score stays continuous: an event that only the k-NN view finds unusual (a new
 combination of ordinary values) keeps its score, instead of paying for the isolation
 view's indifference.
 
+The trees judge only what the baseline holds (scope "covered", the default): an event
+whose nearest indexed behaviour lies within the distinct radius is one whose own kind the
+baseline recorded, so the k-NN view's nearest neighbours may be its own copies, and the
+trees say whether that kind was itself an oddity. An event farther from every behaviour
+is new, and the k-NN view's distance is the evidence that counts: there the trees'
+opinion would only take a share of the alert budget from what the k-NN view alone sees.
+
 Pure numpy; the build fits both (``ocsf_detect_tools.build``).
 """
 
@@ -35,9 +42,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TAIL_QUANTILE = 0.9  # the exponential tail starts here
 TAIL_LEVELS = 64  # points of the empirical part kept in the manifest
@@ -100,15 +108,19 @@ def combined(
     knn_distance: np.ndarray,
     isolation: np.ndarray | None,
     tails: tuple[Tail, Tail] | None,
+    covered: np.ndarray | None = None,
 ) -> np.ndarray:
     """The served score, float32: the sum of the two views' evidence (their surprises
     beyond each view's floor); without tails (a bundle of format 4 or older) the mean
-    k-NN distance itself."""
+    k-NN distance itself. ``covered`` (bool per event, or None for every event): where
+    False, the isolation view adds nothing (``IsolationInfo.scope``)."""
     if tails is None or isolation is None:
         return np.asarray(knn_distance, dtype=np.float32)
     knn_tail, isolation_tail = tails
-    total = knn_tail.evidence(knn_distance) + isolation_tail.evidence(isolation)
-    return total.astype(np.float32)
+    trees = isolation_tail.evidence(isolation)
+    if covered is not None:
+        trees = np.where(covered, trees, 0.0)
+    return (knn_tail.evidence(knn_distance) + trees).astype(np.float32)
 
 
 class IsolationInfo(BaseModel):
@@ -122,6 +134,22 @@ class IsolationInfo(BaseModel):
     fitted_on: int  # distinct behaviours the sample was drawn from
     category_weight: float
     novel_weight: float
+    # format 9: which events the trees judge. "all": every event. "covered": only an event
+    # whose nearest indexed behaviour lies within ``cover_radius`` (embedding units: the
+    # distinct radius), one the baseline holds, where its own copies let the k-NN view
+    # vouch for it; an event the baseline does not hold is the k-NN view's to judge.
+    scope: Literal["all", "covered"] = "all"
+    cover_radius: float | None = Field(None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _radius_for_covered(self) -> IsolationInfo:
+        if self.scope == "covered" and self.cover_radius is None:
+            raise ValueError('scope "covered" needs a cover_radius')
+        return self
+
+    def cover(self) -> float | None:
+        """The radius within which an event counts as covered; None: every event."""
+        return self.cover_radius if self.scope == "covered" else None
 
 
 @dataclass(frozen=True)
