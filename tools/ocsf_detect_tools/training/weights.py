@@ -62,12 +62,12 @@ def category_weights(categorical: np.ndarray, base: float, shared: bool = True) 
 
 
 def shared_fields(names: list[str], weights: list[float] | tuple[float, ...], base: float) -> str:
-    """The fields whose weight the sharing lowered, as ``name xW`` (lowest first), or
-    "none" (the build log and ``ocsf-detect inspect`` print this)."""
+    """The fields whose weight the sharing lowered by more than 1%, as ``name xW`` (lowest
+    first), or "none" (the build log and ``ocsf-detect inspect`` print this)."""
     if len(names) != len(weights):
         raise ValueError(f"{len(weights)} category weights for {len(names)} categorical fields")
     lowered = sorted(
-        ((w, n) for n, w in zip(names, weights, strict=True) if w < base * (1 - 1e-9)),
+        ((w, n) for n, w in zip(names, weights, strict=True) if w < base * 0.99),
         key=lambda wn: (wn[0], wn[1]),
     )
     return ", ".join(f"{n} x{w:.1f}" for w, n in lowered) or "none"
