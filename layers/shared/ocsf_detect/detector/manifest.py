@@ -20,6 +20,7 @@ from ocsf_detect.ocsf.outcomes import UnsupportedReason
 # vectors read from the index file itself. Formats 1 to 4 still load. 7: a model's spec
 # may be derived (``spec_origin``), and the summary names the classes left unmodelled.
 # 8: a view's tail may carry a floor (``Tail.floor``): its evidence is the surprise beyond it.
+# 9: the isolation view may judge only covered events (``IsolationInfo.scope``, ``cover_radius``).
 FORMAT_VERSION = 9
 MANIFEST_NAME = "manifest.json"
 
