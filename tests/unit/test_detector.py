@@ -774,7 +774,9 @@ def test_a_baseline_flooded_by_one_attack_still_ranks_the_attack_high(
     index = {"recall_sample": 200, "ef_construction": 100}
 
     def auc(name: str, **extra: float) -> float:
-        build_bundle(lines, tmp_path / name, small_config(index={**index, **extra}))
+        scope = "all" if extra.get("distinct_radius") == 0.0 else "covered"
+        config = small_config(index={**index, **extra}, isolation={"scope": scope})
+        build_bundle(lines, tmp_path / name, config)
         outcomes = Detector.load(tmp_path / name).score_objects(probes + normal)
         scores = [o.score for o in outcomes if isinstance(o, Scored)]
         assert len(scores) == len(probes) + len(normal)

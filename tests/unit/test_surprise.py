@@ -220,6 +220,11 @@ def test_both_views_are_on_by_default_the_trees_for_covered_events_beyond_their_
         DetectorConfig.model_validate({"isolation": {"evidence_quantile": 1.0}})
     with pytest.raises(ValidationError):
         DetectorConfig.model_validate({"isolation": {"scope": "uncovered"}})
+    # with no distinct radius nothing but an exact duplicate is covered: said, not silent
+    with pytest.raises(ValidationError, match='scope = "all"'):
+        DetectorConfig.model_validate({"index": {"distinct_radius": 0.0}})
+    everything = {"index": {"distinct_radius": 0.0}, "isolation": {"scope": "all"}}
+    assert DetectorConfig.model_validate(everything).isolation.scope == "all"
 
 
 def test_the_trees_add_nothing_for_an_event_the_baseline_does_not_cover() -> None:

@@ -294,7 +294,7 @@ def _build(
             pipeline,
             config,
             np.array([p.time_ms for p in train_p]),
-            prep.job.config.category_weights,
+            trained_cfg.category_weights,
         )
         keep, screened, merged, ratio = (
             indexed.rows,
@@ -320,7 +320,7 @@ def _build(
             f"score errors {quality.score_errors:.2%} (alerts re-checked exactly)"
         )
         distance = _served_scores(index, base, hold_emb, ix.k, config.alert_rate, indexed.mass)
-        isolation, isolation_info, tails, covered = None, None, None, None
+        isolation, isolation_info, tails, cover, covered = None, None, None, None, None
         if config.isolation.enabled:
             trees = _grow_isolation(train_m.take(keep), pipeline, config)
             isolation = trees.scores(hold_m.numeric, hold_m.categorical)
@@ -364,7 +364,7 @@ def _build(
                 tails,
                 cal.threshold,
                 indexed.mass,
-                cover_radius=isolation_info.cover() if isolation_info else None,
+                cover_radius=cover,
             ).scores
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))
@@ -437,7 +437,7 @@ def _build(
                 final_loss=report.losses[-1],
                 # the class's own settings: its per-field category weights (in the order
                 # of the spec's categorical fields), novel and scaled columns
-                config=prep.job.config.__dict__,
+                config=trained_cfg.__dict__,
             ),
         )
         golden += _golden(class_uid, hold_p, hold_scores, cal.threshold)

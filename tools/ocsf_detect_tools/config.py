@@ -38,7 +38,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ocsf_detect.features.spec import ClassSpec, Feature, UnmappedConfig
 from ocsf_detect_tools.specs import default_specs
@@ -220,6 +220,16 @@ class DetectorConfig(_Section):
     isolation: IsolationConfig = Field(default_factory=IsolationConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     classes: dict[int, ClassOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _covered_needs_a_radius(self) -> DetectorConfig:
+        i = self.isolation
+        if i.enabled and i.scope == "covered" and self.index.distinct_radius == 0:
+            raise ValueError(
+                'isolation scope "covered" needs index.distinct_radius > 0 (with 0, only '
+                'exact duplicates count as covered): set scope = "all" or enabled = false'
+            )
+        return self
 
     def isolation_floor_quantile(self) -> float:
         """The held-out quantile beyond which the isolation view adds evidence."""

@@ -28,7 +28,7 @@ from ocsf_detect.detector.index import (
 )
 from ocsf_detect.detector.manifest import Manifest
 from ocsf_detect.detector.overlay import FeedbackOverlay, overlay_scores
-from ocsf_detect.detector.surprise import IsolationTrees, Tail, combined
+from ocsf_detect.detector.surprise import IsolationTrees, Tail, combined, evidence, summed
 from ocsf_detect.features.pipeline import FeaturePipeline
 from ocsf_detect.gcpause import gc_paused
 from ocsf_detect.ocsf.classes import class_name
@@ -201,11 +201,17 @@ def serve_scores(
     (``IsolationInfo.cover``); None: for every event."""
     labels, dists = knn(index, emb, k)
     distance = knn_score(labels, dists, mass)
-    scores = combined(distance, isolation, tails, covered_by(dists, cover_radius))
-    # A stalled search can also hide an event's cover (its nearest vector found too far),
-    # which drops the trees' evidence; so what decides the re-check is the score with the
-    # trees counted for every event, which no stalled search puts below the exact score.
-    bound = scores if cover_radius is None else combined(distance, isolation, tails)
+    parts = evidence(distance, isolation, tails)
+    if parts is None:
+        scores = np.asarray(distance, dtype=np.float32)
+        bound = scores
+    else:
+        scores = summed(*parts, covered_by(dists, cover_radius))
+        # A stalled search can also hide an event's cover (its nearest vector found too
+        # far), which drops the trees' evidence; so what decides the re-check is the score
+        # with the trees counted for every event, which no stalled search puts below the
+        # exact score.
+        bound = scores if cover_radius is None else summed(*parts)
     judged = None if overlay_distance is None else overlay_scores(overlay_distance, tails)
     bundle_reached = None
     if judged is not None:

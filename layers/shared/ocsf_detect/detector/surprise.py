@@ -114,13 +114,28 @@ def combined(
     beyond each view's floor); without tails (a bundle of format 4 or older) the mean
     k-NN distance itself. ``covered`` (bool per event, or None for every event): where
     False, the isolation view adds nothing (``IsolationInfo.scope``)."""
-    if tails is None or isolation is None:
+    parts = evidence(knn_distance, isolation, tails)
+    if parts is None:
         return np.asarray(knn_distance, dtype=np.float32)
+    return summed(*parts, covered)
+
+
+def evidence(
+    knn_distance: np.ndarray, isolation: np.ndarray | None, tails: tuple[Tail, Tail] | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each view's evidence (k-NN, trees), or None for a score of the k-NN distance alone."""
+    if tails is None or isolation is None:
+        return None
     knn_tail, isolation_tail = tails
-    trees = isolation_tail.evidence(isolation)
-    if covered is not None:
-        trees = np.where(covered, trees, 0.0)
-    return (knn_tail.evidence(knn_distance) + trees).astype(np.float32)
+    return knn_tail.evidence(knn_distance), isolation_tail.evidence(isolation)
+
+
+def summed(
+    knn_evidence: np.ndarray, trees_evidence: np.ndarray, covered: np.ndarray | None = None
+) -> np.ndarray:
+    """The score from the views' evidence, the trees' only where ``covered`` (float32)."""
+    trees = trees_evidence if covered is None else np.where(covered, trees_evidence, 0.0)
+    return (knn_evidence + trees).astype(np.float32)
 
 
 class IsolationInfo(BaseModel):
