@@ -41,7 +41,9 @@ from references import NAMES as REFERENCE_NAMES
 from ocsf_detect_tools.config import DetectorConfig
 
 VARIANTS = {
-    "default (k 8, both views, trees for covered events)": {},
+    "default (k 8, both views, trees for covered events, measured range)": {},
+    # format 9: the exponential tail throughout, the trees for covered events only
+    "exponential tails": {"isolation": {"measured_range": False}},
     "k 16": {"index": {"k": 16}},
     "k 5": {"index": {"k": 5}},
     "trees for every event": {"isolation": {"scope": "all"}},

@@ -4,6 +4,7 @@ HNSW recall, vectorised scoring."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import zipfile
 from pathlib import Path
@@ -82,6 +83,10 @@ def test_bundle_round_trip_reproduces_golden_scores(bundle_dir: Path, detector: 
         assert m.threshold > 0
         assert [b.severity_id for b in m.severity_bands] == [2, 3, 4, 5]
         assert set(manifest.files) >= {m.model.file, m.index.file}
+        # each view's tail knows the range its held-out events measure
+        assert m.tails is not None
+        for tail in (m.tails.knn, m.tails.isolation):
+            assert tail.measured == pytest.approx(math.log(m.heldout_events + 1))
 
 
 def test_archive_round_trip(tmp_path: Path, bundle_dir: Path) -> None:

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from ocsf_detect.detector.index import distinct, exact_knn
-from ocsf_detect.detector.surprise import TAIL_QUANTILE, Tail, average_path, combined
+from ocsf_detect.detector.surprise import (
+    TAIL_QUANTILE,
+    Tail,
+    average_path,
+    combined,
+    evidence,
+    summed,
+)
 from ocsf_detect.features.pipeline import FeatureMatrix
 
 
@@ -29,6 +36,62 @@ def test_tail_is_the_empirical_surprise_then_exponential() -> None:
     grid = np.linspace(-100, 5000, 2000)
     assert (np.diff(tail.surprise(grid)) >= 0).all()
     assert tail.surprise(np.array([-100.0]))[0] == 0.0
+
+
+def test_beyond_the_measured_range_the_surprise_grows_as_the_log_of_the_excess() -> None:
+    """1,000 held-out events measure a surprise up to log(1001): beyond it the exponential
+    tail's guess is compressed, keeping the order but not a claim of e^-60."""
+    held_out = np.arange(1000, dtype=np.float64)
+    tail, exponential = Tail.fit(held_out), Tail.fit(held_out, measured=False)
+    assert tail.measured == pytest.approx(math.log(1001))
+    assert exponential.measured is None
+    grid = np.linspace(-10, 20_000, 4000)
+    raw, out = exponential.surprise(grid), tail.surprise(grid)
+    inside = raw <= tail.measured
+    assert inside.any()
+    assert (~inside).any()
+    assert np.array_equal(out[inside], raw[inside])
+    assert np.allclose(out[~inside], tail.measured + np.log1p(raw[~inside] - tail.measured))
+    # continuous at the edge, strictly increasing beyond it
+    u = tail.values[-1]
+    edge = u + tail.scale * (tail.measured - tail.surprise(np.array([u]))[0])
+    near = tail.surprise(np.array([edge - 1e-6, edge + 1e-6]))
+    assert abs(near[1] - near[0]) < 1e-5
+    assert (np.diff(out[~inside]) > 0).all()
+    # far out, hundreds of nats of exponential guess become about a dozen
+    assert raw[-1] > 300
+    assert out[-1] == pytest.approx(tail.measured + math.log1p(raw[-1] - tail.measured))
+    assert out[-1] < 13
+    mask = tail.beyond_measure(out)
+    assert mask is not None
+    assert np.array_equal(mask, out >= tail.measured)
+    assert exponential.beyond_measure(raw) is None
+
+
+def test_the_trees_order_what_the_knn_view_puts_beyond_its_measured_range() -> None:
+    """An uncovered event the k-NN view puts beyond anything measured is an alert either
+    way; among such events the trees' evidence decides. Here a benign oddity the embedding
+    stretches further (the trees find it ordinary) and a single attack event (the trees
+    isolate it at once): the attack comes first. With the exponential tail throughout
+    and the trees for covered events only, the oddity came first."""
+    rng = np.random.default_rng(5)
+    held_d, held_i = rng.gamma(2.0, 10.0, 500), rng.uniform(0, 1, 500)
+    distance = np.array([400.0, 600.0, 30.0])  # attack, benign oddity, ordinary
+    isolation = np.array([0.995, 0.3, 0.995])
+    uncovered = np.zeros(3, dtype=bool)
+    knn, trees = Tail.fit(held_d), Tail.fit(held_i, 0.9)
+    parts = evidence(distance, isolation, (knn, trees))
+    assert parts is not None
+    assert parts.beyond is not None
+    assert parts.beyond.tolist() == [True, True, False]
+    scores = summed(parts, uncovered)
+    assert scores[0] > scores[1] > scores[2]
+    assert scores[0] == pytest.approx(parts.knn[0] + parts.trees[0], abs=1e-5)
+    assert scores[1] == pytest.approx(parts.knn[1], abs=1e-5)  # the trees find nothing
+    assert scores[2] == pytest.approx(parts.knn[2], abs=1e-5)  # within range: k-NN alone
+    old = (Tail.fit(held_d, measured=False), Tail.fit(held_i, 0.9, measured=False))
+    before = combined(distance, isolation, old, uncovered)
+    assert before[1] > before[0]
 
 
 def test_a_degenerate_baseline_still_gives_a_usable_tail() -> None:

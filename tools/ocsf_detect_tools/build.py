@@ -324,9 +324,10 @@ def _build(
         if config.isolation.enabled:
             trees = _grow_isolation(train_m.take(keep), pipeline, config)
             isolation = trees.scores(hold_m.numeric, hold_m.categorical)
+            measured = config.isolation.measured_range
             tails = (
-                Tail.fit(distance),
-                Tail.fit(isolation, config.isolation_floor_quantile()),
+                Tail.fit(distance, measured=measured),
+                Tail.fit(isolation, config.isolation_floor_quantile(), measured=measured),
             )
             isolation_file = f"isolation-{class_uid}.npz"
             trees.save(out_dir / isolation_file)
@@ -345,9 +346,12 @@ def _build(
             cover = isolation_info.cover()
             if cover is not None:
                 covered = exact_knn(base, hold_emb, 1)[1][:, 0] <= cover
+                far = tails[0].beyond_measure(tails[0].surprise(distance))
+                judged = covered if far is None else covered | far
                 log(
-                    f"  isolation view: judges the {covered.mean():.0%} of held-out events "
-                    "within the distinct radius of an indexed behaviour"
+                    f"  isolation view: judges the {judged.mean():.0%} of held-out events "
+                    f"(within the distinct radius of an indexed behaviour: {covered.mean():.0%}; "
+                    "the rest lie beyond the k-NN view's measured range)"
                 )
         cal = calibrate(combined(distance, isolation, tails, covered), config.alert_rate)
         # the held-out events as served with that threshold (golden events: exactly these);

@@ -17,6 +17,7 @@ Example ``detector.toml``::
     sample_size = 256
     evidence_quantile = 0.9
     scope = "covered"
+    measured_range = true
 
     [train]
     method = "isometry"
@@ -117,8 +118,15 @@ class IsolationConfig(_Section):
     )
     scope: Literal["all", "covered"] = Field(
         "covered",
-        description="covered: the trees judge only an event whose nearest indexed "
-        "behaviour lies within the distinct radius (one the baseline holds); all: every event",
+        description="covered: the trees judge an event whose nearest indexed behaviour "
+        "lies within the distinct radius (one the baseline holds), and one the k-NN view "
+        "puts beyond its measured range (measured_range); all: every event",
+    )
+    measured_range: bool = Field(
+        True,
+        description="n held-out events measure a surprise up to log(n + 1): beyond it a "
+        "view's surprise grows as the log of the excess, and the trees judge what the k-NN "
+        "view puts there; false: the exponential tail throughout (bundles before format 10)",
     )
 
 

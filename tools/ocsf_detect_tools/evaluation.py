@@ -503,11 +503,13 @@ def weighted_knn_scores(
         hold_distance, _ = _knn_rule(
             space[keep], _weighted(hold_m, pipeline, config, weights), config.index.k, None, mass
         )
+        measured = config.isolation.measured_range
         tails = (
-            Tail.fit(hold_distance),
+            Tail.fit(hold_distance, measured=measured),
             Tail.fit(
                 trees.scores(hold_m.numeric, hold_m.categorical),
                 config.isolation_floor_quantile(),
+                measured=measured,
             ),
         )
         query_m = pipeline.transform_parsed(queries_p)

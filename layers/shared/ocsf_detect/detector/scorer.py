@@ -206,12 +206,12 @@ def serve_scores(
         scores = np.asarray(distance, dtype=np.float32)
         bound = scores
     else:
-        scores = summed(*parts, covered_by(dists, cover_radius))
+        scores = summed(parts, covered_by(dists, cover_radius))
         # A stalled search can also hide an event's cover (its nearest vector found too
         # far), which drops the trees' evidence; so what decides the re-check is the score
         # with the trees counted for every event, which no stalled search puts below the
         # exact score.
-        bound = scores if cover_radius is None else summed(*parts)
+        bound = scores if cover_radius is None else summed(parts)
     judged = None if overlay_distance is None else overlay_scores(overlay_distance, tails)
     bundle_reached = None
     if judged is not None:

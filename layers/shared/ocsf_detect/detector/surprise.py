@@ -16,23 +16,34 @@ near-identical events counts once):
 Each view's score is turned into its *surprise* against the held-out baseline, -log of
 the share of held-out events that score at least as high (``Tail``), with an exponential
 tail beyond the 90th percentile so that events beyond every held-out score keep their
-order. A view's *evidence* is its surprise beyond the view's ``floor`` (zero below it):
-the surprise at a held-out quantile (``[isolation] evidence_quantile``), so that a view
+order. ``n`` held-out events measure a surprise of at most about log(n + 1) (no share
+below 1 / (n + 1) is observed); beyond that *measured range* the exponential tail is a
+guess about distances no held-out event reached, and summed as it is, one view's guess
+(tens of nats for an event far from everything in the embedding) would outweigh
+everything the other view measured. So beyond it the surprise grows as the log of the
+excess (``Tail.measured``): it keeps the order within a view, not a claim of e^-60.
+
+A view's *evidence* is its surprise beyond the view's ``floor`` (zero below it): the
+surprise at a held-out quantile (``[isolation] evidence_quantile``), so that a view
 counts only where it finds the event unusual. The event's score is the sum of the two
 views' evidence: in nats, comparable across classes and bundles, and calibrated like any
 score. With both floors at zero this is Fisher's rule for independent evidence (without
-the final chi-square step); with a floor on the isolation view it is the truncated form of
-that rule (Zaykin et al. 2002, truncated product of p-values), written as a hinge so the
-score stays continuous: an event that only the k-NN view finds unusual (a new
+the final chi-square step); with a floor on the isolation view it is the truncated form
+of that rule (Zaykin et al. 2002, truncated product of p-values), written as a hinge so
+the score stays continuous: an event that only the k-NN view finds unusual (a new
 combination of ordinary values) keeps its score, instead of paying for the isolation
 view's indifference.
 
-The trees judge only what the baseline holds (scope "covered", the default): an event
+The trees judge what the baseline holds (scope "covered", the default): an event
 whose nearest indexed behaviour lies within the distinct radius is one whose own kind the
 baseline recorded, so the k-NN view's nearest neighbours may be its own copies, and the
 trees say whether that kind was itself an oddity. An event farther from every behaviour
 is new, and the k-NN view's distance is the evidence that counts: there the trees'
 opinion would only take a share of the alert budget from what the k-NN view alone sees.
+The trees also judge an event the k-NN view puts beyond its measured range: farther
+than the held-out events can rank, where the k-NN view's order is the tail's guess, so
+the trees' measured evidence decides which comes first (a single attack event beside a
+benign oddity the embedding happens to stretch further).
 
 Pure numpy; the build fits both (``ocsf_detect_tools.build``).
 """
@@ -63,11 +74,16 @@ class Tail(BaseModel):
     scale: float  # mean excess of held-out scores over u (> 0)
     # format 8: the surprise below which this view adds no evidence (``evidence``)
     floor: float = Field(0.0, ge=0.0)
+    # format 10: the largest surprise the held-out events measure, log(n + 1); beyond it
+    # the surprise grows as the log of the excess. None (bundles before format 10): the
+    # exponential tail all the way.
+    measured: float | None = Field(None, gt=0.0)
 
     @classmethod
-    def fit(cls, scores: np.ndarray, floor_quantile: float = 0.0) -> Tail:
+    def fit(cls, scores: np.ndarray, floor_quantile: float = 0.0, measured: bool = True) -> Tail:
         """``floor_quantile``: the held-out quantile whose surprise is the floor,
-        -log(1 - q); 0 gives no floor."""
+        -log(1 - q); 0 gives no floor. ``measured``: compress the surprise beyond the
+        range the held-out events measure (False: the exponential tail throughout)."""
         if not 0.0 <= floor_quantile < 1.0:
             raise ValueError(f"floor_quantile must lie in [0, 1), not {floor_quantile}")
         s = np.sort(np.asarray(scores, dtype=np.float64))
@@ -81,10 +97,17 @@ class Tail(BaseModel):
         # a floor for degenerate baselines (every held-out score equal)
         scale = max(scale, 1e-3 * spread, 1e-9)
         floor = -math.log1p(-floor_quantile)
-        return cls(values=values.tolist(), levels=levels.tolist(), scale=scale, floor=floor)
+        return cls(
+            values=values.tolist(),
+            levels=levels.tolist(),
+            scale=scale,
+            floor=floor,
+            measured=math.log1p(s.size) if measured else None,
+        )
 
     def surprise(self, scores: np.ndarray) -> np.ndarray:
-        """-log P(held-out >= s), vectorised, non-decreasing in ``s``."""
+        """-log P(held-out >= s), vectorised, non-decreasing in ``s``; beyond the
+        measured range, its value there plus the log of the excess."""
         s = np.asarray(scores, dtype=np.float64)
         values = np.asarray(self.values)
         levels = np.asarray(self.levels)
@@ -93,7 +116,16 @@ class Tail(BaseModel):
         out = -np.log1p(-np.minimum(below, TAIL_QUANTILE))
         beyond = s > u
         out[beyond] = -math.log1p(-TAIL_QUANTILE) + (s[beyond] - u) / self.scale
+        if self.measured is not None:
+            over = out > self.measured
+            out[over] = self.measured + np.log1p(out[over] - self.measured)
         return out
+
+    def beyond_measure(self, surprise: np.ndarray) -> np.ndarray | None:
+        """Where a surprise lies beyond the measured range; None for a tail without one."""
+        if self.measured is None:
+            return None
+        return np.asarray(surprise) >= self.measured
 
     def credit(self, surprise: np.ndarray) -> np.ndarray:
         """Evidence from a surprise already computed: what lies beyond the floor."""
@@ -113,29 +145,47 @@ def combined(
     """The served score, float32: the sum of the two views' evidence (their surprises
     beyond each view's floor); without tails (a bundle of format 4 or older) the mean
     k-NN distance itself. ``covered`` (bool per event, or None for every event): where
-    False, the isolation view adds nothing (``IsolationInfo.scope``)."""
+    False, the isolation view adds nothing (``IsolationInfo.scope``), unless the k-NN
+    view puts the event beyond its measured range."""
     parts = evidence(knn_distance, isolation, tails)
     if parts is None:
         return np.asarray(knn_distance, dtype=np.float32)
-    return summed(*parts, covered)
+    return summed(parts, covered)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Each view's evidence for a batch, and where the k-NN view's surprise lies beyond
+    its measured range (None: a tail without one, bundles before format 10)."""
+
+    knn: np.ndarray
+    trees: np.ndarray
+    beyond: np.ndarray | None
 
 
 def evidence(
     knn_distance: np.ndarray, isolation: np.ndarray | None, tails: tuple[Tail, Tail] | None
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Each view's evidence (k-NN, trees), or None for a score of the k-NN distance alone."""
+) -> Evidence | None:
+    """Each view's evidence, or None for a score of the k-NN distance alone."""
     if tails is None or isolation is None:
         return None
     knn_tail, isolation_tail = tails
-    return knn_tail.evidence(knn_distance), isolation_tail.evidence(isolation)
+    surprise = knn_tail.surprise(knn_distance)
+    return Evidence(
+        knn_tail.credit(surprise),
+        isolation_tail.evidence(isolation),
+        knn_tail.beyond_measure(surprise),
+    )
 
 
-def summed(
-    knn_evidence: np.ndarray, trees_evidence: np.ndarray, covered: np.ndarray | None = None
-) -> np.ndarray:
-    """The score from the views' evidence, the trees' only where ``covered`` (float32)."""
-    trees = trees_evidence if covered is None else np.where(covered, trees_evidence, 0.0)
-    return (knn_evidence + trees).astype(np.float32)
+def summed(parts: Evidence, covered: np.ndarray | None = None) -> np.ndarray:
+    """The score from the views' evidence (float32), the trees' only where ``covered`` or
+    beyond the k-NN view's measured range; ``covered`` None: the trees' everywhere."""
+    judged = covered
+    if covered is not None and parts.beyond is not None:
+        judged = covered | parts.beyond
+    trees = parts.trees if judged is None else np.where(judged, parts.trees, 0.0)
+    return (parts.knn + trees).astype(np.float32)
 
 
 class IsolationInfo(BaseModel):
@@ -152,7 +202,8 @@ class IsolationInfo(BaseModel):
     # format 9: which events the trees judge. "all": every event. "covered": only an event
     # whose nearest indexed behaviour lies within ``cover_radius`` (embedding units: the
     # distinct radius), one the baseline holds, where its own copies let the k-NN view
-    # vouch for it; an event the baseline does not hold is the k-NN view's to judge.
+    # vouch for it; an event the baseline does not hold is the k-NN view's to judge
+    # (format 10: unless that view puts it beyond its measured range, ``Tail.measured``).
     scope: Literal["all", "covered"] = "all"
     cover_radius: float | None = Field(None, ge=0.0)
 
