@@ -815,3 +815,23 @@ def test_an_interrupted_build_leaves_the_earlier_bundle_as_it_was(
     assert (out / "manifest.json").read_bytes() == before
     assert Detector.load(out).bundle_version == read_manifest(bundle_dir).bundle_version
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_measured_range_off_builds_the_exponential_tails_of_format_9(
+    tmp_path: Path, baseline_traffic
+) -> None:
+    """``[isolation] measured_range = false``: no measured range in either tail, so the
+    surprise follows the exponential tail throughout and the trees judge covered events
+    only, as bundles before format 10 score."""
+    from ocsf_detect_tools.build import build_bundle
+    from tests.conftest import small_config
+
+    network = [e for e in baseline_traffic.events if e["class_uid"] == 4001][:600]
+    config = small_config(isolation={"measured_range": False})
+    build_bundle([orjson.dumps(e) for e in network], tmp_path / "b", config)
+    model = read_manifest(tmp_path / "b").models["4001"]
+    assert model.tails is not None
+    assert model.tails.knn.measured is None
+    assert model.tails.isolation.measured is None
+    # and the default keeps it
+    assert small_config().isolation.measured_range is True
