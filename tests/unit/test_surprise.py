@@ -39,8 +39,9 @@ def test_tail_is_the_empirical_surprise_then_exponential() -> None:
 
 
 def test_beyond_the_measured_range_the_surprise_grows_as_the_log_of_the_excess() -> None:
-    """1,000 held-out events measure a surprise up to log(1001): beyond it the exponential
-    tail's guess is compressed, keeping the order but not a claim of e^-60."""
+    """1,000 held-out events measure a surprise up to m = log(1001): beyond it the
+    exponential tail's guess s counts m (1 + log(s / m)), keeping the order but not a
+    claim of e^-300."""
     held_out = np.arange(1000, dtype=np.float64)
     tail, exponential = Tail.fit(held_out), Tail.fit(held_out, measured=False)
     assert tail.measured == pytest.approx(math.log(1001))
@@ -51,17 +52,22 @@ def test_beyond_the_measured_range_the_surprise_grows_as_the_log_of_the_excess()
     assert inside.any()
     assert (~inside).any()
     assert np.array_equal(out[inside], raw[inside])
-    assert np.allclose(out[~inside], tail.measured + np.log1p(raw[~inside] - tail.measured))
+    m = tail.measured
+    assert np.allclose(out[~inside], m * (1 + np.log(raw[~inside] / m)))
     # continuous at the edge, strictly increasing beyond it
     u = tail.values[-1]
     edge = u + tail.scale * (tail.measured - tail.surprise(np.array([u]))[0])
     near = tail.surprise(np.array([edge - 1e-6, edge + 1e-6]))
     assert abs(near[1] - near[0]) < 1e-5
     assert (np.diff(out[~inside]) > 0).all()
-    # far out, hundreds of nats of exponential guess become about a dozen
+    # far out, hundreds of nats of exponential guess become a few times the range; twice
+    # as far beyond still counts m log 2 more
     assert raw[-1] > 300
-    assert out[-1] == pytest.approx(tail.measured + math.log1p(raw[-1] - tail.measured))
-    assert out[-1] < 13
+    assert out[-1] == pytest.approx(m * (1 + math.log(raw[-1] / m)))
+    assert out[-1] < raw[-1] / 8
+    far = np.array([u + 100 * tail.scale, u + 200 * tail.scale])  # surprises ~102 and ~202
+    doubled = tail.surprise(far)
+    assert doubled[1] - doubled[0] == pytest.approx(m * math.log(2), rel=0.03)
     mask = tail.beyond_measure(out)
     assert mask is not None
     assert np.array_equal(mask, out >= tail.measured)
@@ -76,7 +82,7 @@ def test_the_trees_order_what_the_knn_view_puts_beyond_its_measured_range() -> N
     and the trees for covered events only, the oddity came first."""
     rng = np.random.default_rng(5)
     held_d, held_i = rng.gamma(2.0, 10.0, 500), rng.uniform(0, 1, 500)
-    distance = np.array([400.0, 600.0, 30.0])  # attack, benign oddity, ordinary
+    distance = np.array([400.0, 450.0, 30.0])  # attack, benign oddity, ordinary
     isolation = np.array([0.995, 0.3, 0.995])
     uncovered = np.zeros(3, dtype=bool)
     knn, trees = Tail.fit(held_d), Tail.fit(held_i, 0.9)

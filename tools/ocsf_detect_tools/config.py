@@ -124,9 +124,9 @@ class IsolationConfig(_Section):
     )
     measured_range: bool = Field(
         True,
-        description="n held-out events measure a surprise up to log(n + 1): beyond it a "
-        "view's surprise grows as the log of the excess, and the trees judge what the k-NN "
-        "view puts there; false: the exponential tail throughout (bundles before format 10)",
+        description="n held-out events measure a surprise up to m = log(n + 1): beyond it a "
+        "view's surprise s counts m (1 + log(s / m)), and the trees judge what the k-NN view "
+        "puts there; false: the exponential tail throughout (bundles before format 10)",
     )
 
 

@@ -22,7 +22,7 @@ from ocsf_detect.ocsf.outcomes import UnsupportedReason
 # 8: a view's tail may carry a floor (``Tail.floor``): its evidence is the surprise beyond it.
 # 9: the isolation view may judge only covered events (``IsolationInfo.scope``, ``cover_radius``).
 # 10: a view's tail may carry its measured range (``Tail.measured``): beyond it the surprise
-# grows as the log of the excess, and the trees also judge what the k-NN view puts there.
+# grows with the log of its ratio to it, and the trees also judge what the k-NN view puts there.
 FORMAT_VERSION = 10
 MANIFEST_NAME = "manifest.json"
 

@@ -20,8 +20,10 @@ order. ``n`` held-out events measure a surprise of at most about log(n + 1) (no 
 below 1 / (n + 1) is observed); beyond that *measured range* the exponential tail is a
 guess about distances no held-out event reached, and summed as it is, one view's guess
 (tens of nats for an event far from everything in the embedding) would outweigh
-everything the other view measured. So beyond it the surprise grows as the log of the
-excess (``Tail.measured``): it keeps the order within a view, not a claim of e^-60.
+everything the other view measured. So beyond it the surprise grows with the log of its
+ratio to the range (``Tail.measured``: m (1 + log(s / m)) for a surprise s beyond m):
+twice as far beyond still counts m log 2 more, so a view keeps its order and how many
+times further than anything measured an event lies, but not a claim of e^-60.
 
 A view's *evidence* is its surprise beyond the view's ``floor`` (zero below it): the
 surprise at a held-out quantile (``[isolation] evidence_quantile``), so that a view
@@ -75,8 +77,8 @@ class Tail(BaseModel):
     # format 8: the surprise below which this view adds no evidence (``evidence``)
     floor: float = Field(0.0, ge=0.0)
     # format 10: the largest surprise the held-out events measure, log(n + 1); beyond it
-    # the surprise grows as the log of the excess. None (bundles before format 10): the
-    # exponential tail all the way.
+    # the surprise grows with the log of its ratio to it. None (bundles before format 10):
+    # the exponential tail all the way.
     measured: float | None = Field(None, gt=0.0)
 
     @classmethod
@@ -107,7 +109,7 @@ class Tail(BaseModel):
 
     def surprise(self, scores: np.ndarray) -> np.ndarray:
         """-log P(held-out >= s), vectorised, non-decreasing in ``s``; beyond the
-        measured range, its value there plus the log of the excess."""
+        measured range m, m (1 + log(surprise / m)): continuous, with slope 1 at m."""
         s = np.asarray(scores, dtype=np.float64)
         values = np.asarray(self.values)
         levels = np.asarray(self.levels)
@@ -118,7 +120,7 @@ class Tail(BaseModel):
         out[beyond] = -math.log1p(-TAIL_QUANTILE) + (s[beyond] - u) / self.scale
         if self.measured is not None:
             over = out > self.measured
-            out[over] = self.measured + np.log1p(out[over] - self.measured)
+            out[over] = self.measured * (1.0 + np.log(out[over] / self.measured))
         return out
 
     def beyond_measure(self, surprise: np.ndarray) -> np.ndarray | None:
