@@ -15,6 +15,7 @@ from ocsf_detect.detector.surprise import (
     combined,
     evidence,
     summed,
+    trees_judge,
 )
 from ocsf_detect.features.pipeline import FeatureMatrix
 
@@ -90,6 +91,9 @@ def test_the_trees_order_what_the_knn_view_puts_beyond_its_measured_range() -> N
     assert parts is not None
     assert parts.beyond is not None
     assert parts.beyond.tolist() == [True, True, False]
+    covered_first = np.array([False, False, True])
+    assert trees_judge(parts, covered_first).tolist() == [True, True, True]
+    assert trees_judge(parts, None) is None  # no mask: the trees judge every event
     scores = summed(parts, uncovered)
     assert scores[0] > scores[1] > scores[2]
     assert scores[0] == pytest.approx(parts.knn[0] + parts.trees[0], abs=1e-5)

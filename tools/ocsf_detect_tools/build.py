@@ -55,7 +55,14 @@ from ocsf_detect.detector.manifest import (
     content_digest,
 )
 from ocsf_detect.detector.scorer import serve_scores
-from ocsf_detect.detector.surprise import IsolationInfo, IsolationTrees, Tail, combined
+from ocsf_detect.detector.surprise import (
+    IsolationInfo,
+    IsolationTrees,
+    Tail,
+    combined,
+    evidence,
+    trees_judge,
+)
 from ocsf_detect.features.pipeline import FeatureMatrix, FeaturePipeline, fit_spec
 from ocsf_detect.features.spec import ClassSpec
 from ocsf_detect.gcpause import gc_paused
@@ -346,8 +353,8 @@ def _build(
             cover = isolation_info.cover()
             if cover is not None:
                 covered = exact_knn(base, hold_emb, 1)[1][:, 0] <= cover
-                far = tails[0].beyond_measure(tails[0].surprise(distance))
-                judged = covered if far is None else covered | far
+                parts = evidence(distance, isolation, tails)
+                judged = covered if parts is None else trees_judge(parts, covered)
                 log(
                     f"  isolation view: judges the {judged.mean():.0%} of held-out events "
                     f"(within the distinct radius of an indexed behaviour: {covered.mean():.0%}; "

@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -180,12 +180,22 @@ def evidence(
     )
 
 
+@overload
+def trees_judge(parts: Evidence, covered: np.ndarray) -> np.ndarray: ...
+@overload
+def trees_judge(parts: Evidence, covered: None) -> None: ...
+def trees_judge(parts: Evidence, covered: np.ndarray | None) -> np.ndarray | None:
+    """Where the trees' evidence counts: the ``covered`` events and those beyond the k-NN
+    view's measured range; None (``covered`` None): every event."""
+    if covered is None or parts.beyond is None:
+        return covered
+    return np.asarray(covered) | parts.beyond
+
+
 def summed(parts: Evidence, covered: np.ndarray | None = None) -> np.ndarray:
-    """The score from the views' evidence (float32), the trees' only where ``covered`` or
-    beyond the k-NN view's measured range; ``covered`` None: the trees' everywhere."""
-    judged = covered
-    if covered is not None and parts.beyond is not None:
-        judged = covered | parts.beyond
+    """The score from the views' evidence (float32), the trees' where they judge
+    (``trees_judge``); ``covered`` None: the trees' everywhere."""
+    judged = trees_judge(parts, covered)
     trees = parts.trees if judged is None else np.where(judged, parts.trees, 0.0)
     return (parts.knn + trees).astype(np.float32)
 
