@@ -355,10 +355,11 @@ def _build(
                 covered = exact_knn(base, hold_emb, 1)[1][:, 0] <= cover
                 parts = evidence(distance, isolation, tails)
                 judged = covered if parts is None else trees_judge(parts, covered)
+                rest = parts is not None and parts.beyond is not None
                 log(
                     f"  isolation view: judges the {judged.mean():.0%} of held-out events "
-                    f"(within the distinct radius of an indexed behaviour: {covered.mean():.0%}; "
-                    "the rest lie beyond the k-NN view's measured range)"
+                    f"(within the distinct radius of an indexed behaviour: {covered.mean():.0%}"
+                    + ("; the rest lie beyond the k-NN view's measured range)" if rest else ")")
                 )
         cal = calibrate(combined(distance, isolation, tails, covered), config.alert_rate)
         # the held-out events as served with that threshold (golden events: exactly these);

@@ -96,10 +96,10 @@ class IndexConfig(_Section):
 class IsolationConfig(_Section):
     """The isolation view (``ocsf_detect.detector.surprise``), grown on the distinct
     behaviours: the standard forest of Liu, Ting and Zhou (2008), 100 trees of 256.
-    On by default, for the events the baseline covers, beyond the trees' held-out 90th
-    percentile: it catches a small cluster of attack events inside the baseline, which
-    the k-NN view lets vouch for itself, and leaves new events to the k-NN view
-    (docs/model.md, section 8)."""
+    On by default, beyond the trees' held-out 90th percentile, for the events the baseline
+    covers and those the k-NN view puts beyond its measured range: it catches a small
+    cluster of attack events inside the baseline, which the k-NN view lets vouch for
+    itself, and leaves other new events to the k-NN view (docs/model.md, section 8)."""
 
     enabled: bool = Field(
         True,

@@ -66,8 +66,5 @@ def shared_fields(names: list[str], weights: list[float] | tuple[float, ...], ba
     first), or "none" (the build log and ``ocsf-detect inspect`` print this)."""
     if len(names) != len(weights):
         raise ValueError(f"{len(weights)} category weights for {len(names)} categorical fields")
-    lowered = sorted(
-        ((w, n) for n, w in zip(names, weights, strict=True) if w < base * 0.99),
-        key=lambda wn: (wn[0], wn[1]),
-    )
+    lowered = sorted((w, n) for n, w in zip(names, weights, strict=True) if w < base * 0.99)
     return ", ".join(f"{n} x{w:.1f}" for w, n in lowered) or "none"
