@@ -10,16 +10,16 @@ occurred in, capped; 1 counts every behaviour once), the weight of a categorical
 (``[train] category_weight``, x8), whether fields whose mismatches go together share it
 (``[train] share_redundant_categories``) and the number of neighbours averaged
 (``[index] k``, 8). This reports those choices leave-one-case-out: for each case (all its
-protocols together), the variant with the best worst-case AP margin over every *other*
-case is chosen (a tie goes to the better second worst, and so on), and its margins on the
-left out case are what the choice is worth there. Each variant changes the default as
-its name says. It runs on the model-free variant of
-the detector (``evaluation.weighted_knn_scores``: exact k-NN on the weighted features with
-the build's index treatment and masses, the same trees, tails and sum), which needs no
-training, so the choice is measured over three seeds in minutes; the served score of the
+protocols together), the variant with the best worst-case margin over every *other*
+case is chosen (ROC-AUC and AP margins together; ``--rule ap``: AP alone; a tie goes to
+the better second worst, and so on: ``loco.py``), and its margins on the left out case
+are what the choice is worth there. Each variant changes the default as its name says.
+It runs on the model-free variant of the detector (``evaluation.weighted_knn_scores``:
+exact k-NN on the weighted features with the build's index treatment and masses, the same
+trees, tails and sum), which needs no training, so the choice is measured over three seeds in minutes; the served score of the
 default is in ``evaluate_shared.py``'s table.
 
-    python benchmarks/choose_settings.py [--seeds 0,1,2] [--out-dir .eval] [--json]
+    python benchmarks/choose_settings.py [--seeds 0,1,2] [--out-dir .eval] [--rule both|ap] [--json]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cases import load_cases, uid_of_line
 from evaluate_shared import MIN_CLASS_EVENTS, Harness, build_code_digest, ranking
+from loco import RULE_TEXT, RULES, Margins, leave_one_case_out, times_chosen
 from references import NAMES as REFERENCE_NAMES
 
 from ocsf_detect_tools.config import DetectorConfig
@@ -65,6 +66,12 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, default=Path(".eval"))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--rule",
+        choices=sorted(RULES),
+        default="both",
+        help="which margins choose a variant: both metrics (default) or AP alone",
+    )
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     evaluator = Harness(args.out_dir, build_code_digest())
@@ -94,30 +101,18 @@ def main() -> None:
                 }
             )
         print(f"{case.key}: done", file=sys.stderr, flush=True)
-    loco = []
-    for left in sorted({r["case"] for r in rows}):
-
-        def margins(label: str, left: str = left) -> list[float]:
-            """AP margins over the other cases, worst first: compared worst case first,
-            then the next worst on a tie (leximin)."""
-            return sorted(
-                r["average_precision_margin"]
-                for r in rows
-                if r["variant"] == label and r["case"] != left
-            )
-
-        chosen = max(VARIANTS, key=margins)
-        loco += [
-            {"case": left, "protocol": r["protocol"], "chosen": chosen, **r}
-            for r in rows
-            if r["variant"] == chosen and r["case"] == left
-        ]
+    by = {(r["case"], r["protocol"], r["variant"]): r for r in rows}
+    table = [
+        Margins(r["case"], r["protocol"], r["variant"], {m: r[f"{m}_margin"] for m in METRICS})
+        for r in rows
+    ]
+    choices = leave_one_case_out(table, list(VARIANTS), args.rule)
+    loco = [{"chosen": c.chosen, **by[c.case, c.protocol, c.chosen]} for c in choices]
     if args.json:
         print(json.dumps({"rows": rows, "leave_one_case_out": loco}, indent=2))
         return
     print("| case | protocol | " + " | ".join(f"{v}: ROC-AUC / AP margin" for v in VARIANTS))
     print("|---|---|" + "---|" * len(VARIANTS))
-    by = {(r["case"], r["protocol"], r["variant"]): r for r in rows}
     for case, protocol in sorted({(r["case"], r["protocol"]) for r in rows}):
         cells = [
             f"{by[case, protocol, v]['roc_auc_margin']:+.4f} / "
@@ -125,7 +120,10 @@ def main() -> None:
             for v in VARIANTS
         ]
         print(f"| {case} | {protocol} | " + " | ".join(cells) + " |")
-    print()
+    print(
+        f"\nLeave-one-case-out, chosen by {RULE_TEXT[args.rule]}; "
+        f"times chosen: {times_chosen(choices)}\n"
+    )
     print("| left-out case | protocol | chosen on the others | ROC-AUC margin | AP margin |")
     print("|---|---|---|---|---|")
     for r in loco:

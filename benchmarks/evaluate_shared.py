@@ -20,7 +20,8 @@ its own neighbour); and exact k-NN on the detector's weighted features with the 
 index treatment (``evaluation.weighted_knn_scores``, the model-free variant). Benign-only
 captures (the honeypots) report the alert rate of the later half against the configured
 rate. With several ``--config``, each case is also reported with the config chosen on
-all other cases (leave-one-case-out, maximising the worst AP margin over them).
+all other cases (leave-one-case-out, ``loco.py``: maximising the worst margin over them,
+ROC-AUC and AP together; ``--rule ap``: AP alone).
 
 Bundles, served scores and reference scores are cached in ``--out-dir`` under keys of
 the case's training events, the seed, the config and the build code; the run goes one
@@ -45,6 +46,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cases import CONTAMINATED, Case, load_cases, uid_of_line
+from loco import RULE_TEXT, RULES, Margins
+from loco import leave_one_case_out as choose_loco
 from references import NAMES as REFERENCE_NAMES
 from references import plain_scores, reference_code
 
@@ -283,38 +286,28 @@ def summary(row: Row) -> dict[str, Any]:
     return out
 
 
-def leave_one_case_out(summaries: list[dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
-    """For each case (all its protocols and subsets left out together), the config whose
-    worst AP margin over every other case is largest (on a tie, the next worst), and its
-    margins on the case."""
-    rows = [s for s in summaries if "margin" in s.get("average_precision", {})]
-    names = sorted({s["case"] for s in rows})
-    out = []
-    for left in names:
-
-        def margins(label: str, left: str = left) -> list[float]:
-            """AP margins over the other cases, worst first: compared worst case first,
-            then the next worst on a tie (leximin)."""
-            return sorted(
-                s["average_precision"]["margin"]
-                for s in rows
-                if s["config"] == label and s["case"] != left
-            )
-
-        chosen = max(labels, key=margins)
-        for s in rows:
-            if s["config"] == chosen and s["case"] == left:
-                out.append(
-                    {
-                        "case": left,
-                        "protocol": s["protocol"],
-                        "chosen_config": chosen,
-                        "worst_ap_margin_elsewhere": margins(chosen)[0],
-                        "roc_auc_margin": s["roc_auc"]["margin"],
-                        "ap_margin": s["average_precision"]["margin"],
-                    }
-                )
-    return out
+def leave_one_case_out(
+    summaries: list[dict[str, Any]], labels: list[str], rule: str = "both"
+) -> list[dict[str, Any]]:
+    """For each case (all its protocols and subsets left out together), the config chosen
+    on every other case by ``rule`` (``loco.py``), and its margins on the case."""
+    rows = [
+        Margins(s["case"], s["protocol"], s["config"], {m: s[m]["margin"] for m in METRICS})
+        for s in summaries
+        if "margin" in s.get("average_precision", {})
+    ]
+    return [
+        {
+            "case": c.case,
+            "protocol": c.protocol,
+            "chosen_config": c.chosen,
+            "rule": rule,
+            "worst_margin_elsewhere": c.worst_elsewhere,
+            "roc_auc_margin": c.margin["roc_auc"],
+            "ap_margin": c.margin["average_precision"],
+        }
+        for c in choose_loco(rows, labels, rule)
+    ]
 
 
 def headline(summaries: list[dict[str, Any]], label: str) -> dict[str, Any]:
@@ -422,17 +415,18 @@ def markdown(summaries: list[dict[str, Any]], labels: list[str], loco: list[dict
         )
     else:
         lines += [
-            "Leave-one-case-out: for each case, the config with the best worst-case AP margin "
-            "over all other cases, and its margins on the case left out.",
+            "Leave-one-case-out: for each case, the config with the best worst-case margin "
+            f"over all other cases ({RULE_TEXT[loco[0]['rule']]}; benchmarks/loco.py), and "
+            "its margins on the case left out.",
             "",
-            "| left-out case | protocol | chosen config | its worst AP margin elsewhere | "
+            "| left-out case | protocol | chosen config | its worst margin elsewhere | "
             "ROC-AUC margin | AP margin |",
             "|---|---|---|---|---|---|",
         ]
         for r in loco:
             lines.append(
                 f"| {r['case']} | {r['protocol']} | {r['chosen_config']} | "
-                f"{_signed(r['worst_ap_margin_elsewhere'])} | {_signed(r['roc_auc_margin'])} | "
+                f"{_signed(r['worst_margin_elsewhere'])} | {_signed(r['roc_auc_margin'])} | "
                 f"{_signed(r['ap_margin'])} |"
             )
     return "\n".join(lines)
@@ -452,6 +446,12 @@ def main() -> None:
         action="store_true",
         help="build no bundle: report the (case, seed) pairs whose bundle is cached, e.g. "
         "while a run goes on",
+    )
+    ap.add_argument(
+        "--rule",
+        choices=sorted(RULES),
+        default="both",
+        help="which margins choose a config leave-one-case-out: both metrics (default) or AP alone",
     )
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -480,7 +480,7 @@ def main() -> None:
             s["configured_alert_rate"] = cfg.alert_rate
             summaries.append(s)
     labels = [label for label, _ in configs]
-    loco = leave_one_case_out(summaries, labels) if len(labels) > 1 else []
+    loco = leave_one_case_out(summaries, labels, args.rule) if len(labels) > 1 else []
     elapsed = time.perf_counter() - start
     log(f"done in {elapsed / 60:.1f} min")
     if args.json:
