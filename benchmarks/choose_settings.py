@@ -16,8 +16,8 @@ the better second worst, and so on: ``loco.py``), and its margins on the left ou
 are what the choice is worth there. Each variant changes the default as its name says.
 It runs on the model-free variant of the detector (``evaluation.weighted_knn_scores``:
 exact k-NN on the weighted features with the build's index treatment and masses, the same
-trees, tails and sum), which needs no training, so the choice is measured over three seeds in minutes; the served score of the
-default is in ``evaluate_shared.py``'s table.
+trees, tails and sum), which needs no training, so the choice is measured over three
+seeds in minutes; the served score of the default is in ``evaluate_shared.py``'s table.
 
     python benchmarks/choose_settings.py [--seeds 0,1,2] [--out-dir .eval] [--rule both|ap] [--json]
 """

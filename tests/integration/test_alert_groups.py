@@ -117,6 +117,31 @@ def test_only_groups_that_spoke_are_due_for_closing(emulator_url) -> None:
     assert {g.uid for g in store.due_groups(after, 25)} == {spoke.uid, quiet.uid}
 
 
+def test_what_a_window_carries_to_the_next_is_stored_with_the_group(emulator_url) -> None:
+    table = create_alert_table("alert-state-carry")
+    policy = GroupingPolicy()  # UTC-day windows, speak at 2
+    store = DynamoGroupStore(boto3.client("dynamodb"), table, policy)
+    day = 24 * 3600 * 1000
+    midnight = T0 - T0 % day + day
+    entity = "src_endpoint.ip=10.0.0.5"
+
+    def at(n: int, t: int) -> Anomaly:
+        finding = {"activity_id": 1, "finding_info": {"uid": f"c-{n}"}, "metadata": {}}
+        return Anomaly(f"c-{n}", 4001, t, 1.5, 70, 4, finding)
+
+    # Given an entity anomalous at 23:55 and at 00:05
+    before = count_anomaly(at(1, midnight - 5 * 60_000), store, policy, entity)
+    after = count_anomaly(at(2, midnight + 5 * 60_000), store, policy, entity)
+    # Then the second opens the new day's group, which the table holds with what it carried
+    assert (before.notice, after.notice) == (Notice.NONE, Notice.OPEN)
+    stored = {g.uid: g for g in store.groups()}
+    assert (stored[after.group.uid].carried, stored[after.group.uid].continues) == (
+        1,
+        before.group.uid,
+    )
+    assert (stored[before.group.uid].carried, stored[before.group.uid].continues) == (0, None)
+
+
 def kinesis_event(shard: str, datas: list[bytes], base: int) -> dict[str, Any]:
     return {
         "Records": [

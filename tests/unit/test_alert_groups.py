@@ -218,6 +218,67 @@ def test_the_default_policy_speaks_on_a_repeat_within_a_day() -> None:
     assert list(outcome.opened_by.values()) == ["finding-2"]
 
 
+def test_a_repeat_across_the_window_boundary_still_opens_a_group() -> None:
+    store = MemoryStore()
+    policy = replace(POLICY, notify_min_count=2)  # hour windows, speak at 2
+    # Given an entity anomalous at 5 minutes before a boundary and 5 minutes after it
+    before = count(store, anomaly(0, T0 - 5 * MINUTE), policy)
+    after_anomaly = anomaly(1, T0 + 5 * MINUTE)
+    after = count(store, after_anomaly, policy)
+    # Then the first is a quiet one-off of its window and the second opens the next
+    # window's group: the previous window's anomaly counts towards the opening
+    assert (before.notice, after.notice) == (Notice.NONE, Notice.OPEN)
+    assert after.opened
+    assert after.group.window_start_ms == T0
+    assert (after.group.count, after.group.carried) == (1, 1)
+    assert after.group.continues == before.group.uid
+    finding, _ = anomaly_message(after_anomaly, after.group, after.notice, after.number)
+    section = finding["unmapped"]["group"]
+    assert (section["count"], section["carried_count"]) == (1, 1)
+    assert section["continues_group_uid"] == before.group.uid
+    # and the earlier group stays as it was counted: one anomaly, quiet
+    assert store.groups[before.group.uid].notifications == 0
+
+
+def test_only_what_lies_within_one_update_interval_is_carried() -> None:
+    policy = replace(POLICY, notify_min_count=3)  # hour windows, updates every 15 minutes
+    store = MemoryStore()
+    # Given two anomalies of the previous window, 20 and 10 minutes before the next one
+    count(store, anomaly(0, T0 - 17 * MINUTE), policy)
+    count(store, anomaly(1, T0 - 7 * MINUTE), policy)
+    first = count(store, anomaly(2, T0 + 3 * MINUTE), policy)
+    # Then only the later one is carried (1 + 1 < 3: quiet); a third anomaly opens it
+    assert (first.notice, first.group.carried) == (Notice.NONE, 1)
+    assert count(store, anomaly(3, T0 + 25 * MINUTE), policy).notice is Notice.OPEN
+    # Given both previous anomalies within the 15 minutes, both are carried: it opens now
+    store = MemoryStore()
+    count(store, anomaly(0, T0 - 8 * MINUTE), policy)
+    count(store, anomaly(1, T0 - 4 * MINUTE), policy)
+    opened = count(store, anomaly(2, T0 + 3 * MINUTE), policy)
+    assert (opened.notice, opened.group.carried) == (Notice.OPEN, 2)
+    # Given a previous anomaly more than the interval before: each window stands alone
+    store = MemoryStore()
+    pair = replace(policy, notify_min_count=2)
+    count(store, anomaly(0, T0 - 10 * MINUTE), pair)
+    late = count(store, anomaly(1, T0 + 15 * MINUTE), pair)
+    assert (late.notice, late.group.carried, late.group.continues) == (Notice.NONE, 0, None)
+
+
+def test_an_incident_that_spoke_speaks_again_at_once_in_the_next_window() -> None:
+    store = MemoryStore()
+    policy = replace(POLICY, notify_min_count=2)
+    # Given a group that spoke just before the boundary
+    count(store, anomaly(0, T0 - 10 * MINUTE), policy)
+    assert count(store, anomaly(1, T0 - 5 * MINUTE), policy).notice is Notice.OPEN
+    # Then the entity's first anomaly after the boundary opens the next window's group
+    nxt = count(store, anomaly(2, T0 + MINUTE), policy)
+    assert (nxt.notice, nxt.group.count, nxt.group.carried) == (Notice.OPEN, 1, 2)
+    # and a retry of it neither counts it again nor reads a different past
+    again = count(store, anomaly(2, T0 + MINUTE), policy)
+    assert (again.retried, again.notice) == (True, Notice.OPEN)
+    assert store.groups[nxt.group.uid].count == 1
+
+
 def test_messages_carry_the_group_and_keep_one_finding_uid() -> None:
     store = MemoryStore()
     a = anomaly(0, T0)

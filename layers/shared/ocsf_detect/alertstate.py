@@ -87,6 +87,8 @@ def _group_item(g: GroupState, policy: GroupingPolicy) -> dict[str, dict[str, An
             "dirty": g.dirty,
             "closed": g.closed,
             "why": g.why or None,
+            "carried": g.carried,
+            "continues": g.continues,
             "version": g.version + 1,
             "open_pk": OPEN if needs_closing(g) else None,
             "expires_at": g.window_end_ms // 1000 + policy.retention_s,
@@ -115,6 +117,8 @@ def _group(item: Mapping[str, Any]) -> GroupState:
         closed=bool(v.get("closed")),
         version=int(v["version"]),
         why=str(v.get("why") or ""),
+        carried=int(v.get("carried") or 0),  # items written before carrying: absent
+        continues=v.get("continues"),
     )
 
 

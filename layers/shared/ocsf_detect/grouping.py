@@ -14,7 +14,9 @@ Lifecycle (docs/stream.md, "Alert groups"):
   anomalous twice in a day; a one-off is counted and stored, not published) at
   ``notify_min_severity_id`` or above: the anomaly that gets it there opens it, published
   at once as a Detection Finding (activity Create) whose ``finding_info.uid`` is the
-  group's uid and whose evidence uids start with the anomalies counted before it;
+  group's uid and whose evidence uids start with the anomalies counted before it. The
+  entity's anomalies in the previous window within one update interval count towards the
+  opening too (``carried_over``), so a burst across a window boundary is not two one-offs;
 - later anomalies are counted into it (count, first and last seen, highest score and
   severity, their finding uids up to ``evidence_cap``); an update (activity Update, same
   ``finding_info.uid``) is published when ``update_interval_s`` of event time has passed
@@ -152,6 +154,12 @@ class GroupState:
     why: str = ""
     """The explanation (``unmapped.explanation``, as JSON) of the group's highest-scoring
     anomaly: what the closing update, which carries no evidence, says of why."""
+    carried: int = 0
+    """Anomalies of the same class and entity in the previous window, within one update
+    interval before this group's first anomaly (``carried_over``): they count towards the
+    opening, not into ``count``, so a burst across a window boundary still speaks."""
+    continues: str | None = None
+    """The uid of that previous window's group, when anything was carried from it."""
 
     @property
     def severity(self) -> str:
@@ -228,17 +236,26 @@ def count_anomaly(
     start = window_start(anomaly.time_ms, policy)
     uid = group_uid(anomaly.class_uid, entity, start)
     cached = (known or {}).get(uid)
+    before: list[GroupState | None] = []  # the previous window's group, read once
     for _ in range(MAX_CONFLICT_RETRIES):
         stored, cached = (cached, None) if cached is not None else (store.get_group(uid), None)
-        base = stored or GroupState(
-            uid=uid,
-            class_uid=anomaly.class_uid,
-            entity=entity,
-            window_start_ms=start,
-            window_end_ms=start + policy.window_s * 1000,
-            first_seen_ms=anomaly.time_ms,
-            last_seen_ms=anomaly.time_ms,
-        )
+        base = stored
+        if base is None:  # this anomaly creates the group
+            if not before:
+                prior = group_uid(anomaly.class_uid, entity, start - policy.window_s * 1000)
+                before.append(store.get_group(prior))
+            carried = carried_over(before[0], anomaly.time_ms, policy)
+            base = GroupState(
+                uid=uid,
+                class_uid=anomaly.class_uid,
+                entity=entity,
+                window_start_ms=start,
+                window_end_ms=start + policy.window_s * 1000,
+                first_seen_ms=anomaly.time_ms,
+                last_seen_ms=anomaly.time_ms,
+                carried=carried,
+                continues=before[0].uid if carried and before[0] is not None else None,
+            )
         after, notice = _add(base, anomaly, policy)
         number = after.notifications if notice is not Notice.NONE else 0
         marker = Marker(anomaly.finding_uid, uid, notice, number)
@@ -260,6 +277,21 @@ def count_anomaly(
     )
 
 
+def carried_over(previous: GroupState | None, time_ms: int, policy: GroupingPolicy) -> int:
+    """How many of the previous window's group's anomalies lie within one update interval
+    before ``time_ms`` (the first anomaly of the next window): all of them when its first
+    does, else at least its last one; 0 when none does. Windows are tumbling, so without
+    this an entity anomalous at 23:55 and again at 00:05 would be two one-offs. Anomalies
+    within an update interval of each other are one burst (the group publishes at most
+    once in it); farther apart, each window's count stands on its own."""
+    if previous is None:
+        return 0
+    horizon = time_ms - min(policy.update_interval_s, policy.window_s) * 1000
+    if previous.first_seen_ms > horizon:
+        return previous.count
+    return 1 if previous.last_seen_ms > horizon else 0
+
+
 def _add(g: GroupState, a: Anomaly, policy: GroupingPolicy) -> tuple[GroupState, Notice]:
     evidence = g.evidence_uids
     if len(evidence) < policy.evidence_cap:
@@ -277,7 +309,8 @@ def _add(g: GroupState, a: Anomaly, policy: GroupingPolicy) -> tuple[GroupState,
     )
     spoke = g.last_notified_ms is not None
     loud = after.severity_id >= policy.notify_min_severity_id and (
-        spoke or after.count >= policy.notify_min_count  # the count gates the opening only
+        # the count gates the opening only; it includes what the previous window carried
+        spoke or after.count + after.carried >= policy.notify_min_count
     )
     if g.closed or not loud:  # late for a closed window, or below the severity or count
         return replace(after, dirty=g.dirty or spoke), Notice.NONE
@@ -326,6 +359,8 @@ def group_section(g: GroupState, state: str) -> dict[str, Any]:
         "max_score_ratio": round(g.max_ratio, 4),
         "evidence_finding_uids": list(g.evidence_uids),
         "evidence_truncated": g.count > len(g.evidence_uids),
+        "carried_count": g.carried,
+        "continues_group_uid": g.continues,
     }
 
 
