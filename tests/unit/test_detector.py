@@ -433,9 +433,7 @@ def test_exact_knn_bounded_by_an_approximate_search_finds_the_nearest(seed) -> N
     diff = base[None].astype(np.float64) - queries[:, None].astype(np.float64)
     truth = np.sort(np.sqrt((diff**2).sum(axis=2)), axis=1)[:, :k].astype(np.float32)
     labels, dists = exact_knn(base, queries, k)
-    # (the partial sort ranks candidates in float32: within a cluster of near-identical
-    # vectors it may keep a slightly farther one)
-    assert np.allclose(dists, truth, rtol=0, atol=1e-5)
+    assert np.array_equal(dists, truth)
     # When the bound is the k-th distance of a search at least as far as the exact one
     # (as an approximate search's neighbours are), tightly or loosely
     for inflation in (1.0, 1.0 + 1e-6, 1.05):
@@ -450,6 +448,24 @@ def test_exact_knn_bounded_by_an_approximate_search_finds_the_nearest(seed) -> N
     # A bound too tight for k vectors falls back to the partial sort
     _, got_dists = exact_knn(base, queries, k, bound=dists[:, 0] * 0.5)
     assert np.array_equal(got_dists, dists)
+
+
+def test_exact_knn_stays_exact_where_a_float32_ranking_cannot_tell() -> None:
+    # Given vectors far from the origin that differ by a millionth of their norm: the
+    # float32 expansion |q|^2 + |b|^2 - 2 q.b cannot rank them at all
+    rng = np.random.default_rng(4)
+    centre = rng.normal(size=16) * 300.0
+    base = (centre + rng.normal(size=(2000, 16)) * 1e-3).astype(np.float32)
+    queries = (centre + rng.normal(size=(20, 16)) * 1e-3).astype(np.float32)
+    k = 8
+    diff = base[None].astype(np.float64) - queries[:, None].astype(np.float64)
+    full = np.sqrt((diff**2).sum(axis=2))
+    truth_labels = np.argsort(full, axis=1, kind="stable")[:, :k]
+    # When searched exactly
+    labels, dists = exact_knn(base, queries, k)
+    # Then the k nearest are found all the same, by their float64 distances
+    assert np.array_equal(labels, truth_labels)
+    assert np.array_equal(dists, np.take_along_axis(full, truth_labels, axis=1).astype(np.float32))
 
 
 def test_the_recheck_of_alerts_uses_the_bound_and_stays_exact() -> None:

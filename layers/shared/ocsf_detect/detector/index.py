@@ -81,7 +81,9 @@ def exact_knn(
     candidates are then every vector the expansion puts within the bound, with a margin
     far above float32's rounding, instead of a partial sort of the whole row: the same
     neighbours, found in a fraction of the time. A block where the bound leaves fewer
-    than k candidates, or very many, takes the partial sort."""
+    than k candidates, or very many, takes the partial sort, whose float32 ranking is
+    checked: a row where a vector it left out could be nearer than the k-th it kept is
+    searched again over every vector (rare: near-identical vectors far from the origin)."""
     k = min(k, len(base))
     base32 = np.ascontiguousarray(base, dtype=np.float32)
     if base_sq is None:
@@ -101,16 +103,39 @@ def exact_knn(
             base32, q, d2, bound[block], max_base_sq, k, labels[block], dists[block]
         ):
             continue
+        floor = None
         if extra < len(base):
-            part = np.argpartition(d2, extra - 1, axis=1)[:, :extra]
+            ranked = np.argpartition(d2, extra - 1, axis=1)
+            part = ranked[:, :extra]
+            # every vector left out has at least the extra-th smallest |b|^2 - 2 q.b
+            floor = np.take_along_axis(d2, ranked[:, extra - 1 : extra], axis=1)[:, 0]
         else:
             part = np.broadcast_to(np.arange(len(base)), d2.shape)
-        diff = base32[part].astype(np.float64) - q[:, None, :].astype(np.float64)
-        cand = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-        order = np.argsort(cand, axis=1, kind="stable")[:, :k]
-        labels[block] = np.take_along_axis(part, order, axis=1)
-        dists[block] = np.take_along_axis(cand, order, axis=1)
+        labels[block], dists[block], kth = _nearest_of(base32, q, part, k)
+        if floor is not None:
+            # A vector left out lies at least |q|^2 + floor (less float32's rounding)
+            # away, squared; where the k-th candidate is not certainly nearer, the float32
+            # ranking may have left a nearer one out: that row is searched in full.
+            q_sq = np.einsum("ij,ij->i", q, q).astype(np.float64)
+            reach = q_sq + floor - 1e-4 * (q_sq + max_base_sq + np.abs(floor)) - 1e-12
+            for row in np.flatnonzero(np.square(kth) > reach):
+                every = np.arange(len(base))[None, :]
+                got_labels, got_dists, _ = _nearest_of(base32, q[row : row + 1], every, k)
+                labels[start + row], dists[start + row] = got_labels[0], got_dists[0]
     return labels, dists
+
+
+def _nearest_of(
+    base32: np.ndarray, q: np.ndarray, part: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Among candidates ``part`` (per query row), the k nearest by distances computed in
+    float64 from the differences (ties to the earlier candidate): labels, float32 distances
+    and the k-th float64 distance."""
+    diff = base32[part].astype(np.float64) - q[:, None, :].astype(np.float64)
+    cand = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    order = np.argsort(cand, axis=1, kind="stable")[:, :k]
+    nearest = np.take_along_axis(cand, order, axis=1)
+    return np.take_along_axis(part, order, axis=1), nearest.astype(np.float32), nearest[:, -1]
 
 
 MAX_BOUND_CANDIDATES = 512
