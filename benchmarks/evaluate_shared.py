@@ -336,7 +336,12 @@ def _signed(v: float) -> str:
     return f"{v:+.3f}"
 
 
-def markdown(summaries: list[dict[str, Any]], labels: list[str], loco: list[dict[str, Any]]) -> str:
+def markdown(
+    summaries: list[dict[str, Any]],
+    labels: list[str],
+    loco: list[dict[str, Any]],
+    rule: str = "both",
+) -> str:
     lines: list[str] = []
     for label in labels:
         rows = [s for s in summaries if s["config"] == label and "roc_auc" in s]
@@ -416,7 +421,7 @@ def markdown(summaries: list[dict[str, Any]], labels: list[str], loco: list[dict
     else:
         lines += [
             "Leave-one-case-out: for each case, the config with the best worst-case margin "
-            f"over all other cases ({RULE_TEXT[loco[0]['rule']]}; benchmarks/loco.py), and "
+            f"over all other cases ({RULE_TEXT[rule]}; benchmarks/loco.py), and "
             "its margins on the case left out.",
             "",
             "| left-out case | protocol | chosen config | its worst margin elsewhere | "
@@ -497,7 +502,7 @@ def main() -> None:
             )
         )
     else:
-        print(markdown(summaries, labels, loco))
+        print(markdown(summaries, labels, loco, args.rule))
 
 
 if __name__ == "__main__":

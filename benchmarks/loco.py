@@ -63,6 +63,7 @@ def leave_one_case_out(
     exact tie: the first listed wins), with its margins on each of the case's rows."""
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; one of {sorted(RULES)}")
+    rows = common_rows(rows, settings)
     out: list[Choice] = []
     for left in sorted({r.case for r in rows}):
         keys = {s: leximin_key(rows, s, left, rule) for s in settings}
@@ -79,6 +80,14 @@ def leave_one_case_out(
             if r.setting == chosen and r.case == left
         ]
     return out
+
+
+def common_rows(rows: Sequence[Margins], settings: Sequence[str]) -> list[Margins]:
+    """The rows of the (case, protocol) pairs every setting has: a setting missing a row
+    (a partial run) would otherwise be judged on fewer margins, and win by its absence."""
+    held = [{(r.case, r.protocol) for r in rows if r.setting == s} for s in settings]
+    shared = set.intersection(*held) if held else set()
+    return [r for r in rows if (r.case, r.protocol) in shared and r.setting in settings]
 
 
 def times_chosen(choices: Sequence[Choice]) -> dict[str, int]:

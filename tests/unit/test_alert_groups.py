@@ -273,10 +273,37 @@ def test_an_incident_that_spoke_speaks_again_at_once_in_the_next_window() -> Non
     # Then the entity's first anomaly after the boundary opens the next window's group
     nxt = count(store, anomaly(2, T0 + MINUTE), policy)
     assert (nxt.notice, nxt.group.count, nxt.group.carried) == (Notice.OPEN, 1, 2)
-    # and a retry of it neither counts it again nor reads a different past
+    # and when the previous window counts a late anomaly, a retry of the opening neither
+    # counts it again nor carries anew: what was carried is set when the group is created
+    count(store, anomaly(3, T0 - 2 * MINUTE), policy)
     again = count(store, anomaly(2, T0 + MINUTE), policy)
     assert (again.retried, again.notice) == (True, Notice.OPEN)
-    assert store.groups[nxt.group.uid].count == 1
+    assert (store.groups[nxt.group.uid].count, store.groups[nxt.group.uid].carried) == (1, 2)
+
+
+def test_the_previous_window_is_read_only_where_it_can_count() -> None:
+    reads: list[str] = []
+
+    class Reads(MemoryStore):
+        def get_group(self, uid: str) -> GroupState | None:
+            reads.append(uid)
+            return super().get_group(uid)
+
+    store = Reads()
+    policy = replace(POLICY, notify_min_count=2)  # hour windows, updates every 15 minutes
+    entity = "src_endpoint.ip=10.0.0.5"
+    # A group created 20 minutes into its window: nothing of the previous one can count
+    count(store, anomaly(0, T0 + 20 * MINUTE), policy)
+    assert reads == [group_uid(4001, entity, T0)]
+    # One created 5 minutes into the next window reads the previous window's group once
+    reads.clear()
+    opened = count(store, anomaly(1, T0 + 65 * MINUTE), policy)
+    assert reads == [group_uid(4001, entity, T0 + 60 * MINUTE), group_uid(4001, entity, T0)]
+    assert (opened.notice, opened.group.carried) == (Notice.NONE, 0)  # 45 minutes apart
+    # With groups that speak at their first anomaly, nothing needs carrying
+    reads.clear()
+    count(store, anomaly(2, T0 + 121 * MINUTE), POLICY)
+    assert reads == [group_uid(4001, entity, T0 + 120 * MINUTE)]
 
 
 def test_messages_carry_the_group_and_keep_one_finding_uid() -> None:

@@ -86,3 +86,21 @@ def test_every_row_of_the_left_out_case_is_reported_and_a_bad_rule_is_refused() 
     assert sorted(c.protocol for c in b_rows) == ["contaminated", "future"]
     with pytest.raises(ValueError, match="unknown rule"):
         leave_one_case_out(rows, ["x"], "roc")
+
+
+def test_a_setting_missing_a_row_is_not_judged_on_fewer_margins() -> None:
+    # "partial" has no row for case c, where "whole" is far behind; on a and b they tie
+    rows = table(
+        {
+            ("a", "whole"): (0.0, 0.0),
+            ("a", "partial"): (0.0, 0.0),
+            ("b", "whole"): (0.0, 0.0),
+            ("b", "partial"): (0.0, 0.0),
+            ("c", "whole"): (0.0, -0.5),
+        }
+    )
+    choices = leave_one_case_out(rows, ["whole", "partial"])
+    # Then only the rows both have count: case c is not reported, and on a and b the two
+    # tie, so the first listed is chosen, not "partial" for lacking c's margin
+    assert sorted({c.case for c in choices}) == ["a", "b"]
+    assert {c.chosen for c in choices} == {"whole"}

@@ -155,9 +155,10 @@ class GroupState:
     """The explanation (``unmapped.explanation``, as JSON) of the group's highest-scoring
     anomaly: what the closing update, which carries no evidence, says of why."""
     carried: int = 0
-    """Anomalies of the same class and entity in the previous window, within one update
-    interval before this group's first anomaly (``carried_over``): they count towards the
-    opening, not into ``count``, so a burst across a window boundary still speaks."""
+    """Anomalies of the same class and entity in the previous window (at least those) within
+    one update interval before the anomaly that created this group (``carried_over``): they
+    count towards the opening, not into ``count``, so a burst across a window boundary
+    still speaks. Set when the group is created, not recomputed."""
     continues: str | None = None
     """The uid of that previous window's group, when anything was carried from it."""
 
@@ -241,9 +242,11 @@ def count_anomaly(
         stored, cached = (cached, None) if cached is not None else (store.get_group(uid), None)
         base = stored
         if base is None:  # this anomaly creates the group
-            if not before:
+            if not before:  # read once, and only where it can count (``may_carry``)
                 prior = group_uid(anomaly.class_uid, entity, start - policy.window_s * 1000)
-                before.append(store.get_group(prior))
+                before.append(
+                    store.get_group(prior) if may_carry(anomaly.time_ms, start, policy) else None
+                )
             carried = carried_over(before[0], anomaly.time_ms, policy)
             base = GroupState(
                 uid=uid,
@@ -277,16 +280,28 @@ def count_anomaly(
     )
 
 
+def carry_horizon_ms(policy: GroupingPolicy) -> int:
+    """How far back before a new group's first anomaly the previous window still counts."""
+    return min(policy.update_interval_s, policy.window_s) * 1000
+
+
+def may_carry(time_ms: int, start_ms: int, policy: GroupingPolicy) -> bool:
+    """Whether the previous window can carry anything to a group created at ``time_ms``:
+    only within the horizon of the window's start, and only where the count to open is
+    more than one (a group opening at its first anomaly needs nothing carried)."""
+    return policy.notify_min_count > 1 and time_ms - start_ms < carry_horizon_ms(policy)
+
+
 def carried_over(previous: GroupState | None, time_ms: int, policy: GroupingPolicy) -> int:
-    """How many of the previous window's group's anomalies lie within one update interval
-    before ``time_ms`` (the first anomaly of the next window): all of them when its first
-    does, else at least its last one; 0 when none does. Windows are tumbling, so without
-    this an entity anomalous at 23:55 and again at 00:05 would be two one-offs. Anomalies
-    within an update interval of each other are one burst (the group publishes at most
-    once in it); farther apart, each window's count stands on its own."""
+    """At least how many of the previous window's group's anomalies lie within one update
+    interval before ``time_ms`` (the anomaly creating the next window's group): all of them
+    when its first does, else at least its last one; 0 when none does. Windows are
+    tumbling, so without this an entity anomalous at 23:55 and again at 00:05 would be two
+    one-offs. Anomalies within an update interval of each other are one burst (the group
+    publishes at most once in it); farther apart, each window's count stands on its own."""
     if previous is None:
         return 0
-    horizon = time_ms - min(policy.update_interval_s, policy.window_s) * 1000
+    horizon = time_ms - carry_horizon_ms(policy)
     if previous.first_seen_ms > horizon:
         return previous.count
     return 1 if previous.last_seen_ms > horizon else 0

@@ -82,8 +82,9 @@ def exact_knn(
     far above float32's rounding, instead of a partial sort of the whole row: the same
     neighbours, found in a fraction of the time. A block where the bound leaves fewer
     than k candidates, or very many, takes the partial sort, whose float32 ranking is
-    checked: a row where a vector it left out could be nearer than the k-th it kept is
-    searched again over every vector (rare: near-identical vectors far from the origin)."""
+    checked: a row where a vector it left out could be nearer than the k-th it kept (near-
+    identical vectors, or vectors far from the origin) is searched again among every
+    vector the expansion puts within that k-th distance."""
     k = min(k, len(base))
     base32 = np.ascontiguousarray(base, dtype=np.float32)
     if base_sq is None:
@@ -115,14 +116,26 @@ def exact_knn(
         if floor is not None:
             # A vector left out lies at least |q|^2 + floor (less float32's rounding)
             # away, squared; where the k-th candidate is not certainly nearer, the float32
-            # ranking may have left a nearer one out: that row is searched in full.
+            # ranking may have left a nearer one out. That row takes every vector the
+            # expansion puts within the k-th candidate's distance (with the same margin),
+            # which holds the k nearest, ranked in float64.
             q_sq = np.einsum("ij,ij->i", q, q).astype(np.float64)
-            reach = q_sq + floor - 1e-4 * (q_sq + max_base_sq + np.abs(floor)) - 1e-12
+            reach = q_sq + floor - _rounding(q_sq, np.abs(floor), max_base_sq)
             for row in np.flatnonzero(np.square(kth) > reach):
-                every = np.arange(len(base))[None, :]
-                got_labels, got_dists, _ = _nearest_of(base32, q[row : row + 1], every, k)
+                b2 = float(kth[row]) ** 2
+                limit = b2 - q_sq[row] + _rounding(q_sq[row], b2, max_base_sq)
+                within = np.flatnonzero(d2[row] <= limit)[None, :]
+                got_labels, got_dists, _ = _nearest_of(base32, q[row : row + 1], within, k)
                 labels[start + row], dists[start + row] = got_labels[0], got_dists[0]
     return labels, dists
+
+
+def _rounding(
+    q_sq: np.ndarray | float, b2: np.ndarray | float, max_base_sq: float
+) -> np.ndarray | float:
+    """A margin on |b|^2 - 2 q.b computed in float32 (1e-4 of the magnitudes involved):
+    orders of magnitude above its rounding for vectors of this size."""
+    return 1e-4 * (q_sq + max_base_sq + b2) + 1e-12
 
 
 def _nearest_of(
@@ -161,7 +174,7 @@ def _within_bound(
     from the differences, are the k nearest of all (ties go to the lower index)."""
     q_sq = np.einsum("ij,ij->i", q, q).astype(np.float64)
     b2 = np.square(np.asarray(bound, dtype=np.float64))
-    limit = b2 - q_sq + 1e-4 * (q_sq + max_base_sq + b2) + 1e-12
+    limit = b2 - q_sq + _rounding(q_sq, b2, max_base_sq)
     flat = np.flatnonzero(d2 <= limit.astype(np.float32)[:, None])
     if len(flat) > MAX_BOUND_CANDIDATES * len(q):
         return False
