@@ -237,28 +237,13 @@ def count_anomaly(
     start = window_start(anomaly.time_ms, policy)
     uid = group_uid(anomaly.class_uid, entity, start)
     cached = (known or {}).get(uid)
-    before: list[GroupState | None] = []  # the previous window's group, read once
+    prior: GroupState | None = None  # the previous window's group
+    prior_read = False  # read at most once, and only to create a group
     for _ in range(MAX_CONFLICT_RETRIES):
         stored, cached = (cached, None) if cached is not None else (store.get_group(uid), None)
-        base = stored
-        if base is None:  # this anomaly creates the group
-            if not before:  # read once, and only where it can count (``may_carry``)
-                prior = group_uid(anomaly.class_uid, entity, start - policy.window_s * 1000)
-                before.append(
-                    store.get_group(prior) if may_carry(anomaly.time_ms, start, policy) else None
-                )
-            carried = carried_over(before[0], anomaly.time_ms, policy)
-            base = GroupState(
-                uid=uid,
-                class_uid=anomaly.class_uid,
-                entity=entity,
-                window_start_ms=start,
-                window_end_ms=start + policy.window_s * 1000,
-                first_seen_ms=anomaly.time_ms,
-                last_seen_ms=anomaly.time_ms,
-                carried=carried,
-                continues=before[0].uid if carried and before[0] is not None else None,
-            )
+        if stored is None and not prior_read:
+            prior, prior_read = _previous_group(store, anomaly, entity, start, policy), True
+        base = stored or _new_group(anomaly, entity, start, policy, prior)
         after, notice = _add(base, anomaly, policy)
         number = after.notifications if notice is not Notice.NONE else 0
         marker = Marker(anomaly.finding_uid, uid, notice, number)
@@ -277,6 +262,38 @@ def count_anomaly(
     raise GroupingError(
         f"group {uid} kept changing under {MAX_CONFLICT_RETRIES} attempts to count an anomaly",
         field="group",
+    )
+
+
+def _previous_group(
+    store: GroupStore, anomaly: Anomaly, entity: str, start_ms: int, policy: GroupingPolicy
+) -> GroupState | None:
+    """The entity's group of the window before ``start_ms``, read only where it can carry
+    something (``may_carry``)."""
+    if not may_carry(anomaly.time_ms, start_ms, policy):
+        return None
+    return store.get_group(group_uid(anomaly.class_uid, entity, start_ms - policy.window_s * 1000))
+
+
+def _new_group(
+    anomaly: Anomaly,
+    entity: str,
+    start_ms: int,
+    policy: GroupingPolicy,
+    previous: GroupState | None,
+) -> GroupState:
+    """The group ``anomaly`` creates, with what the ``previous`` window carries to it."""
+    carried = carried_over(previous, anomaly.time_ms, policy)
+    return GroupState(
+        uid=group_uid(anomaly.class_uid, entity, start_ms),
+        class_uid=anomaly.class_uid,
+        entity=entity,
+        window_start_ms=start_ms,
+        window_end_ms=start_ms + policy.window_s * 1000,
+        first_seen_ms=anomaly.time_ms,
+        last_seen_ms=anomaly.time_ms,
+        carried=carried,
+        continues=previous.uid if carried and previous is not None else None,
     )
 
 
