@@ -17,6 +17,7 @@ variants) use it. Pure: rows in, choices out.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -92,10 +93,4 @@ def common_rows(rows: Sequence[Margins], settings: Sequence[str]) -> list[Margin
 
 def times_chosen(choices: Sequence[Choice]) -> dict[str, int]:
     """How many left-out cases chose each setting (a case counted once, not per row)."""
-    seen: dict[str, str] = {}
-    for c in choices:
-        seen[c.case] = c.chosen
-    counts: dict[str, int] = {}
-    for chosen in seen.values():
-        counts[chosen] = counts.get(chosen, 0) + 1
-    return counts
+    return dict(Counter({c.case: c.chosen for c in choices}.values()))

@@ -331,11 +331,7 @@ def _build(
         if config.isolation.enabled:
             trees = _grow_isolation(train_m.take(keep), pipeline, config)
             isolation = trees.scores(hold_m.numeric, hold_m.categorical)
-            measured = config.isolation.measured_range
-            tails = (
-                Tail.fit(distance, measured=measured),
-                Tail.fit(isolation, config.isolation_floor_quantile(), measured=measured),
-            )
+            tails = fit_tails(distance, isolation, config)
             isolation_file = f"isolation-{class_uid}.npz"
             trees.save(out_dir / isolation_file)
             isolation_info = IsolationInfo(
@@ -634,6 +630,18 @@ def out_dir_problem(out_dir: Path) -> str | None:
             "give a new or empty directory, or an earlier bundle to replace"
         )
     return None
+
+
+def fit_tails(
+    knn_distance: np.ndarray, isolation: np.ndarray, config: DetectorConfig
+) -> tuple[Tail, Tail]:
+    """Both views' tails from their held-out scores, with the isolation view's floor and
+    the measured range as ``config`` says (the model-free evaluation fits the same)."""
+    measured = config.isolation.measured_range
+    return (
+        Tail.fit(knn_distance, measured=measured),
+        Tail.fit(isolation, config.isolation_floor_quantile(), measured=measured),
+    )
 
 
 def _grow_isolation(

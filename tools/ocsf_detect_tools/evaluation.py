@@ -437,10 +437,16 @@ def weighted_knn_scores(
     ``exclude_self``: an indexed event scored again (a contaminated baseline) is not its
     own neighbour (matched by ``metadata.uid``); the served path has no such rule, so
     False mirrors it."""
-    from ocsf_detect.detector.surprise import Tail, combined
+    from ocsf_detect.detector.surprise import combined
     from ocsf_detect.features.pipeline import FeaturePipeline, fit_spec
     from ocsf_detect.ocsf.parser import EventParser
-    from ocsf_detect_tools.build import _grow_isolation, _indexed_rows, _reparse, parser_for
+    from ocsf_detect_tools.build import (
+        _grow_isolation,
+        _indexed_rows,
+        _reparse,
+        fit_tails,
+        parser_for,
+    )
     from ocsf_detect_tools.training.weights import category_weights
 
     specs = config.class_specs()
@@ -503,15 +509,7 @@ def weighted_knn_scores(
         hold_distance, _ = _knn_rule(
             space[keep], _weighted(hold_m, pipeline, config, weights), config.index.k, None, mass
         )
-        measured = config.isolation.measured_range
-        tails = (
-            Tail.fit(hold_distance, measured=measured),
-            Tail.fit(
-                trees.scores(hold_m.numeric, hold_m.categorical),
-                config.isolation_floor_quantile(),
-                measured=measured,
-            ),
-        )
+        tails = fit_tails(hold_distance, trees.scores(hold_m.numeric, hold_m.categorical), config)
         query_m = pipeline.transform_parsed(queries_p)
         isolation = trees.scores(query_m.numeric, query_m.categorical)
         # the weighted space is the embedding's target, so the radius is in its units
