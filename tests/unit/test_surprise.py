@@ -9,6 +9,7 @@ import pytest
 
 from ocsf_detect.detector.index import distinct, exact_knn
 from ocsf_detect.detector.surprise import (
+    _BLOCK_PAIRS,
     TAIL_QUANTILE,
     Tail,
     average_path,
@@ -191,6 +192,7 @@ def test_flattened_trees_score_as_scikit_learn_on_the_pipelines_columns() -> Non
     forest = IsolationForest(n_estimators=40, max_samples=256, random_state=3).fit(dense)
     trees = flatten(forest, 5, [4, 7], novel, 256)
     assert (trees.column < 0).any(), "some splits are on categories"
+    assert n * len(trees.roots) > 2 * _BLOCK_PAIRS, "the rows descend in several blocks"
     ours = trees.scores(numeric, categorical)
     assert np.allclose(ours, -forest.score_samples(dense), atol=1e-6)
 

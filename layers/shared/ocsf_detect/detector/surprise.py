@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal, overload
 
@@ -297,7 +298,8 @@ class IsolationTrees:
         columns, then the category codes). Each node goes right when its value lies in
         (low, high): (threshold, inf) for a numeric split, (code - 0.5, code + 0.5) for a
         categorical one; a leaf sends both ways to itself, so a fixed number of steps
-        (the deepest leaf) finishes every row."""
+        (the deepest leaf) finishes every row. Rows go in blocks of about 32,768 (row,
+        tree) pairs, so that a step's arrays stay in the processor's cache."""
         n = len(numeric)
         if n == 0:
             return np.zeros(0, dtype=np.float64)
@@ -307,15 +309,13 @@ class IsolationTrees:
         )
         if values.shape[1] == 0:
             values = np.zeros((n, 1))
-        flat = values.ravel()
-        offset = (np.arange(n, dtype=np.int64) * values.shape[1])[:, None]
-        node = np.broadcast_to(self.roots.astype(np.int64), (n, len(self.roots))).copy()
         columns = plan.columns(np.asarray(numeric).shape[1])
-        for _ in range(plan.depth):
-            x = flat[offset + columns[node]]
-            right = (x > plan.low[node]) & (x < plan.high[node])
-            node = plan.child[2 * node + right]
-        mean_path = self.path[node].mean(axis=1, dtype=np.float64)
+        block = max(1, _BLOCK_PAIRS // len(self.roots))
+        mean_path = np.empty(n, dtype=np.float64)
+        for start in range(0, n, block):
+            rows = values[start : start + block]
+            state = plan.descend(rows, columns)
+            mean_path[start : start + len(rows)] = plan.path[state].mean(axis=1, dtype=np.float64)
         return np.exp2(-mean_path / average_path(self.sample_size))
 
     def _plan(self) -> _Plan:
@@ -326,20 +326,43 @@ class IsolationTrees:
         return plan
 
 
+# (row, tree) pairs descended together: a step's few arrays of this length (about 256 KB
+# each) stay in cache; 10,000 rows at once were half as fast
+_BLOCK_PAIRS = 32_768
+
+
 @dataclass(frozen=True)
 class _Plan:
-    """``IsolationTrees`` arranged for level-by-level descent (see ``scores``)."""
+    """``IsolationTrees`` arranged for level-by-level descent (see ``scores``).
+
+    A row's place in a tree is a state ``2 * node``; every per-node array is stored twice
+    over (positions ``2 * node`` and ``2 * node + 1``), so a step reads the node at the
+    state and moves to ``child[state + went_right]``, already a state: no index
+    arithmetic between the reads."""
 
     base: np.ndarray  # int64: the numeric column, or the categorical field, a node reads
     categorical: np.ndarray  # bool
     low: np.ndarray  # float64
     high: np.ndarray  # float64
-    child: np.ndarray  # int64 [2 * nodes]: left, right of each node (a leaf: itself twice)
+    child: np.ndarray  # int64: the state of the left, right child (a leaf: itself)
+    path: np.ndarray  # float32: the leaf's path length
+    roots: np.ndarray  # int64: the state of each tree's root
     depth: int
 
     def columns(self, n_numeric: int) -> np.ndarray:
-        """Column of the value matrix (numeric columns, then the codes) each node reads."""
+        """Column of the value matrix (numeric columns, then the codes) each state reads."""
         return np.where(self.categorical, n_numeric + self.base, self.base)
+
+    def descend(self, values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """(rows, trees) leaf states of ``values`` (numeric columns, then the codes)."""
+        flat = values.ravel()
+        offset = (np.arange(len(values), dtype=np.int64) * values.shape[1])[:, None]
+        state = np.broadcast_to(self.roots, (len(values), len(self.roots))).copy()
+        for _ in range(self.depth):
+            x = flat[offset + columns[state]]
+            right = (x > self.low[state]) & (x < self.high[state])
+            state = self.child[state + right]
+        return state
 
     @classmethod
     def of(cls, trees: IsolationTrees) -> _Plan:
@@ -353,9 +376,19 @@ class _Plan:
         high = np.where(categorical, code + 0.5, np.inf)
         index = np.arange(len(leaf))
         child = np.empty(2 * len(leaf), dtype=np.int64)
-        child[0::2] = np.where(leaf, index, trees.left)
-        child[1::2] = np.where(leaf, index, trees.right)
-        return cls(base, categorical, low, high, child, _deepest(trees, leaf))
+        child[0::2] = 2 * np.where(leaf, index, trees.left)
+        child[1::2] = 2 * np.where(leaf, index, trees.right)
+        twice = partial(np.repeat, repeats=2)
+        return cls(
+            base=twice(base),
+            categorical=twice(categorical),
+            low=twice(low),
+            high=twice(high),
+            child=child,
+            path=twice(trees.path),
+            roots=2 * trees.roots.astype(np.int64),
+            depth=_deepest(trees, leaf),
+        )
 
 
 def _deepest(trees: IsolationTrees, leaf: np.ndarray) -> int:
