@@ -142,6 +142,37 @@ def test_what_a_window_carries_to_the_next_is_stored_with_the_group(emulator_url
     assert (stored[before.group.uid].carried, stored[before.group.uid].continues) == (0, None)
 
 
+def test_a_later_versions_attributes_survive_this_versions_writes(emulator_url) -> None:
+    table = create_alert_table("alert-state-versions")
+    policy = GroupingPolicy()
+    client = boto3.client("dynamodb")
+    store = DynamoGroupStore(client, table, policy)
+    entity = "src_endpoint.ip=10.0.0.7"
+    first = count_anomaly(anomaly(1), store, policy, entity)
+    key = {"pk": {"S": f"group#{first.group.uid}"}, "sk": {"S": "group"}}
+    # Given a group that a later version (a canary's new code) wrote a field of its own to
+    client.update_item(
+        TableName=table,
+        Key=key,
+        UpdateExpression="SET later_field = :x",
+        ExpressionAttributeValues={":x": {"S": "kept"}},
+    )
+    # When this version counts into it (the group speaks) and then closes it
+    spoke = count_anomaly(anomaly(2), store, policy, entity)
+    assert (spoke.notice, spoke.group.count) == (Notice.OPEN, 2)
+    assert client.get_item(TableName=table, Key=key)["Item"]["open_pk"] == {"S": "open"}
+    (due,) = store.due_groups(spoke.group.window_end_ms + 1, 25)
+    assert store.close(due)
+    # Then the field is still there, next to what this version wrote
+    item = client.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+    assert item["later_field"] == {"S": "kept"}
+    assert (item["count"], item["closed"]) == ({"N": "2"}, {"BOOL": True})
+    # and what this version holds no value for is gone: a closed group leaves the index
+    assert "open_pk" not in item
+    # and a write from a stale version is still refused
+    assert not store.close(due)
+
+
 def kinesis_event(shard: str, datas: list[bytes], base: int) -> dict[str, Any]:
     return {
         "Records": [

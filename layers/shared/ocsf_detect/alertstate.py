@@ -65,35 +65,64 @@ def _read(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _plain(v) for k, v in item.items()}
 
 
-def _group_item(g: GroupState, policy: GroupingPolicy) -> dict[str, dict[str, Any]]:
-    return _item(
-        {
-            "pk": f"group#{g.uid}",
-            "sk": "group",
-            "uid": g.uid,
-            "class_uid": g.class_uid,
-            "entity": g.entity,
-            "window_start": g.window_start_ms,
-            "window_end": g.window_end_ms,
-            "count": g.count,
-            "first_seen": g.first_seen_ms,
-            "last_seen": g.last_seen_ms,
-            "max_ratio": Decimal(str(round(g.max_ratio, 6))),
-            "max_risk": g.max_risk_score,
-            "severity_id": g.severity_id,
-            "evidence": list(g.evidence_uids),
-            "notifications": g.notifications,
-            "last_notified": g.last_notified_ms,
-            "dirty": g.dirty,
-            "closed": g.closed,
-            "why": g.why or None,
-            "carried": g.carried,
-            "continues": g.continues,
-            "version": g.version + 1,
-            "open_pk": OPEN if needs_closing(g) else None,
-            "expires_at": g.window_end_ms // 1000 + policy.retention_s,
-        }
-    )
+def _group_key(uid: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": f"group#{uid}"}, "sk": {"S": "group"}}
+
+
+def _group_update(g: GroupState, policy: GroupingPolicy, expected_version: int) -> dict[str, Any]:
+    """An UpdateItem of a group (a transaction's ``Update`` or ``update_item``'s keyword
+    arguments less the table), conditional on ``expected_version`` (0: the group is new).
+
+    It sets the attributes this version knows and removes those it holds none for, and
+    leaves every other attribute as it is: one written by a later version (during a
+    canary, or before a rollback) survives this version's writes."""
+    values = _group_attributes(g, policy)
+    names = {f"#a{i}": name for i, name in enumerate(values)}
+    bound = {f":a{i}": _value(v) for i, v in enumerate(values.values()) if v is not None}
+    sets = [f"#a{i} = :a{i}" for i, v in enumerate(values.values()) if v is not None]
+    removes = [f"#a{i}" for i, v in enumerate(values.values()) if v is None]
+    expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    if expected_version == 0:
+        condition = "attribute_not_exists(pk)"
+    else:
+        condition = "#version = :version"
+        names["#version"] = "version"
+        bound[":version"] = {"N": str(expected_version)}
+    return {
+        "Key": _group_key(g.uid),
+        "UpdateExpression": expression,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": bound,
+    }
+
+
+def _group_attributes(g: GroupState, policy: GroupingPolicy) -> dict[str, Any]:
+    """A group's attributes besides its key; None: the group holds no value there."""
+    return {
+        "uid": g.uid,
+        "class_uid": g.class_uid,
+        "entity": g.entity,
+        "window_start": g.window_start_ms,
+        "window_end": g.window_end_ms,
+        "count": g.count,
+        "first_seen": g.first_seen_ms,
+        "last_seen": g.last_seen_ms,
+        "max_ratio": Decimal(str(round(g.max_ratio, 6))),
+        "max_risk": g.max_risk_score,
+        "severity_id": g.severity_id,
+        "evidence": list(g.evidence_uids),
+        "notifications": g.notifications,
+        "last_notified": g.last_notified_ms,
+        "dirty": g.dirty,
+        "closed": g.closed,
+        "why": g.why or None,
+        "carried": g.carried,
+        "continues": g.continues,
+        "version": g.version + 1,
+        "open_pk": OPEN if needs_closing(g) else None,
+        "expires_at": g.window_end_ms // 1000 + policy.retention_s,
+    }
 
 
 def _group(item: Mapping[str, Any]) -> GroupState:
@@ -122,16 +151,6 @@ def _group(item: Mapping[str, Any]) -> GroupState:
     )
 
 
-def _version_condition(version: int) -> dict[str, Any]:
-    if version == 0:
-        return {"ConditionExpression": "attribute_not_exists(pk)"}
-    return {
-        "ConditionExpression": "#v = :v",
-        "ExpressionAttributeNames": {"#v": "version"},
-        "ExpressionAttributeValues": {":v": {"N": str(version)}},
-    }
-
-
 def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
     return str((response.get("Error") or {}).get("Code", ""))
@@ -146,11 +165,7 @@ class DynamoGroupStore:
         self._policy = policy
 
     def get_group(self, uid: str) -> GroupState | None:
-        got = self._client.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": f"group#{uid}"}, "sk": {"S": "group"}},
-            ConsistentRead=True,
-        )
+        got = self._client.get_item(TableName=self._table, Key=_group_key(uid), ConsistentRead=True)
         return _group(got["Item"]) if "Item" in got else None
 
     def count(self, marker: Marker, group: GroupState, expected_version: int) -> str:
@@ -175,10 +190,9 @@ class DynamoGroupStore:
                         }
                     },
                     {
-                        "Put": {
+                        "Update": {
                             "TableName": self._table,
-                            "Item": _group_item(group, self._policy),
-                            **_version_condition(expected_version),
+                            **_group_update(group, self._policy, expected_version),
                         }
                     },
                 ]
@@ -226,10 +240,8 @@ class DynamoGroupStore:
     def close(self, group: GroupState) -> bool:
         closed = replace(group, closed=True)
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=_group_item(closed, self._policy),
-                **_version_condition(group.version),
+            self._client.update_item(
+                TableName=self._table, **_group_update(closed, self._policy, group.version)
             )
         except Exception as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
