@@ -3,10 +3,12 @@
 One DynamoDB table (on-demand, encrypted with the stage's data key, point-in-time
 recovery, TTL on ``expires_at``) with a sparse index of the groups still open
 (``ocsf_detect.alertstate`` describes the items). The grants are the narrowest the code
-needs: the scorer reads and writes groups and markers (GetItem, PutItem; PutItem is also
-what a TransactWriteItems of two Puts is authorized as), lists the rules and the open
-groups (Query); the API lists, adds and deletes rules, and only in the rules' partition
-(``dynamodb:LeadingKeys``). Neither may Scan, UpdateItem or DeleteItem a group.
+needs: the scorer reads and writes groups and markers (GetItem; PutItem for a marker,
+UpdateItem for a group, which is also how a TransactWriteItems of the two is authorized),
+lists the rules and the open groups (Query); the API lists, adds and deletes rules, and
+only in the rules' partition (``dynamodb:LeadingKeys``). Neither may Scan or DeleteItem a
+group. An integration test records the calls the scorer's code makes against the
+emulator and checks that these actions cover them.
 
 A schedule invokes the scorer's ``live`` alias every few minutes with
 ``{"ocsf_detect_close_groups": true}``: groups whose window is over are closed (with
@@ -28,7 +30,7 @@ from ocsf_detect import names
 from ocsf_detect.alertstate import RULES_PK
 
 TTL_ATTRIBUTE = "expires_at"
-SCORER_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query")
+SCORER_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
 API_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query")
 KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
 """What a caller of a table encrypted with a customer-managed key needs on the key (CDK's

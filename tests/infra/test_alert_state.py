@@ -64,7 +64,12 @@ def test_the_scorer_reads_and_writes_items_of_the_table_only(dev: Synthesized) -
         if any(a.startswith("dynamodb:") for a in _actions(st))
     ]
     (statement,) = statements
-    assert _actions(statement) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
+    assert _actions(statement) == [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    ]
     rendered = json.dumps(statement["Resource"])
     assert table_id in rendered
     assert f"/index/{names.ALERT_TABLE_OPEN_INDEX}" in rendered

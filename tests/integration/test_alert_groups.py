@@ -357,3 +357,44 @@ def test_the_scheduled_invocation_closes_what_the_batches_left_open(grouped, ano
     assert all(g.closed == (g.notifications > 0) for g in store.groups())
     assert len([g for g in store.groups() if not g.closed]) == len(quiet)
     assert answer["published"] == sum(1 for g in still_open if g.dirty)
+
+
+# How IAM authorizes DynamoDB calls: a transaction as the actions of its items.
+_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def test_the_scorers_table_calls_are_what_its_role_may_do(grouped, anomalous, monkeypatch):
+    import botocore.client
+    from stream_scoring import handler
+
+    from infra.constructs.alert_state import SCORER_ACTIONS
+
+    actions: set[str] = set()
+    forward = botocore.client.BaseClient._make_api_call
+
+    def observed(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        if client.meta.service_model.service_name == "dynamodb":
+            if operation == "TransactWriteItems":
+                for item in params["TransactItems"]:
+                    actions.update(f"dynamodb:{_ITEM_ACTIONS[kind]}" for kind in item)
+            else:
+                actions.add(f"dynamodb:{operation}")
+        return forward(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", observed)
+    # Given the scorer counting a batch of anomalies, the batch again (a retry), and the
+    # schedule closing the groups that spoke
+    event = kinesis_event("shardId-000000000000", [orjson.dumps(e) for e in anomalous], 30000)
+    assert handler.lambda_handler(event, LocalContext()) == {"batchItemFailures": []}
+    assert handler.lambda_handler(event, LocalContext()) == {"batchItemFailures": []}
+    answer = handler.lambda_handler({names.CLOSE_GROUPS_PAYLOAD_KEY: True}, LocalContext())
+    assert answer["errors"] == []
+    assert answer["closed"] > 0
+    # Then every call it made to the table is one its role's statement allows
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"} <= actions
+    assert actions <= set(SCORER_ACTIONS)
