@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import orjson
 import pytest
 
 from ocsf_detect import names
-from ocsf_detect.alertstate import DynamoGroupStore
+from ocsf_detect.alertstate import RULES_PK, DynamoGroupStore
 from ocsf_detect.detector.scorer import Scored
 from ocsf_detect.grouping import Anomaly, GroupingPolicy, Notice, count_anomaly, needs_closing
 from ocsf_detect.suppression import field_value
@@ -368,25 +369,42 @@ _ITEM_ACTIONS = {
 }
 
 
-def test_the_scorers_table_calls_are_what_its_role_may_do(grouped, anomalous, monkeypatch):
+@pytest.fixture
+def table_calls(monkeypatch) -> list[tuple[str, dict[str, Any]]]:
+    """Every DynamoDB call made through botocore while the test runs, as (the IAM action
+    it is authorized as, its parameters), the calls still going to the emulator."""
     import botocore.client
-    from stream_scoring import handler
 
-    from infra.constructs.alert_state import SCORER_ACTIONS
-
-    actions: set[str] = set()
+    calls: list[tuple[str, dict[str, Any]]] = []
     forward = botocore.client.BaseClient._make_api_call
 
     def observed(client: Any, operation: str, params: dict[str, Any]) -> Any:
         if client.meta.service_model.service_name == "dynamodb":
             if operation == "TransactWriteItems":
                 for item in params["TransactItems"]:
-                    actions.update(f"dynamodb:{_ITEM_ACTIONS[kind]}" for kind in item)
+                    calls.extend((f"dynamodb:{_ITEM_ACTIONS[k]}", v) for k, v in item.items())
             else:
-                actions.add(f"dynamodb:{operation}")
+                calls.append((f"dynamodb:{operation}", params))
         return forward(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", observed)
+    return calls
+
+
+def _partition(params: dict[str, Any]) -> str | None:
+    """The table partition key a call names (what ``dynamodb:LeadingKeys`` is checked on)."""
+    for field in ("Item", "Key"):
+        if field in params:
+            return str(params[field]["pk"]["S"])
+    bound = re.search(r"\bpk = (:\w+)", params.get("KeyConditionExpression", ""))
+    return str(params["ExpressionAttributeValues"][bound.group(1)]["S"]) if bound else None
+
+
+def test_the_scorers_table_calls_are_what_its_role_may_do(grouped, anomalous, table_calls):
+    from stream_scoring import handler
+
+    from infra.constructs.alert_state import SCORER_ACTIONS
+
     # Given the scorer counting a batch of anomalies, the batch again (a retry), and the
     # schedule closing the groups that spoke
     event = kinesis_event("shardId-000000000000", [orjson.dumps(e) for e in anomalous], 30000)
@@ -396,5 +414,25 @@ def test_the_scorers_table_calls_are_what_its_role_may_do(grouped, anomalous, mo
     assert answer["errors"] == []
     assert answer["closed"] > 0
     # Then every call it made to the table is one its role's statement allows
+    actions = {action for action, _ in table_calls}
     assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"} <= actions
     assert actions <= set(SCORER_ACTIONS)
+
+
+def test_the_apis_table_calls_stay_in_the_rules_partition(grouped, api, table_calls):
+    from infra.constructs.alert_state import API_ACTIONS
+
+    # Given a rule added, listed and deleted (twice) through the API
+    rule = {
+        "match": [{"field": "event.src_endpoint.ip", "op": "cidr", "value": "10.1.1.1/32"}],
+        "reason": "authorised scanner",
+    }
+    status, created = call_api(api, "POST", "/v1/suppressions", rule)
+    assert status == 201
+    assert call_api(api, "GET", "/v1/suppressions")[0] == 200
+    assert call_api(api, "DELETE", f"/v1/suppressions/{created['id']}")[0] == 204
+    assert call_api(api, "DELETE", f"/v1/suppressions/{created['id']}")[0] == 404
+    # Then its calls are the actions its role has, each in the rules' partition only
+    actions = {action for action, _ in table_calls}
+    assert actions == set(API_ACTIONS)
+    assert {_partition(params) for _, params in table_calls} == {RULES_PK}
