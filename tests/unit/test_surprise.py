@@ -197,6 +197,26 @@ def test_flattened_trees_score_as_scikit_learn_on_the_pipelines_columns() -> Non
     assert np.allclose(ours, -forest.score_samples(dense), atol=1e-6)
 
 
+def test_the_blocks_rows_descend_in_do_not_change_a_bit(monkeypatch) -> None:
+    from sklearn.ensemble import IsolationForest
+
+    from ocsf_detect.detector import surprise
+    from ocsf_detect_tools.training.isolation import flatten
+
+    rng = np.random.default_rng(1)
+    numeric = rng.normal(size=(700, 4)).astype(np.float32)
+    categorical = rng.integers(0, 5, size=(700, 1))
+    dense = FeatureMatrix(numeric, categorical).dense([5], 8.0)
+    forest = IsolationForest(n_estimators=30, max_samples=128, random_state=0).fit(dense)
+    trees = flatten(forest, 4, [5], ((), 1.0), 128)
+    scores = {}
+    for pairs in (1, 30 * 7, 10**9):  # a row per block, 7 rows per block, one block
+        monkeypatch.setattr(surprise, "_BLOCK_PAIRS", pairs)
+        scores[pairs] = trees.scores(numeric, categorical)
+    assert np.array_equal(scores[1], scores[10**9])
+    assert np.array_equal(scores[210], scores[10**9])
+
+
 def test_a_small_cluster_inside_the_baseline_is_caught_by_the_isolation_view() -> None:
     """Five near-identical attack events recorded in the baseline: a known service, a
     volume far beyond any benign one in three of its amounts. Rare benign events (a value

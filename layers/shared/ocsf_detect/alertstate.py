@@ -81,20 +81,23 @@ def _group_update(g: GroupState, policy: GroupingPolicy, expected_version: int) 
     bound = {f":a{i}": _value(v) for i, v in enumerate(values.values()) if v is not None}
     sets = [f"#a{i} = :a{i}" for i, v in enumerate(values.values()) if v is not None]
     removes = [f"#a{i}" for i, v in enumerate(values.values()) if v is None]
-    expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    clauses = [f"SET {', '.join(sets)}"] if sets else []
+    if removes:
+        clauses.append(f"REMOVE {', '.join(removes)}")
+    expression = " ".join(clauses)
     if expected_version == 0:
         condition = "attribute_not_exists(pk)"
     else:
         condition = "#version = :version"
         names["#version"] = "version"
         bound[":version"] = {"N": str(expected_version)}
-    return {
+    update = {
         "Key": _group_key(g.uid),
         "UpdateExpression": expression,
         "ConditionExpression": condition,
         "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": bound,
     }
+    return {**update, "ExpressionAttributeValues": bound} if bound else update
 
 
 def _group_attributes(g: GroupState, policy: GroupingPolicy) -> dict[str, Any]:

@@ -327,7 +327,8 @@ class IsolationTrees:
 
 
 # (row, tree) pairs descended together: a step's few arrays of this length (about 256 KB
-# each) stay in cache; 10,000 rows at once were half as fast
+# each) stay in cache (blocks and the state layout together: 45-56 ms for 10,000 rows and
+# 100 trees, against 73-91 ms for all rows at once)
 _BLOCK_PAIRS = 32_768
 
 
