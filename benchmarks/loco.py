@@ -1,10 +1,10 @@
 """Leave-one-case-out: how a setting chosen on the evaluation's cases is reported.
 
-For each case (all its protocols and subsets left out together), the setting is chosen
-on every *other* case, and its margins on the left-out case are what the choice is worth
-there. A setting is chosen by its margins over the best plain reference, worst first
-(leximin): the largest worst margin wins, a tie goes to the larger second worst, and so
-on. Which margins count is the rule:
+For each case (all its protocols, and its full-size rows: ``Margins.group``, left out
+together), the setting is chosen on every *other* case, and its margins on the left-out
+case are what the choice is worth there. A setting is chosen by its margins over the
+best plain reference, worst first (leximin): the largest worst margin wins, a tie goes
+to the larger second worst, and so on. Which margins count is the rule:
 
 - ``both`` (the default): the ROC-AUC and AP margins of every other row together, so a
   setting cannot win on AP while it falls further behind on ROC-AUC. The issue asks for
@@ -36,6 +36,13 @@ class Margins:
     protocol: str
     setting: str
     margin: Mapping[str, float]  # metric -> margin
+    # the case it is left out with ("" : its own); a capped case and its full-size rows
+    # draw on the same data, so neither may vote for the other's setting
+    group: str = ""
+
+    @property
+    def unit(self) -> str:
+        return self.group or self.case
 
 
 @dataclass(frozen=True)
@@ -47,13 +54,15 @@ class Choice:
     chosen: str
     worst_elsewhere: float  # the chosen setting's worst counted margin on the other cases
     margin: Mapping[str, float]
+    group: str = ""  # what was left out with it (Margins.unit)
 
 
 def leximin_key(rows: Sequence[Margins], setting: str, left: str, rule: str) -> list[float]:
-    """The margins ``rule`` counts for ``setting`` on every case but ``left``, worst first."""
+    """The margins ``rule`` counts for ``setting`` on every case but ``left`` (and the
+    rows left out with it), worst first."""
     metrics = RULES[rule]
     return sorted(
-        r.margin[m] for r in rows if r.setting == setting and r.case != left for m in metrics
+        r.margin[m] for r in rows if r.setting == setting and r.unit != left for m in metrics
     )
 
 
@@ -66,7 +75,7 @@ def leave_one_case_out(
         raise ValueError(f"unknown rule {rule!r}; one of {sorted(RULES)}")
     rows = common_rows(rows, settings)
     out: list[Choice] = []
-    for left in sorted({r.case for r in rows}):
+    for left in sorted({r.unit for r in rows}):
         keys = {s: leximin_key(rows, s, left, rule) for s in settings}
         chosen = max(settings, key=lambda s: keys[s])  # max keeps the first of equals
         out += [
@@ -76,9 +85,10 @@ def leave_one_case_out(
                 chosen,
                 keys[chosen][0] if keys[chosen] else float("nan"),
                 r.margin,
+                r.unit,
             )
             for r in rows
-            if r.setting == chosen and r.case == left
+            if r.setting == chosen and r.unit == left
         ]
     return out
 
@@ -92,5 +102,6 @@ def common_rows(rows: Sequence[Margins], settings: Sequence[str]) -> list[Margin
 
 
 def times_chosen(choices: Sequence[Choice]) -> dict[str, int]:
-    """How many left-out cases chose each setting (a case counted once, not per row)."""
-    return dict(Counter({c.case: c.chosen for c in choices}.values()))
+    """How many left-out cases chose each setting (a case counted once, not per row, with
+    the rows left out with it)."""
+    return dict(Counter({c.group or c.case: c.chosen for c in choices}.values()))

@@ -104,3 +104,31 @@ def test_a_setting_missing_a_row_is_not_judged_on_fewer_margins() -> None:
     # tie, so the first listed is chosen, not "partial" for lacking c's margin
     assert sorted({c.case for c in choices}) == ["a", "b"]
     assert {c.chosen for c in choices} == {"whole"}
+
+
+def test_a_case_and_its_full_size_rows_are_left_out_together() -> None:
+    # "big" wins everywhere but on case a; a-full is case a's data at full size. Left
+    # out alone, a would still be chosen for by its own full-size row.
+    rows = [
+        Margins("a", "future", "small", {"roc_auc": 0.0, "average_precision": +0.05}),
+        Margins("a", "future", "big", {"roc_auc": 0.0, "average_precision": -0.30}),
+        Margins("a-full", "future", "small", {"roc_auc": 0.0, "average_precision": +0.04}, "a"),
+        Margins("a-full", "future", "big", {"roc_auc": 0.0, "average_precision": -0.25}, "a"),
+        Margins("b", "future", "small", {"roc_auc": 0.0, "average_precision": -0.02}),
+        Margins("b", "future", "big", {"roc_auc": 0.0, "average_precision": +0.03}),
+    ]
+    choices = leave_one_case_out(rows, ["small", "big"])
+    left_a = [c for c in choices if c.group == "a"]
+    # both of a's rows are reported, chosen on b alone, which prefers "big"
+    assert {c.case for c in left_a} == {"a", "a-full"}
+    assert {c.chosen for c in left_a} == {"big"}
+    assert [c.margin["average_precision"] for c in left_a] == [-0.30, -0.25]
+    # b left out: a and a-full vote, and they prefer "small"
+    assert [c.chosen for c in choices if c.case == "b"] == ["small"]
+    # a case counts once, with its full-size rows
+    assert times_chosen(choices) == {"big": 1, "small": 1}
+    # without the group, a-full is a case of its own and votes for "small" when a is left out
+    ungrouped = [Margins(r.case, r.protocol, r.setting, r.margin) for r in rows]
+    assert [c.chosen for c in leave_one_case_out(ungrouped, ["small", "big"]) if c.case == "a"] == [
+        "small"
+    ]
