@@ -1,23 +1,26 @@
 """Leave-one-case-out for the score settings, on the model-free variant.
 
-Seven settings of the score were chosen on the cases of ``evaluate_shared.py`` or on the
+Eight settings of the score were chosen on the cases of ``evaluate_shared.py`` or on the
 earlier tables of the same data: whether an isolation view is added to the k-NN distance
 (``[isolation] enabled``), from which of its held-out quantiles it counts
 (``[isolation] evidence_quantile``) and for which events (``[isolation] scope``: those
-the baseline covers, or every event), how much an indexed behaviour stands for in the k-NN score
-(``[index] mass_cap``: the distinct ``mass_bucket_minutes`` periods its baseline events
-occurred in, capped; 1 counts every behaviour once), the weight of a categorical mismatch
-(``[train] category_weight``, x8), whether fields whose mismatches go together share it
+the baseline covers, or every event), from which quantile for the others
+(``[isolation] uncovered_quantile``: where the trees alone would alert), how much an
+indexed behaviour stands for in the k-NN score (``[index] mass_cap``: the distinct
+``mass_bucket_minutes`` periods its baseline events occurred in, capped; 1 counts every
+behaviour once), the weight of a categorical mismatch (``[train] category_weight``, x8),
+whether fields whose mismatches go together share it
 (``[train] share_redundant_categories``) and the number of neighbours averaged
 (``[index] k``, 8). This reports those choices leave-one-case-out: for each case (all its
-protocols together), the variant with the best worst-case margin over every *other*
-case is chosen (ROC-AUC and AP margins together; ``--rule ap``: AP alone; a tie goes to
-the better second worst, and so on: ``loco.py``), and its margins on the left out case
-are what the choice is worth there. Each variant changes the default as its name says.
-It runs on the model-free variant of the detector (``evaluation.weighted_knn_scores``:
-exact k-NN on the weighted features with the build's index treatment and masses, the same
-trees, tails and sum), which needs no training, so the choice is measured over three
-seeds in minutes; the served score of the default is in ``evaluate_shared.py``'s table.
+protocols and its full-size rows together), the variant with the best worst-case margin
+over every *other* case is chosen (ROC-AUC and AP margins together; ``--rule ap``: AP
+alone; a tie goes to the better second worst, and so on: ``loco.py``), and its margins
+on the left out case are what the choice is worth there. Each variant changes the
+default as its name says. It runs on the model-free variant of the detector
+(``evaluation.weighted_knn_scores``: exact k-NN on the weighted features with the build's
+index treatment and masses, the same trees, tails and sum), which needs no training, so
+the choice is measured over three seeds in minutes; the served score of the default is
+in ``evaluate_shared.py``'s table.
 
     python benchmarks/choose_settings.py [--seeds 0,1,2] [--out-dir .eval] [--rule both|ap] [--json]
 """
@@ -43,8 +46,10 @@ from ocsf_detect_tools.config import DetectorConfig
 
 VARIANTS = {
     "default (k 8, both views, trees for covered events, measured range)": {},
+    # format 10: the trees add nothing for an event they do not judge
+    "no uncovered floor": {"isolation": {"uncovered_quantile": 1.0}},
     # format 9: the exponential tail throughout, the trees for covered events only
-    "exponential tails": {"isolation": {"measured_range": False}},
+    "exponential tails": {"isolation": {"measured_range": False, "uncovered_quantile": 1.0}},
     "k 16": {"index": {"k": 16}},
     "k 5": {"index": {"k": 5}},
     "trees for every event": {"isolation": {"scope": "all"}},
@@ -94,6 +99,7 @@ def main() -> None:
             rows.append(
                 {
                     "case": case.name,
+                    "group": case.group or case.name,
                     "protocol": case.protocol,
                     "variant": label,
                     **{f"{m}_min": min(r[m] for r in runs) for m in METRICS},
@@ -103,7 +109,13 @@ def main() -> None:
         print(f"{case.key}: done", file=sys.stderr, flush=True)
     by = {(r["case"], r["protocol"], r["variant"]): r for r in rows}
     table = [
-        Margins(r["case"], r["protocol"], r["variant"], {m: r[f"{m}_margin"] for m in METRICS})
+        Margins(
+            r["case"],
+            r["protocol"],
+            r["variant"],
+            {m: r[f"{m}_margin"] for m in METRICS},
+            r["group"],
+        )
         for r in rows
     ]
     choices = leave_one_case_out(table, list(VARIANTS), args.rule)

@@ -7,27 +7,31 @@ seeds, and references that include the model-free variant of the detector itself
 
 Cases (``benchmarks/cases.py``; ``../shared/data`` or ``OCSF_DETECT_DATA``; labels only
 measure): NSL-KDD (its hard rows as their own row), a NSL-KDD distribution shift,
-UNSW-NB15, IoT-23 per capture, and IoT-23 injections (real attack flows of one capture
-inserted into another capture's benign traffic as 1, 5, 20 near-identical copies and a
-diverse handful). Protocols: ``future`` (train on earlier events, score later ones) and
-``contaminated`` (train on every event, attacks included, score the same events).
+UNSW-NB15 (both also at full training size, ``-full``), IoT-23 per capture, and IoT-23
+injections (real attack flows of one capture inserted into another capture's benign
+traffic as 1, 5, 20 near-identical copies and a diverse handful). Protocols: ``future``
+(train on earlier events, score later ones) and ``contaminated`` (train on every event,
+attacks included, score the same events).
 
 Scored per case, protocol and training seed: ours (the served score: the bundle's ONNX
 embedding and HNSW index, ``Detector.score_batch``), with recall and precision at the
-bundle's calibrated threshold; the plain references of ``../shared/references``
-(IsolationForest, exact k-NN k = 5 and 20; in the contaminated protocol an event is not
-its own neighbour); and exact k-NN on the detector's weighted features with the build's
-index treatment (``evaluation.weighted_knn_scores``, the model-free variant). Benign-only
-captures (the honeypots) report the alert rate of the later half against the configured
-rate. With several ``--config``, each case is also reported with the config chosen on
-all other cases (leave-one-case-out, ``loco.py``: maximising the worst margin over them,
-ROC-AUC and AP together; ``--rule ap``: AP alone).
+bundle's calibrated threshold and, for ours and every reference, the recall when at most
+the configured share of the scored benign events may alert (``recall_at_benign_rate``);
+the plain references of ``../shared/references`` (IsolationForest, exact k-NN k = 5 and
+20; in the contaminated protocol an event is not its own neighbour); and exact k-NN on
+the detector's weighted features with the build's index treatment
+(``evaluation.weighted_knn_scores``, the model-free variant). Benign-only captures (the
+honeypots) report the alert rate of the later half against the configured rate. With
+several ``--config``, each case is also reported with the config chosen on all other
+cases (leave-one-case-out, ``loco.py``: maximising the worst margin over them, ROC-AUC
+and AP together; ``--rule ap``: AP alone; a case's full-size rows are left out with it).
 
 Bundles, served scores and reference scores are cached in ``--out-dir`` under keys of
 the case's training events, the seed, the config and the build code; the run goes one
 seed over every case at a time, and ``--no-build`` reports what is cached so far. Cases
-are capped at a few thousand training events (``cases.TRAIN_CAP`` and neighbours); one
-build still takes 0.5-3 minutes on two shared cores, so a full run takes hours.
+are capped at a few thousand training events (``cases.TRAIN_CAP`` and neighbours; the
+full-size rows up to ``cases.FULL_CAP``); one build still takes 0.5-1.5 minutes on two
+shared cores, so a seed over every case takes about 25 minutes.
 """
 
 from __future__ import annotations

@@ -350,3 +350,60 @@ def test_a_covered_scope_needs_its_radius() -> None:
         IsolationInfo(**base, **weights, scope="covered")
     assert IsolationInfo(**base, **weights, scope="covered", cover_radius=0.03).cover() == 0.03
     assert IsolationInfo(**base, **weights).cover() is None  # format 8: "all"
+
+
+def test_for_an_event_they_do_not_judge_the_trees_count_where_they_alone_would_alert() -> None:
+    """Format 11: an uncovered event within the k-NN view's measured range gets the
+    trees' surprise beyond their alert-quantile floor, so an event the trees isolate at
+    once outranks a benign oddity the k-NN view puts a little further; one they find
+    merely unusual (beyond the 0.9 floor, below the alert quantile's) gets nothing."""
+    rng = np.random.default_rng(11)
+    held_d, held_i = rng.gamma(2.0, 10.0, 2000), rng.beta(2.0, 8.0, 2000)
+    knn = Tail.fit(held_d)
+    trees = Tail.fit(held_i, 0.9, uncovered_quantile=0.995)
+    assert trees.floor == pytest.approx(-math.log(0.1))
+    assert trees.uncovered_floor == pytest.approx(-math.log(0.005))
+    # flood-like: the trees isolate it at once; oddity: a little further for the k-NN view;
+    # unusual: beyond the trees' 0.9 floor, below their alert quantile
+    distance = np.array([70.0, 75.0, 70.0])
+    isolation = np.array([0.95, 0.2, 0.45])
+    uncovered = np.zeros(3, dtype=bool)
+    parts = evidence(distance, isolation, (knn, trees))
+    assert parts is not None
+    assert not parts.beyond.any()  # every one within the measured range
+    assert parts.trees_uncovered is not None
+    scores = summed(parts, uncovered)
+    isolated = trees.surprise(isolation)
+    assert isolated[0] > trees.uncovered_floor > isolated[2] > trees.floor > isolated[1]
+    assert scores[0] == pytest.approx(parts.knn[0] + isolated[0] - trees.uncovered_floor, abs=1e-5)
+    assert scores[1] == pytest.approx(parts.knn[1], abs=1e-5)
+    assert parts.trees[2] > 0  # the covered rule would count it ...
+    assert scores[2] == pytest.approx(parts.knn[2], abs=1e-5)  # ... this one does not
+    assert scores[0] > scores[1]
+    # covered events keep the 0.9 floor
+    covered = summed(parts, np.ones(3, dtype=bool))
+    assert np.allclose(covered, parts.knn + parts.trees, atol=1e-5)
+    # a format-10 tail (no uncovered floor): nothing for uncovered events, the oddity first
+    before = combined(distance, isolation, (knn, Tail.fit(held_i, 0.9)), uncovered)
+    assert np.allclose(before, parts.knn, atol=1e-5)
+    assert before[1] > before[0]
+    with pytest.raises(ValueError, match="uncovered_quantile"):
+        Tail.fit(held_i, 0.9, uncovered_quantile=1.0)
+
+
+def test_the_uncovered_quantile_follows_the_alert_rate_unless_set() -> None:
+    from pydantic import ValidationError
+
+    from ocsf_detect_tools.config import DetectorConfig
+
+    assert DetectorConfig().isolation_uncovered_quantile() == pytest.approx(0.995)
+    assert DetectorConfig(alert_rate=0.01).isolation_uncovered_quantile() == pytest.approx(0.99)
+    off = {"isolation": {"uncovered_quantile": 1.0}}
+    assert DetectorConfig.model_validate(off).isolation_uncovered_quantile() is None
+    fixed = {"isolation": {"uncovered_quantile": 0.98}}
+    assert DetectorConfig.model_validate(fixed).isolation_uncovered_quantile() == 0.98
+    # the trees judge every event: there is no event they do not judge
+    everywhere = {"isolation": {"scope": "all"}}
+    assert DetectorConfig.model_validate(everywhere).isolation_uncovered_quantile() is None
+    with pytest.raises(ValidationError):
+        DetectorConfig.model_validate({"isolation": {"uncovered_quantile": 1.5}})

@@ -640,7 +640,12 @@ def fit_tails(
     measured = config.isolation.measured_range
     return (
         Tail.fit(knn_distance, measured=measured),
-        Tail.fit(isolation, config.isolation_floor_quantile(), measured=measured),
+        Tail.fit(
+            isolation,
+            config.isolation_floor_quantile(),
+            measured=measured,
+            uncovered_quantile=config.isolation_uncovered_quantile(),
+        ),
     )
 
 

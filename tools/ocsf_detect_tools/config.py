@@ -17,6 +17,7 @@ Example ``detector.toml``::
     sample_size = 256
     evidence_quantile = 0.9
     scope = "covered"
+    # uncovered_quantile = 0.995             # omitted: 1 - alert_rate; 1: never
     measured_range = true
 
     [train]
@@ -121,6 +122,15 @@ class IsolationConfig(_Section):
         description="covered: the trees judge an event whose nearest indexed behaviour "
         "lies within the distinct radius (one the baseline holds), and one the k-NN view "
         "puts beyond its measured range (measured_range); all: every event",
+    )
+    uncovered_quantile: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="for an event the trees do not judge (scope covered: one the baseline "
+        "does not hold, within the k-NN view's measured range), they add evidence only "
+        "beyond their surprise at this held-out quantile; null: 1 - alert_rate, where the "
+        "trees alone would alert; 1: never (bundles before format 11)",
     )
     measured_range: bool = Field(
         True,
@@ -243,6 +253,14 @@ class DetectorConfig(_Section):
         """The held-out quantile beyond which the isolation view adds evidence."""
         q = self.isolation.evidence_quantile
         return 1.0 - self.alert_rate if q is None else q
+
+    def isolation_uncovered_quantile(self) -> float | None:
+        """The held-out quantile beyond which the trees add evidence for an event they do
+        not judge; None: they add none there (or they judge every event)."""
+        i = self.isolation
+        if i.scope == "all" or i.uncovered_quantile == 1.0:
+            return None
+        return 1.0 - self.alert_rate if i.uncovered_quantile is None else i.uncovered_quantile
 
     def class_specs(self) -> dict[int, ClassSpec]:
         """Default specs with this config's per-class overrides applied."""

@@ -23,7 +23,9 @@ from ocsf_detect.ocsf.outcomes import UnsupportedReason
 # 9: the isolation view may judge only covered events (``IsolationInfo.scope``, ``cover_radius``).
 # 10: a view's tail may carry its measured range (``Tail.measured``): beyond it the surprise
 # grows with the log of its ratio to it, and the trees also judge what the k-NN view puts there.
-FORMAT_VERSION = 10
+# 11: the isolation view's tail may carry an uncovered floor (``Tail.uncovered_floor``): for an
+# event the trees do not judge, they add the surprise beyond it.
+FORMAT_VERSION = 11
 MANIFEST_NAME = "manifest.json"
 
 

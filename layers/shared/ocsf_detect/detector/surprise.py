@@ -45,7 +45,11 @@ opinion would only take a share of the alert budget from what the k-NN view alon
 The trees also judge an event the k-NN view puts beyond its measured range: farther
 than the held-out events can rank, where the k-NN view's order is the tail's guess, so
 the trees' measured evidence decides which comes first (a single attack event beside a
-benign oddity the embedding happens to stretch further).
+benign oddity the embedding happens to stretch further). Elsewhere (format 11) the trees
+still speak where they alone would alert: beyond their surprise at the alert quantile
+(``Tail.uncovered_floor``), a claim on the alert budget no larger than the budget a
+detector of trees alone would take, and what an event extreme on a few columns needs
+when the k-NN view ranks it among the benign oddities (a SYN flood's error rates).
 
 Pure numpy; the build fits both (``ocsf_detect_tools.build``).
 """
@@ -81,14 +85,28 @@ class Tail(BaseModel):
     # the surprise grows with the log of its ratio to it. None (bundles before format 10):
     # the exponential tail all the way.
     measured: float | None = Field(None, gt=0.0)
+    # format 11, the isolation view's tail: the floor for an event the trees do not judge
+    # (``trees_judge``: one the baseline does not hold, within the k-NN view's measured
+    # range), the surprise at the alert quantile, so that the trees add evidence there
+    # only where they alone would alert. None (bundles before format 11): they add none.
+    uncovered_floor: float | None = Field(None, ge=0.0)
 
     @classmethod
-    def fit(cls, scores: np.ndarray, floor_quantile: float = 0.0, measured: bool = True) -> Tail:
+    def fit(
+        cls,
+        scores: np.ndarray,
+        floor_quantile: float = 0.0,
+        measured: bool = True,
+        uncovered_quantile: float | None = None,
+    ) -> Tail:
         """``floor_quantile``: the held-out quantile whose surprise is the floor,
         -log(1 - q); 0 gives no floor. ``measured``: compress the surprise beyond the
-        range the held-out events measure (False: the exponential tail throughout)."""
+        range the held-out events measure (False: the exponential tail throughout).
+        ``uncovered_quantile``: the same for ``uncovered_floor`` (None: no such floor)."""
         if not 0.0 <= floor_quantile < 1.0:
             raise ValueError(f"floor_quantile must lie in [0, 1), not {floor_quantile}")
+        if uncovered_quantile is not None and not 0.0 <= uncovered_quantile < 1.0:
+            raise ValueError(f"uncovered_quantile must lie in [0, 1), not {uncovered_quantile}")
         s = np.sort(np.asarray(scores, dtype=np.float64))
         if s.size == 0:
             raise ValueError("no held-out scores to fit a tail on")
@@ -106,6 +124,9 @@ class Tail(BaseModel):
             scale=scale,
             floor=floor,
             measured=math.log1p(s.size) if measured else None,
+            uncovered_floor=(
+                None if uncovered_quantile is None else -math.log1p(-uncovered_quantile)
+            ),
         )
 
     def surprise(self, scores: np.ndarray) -> np.ndarray:
@@ -138,6 +159,12 @@ class Tail(BaseModel):
         """The view's evidence for raw ``scores``: their surprise beyond the floor."""
         return self.credit(self.surprise(scores))
 
+    def uncovered_credit(self, surprise: np.ndarray) -> np.ndarray | None:
+        """Evidence beyond ``uncovered_floor``; None for a tail without one."""
+        if self.uncovered_floor is None:
+            return None
+        return np.maximum(np.asarray(surprise, dtype=np.float64) - self.uncovered_floor, 0.0)
+
 
 def combined(
     knn_distance: np.ndarray,
@@ -159,11 +186,14 @@ def combined(
 @dataclass(frozen=True)
 class Evidence:
     """Each view's evidence for a batch, and where the k-NN view's surprise lies beyond
-    its measured range (None: a tail without one, bundles before format 10)."""
+    its measured range (None: a tail without one, bundles before format 10).
+    ``trees_uncovered``: the trees' evidence beyond their ``uncovered_floor``, what they
+    add for an event they do not judge (None: nothing, bundles before format 11)."""
 
     knn: np.ndarray
     trees: np.ndarray
     beyond: np.ndarray | None
+    trees_uncovered: np.ndarray | None = None
 
 
 def evidence(
@@ -174,10 +204,12 @@ def evidence(
         return None
     knn_tail, isolation_tail = tails
     surprise = knn_tail.surprise(knn_distance)
+    isolated = isolation_tail.surprise(isolation)
     return Evidence(
         knn_tail.credit(surprise),
-        isolation_tail.evidence(isolation),
+        isolation_tail.credit(isolated),
         knn_tail.beyond_measure(surprise),
+        isolation_tail.uncovered_credit(isolated),
     )
 
 
@@ -195,9 +227,14 @@ def trees_judge(parts: Evidence, covered: np.ndarray | None) -> np.ndarray | Non
 
 def summed(parts: Evidence, covered: np.ndarray | None = None) -> np.ndarray:
     """The score from the views' evidence (float32), the trees' where they judge
-    (``trees_judge``); ``covered`` None: the trees' everywhere."""
+    (``trees_judge``) and, elsewhere, what they have beyond their uncovered floor (format
+    11; none before); ``covered`` None: the trees' everywhere."""
     judged = trees_judge(parts, covered)
-    trees = parts.trees if judged is None else np.where(judged, parts.trees, 0.0)
+    if judged is None:
+        trees = parts.trees
+    else:
+        elsewhere = 0.0 if parts.trees_uncovered is None else parts.trees_uncovered
+        trees = np.where(judged, parts.trees, elsewhere)
     return (parts.knn + trees).astype(np.float32)
 
 
