@@ -407,3 +407,8 @@ def test_the_uncovered_quantile_follows_the_alert_rate_unless_set() -> None:
     assert DetectorConfig.model_validate(everywhere).isolation_uncovered_quantile() is None
     with pytest.raises(ValidationError):
         DetectorConfig.model_validate({"isolation": {"uncovered_quantile": 1.5}})
+    # below the floor the trees would count for more where they do not judge
+    with pytest.raises(ValidationError, match="below the floor"):
+        DetectorConfig.model_validate({"isolation": {"uncovered_quantile": 0.5}})
+    at_floor = {"isolation": {"uncovered_quantile": 0.9}}
+    assert DetectorConfig.model_validate(at_floor).isolation_uncovered_quantile() == 0.9

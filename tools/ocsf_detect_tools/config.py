@@ -247,6 +247,13 @@ class DetectorConfig(_Section):
                 'isolation scope "covered" needs index.distinct_radius > 0 (with 0, only '
                 'exact duplicates count as covered): set scope = "all" or enabled = false'
             )
+        uncovered = self.isolation_uncovered_quantile()
+        if uncovered is not None and uncovered < self.isolation_floor_quantile():
+            raise ValueError(
+                f"isolation.uncovered_quantile ({uncovered}) lies below the floor's quantile "
+                f"({self.isolation_floor_quantile()}): the trees would count for more where "
+                "they do not judge than where they do"
+            )
         return self
 
     def isolation_floor_quantile(self) -> float:
