@@ -15,17 +15,21 @@ from evaluate_shared import recall_at_benign_rate
 
 
 def test_no_more_benign_events_alert_than_the_budget_allows() -> None:
+    # 200 benign scores 0..199, 1%: the threshold is their 99th percentile taken at the
+    # next higher score, 198, so one benign event (199) alerts, within the 2 allowed. The
+    # attacks at 198.5 and 199.5 lie above it and are found, the one at 197.5 is not
+    y = np.r_[np.zeros(200, dtype=np.int64), np.ones(3, dtype=np.int64)]
+    scores = np.r_[np.arange(200.0), [198.5, 199.5, 197.5]]
+    assert recall_at_benign_rate(y, scores, 0.01) == 2 / 3
+    # half the benign events may alert: every attack is found
+    assert recall_at_benign_rate(y, scores, 0.5) == 1.0
+    # a larger budget never finds fewer attacks
     rng = np.random.default_rng(0)
     y = np.r_[np.zeros(1000, dtype=np.int64), np.ones(50, dtype=np.int64)]
     scores = np.r_[rng.normal(size=1000), rng.normal(3.0, 1.0, size=50)]
-    for rate in (0.005, 0.01, 0.1):
-        threshold = np.quantile(scores[y == 0], 1 - rate, method="higher")
-        assert (scores[y == 0] > threshold).sum() <= rate * 1000
-        expected = (scores[y == 1] > threshold).mean()
-        assert recall_at_benign_rate(y, scores, rate) == expected
-    # a larger budget never finds fewer attacks
     found = [recall_at_benign_rate(y, scores, r) for r in (0.001, 0.005, 0.05, 0.5)]
     assert found == sorted(found)
+    assert 0.0 < found[1] < 1.0
 
 
 def test_attacks_tied_with_the_benign_tail_do_not_count() -> None:

@@ -389,6 +389,13 @@ def test_for_an_event_they_do_not_judge_the_trees_count_where_they_alone_would_a
     assert before[1] > before[0]
     with pytest.raises(ValueError, match="uncovered_quantile"):
         Tail.fit(held_i, 0.9, uncovered_quantile=1.0)
+    # below the floor the score with the trees everywhere would no longer bound it
+    with pytest.raises(ValueError, match="uncovered_quantile"):
+        Tail.fit(held_i, 0.9, uncovered_quantile=0.5)
+    with pytest.raises(ValueError, match="below the floor"):
+        Tail.model_validate({**trees.model_dump(), "uncovered_floor": 1.0})
+    bound = summed(parts)  # the trees counted for every event, as the re-check decides
+    assert (bound >= scores).all()
 
 
 def test_the_uncovered_quantile_follows_the_alert_rate_unless_set() -> None:
@@ -412,3 +419,13 @@ def test_the_uncovered_quantile_follows_the_alert_rate_unless_set() -> None:
         DetectorConfig.model_validate({"isolation": {"uncovered_quantile": 0.5}})
     at_floor = {"isolation": {"uncovered_quantile": 0.9}}
     assert DetectorConfig.model_validate(at_floor).isolation_uncovered_quantile() == 0.9
+    # unset, it never falls below the floor: a high alert rate or a high floor is valid
+    high_rate = DetectorConfig(alert_rate=0.2)
+    assert high_rate.isolation_uncovered_quantile() == pytest.approx(0.9)
+    high_floor = DetectorConfig.model_validate({"isolation": {"evidence_quantile": 0.999}})
+    assert high_floor.isolation_uncovered_quantile() == pytest.approx(0.999)
+    for rate in np.linspace(0.001, 0.499, 50):
+        DetectorConfig(alert_rate=float(rate))  # none refused
+    # the trees off: nothing to check
+    off_trees = {"isolation": {"enabled": False, "uncovered_quantile": 0.5}}
+    assert not DetectorConfig.model_validate(off_trees).isolation.enabled

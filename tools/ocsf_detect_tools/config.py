@@ -247,10 +247,10 @@ class DetectorConfig(_Section):
                 'isolation scope "covered" needs index.distinct_radius > 0 (with 0, only '
                 'exact duplicates count as covered): set scope = "all" or enabled = false'
             )
-        uncovered = self.isolation_uncovered_quantile()
-        if uncovered is not None and uncovered < self.isolation_floor_quantile():
+        q = i.uncovered_quantile
+        if i.enabled and q is not None and q < 1.0 and q < self.isolation_floor_quantile() - 1e-9:
             raise ValueError(
-                f"isolation.uncovered_quantile ({uncovered}) lies below the floor's quantile "
+                f"isolation.uncovered_quantile ({q}) lies below the floor's quantile "
                 f"({self.isolation_floor_quantile()}): the trees would count for more where "
                 "they do not judge than where they do"
             )
@@ -263,11 +263,14 @@ class DetectorConfig(_Section):
 
     def isolation_uncovered_quantile(self) -> float | None:
         """The held-out quantile beyond which the trees add evidence for an event they do
-        not judge; None: they add none there (or they judge every event)."""
+        not judge; None: they add none there (or they judge every event). Unset: the alert
+        quantile, and never below the floor's quantile (a high alert rate, a high floor)."""
         i = self.isolation
         if i.scope == "all" or i.uncovered_quantile == 1.0:
             return None
-        return 1.0 - self.alert_rate if i.uncovered_quantile is None else i.uncovered_quantile
+        if i.uncovered_quantile is None:
+            return max(1.0 - self.alert_rate, self.isolation_floor_quantile())
+        return i.uncovered_quantile
 
     def class_specs(self) -> dict[int, ClassSpec]:
         """Default specs with this config's per-class overrides applied."""

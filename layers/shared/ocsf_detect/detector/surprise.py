@@ -91,6 +91,16 @@ class Tail(BaseModel):
     # only where they alone would alert. None (bundles before format 11): they add none.
     uncovered_floor: float | None = Field(None, ge=0.0)
 
+    @model_validator(mode="after")
+    def _uncovered_floor_not_below_floor(self) -> Tail:
+        # the score with the trees counted for every event bounds the served score from
+        # above (the exact re-check relies on it): true only while this floor is no lower
+        if self.uncovered_floor is not None and self.uncovered_floor < self.floor - 1e-9:
+            raise ValueError(
+                f"uncovered_floor {self.uncovered_floor} lies below the floor {self.floor}"
+            )
+        return self
+
     @classmethod
     def fit(
         cls,
@@ -105,8 +115,10 @@ class Tail(BaseModel):
         ``uncovered_quantile``: the same for ``uncovered_floor`` (None: no such floor)."""
         if not 0.0 <= floor_quantile < 1.0:
             raise ValueError(f"floor_quantile must lie in [0, 1), not {floor_quantile}")
-        if uncovered_quantile is not None and not 0.0 <= uncovered_quantile < 1.0:
-            raise ValueError(f"uncovered_quantile must lie in [0, 1), not {uncovered_quantile}")
+        if uncovered_quantile is not None and not floor_quantile <= uncovered_quantile < 1.0:
+            raise ValueError(
+                f"uncovered_quantile must lie in [floor_quantile, 1), not {uncovered_quantile}"
+            )
         s = np.sort(np.asarray(scores, dtype=np.float64))
         if s.size == 0:
             raise ValueError("no held-out scores to fit a tail on")
