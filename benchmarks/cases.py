@@ -690,6 +690,17 @@ def _diverse_injection(
     return cases
 
 
+def assign_groups(cases: list[Case]) -> list[Case]:
+    """Set each case's leave-one-case-out group: a full-size row goes with the capped case
+    drawn from the same data, and a row scored on another case's bundle (``bundle_of``:
+    the hard subsets) with that case, so that leaving NSL-KDD out leaves out every row
+    its bundles score."""
+    own = {c.name: c.name.replace("-full", "") for c in cases}
+    for case in cases:
+        case.group = own[case.bundle_of or case.name]
+    return cases
+
+
 def load_cases(root: Path | None = None, only: set[str] | None = None) -> list[Case]:
     """Every case the shared data allows (``only``: names to keep, with the cases whose
     bundle they reuse)."""
@@ -697,9 +708,7 @@ def load_cases(root: Path | None = None, only: set[str] | None = None) -> list[C
     full = nsl_kdd_cases(root, FULL_CAP, name="nsl-kdd-full") + unsw_cases(
         root, FULL_CAP, name="unsw-nb15-full"
     )
-    for case in full:
-        case.group = case.name.replace("-full", "")
-    cases = nsl_kdd_cases(root) + unsw_cases(root) + iot23_cases(root) + full
+    cases = assign_groups(nsl_kdd_cases(root) + unsw_cases(root) + iot23_cases(root) + full)
     if only is None:
         return cases
     wanted = set(only) | {c.bundle_of for c in cases if c.name in only and c.bundle_of}

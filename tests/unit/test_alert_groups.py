@@ -419,6 +419,7 @@ class AnomalousScorer:
         import numpy as np
 
         from ocsf_detect.detector.scorer import NeighborTable, Scored
+        from ocsf_detect.ocsf.outcomes import Parsed
 
         table = NeighborTable(
             np.zeros((len(raws), 1), dtype=np.int64), np.zeros((len(raws), 1)), None
@@ -426,7 +427,19 @@ class AnomalousScorer:
         out = []
         for i, raw in enumerate(raws):
             event = orjson.loads(raw)
-            out.append(Scored(4001, event["time"], 2.0, 1.0, True, 4, event, table, i))
+            out.append(
+                Scored(
+                    4001,
+                    event["time"],
+                    2.0,
+                    1.0,
+                    True,
+                    4,
+                    Parsed(4001, event["time"], (), event),
+                    table,
+                    i,
+                )
+            )
         return out
 
 

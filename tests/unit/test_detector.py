@@ -18,6 +18,7 @@ from ocsf_detect.detector.bundle import BundleError, read_manifest
 from ocsf_detect.detector.calibrate import calibrate, severity_ids
 from ocsf_detect.detector.index import (
     MAX_EF,
+    ExactBase,
     IndexParams,
     build_index,
     distance_ratio,
@@ -30,7 +31,6 @@ from ocsf_detect.detector.index import (
     rescore_exact,
     search_quality,
     search_work,
-    squared_norms,
     tune_ef,
 )
 from ocsf_detect.detector.scorer import Detector, Scored
@@ -394,9 +394,8 @@ def test_alert_decisions_are_those_of_exact_search() -> None:
     # Given searches that inflate some scores across the threshold
     wrongly_above = (dists.mean(1) >= threshold) & (exact_scores < threshold)
     assert wrongly_above.sum() > 0
-    # When the scores at or above the threshold are re-checked (with the norms the
-    # scorer computes once per index)
-    redone = rescore_exact(base, queries, labels, dists, threshold, vectors_sq=squared_norms(base))
+    # When the scores at or above the threshold are re-checked
+    redone = rescore_exact(base, queries, labels, dists, threshold)
     # Then only those were redone, and every decision is exact search's
     assert len(redone) < len(queries) / 2
     assert np.array_equal(dists.mean(1) >= threshold, exact_scores >= threshold)
@@ -405,12 +404,15 @@ def test_alert_decisions_are_those_of_exact_search() -> None:
     assert np.array_equal(labels[redone], exact_labels[redone])
 
 
-def test_exact_knn_with_precomputed_norms_is_the_same_search() -> None:
+def test_exact_knn_on_a_prepared_base_is_the_same_search() -> None:
     rng = np.random.default_rng(5)
     base = rng.normal(size=(500, 8)).astype(np.float32)
     queries = rng.normal(size=(40, 8)).astype(np.float32)
     labels, dists = exact_knn(base, queries, 7)
-    labels_sq, dists_sq = exact_knn(base, queries, 7, squared_norms(base))
+    prepared = ExactBase.of(base)
+    assert np.array_equal(prepared.vectors, base)
+    assert np.allclose(prepared.squared_norms, (base.astype(np.float64) ** 2).sum(1), rtol=1e-6)
+    labels_sq, dists_sq = exact_knn(prepared, queries, 7)
     assert np.array_equal(labels, labels_sq)
     assert np.array_equal(dists, dists_sq)
     brute = np.sort(np.linalg.norm(queries[:, None] - base[None], axis=2), axis=1)[:, :7]
@@ -438,7 +440,7 @@ def test_exact_knn_bounded_by_an_approximate_search_finds_the_nearest(seed) -> N
     # (as an approximate search's neighbours are), tightly or loosely
     for inflation in (1.0, 1.0 + 1e-6, 1.05):
         bound = dists[:, -1].astype(np.float64) * inflation
-        got_labels, got_dists = exact_knn(base, queries, k, squared_norms(base), bound=bound)
+        got_labels, got_dists = exact_knn(ExactBase.of(base), queries, k, bound=bound)
         # Then the k nearest are found, at their float64 distances, and each label is a
         # vector at that distance
         assert np.array_equal(got_dists, truth)
@@ -579,6 +581,9 @@ def test_score_batch_gives_one_outcome_per_record_in_order(
     assert isinstance(outcomes[101], Unsupported)
     scored = [o for o in outcomes if isinstance(o, Scored)]
     assert len(scored) == 300
+    # Scoring decodes no event a second time: the explanations of the anomalies come
+    # from the feature matrices, and each event stays its text until it is read.
+    assert all(o.parsed._event is None for o in scored)
     for raw, outcome in zip(good[:100], outcomes[:100], strict=True):
         assert isinstance(outcome, Scored)
         assert outcome.event == orjson.loads(raw)

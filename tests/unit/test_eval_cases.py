@@ -264,3 +264,29 @@ def test_weighted_knn_follows_the_build_and_can_leave_an_event_out() -> None:
     assert int(np.argmax(left_out)) == len(lines) - 1
     # and leaving an event out of its own neighbours never lowers its score
     assert (left_out >= served_like - 1e-6).all()
+
+
+def test_full_size_and_hard_rows_are_left_out_with_their_case() -> None:
+    def case(name: str, protocol: str = "future", bundle_of: str | None = None) -> c.Case:
+        return c.Case(name, protocol, [], [], {}, bundle_of=bundle_of)
+
+    cases = c.assign_groups(
+        [
+            case("nsl-kdd"),
+            case("nsl-kdd", "contaminated"),
+            case("nsl-kdd-hard", bundle_of="nsl-kdd"),
+            case("nsl-kdd-full"),
+            case("nsl-kdd-full-hard", bundle_of="nsl-kdd-full"),
+            case("unsw-nb15-full", "contaminated"),
+            case("iot23-8-1"),
+        ]
+    )
+    assert [x.group for x in cases] == [
+        "nsl-kdd",
+        "nsl-kdd",
+        "nsl-kdd",
+        "nsl-kdd",
+        "nsl-kdd",
+        "unsw-nb15",
+        "iot23-8-1",
+    ]

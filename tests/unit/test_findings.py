@@ -21,6 +21,7 @@ from ocsf_detect.findings import (
     fit_finding,
     risk_score,
 )
+from ocsf_detect.ocsf.outcomes import Parsed
 
 
 def scored(event: dict | None = None, score: float = 2.0, threshold: float = 1.0) -> Scored:
@@ -31,7 +32,9 @@ def scored(event: dict | None = None, score: float = 2.0, threshold: float = 1.0
         "src_endpoint": {"ip": "10.0.0.1"},
     }
     table = NeighborTable(np.array([[0]]), np.array([[0.5]]), ["b-1"])
-    return Scored(4001, 1_730_000_000_000, score, threshold, True, 4, event, table, 0)
+    return Scored(
+        4001, 1_730_000_000_000, score, threshold, True, 4, Parsed(4001, 1, (), event), table, 0
+    )
 
 
 def test_finding_has_the_ocsf_detection_finding_shape():

@@ -387,3 +387,52 @@ def test_shipped_sample_events_get_the_same_outcome(path: Path) -> None:
     outcome = PARSER.parse(raw)
     assert isinstance(outcome, Parsed | Unsupported)
     assert _fast_path_answers(raw) is isinstance(outcome, Parsed)
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview, str])
+def test_a_fast_path_event_is_kept_as_its_text_and_decoded_once_when_read(kind: type) -> None:
+    # Given a well-typed event, as bytes, a mutable buffer, a view or text
+    raw = json.dumps(SAMPLES["network_activity.json"]).encode()
+    given = bytearray(raw) if kind is memoryview else kind(raw) if kind is not str else raw.decode()
+    source = memoryview(given) if kind is memoryview else given
+    # When the parser reads it
+    outcome = PARSER.parse(source)
+    # Then it keeps plain text, not the decoded event
+    assert isinstance(outcome, Parsed)
+    assert outcome._event is None
+    assert outcome._text.__class__ in (bytes, str)
+    # And a buffer changed afterwards does not change the event kept
+    if isinstance(given, bytearray):
+        given[:] = b" " * len(given)
+    # And the event, read, is the one that came, decoded once
+    event = outcome.event
+    assert event == json.loads(raw)
+    assert outcome.event is event
+    assert outcome._text is None
+
+
+def test_an_event_the_reference_path_decoded_is_kept_decoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a decoder that refuses what it reads, so the reference path decodes instead
+    # (no input known today takes that way to a parsed event; the rule must still hold)
+    import ocsf_detect.ocsf.parser as parser_module
+
+    def refuse(text: object) -> object:
+        raise ValueError("refused")
+
+    monkeypatch.setattr(parser_module, "_FAST_DECODE", refuse)
+    raw = json.dumps(SAMPLES["network_activity.json"]).encode()
+    # When the parser reads a well-typed event
+    outcome = EventParser(PLANS).parse(raw)
+    # Then it keeps the event as decoded: the kept text would decode again by that decoder
+    assert isinstance(outcome, Parsed)
+    assert outcome._text is None
+    assert outcome.event == json.loads(raw)
+
+
+def test_a_parsed_event_is_given_decoded_or_as_text_not_both() -> None:
+    with pytest.raises(ValueError, match="either decoded or as its text"):
+        Parsed(4001, MIN_PLAUSIBLE_MS, ())
+    with pytest.raises(ValueError, match="either decoded or as its text"):
+        Parsed(4001, MIN_PLAUSIBLE_MS, (), {}, text=b"{}")

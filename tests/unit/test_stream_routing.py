@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from ocsf_detect.detector.scorer import NeighborTable, Scored
-from ocsf_detect.ocsf.outcomes import Rejected, RejectReason, Unsupported
+from ocsf_detect.ocsf.outcomes import Parsed, Rejected, RejectReason, Unsupported
 from ocsf_detect.stream import (
     Alert,
     EventStatus,
@@ -59,7 +59,7 @@ class FakeScorer:
                         1.0,
                         anomalous,
                         4 if anomalous else 1,
-                        event,
+                        Parsed(4001, 1, (), event),
                         NeighborTable(np.array([[0]]), np.array([[0.1]]), ["n"]),
                         0,
                     )

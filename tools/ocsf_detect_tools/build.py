@@ -29,6 +29,7 @@ from ocsf_detect.detector.bundle import sha256_file
 from ocsf_detect.detector.calibrate import calibrate, threshold_for
 from ocsf_detect.detector.index import (
     SPACE,
+    ExactBase,
     IndexParams,
     build_index,
     canonical_index_file,
@@ -38,7 +39,6 @@ from ocsf_detect.detector.index import (
     knn,
     knn_score,
     rescore_exact,
-    squared_norms,
     tune_ef,
 )
 from ocsf_detect.detector.manifest import (
@@ -362,7 +362,7 @@ def _build(
         # the k-NN score alone is already that (exact wherever it reaches the threshold)
         hold_scores = distance
         if tails is not None:
-            exact = (base, squared_norms(base))
+            exact = ExactBase.of(base)
             hold_scores = serve_scores(
                 index,
                 lambda: exact,  # noqa: B023 - called before the loop moves on

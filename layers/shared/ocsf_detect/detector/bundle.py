@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -19,6 +19,9 @@ from pydantic import ValidationError
 
 from ocsf_detect.detector.manifest import FORMAT_VERSION, MANIFEST_NAME, ClassModel, Manifest
 from ocsf_detect.detector.surprise import IsolationTrees
+
+if TYPE_CHECKING:
+    from ocsf_detect.detector.index import ExactBase  # imports hnswlib
 
 
 class BundleError(Exception):
@@ -36,7 +39,7 @@ class LoadedClass:
     index_path: Path | None = None
     mass: np.ndarray | None = None
     _vectors: np.ndarray | None = field(default=None, repr=False)
-    _vectors_sq: np.ndarray | None = field(default=None, repr=False)
+    _exact: ExactBase | None = field(default=None, repr=False)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -61,13 +64,13 @@ class LoadedClass:
         return self._vectors
 
     @property
-    def vectors_sq(self) -> np.ndarray:
-        """Squared norms of ``vectors``, computed once (each exact re-check needs them)."""
-        if self._vectors_sq is None:
-            from ocsf_detect.detector.index import squared_norms  # imports hnswlib
+    def exact(self) -> ExactBase:
+        """``vectors`` as exact search reads them, built once (on the first re-check)."""
+        if self._exact is None:
+            from ocsf_detect.detector.index import ExactBase  # imports hnswlib
 
-            self._vectors_sq = squared_norms(self.vectors)
-        return self._vectors_sq
+            self._exact = ExactBase.of(self.vectors)
+        return self._exact
 
 
 def sha256_file(path: Path) -> str:

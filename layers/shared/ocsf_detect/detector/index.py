@@ -56,25 +56,49 @@ def knn(index: hnswlib.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, 
     return labels.astype(np.int64), np.sqrt(np.maximum(sq, 0.0))
 
 
-def squared_norms(vectors: np.ndarray) -> np.ndarray:
-    """|b|^2 per row, float32: what ``exact_knn`` ranks with (computed once per index by
-    callers that search the same vectors again and again)."""
-    base32 = np.ascontiguousarray(vectors, dtype=np.float32)
-    return np.einsum("ij,ij->i", base32, base32)
+@dataclass(frozen=True)
+class ExactBase:
+    """Base vectors as exact search reads them: one float32 matrix of rows [b, |b|^2].
+    One matrix product with query rows [-2 q, 1] then gives |b|^2 - 2 q.b, what the
+    search ranks by, with no pass over the (queries x base) block to scale and shift it.
+    Built once per index by callers that search the same vectors again and again."""
+
+    augmented: np.ndarray  # (n, dim + 1) float32, C-contiguous
+
+    @classmethod
+    def of(cls, vectors: np.ndarray) -> ExactBase:
+        vectors = np.asarray(vectors)
+        augmented = np.empty((len(vectors), vectors.shape[1] + 1), dtype=np.float32)
+        augmented[:, :-1] = vectors
+        base32 = augmented[:, :-1]
+        augmented[:, -1] = np.einsum("ij,ij->i", base32, base32)
+        return cls(augmented)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The vectors, float32 (a view)."""
+        return self.augmented[:, :-1]
+
+    @property
+    def squared_norms(self) -> np.ndarray:
+        """|b|^2 per vector, float32 (a view)."""
+        return self.augmented[:, -1]
+
+    def __len__(self) -> int:
+        return len(self.augmented)
 
 
 def exact_knn(
-    base: np.ndarray,
+    base: np.ndarray | ExactBase,
     queries: np.ndarray,
     k: int,
-    base_sq: np.ndarray | None = None,
     bound: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force k-NN in blocks (reference for recall, the exact baseline, and the
     re-check of alerts). Candidates come from one float32 matrix product (the expansion
     |q|^2 + |b|^2 - 2 q.b); the distances of the best few are then recomputed directly
     from the differences, which the expansion gets wrong for near-identical vectors.
-    ``base_sq``: ``squared_norms(base)``, if already known.
+    ``base``: the vectors, or ``ExactBase.of`` them, if already built.
 
     ``bound``: per query, a distance that at least k base vectors are within (the k-th
     distance an approximate search found: its neighbours are real base vectors). The
@@ -85,33 +109,36 @@ def exact_knn(
     checked: a row where a vector it left out could be nearer than the k-th it kept (near-
     identical vectors, or vectors far from the origin) is searched again among every
     vector the expansion puts within that k-th distance."""
-    k = min(k, len(base))
-    base32 = np.ascontiguousarray(base, dtype=np.float32)
-    if base_sq is None:
-        base_sq = squared_norms(base32)
-    extra = min(len(base), k + max(8, k))  # slack for the float32 ranking
+    prepared = base if isinstance(base, ExactBase) else ExactBase.of(base)
+    base32, augmented = prepared.vectors, prepared.augmented
+    n, dim = base32.shape
+    k = min(k, n)
+    extra = min(n, k + max(8, k))  # slack for the float32 ranking
     labels = np.empty((len(queries), k), dtype=np.int64)
     dists = np.empty((len(queries), k), dtype=np.float32)
-    max_base_sq = float(base_sq.max()) if len(base_sq) else 0.0
-    # Small blocks: the (block x base) matrix stays in cache, updated in place.
+    max_base_sq = float(prepared.squared_norms.max()) if n else 0.0
+    # Small blocks: the (block x base) matrix stays in cache.
+    q_aug = np.empty((min(64, len(queries)), dim + 1), dtype=np.float32)
     for start in range(0, len(queries), 64):
         q = np.ascontiguousarray(queries[start : start + 64], dtype=np.float32)
-        d2 = q @ base32.T  # |q|^2 is the same along a row: left out of the ranking
-        d2 *= -2.0
-        d2 += base_sq
+        rows_aug = q_aug[: len(q)]
+        np.multiply(q, -2.0, out=rows_aug[:, :-1])  # exact: a power of two
+        rows_aug[:, -1] = 1.0
+        # |b|^2 - 2 q.b; |q|^2 is the same along a row: left out of the ranking
+        d2 = rows_aug @ augmented.T
         block = slice(start, start + len(q))
         if bound is not None and _within_bound(
             base32, q, d2, bound[block], max_base_sq, k, labels[block], dists[block]
         ):
             continue
         floor = None
-        if extra < len(base):
+        if extra < n:
             ranked = np.argpartition(d2, extra - 1, axis=1)
             part = ranked[:, :extra]
             # every vector left out has at least the extra-th smallest |b|^2 - 2 q.b
             floor = np.take_along_axis(d2, ranked[:, extra - 1 : extra], axis=1)[:, 0]
         else:
-            part = np.broadcast_to(np.arange(len(base)), d2.shape)
+            part = np.broadcast_to(np.arange(n), d2.shape)
         labels[block], dists[block], kth = _nearest_of(base32, q, part, k)
         if floor is not None:
             # A vector left out lies at least |q|^2 + floor (less float32's rounding)
@@ -211,13 +238,12 @@ def knn_score(labels: np.ndarray, dists: np.ndarray, mass: np.ndarray | None) ->
 
 
 def rescore_exact(
-    vectors: np.ndarray,
+    vectors: np.ndarray | ExactBase,
     queries: np.ndarray,
     labels: np.ndarray,
     dists: np.ndarray,
     cutoff: float,
     limit: int | None = None,
-    vectors_sq: np.ndarray | None = None,
     mass: np.ndarray | None = None,
 ) -> np.ndarray:
     """Redo, in place, the k-NN result of every query whose approximate score (mean
@@ -230,11 +256,11 @@ def rescore_exact(
     as exact search decides it: a search that stalled in the wrong region of the graph
     cannot raise an alert, and every alert's score and neighbours are exact. The limit
     bounds the cost when most of a batch is anomalous (a flood, or a bundle that does
-    not fit the traffic); there, stalls are a small part of the alerts. ``vectors_sq``:
-    ``squared_norms(vectors)``, if already known; ``mass``: as ``knn_score``."""
+    not fit the traffic); there, stalls are a small part of the alerts. ``vectors``: as
+    ``exact_knn``'s base; ``mass``: as ``knn_score``."""
     scores = knn_score(labels, dists, mass)
     rows = closest_rows(scores, scores >= cutoff, limit)
-    recheck(vectors, queries, labels, dists, rows, vectors_sq)
+    recheck(vectors, queries, labels, dists, rows)
     return rows
 
 
@@ -248,20 +274,17 @@ def closest_rows(scores: np.ndarray, reached: np.ndarray, limit: int | None) -> 
 
 
 def recheck(
-    vectors: np.ndarray,
+    vectors: np.ndarray | ExactBase,
     queries: np.ndarray,
     labels: np.ndarray,
     dists: np.ndarray,
     rows: np.ndarray,
-    vectors_sq: np.ndarray | None = None,
 ) -> None:
     """Replace, in place, the k-NN result of ``rows`` by exact search (bounded by the
     approximate k-th distance: the approximate neighbours are real base vectors)."""
     if len(rows):
         bound = dists[rows].max(axis=1)
-        exact_labels, exact_dists = exact_knn(
-            vectors, queries[rows], dists.shape[1], vectors_sq, bound=bound
-        )
+        exact_labels, exact_dists = exact_knn(vectors, queries[rows], dists.shape[1], bound=bound)
         labels[rows] = exact_labels
         dists[rows] = exact_dists
 

@@ -21,6 +21,7 @@ from ocsf_detect.detector.explain import Explainer, ExplanationTable, Reason
 from ocsf_detect.detector.index import (
     RECHECK_MIN,
     RECHECK_SHARE,
+    ExactBase,
     closest_rows,
     knn,
     knn_score,
@@ -73,7 +74,7 @@ class Scored:
     threshold: float
     is_anomaly: bool
     severity_id: int
-    event: dict[str, Any]
+    parsed: Parsed  # what the parser read: the event is decoded from it only if asked
     table: NeighborTable
     row: int
     status: Literal["scored"] = "scored"
@@ -82,6 +83,11 @@ class Scored:
     @property
     def severity(self) -> str:
         return SEVERITY_NAMES[self.severity_id]
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """The event exactly as it came (decoded on first use: most events never alert)."""
+        return self.parsed.event
 
     @property
     def neighbors(self) -> list[tuple[str, float]]:
@@ -176,7 +182,7 @@ def covered_by(dists: np.ndarray, cover_radius: float | None) -> np.ndarray | No
 
 def serve_scores(
     index: Any,
-    exact: Callable[[], tuple[np.ndarray, np.ndarray]],
+    exact: Callable[[], ExactBase],
     emb: np.ndarray,
     k: int,
     isolation: np.ndarray | None,
@@ -192,7 +198,7 @@ def serve_scores(
     k-NN distance, and the score grows with it, so only scores at or above the threshold
     (with the isolation view counted for every event: an upper bound) are re-checked, a
     bounded number per batch so that a flood of anomalies cannot multiply the cost.
-    ``exact``: (indexed vectors, their squared norms), read only when a re-check is
+    ``exact``: the indexed vectors (``index.ExactBase``), read only when a re-check is
     needed. ``mass``: what each indexed behaviour stands for
     (``index.knn_score``); None in bundles before format 6. ``overlay_distance``: each
     event's distance to its nearest judged-benign vector (``detector.overlay``); the
@@ -224,8 +230,7 @@ def serve_scores(
     if above:
         limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
         rows = closest_rows(bound, reached, limit)
-        vectors, vectors_sq = exact()
-        recheck(vectors, emb, labels, dists, rows, vectors_sq)
+        recheck(exact(), emb, labels, dists, rows)
         distance[rows] = knn_score(labels[rows], dists[rows], mass)
         scores[rows] = combined(
             distance[rows],
@@ -357,7 +362,7 @@ class Detector:
         overlay_distance = None if overlay is None else overlay.nearest(class_uid, emb)
         served = serve_scores(
             loaded.index,
-            lambda: (loaded.vectors, loaded.vectors_sq),
+            lambda: loaded.exact,
             emb,
             info.index.k,
             isolation_of(loaded.isolation, matrix.numeric, matrix.categorical),
@@ -377,7 +382,7 @@ class Detector:
         table = NeighborTable(labels, dists, loaded.ids)
         threshold = info.threshold
         result = [
-            Scored(class_uid, p.time_ms, s, threshold, a, v, p.event, table, row)
+            Scored(class_uid, p.time_ms, s, threshold, a, v, p, table, row)
             for row, (p, s, a, v) in enumerate(
                 zip(
                     items,

@@ -2,8 +2,9 @@
 
 No input raises out of this module: every input becomes exactly one of ``Parsed``,
 ``Unsupported`` or ``Rejected`` (see ``outcomes``). The hot path is two msgspec decodes
-of the same text: the whole event, checked and kept as it came, for alerts; then only
-the fields the class's features use, typed (``FieldPlan.read_json``). Events that
+of the same text: the whole event, checked (and kept as its text, decoded again only
+for the few events that alert); then only the fields the class's features use, typed
+(``FieldPlan.read_json``). Events that
 typed decode refuses go to the plan's ``extract`` (a checked getter, then pydantic),
 which decides and names the field at fault.
 """
@@ -16,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import msgspec
 import orjson
 
 from ocsf_detect.gcpause import gc_paused
@@ -26,7 +26,14 @@ from ocsf_detect.ocsf.limits import (
     MAX_PLAUSIBLE_MS,
     MIN_PLAUSIBLE_MS,
 )
-from ocsf_detect.ocsf.outcomes import Parsed, ParseOutcome, Rejected, RejectReason, Unsupported
+from ocsf_detect.ocsf.outcomes import (
+    JSON_DECODE,
+    Parsed,
+    ParseOutcome,
+    Rejected,
+    RejectReason,
+    Unsupported,
+)
 
 
 class FieldPlan(Protocol):
@@ -42,6 +49,14 @@ class FieldPlan(Protocol):
 
 def decode_event(raw: object) -> dict[str, Any] | Rejected:
     """JSON bytes or text to a dict, or a ``Rejected`` saying why not."""
+    text = _plain_text(raw)
+    if text.__class__ is Rejected:
+        return text
+    return _decode_text(text)[0]  # type: ignore[arg-type]
+
+
+def _plain_text(raw: object) -> bytes | str | Rejected:
+    """The input as plain bytes or text within the size limit, or why it is not."""
     if raw.__class__ is not bytes:  # bytes, the common case, skips these checks
         if isinstance(raw, _BUFFERS):  # views, and subclasses of bytes: plain bytes
             raw = bytes(raw)
@@ -53,34 +68,41 @@ def decode_event(raw: object) -> dict[str, Any] | Rejected:
                 and len(raw.encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES
             ):
                 return _too_large(len(raw.encode("utf-8", "surrogatepass")))
+            return raw
         elif not isinstance(raw, bytes):
             return Rejected(
                 RejectReason.INVALID_INPUT,
                 f"expected JSON bytes or text, got {type(raw).__name__}",
             )
-    if len(raw) > MAX_EVENT_BYTES:  # only bytes get here that long: text returned above
+    if len(raw) > MAX_EVENT_BYTES:
         return _too_large(len(raw))
+    return raw
+
+
+def _decode_text(text: bytes | str) -> tuple[dict[str, Any] | Rejected, bool]:
+    """The event, or why not; and whether ``JSON_DECODE`` read it (so it reads it again,
+    as ``Parsed.event`` does with a kept text)."""
     try:
-        event = _FAST_DECODE(raw)
+        event = _FAST_DECODE(text)
     except Exception:
         # Anything msgspec refuses (or could not read: text with lone surrogates, nesting
         # past its recursion limit) takes the reference path, which names the reason.
-        return _decode_reference(raw)
+        return _decode_reference(text), False
     if event.__class__ is not dict:
         return Rejected(
             RejectReason.NOT_AN_OBJECT,
             f"an OCSF event is a JSON object, got a JSON {_json_type(event)}",
-        )
+        ), True
     # Counting brackets is C-speed and bounds the depth from above; the exact walk runs
     # only for the few events with many containers. Many events hold no array, and
     # finding none (memchr) costs a fraction of counting.
-    brace, bracket = _BRACKETS[raw.__class__]
-    containers = raw.count(brace)
-    if raw.find(bracket) != -1:
-        containers += raw.count(bracket)
+    brace, bracket = _BRACKETS[text.__class__]
+    containers = text.count(brace)
+    if text.find(bracket) != -1:
+        containers += text.count(bracket)
     if containers > MAX_NESTING_DEPTH:
-        return _depth_checked(event)
-    return event
+        return _depth_checked(event), True
+    return event, True
 
 
 def _decode_reference(raw: str | bytes) -> dict[str, Any] | Rejected:
@@ -166,16 +188,20 @@ class EventParser:
 
     def parse(self, raw: object) -> ParseOutcome:
         try:
-            decoded = decode_event(raw)
-            if isinstance(decoded, Rejected):
+            text = _plain_text(raw)
+            if text.__class__ is Rejected:
+                return text
+            decoded, kept = _decode_text(text)  # type: ignore[arg-type]
+            if decoded.__class__ is Rejected:
                 return decoded
             # The fast path, for a supported class with a plausible time in milliseconds:
             # the plan's values decoded again from the text, by a decoder typed with only
             # the plan's fields (the whole text has just been decoded and checked, so
             # only those fields are left to check). It returns exactly what the plan's
-            # ``extract`` returns, or None, and then ``_dispatch`` decides.
-            class_uid = decoded.get("class_uid")
-            time_ms = decoded.get("time")
+            # ``extract`` returns, or None, and then ``_dispatch`` decides. The event
+            # itself is kept as its text, decoded again only if read (``Parsed.event``).
+            class_uid = decoded.get("class_uid")  # type: ignore[union-attr]
+            time_ms = decoded.get("time")  # type: ignore[union-attr]
             if (
                 type(class_uid) is int
                 and type(time_ms) is int
@@ -183,10 +209,12 @@ class EventParser:
             ):
                 read_json = self._read_json.get(class_uid)
                 if read_json is not None:
-                    values = read_json(raw)  # type: ignore[arg-type]  # bytes or text here
+                    values = read_json(text)  # type: ignore[arg-type]  # bytes or text here
                     if values is not None:
-                        return Parsed(class_uid, time_ms, values, decoded)
-            return self._dispatch(decoded)
+                        if kept:
+                            return Parsed(class_uid, time_ms, values, text=text)  # type: ignore[arg-type]
+                        return Parsed(class_uid, time_ms, values, decoded)  # type: ignore[arg-type]
+            return self._dispatch(decoded)  # type: ignore[arg-type]
         except Exception as exc:
             return _unreadable(exc)
 
@@ -225,7 +253,7 @@ class EventParser:
 # msgspec decodes integers of any size exactly and refuses NaN, Infinity, numbers out of
 # a double's range and escapes of unpaired surrogates, so one call replaces the reference
 # path's digit scan and its second, exact decoder.
-_FAST_DECODE = msgspec.json.Decoder().decode
+_FAST_DECODE = JSON_DECODE  # also what ``Parsed.event`` decodes a kept text with
 _BRACKETS: dict[type, tuple[Any, Any]] = {bytes: (b"{", b"["), str: ("{", "[")}
 _BUFFERS = (memoryview, bytearray, bytes)
 
