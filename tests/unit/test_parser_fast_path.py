@@ -436,3 +436,37 @@ def test_a_parsed_event_is_given_decoded_or_as_text_not_both() -> None:
         Parsed(4001, MIN_PLAUSIBLE_MS, ())
     with pytest.raises(ValueError, match="either decoded or as its text"):
         Parsed(4001, MIN_PLAUSIBLE_MS, (), {}, text=b"{}")
+
+
+def test_threads_reading_a_kept_event_first_get_one_and_the_same_event() -> None:
+    import sys
+    import threading
+
+    raw = json.dumps(SAMPLES["network_activity.json"]).encode()
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        for _ in range(200):
+            # Given a parsed event still kept as text
+            outcome = PARSER.parse(raw)
+            assert isinstance(outcome, Parsed)
+            start = threading.Barrier(4)
+            got: list[object] = []
+
+            def read(
+                p: Parsed = outcome, barrier: threading.Barrier = start, out: list[object] = got
+            ) -> None:
+                barrier.wait()
+                out.append(p.event)
+
+            # When four threads read it at once
+            threads = [threading.Thread(target=read) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            # Then each got the same decoded object
+            assert len(got) == 4
+            assert all(event is got[0] for event in got)
+    finally:
+        sys.setswitchinterval(previous)

@@ -739,10 +739,11 @@ def _served_scores(
     labels, dists = knn(index, queries, k)
     approx = knn_score(labels, dists, mass)
     share = min(1.0, 10 * alert_rate)
+    prepared = ExactBase.of(base)  # once, for every widening
     while True:
         cutoff = float(np.quantile(approx, 1 - share))
         exact_labels, exact_dists = labels.copy(), dists.copy()
-        rescore_exact(base, queries, exact_labels, exact_dists, cutoff, mass=mass)
+        rescore_exact(prepared, queries, exact_labels, exact_dists, cutoff, mass=mass)
         mixed = knn_score(exact_labels, exact_dists, mass)
         threshold = threshold_for(mixed, alert_rate)
         if threshold >= cutoff or share >= 1.0:

@@ -43,9 +43,9 @@ class LoadedClass:
 
     @property
     def vectors(self) -> np.ndarray:
-        """The indexed vectors, for exact re-checks, on first use: memory-mapped from the
-        index file (format 5) or the .npy beside it (formats 3, 4); else read back from
-        the index, slower."""
+        """The indexed vectors on first use (``exact`` is built from them): memory-mapped
+        from the index file (format 5) or the .npy beside it (formats 3, 4); else read
+        back from the index, slower."""
         if self._vectors is None:
             from ocsf_detect.detector.index import index_file_vectors
 

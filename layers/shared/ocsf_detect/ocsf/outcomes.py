@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -10,6 +11,7 @@ import msgspec
 
 # The parser's decoder for whole events (strict JSON, integers of any size exactly).
 JSON_DECODE = msgspec.json.Decoder().decode
+_FIRST_READ = threading.Lock()  # ``Parsed.event``'s decode of a kept text
 
 
 class RejectReason(StrEnum):
@@ -70,9 +72,15 @@ class Parsed:
     def event(self) -> dict[str, Any]:
         event = self._event
         if event is None:
-            # The text decoded once already, by this decoder, to an object: it does again.
-            event = self._event = JSON_DECODE(self._text)  # type: ignore[arg-type]
-            self._text = None
+            # One decode, whichever thread reads first (only alerts get here: the lock
+            # costs nothing on the hot path), so every read returns the same object.
+            with _FIRST_READ:
+                event = self._event
+                if event is None:
+                    # The text decoded once already, by this decoder, to an object: it
+                    # does again.
+                    event = self._event = JSON_DECODE(self._text)  # type: ignore[arg-type]
+                    self._text = None
         return event
 
     def __eq__(self, other: object) -> bool:

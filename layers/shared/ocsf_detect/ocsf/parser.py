@@ -82,6 +82,8 @@ def _plain_text(raw: object) -> bytes | str | Rejected:
 def _decode_text(text: bytes | str) -> tuple[dict[str, Any] | Rejected, bool]:
     """The event, or why not; and whether ``JSON_DECODE`` read it (so it reads it again,
     as ``Parsed.event`` does with a kept text)."""
+    # Kept as text only where the decoder ``Parsed.event`` uses read it.
+    kept = _FAST_DECODE is JSON_DECODE
     try:
         event = _FAST_DECODE(text)
     except Exception:
@@ -92,7 +94,7 @@ def _decode_text(text: bytes | str) -> tuple[dict[str, Any] | Rejected, bool]:
         return Rejected(
             RejectReason.NOT_AN_OBJECT,
             f"an OCSF event is a JSON object, got a JSON {_json_type(event)}",
-        ), True
+        ), kept
     # Counting brackets is C-speed and bounds the depth from above; the exact walk runs
     # only for the few events with many containers. Many events hold no array, and
     # finding none (memchr) costs a fraction of counting.
@@ -101,8 +103,8 @@ def _decode_text(text: bytes | str) -> tuple[dict[str, Any] | Rejected, bool]:
     if text.find(bracket) != -1:
         containers += text.count(bracket)
     if containers > MAX_NESTING_DEPTH:
-        return _depth_checked(event), True
-    return event, True
+        return _depth_checked(event), kept
+    return event, kept
 
 
 def _decode_reference(raw: str | bytes) -> dict[str, Any] | Rejected:
