@@ -84,9 +84,6 @@ class ExactBase:
         """|b|^2 per vector, float32 (a view)."""
         return self.augmented[:, -1]
 
-    def __len__(self) -> int:
-        return len(self.augmented)
-
 
 def exact_knn(
     base: np.ndarray | ExactBase,

@@ -165,7 +165,7 @@ class Tail(BaseModel):
 
     def credit(self, surprise: np.ndarray) -> np.ndarray:
         """Evidence from a surprise already computed: what lies beyond the floor."""
-        return np.maximum(np.asarray(surprise, dtype=np.float64) - self.floor, 0.0)
+        return _beyond(surprise, self.floor)
 
     def evidence(self, scores: np.ndarray) -> np.ndarray:
         """The view's evidence for raw ``scores``: their surprise beyond the floor."""
@@ -175,7 +175,12 @@ class Tail(BaseModel):
         """Evidence beyond ``uncovered_floor``; None for a tail without one."""
         if self.uncovered_floor is None:
             return None
-        return np.maximum(np.asarray(surprise, dtype=np.float64) - self.uncovered_floor, 0.0)
+        return _beyond(surprise, self.uncovered_floor)
+
+
+def _beyond(surprise: np.ndarray, floor: float) -> np.ndarray:
+    """What of each surprise lies beyond ``floor`` (float64, never negative)."""
+    return np.maximum(np.asarray(surprise, dtype=np.float64) - floor, 0.0)
 
 
 def combined(
