@@ -616,3 +616,42 @@ def test_the_policy_simulator_counts_what_the_stream_would_publish() -> None:
     # the Low one-off's group counts it and never speaks
     assert (from_medium.groups, from_medium.quiet_groups, from_medium.notifications) == (3, 1, 5)
     assert from_medium.group_of["finding-5"] not in from_medium.opened_by
+
+
+def test_an_entity_of_any_length_is_grouped_published_and_closed() -> None:
+    # Given a sender that puts 65,536 two-byte characters in src_endpoint.ip (it parses),
+    # anomalous three times within minutes: the entity is quoted in the group's title,
+    # description and section, and kept in its item
+    store = MemoryStore()
+    grouping = AlertGrouping(store, Rules([]), Sink(), POLICY)
+    channels = [ListChannel("sns")]
+    huge, other = "é" * 65_536, "é" * 65_535 + "e"
+    events = [
+        {"class_uid": 4001, "time": T0 + m * MINUTE, "src_endpoint": {"ip": ip}}
+        for m, ip in [(0, huge), (1, huge), (2, huge), (3, other), (4, other)]
+    ]
+    result = run(records(events), grouping, channels)
+    # Then every anomaly is counted and each entity's group opens, with nothing failed
+    assert result.errors == []
+    assert EventStatus.FAILED not in result.statuses
+    assert len(store.groups) == 2  # two values that differ in their last character
+    entities = {g.entity for g in store.groups.values()}
+    assert all(len(e) < 300 and e.startswith("src_endpoint.ip=éé") for e in entities)
+    assert len(channels[0].sent) == 2
+    # And when the window is over both groups, counted since they opened, close with
+    # their last update
+    sweep = sweep_after_the_hour(grouping, channels)
+    assert sweep.errors == []
+    assert (sweep.closed, sweep.published) == (2, 2)
+    assert [m["unmapped"]["group"]["state"] for m in channels[0].sent[2:]] == ["closed"] * 2
+    assert all(g.closed for g in store.groups.values())
+
+
+def test_configured_entity_keys_bound_each_value() -> None:
+    policy = replace(POLICY, keys={4001: ("src_endpoint.ip", "dst_endpoint.port")})
+    event = {"src_endpoint": {"ip": "x" * 10_000}, "dst_endpoint": {"port": 443}}
+    entity = entity_of(event, 4001, policy)
+    ip, port = entity.split(",")
+    assert len(ip) <= len("src_endpoint.ip=") + 256
+    assert "(10000 chars sha256:" in ip
+    assert port == "dst_endpoint.port=443"

@@ -4,6 +4,7 @@ its reader (``OverlaySource``, against an in-memory store), and explanations."""
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from ocsf_detect.detector.explain import MIN_DEVIATION
 from ocsf_detect.detector.overlay import FeedbackOverlay
 from ocsf_detect.detector.scorer import Detector, Scored
 from ocsf_detect.feedback import OverlaySource, Verdict, overlay_key, overlay_prefix
-from ocsf_detect.findings import build_finding
+from ocsf_detect.findings import build_finding, fit_finding
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +258,34 @@ def test_the_overlay_search_is_exact_across_query_blocks() -> None:
     assert found is not None
     np.testing.assert_allclose(found, expected, atol=1e-9)
     assert FeedbackOverlay("v", {1: base}).nearest(2, queries) is None
+
+
+def test_a_reason_quotes_a_value_of_any_length_bounded(fresh: Detector, live_traffic) -> None:
+    # Given sign-ins whose user name is 60,000 characters (a sender's choice; it parses)
+    events = []
+    for i, base in enumerate(e for e in live_traffic.events if e["class_uid"] == 3002):
+        event = copy.deepcopy(base)
+        event.setdefault("user", {})["name"] = f"{i}-" + "u" * 60_000
+        events.append(event)
+        if len(events) == 100:
+            break
+    alerting = [o for o in fresh.score_objects(events) if isinstance(o, Scored) and o.is_anomaly]
+    quoted = {
+        id(o): [r for r in o.explanation if r.path == "user.name"] for o in alerting
+    }
+    quoted = {k: v for k, v in quoted.items() if v}
+    assert quoted, "an unseen 60,000-character user name should be a reason"
+    # Then each reason quotes it bounded, still distinct per event, and its finding fits
+    # without cutting anything but the evidence's own fields
+    names = set()
+    for reasons in quoted.values():
+        for r in reasons:
+            values = r.value if isinstance(r.value, list) else [r.value]
+            texts = [v for v in values if isinstance(v, str)]
+            assert all(len(v) <= 256 for v in texts), r.feature
+            long = [v for v in texts if re.search(r"\.\.\. \(600\d\d chars sha256:", v)]
+            assert long, texts
+            names.update(long)
+    assert len(names) == len(quoted)
+    finding, _ = fit_finding(build_finding(alerting[0], bundle_version="v", created_ms=1))
+    assert "ocsf_detect_trimmed" not in finding["unmapped"]

@@ -153,3 +153,25 @@ def test_encoded_json_holds_only_what_sqs_accepts_and_means_the_same(text, numbe
 def test_the_characters_sqs_refuses_are_escaped():
     body = encoded({"k": "\uffff\ufffe\ud800 ok \U0001f600"})
     assert body == b'{"k":"\\uffff\\ufffe\\ud800 ok \xf0\x9f\x98\x80"}'
+
+
+def test_a_finding_without_evidence_fits_by_bounding_its_long_texts():
+    # A group's closing update carries no evidence: what can make it too large is what it
+    # quotes of the events (an entity, an explanation's values)
+    entity = "src_endpoint.ip=" + "é" * 65_536
+    finding = {
+        "class_uid": 2004,
+        "metadata": {"uid": "n-1", "version": "1.3.0"},
+        "finding_info": {"uid": "g-1", "title": f"activity: {entity}", "desc": f"of {entity}"},
+        "unmapped": {"group": {"entity": entity}, "explanation": [{"value": "v" * 200_000}]},
+    }
+    fitted, body = fit_finding(finding)
+    assert len(body) <= MAX_FINDING_BYTES
+    assert fitted["unmapped"]["ocsf_detect_trimmed"] is True
+    assert fitted["unmapped"]["ocsf_detect_trimmed_texts"] == 4
+    assert fitted["metadata"] == finding["metadata"]
+    assert fitted["finding_info"]["uid"] == "g-1"
+    # bounded texts stay recognisable, and two that differ stay different
+    assert fitted["unmapped"]["group"]["entity"].startswith("src_endpoint.ip=ééé")
+    other = {**finding, "unmapped": {"group": {"entity": entity[:-1] + "e"}}}
+    assert fit_finding(other)[0]["unmapped"]["group"] != fitted["unmapped"]["group"]

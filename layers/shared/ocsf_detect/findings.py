@@ -17,7 +17,9 @@ Where things are (see docs/stream.md):
   path, value, typical, deviation, text; ``detector.explain``), most different first;
   their texts also end ``finding_info.desc``;
 - ``unmapped.source``: shard id, sequence number and sub-record index of the event;
-- ``unmapped.ocsf_detect_trimmed``: present (true) when the evidence was cut to fit.
+- ``unmapped.ocsf_detect_trimmed``: present (true) when the finding was cut to fit: its
+  evidence (``ocsf_detect_trimmed_fields``) or, failing that, its long texts
+  (``ocsf_detect_trimmed_texts``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import orjson
 from ocsf_detect.detector.explain import Reason
 from ocsf_detect.detector.scorer import Scored
 from ocsf_detect.ocsf.classes import class_name
+from ocsf_detect.ocsf.limits import MAX_SHOWN_CHARS, bounded
 
 FINDING_CLASS_UID: Final = 2004
 FINDING_CATEGORY_UID: Final = 2
@@ -227,36 +230,61 @@ def fit_finding(finding: dict[str, Any], limit: int = MAX_FINDING_BYTES) -> tupl
     Trimming removes the evidence's largest non-identity fields first; if the identity
     fields alone are still too large, the evidence keeps only class_uid, time and
     metadata.uid. A trimmed finding carries ``unmapped.ocsf_detect_trimmed: true`` and
-    the dropped field names in ``unmapped.ocsf_detect_trimmed_fields``.
+    the dropped field names in ``unmapped.ocsf_detect_trimmed_fields``. If it is still
+    too large, or has no evidence to trim (a group's closing update), every long text in
+    it is bounded (``limits.bounded``) and ``unmapped.ocsf_detect_trimmed_texts`` counts
+    them: what a finding quotes of an event (an alert group's entity, an explanation's
+    value) is the sender's choice of length.
     """
     body = encoded(finding)
     if len(body) <= limit:
         return finding, body
-    evidence = finding["evidences"][0].get("data")
-    data: dict[str, Any] = dict(evidence) if isinstance(evidence, Mapping) else {}
     unmapped = dict(finding.get("unmapped") or {})
-    dropped: list[str] = []
-    trimmed = {**finding, "evidences": [{"data": data}], "unmapped": unmapped}
+    trimmed = {**finding, "unmapped": unmapped}
     unmapped["ocsf_detect_trimmed"] = True
+    evidences = finding.get("evidences")
+    if isinstance(evidences, list) and evidences and isinstance(evidences[0], Mapping):
+        body = _trim_evidence(trimmed, evidences[0].get("data"), len(body), limit)
+        if len(body) <= limit:
+            return trimmed, body
+    texts = [0]
+    for key, value in list(trimmed.items()):
+        if key != "metadata":  # this finding's own uids: short, and never to be altered
+            trimmed[key] = _bounded_texts(value, texts)
+    unmapped = trimmed["unmapped"]
+    unmapped["ocsf_detect_trimmed_texts"] = texts[0]
+    body = encoded(trimmed)
+    if len(body) > limit:  # only a limit smaller than the finding's own skeleton
+        raise ValueError(f"a finding cannot be trimmed below {len(body)} bytes (limit {limit})")
+    return trimmed, body
+
+
+def _trim_evidence(trimmed: dict[str, Any], evidence: Any, size: int, limit: int) -> bytes:
+    """Trim ``trimmed``'s evidence (a copy of ``evidence``) in place, largest non-identity
+    fields first, down to its bare identity if need be; the finding's JSON after it."""
+    data: dict[str, Any] = dict(evidence) if isinstance(evidence, Mapping) else {}
+    unmapped = trimmed["unmapped"]
+    dropped: list[str] = []
+    trimmed["evidences"] = [{"data": data}]
     unmapped["ocsf_detect_trimmed_fields"] = dropped
     sizes = sorted(
         ((len(encoded(v)), k) for k, v in data.items() if k not in IDENTITY_FIELDS),
         reverse=True,
     )
-    overshoot = len(body) - limit
-    for size, key in sizes:
+    overshoot = size - limit
+    for field_size, key in sizes:
         del data[key]
         dropped.append(key)
-        overshoot -= size
+        overshoot -= field_size
         # 200 bytes of slack: the marker fields themselves take room.
         if overshoot + 200 + 8 * len(dropped) + sum(len(k) for k in dropped) <= 0:
             body = encoded(trimmed)
             if len(body) <= limit:
-                return trimmed, body
+                return body
             overshoot = len(body) - limit
     body = encoded(trimmed)
     if len(body) <= limit:
-        return trimmed, body
+        return body
     # Identity fields alone are too large (e.g. a huge metadata): keep the bare identity.
     minimal: dict[str, Any] = {k: data[k] for k in ("class_uid", "time") if k in data}
     uid = event_uid_of(data)
@@ -270,6 +298,19 @@ def fit_finding(finding: dict[str, Any], limit: int = MAX_FINDING_BYTES) -> tupl
         minimal.pop("metadata", None)
         trimmed["metadata"] = {**trimmed["metadata"], "correlation_uid": None}
         body = encoded(trimmed)
-    if len(body) > limit:  # only a limit smaller than the finding's own skeleton
-        raise ValueError(f"a finding cannot be trimmed below {len(body)} bytes (limit {limit})")
-    return trimmed, body
+    return body
+
+
+def _bounded_texts(value: Any, count: list[int]) -> Any:
+    """``value`` with every string (and key) longer than ``MAX_SHOWN_CHARS`` bounded;
+    ``count[0]`` counts them."""
+    if isinstance(value, str):
+        if len(value) > MAX_SHOWN_CHARS:
+            count[0] += 1
+            return bounded(value)
+        return value
+    if isinstance(value, Mapping):
+        return {_bounded_texts(k, count): _bounded_texts(v, count) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bounded_texts(v, count) for v in value]
+    return value

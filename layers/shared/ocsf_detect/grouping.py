@@ -43,6 +43,7 @@ import orjson
 
 from ocsf_detect.detector.calibrate import SEVERITY_NAMES
 from ocsf_detect.ocsf.classes import class_name
+from ocsf_detect.ocsf.limits import bounded
 
 GROUP_NAMESPACE: Final = uuid.UUID("0b7f6c52-2e4d-5a61-9c3e-8d1f4a7b2c90")
 """UUIDv5 namespace of group uids and notification uids. Never change it."""
@@ -95,15 +96,17 @@ def _path(event: Mapping[str, Any], dotted: str) -> Any:
 
 
 def entity_of(event: Mapping[str, Any], class_uid: int, policy: GroupingPolicy) -> str:
-    """The entity an anomaly is about, as text: ``field=value`` pairs joined by ``,``."""
+    """The entity an anomaly is about, as text: ``field=value`` pairs joined by ``,``.
+    Each value is bounded (``limits.bounded``): the entity is quoted in every message of
+    its group and kept in the group's item, and a sender chooses how long a field is."""
     configured = policy.keys.get(class_uid)
     if configured:
-        parts = [f"{f}={_path(event, f)}" for f in configured]
+        parts = [f"{f}={bounded(str(_path(event, f)))}" for f in configured]
         return ",".join(parts)
     for name in DEFAULT_ENTITY_FIELDS:
         value = _path(event, name)
         if value not in (None, ""):
-            return f"{name}={value}"
+            return f"{name}={bounded(str(value))}"
     return NO_ENTITY
 
 

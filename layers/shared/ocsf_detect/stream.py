@@ -793,7 +793,12 @@ def _group_alerts(
             withheld = ArchivedFinding(alert.uid, alert.body, now_ms, group_uid=counted.group.uid)
             out.withheld.append((i, withheld))
             continue
-        _, body = anomaly_message(anomaly, counted.group, counted.notice, counted.number)
+        try:
+            _, body = anomaly_message(anomaly, counted.group, counted.notice, counted.number)
+        except Exception as exc:  # counted already, so a retry would fail the same way:
+            # the anomaly's own finding goes out instead of the group's message
+            out.errors.append(f"alert group message: {type(exc).__name__}: {exc}")
+            body = alert.body
         out.alerts.append(
             replace(
                 alert,
@@ -872,9 +877,14 @@ def close_due_groups(
     for g in due:
         if has_closing_news(g):
             number = g.notifications + 1
-            finding, body = closing_message(
-                g, bundle_version=bundle_version, now_ms=now_ms, number=number
-            )
+            try:
+                finding, body = closing_message(
+                    g, bundle_version=bundle_version, now_ms=now_ms, number=number
+                )
+            except Exception as exc:  # never sendable: closed without it, not retried forever
+                out.errors.append(f"closing update of {g.uid}: {type(exc).__name__}: {exc}")
+                quiet.append(replace(g, dirty=False, closed=True))
+                continue
             closing.append(replace(g, notifications=number, dirty=False, closed=True))
             alerts.append(
                 Alert(

@@ -46,6 +46,7 @@ from ocsf_detect.features.spec import (
     RatioFeature,
     TextFeature,
 )
+from ocsf_detect.ocsf.limits import bounded
 from ocsf_detect.ocsf.outcomes import Parsed
 
 EXPLAIN_FEATURES = 3
@@ -269,10 +270,10 @@ class Explainer:
         if f.together_with:
             other = self._value(item, f.together_with)
             subject = f"{f.path} {_show(first)} with {f.together_with} {_show(other)}"
-            shown: Any = [first, other]
+            shown: Any = [_quoted(first), _quoted(other)]
         else:
             subject = f"{f.path} {_show(first)}"
-            shown = first
+            shown = _quoted(first)
         if count == 0:
             text = f"{subject} never seen in the baseline"
         else:
@@ -288,7 +289,7 @@ class Explainer:
         text = f"{f.path} {_show(value)} not seen in the baseline"
         if typical is not None:
             text += f" (most common: {_show(typical)})"
-        return Reason(f.name, f.path, value, typical, float(dev), text)
+        return Reason(f.name, f.path, _quoted(value), _quoted(typical), float(dev), text)
 
 
 class ExplanationTable:
@@ -354,6 +355,19 @@ def _fmt(value: float, unit: str | None, kind: str) -> str:
     if abs(value) >= 100:
         return f"{value:,.0f}"
     return f"{value:.3g}"
+
+
+def _quoted(value: Any) -> Any:
+    """A field value as a reason quotes it: long text bounded (``limits.bounded``), so
+    that a finding, its alert group's item and the group's closing update stay within
+    their size caps whatever the sender put in the field; numbers as they are."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return bounded(value)
+    if isinstance(value, list | tuple):
+        return [_quoted(v) for v in value]
+    return bounded(str(value))
 
 
 def _show(value: Any) -> str:
