@@ -655,3 +655,22 @@ def test_configured_entity_keys_bound_each_value() -> None:
     assert len(ip) <= len("src_endpoint.ip=") + 256
     assert "(10000 chars sha256:" in ip
     assert port == "dst_endpoint.port=443"
+
+
+def test_a_closing_update_and_an_update_counted_meanwhile_have_different_uids() -> None:
+    # Given a group that spoke twice and counted once more since (it has closing news)
+    store = MemoryStore()
+    policy = replace(POLICY, update_interval_s=3600)
+    count(store, anomaly(0, T0), policy)
+    dirty = count(store, anomaly(1, T0 + MINUTE), policy).group
+    # When the sweep builds its closing update as message 2 and, before the group is
+    # closed, another shard counts a late anomaly that the group publishes as message 2
+    closing, _ = closing_message(dirty, bundle_version="1.0.0", now_ms=T0, number=2)
+    late = count(store, anomaly(2, T0 + 59 * MINUTE), replace(policy, update_interval_s=60))
+    assert late.number == 2
+    update, _ = anomaly_message(anomaly(2, T0 + 59 * MINUTE), late.group, late.notice, 2)
+    # Then a subscriber that deduplicates on metadata.uid keeps both
+    assert closing["metadata"]["uid"] != update["metadata"]["uid"]
+    # and the closing update sent again by the next sweep is recognised as the same one
+    again, _ = closing_message(dirty, bundle_version="1.0.0", now_ms=T0 + 1, number=2)
+    assert again["metadata"]["uid"] == closing["metadata"]["uid"]

@@ -124,6 +124,15 @@ def notification_uid(group: str, number: int) -> str:
     return str(uuid.uuid5(GROUP_NAMESPACE, f"message:{group}:{number}"))
 
 
+def closing_uid(group: str, count: int) -> str:
+    """The ``metadata.uid`` of a group's closing update, made when it had counted
+    ``count`` anomalies. Not its message number: a sweep publishes the closing update
+    before it closes the group, and an anomaly counted on another shard in between is
+    published as the same number, an update the closing one must not be deduplicated
+    against. A sweep that sends it again (the close failed) sends the same uid."""
+    return str(uuid.uuid5(GROUP_NAMESPACE, f"closing:{group}:{count}"))
+
+
 class Notice(StrEnum):
     """What counting an anomaly made the group say."""
 
@@ -489,6 +498,7 @@ def closing_message(
         "unmapped": {"source_class_uid": g.class_uid, "explanation": reasons},
     }
     _aggregate(finding, g, number, "closed")
+    finding["metadata"]["uid"] = closing_uid(g.uid, g.count)
     return fit_finding(finding)
 
 
