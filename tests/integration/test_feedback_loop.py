@@ -18,7 +18,7 @@ import pytest
 
 from ocsf_detect import names
 from ocsf_detect.detector.scorer import Detector, Scored
-from ocsf_detect.feedback import overlay_prefix, verdict_key
+from ocsf_detect.feedback import overlay_prefix, subject_uid, verdict_key
 from ocsf_detect_tools.replay import create_resources, drain_queue
 from ocsf_detect_tools.runner import LocalContext
 from tests.conftest import EVENTS_DIR, api_context
@@ -143,7 +143,8 @@ def test_a_benign_verdict_silences_near_duplicates_in_the_api_and_the_stream(
     assert body["overlay_vectors"] == 1
     assert body["class_uid"] == judged["class_uid"]
     s3 = boto3.client("s3")
-    kept = orjson.loads(s3.get_object(Bucket=bucket, Key=verdict_key(uid))["Body"].read())
+    key = verdict_key(subject_uid(uid, judged))
+    kept = orjson.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert (kept["verdict"], kept["note"], kept["event"]) == ("benign", "known job", judged)
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=overlay_prefix(body["bundle_version"]))
     assert listed["KeyCount"] == 1
@@ -173,9 +174,8 @@ def test_a_malicious_verdict_is_kept_as_a_label_and_silences_nothing(stack, live
     assert status == 200, body
     assert body["overlay_vectors"] == 0
     s3 = boto3.client("s3")
-    kept = orjson.loads(
-        s3.get_object(Bucket=bucket, Key=verdict_key("f-malicious-1"))["Body"].read()
-    )
+    key = verdict_key(subject_uid("f-malicious-1", event))
+    kept = orjson.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert kept["verdict"] == "malicious"
     # A finding whose uid does not match, or neither finding nor event, is refused
     status, body = api_call(
@@ -193,3 +193,34 @@ def test_a_malicious_verdict_is_kept_as_a_label_and_silences_nothing(stack, live
         api, "POST", "/v1/feedback", {"finding_uid": "f-2", "verdict": "benign"}
     )
     assert (status, body["error"]) == (422, "invalid_feedback")
+
+
+def test_verdicts_on_two_events_of_one_alert_group_are_kept_apart(stack, live_traffic):
+    _, api, bucket = stack
+    # Given two events of one alert group: their messages share the group's uid
+    first, second = [e for e in live_traffic.events if e["class_uid"] == 4001][:2]
+    group = "0f7ad2c5-4d8e-5d63-9a55-2a64b0a1c1e2"
+
+    def judge(event: dict[str, Any], verdict: str) -> dict[str, Any]:
+        status, body = api_call(
+            api, "POST", "/v1/feedback", {"finding_uid": group, "verdict": verdict, "event": event}
+        )
+        assert status == 200, body
+        return body
+
+    # When both are judged benign, each keeps its verdict and its overlay vector
+    judge(first, "benign")
+    assert judge(second, "benign")["overlay_vectors"] == 2
+    s3 = boto3.client("s3")
+    for event in (first, second):
+        key = verdict_key(subject_uid(group, event))
+        assert orjson.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["event"] == event
+    # and judging the first again replaces its own objects, adding none
+    assert judge(first, "benign")["overlay_vectors"] == 2
+    # Then a malicious verdict on the second takes out its vector only
+    body = judge(second, "malicious")
+    assert body["overlay_vectors"] == 1
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=overlay_prefix(body["bundle_version"]))
+    assert [o["Key"].rsplit("/", 1)[1] for o in listed["Contents"]] == [
+        f"{subject_uid(group, first)}.json"
+    ]

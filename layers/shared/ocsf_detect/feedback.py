@@ -4,13 +4,17 @@ both scoring functions search beside the bundle's index (``detector.overlay``).
 Layout in the feedback bucket (``names.ENV_FEEDBACK_BUCKET``), all under
 ``names.FEEDBACK_KEY_PREFIX``:
 
-- ``verdicts/<finding_uid>.json``: the verdict record (``Verdict``), with the source
-  event; a later verdict on the same finding replaces it;
-- ``overlay/<bundle_version>/<class_uid>/<finding_uid>.json``: the event's embedding under
-  that bundle (``{"vector": [...]}``), present while the finding's verdict is benign.
+- ``verdicts/<subject>.json``: the verdict record (``Verdict``), with the source event; a
+  later verdict on the same event of the same finding replaces it;
+- ``overlay/<bundle_version>/<class_uid>/<subject>.json``: the event's embedding under
+  that bundle (``{"vector": [...]}``), present while the event's verdict is benign.
 
-One object per finding makes every write idempotent and free of read-modify-write races
-between concurrent API calls. A reader lists the bundle version's overlay prefix and
+A verdict is about an event, and a finding uid alone does not name one: every message of
+an alert group carries the group's uid as ``finding_info.uid``, each with another event as
+its evidence. So the *subject* (``subject_uid``) is the finding uid and a digest of the
+event: verdicts on two events of one group are two objects, and a malicious verdict
+takes out only its own event's vector. One object per subject makes every write
+idempotent and free of read-modify-write races between concurrent API calls. A reader lists the bundle version's overlay prefix and
 fetches only the objects it has not seen (``OverlaySource``), at most once per refresh
 interval. ``ocsf-detect train --feedback`` reads the verdicts back.
 
@@ -20,6 +24,8 @@ tests give it the emulator's.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -58,17 +64,30 @@ class Verdict(BaseModel):
     bundle_version: str
     received_ms: int
 
+    @property
+    def subject(self) -> str:
+        return subject_uid(self.finding_uid, self.event)
 
-def verdict_key(finding_uid: str) -> str:
-    return f"{names.FEEDBACK_KEY_PREFIX}verdicts/{finding_uid}.json"
+
+def subject_uid(finding_uid: str, event: Mapping[str, Any]) -> str:
+    """What a verdict is stored under: the finding uid and the first 16 hex digits of the
+    SHA-256 of the event's canonical JSON (sorted keys), so that the same event judged
+    through its finding or sent as itself is one subject."""
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{finding_uid}.{digest}"
+
+
+def verdict_key(subject: str) -> str:
+    return f"{names.FEEDBACK_KEY_PREFIX}verdicts/{subject}.json"
 
 
 def overlay_prefix(bundle_version: str) -> str:
     return f"{names.FEEDBACK_KEY_PREFIX}overlay/{bundle_version}/"
 
 
-def overlay_key(bundle_version: str, class_uid: int, finding_uid: str) -> str:
-    return f"{overlay_prefix(bundle_version)}{class_uid}/{finding_uid}.json"
+def overlay_key(bundle_version: str, class_uid: int, subject: str) -> str:
+    return f"{overlay_prefix(bundle_version)}{class_uid}/{subject}.json"
 
 
 def _class_of(key: str, prefix: str) -> int | None:
@@ -88,14 +107,15 @@ class S3FeedbackStore:
     # -- writes (the API) ------------------------------------------------------------------
     def record(self, verdict: Verdict, vector: np.ndarray) -> None:
         """Keep the verdict; a benign one puts the event's embedding in the overlay, a
-        malicious one takes it out (a finding judged benign first, malicious later)."""
+        malicious one takes it out (an event judged benign first, malicious later)."""
+        subject = verdict.subject
         self._s3.put_object(
             Bucket=self.bucket,
-            Key=verdict_key(verdict.finding_uid),
+            Key=verdict_key(subject),
             Body=orjson.dumps(verdict.model_dump()),
             ContentType="application/json",
         )
-        key = overlay_key(verdict.bundle_version, verdict.class_uid, verdict.finding_uid)
+        key = overlay_key(verdict.bundle_version, verdict.class_uid, subject)
         if verdict.verdict == "benign":
             body = {"finding_uid": verdict.finding_uid, "vector": vector.astype(float).tolist()}
             self._s3.put_object(
