@@ -3,6 +3,7 @@ conditional-write semantics, and the batch routine with fake channels."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -387,9 +388,11 @@ class ListChannel:
     def __init__(self, channel: str) -> None:
         self.channel = channel
         self.sent: list[dict[str, Any]] = []
+        self.bodies: list[bytes] = []
 
     def publish(self, alerts: Sequence[Alert]) -> list[int]:
         self.sent.extend(orjson.loads(a.body) for a in alerts)
+        self.bodies.extend(a.body for a in alerts)
         return []
 
 
@@ -426,7 +429,7 @@ class AnomalousScorer:
         )
         out = []
         for i, raw in enumerate(raws):
-            event = orjson.loads(raw)
+            event = json.loads(raw)  # as the parser: integers beyond 64 bits stay exact
             out.append(
                 Scored(
                     4001,
@@ -674,3 +677,15 @@ def test_a_closing_update_and_an_update_counted_meanwhile_have_different_uids() 
     # and the closing update sent again by the next sweep is recognised as the same one
     again, _ = closing_message(dirty, bundle_version="1.0.0", now_ms=T0 + 1, number=2)
     assert again["metadata"]["uid"] == closing["metadata"]["uid"]
+
+
+def test_a_group_message_keeps_an_integer_beyond_64_bits_exactly() -> None:
+    store = MemoryStore()
+    grouping = AlertGrouping(store, Rules([]), Sink(), POLICY)
+    channels = [ListChannel("sns")]
+    big = 123456789012345678901234567890
+    raw = json.dumps({"class_uid": 4001, "time": T0, "src_endpoint": {"ip": "10.0.0.5"}, "n": big})
+    run([StreamRecord("shardId-0", "100", raw.encode())], grouping, channels)
+    sent = json.loads(channels[0].bodies[0])
+    assert sent["unmapped"]["group"]["count"] == 1  # the group's message, not the finding
+    assert sent["evidences"][0]["data"]["n"] == big

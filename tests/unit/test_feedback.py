@@ -270,9 +270,7 @@ def test_a_reason_quotes_a_value_of_any_length_bounded(fresh: Detector, live_tra
         if len(events) == 100:
             break
     alerting = [o for o in fresh.score_objects(events) if isinstance(o, Scored) and o.is_anomaly]
-    quoted = {
-        id(o): [r for r in o.explanation if r.path == "user.name"] for o in alerting
-    }
+    quoted = {id(o): [r for r in o.explanation if r.path == "user.name"] for o in alerting}
     quoted = {k: v for k, v in quoted.items() if v}
     assert quoted, "an unseen 60,000-character user name should be a reason"
     # Then each reason quotes it bounded, still distinct per event, and its finding fits

@@ -14,9 +14,10 @@ an alert group carries the group's uid as ``finding_info.uid``, each with anothe
 its evidence. So the *subject* (``subject_uid``) is the finding uid and a digest of the
 event: verdicts on two events of one group are two objects, and a malicious verdict
 takes out only its own event's vector. One object per subject makes every write
-idempotent and free of read-modify-write races between concurrent API calls. A reader lists the bundle version's overlay prefix and
-fetches only the objects it has not seen (``OverlaySource``), at most once per refresh
-interval. ``ocsf-detect train --feedback`` reads the verdicts back.
+idempotent and free of read-modify-write races between concurrent API calls. A reader
+lists the bundle version's overlay prefix and fetches only the objects it has not seen
+(``OverlaySource``), at most once per refresh interval. ``ocsf-detect train --feedback``
+reads the verdicts back.
 
 The store talks to S3 through a client handed in (built by each function's adapters), so
 tests give it the emulator's.

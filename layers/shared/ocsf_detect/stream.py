@@ -27,14 +27,13 @@ uid (at-least-once delivery, deduplicated by uid downstream).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
-
-import orjson
 
 from ocsf_detect import names
 from ocsf_detect.detector.scorer import Outcome, Scored
@@ -772,7 +771,7 @@ def _group_alerts(
             out.failed.update(to_alert[n:])
             out.errors.append("alert groups: stopped before the invocation's deadline")
             break
-        finding = orjson.loads(alert.body)
+        finding = json.loads(alert.body)  # not orjson: integers beyond 64 bits stay exact
         rule = first_match(rules, finding, now)
         if rule is not None:
             out.suppressed.append(
