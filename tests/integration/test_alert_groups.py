@@ -253,9 +253,11 @@ def load_policy() -> GroupingPolicy:
     return load_settings().grouping_policy
 
 
-def call_api(api: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def call_api(
+    api: Any, method: str, path: str, body: Any = None, content_type: str = "application/json"
+) -> tuple[int, Any]:
     raw = json.dumps(body).encode() if body is not None else None
-    headers = [("Content-Type", "application/json")] if raw else []
+    headers = [("Content-Type", content_type)] if raw else []
     response = api.lambda_handler(proxy_event(method, path, headers, raw), api_context())
     text = response.get("body")
     return response["statusCode"], json.loads(text) if text else None
@@ -330,6 +332,12 @@ def test_a_malformed_rule_is_refused_and_no_table_is_a_503(grouped, api, monkeyp
     status, body = call_api(api, "POST", "/v1/suppressions", {**bad, "reason": "x"})
     assert status == 422
     assert body["error"] == "validation_error"
+    # a rule sent as another media type is a 415, as on every route with a body, even
+    # though it parses
+    good = {"match": [{"field": "severity", "op": "equals", "value": "Low"}], "reason": "x"}
+    status, body = call_api(api, "POST", "/v1/suppressions", good, "text/plain")
+    assert (status, body["error"]) == (415, "unsupported_media_type")
+    assert call_api(api, "GET", "/v1/suppressions")[1]["rules"] == []
     monkeypatch.delenv(names.ENV_ALERT_TABLE_NAME)
     get_settings.cache_clear()
     status, body = call_api(api, "GET", "/v1/suppressions")
