@@ -231,6 +231,7 @@ def _record_metrics(result: BatchResult) -> None:
         (names.METRIC_REJECTED, "rejected"),
         (names.METRIC_UNSUPPORTED, "unsupported"),
         (names.METRIC_FAILED, "failed"),
+        (names.METRIC_RECORDS_DEFERRED, "deferred_records"),
         (names.METRIC_QUARANTINED, "quarantined"),
         (names.METRIC_ALERTS_PUBLISHED, "alerts_published"),
         (names.METRIC_ALERTS_QUARANTINED, "alerts_quarantined"),

@@ -10,6 +10,7 @@ from ocsf_detect import names
 from ocsf_detect.grouping import GroupingPolicy
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
 from ocsf_detect.records import (
+    DEFAULT_MAX_BATCH_DECOMPRESSED_BYTES,
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     DEFAULT_MAX_EVENTS_PER_RECORD,
     RecordLimits,
@@ -51,6 +52,14 @@ class StreamSettings(EventSettings):
         le=256 * 1024 * 1024,
         validation_alias=names.ENV_MAX_DECOMPRESSED_BYTES,
         description="a gzip/zlib record inflating beyond this is rejected (too_large)",
+    )
+    max_batch_bytes: int = Field(
+        default=DEFAULT_MAX_BATCH_DECOMPRESSED_BYTES,
+        ge=MAX_EVENT_BYTES,
+        le=4 * 1024 * 1024 * 1024,
+        validation_alias=names.ENV_MAX_BATCH_BYTES,
+        description="the events one invocation keeps of its batch; the records past it are "
+        "reported as batch item failures and read by the next invocation",
     )
     max_events_per_record: int = Field(
         default=DEFAULT_MAX_EVENTS_PER_RECORD,
@@ -133,7 +142,9 @@ class StreamSettings(EventSettings):
 
     @property
     def record_limits(self) -> RecordLimits:
-        return RecordLimits(self.max_decompressed_bytes, self.max_events_per_record)
+        return RecordLimits(
+            self.max_decompressed_bytes, self.max_events_per_record, self.max_batch_bytes
+        )
 
     @property
     def grouping_policy(self) -> GroupingPolicy:

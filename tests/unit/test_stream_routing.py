@@ -147,6 +147,7 @@ def test_every_record_is_routed_and_accounted_for():
         "groups_opened": 0,
         "groups_closed": 0,
         "withheld_archived": 0,
+        "deferred_records": 0,
     }
     assert counts["events_in"] == sum(
         counts[k] for k in ("scored", "rejected", "unsupported", "failed")
@@ -381,6 +382,32 @@ def test_a_record_that_cannot_be_unpacked_is_one_rejected_event_with_its_bytes(d
     (item,) = quarantine.items
     assert (item.reason, item.sub_index, item.payload) == (reason, 0, data)
     assert item.field == "kinesis.data"
+
+
+def test_records_past_the_batch_bound_are_left_for_the_next_invocation():
+    from ocsf_detect.records import RecordLimits
+
+    # Given five gzip records of one shard, each inflating to about 2,000 bytes of events,
+    # and a batch bound of 5,000 bytes
+    line = orjson.dumps({"kind": "normal", "pad": "x" * 600}) + b"\n"
+    records = [packed(i, gzip.compress(line * 3)) for i in range(5)]
+    limits = RecordLimits(max_batch_bytes=5_000)
+    result = run(records, [FakePublisher("sns")], FakeQuarantine(), limits=limits)
+    # Then the first two are read and scored, and the third and every later one are
+    # reported without being read, so Lambda sends them again from the third
+    assert result.failed_identifiers == ["102", "103", "104"]
+    assert [s.value for s in result.statuses] == ["scored"] * 6
+    counts = result.counts()
+    assert (counts["deferred_records"], counts["failed_records"]) == (3, 3)
+    assert any("3 records left for the next invocation" in e for e in result.errors)
+    # and the next invocation, sent from there, reads them
+    again = run(records[2:], [FakePublisher("sns")], FakeQuarantine(), limits=limits)
+    assert again.failed_identifiers == ["104"]
+    # A first record larger than the bound on its own is still read (the per-record limit
+    # bounds it), so every batch makes progress
+    alone = run(records[:1], [], FakeQuarantine(), limits=RecordLimits(max_batch_bytes=1_000))
+    assert alone.response() == {"batchItemFailures": []}
+    assert alone.counts()["scored"] == 3
 
 
 def test_control_messages_are_counted_and_dropped():

@@ -44,6 +44,11 @@ GZIP_MAGIC: Final = b"\x1f\x8b"
 
 DEFAULT_MAX_DECOMPRESSED_BYTES: Final = 16 * 1024 * 1024
 """16 MiB: a 1 MiB record of OCSF JSON compresses about 8-12x; a bomb inflates 1000x."""
+DEFAULT_MAX_BATCH_DECOMPRESSED_BYTES: Final = 128 * 1024 * 1024
+"""128 MiB of events kept from one invocation's batch. Each record is bounded on its own,
+but a batch of a hundred records that each inflate to the per-record limit would keep
+1.6 GiB; a batch of ordinary compressed records (at most 6 MB of payload, 8-12x) stays
+well inside this."""
 DEFAULT_MAX_EVENTS_PER_RECORD: Final = 10_000
 """CloudWatch Logs delivers at most 10,000 log events in one envelope."""
 
@@ -64,10 +69,13 @@ class RecordFormat(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RecordLimits:
-    """Bounds on what one record may expand to; past them the record is rejected."""
+    """Bounds on what one record may expand to; past them the record is rejected. And
+    ``max_batch_bytes``: the events one invocation keeps of its whole batch; the records
+    past it are left for the next invocation (``stream.expand_records``)."""
 
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
     max_events: int = DEFAULT_MAX_EVENTS_PER_RECORD
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_DECOMPRESSED_BYTES
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,6 +309,9 @@ class BatchResult:
     """Suppressed findings the archive stored (in this invocation)."""
     withheld_archived: int = 0
     """Findings counted into a group without a message, that the archive stored."""
+    deferred_records: int = 0
+    """Records not read, left for the next invocation (the batch's events would have
+    passed ``RecordLimits.max_batch_bytes``); reported in batchItemFailures."""
 
     def count(self, *statuses: EventStatus) -> int:
         return sum(1 for s in self.statuses if s in statuses)
@@ -344,15 +347,30 @@ class BatchResult:
             "groups_opened": self.groups_opened,
             "groups_closed": self.groups_closed,
             "withheld_archived": self.withheld_archived,
+            "deferred_records": self.deferred_records,
         }
 
 
-def expand_records(
-    records: Sequence[StreamRecord], limits: RecordLimits | None = None
-) -> tuple[list[StreamEvent], int]:
-    """Every event of every record, in order, and the CONTROL_MESSAGEs dropped."""
+@dataclass
+class Expanded:
+    """The events of a batch's records, in order, the CONTROL_MESSAGEs dropped, and
+    ``deferred``: the first record left for the next invocation (None: every record was
+    read)."""
+
+    events: list[StreamEvent]
+    control: int = 0
+    deferred: int | None = None
+
+
+def expand_records(records: Sequence[StreamRecord], limits: RecordLimits | None = None) -> Expanded:
+    """Every event of every record, in order, and the CONTROL_MESSAGEs dropped; records
+    whose events would take the batch past ``limits.max_batch_bytes`` are left, with every
+    later one, for the next invocation (the first record is always read: alone, it is
+    bounded by the per-record limit)."""
+    limits = limits or RecordLimits()
     events: list[StreamEvent] = []
     control = 0
+    kept = 0
     for i, rec in enumerate(records):
         if rec.data is None:
             why = Rejected(
@@ -367,13 +385,17 @@ def expand_records(
         except UnpackError as exc:
             events.append(StreamEvent(i, 0, None, exc.rejected))
             continue
+        size = sum(len(p.data if isinstance(p, UnreadableEvent) else p) for p in unpacked.events)
+        if i > 0 and kept + size > limits.max_batch_bytes:
+            return Expanded(events, control, deferred=i)
+        kept += size
         control += unpacked.control_messages
         for j, part in enumerate(unpacked.events):
             if isinstance(part, UnreadableEvent):
                 events.append(StreamEvent(i, j, None, part.rejected, unread=part.data))
             else:
                 events.append(StreamEvent(i, j, part))
-    return events, control
+    return Expanded(events, control)
 
 
 def plan_batch(
@@ -383,10 +405,11 @@ def plan_batch(
     now_ms: int,
     max_event_bytes: int | None = None,
     limits: RecordLimits | None = None,
-) -> tuple[list[PlannedEvent], int]:
+) -> tuple[list[PlannedEvent], Expanded]:
     """Unpack the records, score every readable event in one detector call and route each
-    event; also the number of CONTROL_MESSAGEs dropped."""
-    events, control = expand_records(records, limits)
+    event; also what ``expand_records`` found (CONTROL_MESSAGEs, deferred records)."""
+    expanded = expand_records(records, limits)
+    events = expanded.events
     bundle_version = scorer.bundle_version
     outcomes: list[Outcome | None] = [None] * len(events)
     to_score: list[int] = []
@@ -412,7 +435,7 @@ def plan_batch(
         if maybe is None:  # unreachable: every event got an outcome above
             raise AssertionError("an event was left without an outcome")
         planned.append(_route(records[event.record], event, maybe, bundle_version, now_ms))
-    return planned, control
+    return planned, expanded
 
 
 def _route(
@@ -609,9 +632,10 @@ def process_batch(
     ``time_left``: seconds left before the invocation's deadline (Lambda's context);
     delivery stops ``policy.reserve_s`` before it and what was not sent is failed.
     ``grouping``: suppress and group the anomalies; None publishes one finding each."""
-    planned, control = plan_batch(
+    planned, expanded = plan_batch(
         records, scorer, now_ms=now_ms, max_event_bytes=max_event_bytes, limits=limits
     )
+    control = expanded.control
     failed: set[int] = set()
     errors: list[str] = []
 
@@ -697,7 +721,14 @@ def process_batch(
             closed, closings = sweep.closed, sweep.published
             errors.extend(sweep.errors)
 
-    failed_records = _reported_records(records, {planned[i].event.record for i in failed})
+    failed_at = {planned[i].event.record for i in failed}
+    if expanded.deferred is not None:  # not read: Lambda sends them again, from the first
+        failed_at.add(expanded.deferred)
+        errors.append(
+            f"{len(records) - expanded.deferred} records left for the next invocation: "
+            f"the batch's events would exceed {(limits or RecordLimits()).max_batch_bytes:,} bytes"
+        )
+    failed_records = _reported_records(records, failed_at)
     reported = set(failed_records)
     statuses = [
         EventStatus.FAILED
@@ -721,6 +752,7 @@ def process_batch(
         groups_closed=closed,
         suppressed_archived=grouped.archived,
         withheld_archived=grouped.withheld_archived,
+        deferred_records=0 if expanded.deferred is None else len(records) - expanded.deferred,
     )
 
 
