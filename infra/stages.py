@@ -40,6 +40,9 @@ class DeploymentStyle(StrEnum):
     LINEAR_10_PERCENT_EVERY_1_MINUTE = "linear_10_percent_every_1_minute"
 
 
+ON_DEMAND_INITIAL_SHARDS = 4
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     on_demand: bool = True
@@ -55,14 +58,23 @@ class IngestConfig:
     archive: bool = True
     archive_days: int = 365
 
+    @property
+    def initial_shards(self) -> int:
+        """Shards at creation: an on-demand stream starts with 4 and adds more as its
+        write rate grows."""
+        return ON_DEMAND_INITIAL_SHARDS if self.on_demand else self.shard_count
+
 
 @dataclass(frozen=True)
 class ScoringConfig:
     memory_mb: int = 1024
     timeout_s: int = 60
     # Reserved in every stage: a guaranteed share (an API burst cannot starve the stream)
-    # and a cap (a backlog cannot starve the account's other functions). An on-demand
-    # stream starts at 4 shards; with the parallelization factor that is its concurrency.
+    # and a cap (a backlog cannot starve the account's other functions). A shard takes up
+    # to parallelization_factor scorers at once, so the stream keeps up with at most
+    # reserved_concurrency / parallelization_factor shards: an on-demand stream starts at
+    # 4 and grows with its write rate; past the cap batches are throttled, the stream
+    # lags (the iterator-age alarm). Synth refuses a shard count above it.
     reserved_concurrency: int = 10
     ephemeral_storage_mb: int = 512
     batch_size: int = 100
@@ -208,7 +220,8 @@ STAGES: dict[str, StageConfig] = {
             max_record_age_s=6 * 3600,
         ),
         # Reserved, and so capped: 200 requests/s at ~60 ms needs about 12, and a burst
-        # cannot take the on-demand stream's scorer concurrency (shards x 4, unreserved).
+        # cannot take the stream scorer's concurrency (reserved apart: 50, so up to 12
+        # shards at a parallelization factor of 4).
         api=ApiConfig(
             memory_mb=2048,
             throttle_rate=200,
@@ -290,6 +303,17 @@ class DeploySettings:
                 raise ContextError(f"-c streamShards={shards!r}: a positive shard count")
             ingest = dataclasses.replace(stage.ingest, on_demand=False, shard_count=int(shards))
             stage = dataclasses.replace(stage, ingest=ingest)
+        needed = stage.ingest.initial_shards * stage.scoring.parallelization_factor
+        if needed > stage.scoring.reserved_concurrency:
+            # Past its reservation the scorer is throttled on every batch: the stream lags,
+            # and AliasThrottles rolls back every release.
+            raise ContextError(
+                f"stage {stage.name}: {stage.ingest.initial_shards} shards x parallelization "
+                f"factor {stage.scoring.parallelization_factor} need {needed} concurrent "
+                f"scorers, above its reserved concurrency of "
+                f"{stage.scoring.reserved_concurrency}; use fewer shards or raise "
+                "ScoringConfig.reserved_concurrency"
+            )
         if get("snapStart") is not None:
             snap_start = _flag(get, "snapStart")
             stage = dataclasses.replace(

@@ -113,3 +113,22 @@ def test_every_stage_keeps_the_stream_longer_than_its_retry_horizon() -> None:
 def test_a_stage_whose_stream_forgets_before_a_redrive_is_refused() -> None:
     with pytest.raises(ContextError, match="retry horizon"):
         StageConfig(name="short", ingest=IngestConfig(retention_hours=24))
+
+
+@pytest.mark.parametrize(("stage", "most"), [("dev", 10), ("staging", 10), ("prod", 12)])
+def test_a_stream_with_more_shards_than_the_scorers_reservation_serves_is_refused(
+    stage: str, most: int
+) -> None:
+    # A shard takes up to parallelization-factor scorers at once; past the reservation
+    # every batch would be throttled (and AliasThrottles roll back every release)
+    assert settings(stage=stage, registryOnly="1", streamShards=str(most)).stage
+    with pytest.raises(ContextError, match="reserved concurrency"):
+        settings(stage=stage, registryOnly="1", streamShards=str(most + 1))
+
+
+def test_every_stage_serves_an_on_demand_streams_first_shards() -> None:
+    for stage in STAGES.values():
+        scoring = stage.scoring
+        assert stage.ingest.initial_shards * scoring.parallelization_factor <= (
+            scoring.reserved_concurrency
+        )
