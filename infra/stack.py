@@ -118,6 +118,8 @@ class OcsfDetectStack(Stack):
                 access_logs=self.access_logs.bucket,
                 archive_days=stage.ingest.archive_days,
                 retain=stage.retain_data,
+                log_key=self.data_key.key,
+                log_retention_days=retention_days,
             )
             if stage.ingest.archive
             else None
@@ -229,6 +231,8 @@ class OcsfDetectStack(Stack):
             ops_email=settings.ops_email,
         )
         self.monitoring.notify(*self.releases.alarms, *self.api.alarms)
+        if self.archive is not None:
+            self.monitoring.notify(self.archive.freshness_alarm)
 
         CfnOutput(self, "ModelVersion", value=model.version)
         CfnOutput(self, "StreamName", value=self.ingest.stream.stream_name)

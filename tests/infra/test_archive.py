@@ -53,3 +53,27 @@ def test_the_archive_role_is_firehose_of_this_account_only(dev: Synthesized) -> 
 
 def _list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
+
+
+def test_a_stalled_archive_is_logged_and_pages_the_ops_topic(stage_synth: Synthesized) -> None:
+    _, delivery = stage_synth.only("AWS::KinesisFirehose::DeliveryStream")
+    logging = delivery["Properties"]["ExtendedS3DestinationConfiguration"][
+        "CloudWatchLoggingOptions"
+    ]
+    assert logging["Enabled"] is True
+    # the delivery log is a group of its own, encrypted with the data key, kept for the
+    # stage's log retention
+    group = stage_synth.json["Resources"][logging["LogGroupName"]["Ref"]]["Properties"]
+    assert "Fn::GetAtt" in group["KmsKeyId"]
+    expected = stage_synth.stack.settings.stage.monitoring.log_retention_days
+    assert group["RetentionInDays"] == expected
+    # and an alarm on the age of what is waiting for S3 pages the ops topic
+    (alarm,) = [
+        a["Properties"]
+        for a in stage_synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "DeliveryToS3.DataFreshness"
+    ]
+    delivery_id, _ = stage_synth.only("AWS::KinesisFirehose::DeliveryStream")
+    assert alarm["Dimensions"] == [{"Name": "DeliveryStreamName", "Value": {"Ref": delivery_id}}]
+    ops = stage_synth.json["Outputs"]["OpsTopicArn"]["Value"]["Ref"]
+    assert alarm["AlarmActions"] == [{"Ref": ops}]
