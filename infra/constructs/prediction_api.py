@@ -188,18 +188,25 @@ class PredictionApi(Construct):
             acknowledge(
                 self.api,
                 "AwsSolutions-APIG4",
-                "This stage authenticates callers with API keys and a usage plan "
-                "(ApiConfig.auth=api_key); IAM auth is the default elsewhere",
+                "Deliberate (ApiConfig.auth=api_key, -c apiAuth=api_key): an API key and its "
+                "usage plan identify, throttle and cap callers but authenticate no one "
+                "(docs/api.md); limit who can reach the API with -c apiAllowedVpceId. IAM "
+                "(SigV4) auth is the default",
             )
 
         if config.waf:
-            self._add_web_acl(config, log_retention_days)
+            self._add_web_acl(config, log_retention_days, log_key)
         else:
+            callers = (
+                "Callers sign requests with SigV4"
+                if config.auth == "iam"
+                else "Callers hold an API key (which identifies, not authenticates, them)"
+            )
             acknowledge(
                 self.api,
                 "AwsSolutions-APIG3",
-                "Callers are authenticated and the stage is throttled; the WAF web ACL "
-                "(ApiConfig.waf) is enabled in prod, not in this stage",
+                f"{callers} and the stage is throttled; the WAF web ACL (ApiConfig.waf) is "
+                "enabled in prod, not in this stage",
             )
         acknowledge(
             self.api,
@@ -287,7 +294,9 @@ class PredictionApi(Construct):
         ):
             self.api.add_gateway_response(name, type=response_type, response_headers=headers)
 
-    def _add_web_acl(self, config: ApiConfig, log_retention_days: int) -> None:
+    def _add_web_acl(
+        self, config: ApiConfig, log_retention_days: int, log_key: kms.IKey | None
+    ) -> None:
         def managed(name: str, priority: int) -> wafv2.CfnWebACL.RuleProperty:
             return wafv2.CfnWebACL.RuleProperty(
                 name=name,
@@ -330,12 +339,14 @@ class PredictionApi(Construct):
             resource_arn=self.api.deployment_stage.stage_arn,
             web_acl_arn=acl.attr_arn,
         )
-        # WAF logs only to log groups named aws-waf-logs-*; request bodies are not logged.
+        # WAF logs only to log groups named aws-waf-logs-*; request bodies are not logged,
+        # every header is, so the credentials among them are redacted below.
         self.waf_log = logs.LogGroup(
             self,
             "WafLog",
             log_group_name=f"aws-waf-logs-ocsf-detect-{self.node.addr[:12]}",
             retention=retention(log_retention_days),
+            encryption_key=log_key,
             removal_policy=RemovalPolicy.DESTROY,
         )
         wafv2.CfnLoggingConfiguration(
@@ -350,8 +361,16 @@ class PredictionApi(Construct):
                     arn_format=ArnFormat.COLON_RESOURCE_NAME,
                 )
             ],
+            redacted_fields=[
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": h})
+                for h in WAF_REDACTED_HEADERS
+            ],
         )
 
+
+WAF_REDACTED_HEADERS = ("authorization", "x-api-key", "x-amz-security-token")
+"""Credentials a caller sends as headers: a SigV4 signature with its session token, or an
+API key. WAF logs every header of a request it inspects."""
 
 PREDICT_SCHEMA = apigw.JsonSchema(
     schema=apigw.JsonSchemaVersion.DRAFT4,

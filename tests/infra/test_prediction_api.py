@@ -97,6 +97,17 @@ def test_waf_only_where_the_stage_asks(dev: Synthesized, prod: Synthesized) -> N
         "AWS::WAFv2::WebACLAssociation",
         {"ResourceArn": Match.any_value(), "WebACLArn": Match.any_value()},
     )
+    # WAF logs every header: the credentials among them are redacted, and the log group
+    # is encrypted with the data key like every other
+    _, logging = prod.only("AWS::WAFv2::LoggingConfiguration")
+    redacted = {f["SingleHeader"]["Name"] for f in logging["Properties"]["RedactedFields"]}
+    assert redacted == {"authorization", "x-api-key", "x-amz-security-token"}
+    (waf_log,) = [
+        g["Properties"]
+        for g in prod.resources("AWS::Logs::LogGroup").values()
+        if str(g["Properties"].get("LogGroupName", "")).startswith("aws-waf-logs-")
+    ]
+    assert "Fn::GetAtt" in waf_log["KmsKeyId"]
 
 
 ORIGIN = "https://console.example.com"
