@@ -145,8 +145,11 @@ def synth_stage(
     context: Mapping[str, str] | None = None,
 ) -> Path:
     """``cdk synth`` of one stage into ``out`` with the pinned CLI, as ``make synth`` runs it."""
+    # npm writes this on every install: missing, or older than the lockfile (a CLI pin
+    # changed since), the pinned CLI is installed again
     node_stamp = REPO_ROOT / "node_modules" / ".package-lock.json"
-    if not node_stamp.is_file():
+    lockfile = REPO_ROOT / "package-lock.json"
+    if not node_stamp.is_file() or node_stamp.stat().st_mtime < lockfile.stat().st_mtime:
         _run(["npm", "ci", "--no-audit", "--no-fund"], "npm ci (the pinned CDK CLI)")
     command = [
         "npx", "--no-install", "cdk", "synth",
