@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import orjson
@@ -145,6 +146,15 @@ def _mistakes(tmp: Path, bundle: Path) -> dict[str, tuple[list[str], str]]:
     keep = tmp / "keep"
     keep.mkdir()
     (keep / "notes.txt").write_text("mine")
+    webapp = tmp / "webapp"  # a manifest.json of another kind, beside the user's files
+    webapp.mkdir()
+    (webapp / "manifest.json").write_text('{"name": "my app"}')
+    (webapp / "index.html").write_text("mine")
+    with_extra = tmp / "with_extra"  # a bundle, and a file that is not part of it
+    shutil.copytree(bundle, with_extra)
+    (with_extra / "notes.txt").write_text("mine")
+    link = tmp / "link"
+    link.symlink_to(keep, target_is_directory=True)
     labels = tmp / "half.csv"
     labels.write_text("uid,is_malicious\na,0.5\n")
     events = tmp / "e.jsonl"
@@ -171,6 +181,18 @@ def _mistakes(tmp: Path, bundle: Path) -> dict[str, tuple[list[str], str]]:
             ["train", "--events", str(events), "--out", str(keep)],
             "holds no bundle",
         ),
+        "train over a directory with another kind of manifest.json": (
+            ["train", "--events", str(events), "--out", str(webapp)],
+            "holds no bundle",
+        ),
+        "train over a bundle with files of the user's": (
+            ["train", "--events", str(events), "--out", str(with_extra)],
+            "files that are not part of it (notes.txt)",
+        ),
+        "train into a symbolic link": (
+            ["train", "--events", str(events), "--out", str(link)],
+            "is a symbolic link",
+        ),
         "alert rate zero": ([*train, "--alert-rate", "0"], "greater than 0"),
         "alert rate nan": ([*train, "--alert-rate", "nan"], "finite number"),
         "labels not 1/0": (
@@ -186,6 +208,9 @@ MISTAKES = [
     "gzip cut short",
     "out is a directory",
     "train over a directory that is not a bundle",
+    "train over a directory with another kind of manifest.json",
+    "train over a bundle with files of the user's",
+    "train into a symbolic link",
     "alert rate zero",
     "alert rate nan",
     "labels not 1/0",
@@ -200,7 +225,10 @@ def test_a_user_mistake_is_one_line_and_status_2(name, tmp_path, bundle_dir, cap
     assert err.startswith("ocsf-detect: error: ")
     assert says in err
     assert "\n" not in err
-    assert (tmp_path / "keep" / "notes.txt").read_text() == "mine"  # nothing of the user's lost
+    # nothing of the user's lost
+    assert (tmp_path / "keep" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "webapp" / "index.html").read_text() == "mine"
+    assert (tmp_path / "with_extra" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(
@@ -227,3 +255,50 @@ def test_score_creates_the_output_directory(tmp_path, bundle_dir):
         == 0
     )
     assert out.read_text().count("\n") == 1
+
+
+def test_inspect_verify_fails_when_golden_scores_do_not_reproduce(tmp_path, bundle_dir, capsys):
+    from release_hook.settings import HookSettings
+
+    from ocsf_detect_tools.cli import inspect_bundle
+
+    # the tolerance is the release hook's
+    fields = HookSettings.model_fields
+    assert fields["abs_tolerance"].default == inspect_bundle.GOLDEN_ABS_TOL
+    assert fields["rel_tolerance"].default == inspect_bundle.GOLDEN_REL_TOL
+    # Given a copy of a bundle whose manifest says one golden event scored 5 more
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    assert main(["inspect", str(copy), "--verify"]) == 0
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["golden_events"][1]["score"] += 5.0
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    # Then --verify refuses it, naming the event, as the pre-traffic hook would
+    assert main(["inspect", str(copy), "--verify"]) == 2
+    err = capsys.readouterr().err
+    assert "golden events [1] (of " in err
+    assert "score differently than when the bundle was built" in err
+
+
+def test_a_train_run_that_exits_3_leaves_the_earlier_bundle(tmp_path, baseline_traffic, capsys):
+    from ocsf_detect_tools.eventio import write_jsonl
+
+    base = tmp_path / "base.jsonl"
+    write_jsonl(baseline_traffic.events[:1500], base)
+    config = tmp_path / "small.toml"
+    config.write_text(SMALL)
+    out = tmp_path / "bundle"
+    train = ["train", "--events", str(base), "--out", str(out), "--config", str(config)]
+    assert main(train) == 0
+    before = (out / "manifest.json").read_bytes()
+    # When more than half of the next run's lines are rejected
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text('{"not": "an OCSF event"}\n' * 2000)
+    capsys.readouterr()
+    assert main([*train[:3], str(junk), *train[3:]]) == 3
+    # Then it says so, and the earlier bundle is still there, as it was
+    captured = capsys.readouterr()
+    assert "were rejected" in captured.err
+    assert "not written" in captured.out
+    assert (out / "manifest.json").read_bytes() == before

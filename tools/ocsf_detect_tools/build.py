@@ -101,10 +101,12 @@ def build_bundle(
     *,
     sources: Sequence[str] = (),
     log: Log = _noop,
+    accept: Callable[[Manifest], bool] | None = None,
 ) -> Manifest:
     """Train on ``lines`` and write the bundle to ``out_dir`` (new, empty, or an earlier
     bundle, which is replaced). The bundle is built in a sibling directory and moved into
-    place when complete: an interrupted build leaves ``out_dir`` as it was."""
+    place when complete: an interrupted build leaves ``out_dir`` as it was, and so does a
+    bundle that ``accept`` refuses (the manifest is returned all the same)."""
     final = Path(out_dir)
     problem = out_dir_problem(final)
     if problem:
@@ -113,9 +115,13 @@ def build_bundle(
     shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted build
     try:
         manifest = _build(lines, staging, config, sources=sources, log=log)
-        if final.exists():
-            shutil.rmtree(final)  # an earlier bundle, replaced
-        staging.rename(final)
+        if accept is None or accept(manifest):
+            problem = out_dir_problem(final)  # again: the directory may have changed since
+            if problem:
+                raise BuildError(problem)
+            if final.exists():
+                shutil.rmtree(final)  # an earlier bundle, replaced
+            staging.rename(final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
@@ -618,18 +624,46 @@ def _run(session: Any, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarr
 def out_dir_problem(out_dir: Path) -> str | None:
     """Why a bundle cannot be written to ``out_dir``, or None. A bundle replaces an earlier
     bundle or fills an empty directory; it never deletes anything else."""
+    if out_dir.is_symlink():
+        return f"{out_dir} is a symbolic link; give the directory it points to, or a new one"
     if not out_dir.exists():
         return None
     if not out_dir.is_dir():
         return f"{out_dir} exists and is not a directory; give a directory for the bundle"
     if out_dir.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
         return f"{out_dir} is the working directory or above it; give a new directory"
-    if any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
+    entries = {p.name for p in out_dir.iterdir()}
+    if not entries:
+        return None
+    listed = _bundle_files(out_dir)
+    if listed is None:
         return (
-            f"{out_dir} exists, is not empty and holds no bundle (no {MANIFEST_NAME}); "
-            "give a new or empty directory, or an earlier bundle to replace"
+            f"{out_dir} exists, is not empty and holds no bundle (no bundle's "
+            f"{MANIFEST_NAME}); give a new or empty directory, or an earlier bundle to replace"
+        )
+    others = sorted(entries - listed - {MANIFEST_NAME})
+    if others:
+        return (
+            f"{out_dir} holds a bundle and files that are not part of it "
+            f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); a bundle "
+            "replaces only a bundle: move them, or give a new directory"
         )
     return None
+
+
+def _bundle_files(out_dir: Path) -> set[str] | None:
+    """The top-level names a bundle's manifest in ``out_dir`` lists (any format version),
+    or None when there is no bundle's manifest there."""
+    try:
+        raw = orjson.loads((out_dir / MANIFEST_NAME).read_bytes())
+    except (OSError, ValueError):
+        return None
+    files = raw.get("files") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or not isinstance(raw.get("bundle_version"), str):
+        return None
+    if not isinstance(files, dict):
+        return None
+    return {str(name).split("/", 1)[0] for name in files}
 
 
 def fit_tails(

@@ -6,9 +6,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocsf_detect_tools.cli import CommandError, add_max_rejected, rejected_status
+
+if TYPE_CHECKING:
+    from ocsf_detect.detector.manifest import Manifest
 
 DESCRIPTION = """\
 Train a bundle from baseline OCSF events (assumed mostly normal): per supported class,
@@ -100,9 +103,16 @@ def run(args: argparse.Namespace) -> int:
             progress.label = message.split(":", 1)[0]
         print(message, file=sys.stderr, flush=True)
 
+    def accept(built: Manifest) -> bool:
+        """A run that will exit 3 (too many lines rejected) leaves --out as it was."""
+        share = built.training.rejected / max(len(lines), 1)
+        return built.training.rejected < len(lines) and share <= args.max_rejected
+
     try:
         with observe_training(progress):
-            manifest = build_bundle(lines, args.out, config, sources=sources, log=log)
+            manifest = build_bundle(
+                lines, args.out, config, sources=sources, log=log, accept=accept
+            )
     except BuildError as exc:
         raise CommandError(str(exc)) from exc
     finally:
@@ -112,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
         f"({len(lines) / max(time.perf_counter() - started, 1e-9):,.0f} events/s)",
         file=sys.stderr,
     )
+    if not accept(manifest):
+        print(f"bundle {manifest.bundle_version} not written: {args.out} is as it was")
+        return rejected_status(
+            manifest.training.rejected, len(lines), args.max_rejected, " ".join(sources)
+        )
     if args.archive:
         with atomic_path(args.archive) as partial:
             write_archive(args.out, partial)
