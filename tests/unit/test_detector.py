@@ -97,6 +97,25 @@ def test_archive_round_trip(tmp_path: Path, bundle_dir: Path) -> None:
     assert Detector.load(unpacked).bundle_version == read_manifest(bundle_dir).bundle_version
 
 
+def test_an_archive_holds_the_bundle_and_nothing_beside_it(
+    tmp_path: Path, bundle_dir: Path
+) -> None:
+    # Given a bundle directory that also holds a secret and an editor's file
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    (copy / ".env").write_text("AWS_SECRET_ACCESS_KEY=...")
+    (copy / "manifest.json~").write_text("{}")
+    # Then the archive holds the manifest and the files it lists, nothing else
+    with zipfile.ZipFile(write_archive(copy, tmp_path / "b.zip")) as zf:
+        names = set(zf.namelist())
+    listed = set(read_manifest(copy).files)
+    assert names == {f"bundle/{n}" for n in {"manifest.json", *listed}}
+    # and a bundle that lacks a file it lists is refused, not packed without it
+    (copy / sorted(listed)[0]).unlink()
+    with pytest.raises(ArchiveError, match="lacks files its manifest lists"):
+        write_archive(copy, tmp_path / "c.zip")
+
+
 def test_a_damaged_archive_member_is_an_archive_error(tmp_path: Path, bundle_dir: Path) -> None:
     # Given an archive whose compressed data is damaged past the ZIP directory's checks
     archive = write_archive(bundle_dir, tmp_path / "bundle.zip")

@@ -10,6 +10,7 @@ always gives byte-identical archives.
 
 from __future__ import annotations
 
+import json
 import zipfile
 import zlib
 from pathlib import Path
@@ -23,13 +24,26 @@ class ArchiveError(Exception):
 
 
 def write_archive(bundle_dir: Path, out: Path) -> Path:
-    """Pack every file of ``bundle_dir`` into ``out`` (a .zip) under ``bundle/``."""
+    """Pack the bundle in ``bundle_dir`` into ``out`` (a .zip) under ``bundle/``: its
+    ``manifest.json`` and the files the manifest lists, nothing else (a published version
+    cannot be changed, so a stray file beside the bundle, an editor's or a secret, must
+    not ship in it)."""
     bundle_dir = Path(bundle_dir)
-    if not (bundle_dir / "manifest.json").is_file():
+    manifest = bundle_dir / "manifest.json"
+    if not manifest.is_file():
         raise ArchiveError(f"{bundle_dir} is not a bundle: manifest.json is missing")
+    try:
+        listed = json.loads(manifest.read_bytes()).get("files")
+    except (ValueError, AttributeError) as exc:
+        raise ArchiveError(f"{manifest} is not a bundle manifest: {exc}") from exc
+    if not isinstance(listed, dict):
+        raise ArchiveError(f"{manifest} lists no files")
+    missing = sorted(name for name in listed if not (bundle_dir / name).is_file())
+    if missing:
+        raise ArchiveError(f"{bundle_dir} lacks files its manifest lists: {missing[:5]}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    files = sorted(p for p in bundle_dir.rglob("*") if p.is_file())
+    files = sorted([manifest, *(bundle_dir / name for name in listed)])
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for path in files:
             rel = path.relative_to(bundle_dir).as_posix()
