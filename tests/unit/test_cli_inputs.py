@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import random
 import sys
+import threading
 from pathlib import Path
 
 import orjson
@@ -331,6 +333,25 @@ def test_events_come_from_stdin(monkeypatch, bundle_dir, capsys):
     assert_one_line_error(capsys.readouterr().err, "standard input is empty")
 
 
+def test_a_byte_order_mark_costs_no_event_and_a_named_pipe_is_read(tmp_path, bundle_dir, capsys):
+    # An editor's UTF-8 byte-order mark before the first event
+    marked = tmp_path / "bom.jsonl"
+    marked.write_bytes(b"\xef\xbb\xbf" + GOOD_EVENT + b"\n" + GOOD_EVENT + b"\n")
+    assert main(["score", "--bundle", str(bundle_dir), "--events", str(marked)]) == 0
+    rows = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["status"] for r in rows] == ["scored", "scored"]
+    # A named pipe (what a shell's <(...) gives) is read like a file
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(GOOD_EVENT + b"\n",))
+    writer.start()
+    try:
+        assert main(["score", "--bundle", str(bundle_dir), "--events", str(fifo)]) == 0
+    finally:
+        writer.join(timeout=10)
+    assert orjson.loads(capsys.readouterr().out)["status"] == "scored"
+
+
 def test_an_internal_failure_is_one_line_without_a_traceback(monkeypatch, tmp_path, capsys):
     from ocsf_detect_tools.cli import score
 
@@ -374,3 +395,13 @@ def test_report_without_labels_has_no_recall_section(tmp_path, bundle_dir, live_
         assert f'<section id="{section}">' in page
     assert 'id="recall"' not in page
     assert "Top alerts" in capsys.readouterr().out
+
+
+def test_a_config_that_is_not_utf8_text_is_one_line_and_status_2(tmp_path, capsys):
+    config = tmp_path / "detector.toml"
+    config.write_bytes(b"\xff\xfe[train]\x00")
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(GOOD_EVENT + b"\n")
+    argv = ["train", "--events", str(events), "--out", str(tmp_path / "o"), "--config"]
+    assert main([*argv, str(config)]) == 2
+    assert_one_line_error(capsys.readouterr().err, "not a TOML text file (not UTF-8")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -53,6 +54,29 @@ def test_the_latest_verdict_per_finding_wins_in_files_and_directories(tmp_path, 
     (tmp_path / "bad.jsonl").write_text('{"verdict": "benign"}\n')
     with pytest.raises(VerdictSourceError, match=r"bad\.jsonl:1: not a verdict"):
         read_verdicts(str(tmp_path / "bad.jsonl"))
+
+
+def test_verdicts_on_two_events_of_one_alert_group_are_both_kept(tmp_path, live_traffic):
+    # the messages of an alert group share the group's uid, each about another event
+    a, b = live_traffic.events[:2]
+    source = write_jsonl(
+        tmp_path / "v.jsonl", [verdict("g", "benign", a, at=1), verdict("g", "benign", b, at=2)]
+    )
+    kept = read_verdicts(str(source))
+    assert sorted(v.event["metadata"]["uid"] for v in kept) == sorted(
+        e["metadata"]["uid"] for e in (a, b)
+    )
+
+
+def test_an_unreadable_verdicts_file_is_a_verdict_source_error(tmp_path):
+    fake = tmp_path / "v.jsonl.gz"
+    fake.write_bytes(b"plain text, not gzip\n")
+    with pytest.raises(VerdictSourceError, match="cannot read the verdicts"):
+        read_verdicts(str(fake))
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(b'{"a": 1}\n' * 1000)[:30])
+    with pytest.raises(VerdictSourceError, match="not a complete gzip file"):
+        read_verdicts(str(cut))
 
 
 def test_train_feedback_adds_the_benign_events_to_the_baseline(

@@ -324,6 +324,10 @@ def load_config(path: Path | None) -> DetectorConfig:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a TOML text file (not UTF-8: {exc.reason})") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:

@@ -16,6 +16,7 @@ import orjson
 
 STDIN = "-"
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 EXPECTED = "expected JSON lines (.jsonl, .jsonl.gz or - for stdin), one OCSF event object per line"
 
 
@@ -50,7 +51,7 @@ def read_lines(path: Path | str) -> list[bytes]:
         name = f"events file {path}"
         if path.is_dir():
             raise EventFileError(f"{name} is a directory; {EXPECTED}")
-        if not path.is_file():
+        if not path.exists():  # a named pipe or <(...) is not a file, and is read all the same
             raise EventFileError(f"{name} does not exist")
         try:
             data = path.read_bytes()
@@ -61,6 +62,8 @@ def read_lines(path: Path | str) -> list[bytes]:
     problem = describe_non_jsonl(data)
     if problem:
         raise EventFileError(f"{name} {problem}; {EXPECTED}")
+    if data.startswith(UTF8_BOM):  # an editor's mark, not part of the first event
+        data = data[len(UTF8_BOM) :]
     return [line for line in data.split(b"\n") if line.strip()]
 
 
@@ -79,7 +82,7 @@ def describe_non_jsonl(data: bytes) -> str | None:
     'holds a JSON array, not JSON lines (convert it with: jq -c ".[]")'
     """
     head = data[:65536]
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    text = head.removeprefix(UTF8_BOM).lstrip(b" \t\r\n")
     if not text:
         return "is empty" if not data else "holds only blank lines"
     if b"\x00" in head or _mostly_binary(head):

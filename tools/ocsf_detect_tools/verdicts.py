@@ -8,6 +8,7 @@ JSON Lines file of verdicts (``.jsonl`` or ``.jsonl.gz``, one verdict a line).
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import orjson
@@ -41,9 +42,14 @@ def read_verdicts(source: str, *, s3: object | None = None) -> list[Verdict]:
     if path.is_dir():
         documents = [(str(p), p.read_bytes()) for p in sorted(path.rglob("*.json"))]
     elif path.is_file():
-        raw = path.read_bytes()
-        if path.name.endswith(".gz"):
-            raw = gzip.decompress(raw)
+        try:
+            raw = path.read_bytes()
+            if path.name.endswith(".gz") or raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)
+        except OSError as exc:  # unreadable, or not (complete) gzip
+            raise VerdictSourceError(f"{source}: cannot read the verdicts: {exc}") from exc
+        except (EOFError, zlib.error) as exc:
+            raise VerdictSourceError(f"{source}: not a complete gzip file: {exc}") from exc
         documents = [
             (f"{path}:{i}", line) for i, line in enumerate(raw.splitlines(), 1) if line.strip()
         ]
@@ -60,10 +66,12 @@ def read_verdicts(source: str, *, s3: object | None = None) -> list[Verdict]:
 
 
 def _latest(verdicts: list[Verdict]) -> list[Verdict]:
-    by_finding: dict[str, Verdict] = {}
+    """The latest verdict on each subject: an event of a finding (``Verdict.subject``; the
+    events of one alert group share the group's finding uid)."""
+    by_subject: dict[str, Verdict] = {}
     for v in sorted(verdicts, key=lambda v: v.received_ms):
-        by_finding[v.finding_uid] = v
-    return list(by_finding.values())
+        by_subject[v.subject] = v
+    return list(by_subject.values())
 
 
 def benign_lines(verdicts: list[Verdict]) -> list[bytes]:
