@@ -180,6 +180,35 @@ def test_the_overlay_source_refreshes_on_its_interval_and_survives_failures() ->
     assert overlay_prefix("1.0.0+abc").endswith("overlay/1.0.0+abc/")
 
 
+def test_a_refresh_reads_for_its_budget_newest_first_and_the_next_call_reads_on() -> None:
+    # Given 10 new vectors, each read taking 0.3 s, and a fetch budget of 1 s
+    now = [0.0]
+
+    class SlowStore(MemoryStore):
+        def read_json(self, key: str) -> Any:
+            now[0] += 0.3
+            return super().read_json(key)
+
+    store = SlowStore()
+    for i in range(10):
+        store.put(overlay_key("1.0.0+abc", 4001, f"f{i}"), {"vector": [i, 0, 0]}, modified=i)
+    source = OverlaySource(store, "1.0.0+abc", {4001: 3}, 60.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    # When a scoring call asks for the overlay
+    first = source.current()
+    # Then it reads for about its budget (4 reads started within 1 s), the newest first,
+    # and serves those
+    assert first.count(4001) == 4
+    newest = np.array([[9.0, 0, 0], [6.0, 0, 0]], dtype=np.float32)
+    assert np.allclose(first.nearest(4001, newest), 0.0)
+    # and the next call, not the next interval, reads on until every vector is in
+    seen = [first.count(4001)]
+    while seen[-1] < 10:
+        seen.append(source.current().count(4001))
+    assert seen == [4, 8, 10]
+    assert store.reads == 10  # none read twice
+    assert source.last_error is None
+
+
 def test_a_verdict_keeps_its_event_and_refuses_unknown_verdicts() -> None:
     v = Verdict(
         finding_uid="f-1",

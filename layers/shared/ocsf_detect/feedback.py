@@ -101,34 +101,42 @@ def _class_of(key: str, prefix: str) -> int | None:
 class S3FeedbackStore:
     """Verdicts and overlay vectors in one bucket (see the module docstring)."""
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, *, read_client: Any = None) -> None:
+        """``read_client``: the client of the overlay's reads, when they must fail faster
+        than writes (the API reads the overlay inside a scoring request)."""
         self._s3 = client
+        self._read = read_client if read_client is not None else client
         self.bucket = bucket
 
     # -- writes (the API) ------------------------------------------------------------------
     def record(self, verdict: Verdict, vector: np.ndarray) -> None:
         """Keep the verdict; a benign one puts the event's embedding in the overlay, a
-        malicious one takes it out (an event judged benign first, malicious later)."""
+        malicious one takes it out (an event judged benign first, malicious later).
+
+        The two writes are ordered so that a failure between them errs towards alerting:
+        a benign verdict is kept before its vector silences anything, and a malicious
+        one takes the vector out before it is kept. Sending the request again completes
+        it (every write is idempotent)."""
         subject = verdict.subject
+        key = overlay_key(verdict.bundle_version, verdict.class_uid, subject)
+        if verdict.verdict != "benign":
+            self._s3.delete_object(Bucket=self.bucket, Key=key)
         self._s3.put_object(
             Bucket=self.bucket,
             Key=verdict_key(subject),
             Body=orjson.dumps(verdict.model_dump()),
             ContentType="application/json",
         )
-        key = overlay_key(verdict.bundle_version, verdict.class_uid, subject)
         if verdict.verdict == "benign":
             body = {"finding_uid": verdict.finding_uid, "vector": vector.astype(float).tolist()}
             self._s3.put_object(
                 Bucket=self.bucket, Key=key, Body=orjson.dumps(body), ContentType="application/json"
             )
-        else:
-            self._s3.delete_object(Bucket=self.bucket, Key=key)
 
     # -- reads (both functions, training) -----------------------------------------------------
     def list_keys(self, prefix: str) -> Iterator[tuple[str, str, float]]:
         """(key, ETag, last modified epoch s) of every object under ``prefix``."""
-        paginator = self._s3.get_paginator("list_objects_v2")
+        paginator = self._read.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 modified = item.get("LastModified")
@@ -136,7 +144,7 @@ class S3FeedbackStore:
                 yield str(item["Key"]), str(item.get("ETag", "")), ts
 
     def read_json(self, key: str) -> Any:
-        return orjson.loads(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        return orjson.loads(self._read.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
     def verdicts(self) -> Iterator[Verdict]:
         for key, _, _ in self.list_keys(f"{names.FEEDBACK_KEY_PREFIX}verdicts/"):
@@ -150,8 +158,11 @@ class OverlaySource:
 
     A refresh lists the overlay prefix (one request per 1,000 vectors) and fetches only
     objects not seen before (an object is rewritten only with the same vector, so its key
-    and ETag identify it). A failed refresh keeps the last overlay and is tried again at
-    the next interval: feedback must never stop scoring.
+    and ETag identify it), newest first, for at most ``fetch_budget_s``: a scoring request
+    pays for a refresh, so a container that has many new vectors to read (a cold start, a
+    burst of verdicts) reads them over several requests, each serving what is read so
+    far, and the next request goes on where it stopped. A failed refresh keeps the last
+    overlay and is tried again at the next interval: feedback must never stop scoring.
     """
 
     store: S3FeedbackStore
@@ -159,6 +170,7 @@ class OverlaySource:
     dims: Mapping[int, int]  # class_uid -> the bundle's embedding dimension
     refresh_s: float = 60.0
     clock: Callable[[], float] = time.monotonic
+    fetch_budget_s: float = 1.0
     _vectors: dict[str, tuple[int, str, float, np.ndarray]] = field(default_factory=dict)
     _unusable: dict[str, str] = field(default_factory=dict)  # key -> ETag, not re-read
     _overlay: FeedbackOverlay | None = None
@@ -171,7 +183,8 @@ class OverlaySource:
         if self._loaded_at is None or now - self._loaded_at >= self.refresh_s:
             self._loaded_at = now
             try:
-                self._refresh()
+                if not self._refresh(now + self.fetch_budget_s):
+                    self._loaded_at = None  # cut short: the next call reads on
                 self.last_error = None
             except Exception as exc:  # any S3 failure: keep the last overlay
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -183,7 +196,8 @@ class OverlaySource:
         """Refresh on the next ``current()`` (the API, right after recording a verdict)."""
         self._loaded_at = None
 
-    def _refresh(self) -> None:
+    def _refresh(self, deadline: float) -> bool:
+        """Read what changed; False when ``deadline`` cut the fetching short."""
         prefix = overlay_prefix(self.bundle_version)
         listed = {
             key: (etag, modified)
@@ -191,12 +205,17 @@ class OverlaySource:
             if _class_of(key, prefix) is not None
         }
         kept = {k: v for k, v in self._vectors.items() if k in listed and listed[k][0] == v[1]}
-        for key, (etag, modified) in listed.items():
+        complete = True
+        # newest first: the overlay keeps each class's newest vectors
+        for key, (etag, modified) in sorted(listed.items(), key=lambda kv: -kv[1][1]):
             if key in kept or self._unusable.get(key) == etag:
                 continue
             class_uid = _class_of(key, prefix)
             if class_uid is None or class_uid not in self.dims:
                 continue  # a class this bundle does not score
+            if self.clock() >= deadline:
+                complete = False
+                break
             try:
                 body = self.store.read_json(key)
             except Exception as exc:  # deleted since listed: skip it
@@ -221,3 +240,4 @@ class OverlaySource:
                 for uid, items in by_class.items()
             },
         )
+        return complete
