@@ -160,7 +160,10 @@ def predict_batch(request: BatchRequest) -> BatchPrediction:
         200: _doc("the verdict was recorded", FeedbackResult),
         **BODY_ERRORS,
         422: _error_doc("schema violation, or a finding/event the verdict cannot be taken on"),
-        503: _error_doc("the bundle could not be loaded, or no feedback bucket is configured"),
+        503: _error_doc(
+            "the bundle could not be loaded, no feedback bucket is configured, or the bucket "
+            "failed (sending the same request again is safe)"
+        ),
     },
     tags=["feedback"],
 )
@@ -172,6 +175,7 @@ def feedback(request: FeedbackRequest) -> FeedbackResult:
         request,
         refresh_s=settings.feedback_refresh_s,
         now_ms=int(time.time() * 1000),
+        max_event_bytes=settings.max_event_bytes,
     )
     metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, answer.bundle_version)
     metrics.add_metric(names.METRIC_FEEDBACK_VERDICTS, MetricUnit.Count, 1)
@@ -379,6 +383,12 @@ def _no_feedback(exc: Exception) -> Response[Any]:
         "feedback_unavailable",
         f"feedback is not configured for this API ({names.ENV_FEEDBACK_BUCKET} is unset)",
     )
+
+
+@app.exception_handler(service.FeedbackStoreError)
+def _feedback_store_failed(exc: service.FeedbackStoreError) -> Response[Any]:
+    logger.warning("feedback bucket failed", extra={"cause": repr(exc.__cause__)})
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "feedback_unavailable", exc.message)
 
 
 @app.not_found

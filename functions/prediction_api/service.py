@@ -244,6 +244,14 @@ class FeedbackUnavailableError(Exception):
     """No feedback bucket is configured (``names.ENV_FEEDBACK_BUCKET``)."""
 
 
+class FeedbackStoreError(Exception):
+    """The feedback bucket failed the request (a 503): ``message`` says what was kept."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def overlay_source(
     detector: Detector, store: S3FeedbackStore | None, refresh_s: float
 ) -> OverlaySource | None:
@@ -299,7 +307,8 @@ def feedback_event(request: FeedbackRequest) -> dict[str, Any]:
             "finding.evidences",
         )
     evidences = finding.get("evidences")
-    data = evidences[0].get("data") if isinstance(evidences, list) and evidences else None
+    first = evidences[0] if isinstance(evidences, list) and evidences else None
+    data = first.get("data") if isinstance(first, dict) else None
     if not isinstance(data, dict):
         raise FeedbackError(
             "the finding has no evidences[0].data holding its source event", "finding.evidences"
@@ -314,6 +323,7 @@ def record_feedback(
     *,
     refresh_s: float,
     now_ms: int,
+    max_event_bytes: int = MAX_EVENT_BYTES,
 ) -> FeedbackResult:
     """Keep the verdict; a benign one adds the event's embedding to the overlay, which
     this container then searches at once (others within ``refresh_s``)."""
@@ -322,6 +332,9 @@ def record_feedback(
     if store is None:
         raise FeedbackUnavailableError
     event = feedback_event(request)
+    too_large = oversized(event, max_event_bytes)  # as /v1/predict: a verdict keeps its event
+    if too_large is not None:
+        raise EventTooLargeError(too_large)
     embedded = detector.embed_objects([event])[0]
     if not isinstance(embedded, tuple):
         outcome = outcome_dict(embedded)
@@ -337,14 +350,22 @@ def record_feedback(
         bundle_version=detector.bundle_version,
         received_ms=now_ms,
     )
-    store.record(verdict, vector)
+    try:
+        store.record(verdict, vector)
+    except Exception as exc:  # S3 refused or did not answer
+        raise FeedbackStoreError(
+            f"the feedback bucket failed ({type(exc).__name__}); the verdict may be kept "
+            "in part; send the same request again (it is safe to repeat)"
+        ) from exc
     source = overlay_source(detector, store, refresh_s)
     assert source is not None
     source.invalidate()
     overlay = source.current()
     if source.last_error is not None:
-        raise RuntimeError(
-            f"the verdict was kept but the overlay did not reload: {source.last_error}"
+        raise FeedbackStoreError(
+            "the verdict was kept, but the overlay could not be read back "
+            f"({source.last_error.split(':', 1)[0]}); every container reads it within "
+            "the refresh interval, and sending the same request again is safe"
         )
     detector.use_overlay(overlay)
     return FeedbackResult(

@@ -224,3 +224,46 @@ def test_verdicts_on_two_events_of_one_alert_group_are_kept_apart(stack, live_tr
     assert [o["Key"].rsplit("/", 1)[1] for o in listed["Contents"]] == [
         f"{subject_uid(group, first)}.json"
     ]
+
+
+def test_feedback_the_caller_got_wrong_is_4xx_and_a_failing_bucket_is_503(
+    stack, live_traffic, monkeypatch
+):
+    from ocsf_detect.feedback import S3FeedbackStore
+    from prediction_api import adapters as api_adapters
+
+    _, api, _ = stack
+    event = next(e for e in live_traffic.events if e["class_uid"] == 4001)
+    # A finding whose evidence is not an object: the caller's mistake, a 422
+    for evidence in (None, "text"):
+        finding = {"finding_info": {"uid": "f-9"}, "evidences": [evidence]}
+        status, body = api_call(
+            api,
+            "POST",
+            "/v1/feedback",
+            {"finding_uid": "f-9", "verdict": "benign", "finding": finding},
+        )
+        assert (status, body["error"], body["field"]) == (
+            422,
+            "invalid_feedback",
+            "finding.evidences",
+        )
+    # An event over the size cap, as /v1/predict answers it: a 413, and nothing is kept
+    huge = {**event, "unmapped": {"blob": "x" * (2 * 1024 * 1024)}}
+    status, body = api_call(
+        api, "POST", "/v1/feedback", {"finding_uid": "f-10", "verdict": "benign", "event": huge}
+    )
+    assert (status, body["error"]) == (413, "too_large")
+    # A bucket that fails the write (here: it does not exist): a 503 that says a retry is
+    # safe, not a 500
+    broken = S3FeedbackStore(boto3.client("s3"), f"no-such-bucket-{uuid.uuid4().hex[:8]}")
+    def failing_store(bucket: str | None) -> S3FeedbackStore:
+        return broken
+
+    failing_store.cache_clear = lambda: None  # type: ignore[attr-defined]  # as the real one
+    monkeypatch.setattr(api_adapters, "get_feedback_store", failing_store)
+    status, body = api_call(
+        api, "POST", "/v1/feedback", {"finding_uid": "f-11", "verdict": "benign", "event": event}
+    )
+    assert (status, body["error"]) == (503, "feedback_unavailable")
+    assert "send the same request again" in body["message"]

@@ -244,6 +244,9 @@ HOSTILE_EVENTS = {
         "metadata": {"uid": "big-1"},
         "unmapped": {"trace": 2**80},
     },
+    "class_uid beyond 64 bits": {"class_uid": 2**64, "time": 1741939200000},
+    "class_uid 1e300": {"class_uid": 1e300, "time": 1741939200000},
+    "class_uid a 23-digit string": {"class_uid": "9" * 23, "time": 1741939200000},
     "unpaired surrogate in the uid": {
         "class_uid": 4001,
         "time": 1741939200000,

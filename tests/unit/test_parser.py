@@ -528,3 +528,13 @@ def test_subclasses_of_bytes_and_str_are_read_as_plain_bytes_and_text() -> None:
             plain.event,
         )
     assert PARSER.parse(Raw(b"[1]")).reason is RejectReason.NOT_AN_OBJECT
+
+
+@pytest.mark.parametrize("class_uid", [2**64, -(2**63) - 1, 1e300, "99999999999999999999999"])
+def test_a_class_uid_beyond_64_bits_is_out_of_range_not_unsupported(class_uid: object) -> None:
+    # every outcome and metric echoes the class_uid, and no JSON encoder of the outcome
+    # takes an integer beyond 64 bits
+    event = {**sample("network_activity.json"), "class_uid": class_uid}
+    for outcome in (PARSER.parse_object(event), PARSER.parse(json.dumps(event))):
+        assert isinstance(outcome, Rejected)
+        assert outcome.reason is RejectReason.NUMBER_OUT_OF_RANGE

@@ -238,6 +238,12 @@ class EventParser:
             class_uid = _coerce_class_uid(class_uid)
             if isinstance(class_uid, Rejected):
                 return class_uid
+        if not _INT64_MIN <= class_uid <= _INT64_MAX:  # echoed in every outcome and metric
+            return Rejected(
+                RejectReason.NUMBER_OUT_OF_RANGE,
+                "class_uid is beyond 64 bits",
+                field="class_uid",
+            )
         plan = self._plans.get(class_uid)
         if plan is None:
             return self._unsupported.get(class_uid) or Unsupported(class_uid)
@@ -395,6 +401,9 @@ def _max_depth(value: Any) -> tuple[int, str]:
                 if isinstance(v, dict | list):
                     stack.append((v, depth + 1, f"{at}[{i}]"))
     return deepest, deepest_path
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _coerce_class_uid(value: Any) -> int | Rejected:
