@@ -8,6 +8,7 @@ pre-traffic hook). Errors become status codes here, and only here.
 
 from __future__ import annotations
 
+import re
 import time
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -62,6 +63,10 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/v1/suppressions": ("GET", "POST"),
     "/v1/feedback": ("POST",),
 }
+# Routes with a path parameter: (pattern, its methods), for a 405 instead of a 404.
+PARAM_ROUTES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (re.compile(r"/v1/suppressions/[^/]+"), ("DELETE",)),
+)
 
 settings = get_settings()  # cold start fails here, naming the variable, if one is malformed
 logger = Logger(service=names.SERVICE_NAME)
@@ -292,7 +297,8 @@ def _invalid_request(exc: ValidationException) -> Response[Any]:
         return _unsupported_media_type(UnsupportedMediaTypeError(content_type))
     if not isinstance(exc, RequestValidationError):  # a response failed its own schema
         return _internal_error(exc)
-    if _body_is_empty():
+    about_body = any(tuple(err.get("loc", ()))[:1] == ("body",) for err in errors)
+    if about_body and _body_is_empty():  # not a path parameter's error on a bodiless route
         return _error(
             HTTPStatus.BAD_REQUEST, "empty_body", "the request body is empty; send a JSON object"
         )
@@ -394,7 +400,10 @@ def _feedback_store_failed(exc: service.FeedbackStoreError) -> Response[Any]:
 @app.not_found
 def _not_found(exc: Exception) -> Response[Any]:
     path = app.current_event.path
-    allowed = ROUTES.get(path.rstrip("/") or "/")
+    route = path.rstrip("/") or "/"
+    allowed = ROUTES.get(route) or next(
+        (methods for pattern, methods in PARAM_ROUTES if pattern.fullmatch(route)), None
+    )
     if allowed:
         return _error(
             HTTPStatus.METHOD_NOT_ALLOWED,

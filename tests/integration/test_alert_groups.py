@@ -338,6 +338,13 @@ def test_a_malformed_rule_is_refused_and_no_table_is_a_503(grouped, api, monkeyp
     status, body = call_api(api, "POST", "/v1/suppressions", good, "text/plain")
     assert (status, body["error"]) == (415, "unsupported_media_type")
     assert call_api(api, "GET", "/v1/suppressions")[1]["rules"] == []
+    # a malformed rule id is a 422 on the id, not an "empty body"; a method the route does
+    # not take is a 405 naming the one it does
+    status, body = call_api(api, "DELETE", "/v1/suppressions/a_b")
+    assert (status, body["error"]) == (422, "validation_error")
+    status, body = call_api(api, "GET", "/v1/suppressions/abc")
+    assert (status, body["error"]) == (405, "method_not_allowed")
+    assert "use DELETE" in body["message"]
     monkeypatch.delenv(names.ENV_ALERT_TABLE_NAME)
     get_settings.cache_clear()
     status, body = call_api(api, "GET", "/v1/suppressions")
