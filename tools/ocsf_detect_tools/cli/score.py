@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
@@ -157,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     cap = max_event_bytes()
     detector = load_detector(args.bundle)
     lines = read_events(args.events)
-    source = str(args.events) if str(args.events) != "-" else "stdin"
+    # the file, however it was spelled, names an event without metadata.uid (with its line)
+    source = os.path.abspath(args.events) if str(args.events) != "-" else "stdin"
     tally: Counter[str] = Counter()
     now_ms = int(time.time() * 1000)
     findings = args.format == "findings"
