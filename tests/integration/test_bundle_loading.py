@@ -277,3 +277,34 @@ def test_damaged_cached_copy_without_the_s3_object_is_503(
     status, body = get_model(api)
     assert (status, body["error"]) == (503, "bundle_unavailable")
     assert not [p for p in tmp_root.rglob("*") if p.is_file()]
+
+
+def test_a_killed_fetchs_partial_download_is_deleted_by_the_next_fetch(
+    tmp_path: Path, published: PublishedBundle
+) -> None:
+    import subprocess
+    import sys
+
+    from ocsf_detect.bundlefetch import BundleLocation, cache_dir, fetch_bundle
+
+    # Given the work directories of three fetches of this bundle: one whose process was
+    # killed mid-download, one of this process's id (a restarted Lambda runtime is often
+    # given the same), and one of a process still running
+    root = cache_dir(BundleLocation.parse(published.pinned_uri), tmp_path)
+    root.mkdir(parents=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for pid in (gone, os.getpid(), running.pid):
+            work = root / f".fetch-{pid}-x"
+            work.mkdir()
+            (work / names.REGISTRY_ARCHIVE_NAME).write_bytes(b"\0" * 100_000)
+        # When the bundle is fetched
+        bundle = fetch_bundle(published.pinned_uri, s3=boto3.client("s3"), cache_root=tmp_path)
+        # Then the abandoned partial downloads are gone, the running fetch's is not
+        assert (bundle / names.REGISTRY_MANIFEST_NAME).is_file()
+        assert {p.name for p in root.iterdir()} == {"bundle", f".fetch-{running.pid}-x"}
+    finally:
+        running.kill()
+        running.wait()

@@ -229,8 +229,9 @@ def test_verdicts_on_two_events_of_one_alert_group_are_kept_apart(stack, live_tr
 def test_feedback_the_caller_got_wrong_is_4xx_and_a_failing_bucket_is_503(
     stack, live_traffic, monkeypatch
 ):
-    from ocsf_detect.feedback import S3FeedbackStore
     from prediction_api import adapters as api_adapters
+
+    from ocsf_detect.feedback import S3FeedbackStore
 
     _, api, _ = stack
     event = next(e for e in live_traffic.events if e["class_uid"] == 4001)
@@ -257,6 +258,7 @@ def test_feedback_the_caller_got_wrong_is_4xx_and_a_failing_bucket_is_503(
     # A bucket that fails the write (here: it does not exist): a 503 that says a retry is
     # safe, not a 500
     broken = S3FeedbackStore(boto3.client("s3"), f"no-such-bucket-{uuid.uuid4().hex[:8]}")
+
     def failing_store(bucket: str | None) -> S3FeedbackStore:
         return broken
 

@@ -7,7 +7,8 @@ unpacked into one stable directory per bucket/key/version under the temp dir, an
 while it is there: a second load in the same environment (after a failure, or in a test)
 downloads nothing and creates no new directory. A cached copy that no longer loads (a file
 on /tmp changed or went missing) is dropped and fetched again, once. Lambda's /tmp is
-small, so the archive is deleted once unpacked and partial downloads never stay behind.
+small, so the archive is deleted once unpacked, and a partial download a killed process
+left behind is deleted by the next fetch.
 
 Failures (S3 errors, unreachable endpoint, an archive that is not a bundle, a full disk,
 a bundle of another version than the one the function was deployed for) all raise
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -141,23 +143,25 @@ def fetch_bundle(uri: str, *, s3: Any | None = None, cache_root: Path | None = N
     work: Path | None = None
     try:
         root.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_work(root)
         # A private work directory: two processes fetching the same bundle on one host
         # (a local server and a CLI, say) never share a partial file.
-        work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))
+        work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=root))
         archive = work / names.REGISTRY_ARCHIVE_NAME
         _download(s3 if s3 is not None else _default_client(), location, archive)
         unpacked = extract_archive(archive, work / "unpacked")
         if not unpacked.is_dir():
             raise ArchiveError(f"no {ARCHIVE_ROOT}/ directory inside")
         archive.unlink()
-        # The rename is atomic: the bundle directory exists only once it is complete.
-        shutil.rmtree(bundle_dir, ignore_errors=True)
-        try:
-            unpacked.rename(bundle_dir)
-        except OSError:
-            if not (bundle_dir / names.REGISTRY_MANIFEST_NAME).is_file():
-                raise
-            # another process completed the same fetch first: its copy is as good
+        # The rename is atomic: the bundle directory exists only once it is complete. One
+        # that another process completed meanwhile is as good, and may be in use: kept.
+        if not (bundle_dir / names.REGISTRY_MANIFEST_NAME).is_file():
+            shutil.rmtree(bundle_dir, ignore_errors=True)
+            try:
+                unpacked.rename(bundle_dir)
+            except OSError:
+                if not (bundle_dir / names.REGISTRY_MANIFEST_NAME).is_file():
+                    raise
     except BundleSourceError:
         raise
     except ArchiveError as exc:
@@ -169,6 +173,34 @@ def fetch_bundle(uri: str, *, s3: Any | None = None, cache_root: Path | None = N
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
     return bundle_dir
+
+
+_WORK_PREFIX = ".fetch-"
+
+
+def _remove_abandoned_work(root: Path) -> None:
+    """Delete the work directories of fetches whose process is gone. A fetch cleans up
+    after itself, unless its process was killed mid-download (Lambda's timeout or memory
+    limit), and Lambda keeps /tmp for the restarted runtime: a killed attempt's partial
+    archive would take space the next fetch needs, every time. A directory is named for
+    its process id; it is abandoned when that process is not running, or is this one
+    (a restarted runtime can be given the same id; it fetches one bundle at a time)."""
+    for work in root.glob(f"{_WORK_PREFIX}*"):
+        pid_text = work.name[len(_WORK_PREFIX) :].split("-", 1)[0]
+        pid = int(pid_text) if pid_text.isdigit() else None
+        if pid is not None and pid != os.getpid() and _running(pid):
+            continue  # another process's fetch, under way
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # running, as another user
+        return True
+    return True
 
 
 def check_bundle_version(
