@@ -286,6 +286,57 @@ def test_tamper_isolation_trees(bundle_copy: Path) -> None:
         Detector.load(bundle_copy)
 
 
+def test_a_file_a_class_reads_must_be_one_the_manifest_lists(bundle_copy: Path) -> None:
+    # Given a manifest whose ids file was taken off the list (so no digest checks it)
+    _edit_manifest(bundle_copy, lambda m: m["files"].pop("ids-4001.json"))
+    with pytest.raises(BundleError, match=r"class 4001 reads ids-4001\.json, which the"):
+        Detector.load(bundle_copy)
+
+
+@pytest.mark.parametrize("name", ["../outside.onnx", "/etc/model.onnx", "sub/../../x.onnx"])
+def test_a_file_outside_the_bundle_is_refused(bundle_copy: Path, name: str) -> None:
+    def edit(m: dict) -> None:
+        m["files"][name] = m["files"].pop("model-4001.onnx")
+        m["models"]["4001"]["model"]["file"] = name
+
+    _edit_manifest(bundle_copy, edit)
+    with pytest.raises(BundleError, match="names a file outside the bundle"):
+        Detector.load(bundle_copy)
+
+
+def test_corrupt_ids_and_trees_with_matching_digests_are_bundle_errors(bundle_copy: Path) -> None:
+    from ocsf_detect.detector.bundle import sha256_file
+
+    def replace(name: str, data: bytes) -> None:
+        (bundle_copy / name).write_bytes(data)
+        digest = sha256_file(bundle_copy / name)
+        _edit_manifest(bundle_copy, lambda m: m["files"].update({name: digest}))
+
+    original = (bundle_copy / "ids-4001.json").read_bytes()
+    replace("ids-4001.json", b"not json")
+    with pytest.raises(BundleError, match=r"ids-4001\.json is not a JSON list of ids"):
+        Detector.load(bundle_copy)
+    replace("ids-4001.json", orjson.dumps(orjson.loads(original)[:-1]))
+    with pytest.raises(BundleError, match=r"ids-4001\.json holds \d+ ids, the index \d+"):
+        Detector.load(bundle_copy)
+    replace("ids-4001.json", original)
+    replace("isolation-4001.npz", b"garbage, not a zip")
+    with pytest.raises(BundleError, match="not a usable isolation forest"):
+        Detector.load(bundle_copy)
+
+
+def test_an_index_of_another_dimension_is_refused(tmp_path: Path) -> None:
+    from ocsf_detect.detector.index import IndexParams, build_index, load_index
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "index.bin"
+    build_index(rng.normal(size=(50, 8)).astype(np.float32), IndexParams()).save_index(str(path))
+    assert load_index(path, 8, 32).get_current_count() == 50
+    # hnswlib itself reads it as 4 floats a vector without a word
+    with pytest.raises(RuntimeError, match=r"its vectors are 32 bytes \(8 floats\), not 4"):
+        load_index(path, 4, 32)
+
+
 def test_tamper_newer_format(bundle_copy: Path) -> None:
     _edit_manifest(bundle_copy, lambda m: m.update(format_version=99))
     with pytest.raises(BundleError, match="format 99 is newer"):

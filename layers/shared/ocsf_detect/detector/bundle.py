@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,10 +106,18 @@ def read_manifest(bundle_dir: Path) -> Manifest:
         raise BundleError(f"{path}: invalid manifest at {loc}: {first['msg']}") from exc
 
 
+def _inside(bundle_dir: Path, rel: str) -> Path:
+    """``bundle_dir / rel``, for a name that stays inside the bundle directory."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts or "\\" in rel:
+        raise BundleError(f"{bundle_dir}: the manifest names a file outside the bundle: {rel!r}")
+    return Path(bundle_dir) / rel
+
+
 def verify_files(bundle_dir: Path, files: Mapping[str, str]) -> None:
     """Every file of ``files`` (name -> sha256, the manifest's list) is there, unchanged."""
     for rel, expected in files.items():
-        path = Path(bundle_dir) / rel
+        path = _inside(bundle_dir, rel)
         if not path.is_file():
             raise BundleError(f"{bundle_dir}: {rel} is listed in the manifest but missing")
         actual = sha256_file(path)
@@ -139,7 +148,7 @@ def load_bundle(
     """(manifest, loaded classes, load milliseconds). Verifies before loading anything."""
     import onnxruntime as ort  # heavy: only when a bundle is actually loaded
 
-    from ocsf_detect.detector.index import load_index
+    from ocsf_detect.detector.index import SPACE, load_index
 
     start = time.perf_counter()
     bundle_dir = Path(bundle_dir)
@@ -152,6 +161,12 @@ def load_bundle(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     for key, info in manifest.models.items():
         io = info.model
+        _check_listed(bundle_dir, info, manifest.files)
+        if info.index.space != SPACE:
+            raise BundleError(
+                f"{bundle_dir}: class {key}'s index is in space {info.index.space!r}; "
+                f"this library searches {SPACE!r}"
+            )
         try:
             session = ort.InferenceSession(
                 str(bundle_dir / io.file), options, providers=["CPUExecutionProvider"]
@@ -173,9 +188,7 @@ def load_bundle(
                 f"{bundle_dir}: {info.index.file} holds {index.get_current_count()} vectors, "
                 f"the manifest says {info.index.n_items}"
             )
-        ids = None
-        if info.index.ids_file:
-            ids = orjson.loads((bundle_dir / info.index.ids_file).read_bytes())
+        ids = _load_ids(bundle_dir, info) if info.index.ids_file else None
         vectors_path = None
         if info.index.vectors_file:
             vectors_path = bundle_dir / info.index.vectors_file
@@ -194,6 +207,36 @@ def load_bundle(
             info, session, index, ids, vectors_path, isolation, index_path, mass
         )
     return manifest, loaded, (time.perf_counter() - start) * 1000.0
+
+
+def _check_listed(bundle_dir: Path, info: ClassModel, files: Mapping[str, str]) -> None:
+    """Every file a class reads is one the manifest lists, so one that ``verify_files``
+    checked against its digest."""
+    ix = info.index
+    named = [info.model.file, ix.file, ix.ids_file, ix.vectors_file, ix.mass_file]
+    if info.isolation is not None:
+        named.append(info.isolation.file)
+    unlisted = [n for n in named if n is not None and n not in files]
+    if unlisted:
+        raise BundleError(
+            f"{bundle_dir}: class {info.class_uid} reads {', '.join(unlisted)}, which the "
+            "manifest's files do not list (so nothing verified it)"
+        )
+
+
+def _load_ids(bundle_dir: Path, info: ClassModel) -> list[Any]:
+    ix = info.index
+    assert ix.ids_file is not None
+    try:
+        ids = orjson.loads(_inside(bundle_dir, ix.ids_file).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise BundleError(f"{bundle_dir}: {ix.ids_file} is not a JSON list of ids: {exc}") from exc
+    if not isinstance(ids, list) or len(ids) != ix.n_items:
+        found = len(ids) if isinstance(ids, list) else type(ids).__name__
+        raise BundleError(
+            f"{bundle_dir}: {ix.ids_file} holds {found} ids, the index {ix.n_items} vectors"
+        )
+    return ids
 
 
 def _load_mass(bundle_dir: Path, info: ClassModel) -> np.ndarray:
@@ -221,7 +264,7 @@ def _load_isolation(bundle_dir: Path, info: ClassModel) -> IsolationTrees:
     try:
         trees = IsolationTrees.load(bundle_dir / info.isolation.file)
         trees.check(info.model.n_numeric, info.model.n_categorical)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise BundleError(
             f"{bundle_dir}: {info.isolation.file} is not a usable isolation forest: {exc}"
         ) from exc

@@ -39,6 +39,19 @@ def build_index(vectors: np.ndarray, params: IndexParams, threads: int = 1) -> h
 
 
 def load_index(path: Path, dim: int, ef_search: int) -> hnswlib.Index:
+    """The saved index at ``path``, of vectors of ``dim`` floats. hnswlib reads a file of
+    another dimension without a word (each record then splits at the wrong place), so
+    the record layout in the header is checked first (RuntimeError, as hnswlib's own)."""
+    try:
+        header = np.fromfile(path, dtype=_HEADER, count=1)
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"cannot read the index header: {exc}") from exc
+    if len(header) == 1:
+        stored = int(header[0]["label_offset"]) - int(header[0]["data_offset"])
+        if stored != 4 * dim:
+            raise RuntimeError(
+                f"its vectors are {stored} bytes ({stored / 4:g} floats), not {dim} floats"
+            )
     index = hnswlib.Index(space=SPACE, dim=dim)
     index.load_index(str(path))
     index.set_ef(ef_search)
