@@ -6,7 +6,6 @@ reuse the cache keyed by the requirements' hash.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -84,23 +83,30 @@ def test_layer_imports_under_python312(built_layers: tuple[BuiltLayer, BuiltLaye
     if python312 is None:
         pytest.skip("no runnable python3.12 on PATH or in pyenv: cannot import-test the layer")
     deps, shared = built_layers
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(deps.path / "python"), str(shared.path / "python")]),
-        "PYTHONNOUSERSITE": "1",
-    }
-    env.pop("PYTHONHOME", None)
+    layers = [str(deps.path / "python"), str(shared.path / "python")]
+    # Isolated (-I: no PYTHONPATH, no user site, no script directory) and without site (-S:
+    # not even the interpreter's own site-packages, which a python3.12 that is a virtualenv
+    # would add): the layers are the only place a third-party module can come from.
+    modules = [
+        *RUNTIME_IMPORTS.removeprefix("import ").split(", "),
+        "pydantic_settings",
+        "ocsf_detect",
+    ]
     code = (
+        f"import sys; sys.path[:0] = {layers!r}; "
         f"{RUNTIME_IMPORTS}; import pydantic_settings; import ocsf_detect, ocsf_detect.names; "
         "import onnxruntime as ort; "
         "assert 'CPUExecutionProvider' in ort.get_available_providers(); "
-        "print(numpy.__file__)"
+        f"print('\\n'.join(sys.modules[m].__file__ for m in {modules!r}))"
     )
     result = subprocess.run(
-        [python312, "-s", "-c", code], capture_output=True, text=True, env=env, check=False
+        [python312, "-I", "-S", "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert str(deps.path) in result.stdout  # the layer's numpy, not some other one
+    origins = result.stdout.split()
+    assert len(origins) == len(modules)
+    # every one from a layer, not from some other installation
+    assert all(o.startswith((str(deps.path), str(shared.path))) for o in origins), origins
 
 
 @pytest.mark.slow

@@ -343,6 +343,15 @@ def test_tamper_newer_format(bundle_copy: Path) -> None:
         Detector.load(bundle_copy)
 
 
+@pytest.mark.parametrize("version", [True, -1, 0, "11", 11.0])
+def test_a_format_version_that_is_not_a_positive_integer_is_refused(
+    bundle_copy: Path, version: object
+) -> None:
+    _edit_manifest(bundle_copy, lambda m: m.update(format_version=version))
+    with pytest.raises(BundleError, match="format_version is missing or not a positive integer"):
+        Detector.load(bundle_copy)
+
+
 def test_not_a_bundle(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=r"manifest\.json is missing"):
         Detector.load(tmp_path)

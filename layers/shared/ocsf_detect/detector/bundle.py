@@ -91,8 +91,8 @@ def read_manifest(bundle_dir: Path) -> Manifest:
     except orjson.JSONDecodeError as exc:
         raise BundleError(f"{path}: not valid JSON ({exc})") from exc
     version = raw.get("format_version") if isinstance(raw, dict) else None
-    if not isinstance(version, int):
-        raise BundleError(f"{path}: format_version is missing or not an integer")
+    if type(version) is not int or version < 1:
+        raise BundleError(f"{path}: format_version is missing or not a positive integer")
     if version > FORMAT_VERSION:
         raise BundleError(
             f"{path}: bundle format {version} is newer than this library reads "
