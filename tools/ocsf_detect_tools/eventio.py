@@ -8,7 +8,7 @@ import sys
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,9 +43,8 @@ def read_lines(path: Path | str) -> list[bytes]:
     ``rejected`` outcome."""
     if str(path) == STDIN:
         name = "standard input"
-        data = sys.stdin.buffer.read()
-        if data[:2] == GZIP_MAGIC:
-            data = _gunzip(data, name)
+        raw: IO[bytes] = sys.stdin.buffer
+        suffix = ""
     else:
         path = Path(path)
         name = f"events file {path}"
@@ -54,24 +53,44 @@ def read_lines(path: Path | str) -> list[bytes]:
         if not path.exists():  # a named pipe or <(...) is not a file, and is read all the same
             raise EventFileError(f"{name} does not exist")
         try:
-            data = path.read_bytes()
+            raw = path.open("rb")
         except OSError as exc:
             raise EventFileError(f"cannot read {name}: {exc.strerror or exc}") from exc
-        if path.suffix == ".gz" or data[:2] == GZIP_MAGIC:
-            data = _gunzip(data, name)
-    problem = describe_non_jsonl(data)
-    if problem:
-        raise EventFileError(f"{name} {problem}; {EXPECTED}")
-    if data.startswith(UTF8_BOM):  # an editor's mark, not part of the first event
-        data = data[len(UTF8_BOM) :]
-    return [line for line in data.split(b"\n") if line.strip()]
+        suffix = path.suffix
+    # Streamed: a baseline of millions of events is held once, as its lines, never also
+    # as the whole file and the whole decompressed file.
+    with raw if raw is not sys.stdin.buffer else nullcontext(raw):
+        try:
+            magic = _peek(raw, 2)
+            stream: IO[bytes] = raw
+            if suffix == ".gz" or magic == GZIP_MAGIC:
+                stream = gzip.GzipFile(fileobj=raw, mode="rb")
+            head = stream.read(_HEAD_BYTES)
+            problem = describe_non_jsonl(head)
+            if problem:
+                raise EventFileError(f"{name} {problem}; {EXPECTED}")
+            head = head.removeprefix(UTF8_BOM)  # an editor's mark, not part of the first event
+            head += stream.readline()  # the head ends at a line's end
+            lines = [line for line in head.split(b"\n") if line.strip()]
+            lines.extend(line.rstrip(b"\n") for line in stream if line.strip())
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise EventFileError(f"{name} is not a complete gzip file: {exc}") from exc
+        except OSError as exc:
+            raise EventFileError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    return lines
 
 
-def _gunzip(data: bytes, name: str) -> bytes:
-    try:
-        return gzip.decompress(data)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise EventFileError(f"{name} is not a complete gzip file: {exc}") from exc
+_HEAD_BYTES = 65536  # what describe_non_jsonl looks at
+
+
+def _peek(raw: IO[bytes], n: int) -> bytes:
+    """The first ``n`` bytes of ``raw`` without consuming them (a pipe cannot seek)."""
+    peek = getattr(raw, "peek", None)
+    if peek is not None:
+        return bytes(peek(n)[:n])
+    start = raw.read(n)
+    raw.seek(-len(start), os.SEEK_CUR)
+    return start
 
 
 def describe_non_jsonl(data: bytes) -> str | None:
