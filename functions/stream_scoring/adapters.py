@@ -308,6 +308,19 @@ def _client(service: str) -> Any:
     return boto3.session.Session().client(service, config=config)
 
 
+def _table_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # The alert-state table is read and written per anomaly, outside the stream routine's
+    # retried deliveries: a throttled hot group item (a burst of anomalies of one entity
+    # over several shards) is botocore's to retry, briefly, before it fails the record.
+    config = Config(
+        connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3}
+    )
+    return boto3.session.Session().client("dynamodb", config=config)
+
+
 def build_adapters(settings: StreamSettings) -> StreamAdapters:
     """The boto3-backed adapters for ``settings``."""
     s3 = _client("s3") if settings.quarantine_bucket else None
@@ -328,7 +341,7 @@ def build_grouping(settings: StreamSettings, s3: Any | None) -> AlertGrouping | 
     table = settings.alert_table_name
     if table is None or s3 is None or settings.quarantine_bucket is None:
         return None
-    dynamodb = _client("dynamodb")
+    dynamodb = _table_client()
     policy = settings.grouping_policy
     return AlertGrouping(
         store=DynamoGroupStore(dynamodb, table, policy),

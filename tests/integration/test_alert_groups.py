@@ -100,6 +100,43 @@ def test_racing_writers_and_retries_count_every_anomaly_once(emulator_url) -> No
     assert set(group.evidence_uids) == {"f-1", "f-2"}
 
 
+class ConflictOnce:
+    """The emulator's client, whose first transaction is cancelled for a concurrent
+    transaction on the same items (DynamoDB's TransactionConflict, which one emulated
+    writer cannot provoke)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.conflicts = 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        if self.conflicts:
+            self.conflicts -= 1
+            error = {"Code": "TransactionCanceledException", "Message": "conflict"}
+            reasons = [{"Code": "None"}, {"Code": "TransactionConflict"}]
+            raise ClientError(
+                {"Error": error, "CancellationReasons": reasons}, "TransactWriteItems"
+            )
+        return self._client.transact_write_items(**kwargs)
+
+
+def test_a_transaction_conflict_is_counted_again_not_failed(emulator_url) -> None:
+    table = create_alert_table("alert-state-conflict")
+    policy = GroupingPolicy(notify_min_count=1)
+    client = ConflictOnce(boto3.client("dynamodb"))
+    store = DynamoGroupStore(client, table, policy)
+    counted = count_anomaly(anomaly(1), store, policy, "src_endpoint.ip=10.0.0.9")
+    assert client.conflicts == 0  # the conflict happened, and the count went on
+    assert counted.notice is Notice.OPEN
+    (group,) = list(store.groups())
+    assert group.count == 1
+
+
 def test_only_groups_that_spoke_are_due_for_closing(emulator_url) -> None:
     table = create_alert_table("alert-state-due")
     policy = GroupingPolicy()

@@ -210,6 +210,10 @@ class DynamoGroupStore:
                 return "duplicate"
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 return "conflict"
+            if "TransactionConflict" in reasons:
+                # another transaction wrote the group (or the marker) at the same moment:
+                # read again and count on the fresh state, as for a version conflict
+                return "conflict"
             raise
         return "ok"
 
