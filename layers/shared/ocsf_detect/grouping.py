@@ -74,7 +74,12 @@ class GroupingPolicy:
     sums an entity's risk over 24 hours), and a slow campaign is not one alert per hour."""
     update_interval_s: int = 3600
     """Event time between two updates of a group at least: an hour."""
-    close_grace_s: int = 60
+    close_grace_s: int = 600
+    """How long after its window's end a group stays open, in stream time (a batch's
+    latest event time) and wall-clock time (the schedule) alike. A group closes once;
+    an anomaly of its window that comes later (a shard behind the others, a retried
+    batch, a cold start) is counted but not published. Ten minutes covers ordinary lag,
+    which the iterator-age alarm pages on well before; the closing update waits as long."""
     evidence_cap: int = 20
     notify_min_severity_id: int = 1
     notify_min_count: int = 2
