@@ -72,6 +72,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             name=names.METRIC_ALERTS_PUBLISHED, unit=MetricUnit.Count, value=sweep.published
         )
         return {"closed": sweep.closed, "published": sweep.published, "errors": sweep.errors}
+    problem = not_a_kinesis_event(event)
+    if problem is not None:  # a console test, a mis-wired trigger: say so, score nothing
+        raise NotAKinesisEventError(problem)
     settings = get_settings()
     detector = _loaded_detector()
     metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, detector.bundle_version)
@@ -166,6 +169,30 @@ def close_groups(
         extra={"closed": total.closed, "published": total.published, "errors": total.errors},
     )
     return total
+
+
+class NotAKinesisEventError(ValueError):
+    """The function was invoked with something other than a Kinesis batch or one of its
+    own payloads."""
+
+
+def not_a_kinesis_event(event: Any) -> str | None:
+    """Why ``event`` is not a Kinesis batch this function reads, or None."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        keys = sorted(map(str, event))[:5] if isinstance(event, Mapping) else type(event).__name__
+        return (
+            f"not a Kinesis event (no Records list; got {keys}); this function reads a "
+            f"Kinesis stream, or takes {{{names.CLOSE_GROUPS_PAYLOAD_KEY!r}: true}} or "
+            f"{{{names.SELFTEST_PAYLOAD_KEY!r}: true}} (JSON booleans)"
+        )
+    for i, record in enumerate(records):
+        if not isinstance(record, Mapping) or record.get("eventSource") != "aws:kinesis":
+            source = record.get("eventSource") if isinstance(record, Mapping) else None
+            return f"Records[{i}] is not a Kinesis record (eventSource {source!r})"
+        if not isinstance(record.get("kinesis"), Mapping):
+            return f"Records[{i}] has no kinesis object"
+    return None
 
 
 def decode_records(event: Mapping[str, Any]) -> list[StreamRecord]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import socket
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -194,6 +195,24 @@ def test_selftest_payload_publishes_nothing(resources, detector):
         resources.quarantine_queue_url,
     ):
         assert drain_queue(queue_url, idle_polls=1) == []
+
+
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        ({"key1": "value1"}, "no Records list"),
+        ({names.CLOSE_GROUPS_PAYLOAD_KEY: "true"}, "JSON booleans"),
+        ({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}, "eventSource 'aws:sqs'"),
+        ({"Records": [{"eventSource": "aws:kinesis"}]}, "has no kinesis object"),
+    ],
+)
+def test_an_event_that_is_not_a_kinesis_batch_is_refused_plainly(resources, event, says):
+    from stream_scoring import handler
+
+    with pytest.raises(handler.NotAKinesisEventError, match=re.escape(says)):
+        handler.lambda_handler(event, LocalContext())
+    # an empty batch is a batch
+    assert handler.lambda_handler({"Records": []}, LocalContext()) == {"batchItemFailures": []}
 
 
 def closed_port_url() -> str:
