@@ -137,6 +137,32 @@ def test_a_transaction_conflict_is_counted_again_not_failed(emulator_url) -> Non
     assert group.count == 1
 
 
+def test_an_unreadable_rule_item_is_skipped_not_fatal_to_the_others(emulator_url, caplog):
+    from datetime import UTC, datetime
+
+    from ocsf_detect.alertstate import DynamoRuleTable
+    from ocsf_detect.suppression import Condition, SuppressionRule
+
+    table = create_alert_table("alert-state-rules")
+    client = boto3.client("dynamodb")
+    rules = DynamoRuleTable(client, table)
+    good = SuppressionRule.new(
+        [Condition(field="severity", op="equals", value="Low")],
+        reason="noise",
+        now=datetime.now(UTC),
+    )
+    rules.put(good)
+    # Given an item a later version (or a hand) wrote, with a field this version lacks
+    later = json.loads(good.model_dump_json()) | {"id": "r-later", "priority": 3}
+    client.put_item(
+        TableName=table,
+        Item={"pk": {"S": RULES_PK}, "sk": {"S": "r-later"}, "rule": {"S": json.dumps(later)}},
+    )
+    # Then the rules read are the readable ones, and the skipped item is named in the log
+    assert [r.id for r in rules.list()] == [good.id]
+    assert "suppression rule skipped: unreadable item r-later" in caplog.text
+
+
 def test_only_groups_that_spoke_are_due_for_closing(emulator_url) -> None:
     table = create_alert_table("alert-state-due")
     policy = GroupingPolicy()

@@ -18,6 +18,7 @@ Rules share one partition so that listing them is one Query; groups and markers 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -27,6 +28,8 @@ from typing import Any, Final
 from ocsf_detect import names
 from ocsf_detect.grouping import GroupingPolicy, GroupState, Marker, Notice, needs_closing
 from ocsf_detect.suppression import SuppressionRule
+
+_log = logging.getLogger(__name__)
 
 OPEN_INDEX: Final = names.ALERT_TABLE_OPEN_INDEX
 OPEN: Final = "open"
@@ -294,10 +297,17 @@ class DynamoRuleTable:
         }
         while True:
             page = self._client.query(**kwargs)
-            rules.extend(
-                SuppressionRule.model_validate_json(item["rule"]["S"])
-                for item in page.get("Items", [])
-            )
+            for item in page.get("Items", []):
+                try:
+                    rules.append(SuppressionRule.model_validate_json(item["rule"]["S"]))
+                except (KeyError, ValueError) as exc:
+                    # one unreadable item (written by hand, or by a later version) must not
+                    # take every other rule, and so every anomaly's record, down with it
+                    _log.warning(
+                        "suppression rule skipped: unreadable item %s: %s",
+                        item.get("sk", {}).get("S"),
+                        str(exc).splitlines()[0],
+                    )
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -360,5 +370,10 @@ class CachedRules:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if self._rules is None:
                     raise
+                _log.warning(
+                    "suppression rules not read again (%s); the %d read last stay in force",
+                    self.last_error,
+                    len(self._rules),
+                )
             self._read_at = now
         return self._rules
