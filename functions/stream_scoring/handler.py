@@ -164,10 +164,11 @@ def close_groups(
         bundle_version=bundle_version,
         time_left=time_left,
     )
-    logger.info(
-        "alert groups closed",
-        extra={"closed": total.closed, "published": total.published, "errors": total.errors},
-    )
+    summary = {"closed": total.closed, "published": total.published, "errors": total.errors}
+    if total.errors:
+        logger.warning("alert groups closed with errors", extra=summary)
+    else:
+        logger.info("alert groups closed", extra=summary)
     return total
 
 
@@ -297,6 +298,8 @@ def _log_result(result: BatchResult) -> None:
                 "errors": result.errors,
             },
         )
+    elif result.errors:  # nothing failed, but something did not go as it should
+        logger.warning("batch processed with errors", extra={"errors": result.errors})
     logger.info("batch processed", extra=result.counts())
 
 

@@ -689,3 +689,25 @@ def test_a_group_message_keeps_an_integer_beyond_64_bits_exactly() -> None:
     sent = json.loads(channels[0].bodies[0])
     assert sent["unmapped"]["group"]["count"] == 1  # the group's message, not the finding
     assert sent["evidences"][0]["data"]["n"] == big
+
+
+def test_a_closing_update_refused_for_good_closes_the_group_but_is_not_published() -> None:
+    from ocsf_detect.stream import Refusal
+
+    class RefusingChannel(ListChannel):
+        def publish(self, alerts: Sequence[Alert]) -> list[Refusal]:  # type: ignore[override]
+            return [
+                Refusal(i, "InvalidParameter", "never", permanent=True) for i in range(len(alerts))
+            ]
+
+    store = MemoryStore()
+    grouping = AlertGrouping(store, Rules([]), Sink(), POLICY)
+    events = [
+        {"class_uid": 4001, "time": T0 + m * MINUTE, "src_endpoint": {"ip": "10.0.0.5"}}
+        for m in (0, 1)
+    ]
+    run(records(events), grouping, [ListChannel("sns")])  # opens, then has closing news
+    sweep = sweep_after_the_hour(grouping, [RefusingChannel("sns")])
+    assert (sweep.closed, sweep.published) == (1, 0)
+    assert any("closing updates, sns" in e for e in sweep.errors)
+    assert all(g.closed for g in store.groups.values())

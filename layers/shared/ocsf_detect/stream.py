@@ -930,12 +930,16 @@ def close_due_groups(
         else:
             quiet.append(replace(g, dirty=False, closed=True))
     undelivered: set[int] = set()
+    refused: set[int] = set()  # refused for good by a channel: it can never be sent there
     for publisher in publishers if alerts else ():
         done = deliver(alerts, publisher.publish)
-        undelivered |= done.unsent  # refused for good: it can never be sent, close anyway
+        undelivered |= done.unsent
+        refused |= set(done.permanent)
         if done.unsent or done.permanent:
             out.errors.append(f"closing updates, {publisher.channel}: {done.error}")
-    out.published = len(alerts) - len(undelivered)
+    # a closing update some channel refused for good is not counted as published; its
+    # group closes all the same (sending it again cannot help), and the error says so
+    out.published = len(alerts) - len(undelivered | refused)
     for j, g in [*enumerate(closing), *((-1, q) for q in quiet)]:
         if j in undelivered:
             continue
