@@ -548,3 +548,11 @@ def test_with_no_time_left_nothing_is_sent_and_every_delivery_fails():
     assert result.failed_identifiers == [str(100 + i) for i in range(1, 8)]
     counts = result.counts()
     assert counts["events_in"] == counts["scored"] + counts["failed"]
+
+
+def test_back_off_doubles_with_half_of_it_jittered():
+    policy = RetryPolicy()
+    for attempt, ceiling in ((1, 0.2), (2, 0.4), (3, 0.8), (6, 2.0)):
+        delays = [policy.delay(attempt) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 100  # jittered: throttled shards do not return together

@@ -28,6 +28,7 @@ uid (at-least-once delivery, deduplicated by uid downstream).
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -261,13 +262,18 @@ class RetryPolicy:
     rather than the invocation timing out after sending part of it."""
 
     max_attempts: int = 3
-    base_delay_s: float = 0.05
-    max_delay_s: float = 1.0
+    base_delay_s: float = 0.2
+    max_delay_s: float = 2.0
     reserve_s: float = 13.0
     entries_per_call: int = 10
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1)))
+        """Exponential back-off with half of it jittered: the shards of a stream that a
+        service throttled at once do not all come back at the same moment. With the
+        defaults, 0.1-0.2 s and then 0.2-0.4 s: a throttle of a second or less is waited
+        out; a longer one is Lambda's to retry."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1)))
+        return ceiling / 2 + random.random() * ceiling / 2
 
 
 @dataclass
