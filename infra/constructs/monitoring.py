@@ -178,6 +178,23 @@ class Monitoring(Construct):
                     treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                 )
             )
+        if bundle_version is not None:
+            self.alarms.append(
+                cw.Alarm(
+                    self,
+                    "AlertsQuarantined",
+                    alarm_description="A channel refused findings for good (SNS or "
+                    "EventBridge): they were kept in the quarantine bucket, not delivered; "
+                    "the scorer's log says which and why",
+                    metric=app_metric(
+                        names.METRIC_ALERTS_QUARANTINED, bundle_version, period=FIVE_MINUTES
+                    ),
+                    threshold=1,
+                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    evaluation_periods=1,
+                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                )
+            )
         self.notify(*self.alarms)
 
         self.dashboard = cw.Dashboard(
@@ -196,6 +213,7 @@ class Monitoring(Construct):
                 names.METRIC_PREDICTED_ANOMALIES,
                 names.METRIC_REJECTED,
                 names.METRIC_QUARANTINED,
+                names.METRIC_ALERTS_QUARANTINED,
                 # alerts confirmed by exact search / past a batch's re-check limit
                 names.METRIC_ALERTS_RECHECKED,
                 names.METRIC_ALERTS_UNCHECKED,

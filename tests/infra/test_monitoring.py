@@ -51,6 +51,9 @@ def test_operational_alarms_notify_the_ops_topic(dev: Synthesized) -> None:
     # function-wide errors for both functions, plus the per-alias release alarms
     assert len(by_metric["Errors"]) == 4
     assert "5XXError" in by_metric
+    # findings a channel refused for good were kept, not delivered: someone must look
+    (refused,) = by_metric[names.METRIC_ALERTS_QUARANTINED]
+    assert (refused["Threshold"], refused["Namespace"]) == (1, names.METRICS_NAMESPACE)
 
 
 def test_iterator_age_threshold_follows_the_stage(stage_synth: Synthesized) -> None:
