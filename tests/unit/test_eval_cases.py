@@ -266,7 +266,7 @@ def test_weighted_knn_follows_the_build_and_can_leave_an_event_out() -> None:
     assert (left_out >= served_like - 1e-6).all()
 
 
-def test_full_size_and_hard_rows_are_left_out_with_their_case() -> None:
+def test_every_row_is_left_out_with_the_rows_of_its_dataset() -> None:
     def case(name: str, protocol: str = "future", bundle_of: str | None = None) -> c.Case:
         return c.Case(name, protocol, [], [], {}, bundle_of=bundle_of)
 
@@ -277,8 +277,11 @@ def test_full_size_and_hard_rows_are_left_out_with_their_case() -> None:
             case("nsl-kdd-hard", bundle_of="nsl-kdd"),
             case("nsl-kdd-full"),
             case("nsl-kdd-full-hard", bundle_of="nsl-kdd-full"),
+            case("nsl-kdd-shift"),
             case("unsw-nb15-full", "contaminated"),
             case("iot23-8-1"),
+            case("inject-5"),
+            case("inject-diverse", "contaminated"),
         ]
     )
     assert [x.group for x in cases] == [
@@ -287,6 +290,9 @@ def test_full_size_and_hard_rows_are_left_out_with_their_case() -> None:
         "nsl-kdd",
         "nsl-kdd",
         "nsl-kdd",
+        "nsl-kdd",
         "unsw-nb15",
-        "iot23-8-1",
+        "iot23",
+        "iot23",
+        "iot23",
     ]

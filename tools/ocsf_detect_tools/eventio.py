@@ -62,7 +62,7 @@ def read_lines(path: Path | str) -> list[bytes]:
     with raw if raw is not sys.stdin.buffer else nullcontext(raw):
         try:
             magic = _peek(raw, 2)
-            stream: IO[bytes] = raw
+            stream: IO[bytes] | gzip.GzipFile = raw
             if suffix == ".gz" or magic == GZIP_MAGIC:
                 stream = gzip.GzipFile(fileobj=raw, mode="rb")
             head = stream.read(_HEAD_BYTES)
