@@ -298,27 +298,19 @@ class StreamAdapters:
     grouping: AlertGrouping | None = None
 
 
-def _client(service: str) -> Any:
+def _client(service: str, *, connect_s: float = 2, read_s: float = 10, attempts: int = 1) -> Any:
+    """A client of ``service``. One attempt per call by default: the stream routine
+    retries deliveries with its own bounded policy, and a failure past it is Lambda's to
+    retry, so botocore must not multiply the waits."""
     import boto3
     from botocore.config import Config
 
-    # One attempt per call: the stream routine retries with its own bounded policy, and a
-    # failure past it is Lambda's to retry, so botocore must not multiply the waits.
-    config = Config(connect_timeout=2, read_timeout=10, retries={"total_max_attempts": 1})
-    return boto3.session.Session().client(service, config=config)
-
-
-def _table_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    # The alert-state table is read and written per anomaly, outside the stream routine's
-    # retried deliveries: a throttled hot group item (a burst of anomalies of one entity
-    # over several shards) is botocore's to retry, briefly, before it fails the record.
     config = Config(
-        connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3}
+        connect_timeout=connect_s,
+        read_timeout=read_s,
+        retries={"mode": "standard", "total_max_attempts": attempts},
     )
-    return boto3.session.Session().client("dynamodb", config=config)
+    return boto3.session.Session().client(service, config=config)
 
 
 def build_adapters(settings: StreamSettings) -> StreamAdapters:
@@ -341,7 +333,11 @@ def build_grouping(settings: StreamSettings, s3: Any | None) -> AlertGrouping | 
     table = settings.alert_table_name
     if table is None or s3 is None or settings.quarantine_bucket is None:
         return None
-    dynamodb = _table_client()
+    # The alert-state table is read and written per anomaly, outside the routine's
+    # retried deliveries: a throttled hot group item (a burst of one entity's anomalies
+    # over several shards) is botocore's to retry once, and the two attempts together
+    # (at most 2 x (1 + 2) s) stay inside the deadline reserve of one request.
+    dynamodb = _client("dynamodb", connect_s=1, read_s=2, attempts=2)
     policy = settings.grouping_policy
     return AlertGrouping(
         store=DynamoGroupStore(dynamodb, table, policy),
@@ -395,12 +391,8 @@ def get_overlay_source() -> OverlaySource | None:
 
 
 def _feedback_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
     # Reads only, off the delivery path: a failure keeps the last overlay (OverlaySource).
-    config = Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 2})
-    return boto3.session.Session().client("s3", config=config)
+    return _client("s3", read_s=5, attempts=2)
 
 
 def refresh_overlay(detector: Detector) -> OverlaySource | None:
