@@ -143,7 +143,7 @@ def test_a_benign_verdict_silences_near_duplicates_in_the_api_and_the_stream(
     assert body["overlay_vectors"] == 1
     assert body["class_uid"] == judged["class_uid"]
     s3 = boto3.client("s3")
-    key = verdict_key(subject_uid(uid, judged))
+    key = verdict_key(subject_uid(judged))
     kept = orjson.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert (kept["verdict"], kept["note"], kept["event"]) == ("benign", "known job", judged)
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=overlay_prefix(body["bundle_version"]))
@@ -174,7 +174,7 @@ def test_a_malicious_verdict_is_kept_as_a_label_and_silences_nothing(stack, live
     assert status == 200, body
     assert body["overlay_vectors"] == 0
     s3 = boto3.client("s3")
-    key = verdict_key(subject_uid("f-malicious-1", event))
+    key = verdict_key(subject_uid(event))
     kept = orjson.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert kept["verdict"] == "malicious"
     # A finding whose uid does not match, or neither finding nor event, is refused
@@ -213,16 +213,21 @@ def test_verdicts_on_two_events_of_one_alert_group_are_kept_apart(stack, live_tr
     assert judge(second, "benign")["overlay_vectors"] == 2
     s3 = boto3.client("s3")
     for event in (first, second):
-        key = verdict_key(subject_uid(group, event))
+        key = verdict_key(subject_uid(event))
         assert orjson.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["event"] == event
     # and judging the first again replaces its own objects, adding none
     assert judge(first, "benign")["overlay_vectors"] == 2
-    # Then a malicious verdict on the second takes out its vector only
+    # Then a malicious verdict on the second takes out its vector only, and a vector an
+    # earlier version stored under the finding uid
+    from ocsf_detect.feedback import overlay_key
+
+    legacy = overlay_key(judge(first, "benign")["bundle_version"], 4001, group)
+    s3.put_object(Bucket=bucket, Key=legacy, Body=b'{"vector": [0.0]}')
     body = judge(second, "malicious")
     assert body["overlay_vectors"] == 1
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=overlay_prefix(body["bundle_version"]))
     assert [o["Key"].rsplit("/", 1)[1] for o in listed["Contents"]] == [
-        f"{subject_uid(group, first)}.json"
+        f"{subject_uid(first)}.json"
     ]
 
 

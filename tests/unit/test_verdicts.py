@@ -68,6 +68,16 @@ def test_verdicts_on_two_events_of_one_alert_group_are_both_kept(tmp_path, live_
     )
 
 
+def test_the_same_event_judged_through_two_findings_is_one_subject(tmp_path, live_traffic):
+    event = live_traffic.events[0]
+    source = write_jsonl(
+        tmp_path / "v.jsonl",
+        [verdict("group-a", "benign", event, at=1), verdict("f-b", "malicious", event, at=2)],
+    )
+    (only,) = read_verdicts(str(source))
+    assert (only.verdict, only.finding_uid) == ("malicious", "finding-f-b")
+
+
 def test_an_unreadable_verdicts_file_is_a_verdict_source_error(tmp_path):
     fake = tmp_path / "v.jsonl.gz"
     fake.write_bytes(b"plain text, not gzip\n")

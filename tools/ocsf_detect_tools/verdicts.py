@@ -66,8 +66,8 @@ def read_verdicts(source: str, *, s3: object | None = None) -> list[Verdict]:
 
 
 def _latest(verdicts: list[Verdict]) -> list[Verdict]:
-    """The latest verdict on each subject: an event of a finding (``Verdict.subject``; the
-    events of one alert group share the group's finding uid)."""
+    """The latest verdict on each event (``Verdict.subject``; the events of one alert
+    group share the group's finding uid, so the finding uid does not name one)."""
     by_subject: dict[str, Verdict] = {}
     for v in sorted(verdicts, key=lambda v: v.received_ms):
         by_subject[v.subject] = v

@@ -5,15 +5,16 @@ Layout in the feedback bucket (``names.ENV_FEEDBACK_BUCKET``), all under
 ``names.FEEDBACK_KEY_PREFIX``:
 
 - ``verdicts/<subject>.json``: the verdict record (``Verdict``), with the source event; a
-  later verdict on the same event of the same finding replaces it;
+  later verdict on the same event replaces it;
 - ``overlay/<bundle_version>/<class_uid>/<subject>.json``: the event's embedding under
   that bundle (``{"vector": [...]}``), present while the event's verdict is benign.
 
-A verdict is about an event, and a finding uid alone does not name one: every message of
-an alert group carries the group's uid as ``finding_info.uid``, each with another event as
-its evidence. So the *subject* (``subject_uid``) is the finding uid and a digest of the
-event: verdicts on two events of one group are two objects, and a malicious verdict
-takes out only its own event's vector. One object per subject makes every write
+A verdict is about an event, and a finding uid does not name one: every message of an
+alert group carries the group's uid as ``finding_info.uid``, each with another event as
+its evidence. So the *subject* (``subject_uid``) is a digest of the event: verdicts on
+two events of one group are two objects, a malicious verdict takes out only its own
+event's vector, and the same event judged again, through whichever finding, replaces its
+verdict. One object per subject makes every write
 idempotent and free of read-modify-write races between concurrent API calls. A reader
 lists the bundle version's overlay prefix and fetches only the objects it has not seen
 (``OverlaySource``), at most once per refresh interval. ``ocsf-detect train --feedback``
@@ -67,16 +68,17 @@ class Verdict(BaseModel):
 
     @property
     def subject(self) -> str:
-        return subject_uid(self.finding_uid, self.event)
+        return subject_uid(self.event)
 
 
-def subject_uid(finding_uid: str, event: Mapping[str, Any]) -> str:
-    """What a verdict is stored under: the finding uid and the first 16 hex digits of the
-    SHA-256 of the event's canonical JSON (sorted keys), so that the same event judged
-    through its finding or sent as itself is one subject."""
+def subject_uid(event: Mapping[str, Any]) -> str:
+    """What a verdict is stored under: ``event-`` and the first 32 hex digits of the
+    SHA-256 of the event's canonical JSON (keys sorted, separators ``,`` and ``:``, no
+    spaces, non-ASCII characters as they are, UTF-8), so that the same event judged
+    through any finding, or sent as itself, is one subject."""
     canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{finding_uid}.{digest}"
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"event-{digest}"
 
 
 def verdict_key(subject: str) -> str:
@@ -121,6 +123,9 @@ class S3FeedbackStore:
         key = overlay_key(verdict.bundle_version, verdict.class_uid, subject)
         if verdict.verdict != "benign":
             self._s3.delete_object(Bucket=self.bucket, Key=key)
+            # and where versions that stored vectors per finding uid put it
+            legacy = overlay_key(verdict.bundle_version, verdict.class_uid, verdict.finding_uid)
+            self._s3.delete_object(Bucket=self.bucket, Key=legacy)
         self._s3.put_object(
             Bucket=self.bucket,
             Key=verdict_key(subject),
