@@ -110,6 +110,15 @@ def test_an_archive_holds_the_bundle_and_nothing_beside_it(
         names = set(zf.namelist())
     listed = set(read_manifest(copy).files)
     assert names == {f"bundle/{n}" for n in {"manifest.json", *listed}}
+    # a manifest that lists a file outside the bundle is refused, not followed
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (tmp_path / "secret").write_text("outside")
+    (copy / "manifest.json").write_text(
+        json.dumps({**manifest, "files": {**manifest["files"], "../secret": "0" * 64}})
+    )
+    with pytest.raises(ArchiveError, match="lists files outside the bundle"):
+        write_archive(copy, tmp_path / "d.zip")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
     # and a bundle that lacks a file it lists is refused, not packed without it
     (copy / sorted(listed)[0]).unlink()
     with pytest.raises(ArchiveError, match="lacks files its manifest lists"):

@@ -23,6 +23,18 @@ class ArchiveError(Exception):
     """An archive that cannot be written or unpacked safely."""
 
 
+def stays_inside(name: str) -> bool:
+    """Whether ``name``, relative, stays inside the directory it is relative to: no
+    absolute path, no ``..``, no backslash (a Windows separator in a zip entry)."""
+    path = Path(name)
+    return (
+        bool(path.parts)
+        and not path.is_absolute()
+        and ".." not in path.parts
+        and ("\\" not in name)
+    )
+
+
 def write_archive(bundle_dir: Path, out: Path) -> Path:
     """Pack the bundle in ``bundle_dir`` into ``out`` (a .zip) under ``bundle/``: its
     ``manifest.json`` and the files the manifest lists, nothing else (a published version
@@ -38,6 +50,9 @@ def write_archive(bundle_dir: Path, out: Path) -> Path:
         raise ArchiveError(f"{manifest} is not a bundle manifest: {exc}") from exc
     if not isinstance(listed, dict):
         raise ArchiveError(f"{manifest} lists no files")
+    outside = sorted(name for name in listed if not stays_inside(name))
+    if outside:
+        raise ArchiveError(f"{manifest} lists files outside the bundle: {outside[:5]}")
     missing = sorted(name for name in listed if not (bundle_dir / name).is_file())
     if missing:
         raise ArchiveError(f"{bundle_dir} lacks files its manifest lists: {missing[:5]}")
@@ -65,13 +80,7 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     try:
         with zipfile.ZipFile(archive) as zf:
             for name in zf.namelist():
-                parts = Path(name).parts
-                if (
-                    not parts
-                    or parts[0] != ARCHIVE_ROOT
-                    or ".." in parts
-                    or Path(name).is_absolute()
-                ):
+                if not stays_inside(name) or Path(name).parts[0] != ARCHIVE_ROOT:
                     raise ArchiveError(
                         f"{archive}: unexpected entry {name!r} outside {ARCHIVE_ROOT}/"
                     )

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from ocsf_detect.detector.archive import stays_inside
 from ocsf_detect.detector.manifest import FORMAT_VERSION, MANIFEST_NAME, ClassModel, Manifest
 from ocsf_detect.detector.surprise import IsolationTrees
 
@@ -108,8 +109,7 @@ def read_manifest(bundle_dir: Path) -> Manifest:
 
 def _inside(bundle_dir: Path, rel: str) -> Path:
     """``bundle_dir / rel``, for a name that stays inside the bundle directory."""
-    parts = Path(rel).parts
-    if not parts or Path(rel).is_absolute() or ".." in parts or "\\" in rel:
+    if not stays_inside(rel):
         raise BundleError(f"{bundle_dir}: the manifest names a file outside the bundle: {rel!r}")
     return Path(bundle_dir) / rel
 
