@@ -393,7 +393,8 @@ def _no_feedback(exc: Exception) -> Response[Any]:
 
 @app.exception_handler(service.FeedbackStoreError)
 def _feedback_store_failed(exc: service.FeedbackStoreError) -> Response[Any]:
-    logger.warning("feedback bucket failed", extra={"cause": repr(exc.__cause__)})
+    cause = exc.cause if exc.cause is not None else repr(exc.__cause__)
+    logger.warning("feedback bucket failed", extra={"cause": cause})
     return _error(HTTPStatus.SERVICE_UNAVAILABLE, "feedback_unavailable", exc.message)
 
 

@@ -247,9 +247,10 @@ class FeedbackUnavailableError(Exception):
 class FeedbackStoreError(Exception):
     """The feedback bucket failed the request (a 503): ``message`` says what was kept."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, cause: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.cause = cause  # for the log, when there is no exception to chain
 
 
 def overlay_source(
@@ -350,9 +351,11 @@ def record_feedback(
         bundle_version=detector.bundle_version,
         received_ms=now_ms,
     )
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         store.record(verdict, vector)
-    except Exception as exc:  # S3 refused or did not answer
+    except (BotoCoreError, ClientError) as exc:  # S3 refused or did not answer
         raise FeedbackStoreError(
             f"the feedback bucket failed ({type(exc).__name__}); the verdict may be kept "
             "in part; send the same request again (it is safe to repeat)"
@@ -365,7 +368,8 @@ def record_feedback(
         raise FeedbackStoreError(
             "the verdict was kept, but the overlay could not be read back "
             f"({source.last_error.split(':', 1)[0]}); every container reads it within "
-            "the refresh interval, and sending the same request again is safe"
+            "the refresh interval, and sending the same request again is safe",
+            cause=source.last_error,
         )
     detector.use_overlay(overlay)
     return FeedbackResult(
