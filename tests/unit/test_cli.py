@@ -258,14 +258,13 @@ def test_score_creates_the_output_directory(tmp_path, bundle_dir):
 
 
 def test_inspect_verify_fails_when_golden_scores_do_not_reproduce(tmp_path, bundle_dir, capsys):
+    from release_hook.golden import Tolerance
     from release_hook.settings import HookSettings
 
-    from ocsf_detect_tools.cli import inspect_bundle
-
-    # the tolerance is the release hook's
+    # --verify applies the release hook's rule with the hook's default tolerance
     fields = HookSettings.model_fields
-    assert fields["abs_tolerance"].default == inspect_bundle.GOLDEN_ABS_TOL
-    assert fields["rel_tolerance"].default == inspect_bundle.GOLDEN_REL_TOL
+    hook = (fields["abs_tolerance"].default, fields["rel_tolerance"].default)
+    assert hook == (Tolerance().absolute, Tolerance().relative)
     # Given a copy of a bundle whose manifest says one golden event scored 5 more
     copy = tmp_path / "bundle"
     shutil.copytree(bundle_dir, copy)

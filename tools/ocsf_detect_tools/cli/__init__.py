@@ -181,10 +181,15 @@ def share(text: str) -> float:
     return value
 
 
+def too_many_rejected(rejected: int, total: int, max_share: float) -> bool:
+    """Every line, or more than ``max_share`` of them, was rejected (none read: no)."""
+    return total > 0 and (rejected >= total or rejected > max_share * total)
+
+
 def rejected_status(rejected: int, total: int, max_share: float, source: str) -> int:
     """0, or 3 with one line on stderr when every line of ``source``, or more than
     ``max_share`` of them, was rejected."""
-    if total == 0 or (rejected < total and rejected <= max_share * total):
+    if not too_many_rejected(rejected, total, max_share):
         return EXIT_OK
     share_text = "every line" if rejected == total else f"{rejected / total:.0%} of the lines"
     print(

@@ -9,11 +9,6 @@ from typing import Any
 
 from ocsf_detect_tools.cli import CommandError
 
-# The release hook's default tolerance (functions/release_hook/settings.py): a bundle that
-# --verify passes is one its pre-traffic check passes on the same libraries.
-GOLDEN_ABS_TOL = 1e-3
-GOLDEN_REL_TOL = 1e-3
-
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -119,17 +114,22 @@ def run(args: argparse.Namespace) -> int:
         worst = max(
             (abs(g - e.score) for g, e in zip(got, m.golden_events, strict=True)), default=0.0
         )
+        # the release hook's own rule and default tolerance: a bundle --verify passes is
+        # one its pre-traffic check passes on the same libraries
+        from release_hook.golden import Tolerance
+
+        tolerance = Tolerance()
         off = [
             i
             for i, (g, e) in enumerate(zip(got, m.golden_events, strict=True))
-            if not abs(g - e.score) <= GOLDEN_ABS_TOL + GOLDEN_REL_TOL * abs(e.score)
+            if not tolerance.accepts(e.score, g)
         ]
         if off:
             raise CommandError(
                 f"golden events {off[:5]} (of {len(got)}) score differently than when the "
                 f"bundle was built (largest difference {worst:.3g}, tolerance "
-                f"{GOLDEN_ABS_TOL:g} + {GOLDEN_REL_TOL:g} x the score): the release hook "
-                "would refuse it; is onnxruntime or hnswlib another version?"
+                f"{tolerance.absolute:g} + {tolerance.relative:g} x the score): the release "
+                "hook would refuse it; is onnxruntime or hnswlib another version?"
             )
         print(f"\n  loaded in {d.load_ms:.0f} ms; golden scores reproduce within {worst:.2e}")
     return 0

@@ -8,7 +8,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocsf_detect_tools.cli import CommandError, add_max_rejected, rejected_status
+from ocsf_detect_tools.cli import (
+    CommandError,
+    add_max_rejected,
+    rejected_status,
+    too_many_rejected,
+)
 
 if TYPE_CHECKING:
     from ocsf_detect.detector.manifest import Manifest
@@ -105,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     def accept(built: Manifest) -> bool:
         """A run that will exit 3 (too many lines rejected) leaves --out as it was."""
-        share = built.training.rejected / max(len(lines), 1)
-        return built.training.rejected < len(lines) and share <= args.max_rejected
+        return not too_many_rejected(built.training.rejected, len(lines), args.max_rejected)
 
     try:
         with observe_training(progress):
