@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 
 from ocsf_detect import __version__
+from ocsf_detect.detector.archive import listed_files
 from ocsf_detect.detector.bundle import sha256_file
 from ocsf_detect.detector.calibrate import calibrate, threshold_for
 from ocsf_detect.detector.index import (
@@ -654,16 +655,8 @@ def out_dir_problem(out_dir: Path) -> str | None:
 def _bundle_files(out_dir: Path) -> set[str] | None:
     """The top-level names a bundle's manifest in ``out_dir`` lists (any format version),
     or None when there is no bundle's manifest there."""
-    try:
-        raw = orjson.loads((out_dir / MANIFEST_NAME).read_bytes())
-    except (OSError, ValueError):
-        return None
-    files = raw.get("files") if isinstance(raw, dict) else None
-    if not isinstance(raw, dict) or not isinstance(raw.get("bundle_version"), str):
-        return None
-    if not isinstance(files, dict):
-        return None
-    return {str(name).split("/", 1)[0] for name in files}
+    files = listed_files(out_dir)
+    return None if files is None else {name.split("/", 1)[0] for name in files}
 
 
 def fit_tails(

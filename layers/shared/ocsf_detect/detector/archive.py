@@ -35,6 +35,20 @@ def stays_inside(name: str) -> bool:
     )
 
 
+def listed_files(bundle_dir: Path) -> dict[str, str] | None:
+    """The files (name -> sha256) that the bundle manifest in ``bundle_dir`` lists, read
+    as plain JSON so that a manifest of any format version answers; None when there is no
+    bundle manifest there (none, not JSON, or without a ``bundle_version`` and ``files``)."""
+    try:
+        raw = json.loads((Path(bundle_dir) / "manifest.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("bundle_version"), str):
+        return None
+    files = raw.get("files")
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else None
+
+
 def write_archive(bundle_dir: Path, out: Path) -> Path:
     """Pack the bundle in ``bundle_dir`` into ``out`` (a .zip) under ``bundle/``: its
     ``manifest.json`` and the files the manifest lists, nothing else (a published version
@@ -44,12 +58,9 @@ def write_archive(bundle_dir: Path, out: Path) -> Path:
     manifest = bundle_dir / "manifest.json"
     if not manifest.is_file():
         raise ArchiveError(f"{bundle_dir} is not a bundle: manifest.json is missing")
-    try:
-        listed = json.loads(manifest.read_bytes()).get("files")
-    except (ValueError, AttributeError) as exc:
-        raise ArchiveError(f"{manifest} is not a bundle manifest: {exc}") from exc
-    if not isinstance(listed, dict):
-        raise ArchiveError(f"{manifest} lists no files")
+    listed = listed_files(bundle_dir)
+    if listed is None:
+        raise ArchiveError(f"{manifest} is not a bundle manifest (no version, or no files)")
     outside = sorted(name for name in listed if not stays_inside(name))
     if outside:
         raise ArchiveError(f"{manifest} lists files outside the bundle: {outside[:5]}")
