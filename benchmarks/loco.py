@@ -1,7 +1,7 @@
 """Leave-one-case-out: how a setting chosen on the evaluation's cases is reported.
 
-For each case (all its protocols, and its full-size rows: ``Margins.group``, left out
-together), the setting is chosen on every *other* case, and its margins on the left-out
+For each case (all its protocols, with every case of its dataset: ``Margins.group``, left
+out together, since they share events), the setting is chosen on every *other* case, and its margins on the left-out
 case are what the choice is worth there. A setting is chosen by its margins over the
 best plain reference, worst first (leximin): the largest worst margin wins, a tie goes
 to the larger second worst, and so on. Which margins count is the rule:
@@ -36,8 +36,8 @@ class Margins:
     protocol: str
     setting: str
     margin: Mapping[str, float]  # metric -> margin
-    # the case it is left out with ("" : its own); a capped case and its full-size rows
-    # draw on the same data, so neither may vote for the other's setting
+    # the group it is left out with ("": its own); the cases of one dataset share events
+    # (cases.assign_groups), so none may vote for another's setting
     group: str = ""
 
     @property
@@ -102,6 +102,5 @@ def common_rows(rows: Sequence[Margins], settings: Sequence[str]) -> list[Margin
 
 
 def times_chosen(choices: Sequence[Choice]) -> dict[str, int]:
-    """How many left-out cases chose each setting (a case counted once, not per row, with
-    the rows left out with it)."""
+    """How many left-out groups chose each setting (a group counted once, not per row)."""
     return dict(Counter({c.group or c.case: c.chosen for c in choices}.values()))
