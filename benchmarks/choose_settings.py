@@ -12,8 +12,8 @@ behaviour once), the weight of a categorical mismatch (``[train] category_weight
 whether fields whose mismatches go together share it
 (``[train] share_redundant_categories``) and the number of neighbours averaged
 (``[index] k``, 8). This reports those choices leave-one-case-out: for each case (all its
-protocols, with the other cases of its dataset, which share its events), the variant with the best worst-case margin
-over every *other* case is chosen (ROC-AUC and AP margins together; ``--rule ap``: AP
+protocols, with the other cases of its dataset, which share its events), the variant
+with the best worst-case margin over every *other* case is chosen (ROC-AUC and AP margins together; ``--rule ap``: AP
 alone; a tie goes to the better second worst, and so on: ``loco.py``), and its margins
 on the left out case are what the choice is worth there. Each variant changes the
 default as its name says. It runs on the model-free variant of the detector

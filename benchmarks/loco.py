@@ -1,8 +1,8 @@
 """Leave-one-case-out: how a setting chosen on the evaluation's cases is reported.
 
 For each case (all its protocols, with every case of its dataset: ``Margins.group``, left
-out together, since they share events), the setting is chosen on every *other* case, and its margins on the left-out
-case are what the choice is worth there. A setting is chosen by its margins over the
+out together, since they share events), the setting is chosen on every *other* case,
+and its margins on the left-out case are what the choice is worth there. A setting is chosen by its margins over the
 best plain reference, worst first (leximin): the largest worst margin wins, a tie goes
 to the larger second worst, and so on. Which margins count is the rule:
 
