@@ -11,16 +11,16 @@ indexed behaviour stands for in the k-NN score (``[index] mass_cap``: the distin
 behaviour once), the weight of a categorical mismatch (``[train] category_weight``, x8),
 whether fields whose mismatches go together share it
 (``[train] share_redundant_categories``) and the number of neighbours averaged
-(``[index] k``, 8). This reports those choices leave-one-case-out: for each case (all its
-protocols, with the other cases of its dataset, which share its events), the variant
-with the best worst-case margin over every *other* case is chosen (ROC-AUC and AP margins together; ``--rule ap``: AP
-alone; a tie goes to the better second worst, and so on: ``loco.py``), and its margins
-on the left out case are what the choice is worth there. Each variant changes the
-default as its name says. It runs on the model-free variant of the detector
-(``evaluation.weighted_knn_scores``: exact k-NN on the weighted features with the build's
-index treatment and masses, the same trees, tails and sum), which needs no training, so
-the choice is measured over three seeds in minutes; the served score of the default is
-in ``evaluate_shared.py``'s table.
+(``[index] k``, 8). This reports those choices leave-one-case-out: for each case (all
+its protocols, with the other cases of its dataset, which share its events), the variant
+with the best worst-case margin over every *other* case is chosen (ROC-AUC and AP
+margins together; ``--rule ap``: AP alone; a tie goes to the better second worst, and so
+on: ``loco.py``), and its margins on the left out case are what the choice is worth
+there. Each variant changes the default as its name says. It runs on the model-free
+variant of the detector (``evaluation.weighted_knn_scores``: exact k-NN on the weighted
+features with the build's index treatment and masses, the same trees, tails and sum),
+which needs no training, so the choice is measured over three seeds in minutes; the
+served score of the default is in ``evaluate_shared.py``'s table.
 
     python benchmarks/choose_settings.py [--seeds 0,1,2] [--out-dir .eval] [--rule both|ap] [--json]
 """

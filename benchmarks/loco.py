@@ -1,10 +1,11 @@
 """Leave-one-case-out: how a setting chosen on the evaluation's cases is reported.
 
-For each case (all its protocols, with every case of its dataset: ``Margins.group``, left
-out together, since they share events), the setting is chosen on every *other* case,
-and its margins on the left-out case are what the choice is worth there. A setting is chosen by its margins over the
-best plain reference, worst first (leximin): the largest worst margin wins, a tie goes
-to the larger second worst, and so on. Which margins count is the rule:
+For each case (all its protocols, with every case of its dataset: ``Margins.group``,
+left out together, since they share events), the setting is chosen on every *other*
+case, and its margins on the left-out case are what the choice is worth there. A setting
+is chosen by its margins over the best plain reference, worst first (leximin): the
+largest worst margin wins, a tie goes to the larger second worst, and so on. Which
+margins count is the rule:
 
 - ``both`` (the default): the ROC-AUC and AP margins of every other row together, so a
   setting cannot win on AP while it falls further behind on ROC-AUC. The issue asks for
