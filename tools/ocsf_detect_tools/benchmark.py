@@ -106,8 +106,14 @@ def _from_model(model: Any, path: list[str]) -> Any:
 
 def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000) -> dict[str, Any]:
     from ocsf_detect.detector.bundle import embedding_of
-    from ocsf_detect.detector.index import knn
-    from ocsf_detect.detector.scorer import Detector, covered_by, isolation_of
+    from ocsf_detect.detector.scorer import (
+        Detector,
+        FeatureRerank,
+        covered_by,
+        isolation_of,
+        nearest_behaviours,
+        space_rows,
+    )
     from ocsf_detect.detector.surprise import combined
 
     detector = Detector.load(bundle_dir)  # warm the page cache
@@ -134,7 +140,15 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
                 parsed = detector.parser.parse(raw)
                 m = pipeline.transform_parsed([parsed])  # type: ignore[list-item]
                 emb = embedding_of(loaded.session, info, m.numeric, m.categorical)
-                _, d = knn(loaded.index, emb, info.index.k)
+                space = None
+                if loaded.space is not None:  # bundle format 12
+                    space = FeatureRerank(
+                        loaded.space,
+                        lambda: loaded.space_exact,
+                        space_rows(pipeline, info, m.numeric, m.categorical),
+                        info.index.rerank_candidates,
+                    )
+                _, d = nearest_behaviours(loaded.index, emb, info.index.k, space)
                 isolation = isolation_of(loaded.isolation, m.numeric, m.categorical)
                 score = combined(d.mean(axis=1), isolation, tails, covered_by(d, cover))
                 _ = float(score[0]) >= info.threshold

@@ -13,6 +13,7 @@ threshold and severity bands, and keep golden events. Needs the ``train`` extra 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 import shutil
 from collections import Counter
@@ -55,7 +56,7 @@ from ocsf_detect.detector.manifest import (
     UnmodelledClass,
     content_digest,
 )
-from ocsf_detect.detector.scorer import serve_scores
+from ocsf_detect.detector.scorer import FeatureRerank, nearest_behaviours, serve_scores
 from ocsf_detect.detector.surprise import (
     IsolationInfo,
     IsolationTrees,
@@ -302,8 +303,15 @@ def _build(
 
         ix = config.index
         params = _index_params(config)
+        # format 12 ([index] rerank_candidates): the distinct behaviours are drawn, and the
+        # k nearest decided, in the weighted feature space the embedding preserves; the
+        # index over their embeddings retrieves the candidates
+        space_of = None
+        if ix.rerank_candidates > 0:
+            space_of = _space_of(pipeline, trained_cfg.category_weights, t.novel_weight)
+            train_space = space_of(train_m)
         indexed = _indexed_rows(
-            train_emb,
+            train_emb if space_of is None else train_space,
             train_m,
             pipeline,
             config,
@@ -317,13 +325,24 @@ def _build(
             indexed.ratio,
         )
         base = train_emb[keep]
+        space = hold_space = None
+        if space_of is not None:
+            # the net was drawn in the feature space itself; the embedding's distance ratio
+            # still converts the overlay's (embedding) distances
+            ratio = distance_ratio(train_emb[keep], train_space[keep])
+            space_base = np.ascontiguousarray(train_space[keep])
+            space_exact = ExactBase.of(space_base)
+            hold_space = space_of(hold_m)
+            space = FeatureRerank(
+                space_base, functools.partial(_same, space_exact), hold_space, ix.rerank_candidates
+            )
         index = build_index(base, params)
         sample = hold_emb[prep.sample_rows]
         ef, quality = tune_ef(
             index,
             base,
             sample,
-            ix.k,
+            ix.k if space is None else max(ix.k, ix.rerank_candidates),
             recall_target=ix.recall_target,
             alert_rate=config.alert_rate,
             start=ix.ef_search,
@@ -333,7 +352,9 @@ def _build(
             f"ef={ef}, recall@{ix.k}={quality.recall:.4f}, "
             f"score errors {quality.score_errors:.2%} (alerts re-checked exactly)"
         )
-        distance = _served_scores(index, base, hold_emb, ix.k, config.alert_rate, indexed.mass)
+        distance = _served_scores(
+            index, base, hold_emb, ix.k, config.alert_rate, indexed.mass, space
+        )
         isolation, isolation_info, tails, cover, covered = None, None, None, None, None
         if config.isolation.enabled:
             trees = _grow_isolation(train_m.take(keep), pipeline, config)
@@ -351,11 +372,15 @@ def _build(
                 scope=config.isolation.scope,
                 # the distinct radius in embedding units: within it of an indexed
                 # behaviour, an event is one the baseline holds
-                cover_radius=ix.distinct_radius * ratio,
+                # (format 12: in the feature space's)
+                cover_radius=ix.distinct_radius * (ratio if space is None else 1.0),
             )
             cover = isolation_info.cover()
             if cover is not None:
-                covered = exact_knn(base, hold_emb, 1)[1][:, 0] <= cover
+                if space is None:
+                    covered = exact_knn(base, hold_emb, 1)[1][:, 0] <= cover
+                else:
+                    covered = exact_knn(space.base, space.queries, 1)[1][:, 0] <= cover
                 parts = evidence(distance, isolation, tails)
                 judged = covered if parts is None else trees_judge(parts, covered)
                 rest = parts is not None and parts.beyond is not None
@@ -380,6 +405,7 @@ def _build(
                 cal.threshold,
                 indexed.mass,
                 cover_radius=cover,
+                space=space,
             ).scores
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))
@@ -392,6 +418,10 @@ def _build(
         if ix.mass_cap > 1:
             mass_file = f"mass-{class_uid}.npy"
             np.save(out_dir / mass_file, indexed.mass, allow_pickle=False)
+        space_file = None
+        if space is not None:
+            space_file = f"space-{class_uid}.npy"
+            np.save(out_dir / space_file, space.base, allow_pickle=False)
         ids_file = None
         kept_events = [train_p[i] for i in keep]
         uids = [event_uid(p.event) or f"line {line_of.get(id(p.event))}" for p in kept_events]
@@ -433,6 +463,12 @@ def _build(
                 mass_file=mass_file,
                 mass_cap=ix.mass_cap,
                 mass_bucket_s=ix.mass_bucket_minutes * 60,
+                space_file=space_file,
+                rerank_candidates=0 if space is None else ix.rerank_candidates,
+                space_weights=(
+                    None if space is None else [float(w) for w in trained_cfg.category_weights]
+                ),
+                space_novel_weight=t.novel_weight,
             ),
             isolation=isolation_info,
             tails=None if tails is None else ScoreTails(knn=tails[0], isolation=tails[1]),
@@ -692,6 +728,29 @@ def _grow_isolation(
     )
 
 
+def _same(value: ExactBase) -> ExactBase:
+    return value
+
+
+def _space_of(
+    pipeline: FeaturePipeline, category_weights: Sequence[float], novel_weight: float
+) -> Callable[[FeatureMatrix], np.ndarray]:
+    """Rows in the weighted feature space the embedding preserves, as the scorer builds
+    them for a format-12 index (``scorer.space_rows``)."""
+
+    def space_of(matrix: FeatureMatrix) -> np.ndarray:
+        return np.asarray(
+            matrix.dense(
+                pipeline.cardinalities,
+                category_weights,
+                (pipeline.novel_columns, novel_weight),
+            ),
+            dtype=np.float32,
+        )
+
+    return space_of
+
+
 def _index_params(config: DetectorConfig) -> IndexParams:
     ix = config.index
     return IndexParams(M=ix.M, ef_construction=ix.ef_construction, ef_search=ix.ef_search, k=ix.k)
@@ -758,19 +817,23 @@ def _served_scores(
     k: int,
     alert_rate: float,
     mass: np.ndarray | None = None,
+    space: FeatureRerank | None = None,
 ) -> np.ndarray:
     """Held-out scores as the scorer will compute them: approximate, and exact for every
     score at or above the threshold (``rescore_exact``). The threshold is not known until
     the scores are, so the top share is re-checked, widening until the threshold lies
-    inside it; the decisions ``score >= threshold`` are then those of exact search."""
-    labels, dists = knn(index, queries, k)
+    inside it; the decisions ``score >= threshold`` are then those of exact search.
+    ``space``: the held-out rows in the feature space, as the scorer re-ranks (format 12)."""
+    labels, dists = nearest_behaviours(index, queries, k, space)
     approx = knn_score(labels, dists, mass)
     share = min(1.0, 10 * alert_rate)
-    prepared = ExactBase.of(base)  # once, for every widening
+    # once, for every widening
+    prepared = ExactBase.of(base) if space is None else space.exact()
+    exact_queries = queries if space is None else space.queries
     while True:
         cutoff = float(np.quantile(approx, 1 - share))
         exact_labels, exact_dists = labels.copy(), dists.copy()
-        rescore_exact(prepared, queries, exact_labels, exact_dists, cutoff, mass=mass)
+        rescore_exact(prepared, exact_queries, exact_labels, exact_dists, cutoff, mass=mass)
         mixed = knn_score(exact_labels, exact_dists, mass)
         threshold = threshold_for(mixed, alert_rate)
         if threshold >= cutoff or share >= 1.0:

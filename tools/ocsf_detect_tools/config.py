@@ -92,6 +92,15 @@ class IndexConfig(_Section):
     mass_bucket_minutes: int = Field(
         60, ge=1, le=1440, description="the period of mass_cap's recurrence count"
     )
+    rerank_candidates: int = Field(
+        32,
+        ge=0,
+        le=1024,
+        description="n: the distinct behaviours are drawn in the weighted feature space, "
+        "the index retrieves n candidates per event by embedding and the feature space's "
+        "distances pick the k nearest (bundle format 12; docs/model.md, section 8); 0: "
+        "the embedding's own distances (format 11)",
+    )
 
 
 class IsolationConfig(_Section):

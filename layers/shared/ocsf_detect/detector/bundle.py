@@ -40,8 +40,11 @@ class LoadedClass:
     isolation: IsolationTrees | None = None
     index_path: Path | None = None
     mass: np.ndarray | None = None
+    # format 12: the indexed behaviours in the weighted feature space (IndexInfo.space_file)
+    space: np.ndarray | None = None
     _vectors: np.ndarray | None = field(default=None, repr=False)
     _exact: ExactBase | None = field(default=None, repr=False)
+    _space_exact: ExactBase | None = field(default=None, repr=False)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -73,6 +76,17 @@ class LoadedClass:
 
             self._exact = ExactBase.of(self.vectors)
         return self._exact
+
+    @property
+    def space_exact(self) -> ExactBase:
+        """``space`` as exact search reads it, built once (on the first re-check)."""
+        if self.space is None:
+            raise ValueError(f"class {self.info.class_uid} has no feature space")
+        if self._space_exact is None:
+            from ocsf_detect.detector.index import ExactBase  # imports hnswlib
+
+            self._space_exact = ExactBase.of(self.space)
+        return self._space_exact
 
 
 def sha256_file(path: Path) -> str:
@@ -203,8 +217,9 @@ def load_bundle(
         if info.isolation is not None:
             isolation = _load_isolation(bundle_dir, info)
         mass = _load_mass(bundle_dir, info) if info.index.mass_file else None
+        space = _load_space(bundle_dir, info) if info.index.space_file else None
         loaded[int(key)] = LoadedClass(
-            info, session, index, ids, vectors_path, isolation, index_path, mass
+            info, session, index, ids, vectors_path, isolation, index_path, mass, space
         )
     return manifest, loaded, (time.perf_counter() - start) * 1000.0
 
@@ -213,7 +228,7 @@ def _check_listed(bundle_dir: Path, info: ClassModel, files: Mapping[str, str]) 
     """Every file a class reads is one the manifest lists, so one that ``verify_files``
     checked against its digest."""
     ix = info.index
-    named = [info.model.file, ix.file, ix.ids_file, ix.vectors_file, ix.mass_file]
+    named = [info.model.file, ix.file, ix.ids_file, ix.vectors_file, ix.mass_file, ix.space_file]
     if info.isolation is not None:
         named.append(info.isolation.file)
     unlisted = [n for n in named if n is not None and n not in files]
@@ -255,6 +270,35 @@ def _load_mass(bundle_dir: Path, info: ClassModel) -> np.ndarray:
             f"{bundle_dir}: {ix.mass_file} holds masses outside 1..{ix.mass_cap} (mass_cap)"
         )
     return mass
+
+
+def _load_space(bundle_dir: Path, info: ClassModel) -> np.ndarray:
+    """The indexed behaviours in the weighted feature space: one float32 row per indexed
+    vector, as wide as the class's features in that space (numeric columns plus each
+    categorical field's one-hot width)."""
+    from ocsf_detect.features.pipeline import FeaturePipeline
+
+    ix = info.index
+    assert ix.space_file is not None
+    pipeline = FeaturePipeline(info.features)
+    width = pipeline.n_numeric + sum(pipeline.cardinalities)
+    expected = f"float32 {(ix.n_items, width)}"
+    found = _npy_shape(bundle_dir / ix.space_file)
+    if found != expected:
+        raise BundleError(
+            f"{bundle_dir}: {ix.space_file} holds {found}, the manifest says {expected}"
+        )
+    if ix.rerank_candidates < 1 or ix.space_weights is None:
+        raise BundleError(
+            f"{bundle_dir}: class {info.class_uid} has a feature space but no "
+            "rerank_candidates or space_weights"
+        )
+    if len(ix.space_weights) != len(pipeline.cardinalities):
+        raise BundleError(
+            f"{bundle_dir}: class {info.class_uid} has {len(ix.space_weights)} space "
+            f"weights for {len(pipeline.cardinalities)} categorical fields"
+        )
+    return np.load(bundle_dir / ix.space_file, mmap_mode="r", allow_pickle=False)
 
 
 def _load_isolation(bundle_dir: Path, info: ClassModel) -> IsolationTrees:

@@ -247,6 +247,33 @@ def knn_score(labels: np.ndarray, dists: np.ndarray, mass: np.ndarray | None) ->
     return np.asarray((weights * dists).sum(axis=1) / k)
 
 
+RERANK_BLOCK = 256  # queries per block: bounds the (block x candidates x width) gather
+
+
+def rerank(
+    base: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest of each query's ``candidates`` (labels into ``base``, as an
+    approximate search in another space returned them) by exact Euclidean distance
+    between ``queries`` and ``base`` rows: (labels int64 [n, k], distances float32
+    [n, k]), nearest first. A candidate set that misses a true neighbour only ever
+    inflates the distances, as a stalled search does, so the exact re-check of alerts
+    (``recheck`` over ``base``) keeps its guarantee."""
+    n, c = candidates.shape
+    k = min(k, c)
+    labels = np.empty((n, k), dtype=np.int64)
+    dists = np.empty((n, k), dtype=np.float32)
+    for start in range(0, n, RERANK_BLOCK):
+        block = slice(start, start + RERANK_BLOCK)
+        found = candidates[block]
+        diff = base[found] - queries[block, None, :]
+        d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        order = np.argsort(d, axis=1, kind="stable")[:, :k]
+        labels[block] = np.take_along_axis(found, order, axis=1)
+        dists[block] = np.take_along_axis(d, order, axis=1)
+    return labels, dists
+
+
 def rescore_exact(
     vectors: np.ndarray | ExactBase,
     queries: np.ndarray,

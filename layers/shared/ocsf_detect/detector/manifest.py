@@ -25,7 +25,7 @@ from ocsf_detect.ocsf.outcomes import UnsupportedReason
 # grows with the log of its ratio to it, and the trees also judge what the k-NN view puts there.
 # 11: the isolation view's tail may carry an uncovered floor (``Tail.uncovered_floor``): for an
 # event the trees do not judge, they add the surprise beyond it.
-FORMAT_VERSION = 11
+FORMAT_VERSION = 12
 MANIFEST_NAME = "manifest.json"
 
 
@@ -68,6 +68,15 @@ class IndexInfo(_Strict):
     mass_file: str | None = None
     mass_cap: int = Field(1, ge=1)
     mass_bucket_s: int | None = None
+    # format 12: the indexed behaviours in the weighted feature space the embedding
+    # preserves (float32 .npy, n_items x (numeric columns + one-hot widths)); the index
+    # then retrieves ``rerank_candidates`` by embedding and these rows' distances decide
+    # (``index.rerank``). ``space_weights``: per categorical field; ``space_novel_weight``:
+    # the novel-amount columns' (``FeatureMatrix.dense``). None: the embedding's distances.
+    space_file: str | None = None
+    rerank_candidates: int = Field(0, ge=0)
+    space_weights: list[float] | None = None
+    space_novel_weight: float = 1.0
 
 
 class ScoreTails(_Strict):

@@ -26,11 +26,12 @@ from ocsf_detect.detector.index import (
     knn,
     knn_score,
     recheck,
+    rerank,
 )
 from ocsf_detect.detector.manifest import Manifest
 from ocsf_detect.detector.overlay import FeedbackOverlay, overlay_scores
 from ocsf_detect.detector.surprise import IsolationTrees, Tail, combined, evidence, summed
-from ocsf_detect.features.pipeline import FeaturePipeline
+from ocsf_detect.features.pipeline import FeatureMatrix, FeaturePipeline
 from ocsf_detect.gcpause import gc_paused
 from ocsf_detect.ocsf.classes import class_name
 from ocsf_detect.ocsf.outcomes import Parsed, Rejected, Unsupported
@@ -180,6 +181,45 @@ def covered_by(dists: np.ndarray, cover_radius: float | None) -> np.ndarray | No
     return np.asarray(dists[:, 0] <= cover_radius)
 
 
+@dataclass(frozen=True)
+class FeatureRerank:
+    """A batch's rows in the class's weighted feature space, with the indexed behaviours'
+    (bundle format 12): the index retrieves ``candidates`` per event by embedding, and
+    distances in this space decide the k nearest (``index.rerank``)."""
+
+    base: np.ndarray
+    exact: Callable[[], ExactBase]  # ``base`` as exact search reads it, for the re-check
+    queries: np.ndarray
+    candidates: int
+
+
+def space_rows(
+    pipeline: FeaturePipeline, info: Any, numeric: np.ndarray, categorical: np.ndarray
+) -> np.ndarray:
+    """Rows of a batch in the weighted feature space of a class whose index has one
+    (``info``: its ``ClassModel``)."""
+    ix = info.index
+    return np.asarray(
+        FeatureMatrix(numeric, categorical).dense(
+            pipeline.cardinalities,
+            ix.space_weights,
+            (pipeline.novel_columns, ix.space_novel_weight),
+        ),
+        dtype=np.float32,
+    )
+
+
+def nearest_behaviours(
+    index: Any, emb: np.ndarray, k: int, space: FeatureRerank | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest indexed behaviours of each event: by the index alone, or (format
+    12) its ``space.candidates`` nearest re-ranked in the feature space."""
+    if space is None:
+        return knn(index, emb, k)
+    candidates, _ = knn(index, emb, max(k, space.candidates))
+    return rerank(space.base, space.queries, candidates, k)
+
+
 def serve_scores(
     index: Any,
     exact: Callable[[], ExactBase],
@@ -191,6 +231,7 @@ def serve_scores(
     mass: np.ndarray | None = None,
     overlay_distance: np.ndarray | None = None,
     cover_radius: float | None = None,
+    space: FeatureRerank | None = None,
 ) -> ServedScores:
     """Scores of a class batch as served (the build scores golden events with this too).
 
@@ -204,8 +245,10 @@ def serve_scores(
     event's distance to its nearest judged-benign vector (``detector.overlay``); the
     score is then the smaller of the bundle's and the overlay's. ``cover_radius``: the
     isolation view counts only for an event whose nearest indexed vector lies within it
-    (``IsolationInfo.cover``); None: for every event."""
-    labels, dists = knn(index, emb, k)
+    (``IsolationInfo.cover``); None: for every event. ``space`` (format 12): distances
+    are measured in the weighted feature space among the index's candidates, and
+    re-checked there; ``cover_radius`` and ``overlay_distance`` are then in its units."""
+    labels, dists = nearest_behaviours(index, emb, k, space)
     distance = knn_score(labels, dists, mass)
     parts = evidence(distance, isolation, tails)
     if parts is None:
@@ -230,7 +273,10 @@ def serve_scores(
     if above:
         limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
         rows = closest_rows(bound, reached, limit)
-        recheck(exact(), emb, labels, dists, rows)
+        if space is None:
+            recheck(exact(), emb, labels, dists, rows)
+        else:
+            recheck(space.exact(), space.queries, labels, dists, rows)
         distance[rows] = knn_score(labels[rows], dists[rows], mass)
         scores[rows] = combined(
             distance[rows],
@@ -360,6 +406,17 @@ class Detector:
         tails = (info.tails.knn, info.tails.isolation) if info.tails else None
         overlay = self.overlay if feedback else None
         overlay_distance = None if overlay is None else overlay.nearest(class_uid, emb)
+        space = None
+        if loaded.space is not None:
+            pipeline = self._pipelines[class_uid]
+            space = FeatureRerank(
+                loaded.space,
+                lambda: loaded.space_exact,
+                space_rows(pipeline, info, matrix.numeric, matrix.categorical),
+                info.index.rerank_candidates,
+            )
+            if overlay_distance is not None:  # judged-benign vectors are embeddings
+                overlay_distance = overlay_distance / info.index.distance_ratio
         served = serve_scores(
             loaded.index,
             lambda: loaded.exact,
@@ -371,6 +428,7 @@ class Detector:
             loaded.mass,
             overlay_distance,
             None if info.isolation is None else info.isolation.cover(),
+            space,
         )
         labels, dists, scores = served.labels, served.dists, served.scores
         self.rechecks.rechecked += served.rechecked
