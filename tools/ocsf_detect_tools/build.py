@@ -349,7 +349,8 @@ def _build(
         )
         log(
             f"  index: {len(base):,} vectors ({screened} screened out, {merged} merged), "
-            f"ef={ef}, recall@{ix.k}={quality.recall:.4f}, "
+            f"ef={ef}, recall@{ix.k if space is None else ix.rerank_candidates}="
+            f"{quality.recall:.4f}, "
             f"score errors {quality.score_errors:.2%} (alerts re-checked exactly)"
         )
         distance = _served_scores(
