@@ -28,7 +28,7 @@ from ocsf_detect.detector.index import (
     recheck,
     rerank,
 )
-from ocsf_detect.detector.manifest import Manifest
+from ocsf_detect.detector.manifest import ClassModel, Manifest
 from ocsf_detect.detector.overlay import FeedbackOverlay, overlay_scores
 from ocsf_detect.detector.surprise import IsolationTrees, Tail, combined, evidence, summed
 from ocsf_detect.features.pipeline import FeatureMatrix, FeaturePipeline
@@ -194,11 +194,12 @@ class FeatureRerank:
 
 
 def space_rows(
-    pipeline: FeaturePipeline, info: Any, numeric: np.ndarray, categorical: np.ndarray
+    pipeline: FeaturePipeline, info: ClassModel, numeric: np.ndarray, categorical: np.ndarray
 ) -> np.ndarray:
-    """Rows of a batch in the weighted feature space of a class whose index has one
-    (``info``: its ``ClassModel``)."""
+    """Rows of a batch in the weighted feature space of a class whose index has one."""
     ix = info.index
+    if ix.space_weights is None:
+        raise ValueError(f"class {info.class_uid} has no feature space")
     return np.asarray(
         FeatureMatrix(numeric, categorical).dense(
             pipeline.cardinalities,
