@@ -108,11 +108,10 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
     from ocsf_detect.detector.bundle import embedding_of
     from ocsf_detect.detector.scorer import (
         Detector,
-        FeatureRerank,
         covered_by,
+        feature_rerank,
         isolation_of,
         nearest_behaviours,
-        space_rows,
     )
     from ocsf_detect.detector.surprise import combined
 
@@ -140,14 +139,7 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
                 parsed = detector.parser.parse(raw)
                 m = pipeline.transform_parsed([parsed])  # type: ignore[list-item]
                 emb = embedding_of(loaded.session, info, m.numeric, m.categorical)
-                space = None
-                if loaded.space is not None:  # bundle format 12
-                    space = FeatureRerank(
-                        loaded.space,
-                        lambda: loaded.space_exact,
-                        space_rows(pipeline, info, m.numeric, m.categorical),
-                        info.index.rerank_candidates,
-                    )
+                space = feature_rerank(loaded, pipeline, m)  # bundle format 12
                 _, d = nearest_behaviours(loaded.index, emb, info.index.k, space)
                 isolation = isolation_of(loaded.isolation, m.numeric, m.categorical)
                 score = combined(d.mean(axis=1), isolation, tails, covered_by(d, cover))

@@ -13,7 +13,6 @@ threshold and severity bands, and keep golden events. Needs the ``train`` extra 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import platform
 import shutil
 from collections import Counter
@@ -56,7 +55,12 @@ from ocsf_detect.detector.manifest import (
     UnmodelledClass,
     content_digest,
 )
-from ocsf_detect.detector.scorer import FeatureRerank, nearest_behaviours, serve_scores
+from ocsf_detect.detector.scorer import (
+    FeatureRerank,
+    nearest_behaviours,
+    serve_scores,
+    space_rows,
+)
 from ocsf_detect.detector.surprise import (
     IsolationInfo,
     IsolationTrees,
@@ -306,12 +310,12 @@ def _build(
         # format 12 ([index] rerank_candidates): the distinct behaviours are drawn, and the
         # k nearest decided, in the weighted feature space the embedding preserves; the
         # index over their embeddings retrieves the candidates
-        space_of = None
-        if ix.rerank_candidates > 0:
-            space_of = _space_of(pipeline, trained_cfg.category_weights, t.novel_weight)
-            train_space = space_of(train_m)
+        weights = trained_cfg.category_weights
+        in_space = ix.rerank_candidates > 0
+        if in_space:
+            train_space = space_rows(pipeline, train_m, weights, t.novel_weight)
         indexed = _indexed_rows(
-            train_emb if space_of is None else train_space,
+            train_space if in_space else train_emb,
             train_m,
             pipeline,
             config,
@@ -325,16 +329,18 @@ def _build(
             indexed.ratio,
         )
         base = train_emb[keep]
-        space = hold_space = None
-        if space_of is not None:
+        space = None
+        if in_space:
             # the net was drawn in the feature space itself; the embedding's distance ratio
             # still converts the overlay's (embedding) distances
             ratio = distance_ratio(train_emb[keep], train_space[keep])
             space_base = np.ascontiguousarray(train_space[keep])
             space_exact = ExactBase.of(space_base)
-            hold_space = space_of(hold_m)
             space = FeatureRerank(
-                space_base, functools.partial(_same, space_exact), hold_space, ix.rerank_candidates
+                space_base,
+                lambda: space_exact,  # noqa: B023 - used before the loop moves on
+                space_rows(pipeline, hold_m, weights, t.novel_weight),
+                ix.rerank_candidates,
             )
         index = build_index(base, params)
         sample = hold_emb[prep.sample_rows]
@@ -727,29 +733,6 @@ def _grow_isolation(
         sample_size=config.isolation.sample_size,
         seed=config.train.seed,
     )
-
-
-def _same(value: ExactBase) -> ExactBase:
-    return value
-
-
-def _space_of(
-    pipeline: FeaturePipeline, category_weights: Sequence[float], novel_weight: float
-) -> Callable[[FeatureMatrix], np.ndarray]:
-    """Rows in the weighted feature space the embedding preserves, as the scorer builds
-    them for a format-12 index (``scorer.space_rows``)."""
-
-    def space_of(matrix: FeatureMatrix) -> np.ndarray:
-        return np.asarray(
-            matrix.dense(
-                pipeline.cardinalities,
-                category_weights,
-                (pipeline.novel_columns, novel_weight),
-            ),
-            dtype=np.float32,
-        )
-
-    return space_of
 
 
 def _index_params(config: DetectorConfig) -> IndexParams:

@@ -525,14 +525,9 @@ def _weighted(
 ) -> np.ndarray:
     """The space the isometry objective preserves (as ``build._indexed_rows`` measures
     the distinct radius in); ``weights``: the class's per-field category weights."""
-    return np.asarray(
-        matrix.dense(
-            pipeline.cardinalities,
-            weights,
-            (pipeline.novel_columns, config.train.novel_weight),
-        ),
-        dtype=np.float32,
-    )
+    from ocsf_detect.detector.scorer import space_rows
+
+    return space_rows(pipeline, matrix, weights, config.train.novel_weight)
 
 
 def _knn_rule(

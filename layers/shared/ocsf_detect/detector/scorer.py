@@ -28,7 +28,7 @@ from ocsf_detect.detector.index import (
     recheck,
     rerank,
 )
-from ocsf_detect.detector.manifest import ClassModel, Manifest
+from ocsf_detect.detector.manifest import Manifest
 from ocsf_detect.detector.overlay import FeedbackOverlay, overlay_scores
 from ocsf_detect.detector.surprise import IsolationTrees, Tail, combined, evidence, summed
 from ocsf_detect.features.pipeline import FeatureMatrix, FeaturePipeline
@@ -194,19 +194,33 @@ class FeatureRerank:
 
 
 def space_rows(
-    pipeline: FeaturePipeline, info: ClassModel, numeric: np.ndarray, categorical: np.ndarray
+    pipeline: FeaturePipeline,
+    matrix: FeatureMatrix,
+    weights: Sequence[float],
+    novel_weight: float,
 ) -> np.ndarray:
-    """Rows of a batch in the weighted feature space of a class whose index has one."""
-    ix = info.index
-    if ix.space_weights is None:
-        raise ValueError(f"class {info.class_uid} has no feature space")
+    """Rows in the weighted feature space the embedding preserves (float32): numeric
+    columns, the novel-amount ones times ``novel_weight``, and each categorical field's
+    one-hot times its weight (``FeatureMatrix.dense``)."""
     return np.asarray(
-        FeatureMatrix(numeric, categorical).dense(
-            pipeline.cardinalities,
-            ix.space_weights,
-            (pipeline.novel_columns, ix.space_novel_weight),
-        ),
+        matrix.dense(pipeline.cardinalities, weights, (pipeline.novel_columns, novel_weight)),
         dtype=np.float32,
+    )
+
+
+def feature_rerank(
+    loaded: LoadedClass, pipeline: FeaturePipeline, matrix: FeatureMatrix
+) -> FeatureRerank | None:
+    """What a class batch re-ranks with in a format-12 bundle; None for a class whose
+    index has no feature space."""
+    ix = loaded.info.index
+    if loaded.space is None or ix.space_weights is None:
+        return None
+    return FeatureRerank(
+        loaded.space,
+        lambda: loaded.space_exact,
+        space_rows(pipeline, matrix, ix.space_weights, ix.space_novel_weight),
+        ix.rerank_candidates,
     )
 
 
@@ -407,17 +421,10 @@ class Detector:
         tails = (info.tails.knn, info.tails.isolation) if info.tails else None
         overlay = self.overlay if feedback else None
         overlay_distance = None if overlay is None else overlay.nearest(class_uid, emb)
-        space = None
-        if loaded.space is not None:
-            pipeline = self._pipelines[class_uid]
-            space = FeatureRerank(
-                loaded.space,
-                lambda: loaded.space_exact,
-                space_rows(pipeline, info, matrix.numeric, matrix.categorical),
-                info.index.rerank_candidates,
-            )
-            if overlay_distance is not None:  # judged-benign vectors are embeddings
-                overlay_distance = overlay_distance / info.index.distance_ratio
+        space = feature_rerank(loaded, self._pipelines[class_uid], matrix)
+        if space is not None and overlay_distance is not None:
+            # judged-benign vectors are embeddings: their distance in feature units
+            overlay_distance = overlay_distance / info.index.distance_ratio
         served = serve_scores(
             loaded.index,
             lambda: loaded.exact,
