@@ -132,6 +132,7 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
     pipeline = detector.pipeline(4001)
     tails = (info.tails.knn, info.tails.isolation) if info.tails else None
     cover = None if info.isolation is None else info.isolation.cover()
+    fine = loaded.fine
 
     def per_record() -> None:
         with gc_paused():
@@ -143,6 +144,8 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
                 _, d = nearest_behaviours(loaded.index, emb, info.index.k, space)
                 isolation = isolation_of(loaded.isolation, m.numeric, m.categorical)
                 score = combined(d.mean(axis=1), isolation, tails, covered_by(d, cover))
+                if fine is not None:  # bundle format 13
+                    score = score + fine.evidence(fine.nearest(emb))
                 _ = float(score[0]) >= info.threshold
 
     single = _rate(per_record, per_record_n, repeat=2)

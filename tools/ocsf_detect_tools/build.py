@@ -28,6 +28,7 @@ from ocsf_detect import __version__
 from ocsf_detect.detector.archive import listed_files
 from ocsf_detect.detector.bundle import sha256_file
 from ocsf_detect.detector.calibrate import calibrate, threshold_for
+from ocsf_detect.detector.fine import FineInfo, FineView, fine_members, is_spread
 from ocsf_detect.detector.index import (
     SPACE,
     ExactBase,
@@ -396,7 +397,29 @@ def _build(
                     f"(within the distinct radius of an indexed behaviour: {covered.mean():.0%}"
                     + ("; the rest lie beyond the k-NN view's measured range)" if rest else ")")
                 )
-        cal = calibrate(combined(distance, isolation, tails, covered), config.alert_rate)
+        fine = _fine_view(config, indexed.top_share, train_emb, hold_emb, tails is not None)
+        if fine is None:
+            log(
+                f"  fine view: none (the {ix.k} most common behaviours hold "
+                f"{indexed.top_share:.0%} of the baseline; "
+                + (
+                    f"at least [fine] flood_share = {config.fine.flood_share:g})"
+                    if config.fine.enabled and tails is not None
+                    else "off)"
+                )
+            )
+            hold_combined = combined(distance, isolation, tails, covered)
+        else:
+            fine_file = f"fine-{class_uid}.bin"
+            fine.view.index.save_index(str(out_dir / fine_file))
+            log(
+                f"  fine view: {fine.view.index.get_current_count():,} baseline events (the "
+                f"{ix.k} most common behaviours hold {indexed.top_share:.0%} of the baseline)"
+            )
+            hold_combined = (
+                combined(distance, isolation, tails, covered) + fine.hold_evidence
+            ).astype(np.float32)
+        cal = calibrate(hold_combined, config.alert_rate)
         # the held-out events as served with that threshold (golden events: exactly these);
         # the k-NN score alone is already that (exact wherever it reaches the threshold)
         hold_scores = distance
@@ -413,6 +436,7 @@ def _build(
                 indexed.mass,
                 cover_radius=cover,
                 space=space,
+                fine=None if fine is None else fine.view,
             ).scores
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))
@@ -479,6 +503,19 @@ def _build(
             ),
             isolation=isolation_info,
             tails=None if tails is None else ScoreTails(knn=tails[0], isolation=tails[1]),
+            fine=(
+                None
+                if fine is None
+                else FineInfo(
+                    file=fine_file,
+                    n_items=fine.view.index.get_current_count(),
+                    sampled_from=len(train_emb) + len(hold_emb),
+                    ef_search=config.fine.ef_search,
+                    tail=fine.view.tail,
+                    top_share=round(indexed.top_share, 6),
+                    flood_share=config.fine.flood_share,
+                )
+            ),
             threshold=cal.threshold,
             alert_rate=cal.alert_rate,
             severity_bands=cal.bands,
@@ -719,6 +756,47 @@ def fit_tails(
     )
 
 
+FINE_PARAMS = IndexParams(M=16, ef_construction=100, ef_search=32, k=1)  # k = 1: cheap
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltFine:
+    """A class's fine view as the build made it, and the held-out events' evidence as
+    calibration counts it (their distance to the training events)."""
+
+    view: FineView
+    hold_evidence: np.ndarray
+
+
+def _fine_view(
+    config: DetectorConfig,
+    share: float,
+    train_emb: np.ndarray,
+    hold_emb: np.ndarray,
+    two_views: bool,
+) -> BuiltFine | None:
+    """The fine view of a class whose baseline is spread (``fine.is_spread``): an index
+    over every baseline event's embedding (up to ``[fine] max_events``), its tail fitted
+    on the held-out events' exact nearest distances to the training events, which then
+    join the index. None where the baseline is mostly a flood's record, the view is off,
+    or the score has one view (no tails to sum with)."""
+    fc = config.fine
+    if not (fc.enabled and two_views and is_spread(share, fc.flood_share)):
+        return None
+    train_rows, hold_rows = fine_members(
+        len(train_emb), len(hold_emb), fc.max_events, config.train.seed
+    )
+    members = np.ascontiguousarray(train_emb[train_rows])
+    hold_distance = exact_knn(members, hold_emb, 1)[1][:, 0]
+    tail = Tail.fit(hold_distance, measured=config.isolation.measured_range)
+    vectors = np.ascontiguousarray(np.vstack([members, hold_emb[hold_rows]]), dtype=np.float32)
+    index = build_index(
+        vectors, dataclasses.replace(FINE_PARAMS, ef_search=fc.ef_search), threads=1
+    )
+    exact = ExactBase.of(vectors)
+    return BuiltFine(FineView(index, lambda: exact, tail), tail.surprise(hold_distance))
+
+
 def _grow_isolation(
     matrix: FeatureMatrix, pipeline: FeaturePipeline, config: DetectorConfig
 ) -> IsolationTrees:
@@ -749,6 +827,8 @@ class IndexedRows:
     screened: int
     merged: int
     ratio: float  # embedding / feature distance ratio
+    # the share of the kept baseline events merged into the k most common behaviours
+    top_share: float = 0.0
 
 
 def recurrence_mass(
@@ -791,7 +871,19 @@ def _indexed_rows(
     mass = recurrence_mass(
         owner, np.asarray(times_ms)[keep], len(net), ix.mass_bucket_minutes * 60, ix.mass_cap
     )
-    return IndexedRows(keep[net], mass, screened, len(keep) - len(net), ratio)
+    return IndexedRows(
+        keep[net], mass, screened, len(keep) - len(net), ratio, top_share(owner, len(net), ix.k)
+    )
+
+
+def top_share(owner: np.ndarray, n_kept: int, k: int) -> float:
+    """The share of the baseline events (``owner``: the behaviour each was merged into)
+    that the ``k`` most common behaviours hold: near 1 for a baseline that is mostly one
+    flood's record, k / n for one spread evenly over n behaviours."""
+    if len(owner) == 0:
+        return 0.0
+    counts = np.bincount(owner, minlength=n_kept)
+    return float(np.sort(counts)[::-1][:k].sum() / len(owner))
 
 
 def _served_scores(

@@ -20,6 +20,11 @@ Example ``detector.toml``::
     # uncovered_quantile = 0.995             # omitted: 1 - alert_rate; 1: never
     measured_range = true
 
+    [fine]
+    enabled = true
+    flood_share = 0.5                        # k most common behaviours' share: no fine view
+    max_events = 100000
+
     [train]
     method = "isometry"
     max_steps = 2000
@@ -150,6 +155,35 @@ class IsolationConfig(_Section):
     )
 
 
+class FineConfig(_Section):
+    """The fine view (``ocsf_detect.detector.fine``): each event's distance to its nearest
+    baseline event, every event kept, as a third surprise added to the score. It gives
+    back the density the distinct behaviours drop, where density is evidence: the view is
+    built only for a class whose baseline is spread over many behaviours. Where the k
+    most common behaviours (k: ``[index] k``) hold ``flood_share`` of the baseline or
+    more, the baseline is mostly a flood's record (a scan, a botnet's heartbeat, one noisy
+    device), a fine match says only that the flood went on, and the class has no fine
+    view (docs/model.md, section 8, "The fine view where the baseline is spread")."""
+
+    enabled: bool = Field(
+        True, description="build the fine view for classes whose baseline is spread"
+    )
+    flood_share: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="no fine view for a class whose k most common distinct behaviours "
+        "hold this share of its baseline events or more (1: only when they hold all)",
+    )
+    max_events: int = Field(
+        100_000,
+        ge=100,
+        description="baseline events the fine index holds at most (a uniform sample "
+        "beyond): bounds the bundle's size and its load time",
+    )
+    ef_search: int = Field(32, ge=1, description="HNSW search width of the fine index (k = 1)")
+
+
 class TrainSection(_Section):
     method: Literal["isometry", "reconstruction", "contrastive", "hybrid"] = "isometry"
     dim: int = Field(64, ge=4, le=512)
@@ -246,6 +280,7 @@ class DetectorConfig(_Section):
     bundle_semver: str = "1.0.0"
     index: IndexConfig = Field(default_factory=IndexConfig)
     isolation: IsolationConfig = Field(default_factory=IsolationConfig)
+    fine: FineConfig = Field(default_factory=FineConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     classes: dict[int, ClassOverride] = Field(default_factory=dict)
 

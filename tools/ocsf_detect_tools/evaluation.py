@@ -431,13 +431,15 @@ def weighted_knn_scores(
     baseline events, each indexed row standing for its mass (``index.knn_score``),
     searched exactly, and, with ``config.isolation.enabled``, the same
     isolation trees grown on the same rows, both turned into surprises against the
-    held-out share and summed (``detector/surprise.py``). If the scorer's rule changes,
-    change this with it.
+    held-out share and summed (``detector/surprise.py``), and, for a class whose baseline
+    is spread, the fine view's surprise added (``detector/fine.py``: the nearest of every
+    baseline event, exactly). If the scorer's rule changes, change this with it.
 
     ``exclude_self``: an indexed event scored again (a contaminated baseline) is not its
     own neighbour (matched by ``metadata.uid``); the served path has no such rule, so
     False mirrors it."""
-    from ocsf_detect.detector.surprise import combined
+    from ocsf_detect.detector.fine import fine_members, is_spread
+    from ocsf_detect.detector.surprise import Tail, combined
     from ocsf_detect.features.pipeline import FeaturePipeline, fit_spec
     from ocsf_detect.ocsf.parser import EventParser
     from ocsf_detect_tools.build import (
@@ -517,6 +519,19 @@ def weighted_knn_scores(
             nearest <= config.index.distinct_radius if config.isolation.scope == "covered" else None
         )
         scores[rows] = combined(distance, isolation, tails, covered)
+        fc = config.fine
+        if fc.enabled and is_spread(indexed.top_share, fc.flood_share):
+            # the fine view as the build fits it (``build._fine_view``), on these rows
+            hold_w = _weighted(hold_m, pipeline, config, weights)
+            train_rows, hold_rows = fine_members(
+                len(space), len(hold_w), fc.max_events, config.train.seed
+            )
+            members = space[train_rows]
+            tail = Tail.fit(
+                exact_knn(members, hold_w, 1)[1][:, 0], measured=config.isolation.measured_range
+            )
+            every = np.vstack([members, hold_w[hold_rows]])
+            scores[rows] += tail.surprise(exact_knn(every, queries, 1)[1][:, 0])
     return scores
 
 

@@ -86,6 +86,15 @@ def run(args: argparse.Namespace) -> int:
             f"screened out {ix.screened_out} (q={ix.contamination_q}), "
             f"{ix.merged_out} merged into a neighbour within {ix.distinct_radius} feature units"
         )
+        if cm.fine is not None:
+            print(
+                f"    fine view: {cm.fine.file} {cm.fine.n_items:,} baseline events of "
+                f"{cm.fine.sampled_from:,}, ef={cm.fine.ef_search} (the {ix.k} most common "
+                f"behaviours hold {cm.fine.top_share:.0%} of the baseline, below "
+                f"{cm.fine.flood_share:g})"
+            )
+        elif cm.tails is not None:
+            print("    fine view: none (a baseline mostly one flood's record, or format < 13)")
         bands = ", ".join(f"{b.severity}>={b.min_score:.4f}" for b in cm.severity_bands)
         print(f"    threshold {cm.threshold:.4f} for alert rate {cm.alert_rate}: {bands}")
     for uid, u in sorted(t.unmodelled.items(), key=lambda kv: int(kv[0])):

@@ -19,6 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from ocsf_detect.detector.archive import stays_inside
+from ocsf_detect.detector.fine import FineView
 from ocsf_detect.detector.manifest import FORMAT_VERSION, MANIFEST_NAME, ClassModel, Manifest
 from ocsf_detect.detector.surprise import IsolationTrees
 
@@ -42,9 +43,13 @@ class LoadedClass:
     mass: np.ndarray | None = None
     # format 12: the indexed behaviours in the weighted feature space (IndexInfo.space_file)
     space: np.ndarray | None = None
+    # format 13: the fine view's index (ClassModel.fine) and its file
+    fine_index: Any = None
+    fine_path: Path | None = None
     _vectors: np.ndarray | None = field(default=None, repr=False)
     _exact: ExactBase | None = field(default=None, repr=False)
     _space_exact: ExactBase | None = field(default=None, repr=False)
+    _fine_exact: ExactBase | None = field(default=None, repr=False)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -87,6 +92,29 @@ class LoadedClass:
 
             self._space_exact = ExactBase.of(self.space)
         return self._space_exact
+
+    @property
+    def fine(self) -> FineView | None:
+        """The fine view as the scorer serves it; None for a class without one."""
+        if self.fine_index is None or self.info.fine is None:
+            return None
+        return FineView(self.fine_index, lambda: self.fine_exact, self.info.fine.tail)
+
+    @property
+    def fine_exact(self) -> ExactBase:
+        """The fine index's vectors as exact search reads them, built once (on the first
+        re-check), memory-mapped from the index file."""
+        if self.fine_index is None or self.fine_path is None or self.info.fine is None:
+            raise ValueError(f"class {self.info.class_uid} has no fine view")
+        if self._fine_exact is None:
+            from ocsf_detect.detector.index import ExactBase, index_file_vectors
+
+            found = index_file_vectors(self.fine_path, self.info.fine.n_items, self.info.model.dim)
+            if found is None:
+                n = self.fine_index.get_current_count()
+                found = np.asarray(self.fine_index.get_items(list(range(n))), np.float32)
+            self._fine_exact = ExactBase.of(found)
+        return self._fine_exact
 
 
 def sha256_file(path: Path) -> str:
@@ -218,8 +246,22 @@ def load_bundle(
             isolation = _load_isolation(bundle_dir, info)
         mass = _load_mass(bundle_dir, info) if info.index.mass_file else None
         space = _load_space(bundle_dir, info) if info.index.space_file else None
+        fine_index, fine_path = None, None
+        if info.fine is not None:
+            fine_path = bundle_dir / info.fine.file
+            fine_index = _load_fine(bundle_dir, info, load_index)
         loaded[int(key)] = LoadedClass(
-            info, session, index, ids, vectors_path, isolation, index_path, mass, space
+            info,
+            session,
+            index,
+            ids,
+            vectors_path,
+            isolation,
+            index_path,
+            mass,
+            space,
+            fine_index,
+            fine_path,
         )
     return manifest, loaded, (time.perf_counter() - start) * 1000.0
 
@@ -231,6 +273,8 @@ def _check_listed(bundle_dir: Path, info: ClassModel, files: Mapping[str, str]) 
     named = [info.model.file, ix.file, ix.ids_file, ix.vectors_file, ix.mass_file, ix.space_file]
     if info.isolation is not None:
         named.append(info.isolation.file)
+    if info.fine is not None:
+        named.append(info.fine.file)
     unlisted = [n for n in named if n is not None and n not in files]
     if unlisted:
         raise BundleError(
@@ -299,6 +343,24 @@ def _load_space(bundle_dir: Path, info: ClassModel) -> np.ndarray:
             f"weights for {len(pipeline.cardinalities)} categorical fields"
         )
     return np.load(bundle_dir / ix.space_file, mmap_mode="r", allow_pickle=False)
+
+
+def _load_fine(bundle_dir: Path, info: ClassModel, load_index: Any) -> Any:
+    """The fine view's index (format 13), checked against the manifest."""
+    fine = info.fine
+    assert fine is not None
+    if info.tails is None:
+        raise BundleError(f"{bundle_dir}: class {info.class_uid} has a fine view but no tails")
+    try:
+        index = load_index(_inside(bundle_dir, fine.file), info.model.dim, fine.ef_search)
+    except RuntimeError as exc:
+        raise BundleError(f"{bundle_dir}: {fine.file} is not a loadable index: {exc}") from exc
+    if index.get_current_count() != fine.n_items:
+        raise BundleError(
+            f"{bundle_dir}: {fine.file} holds {index.get_current_count()} vectors, "
+            f"the manifest says {fine.n_items}"
+        )
+    return index
 
 
 def _load_isolation(bundle_dir: Path, info: ClassModel) -> IsolationTrees:

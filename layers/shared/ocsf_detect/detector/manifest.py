@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ocsf_detect.detector.calibrate import SeverityBand
+from ocsf_detect.detector.fine import FineInfo
 from ocsf_detect.detector.surprise import IsolationInfo, Tail
 from ocsf_detect.features.spec import ClassSpec
 from ocsf_detect.ocsf.outcomes import UnsupportedReason
@@ -25,7 +26,10 @@ from ocsf_detect.ocsf.outcomes import UnsupportedReason
 # grows with the log of its ratio to it, and the trees also judge what the k-NN view puts there.
 # 11: the isolation view's tail may carry an uncovered floor (``Tail.uncovered_floor``): for an
 # event the trees do not judge, they add the surprise beyond it.
-FORMAT_VERSION = 12
+# 12: the index may re-rank in the weighted feature space (``IndexInfo.space_file``).
+# 13: a class may carry a fine view (``ClassModel.fine``): the nearest baseline event's
+# distance, its surprise added to the score.
+FORMAT_VERSION = 13
 MANIFEST_NAME = "manifest.json"
 
 
@@ -112,6 +116,9 @@ class ClassModel(_Strict):
     # format 5: the isolation view and the tails; absent, the score is the k-NN distance
     isolation: IsolationInfo | None = None
     tails: ScoreTails | None = None
+    # format 13: the fine view (``detector.fine``); absent, the class has none (a baseline
+    # that is mostly a flood's record, or an older bundle)
+    fine: FineInfo | None = None
     threshold: float
     alert_rate: float
     severity_bands: list[SeverityBand]

@@ -18,6 +18,7 @@ import numpy as np
 from ocsf_detect.detector.bundle import LoadedClass, embedding_of, load_bundle
 from ocsf_detect.detector.calibrate import SEVERITY_NAMES, severity_ids
 from ocsf_detect.detector.explain import Explainer, ExplanationTable, Reason
+from ocsf_detect.detector.fine import FineView
 from ocsf_detect.detector.index import (
     RECHECK_MIN,
     RECHECK_SHARE,
@@ -247,6 +248,7 @@ def serve_scores(
     overlay_distance: np.ndarray | None = None,
     cover_radius: float | None = None,
     space: FeatureRerank | None = None,
+    fine: FineView | None = None,
 ) -> ServedScores:
     """Scores of a class batch as served (the build scores golden events with this too).
 
@@ -262,7 +264,9 @@ def serve_scores(
     isolation view counts only for an event whose nearest indexed vector lies within it
     (``IsolationInfo.cover``); None: for every event. ``space`` (format 12): distances
     are measured in the weighted feature space among the index's candidates, and
-    re-checked there; ``cover_radius`` and ``overlay_distance`` are then in its units."""
+    re-checked there; ``cover_radius`` and ``overlay_distance`` are then in its units.
+    ``fine`` (format 13): the fine view's evidence is added (``detector.fine``), its
+    nearest distance re-checked with the rest."""
     labels, dists = nearest_behaviours(index, emb, k, space)
     distance = knn_score(labels, dists, mass)
     parts = evidence(distance, isolation, tails)
@@ -276,6 +280,11 @@ def serve_scores(
         # with the trees counted for every event, which no stalled search puts below the
         # exact score.
         bound = scores if cover_radius is None else summed(parts)
+    fine_evidence = None
+    if fine is not None and parts is not None:
+        fine_evidence = fine.evidence(fine.nearest(emb))
+        scores = (scores + fine_evidence).astype(np.float32)
+        bound = (bound + fine_evidence).astype(np.float32)
     judged = None if overlay_distance is None else overlay_scores(overlay_distance, tails)
     bundle_reached = None
     if judged is not None:
@@ -293,12 +302,15 @@ def serve_scores(
         else:
             recheck(space.exact(), space.queries, labels, dists, rows)
         distance[rows] = knn_score(labels[rows], dists[rows], mass)
-        scores[rows] = combined(
+        rescored = combined(
             distance[rows],
             None if isolation is None else isolation[rows],
             tails,
             covered_by(dists[rows], cover_radius),
         )
+        if fine is not None and fine_evidence is not None:
+            rescored = (rescored + fine.evidence(fine.nearest_exact(emb[rows]))).astype(np.float32)
+        scores[rows] = rescored
         if judged is not None:
             scores[rows] = np.minimum(scores[rows], judged[rows])
     silenced = 0
@@ -437,6 +449,7 @@ class Detector:
             overlay_distance,
             None if info.isolation is None else info.isolation.cover(),
             space,
+            loaded.fine,
         )
         labels, dists, scores = served.labels, served.dists, served.scores
         self.rechecks.rechecked += served.rechecked

@@ -1,0 +1,218 @@
+"""Bundle format 13: the fine view, each event's distance to its nearest baseline event,
+built only for a class whose baseline is spread over many behaviours (``detector.fine``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ocsf_detect.detector.bundle import BundleError, read_manifest
+from ocsf_detect.detector.fine import FineView, fine_members, is_spread
+from ocsf_detect.detector.index import distinct_net
+from ocsf_detect.detector.scorer import Detector, Scored, isolation_of, serve_scores
+from tests.conftest import small_config
+
+
+def test_a_flood_s_record_is_told_from_a_spread_baseline() -> None:
+    from ocsf_detect_tools.build import top_share
+
+    rng = np.random.default_rng(0)
+    # Given a baseline that is mostly one flood (900 copies, a little jitter) beside 100
+    # varied events, and one of 1,000 varied events
+    flood = np.vstack([rng.normal(0, 0.01, (900, 4)), rng.normal(0, 5, (100, 4))])
+    spread = rng.normal(0, 5, (1000, 4))
+    shares = []
+    for vectors in (flood, spread):
+        kept, owner = distinct_net(vectors.astype(np.float32), 2.0, seed=0)
+        shares.append(top_share(owner, len(kept), 8))
+    # Then the 8 most common behaviours hold most of the flood's record, and little of
+    # the spread baseline: only the spread one gets a fine view
+    assert shares[0] > 0.9
+    assert shares[1] < 0.2
+    assert not is_spread(shares[0], 0.5)
+    assert is_spread(shares[1], 0.5)
+    # An empty owner list holds nothing
+    assert top_share(np.zeros(0, dtype=np.int64), 0, 8) == 0.0
+
+
+def test_the_fine_index_holds_every_event_up_to_its_bound() -> None:
+    # Under the bound: every training and held-out event, in order
+    train, hold = fine_members(80, 20, 1000, seed=1)
+    assert train.tolist() == list(range(80))
+    assert hold.tolist() == list(range(20))
+    # Beyond it: a sorted uniform sample, training events first, the same for a seed
+    train, hold = fine_members(800, 200, 500, seed=1)
+    assert len(train) == 500
+    assert len(hold) == 0
+    assert np.all(np.diff(train) > 0)
+    again, _ = fine_members(800, 200, 500, seed=1)
+    assert train.tolist() == again.tolist()
+    train, hold = fine_members(300, 400, 500, seed=2)
+    assert len(train) == 300
+    assert len(hold) == 200
+    assert len(set(hold.tolist())) == 200
+
+
+def test_the_build_leaves_the_view_out_for_a_flood_or_one_view() -> None:
+    from ocsf_detect_tools.build import _fine_view
+
+    rng = np.random.default_rng(4)
+    train = rng.normal(size=(300, 8)).astype(np.float32)
+    hold = rng.normal(size=(60, 8)).astype(np.float32)
+    config = small_config()
+    # A spread baseline with two views: a view over all 360 events, its tail fitted on
+    # the held-out events' distances to the training events
+    built = _fine_view(config, 0.1, train, hold, two_views=True)
+    assert built is not None
+    assert built.view.index.get_current_count() == 360
+    exact = np.array([np.linalg.norm(train - h, axis=1).min() for h in hold])
+    assert np.allclose(built.hold_evidence, built.view.tail.surprise(exact), atol=1e-5)
+    # A held-out event is in the index afterwards: its own distance is zero
+    assert np.allclose(built.view.nearest_exact(hold[:5]), 0.0, atol=1e-3)
+    # None for a flood's record, a score of the k-NN view alone, or the view switched off
+    assert _fine_view(config, 0.5, train, hold, two_views=True) is None
+    assert _fine_view(config, 0.1, train, hold, two_views=False) is None
+    off = small_config(fine={"enabled": False})
+    assert _fine_view(off, 0.1, train, hold, two_views=True) is None
+
+
+def test_the_session_bundle_carries_a_fine_view_per_spread_class(
+    bundle_dir: Path, detector: Detector, baseline_traffic
+) -> None:
+    manifest = read_manifest(bundle_dir)
+    assert manifest.format_version == 13
+    per_class = manifest.training.events_per_class
+    for uid, model in manifest.models.items():
+        # Generated traffic is spread over many behaviours: every class has the view,
+        # over each of its baseline events (the bound is far above them)
+        assert model.fine is not None
+        assert model.fine.top_share < model.fine.flood_share
+        assert model.fine.file in manifest.files
+        assert model.fine.n_items == model.fine.sampled_from == per_class[uid]
+    assert detector.selftest()["scores"]
+
+
+def test_an_event_of_the_baseline_adds_nothing_and_a_new_one_adds(
+    detector: Detector, baseline_traffic, live_traffic
+) -> None:
+    uid = 4001
+    view = detector._classes[uid].fine
+    assert view is not None
+    recorded = [e for e in baseline_traffic.events if e["class_uid"] == uid][:50]
+    vectors = np.stack([v for _, v in detector.embed_objects(recorded)])  # type: ignore[misc]
+    # An event the baseline recorded is its own nearest event: no evidence
+    assert np.allclose(view.evidence(view.nearest_exact(vectors)), 0.0, atol=1e-6)
+    # Live attacks lie farther from every baseline event than the baseline's own do
+    attacks = [
+        e
+        for e, label in zip(live_traffic.events, live_traffic.labels, strict=True)
+        if e["class_uid"] == uid and label.is_malicious
+    ][:50]
+    if not attacks:
+        pytest.skip("no attack of this class in the live traffic")
+    new = np.stack([v for _, v in detector.embed_objects(attacks)])  # type: ignore[misc]
+    assert float(np.median(view.evidence(view.nearest_exact(new)))) > 0.5
+
+
+def _served(detector: Detector, uid: int, events: list, fine: FineView | None):
+    loaded = detector._classes[uid]
+    info = loaded.info
+    pipeline = detector.pipeline(uid)
+    parsed = [detector.parser.parse_object(e) for e in events]
+    matrix = pipeline.transform_parsed(parsed)  # type: ignore[arg-type]
+    emb = detector.embed_objects(events)
+    vectors = np.stack([v for _, v in emb])  # type: ignore[misc]
+    assert info.tails is not None
+    assert info.isolation is not None
+    return vectors, serve_scores(
+        loaded.index,
+        lambda: loaded.exact,
+        vectors,
+        info.index.k,
+        isolation_of(loaded.isolation, matrix.numeric, matrix.categorical),
+        (info.tails.knn, info.tails.isolation),
+        info.threshold,
+        loaded.mass,
+        cover_radius=info.isolation.cover(),
+        fine=fine,
+    )
+
+
+def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
+    bundle_dir: Path, live_traffic
+) -> None:
+    detector = Detector.load(bundle_dir)  # its own: the fine index's search is changed below
+    uid = 4001
+    loaded = detector._classes[uid]
+    view = loaded.fine
+    assert view is not None
+    events = [e for e in live_traffic.events if e["class_uid"] == uid][:600]
+    # (the k-NN view's search as wide as its index: its part of every score is exact)
+    loaded.index.set_ef(loaded.info.index.n_items)
+    vectors, without = _served(detector, uid, events, None)
+    _, served = _served(detector, uid, events, view)
+    # The score is the two views' score plus the fine view's evidence
+    added = view.evidence(view.nearest_exact(vectors))
+    assert np.allclose(served.scores, without.scores + added, atol=1e-4)
+    # and the Detector serves exactly that
+    outcomes = detector.score_objects(events)
+    got = np.array([o.score for o in outcomes if isinstance(o, Scored)])
+    assert np.allclose(got, served.scores, atol=1e-5)
+    # When the fine index's search is crippled (a beam of one vector)
+    view.index.set_ef(1)
+    approximate = view.evidence(view.nearest(vectors))
+    _, crippled = _served(detector, uid, events, view)
+    # Then no score falls below the exact one, and every alert's is the exact one
+    exact_scores = without.scores + added
+    assert (crippled.scores >= exact_scores - 1e-4).all()
+    assert (approximate >= added - 1e-6).all()
+    alerts = crippled.scores >= loaded.info.threshold
+    assert alerts.any()
+    assert np.allclose(crippled.scores[alerts], exact_scores[alerts], atol=1e-4)
+
+
+def _edit(bundle: Path, edit) -> None:
+    path = bundle / "manifest.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def test_the_fine_view_s_file_is_checked(tmp_path: Path, bundle_dir: Path) -> None:
+    bundle = Path(shutil.copytree(bundle_dir, tmp_path / "copy"))
+    uid = str(min(read_manifest(bundle).classes))
+
+    def fine(m: dict) -> dict:
+        return m["models"][uid]["fine"]
+
+    # An index of another size than the manifest says
+    _edit(bundle, lambda m: fine(m).update(n_items=fine(m)["n_items"] + 1))
+    with pytest.raises(BundleError, match=rf"fine-{uid}\.bin holds \d+ vectors"):
+        Detector.load(bundle)
+    _edit(bundle, lambda m: fine(m).update(n_items=fine(m)["n_items"] - 1))
+    # A fine view the files list does not name (so nothing verified it)
+    _edit(bundle, lambda m: m["files"].pop(fine(m)["file"]))
+    with pytest.raises(BundleError, match=rf"reads fine-{uid}\.bin, which the manifest"):
+        Detector.load(bundle)
+
+
+def test_a_bundle_without_the_view_scores_with_two_views(tmp_path: Path, bundle_dir: Path) -> None:
+    # Given the session bundle with one class's fine view taken out (as a format-12
+    # bundle, or a flood's record, has none)
+    bundle = Path(shutil.copytree(bundle_dir, tmp_path / "copy"))
+    uid = min(read_manifest(bundle).classes)
+
+    def drop(m: dict) -> None:
+        name = m["models"][str(uid)].pop("fine")["file"]
+        m["files"].pop(name)
+        m["golden_events"] = [g for g in m["golden_events"] if g["class_uid"] != uid]
+
+    _edit(bundle, drop)
+    detector = Detector.load(bundle)
+    # Then it loads, and the class scores with the two views alone
+    assert detector._classes[uid].fine is None
+    assert detector.selftest()["scores"]
