@@ -412,6 +412,7 @@ def _build(
         else:
             fine_file = f"fine-{class_uid}.bin"
             fine.view.index.save_index(str(out_dir / fine_file))
+            canonical_index_file(out_dir / fine_file)  # the same baseline, the same bytes
             log(
                 f"  fine view: {fine.view.index.get_current_count():,} baseline events (the "
                 f"{ix.k} most common behaviours hold {indexed.top_share:.0%} of the baseline)"

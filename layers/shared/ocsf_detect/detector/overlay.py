@@ -9,8 +9,10 @@ neighbourhood of normal events. An event at distance ``d`` from the nearest one 
 what an event whose k nearest baseline neighbours were all at ``d`` would score, with
 the same evidence for both views (the analyst vouched for the whole event, the features
 the isolation trees read included): with tails, the k-NN view's surprise at ``d``
-credited to each view beyond its floor (``2 x surprise_knn(d)`` when neither has one);
-without (bundle format 4 or older), ``d`` itself. The served score is the smaller of
+credited to each view beyond its floor (``2 x surprise_knn(d)`` when neither has one),
+plus, for a class with a fine view (format 13), that view's surprise at ``d`` (the judged
+event is then the nearest baseline event at ``d``); without tails (bundle format 4 or
+older), ``d`` itself. The served score is the smaller of
 that and the bundle's own score, so the overlay can only silence alerts, never raise
 one, and an event far from every judged one scores exactly as before.
 """
@@ -76,10 +78,17 @@ class FeedbackOverlay:
         return out
 
 
-def overlay_scores(distance: np.ndarray, tails: tuple[Tail, Tail] | None) -> np.ndarray:
+def overlay_scores(
+    distance: np.ndarray, tails: tuple[Tail, Tail] | None, fine: Tail | None = None
+) -> np.ndarray:
     """The score an event at ``distance`` from its nearest judged-benign vector gets
-    (float32; see the module docstring for the rule)."""
+    (float32; see the module docstring for the rule). ``fine``: the fine view's tail, for
+    a class that has one (format 13): the judged event is then the nearest baseline event
+    at ``distance`` too."""
     if tails is None:
         return np.asarray(distance, dtype=np.float32)
     surprise = tails[0].surprise(distance)  # the k-NN view's, counted for both views
-    return (tails[0].credit(surprise) + tails[1].credit(surprise)).astype(np.float32)
+    judged = tails[0].credit(surprise) + tails[1].credit(surprise)
+    if fine is not None:
+        judged = judged + fine.surprise(distance)
+    return judged.astype(np.float32)

@@ -285,7 +285,9 @@ def serve_scores(
         fine_evidence = fine.evidence(fine.nearest(emb))
         scores = (scores + fine_evidence).astype(np.float32)
         bound = (bound + fine_evidence).astype(np.float32)
-    judged = None if overlay_distance is None else overlay_scores(overlay_distance, tails)
+    judged = None
+    if overlay_distance is not None:
+        judged = overlay_scores(overlay_distance, tails, None if fine is None else fine.tail)
     bundle_reached = None
     if judged is not None:
         bundle_reached = scores >= threshold
