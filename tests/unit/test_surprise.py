@@ -167,6 +167,13 @@ def test_the_overlay_credits_the_knn_surprise_to_each_view_beyond_its_floor() ->
     # a floor lowers the judged score as it lowers every score that reaches the trees
     assert (overlay_scores(d, (knn, floored)) <= overlay_scores(d, (knn, plain)) + 1e-6).all()
     assert np.array_equal(overlay_scores(d, None), d.astype(np.float32))
+    # with a fine view (format 13) the judged event is the nearest baseline event too:
+    # that view's surprise at the same distance is added
+    fine = Tail.fit(np.arange(100.0) / 10)
+    assert np.allclose(
+        overlay_scores(d, (knn, plain), fine), 2 * s + fine.surprise(d), rtol=1e-5, atol=1e-5
+    )
+    assert overlay_scores(d, (knn, plain), fine)[0] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_average_path_known_values() -> None:
