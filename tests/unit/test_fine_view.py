@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ocsf_detect.detector.bundle import BundleError, read_manifest
-from ocsf_detect.detector.fine import FineView, fine_members, is_spread, self_search_ef
+from ocsf_detect.detector.fine import FineView, fine_members, is_spread
 from ocsf_detect.detector.index import distinct_net
 from ocsf_detect.detector.scorer import Detector, Scored, isolation_of, serve_scores
 from tests.conftest import small_config
@@ -57,32 +57,6 @@ def test_the_fine_index_holds_every_event_up_to_its_bound() -> None:
     assert len(set(hold.tolist())) == 200
 
 
-def test_the_search_is_widened_until_every_event_finds_itself() -> None:
-    from ocsf_detect.detector.index import IndexParams, build_index
-
-    rng = np.random.default_rng(7)
-    # Given a baseline of many near-identical rows (tight clusters, exact copies among
-    # them) in a graph built cheaply, searched at a width of one
-    centres = rng.normal(size=(40, 16))
-    vectors = centres[rng.integers(0, 40, 3000)] + rng.normal(0, 1e-3, (3000, 16))
-    vectors[::7] = vectors[1::7][: len(vectors[::7])]
-    vectors = vectors.astype(np.float32)
-    index = build_index(vectors, IndexParams(M=16, ef_construction=40, ef_search=1, k=1))
-    ef, share = self_search_ef(index, vectors, 1)
-    # Then the width it settles on is the first at which every row finds a row at
-    # distance zero (itself or a copy), and the narrower one before it did not
-    assert share == 1.0
-    index.set_ef(ef)
-    assert (index.knn_query(vectors, k=1)[1][:, 0] <= 1e-12).all()
-    if ef > 1:
-        index.set_ef(ef // 2)
-        assert (index.knn_query(vectors, k=1)[1][:, 0] > 1e-12).any()
-    # and it stops at the limit, saying what share was found there
-    capped, found = self_search_ef(index, vectors, 1, limit=1)
-    assert capped == 1
-    assert 0.0 < found <= 1.0
-
-
 def test_the_build_leaves_the_view_out_for_a_flood_or_one_view() -> None:
     from ocsf_detect_tools.build import _fine_view
 
@@ -95,7 +69,6 @@ def test_the_build_leaves_the_view_out_for_a_flood_or_one_view() -> None:
     built = _fine_view(config, 0.1, train, hold, two_views=True)
     assert built is not None
     assert built.view.index.get_current_count() == 360
-    assert built.found == 1.0  # at its search width every event finds itself
     exact = np.array([np.linalg.norm(train - h, axis=1).min() for h in hold])
     assert np.allclose(built.hold_evidence, built.view.tail.surprise(exact), atol=1e-5)
     # A held-out event is in the index afterwards: its own distance is zero
@@ -120,7 +93,6 @@ def test_the_session_bundle_carries_a_fine_view_per_spread_class(
         assert model.fine.top_share < model.fine.flood_share
         assert model.fine.file in manifest.files
         assert model.fine.n_items == model.fine.sampled_from == per_class[uid]
-        assert model.fine.ef_search >= 32  # [fine] ef_search, widened where events missed
     assert detector.selftest()["scores"]
 
 

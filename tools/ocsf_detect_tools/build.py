@@ -28,13 +28,7 @@ from ocsf_detect import __version__
 from ocsf_detect.detector.archive import listed_files
 from ocsf_detect.detector.bundle import sha256_file
 from ocsf_detect.detector.calibrate import calibrate, threshold_for
-from ocsf_detect.detector.fine import (
-    FineInfo,
-    FineView,
-    fine_members,
-    is_spread,
-    self_search_ef,
-)
+from ocsf_detect.detector.fine import FineInfo, FineView, fine_members, is_spread
 from ocsf_detect.detector.index import (
     SPACE,
     ExactBase,
@@ -421,8 +415,7 @@ def _build(
             canonical_index_file(out_dir / fine_file)  # the same baseline, the same bytes
             log(
                 f"  fine view: {fine.view.index.get_current_count():,} baseline events (the "
-                f"{ix.k} most common behaviours hold {indexed.top_share:.0%} of the baseline), "
-                f"ef={fine.ef}: {fine.found:.2%} of them find themselves"
+                f"{ix.k} most common behaviours hold {indexed.top_share:.0%} of the baseline)"
             )
             hold_combined = (
                 combined(distance, isolation, tails, covered) + fine.hold_evidence
@@ -518,7 +511,7 @@ def _build(
                     file=fine_file,
                     n_items=fine.view.index.get_current_count(),
                     sampled_from=len(train_emb) + len(hold_emb),
-                    ef_search=fine.ef,
+                    ef_search=config.fine.ef_search,
                     tail=fine.view.tail,
                     top_share=round(indexed.top_share, 6),
                     flood_share=config.fine.flood_share,
@@ -774,8 +767,6 @@ class BuiltFine:
 
     view: FineView
     hold_evidence: np.ndarray
-    ef: int  # the search width at which every baseline event finds itself (self_search_ef)
-    found: float  # the share that did at it (1 unless the widest search still missed)
 
 
 def _fine_view(
@@ -803,9 +794,8 @@ def _fine_view(
     index = build_index(
         vectors, dataclasses.replace(FINE_PARAMS, ef_search=fc.ef_search), threads=1
     )
-    ef, found = self_search_ef(index, vectors, fc.ef_search)
     exact = ExactBase.of(vectors)
-    return BuiltFine(FineView(index, lambda: exact, tail), tail.surprise(hold_distance), ef, found)
+    return BuiltFine(FineView(index, lambda: exact, tail), tail.surprise(hold_distance))
 
 
 def _grow_isolation(

@@ -181,13 +181,7 @@ class FineConfig(_Section):
         description="baseline events the fine index holds at most (a uniform sample "
         "beyond): bounds the bundle's size and its load time",
     )
-    ef_search: int = Field(
-        32,
-        ge=1,
-        le=512,
-        description="the first HNSW search width tried for the fine index (k = 1); the "
-        "build doubles it, up to 512, until every baseline event finds itself",
-    )
+    ef_search: int = Field(32, ge=1, description="HNSW search width of the fine index (k = 1)")
 
 
 class TrainSection(_Section):

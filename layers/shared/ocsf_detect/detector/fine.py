@@ -22,9 +22,7 @@ view's evidence is what sets it apart (``detector.surprise``).
 
 The search is approximate (HNSW, k = 1): a stalled search only finds a farther event, so
 the served score is never below the exact one, and scores that reach the threshold are
-re-checked exactly (``serve_scores``). Below the threshold a miss still moves the
-ranking, so the build widens the search until every baseline event finds itself
-(``self_search_ef``). Pure numpy and hnswlib; the build fits it
+re-checked exactly (``serve_scores``). Pure numpy and hnswlib; the build fits it
 (``ocsf_detect_tools.build``), docs/model.md (section 8) has the measurements.
 """
 
@@ -85,29 +83,6 @@ class FineView:
     def evidence(self, distance: np.ndarray) -> np.ndarray:
         """The view's evidence: the surprise of each distance (float64, never negative)."""
         return self.tail.surprise(distance)
-
-
-SELF_SEARCH_LIMIT = 512  # the widest search the build tries for the fine index
-
-
-def self_search_ef(
-    index: Any, vectors: np.ndarray, start: int, limit: int = SELF_SEARCH_LIMIT
-) -> tuple[int, float]:
-    """(ef, share): the narrowest search width, from ``start`` doubling up to ``limit``,
-    at which every indexed vector finds a vector at distance zero (itself or a copy), and
-    the share that did at it. A search that misses an event's own copy gives an event the
-    baseline recorded the evidence of a new one: in a baseline of many near-identical
-    rows (NSL-KDD), a narrow search missed 4 of 2,000 and moved the ranking of the
-    attacks recorded in the baseline. The width is the build's, stored in the manifest."""
-    from ocsf_detect.detector.index import knn
-
-    ef, share = max(1, start), 0.0
-    while True:
-        index.set_ef(ef)
-        share = float((knn(index, vectors, 1)[1][:, 0] <= 1e-6).mean()) if len(vectors) else 1.0
-        if share >= 1.0 or ef >= limit:
-            return ef, share
-        ef = min(2 * ef, limit)
 
 
 def is_spread(top_share: float, flood_share: float) -> bool:
