@@ -118,6 +118,36 @@ def test_an_event_of_the_baseline_adds_nothing_and_a_new_one_adds(
     assert float(np.median(view.evidence(view.nearest_exact(new)))) > 0.5
 
 
+def test_an_event_the_baseline_recorded_is_at_zero_whatever_the_search(
+    bundle_dir: Path, baseline_traffic
+) -> None:
+    from ocsf_detect.detector.bundle import embedding_of
+
+    detector = Detector.load(bundle_dir)  # its own: the fine index's search is changed below
+    uid = 4001
+    loaded = detector._classes[uid]
+    view = loaded.fine
+    assert view is not None
+    # Given the class's baseline events, embedded in one batch as the scorer embeds them
+    recorded = [e for e in baseline_traffic.events if e["class_uid"] == uid]
+    parsed = [detector.parser.parse_object(e) for e in recorded]
+    matrix = detector.pipeline(uid).transform_parsed(parsed)  # type: ignore[arg-type]
+    emb = embedding_of(loaded.session, loaded.info, matrix.numeric, matrix.categorical)
+    # When the fine index is searched with a beam of one vector (misses its own copies)
+    view.index.set_ef(1)
+    blind = FineView(view.index, view.exact, view.tail).nearest(emb)
+    looked_up = view.nearest(emb)
+    # Then every recorded event is at distance zero, found by its bytes where the search
+    # missed it, and nothing else moves
+    assert (looked_up == 0.0).all()
+    assert (looked_up <= blind).all()
+    # and an event that is not a copy keeps what the search found
+    other = emb[:5] + np.float32(0.01)
+    assert np.array_equal(
+        view.nearest(other), FineView(view.index, view.exact, view.tail).nearest(other)
+    )
+
+
 def _served(detector: Detector, uid: int, events: list, fine: FineView | None):
     loaded = detector._classes[uid]
     info = loaded.info

@@ -28,7 +28,7 @@ from ocsf_detect import __version__
 from ocsf_detect.detector.archive import listed_files
 from ocsf_detect.detector.bundle import sha256_file
 from ocsf_detect.detector.calibrate import calibrate, threshold_for
-from ocsf_detect.detector.fine import FineInfo, FineView, fine_members, is_spread
+from ocsf_detect.detector.fine import FineInfo, FineView, copies_of, fine_members, is_spread
 from ocsf_detect.detector.index import (
     SPACE,
     ExactBase,
@@ -794,8 +794,9 @@ def _fine_view(
     index = build_index(
         vectors, dataclasses.replace(FINE_PARAMS, ef_search=fc.ef_search), threads=1
     )
-    exact = ExactBase.of(vectors)
-    return BuiltFine(FineView(index, lambda: exact, tail), tail.surprise(hold_distance))
+    exact, copies = ExactBase.of(vectors), copies_of(vectors)
+    view = FineView(index, lambda: exact, tail, lambda: copies)
+    return BuiltFine(view, tail.surprise(hold_distance))
 
 
 def _grow_isolation(

@@ -19,7 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from ocsf_detect.detector.archive import stays_inside
-from ocsf_detect.detector.fine import FineView
+from ocsf_detect.detector.fine import FineView, copies_of
 from ocsf_detect.detector.manifest import FORMAT_VERSION, MANIFEST_NAME, ClassModel, Manifest
 from ocsf_detect.detector.surprise import IsolationTrees
 
@@ -50,6 +50,7 @@ class LoadedClass:
     _exact: ExactBase | None = field(default=None, repr=False)
     _space_exact: ExactBase | None = field(default=None, repr=False)
     _fine_exact: ExactBase | None = field(default=None, repr=False)
+    _fine_copies: frozenset[bytes] | None = field(default=None, repr=False)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -98,22 +99,36 @@ class LoadedClass:
         """The fine view as the scorer serves it; None for a class without one."""
         if self.fine_index is None or self.info.fine is None:
             return None
-        return FineView(self.fine_index, lambda: self.fine_exact, self.info.fine.tail)
+        return FineView(
+            self.fine_index, lambda: self.fine_exact, self.info.fine.tail, lambda: self.fine_copies
+        )
+
+    @property
+    def fine_copies(self) -> frozenset[bytes]:
+        """The fine index's vectors as bytes, built once (on the first batch)."""
+        if self._fine_copies is None:
+            self._fine_copies = copies_of(self._fine_vectors())
+        return self._fine_copies
+
+    def _fine_vectors(self) -> np.ndarray:
+        if self.fine_index is None or self.fine_path is None or self.info.fine is None:
+            raise ValueError(f"class {self.info.class_uid} has no fine view")
+        from ocsf_detect.detector.index import index_file_vectors
+
+        found = index_file_vectors(self.fine_path, self.info.fine.n_items, self.info.model.dim)
+        if found is None:
+            n = self.fine_index.get_current_count()
+            found = np.asarray(self.fine_index.get_items(list(range(n))), np.float32)
+        return found
 
     @property
     def fine_exact(self) -> ExactBase:
         """The fine index's vectors as exact search reads them, built once (on the first
         re-check), memory-mapped from the index file."""
-        if self.fine_index is None or self.fine_path is None or self.info.fine is None:
-            raise ValueError(f"class {self.info.class_uid} has no fine view")
         if self._fine_exact is None:
-            from ocsf_detect.detector.index import ExactBase, index_file_vectors
+            from ocsf_detect.detector.index import ExactBase
 
-            found = index_file_vectors(self.fine_path, self.info.fine.n_items, self.info.model.dim)
-            if found is None:
-                n = self.fine_index.get_current_count()
-                found = np.asarray(self.fine_index.get_items(list(range(n))), np.float32)
-            self._fine_exact = ExactBase.of(found)
+            self._fine_exact = ExactBase.of(self._fine_vectors())
         return self._fine_exact
 
 
