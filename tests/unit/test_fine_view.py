@@ -118,16 +118,23 @@ def test_an_event_of_the_baseline_adds_nothing_and_a_new_one_adds(
     assert float(np.median(view.evidence(view.nearest_exact(new)))) > 0.5
 
 
+def _own_view(bundle_dir: Path, uid: int):
+    """A detector of the test's own (the fine index's search is changed), the class and
+    its fine view."""
+    detector = Detector.load(bundle_dir)
+    loaded = detector._classes[uid]
+    view = loaded.fine
+    assert view is not None
+    return detector, loaded, view
+
+
 def test_an_event_the_baseline_recorded_is_at_zero_whatever_the_search(
     bundle_dir: Path, baseline_traffic
 ) -> None:
     from ocsf_detect.detector.bundle import embedding_of
 
-    detector = Detector.load(bundle_dir)  # its own: the fine index's search is changed below
+    detector, loaded, view = _own_view(bundle_dir, 4001)
     uid = 4001
-    loaded = detector._classes[uid]
-    view = loaded.fine
-    assert view is not None
     # Given the class's baseline events, embedded in one batch as the scorer embeds them
     recorded = [e for e in baseline_traffic.events if e["class_uid"] == uid]
     parsed = [detector.parser.parse_object(e) for e in recorded]
@@ -175,11 +182,8 @@ def _served(detector: Detector, uid: int, events: list, fine: FineView | None):
 def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
     bundle_dir: Path, live_traffic
 ) -> None:
-    detector = Detector.load(bundle_dir)  # its own: the fine index's search is changed below
+    detector, loaded, view = _own_view(bundle_dir, 4001)
     uid = 4001
-    loaded = detector._classes[uid]
-    view = loaded.fine
-    assert view is not None
     events = [e for e in live_traffic.events if e["class_uid"] == uid][:600]
     # (the k-NN view's search as wide as its index: its part of every score is exact)
     loaded.index.set_ef(loaded.info.index.n_items)
