@@ -784,19 +784,36 @@ def _fine_view(
     fc = config.fine
     if not (fc.enabled and two_views and is_spread(share, fc.flood_share)):
         return None
-    train_rows, hold_rows = fine_members(
-        len(train_emb), len(hold_emb), fc.max_events, config.train.seed
-    )
-    members = np.ascontiguousarray(train_emb[train_rows])
-    hold_distance = exact_knn(members, hold_emb, 1)[1][:, 0]
-    tail = Tail.fit(hold_distance, measured=config.isolation.measured_range)
-    vectors = np.ascontiguousarray(np.vstack([members, hold_emb[hold_rows]]), dtype=np.float32)
+    fit = fit_fine(train_emb, hold_emb, config)
     index = build_index(
-        vectors, dataclasses.replace(FINE_PARAMS, ef_search=fc.ef_search), threads=1
+        fit.vectors, dataclasses.replace(FINE_PARAMS, ef_search=fc.ef_search), threads=1
     )
-    exact, copies = ExactBase.of(vectors), copies_of(vectors)
-    view = FineView(index, lambda: exact, tail, lambda: copies)
-    return BuiltFine(view, tail.surprise(hold_distance))
+    exact, copies = ExactBase.of(fit.vectors), copies_of(fit.vectors)
+    view = FineView(index, lambda: exact, fit.tail, lambda: copies)
+    return BuiltFine(view, fit.tail.surprise(fit.hold_distance))
+
+
+@dataclasses.dataclass(frozen=True)
+class FineFit:
+    """What the fine view holds and how it counts, in whatever space it was fitted in."""
+
+    vectors: np.ndarray  # float32: the training members, then the held-out ones
+    tail: Tail
+    hold_distance: np.ndarray  # each held-out event's exact distance to the training members
+
+
+def fit_fine(train: np.ndarray, hold: np.ndarray, config: DetectorConfig) -> FineFit:
+    """The fine view's members (``fine.fine_members``) and its tail, fitted on the held-out
+    events' exact nearest distances to the training members; the held-out members join
+    after. The build fits it on embeddings, the model-free variant on the weighted
+    features (``evaluation.weighted_knn_scores``)."""
+    fc = config.fine
+    train_rows, hold_rows = fine_members(len(train), len(hold), fc.max_events, config.train.seed)
+    members = np.ascontiguousarray(train[train_rows], dtype=np.float32)
+    hold_distance = exact_knn(members, hold, 1)[1][:, 0]
+    tail = Tail.fit(hold_distance, measured=config.isolation.measured_range)
+    vectors = np.ascontiguousarray(np.vstack([members, hold[hold_rows]]), dtype=np.float32)
+    return FineFit(vectors, tail, hold_distance)
 
 
 def _grow_isolation(

@@ -438,14 +438,15 @@ def weighted_knn_scores(
     ``exclude_self``: an indexed event scored again (a contaminated baseline) is not its
     own neighbour (matched by ``metadata.uid``); the served path has no such rule, so
     False mirrors it."""
-    from ocsf_detect.detector.fine import fine_members, is_spread
-    from ocsf_detect.detector.surprise import Tail, combined
+    from ocsf_detect.detector.fine import is_spread
+    from ocsf_detect.detector.surprise import combined
     from ocsf_detect.features.pipeline import FeaturePipeline, fit_spec
     from ocsf_detect.ocsf.parser import EventParser
     from ocsf_detect_tools.build import (
         _grow_isolation,
         _indexed_rows,
         _reparse,
+        fit_fine,
         fit_tails,
         parser_for,
     )
@@ -508,9 +509,8 @@ def weighted_knn_scores(
             continue
         trees = _grow_isolation(matrix.take(keep), pipeline, config)
         hold_m = pipeline.transform_parsed(_reparse(parser_for(pipeline), hold))
-        hold_distance, _ = _knn_rule(
-            space[keep], _weighted(hold_m, pipeline, config, weights), config.index.k, None, mass
-        )
+        hold_w = _weighted(hold_m, pipeline, config, weights)
+        hold_distance, _ = _knn_rule(space[keep], hold_w, config.index.k, None, mass)
         tails = fit_tails(hold_distance, trees.scores(hold_m.numeric, hold_m.categorical), config)
         query_m = pipeline.transform_parsed(queries_p)
         isolation = trees.scores(query_m.numeric, query_m.categorical)
@@ -519,19 +519,10 @@ def weighted_knn_scores(
             nearest <= config.index.distinct_radius if config.isolation.scope == "covered" else None
         )
         scores[rows] = combined(distance, isolation, tails, covered)
-        fc = config.fine
-        if fc.enabled and is_spread(indexed.top_share, fc.flood_share):
-            # the fine view as the build fits it (``build._fine_view``), on these rows
-            hold_w = _weighted(hold_m, pipeline, config, weights)
-            train_rows, hold_rows = fine_members(
-                len(space), len(hold_w), fc.max_events, config.train.seed
-            )
-            members = space[train_rows]
-            tail = Tail.fit(
-                exact_knn(members, hold_w, 1)[1][:, 0], measured=config.isolation.measured_range
-            )
-            every = np.vstack([members, hold_w[hold_rows]])
-            scores[rows] += tail.surprise(exact_knn(every, queries, 1)[1][:, 0])
+        if config.fine.enabled and is_spread(indexed.top_share, config.fine.flood_share):
+            # the fine view as the build fits it (``build.fit_fine``), on these rows
+            fine = fit_fine(space, hold_w, config)
+            scores[rows] += fine.tail.surprise(exact_knn(fine.vectors, queries, 1)[1][:, 0])
     return scores
 
 

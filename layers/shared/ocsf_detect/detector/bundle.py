@@ -58,20 +58,12 @@ class LoadedClass:
         from the index file (format 5) or the .npy beside it (formats 3, 4); else read
         back from the index, slower."""
         if self._vectors is None:
-            from ocsf_detect.detector.index import index_file_vectors
-
-            found = None
             if self.vectors_path is not None:
-                found = np.load(self.vectors_path, mmap_mode="r", allow_pickle=False)
-            elif self.index_path is not None:
-                found = index_file_vectors(
-                    self.index_path, self.info.index.n_items, self.info.model.dim
-                )
-            if found is not None:
-                self._vectors = found
+                self._vectors = np.load(self.vectors_path, mmap_mode="r", allow_pickle=False)
             else:
-                n = self.index.get_current_count()
-                self._vectors = np.asarray(self.index.get_items(list(range(n))), np.float32)
+                self._vectors = _stored_vectors(
+                    self.index, self.index_path, self.info.index.n_items, self.info.model.dim
+                )
         return self._vectors
 
     @property
@@ -111,15 +103,11 @@ class LoadedClass:
         return self._fine_copies
 
     def _fine_vectors(self) -> np.ndarray:
-        if self.fine_index is None or self.fine_path is None or self.info.fine is None:
+        if self.fine_index is None or self.info.fine is None:
             raise ValueError(f"class {self.info.class_uid} has no fine view")
-        from ocsf_detect.detector.index import index_file_vectors
-
-        found = index_file_vectors(self.fine_path, self.info.fine.n_items, self.info.model.dim)
-        if found is None:
-            n = self.fine_index.get_current_count()
-            found = np.asarray(self.fine_index.get_items(list(range(n))), np.float32)
-        return found
+        return _stored_vectors(
+            self.fine_index, self.fine_path, self.info.fine.n_items, self.info.model.dim
+        )
 
     @property
     def fine_exact(self) -> ExactBase:
@@ -130,6 +118,18 @@ class LoadedClass:
 
             self._fine_exact = ExactBase.of(self._fine_vectors())
         return self._fine_exact
+
+
+def _stored_vectors(index: Any, path: Path | None, count: int, dim: int) -> np.ndarray:
+    """An index's vectors: memory-mapped from its file (format 5 on), else read back from
+    the index, slower."""
+    from ocsf_detect.detector.index import index_file_vectors
+
+    found = None if path is None else index_file_vectors(path, count, dim)
+    if found is not None:
+        return found
+    n = index.get_current_count()
+    return np.asarray(index.get_items(list(range(n))), np.float32)
 
 
 def sha256_file(path: Path) -> str:
