@@ -209,6 +209,39 @@ def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
     assert np.allclose(crippled.scores[alerts], exact_scores[alerts], atol=1e-4)
 
 
+def test_the_nearest_behaviour_bounds_a_stalled_search(bundle_dir: Path, live_traffic) -> None:
+    from ocsf_detect.detector.index import knn
+
+    detector, loaded, view = _own_view(bundle_dir, 4001)
+    uid = 4001
+    events = [e for e in live_traffic.events if e["class_uid"] == uid][:600]
+    # Every behaviour the k-NN view indexes is a baseline event's embedding: the fine view
+    # holds it at distance zero
+    assert np.allclose(view.nearest_exact(loaded.exact.vectors), 0.0, atol=1e-4)
+    # (the k-NN view's search as wide as its index: its nearest behaviour is exact)
+    loaded.index.set_ef(loaded.info.index.n_items)
+    vectors, without = _served(detector, uid, events, None)
+    nearest_behaviour = knn(loaded.index, vectors, 1)[1][:, 0]
+    # When the fine index's search is crippled (a beam of one vector)
+    view.index.set_ef(1)
+    blind = view.nearest(vectors)
+    bounded = view.nearest(vectors, nearest_behaviour)
+    exact = view.nearest_exact(vectors)
+    # Then the nearest behaviour catches some of the search's misses, and what is kept is
+    # still a distance to a baseline event: never below the exact nearest one
+    assert np.array_equal(bounded, np.minimum(blind, nearest_behaviour))
+    assert (bounded < blind - 1e-4).any()
+    assert (bounded >= exact - 1e-4).all()
+    # and the served score counts exactly that, or the exact distance where the score
+    # could reach the threshold and was re-checked
+    _, served = _served(detector, uid, events, view)
+    expected = without.scores + view.evidence(bounded)
+    rechecked = without.scores + view.evidence(exact)
+    as_bounded = np.isclose(served.scores, expected, atol=1e-4)
+    assert (as_bounded | np.isclose(served.scores, rechecked, atol=1e-4)).all()
+    assert (~as_bounded).sum() <= served.rechecked
+
+
 def _edit(bundle: Path, edit) -> None:
     path = bundle / "manifest.json"
     data = json.loads(path.read_text())

@@ -145,7 +145,8 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
                 isolation = isolation_of(loaded.isolation, m.numeric, m.categorical)
                 score = combined(d.mean(axis=1), isolation, tails, covered_by(d, cover))
                 if fine is not None:  # bundle format 13
-                    score = score + fine.evidence(fine.nearest(emb))
+                    known = d[:, 0] if space is None else None
+                    score = score + fine.evidence(fine.nearest(emb, known))
                 _ = float(score[0]) >= info.threshold
 
     single = _rate(per_record, per_record_n, repeat=2)

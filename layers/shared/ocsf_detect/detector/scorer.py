@@ -282,7 +282,9 @@ def serve_scores(
         bound = scores if cover_radius is None else summed(parts)
     fine_evidence = None
     if fine is not None and parts is not None:
-        fine_evidence = fine.evidence(fine.nearest(emb))
+        # the nearest behaviour is a baseline event too (in the embedding; format 12's
+        # distances are the feature space's)
+        fine_evidence = fine.evidence(fine.nearest(emb, dists[:, 0] if space is None else None))
         scores = (scores + fine_evidence).astype(np.float32)
         bound = (bound + fine_evidence).astype(np.float32)
     judged = None
