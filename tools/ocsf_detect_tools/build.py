@@ -217,6 +217,7 @@ def _build(
         augment=t.augment,
         augment_uniform=t.augment_uniform,
         novel_weight=t.novel_weight,
+        neighbour_share=t.neighbour_share,
         max_seconds=t.max_minutes * 60,
     )
     # Every class's inputs first, drawing from ``rng`` in the order a class-by-class build

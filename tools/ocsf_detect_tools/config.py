@@ -235,6 +235,14 @@ class TrainSection(_Section):
     anchor_scale: float = Field(
         3.0, gt=0, description="output anchor as a multiple of the 99th percentile of |z|"
     )
+    neighbour_share: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description="share of each isometry batch drawn as nearest neighbours (in the "
+        "preserved distance) of the batch's other events, so that the distances the k-NN "
+        "and fine views read are trained at their own scale; 0: random batches",
+    )
     max_train_events: int = Field(60_000, ge=100)
     max_minutes: float = Field(
         10.0,

@@ -71,6 +71,9 @@ class TrainConfig:
     scaled_columns: int | None = None  # numeric columns that are values (after them: 0/1
     # missing indicators, which uniform draws must not touch); None: all are values
     max_seconds: float | None = None  # wall-clock bound: training stops after this
+    # share of each isometry batch drawn as nearest neighbours of the batch's other events
+    # (``_neighbours``); 0: random batches
+    neighbour_share: float = 0.0
 
 
 @dataclass
@@ -139,6 +142,8 @@ def train_embedding(
         optimiser, max_lr=config.learning_rate, total_steps=total
     )
     report = TrainReport(config.method, epochs, total, 0.0, planned_steps=total)
+    paired = round(config.neighbour_share * batch) if config.method == "isometry" else 0
+    near = _neighbours(model, x_num, x_cat, config, rng) if paired else None
     start = time.perf_counter()
     observer = _observer.get()
     out_of_time = False
@@ -149,6 +154,11 @@ def train_embedding(
         running = 0.0
         for s in range(steps_per_epoch):
             idx = order[s * batch : (s + 1) * batch]
+            if near is not None:
+                # the last ``paired`` events make way for neighbours of the first ones
+                own = idx[:paired].numpy()
+                pick = rng.integers(0, near.shape[1], paired)
+                idx = torch.cat([idx[: batch - paired], torch.from_numpy(near[own, pick])])
             num, cat = x_num[idx], x_cat[idx]
             if config.method == "reconstruction":
                 loss = _reconstruction_loss(model, head, num, cat, config.mask_rate)
@@ -182,6 +192,41 @@ def train_embedding(
     model.eval()
     set_anchor(model, x_num, x_cat, config.anchor_scale)
     return model, report
+
+
+NEIGHBOURS = 8  # nearest neighbours an event's batch partner is drawn from
+NEIGHBOUR_POOL = 20_000  # events searched for neighbours at most (a sample beyond)
+
+
+def _neighbours(
+    model: TabularResNet,
+    x_num: torch.Tensor,
+    x_cat: torch.Tensor,
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Each training event's ``NEIGHBOURS`` nearest other events in the preserved distance
+    (``_dense``), searched exactly among at most ``NEIGHBOUR_POOL`` of them: row indices
+    (n, NEIGHBOURS). A random batch of 256 out of thousands holds almost no pair at the
+    scale of an event's nearest neighbours, which is the scale the k-NN view and the fine
+    view read; pairing each event with one of them trains the map there too."""
+    n = x_num.shape[0]
+    pool = np.arange(n) if n <= NEIGHBOUR_POOL else np.sort(rng.choice(n, NEIGHBOUR_POOL, False))
+    k = min(NEIGHBOURS, len(pool) - 1)
+    with torch.no_grad():
+        base = _dense(model, x_num[pool], x_cat[pool], config)
+        sq = (base * base).sum(dim=1)
+        out = np.empty((n, k), dtype=np.int64)
+        for start in range(0, n, 1024):
+            rows = torch.arange(start, min(n, start + 1024))
+            q = _dense(model, x_num[rows], x_cat[rows], config)
+            d = (q * q).sum(dim=1, keepdim=True) - 2 * q @ base.T + sq
+            # an event is not its own neighbour
+            at = np.minimum(np.searchsorted(pool, rows.numpy()), len(pool) - 1)
+            pooled = np.flatnonzero(pool[at] == rows.numpy())
+            d[torch.from_numpy(pooled), torch.from_numpy(at[pooled])] = float("inf")
+            out[start : start + len(rows)] = pool[d.topk(k, largest=False).indices.numpy()]
+    return out
 
 
 def set_anchor(
