@@ -236,7 +236,7 @@ class TrainSection(_Section):
         3.0, gt=0, description="output anchor as a multiple of the 99th percentile of |z|"
     )
     neighbour_share: float = Field(
-        0.0,
+        0.25,
         ge=0,
         le=0.5,
         description="share of each isometry batch drawn as nearest neighbours (in the "
