@@ -203,7 +203,7 @@ def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
     # Then no score falls below the exact one, and every alert's is the exact one
     exact_scores = without.scores + added
     assert (crippled.scores >= exact_scores - 1e-4).all()
-    assert (approximate >= added - 1e-6).all()
+    assert (approximate >= added - 1e-4).all()  # (float32 distances, a steep tail)
     alerts = crippled.scores >= loaded.info.threshold
     assert alerts.any()
     assert np.allclose(crippled.scores[alerts], exact_scores[alerts], atol=1e-4)
