@@ -142,7 +142,7 @@ def train_embedding(
         optimiser, max_lr=config.learning_rate, total_steps=total
     )
     report = TrainReport(config.method, epochs, total, 0.0, planned_steps=total)
-    paired = round(config.neighbour_share * batch) if config.method == "isometry" else 0
+    paired = round(config.neighbour_share * batch) if config.method == "isometry" and n > 1 else 0
     near = _neighbours(model, x_num, x_cat, config, rng) if paired else None
     start = time.perf_counter()
     observer = _observer.get()
