@@ -44,14 +44,16 @@ def test_beyond_the_pool_partners_come_from_a_sample(monkeypatch: pytest.MonkeyP
     assert not (near == np.arange(600)[:, None]).any()
 
 
-def test_training_with_partners_runs_and_without_them_searches_none(
+def test_training_with_partners_runs_and_random_batches_search_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     num, cat, _ = _inputs(512)
-    config = TrainConfig(dim=4, width=8, blocks=1, batch_size=64, max_steps=16, epochs=10)
+    config = TrainConfig(
+        dim=4, width=8, blocks=1, batch_size=64, max_steps=16, epochs=10, neighbour_share=0.0
+    )
     cards = [4, 4]
-    # The default (no partners) never searches for them, so it draws nothing more from
-    # the seed's generator than random batches did
+    # Random batches (no partners) never search for them, so they draw nothing more from
+    # the seed's generator than before the option existed
     with monkeypatch.context() as m:
         m.setattr(fit, "_neighbours", lambda *a: pytest.fail("searched for partners"))
         plain, _ = train_embedding(num.numpy(), cat.numpy(), cards, config)

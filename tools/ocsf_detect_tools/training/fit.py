@@ -73,7 +73,7 @@ class TrainConfig:
     max_seconds: float | None = None  # wall-clock bound: training stops after this
     # share of each isometry batch drawn as nearest neighbours of the batch's other events
     # (``_neighbours``); 0: random batches
-    neighbour_share: float = 0.0
+    neighbour_share: float = 0.25
 
 
 @dataclass
