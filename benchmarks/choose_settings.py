@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cases import load_cases, uid_of_line
-from evaluate_shared import MIN_CLASS_EVENTS, Harness, build_code_digest, ranking
+from evaluate_shared import MIN_CLASS_EVENTS, Harness, build_code_digest, margin, ranking
 from loco import RULE_TEXT, RULES, Margins, leave_one_case_out, times_chosen
 from references import NAMES as REFERENCE_NAMES
 
@@ -103,7 +103,7 @@ def main() -> None:
                     "protocol": case.protocol,
                     "variant": label,
                     **{f"{m}_min": min(r[m] for r in runs) for m in METRICS},
-                    **{f"{m}_margin": min(r[m] for r in runs) - best[m] for m in METRICS},
+                    **{f"{m}_margin": margin(min(r[m] for r in runs), best[m]) for m in METRICS},
                 }
             )
         print(f"{case.key}: done", file=sys.stderr, flush=True)

@@ -273,6 +273,16 @@ class Harness:
 METRICS = ("roc_auc", "average_precision")
 SHORT = {"roc_auc": "ROC-AUC", "average_precision": "AP"}
 REF_SHORT = {"isolation_forest": "IF", "knn_5": "kNN5", "knn_20": "kNN20"}
+# Two scores whose metric differs by less than this are tied: scikit-learn's AP of a
+# perfect ranking sums to 1.0000000000000002 for some labelings and 1.0 for others, and
+# a margin of -2e-16 is not a loss.
+TIE = 1e-9
+
+
+def margin(ours: float, reference: float) -> float:
+    """``ours - reference``, 0.0 where the two are tied (``TIE``)."""
+    d = float(ours - reference)
+    return 0.0 if abs(d) < TIE else d
 
 
 def summary(row: Row) -> dict[str, Any]:
@@ -306,9 +316,9 @@ def summary(row: Row) -> dict[str, Any]:
             "best_reference": best,
             "best_reference_value": row.references[best][m],
             # ours at its worst seed minus the best plain reference
-            "margin": float(ours.min() - row.references[best][m]),
+            "margin": margin(ours.min(), row.references[best][m]),
             # paired by seed: ours minus the weighted k-NN of the same seed, worst seed
-            "margin_weighted_knn": float((ours - wknn).min()),
+            "margin_weighted_knn": margin(float((ours - wknn).min()), 0.0),
         }
     for m in ("recall", "precision"):
         v = np.array([r.ours[m] for r in row.runs.values()])
@@ -321,7 +331,7 @@ def summary(row: Row) -> dict[str, Any]:
         "ours_min": float(v.min()),
         "references": {n: row.references[n]["recall_at_rate"] for n in REFERENCE_NAMES},
         "best_reference": best,
-        "margin": float(v.min() - row.references[best]["recall_at_rate"]),
+        "margin": margin(v.min(), row.references[best]["recall_at_rate"]),
     }
     out["alerts"] = {s: int(r.ours["alerts"]) for s, r in row.runs.items()}
     return out
