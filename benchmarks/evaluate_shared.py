@@ -25,6 +25,9 @@ honeypots) report the alert rate of the later half against the configured rate. 
 several ``--config``, each case is also reported with the config chosen on all other
 cases (leave-one-case-out, ``loco.py``: maximising the worst margin over them, ROC-AUC
 and AP together; ``--rule ap``: AP alone; a case's full-size rows are left out with it).
+Margins over the best reference are ours at the worst seed minus it, and ours' mean over
+the seeds minus it (a row below at its worst seed but not on the mean is one seed's draw);
+a margin within ``TIE`` of zero is a tie.
 
 Bundles, served scores and reference scores are cached in ``--out-dir`` under keys of
 the case's training events, the seed, the config and the build code; the run goes one
