@@ -13,7 +13,23 @@ from ocsf_detect_tools.cli import main
 pytestmark = pytest.mark.slow
 
 
+# the pipeline's invariants, not detection quality: a bundle that trains in seconds
+SMALL_CONFIG = """
+min_class_events = 30
+[train]
+max_steps = 400
+width = 64
+blocks = 2
+dim = 32
+[index]
+recall_sample = 200
+ef_construction = 100
+"""
+
+
 def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "small.toml"
+    config.write_text(SMALL_CONFIG)
     code = main(
         [
             "demo",
@@ -22,7 +38,9 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
             "--live-events",
             "600",
             "--out",
-            str(tmp_path),
+            str(tmp_path / "out"),
+            "--config",
+            str(config),
             "--json",
             "--batch-size",
             "200",
@@ -43,6 +61,6 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "Top alert groups" in out
     assert summary["quarantined"] == 0
     assert "Top alerts" in out
-    report = tmp_path / "report.html"
+    report = tmp_path / "out" / "report.html"
     assert report.is_file()
     assert "data:image/png;base64," in report.read_text()

@@ -1,4 +1,4 @@
-"""ocsf-detect demo [--events FILE [--labels CSV]] [--out DIR]
+"""ocsf-detect demo [--events FILE [--labels CSV]] [--out DIR] [--config FILE]
 
 Generates a baseline and a live set (unless --events is given), trains a bundle on the
 baseline, replays the live set through the emulated Kinesis into the real stream
@@ -37,6 +37,12 @@ def register(sub: Any) -> None:
         help="baseline to train on (default: generated, or --events itself)",
     )
     p.add_argument("--out", type=Path, default=Path("demo-out"))
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="TOML configuration for the bundle it trains, as `ocsf-detect train --config` "
+        "(default: the defaults)",
+    )
     p.add_argument("--baseline-events", type=int, default=40_000)
     p.add_argument("--live-events", type=int, default=20_000)
     p.add_argument("--batch-size", type=int, default=500)
@@ -47,7 +53,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ocsf_detect.detector.scorer import Detector
     from ocsf_detect_tools.build import build_bundle
-    from ocsf_detect_tools.config import DetectorConfig
+    from ocsf_detect_tools.config import ConfigError, load_config
     from ocsf_detect_tools.evaluation import EvaluationError
     from ocsf_detect_tools.eventio import read_lines, write_jsonl
     from ocsf_detect_tools.replay import replay
@@ -70,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.labels and not args.events:
         raise CommandError("--labels needs --events")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
     if args.events:
         live_path, labels_path = args.events, args.labels
         base_path = args.baseline or args.events
@@ -97,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     build_bundle(
         base_lines,
         bundle,
-        DetectorConfig(),
+        config,
         sources=[str(base_path)],
         log=lambda m: say("    " + m),
     )
