@@ -1,5 +1,6 @@
 """Margins over the references (benchmarks/evaluate_shared.py): a difference that is
-only floating-point rounding is a tie, not a loss."""
+only floating-point rounding is a tie, not a loss, and the margin of the mean over the
+seeds stands beside the worst seed's."""
 
 from __future__ import annotations
 
