@@ -68,18 +68,19 @@ def run(args: argparse.Namespace) -> int:
     from ocsf_detect_tools.simulate.traffic import generate_traffic, write_labels_csv
 
     started = time.perf_counter()
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
+    # the arguments are checked before anything is written
     if args.labels and not args.events:
         raise CommandError("--labels needs --events")
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         raise CommandError(str(exc)) from exc
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
     if args.events:
         live_path, labels_path = args.events, args.labels
         base_path = args.baseline or args.events
