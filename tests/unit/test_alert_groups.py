@@ -711,3 +711,52 @@ def test_a_closing_update_refused_for_good_closes_the_group_but_is_not_published
     assert (sweep.closed, sweep.published) == (1, 0)
     assert any("closing updates, sns" in e for e in sweep.errors)
     assert all(g.closed for g in store.groups.values())
+
+
+def test_a_retry_under_other_entity_keys_answers_with_the_group_it_was_counted_in() -> None:
+    # Given an anomaly counted into its host's group
+    store = MemoryStore()
+    first = count(store, anomaly(0, T0))
+    # When its record is retried after a release changed the class's entity keys (the
+    # retry computes another group uid, which the anomaly never joined)
+    other_keys = replace(POLICY, keys={4001: ("dst_endpoint.port",)})
+    again = count(store, anomaly(0, T0), other_keys)
+    # Then it is not counted again, and it speaks of the group its marker names
+    assert again.retried
+    assert (again.notice, again.number) == (first.notice, first.number)
+    assert again.group.uid == first.group.uid
+    assert again.group.version == first.group.version
+    (group,) = store.groups.values()
+    assert group.count == 1
+
+
+def test_a_padded_event_is_grouped_and_suppressed_by_the_fields_its_finding_dropped() -> None:
+    # Given two anomalous events whose hostname is padded beyond what a finding carries,
+    # so that the finding's copy of each event drops src_endpoint, its largest field;
+    # and a rule that suppresses the second one's address
+    rule = SuppressionRule.new(
+        [Condition(field="event.src_endpoint.ip", op="equals", value="10.9.9.9")],
+        reason="known scanner",
+        now=NOW,
+    )
+    store, archive = MemoryStore(), Sink()
+    grouping = AlertGrouping(store, Rules([rule]), archive, POLICY)
+    channels = [ListChannel("sns")]
+    pad = "h" * 300_000
+    events = [
+        {"class_uid": 4001, "time": T0 + m * MINUTE, "src_endpoint": {"ip": ip, "hostname": pad}}
+        for m, ip in [(0, "203.0.113.7"), (1, "10.9.9.9")]
+    ]
+    result = run(records(events), grouping, channels)
+    assert result.errors == []
+    (suppressed,) = archive.items
+    kept = orjson.loads(suppressed.body)
+    assert kept["unmapped"]["ocsf_detect_trimmed_fields"] == ["src_endpoint"]
+    assert "src_endpoint" not in kept["evidences"][0]["data"]
+    # Then the rule still matches the event it was written for (it is not published)
+    assert suppressed.rule_id == rule.id
+    assert result.statuses.count(EventStatus.SUPPRESSED) == 1
+    # and the other anomaly is grouped under its own address, not the no-entity group
+    (group,) = store.groups.values()
+    assert group.entity == "src_endpoint.ip=203.0.113.7"
+    assert len(channels[0].sent) == 1

@@ -182,6 +182,27 @@ def test_cloudwatch_logs_envelopes():
     assert (control.events, control.control_messages) == ([], 1)
 
 
+def test_a_lone_surrogate_in_one_log_event_does_not_take_the_envelope_with_it():
+    # Given an envelope whose first message holds a lone surrogate escape (valid JSON text,
+    # not valid Unicode: orjson refuses the whole document) beside a good event
+    text = (
+        b'{"messageType": "DATA_MESSAGE", "logEvents": ['
+        b'{"id": "1", "message": "{\\"class_uid\\": 4001, \\"x\\": \\"\\ud800\\"}"},'
+        b'{"id": "2", "message": ' + orjson.dumps(EVENT.decode()) + b"}]}"
+    )
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(text)
+    # Then the envelope is read: the good event comes through as it was, and the other
+    # as bytes that are not UTF-8, which the parser rejects as that event alone
+    out = unpack(gzip.compress(text))
+    assert out.format is RecordFormat.CLOUDWATCH_LOGS
+    first, second = out.events
+    assert second == EVENT
+    assert first == '{"class_uid": 4001, "x": "\ud800"}'.encode("utf-8", "surrogatepass")
+    with pytest.raises(UnicodeDecodeError):
+        first.decode()
+
+
 def test_a_malformed_cloudwatch_envelope_is_rejected_with_the_field():
     # Given a log event without message text beside a good one
     bad = {

@@ -272,9 +272,12 @@ def count_anomaly(
             return Counted(counted, notice, number, stored is None)
         if written == "duplicate":
             previous = store.get_marker(anomaly.finding_uid)
-            current = store.get_group(uid) or after
             if previous is None:  # the marker expired between the two reads: count nothing
-                return Counted(current, Notice.NONE, 0, False, retried=True)
+                return Counted(store.get_group(uid) or after, Notice.NONE, 0, False, retried=True)
+            # The group the anomaly was counted in, which the marker names: a retry after
+            # the window length or the entity keys changed (a release) computes another
+            # uid, whose group this anomaly never joined and may not exist.
+            current = store.get_group(previous.group_uid) or after
             return Counted(current, previous.notice, previous.number, False, retried=True)
     raise GroupingError(
         f"group {uid} kept changing under {MAX_CONFLICT_RETRIES} attempts to count an anomaly",

@@ -29,6 +29,7 @@ decompression bomb) raises ``UnpackError``: one rejection for the whole record.
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -267,7 +268,13 @@ def _cloudwatch_envelope(text: bytes) -> dict[str, Any] | None:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return None
+        # orjson refuses a lone surrogate escape anywhere in the text, which would leave
+        # the whole envelope (up to 10,000 log events) one unreadable event; the standard
+        # decoder reads it, and only the log event that holds it is rejected, by the parser
+        try:
+            value = json.loads(text)
+        except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+            return None
     if not isinstance(value, dict):
         return None
     if value.get("messageType") not in (CLOUDWATCH_DATA, CLOUDWATCH_CONTROL):

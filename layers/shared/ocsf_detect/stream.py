@@ -782,6 +782,18 @@ class _GroupedAlerts:
         return {i for i, _ in self.suppressed}
 
 
+def with_source_event(finding: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """``finding`` (a copy) with ``evidences[0].data`` the scored event exactly as it came:
+    what grouping and suppression rules read, whether or not the finding was trimmed to
+    fit (``findings.fit_finding``). Unchanged for an outcome that carries no event."""
+    if not isinstance(outcome, Scored):
+        return finding
+    evidences = finding.get("evidences")
+    listed = evidences if isinstance(evidences, list) else []
+    first = listed[0] if listed and isinstance(listed[0], dict) else {}
+    return {**finding, "evidences": [{**first, "data": outcome.event}, *listed[1:]]}
+
+
 def _group_alerts(
     planned: Sequence[PlannedEvent],
     to_alert: Sequence[int],
@@ -810,14 +822,19 @@ def _group_alerts(
             out.errors.append("alert groups: stopped before the invocation's deadline")
             break
         finding = json.loads(alert.body)  # not orjson: integers beyond 64 bits stay exact
-        rule = first_match(rules, finding, now)
+        # Rules and the entity read the event as it came, not the finding's copy of it:
+        # a finding trimmed to fit a message drops the event's largest fields first, so a
+        # sender who pads one field could otherwise take its event out of its entity's
+        # group (into the shared no-entity group) or past a rule on a field it dropped.
+        judged = with_source_event(finding, planned[i].outcome)
+        rule = first_match(rules, judged, now)
         if rule is not None:
             out.suppressed.append(
                 (i, ArchivedFinding(alert.uid, alert.body, now_ms, rule.id, rule.reason))
             )
             continue
         anomaly = anomaly_of(finding)
-        entity = entity_of(event_of(finding), anomaly.class_uid, policy)
+        entity = entity_of(event_of(judged), anomaly.class_uid, policy)
         try:
             counted = count_anomaly(anomaly, grouping.store, policy, entity, known)
         except Exception as exc:  # the store failed: this record is retried
