@@ -450,8 +450,34 @@ def _is_selftest(event: Any) -> bool:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _is_selftest(event):
         return service.get_detector(settings).selftest()
+    _json_media_as_validation_reads_it(event)
     response = app.resolve(event, context)
     return _with_request_id(response, event)
+
+
+JSON_MEDIA = "application/json"
+
+
+def _json_media_as_validation_reads_it(event: dict[str, Any]) -> None:
+    """Powertools' request validation parses a body only under a Content-Type that starts
+    with ``application/json`` as written (any other answers its own 415, which reached the
+    client as a 500); this API also takes ``application/*+json`` in any case
+    (``_is_json``), so such a header is rewritten to ``application/json`` first."""
+    for key in ("headers", "multiValueHeaders"):
+        headers = event.get(key)
+        if not isinstance(headers, dict):
+            continue
+        for name, value in list(headers.items()):
+            if not isinstance(name, str) or name.lower() != "content-type":
+                continue
+            if isinstance(value, str) and _is_json(value) and not value.startswith(JSON_MEDIA):
+                headers[name] = JSON_MEDIA
+            elif (
+                isinstance(value, list)
+                and value
+                and all(isinstance(v, str) and _is_json(v) for v in value)
+            ):
+                headers[name] = [JSON_MEDIA] * len(value)
 
 
 def _with_request_id(response: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:

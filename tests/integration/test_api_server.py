@@ -136,6 +136,15 @@ def test_bad_single_requests_get_clean_4xx(server, body, content_type, status, e
     assert answer["request_id"] == headers["x-request-id"]
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/vnd.api+json", "Application/JSON; charset=utf-8", "application/json;q=1"],
+)
+def test_every_json_media_type_the_docs_accept_is_scored(server, normal_event, content_type):
+    status, _, body = call(server, "POST", "/v1/predict", json.dumps(normal_event), content_type)
+    assert (status, body["status"]) == (200, "scored"), body
+
+
 def test_deep_event_within_json_limits_is_rejected_too_deep(server):
     deep: Any = 1
     for _ in range(200):
