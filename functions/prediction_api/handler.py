@@ -468,16 +468,16 @@ def _json_media_as_validation_reads_it(event: dict[str, Any]) -> None:
         if not isinstance(headers, dict):
             continue
         for name, value in list(headers.items()):
-            if not isinstance(name, str) or name.lower() != "content-type":
-                continue
-            if isinstance(value, str) and _is_json(value) and not value.startswith(JSON_MEDIA):
-                headers[name] = JSON_MEDIA
-            elif (
-                isinstance(value, list)
-                and value
-                and all(isinstance(v, str) and _is_json(v) for v in value)
-            ):
-                headers[name] = [JSON_MEDIA] * len(value)
+            if isinstance(name, str) and name.lower() == "content-type":
+                headers[name] = (
+                    [_as_json_media(v) for v in value]
+                    if isinstance(value, list)
+                    else _as_json_media(value)
+                )
+
+
+def _as_json_media(value: Any) -> Any:
+    return JSON_MEDIA if isinstance(value, str) and _is_json(value) else value
 
 
 def _with_request_id(response: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:

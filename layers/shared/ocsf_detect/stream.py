@@ -782,7 +782,7 @@ class _GroupedAlerts:
         return {i for i, _ in self.suppressed}
 
 
-def with_source_event(finding: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+def _with_source_event(finding: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
     """``finding`` (a copy) with ``evidences[0].data`` the scored event exactly as it came:
     what grouping and suppression rules read, whether or not the finding was trimmed to
     fit (``findings.fit_finding``). Unchanged for an outcome that carries no event."""
@@ -826,7 +826,7 @@ def _group_alerts(
         # a finding trimmed to fit a message drops the event's largest fields first, so a
         # sender who pads one field could otherwise take its event out of its entity's
         # group (into the shared no-entity group) or past a rule on a field it dropped.
-        judged = with_source_event(finding, planned[i].outcome)
+        judged = _with_source_event(finding, planned[i].outcome)
         rule = first_match(rules, judged, now)
         if rule is not None:
             out.suppressed.append(
