@@ -234,6 +234,48 @@ def test_the_same_graph_saves_to_the_same_bytes(tmp_path: Path) -> None:
     assert not canonical_index_file(odd)
 
 
+def test_a_saved_index_is_read_as_hnswlib_reads_it(tmp_path: Path) -> None:
+    """The bundle's indexes are read with numpy and handed to hnswlib as its pickled state:
+    the same graph as hnswlib's own loader restores, and the same answers."""
+    import hnswlib
+
+    from ocsf_detect.detector.index import _index_from_file, canonical_index_file, load_index
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3000, 16)).astype(np.float32)
+    queries = rng.normal(size=(200, 16)).astype(np.float32)
+    for params in (IndexParams(M=16, ef_construction=64), IndexParams(M=4, ef_construction=32)):
+        path = tmp_path / f"index-{params.M}.bin"
+        build_index(base, params).save_index(str(path))
+        assert canonical_index_file(path)
+        native = hnswlib.Index(space="l2", dim=16)
+        native.load_index(str(path))
+        read = _index_from_file(path, 16)
+        assert read is not None
+        want, got = native.__getstate__()[0], read.__getstate__()[0]
+        assert max(want["element_levels"]) >= 2  # upper layers exist and were read
+        for key in ("element_levels", "data_level0", "link_lists", "label_lookup_external"):
+            assert np.array_equal(want[key], got[key]), key
+        for key in ("max_level", "enterpoint_node", "M", "max_M0", "mult"):
+            assert want[key] == got[key], key
+        native.set_ef(32)
+        loaded = load_index(path, 16, 32)
+        assert np.array_equal(native.knn_query(queries, k=8)[0], loaded.knn_query(queries, k=8)[0])
+
+    # another layout is left to hnswlib's loader: room for more vectors than it holds, ...
+    roomy = hnswlib.Index(space="l2", dim=16)
+    roomy.init_index(max_elements=4000, ef_construction=32, M=8)
+    roomy.add_items(base, np.arange(len(base)))
+    roomy.save_index(str(tmp_path / "roomy.bin"))
+    assert _index_from_file(tmp_path / "roomy.bin", 16) is None
+    assert load_index(tmp_path / "roomy.bin", 16, 32).get_current_count() == 3000
+    # ... or bytes after the last link list, or a file cut short
+    good = (tmp_path / "index-16.bin").read_bytes()
+    for name, data in (("long.bin", good + bytes(4)), ("short.bin", good[:-4]), ("tiny", b"x")):
+        (tmp_path / name).write_bytes(data)
+        assert _index_from_file(tmp_path / name, 16) is None
+
+
 def test_recurrence_masses_are_loaded_checked_and_served(
     bundle_copy: Path, detector: Detector, live_traffic
 ) -> None:
