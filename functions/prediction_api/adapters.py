@@ -1,15 +1,64 @@
-"""The prediction API's edges: the feedback bucket (verdicts and the overlay).
+"""The prediction API's edges: the AWS clients (the feedback bucket, the alert-state
+table) and the time a request has for them.
 
 Built once per execution environment from the settings; ``reset`` forgets them (tests).
 The bundle itself is loaded by ``service.get_detector`` (``ocsf_detect.bundlefetch``).
+
+**Every call fits in the request.** The function answers within its timeout (15 s; API
+Gateway waits 29 s), and a client's worst case, its attempts times the connect and read
+timeouts plus back-off, is longer than that. A stalled bucket or table would then run the
+function out of time: API Gateway's own 5xx, not the documented 503. So the handler
+starts a *deadline* for each request (``start_request``: the context's remaining time
+less ``RESERVE_S`` to answer in), and each client checks it before every attempt, retries
+included: an attempt that could outlast it (connect + read timeout) is not made, and the
+call fails with ``OutOfTimeError``, a ``BotoCoreError`` that each route maps to its 503
+as any other failure of the bucket or the table.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import time
+from functools import lru_cache, partial
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
+
+from ocsf_detect.alertstate import DynamoRuleTable
 from ocsf_detect.feedback import S3FeedbackStore
+
+RESERVE_S = 1.0  # of the function's time, kept to answer after the last AWS call
+
+_deadline: float | None = None  # monotonic; None outside a request (init, tests)
+
+
+class OutOfTimeError(BotoCoreError):
+    """An AWS call not attempted: the request's time left would not cover its worst case."""
+
+    fmt = (
+        "{operation} not attempted: {left_s:.1f} s left of the request, an attempt may "
+        "take {attempt_s:g} s"
+    )
+
+
+def start_request(remaining_ms: int) -> None:
+    """The deadline of the request now starting: ``remaining_ms`` is the context's."""
+    global _deadline  # noqa: PLW0603 - one request at a time per execution environment
+    _deadline = time.monotonic() + remaining_ms / 1000.0 - RESERVE_S
+
+
+def end_request() -> None:
+    global _deadline  # noqa: PLW0603
+    _deadline = None
+
+
+def _within_deadline(attempt_s: float, event_name: str = "", **_: Any) -> None:
+    """botocore's ``before-send`` hook: refuse an attempt that could outlast the request."""
+    if _deadline is None:
+        return
+    left = _deadline - time.monotonic()
+    if left < attempt_s:
+        operation = event_name.rsplit(".", 1)[-1] or "call"
+        raise OutOfTimeError(operation=operation, left_s=max(left, 0.0), attempt_s=attempt_s)
 
 
 def _client(service: str, *, connect_s: float, read_s: float, attempts: int) -> Any:
@@ -21,17 +70,19 @@ def _client(service: str, *, connect_s: float, read_s: float, attempts: int) -> 
         read_timeout=read_s,
         retries={"mode": "standard", "total_max_attempts": attempts},
     )
-    return boto3.session.Session().client(service, config=config)
+    client = boto3.session.Session().client(service, config=config)
+    client.meta.events.register("before-send", partial(_within_deadline, connect_s + read_s))
+    return client
 
 
 @lru_cache(maxsize=4)
 def get_feedback_store(bucket: str | None) -> S3FeedbackStore | None:
     """The store of the feedback bucket (``ApiSettings.feedback_bucket``), built once;
     None when no feedback bucket is configured. Verdicts are written with retries; the
-    overlay is read inside scoring requests (the function answers within 15 s), so its
-    reads get one attempt of at most 1 + 2 s each and the refresh a budget
-    (``OverlaySource.fetch_budget_s``): a slow or unreachable S3 costs a request a few
-    seconds and leaves the last overlay in place."""
+    overlay is read inside scoring requests, so its reads get one attempt of at most
+    1 + 2 s each and the refresh a budget (``OverlaySource.fetch_budget_s``): a slow or
+    unreachable S3 costs a request a few seconds and leaves the last overlay in place.
+    Both clients keep to the request's deadline (the module docstring)."""
     if not bucket:
         return None
     writes = _client("s3", connect_s=2, read_s=5, attempts=3)
@@ -39,5 +90,15 @@ def get_feedback_store(bucket: str | None) -> S3FeedbackStore | None:
     return S3FeedbackStore(writes, bucket, read_client=reads)
 
 
+@lru_cache(maxsize=4)
+def get_rule_table(name: str) -> DynamoRuleTable:
+    """The suppression rules in the alert-state table ``name``, built once. DynamoDB
+    answers in milliseconds; an attempt gets 1 + 3 s, three attempts, within the
+    request's deadline."""
+    return DynamoRuleTable(_client("dynamodb", connect_s=1, read_s=3, attempts=3), name)
+
+
 def reset() -> None:
     get_feedback_store.cache_clear()
+    get_rule_table.cache_clear()
+    end_request()

@@ -451,7 +451,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if _is_selftest(event):
         return service.get_detector(settings).selftest()
     _json_media_as_validation_reads_it(event)
-    response = app.resolve(event, context)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is not None:
+        adapters.start_request(remaining())  # every AWS call keeps to it (adapters)
+    try:
+        response = app.resolve(event, context)
+    finally:
+        adapters.end_request()
     return _with_request_id(response, event)
 
 

@@ -8,22 +8,28 @@ route of the REST API requires it) and are in its OpenAPI document.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import lru_cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from ocsf_detect import names
 from ocsf_detect.alertstate import DynamoRuleTable, RuleNotFoundError
 from ocsf_detect.suppression import Condition, SuppressionRule
+from prediction_api import adapters
 from prediction_api.models import ErrorBody
 from prediction_api.settings import get_settings
 
 router = APIGatewayRouter()
+logger = Logger(service=names.SERVICE_NAME, child=True)
 RULE_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 
 
@@ -48,7 +54,12 @@ class SuppressionList(BaseModel):
 
 
 class SuppressionsUnavailableError(Exception):
-    """No alert-state table is configured (or it cannot be reached)."""
+    """No alert-state table is configured, or it failed the request (a 503)."""
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.cause = cause  # for the log
 
 
 def _doc(description: str, model: type[Any]) -> Any:
@@ -56,25 +67,36 @@ def _doc(description: str, model: type[Any]) -> Any:
 
 
 UNAVAILABLE = {
-    503: _doc("no alert-state table is configured", ErrorBody),
+    503: _doc(
+        "no alert-state table is configured, or the table failed the request or did not "
+        "answer within the request's time (sending the same request again is safe)",
+        ErrorBody,
+    ),
     500: _doc("internal error (with request id)", ErrorBody),
 }
-
-
-@lru_cache(maxsize=4)
-def _table(name: str) -> DynamoRuleTable:
-    import boto3
-    from botocore.config import Config
-
-    config = Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard"})
-    return DynamoRuleTable(boto3.session.Session().client("dynamodb", config=config), name)
 
 
 def rule_table() -> DynamoRuleTable:
     name = get_settings().alert_table_name
     if not name:
-        raise SuppressionsUnavailableError("no alert-state table is configured")
-    return _table(name)
+        raise SuppressionsUnavailableError(
+            "suppression rules are not available: no alert-state table is configured"
+        )
+    return adapters.get_rule_table(name)
+
+
+@contextmanager
+def _table_call() -> Iterator[None]:
+    """A failure of the table (an error answer, no answer within the request's time) is
+    the routes' 503; every route is safe to send again."""
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise SuppressionsUnavailableError(
+            f"the alert-state table failed the request ({type(exc).__name__}); sending the "
+            "same request again is safe",
+            cause=str(exc),
+        ) from exc
 
 
 def _stored(rule: SuppressionRule, now: datetime) -> StoredRule:
@@ -91,7 +113,9 @@ def _stored(rule: SuppressionRule, now: datetime) -> StoredRule:
 )
 def list_suppressions() -> SuppressionList:
     now = datetime.now(UTC)
-    return SuppressionList(rules=[_stored(r, now) for r in rule_table().list()])
+    with _table_call():
+        rules = rule_table().list()
+    return SuppressionList(rules=[_stored(r, now) for r in rules])
 
 
 @router.post(
@@ -105,7 +129,11 @@ def list_suppressions() -> SuppressionList:
         "(60 s by default)."
     ),
     responses={
-        201: _doc("the rule as stored, with its id", StoredRule),
+        201: _doc(
+            "the rule as stored, with its id: a digest of its conditions, reason and expiry, "
+            "so the same rule sent again answers with the rule first stored",
+            StoredRule,
+        ),
         400: _doc("empty body or malformed JSON", ErrorBody),
         415: _doc("Content-Type is not application/json", ErrorBody),
         422: _doc("schema violation (with the field path)", ErrorBody),
@@ -118,7 +146,8 @@ def add_suppression(request: SuppressionRequest) -> Response[StoredRule]:
     rule = SuppressionRule.new(
         request.match, reason=request.reason, now=now, expires_at=request.expires_at
     )
-    rule_table().put(rule)
+    with _table_call():
+        rule = rule_table().put(rule)
     return Response(
         status_code=HTTPStatus.CREATED.value,
         content_type=content_types.APPLICATION_JSON,
@@ -138,7 +167,8 @@ def add_suppression(request: SuppressionRequest) -> Response[StoredRule]:
     tags=["suppressions"],
 )
 def delete_suppression(rule_id: Annotated[str, Path(pattern=RULE_ID_PATTERN)]) -> Response[None]:
-    rule_table().delete(rule_id)
+    with _table_call():
+        rule_table().delete(rule_id)
     return Response(status_code=HTTPStatus.NO_CONTENT.value, body=None)
 
 
@@ -151,9 +181,11 @@ def _request_id() -> str | None:
 
 @router.exception_handler(SuppressionsUnavailableError)
 def _unavailable(exc: SuppressionsUnavailableError) -> Response[Any]:
+    if exc.cause is not None:
+        logger.warning("alert-state table failed", extra={"cause": exc.cause})
     body = ErrorBody(
         error="suppressions_unavailable",
-        message="suppression rules are not available: no alert-state table is configured",
+        message=exc.message,
         request_id=_request_id(),
     )
     return Response(

@@ -408,11 +408,25 @@ def test_a_malformed_rule_is_refused_and_no_table_is_a_503(grouped, api, monkeyp
     status, body = call_api(api, "GET", "/v1/suppressions/abc")
     assert (status, body["error"]) == (405, "method_not_allowed")
     assert "use DELETE" in body["message"]
+    # a table that fails the request (here: it does not exist) is a 503 that says a
+    # retry is safe, on every route, not a 500
+    monkeypatch.setenv(names.ENV_ALERT_TABLE_NAME, "no-such-table")
+    get_settings.cache_clear()
+    for method, path, body in (
+        ("GET", "/v1/suppressions", None),
+        ("POST", "/v1/suppressions", good),
+        ("DELETE", "/v1/suppressions/abc", None),
+    ):
+        status, answer = call_api(api, method, path, body)
+        assert (status, answer["error"]) == (503, "suppressions_unavailable"), (method, answer)
+        assert "the alert-state table failed the request" in answer["message"]
+        assert "sending the same request again is safe" in answer["message"]
     monkeypatch.delenv(names.ENV_ALERT_TABLE_NAME)
     get_settings.cache_clear()
     status, body = call_api(api, "GET", "/v1/suppressions")
     assert status == 503
     assert body["error"] == "suppressions_unavailable"
+    assert "no alert-state table is configured" in body["message"]
 
 
 def test_the_scheduled_invocation_closes_what_the_batches_left_open(grouped, anomalous):
@@ -507,7 +521,10 @@ def test_the_apis_table_calls_stay_in_the_rules_partition(grouped, api, table_ca
     }
     status, created = call_api(api, "POST", "/v1/suppressions", rule)
     assert status == 201
-    assert call_api(api, "GET", "/v1/suppressions")[0] == 200
+    # sent again (a client's retry): the same rule, stored once
+    assert call_api(api, "POST", "/v1/suppressions", rule) == (201, created)
+    status, listed = call_api(api, "GET", "/v1/suppressions")
+    assert (status, [r["id"] for r in listed["rules"]]) == (200, [created["id"]])
     assert call_api(api, "DELETE", f"/v1/suppressions/{created['id']}")[0] == 204
     assert call_api(api, "DELETE", f"/v1/suppressions/{created['id']}")[0] == 404
     # Then its calls are the actions its role has, each in the rules' partition only

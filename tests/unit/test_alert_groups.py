@@ -365,6 +365,37 @@ def test_a_condition_compares_one_field(field: str, op: Any, value: str, expecte
     assert Condition(field=field, op=op, value=value).matches(FINDING) is expected
 
 
+def test_a_rules_id_is_what_it_says() -> None:
+    scanner = Condition(field="event.src_endpoint.ip", op="cidr", value="10.0.0.0/8")
+    user = Condition(field="event.user.name", op="equals", value="ana")
+    until = NOW + timedelta(hours=1)
+    rule = SuppressionRule.new([scanner, user], reason="r", now=NOW, expires_at=until)
+    # made again later, or with the expiry written without a zone (read as UTC): one rule
+    again = SuppressionRule.new(
+        [scanner, user],
+        reason="r",
+        now=NOW + timedelta(days=1),
+        expires_at=until.replace(tzinfo=None),
+    )
+    assert again.id == rule.id
+    assert len(rule.id) == 32
+    # anything it says otherwise is another rule, the order of its conditions included
+    others = [
+        SuppressionRule.new([user, scanner], reason="r", now=NOW, expires_at=until),
+        SuppressionRule.new([scanner, user], reason="r ", now=NOW, expires_at=until),
+        SuppressionRule.new([scanner, user], reason="r", now=NOW),
+        SuppressionRule.new([scanner], reason="r", now=NOW, expires_at=until),
+        # the parts cannot run into each other
+        SuppressionRule.new(
+            [Condition(field="event.user.name", op="equals", value="a")], reason="nar", now=NOW
+        ),
+        SuppressionRule.new(
+            [Condition(field="event.user.name", op="equals", value="an")], reason="ar", now=NOW
+        ),
+    ]
+    assert len({rule.id, *(o.id for o in others)}) == 1 + len(others)
+
+
 def test_a_rule_needs_every_condition_and_stops_at_its_expiry() -> None:
     scanner = Condition(field="event.src_endpoint.ip", op="cidr", value="10.0.0.0/8")
     other_user = Condition(field="event.user.name", op="equals", value="ana")

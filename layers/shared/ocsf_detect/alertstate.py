@@ -313,22 +313,43 @@ class DynamoRuleTable:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return sorted(rules, key=lambda r: (r.created_at, r.id))
 
-    def put(self, rule: SuppressionRule) -> None:
+    def put(self, rule: SuppressionRule) -> SuppressionRule:
+        """Store ``rule``; the rule as stored: ``rule``, or the one already stored under
+        its id (a rule's id is its content, ``SuppressionRule.new``: a retried add)."""
         expires = (
             None if rule.expires_at is None else int(rule.expires_at.timestamp()) + RULE_RETENTION_S
         )
-        self._client.put_item(
-            TableName=self._table,
-            Item=_item(
-                {
-                    "pk": RULES_PK,
-                    "sk": rule.id,
-                    "rule": rule.model_dump_json(),
-                    "expires_at": expires,
-                }
-            ),
-            ConditionExpression="attribute_not_exists(pk)",
+        item = _item(
+            {"pk": RULES_PK, "sk": rule.id, "rule": rule.model_dump_json(), "expires_at": expires}
         )
+        while True:
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except Exception as exc:
+                if _error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                stored = self._get(rule.id)
+                if stored is not None:
+                    return stored
+                continue  # deleted since: store it after all
+            return rule
+
+    def _get(self, rule_id: str) -> SuppressionRule | None:
+        """The rule stored under ``rule_id`` (a query: the API's role reads the rules'
+        partition that way only), or None."""
+        page = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk = :sk",
+            ExpressionAttributeValues={":pk": {"S": RULES_PK}, ":sk": {"S": rule_id}},
+            ConsistentRead=True,
+        )
+        for item in page.get("Items", []):
+            return SuppressionRule.model_validate_json(item["rule"]["S"])
+        return None
 
     def delete(self, rule_id: str) -> None:
         try:

@@ -23,8 +23,8 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -91,9 +91,7 @@ class SuppressionRule(BaseModel):
     @field_validator("created_at", "expires_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        return None if value is None else _utc(value)
 
     @classmethod
     def new(
@@ -104,19 +102,38 @@ class SuppressionRule(BaseModel):
         now: datetime,
         expires_at: datetime | None = None,
     ) -> SuppressionRule:
+        """A rule made ``now``. Its id is a digest of what it says (``content_id``), so
+        the same rule sent twice (a client's retry) is one rule."""
         return cls(
-            id=str(uuid.uuid4()),
+            id=cls.content_id(match, reason=reason, expires_at=expires_at),
             match=list(match),
             reason=reason,
             created_at=now,
             expires_at=expires_at,
         )
 
+    @staticmethod
+    def content_id(match: Sequence[Condition], *, reason: str, expires_at: datetime | None) -> str:
+        """32 hex digits of the SHA-256 of the conditions (in order), the reason and the
+        expiry (UTC, to the microsecond), each part length-prefixed."""
+        expiry = "" if expires_at is None else _utc(expires_at).isoformat()
+        parts = [f"{c.field}\x00{c.op}\x00{c.value}" for c in match] + [reason, expiry]
+        digest = hashlib.sha256()
+        for part in parts:
+            data = part.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "big") + data)
+        return digest.hexdigest()[:32]
+
     def in_force(self, now: datetime) -> bool:
         return self.expires_at is None or self.expires_at > now
 
     def matches(self, finding: Mapping[str, Any]) -> bool:
         return all(condition.matches(finding) for condition in self.match)
+
+
+def _utc(value: datetime) -> datetime:
+    """A naive time read as UTC; an aware one as it is."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def field_value(finding: Mapping[str, Any], path: str) -> Any:

@@ -1,0 +1,121 @@
+"""The prediction API answers within its function's time when AWS does not answer at all:
+a bucket or a table that accepts the connection and never replies (a server on loopback)
+gets the route's documented 503 before the context runs out, not the function timing out
+(which reaches the caller as API Gateway's own 5xx)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ocsf_detect import names
+from ocsf_detect_tools.localapi import proxy_event
+from ocsf_detect_tools.localcontext import LocalContext
+
+
+@pytest.fixture
+def stalled_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An endpoint on loopback that accepts every connection and never answers; boto3 is
+    pointed at it (every service)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            held.append(conn)  # read nothing, answer nothing
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    for key, value in {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield url
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.fixture
+def api(detector, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch, stalled_endpoint: str):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    from prediction_api import adapters, handler, service
+    from prediction_api.settings import ApiSettings, get_settings
+
+    monkeypatch.setenv(names.ENV_ALERT_TABLE_NAME, "alert-state")
+    get_settings.cache_clear()
+    monkeypatch.setattr(
+        handler,
+        "settings",
+        ApiSettings(
+            **{names.ENV_BUNDLE_PATH: str(bundle_dir), names.ENV_FEEDBACK_BUCKET: "feedback"}
+        ),
+    )
+    adapters.reset()
+    service.use_detector(detector)
+    yield handler
+    service.use_detector(None)
+    adapters.reset()
+    get_settings.cache_clear()
+
+
+def timed_call(
+    api: Any, method: str, path: str, body: Any, timeout_s: float
+) -> tuple[int, Any, float]:
+    raw = orjson.dumps(body) if body is not None else None
+    headers = [("Content-Type", "application/json")] if raw else []
+    context = LocalContext(function_name="prediction-api", timeout_s=timeout_s)
+    start = time.monotonic()
+    response = api.lambda_handler(proxy_event(method, path, headers, raw), context)
+    return response["statusCode"], orjson.loads(response["body"]), time.monotonic() - start
+
+
+def test_a_stalled_feedback_bucket_is_a_503_within_the_functions_time(api, live_traffic) -> None:
+    from prediction_api import adapters
+
+    event = next(e for e in live_traffic.events if e["class_uid"] == 4001)
+    request = {"finding_uid": "f-stall", "verdict": "malicious", "event": event}
+    # Writes get 2 + 5 s an attempt and three attempts: 15 s and more against a bucket
+    # that never answers. With 9 s, the first attempt is made and times out after 5 s;
+    # a second would outlast the request, so it is not made.
+    status, body, took = timed_call(api, "POST", "/v1/feedback", request, timeout_s=9.0)
+    assert (status, body["error"]) == (503, "feedback_unavailable")
+    assert "send the same request again" in body["message"]
+    assert 4.5 < took < 9.0 - adapters.RESERVE_S
+
+
+def test_a_stalled_rule_table_is_a_503_within_the_functions_time(api) -> None:
+    from prediction_api import adapters
+
+    # An attempt gets 1 + 3 s and three are allowed: 9 s and more unchecked. With 6 s, the
+    # first times out after 3 s and no second is made.
+    status, body, took = timed_call(api, "GET", "/v1/suppressions", None, timeout_s=6.0)
+    assert (status, body["error"]) == (503, "suppressions_unavailable")
+    assert "sending the same request again is safe" in body["message"]
+    assert 2.5 < took < 6.0 - adapters.RESERVE_S
+    # With less time left than one attempt, none is made: the answer is at once
+    status, body, took = timed_call(api, "GET", "/v1/suppressions", None, timeout_s=3.0)
+    assert (status, body["error"]) == (503, "suppressions_unavailable")
+    assert "OutOfTimeError" in body["message"]
+    assert took < 1.0
