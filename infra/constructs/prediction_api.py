@@ -29,13 +29,34 @@ from constructs import Construct
 
 from infra.constructs.function import DEFAULT_EPHEMERAL_STORAGE_MB, ServiceFunction, retention
 from infra.constructs.model_artifacts import FunctionLayers
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, logical_id
 from infra.stages import ApiConfig, Architecture
 from ocsf_detect import names
 
 API_STAGE = "v1"
 CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
 CORS_MAX_AGE = Duration.minutes(10)
+
+
+# Which routes each kind of caller may invoke (IAM auth): scoring clients score and read
+# the model; analysts also judge findings and manage suppression rules.
+_SCORING_ROUTES = (
+    ("POST", "/v1/predict"),
+    ("POST", "/v1/predict/batch"),
+    ("GET", "/v1/health"),
+    ("GET", "/v1/model"),
+    ("GET", "/v1/openapi.json"),
+)
+CALLER_ROUTES: dict[str, tuple[tuple[str, str], ...]] = {
+    "scoring": _SCORING_ROUTES,
+    "analyst": (
+        *_SCORING_ROUTES,
+        ("POST", "/v1/feedback"),
+        ("GET", "/v1/suppressions"),
+        ("POST", "/v1/suppressions"),
+        ("DELETE", "/v1/suppressions/*"),
+    ),
+}
 
 
 class PredictionApi(Construct):
@@ -171,6 +192,10 @@ class PredictionApi(Construct):
         if cors_allow_origin:
             self._add_cors_to_gateway_errors(cors_allow_origin)
 
+        self.caller_policies: dict[str, iam.ManagedPolicy] = {}
+        if use_iam:
+            self._add_caller_policies()
+
         self.api_key: apigw.IApiKey | None = None
         if not use_iam:
             self.api_key = self.api.add_api_key("ClientKey", description="ocsf-detect client")
@@ -222,6 +247,33 @@ class PredictionApi(Construct):
                 "API Gateway's account-level logging role needs exactly this AWS-managed "
                 "policy to write execution logs (APIG6)",
             )
+
+    def _add_caller_policies(self) -> None:
+        """With IAM auth, one managed policy per kind of caller, naming the routes it may
+        invoke (``CALLER_ROUTES``): a producer that scores events cannot post verdicts or
+        rules, which silence alerts. Attach them to the callers' roles (outputs
+        ``ScoringCallerPolicyArn``, ``AnalystCallerPolicyArn``); docs/api.md."""
+        for kind, routes in CALLER_ROUTES.items():
+            resources = [
+                self.api.arn_for_execute_api(method, path, API_STAGE) for method, path in routes
+            ]
+            policy = iam.ManagedPolicy(
+                self,
+                f"{kind.capitalize()}CallerPolicy",
+                description=f"ocsf-detect prediction API: what a {kind} caller may invoke",
+                statements=[
+                    iam.PolicyStatement(actions=["execute-api:Invoke"], resources=resources)
+                ],
+            )
+            self.caller_policies[kind] = policy
+            CfnOutput(self, f"{kind.capitalize()}CallerPolicyArn", value=policy.managed_policy_arn)
+            if any("*" in path for _, path in routes):
+                acknowledge(
+                    policy,
+                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:"
+                    f"<AWS::AccountId>:<{logical_id(self.api)}>/{API_STAGE}/DELETE/v1/suppressions/*]",
+                    "One route with a path parameter: DELETE /v1/suppressions/{id}, any rule id",
+                )
 
     def _model(self, name: str, schema: apigw.JsonSchema) -> apigw.Model:
         return self.api.add_model(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aws_cdk.assertions import Match
@@ -49,6 +49,53 @@ def test_api_key_mode_requires_a_key_on_every_method(synth) -> None:
     assert plan["Properties"]["Quota"] == {"Limit": config.quota_per_day, "Period": "DAY"}
     s.only("AWS::ApiGateway::ApiKey")
     s.only("AWS::ApiGateway::UsagePlanKey")
+
+
+def _invocable_routes(policy: dict[str, Any], api_id: str) -> set[str]:
+    """'METHOD /path' of every execute-api ARN the policy allows, on this API's stage."""
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Allow", "execute-api:Invoke")
+    routes = set()
+    for arn in statement["Resource"]:
+        parts = arn["Fn::Join"][1]
+        assert {"Ref": api_id} in parts
+        tail = parts[-1]  # "/v1/POST/v1/predict"
+        stage, method, path = tail.lstrip("/").split("/", 2)
+        assert stage == "v1"
+        routes.add(f"{method} /{path}")
+    return routes
+
+
+def test_each_kind_of_caller_has_a_policy_of_its_routes(stage_synth: Synthesized) -> None:
+    api_id, _ = stage_synth.only("AWS::ApiGateway::RestApi")
+    policies = {
+        p["Properties"]["Description"].rsplit("a ", 1)[1].split()[0]: p
+        for p in stage_synth.resources("AWS::IAM::ManagedPolicy").values()
+        if "prediction API" in p["Properties"].get("Description", "")
+    }
+    scoring = {"POST /v1/predict", "POST /v1/predict/batch", "GET /v1/health"}
+    scoring |= {"GET /v1/model", "GET /v1/openapi.json"}
+    assert _invocable_routes(policies["scoring"], api_id) == scoring
+    # an analyst also judges findings and manages the rules, which silence alerts; a
+    # scoring client may do neither
+    assert _invocable_routes(policies["analyst"], api_id) == scoring | {
+        "POST /v1/feedback",
+        "GET /v1/suppressions",
+        "POST /v1/suppressions",
+        "DELETE /v1/suppressions/*",
+    }
+    outputs = stage_synth.json["Outputs"]
+    for kind in ("Scoring", "Analyst"):
+        assert any(name.startswith(f"PredictionApi{kind}CallerPolicyArn") for name in outputs)
+
+
+def test_api_key_mode_has_no_caller_policies(synth) -> None:
+    s = synth("dev", apiAuth="api_key")
+    assert not [
+        p
+        for p in s.resources("AWS::IAM::ManagedPolicy").values()
+        if "prediction API" in p["Properties"].get("Description", "")
+    ]
 
 
 def test_proxy_integration_invokes_the_live_alias(dev: Synthesized) -> None:

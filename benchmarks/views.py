@@ -1,0 +1,113 @@
+"""Each view of the served score on its own, per case, protocol and seed: where the sum
+of the views' evidence gains on its best view and where a weak view pulls it down.
+
+    python benchmarks/views.py [--out-dir .eval] [--only nsl-kdd,unsw-nb15] [--seeds 0,1,2]
+
+Reads the bundles ``evaluate_shared.py`` builds (the same ``--out-dir`` and keys; a
+missing bundle is built, as there) and scores each case's events view by view with the
+bundle's own parts (``ocsf_detect.detector``): the k-NN view's evidence (its surprise
+beyond its floor), the isolation trees' evidence, the fine view's, and the served score,
+next to the plain references. The views come from the HNSW search, before the served
+path's exact re-check of the events that reach the threshold, so a view's numbers can
+differ from the served score's by that re-check. ROC-AUC and AP per column; a view
+whose evidence is zero for most events (a floor) ranks those as ties.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from cases import load_cases, uid_of_line
+from evaluate_shared import MIN_CLASS_EVENTS, Harness, build_code_digest, ranking
+
+from ocsf_detect.detector.bundle import embedding_of
+from ocsf_detect.detector.index import knn_score
+from ocsf_detect.detector.scorer import (
+    Detector,
+    Scored,
+    covered_by,
+    isolation_of,
+    nearest_behaviours,
+)
+from ocsf_detect.detector.surprise import evidence
+from ocsf_detect.ocsf.outcomes import Parsed
+from ocsf_detect_tools.config import load_config
+
+VIEWS = ("served", "knn", "trees", "fine")
+
+
+def view_scores(detector: Detector, lines: Sequence[bytes]) -> dict[str, np.ndarray]:
+    """Per event: the served score and each view's evidence (NaN: not scored)."""
+    n = len(lines)
+    out = {name: np.full(n, np.nan) for name in VIEWS}
+    served = detector.score_batch(lines)
+    out["served"][:] = [o.score if isinstance(o, Scored) else np.nan for o in served]
+    parsed = detector.parser.parse_many(lines)
+    by_class: dict[int, list[int]] = {}
+    for i, p in enumerate(parsed):
+        if isinstance(p, Parsed):
+            by_class.setdefault(p.class_uid, []).append(i)
+    for class_uid, rows in by_class.items():
+        loaded = detector._classes[class_uid]
+        info = loaded.info
+        matrix = detector.pipeline(class_uid).transform_parsed([parsed[i] for i in rows])
+        emb = embedding_of(loaded.session, info, matrix.numeric, matrix.categorical)
+        labels, dists = nearest_behaviours(loaded.index, emb, info.index.k, None)
+        isolation = isolation_of(loaded.isolation, matrix.numeric, matrix.categorical)
+        tails = None if info.tails is None else (info.tails.knn, info.tails.isolation)
+        parts = evidence(knn_score(labels, dists, loaded.mass), isolation, tails)
+        if parts is None:
+            continue
+        trees = parts.trees
+        cover = None if info.isolation is None else info.isolation.cover()
+        covered = covered_by(dists, cover)
+        if covered is not None:  # the trees' evidence as the sum counts it
+            uncovered = parts.trees_uncovered
+            trees = np.where(covered, trees, 0.0 if uncovered is None else uncovered)
+        out["knn"][rows] = parts.knn
+        out["trees"][rows] = trees
+        if loaded.fine is not None:
+            nearest = loaded.fine.nearest(emb, dists[:, 0])
+            out["fine"][rows] = loaded.fine.evidence(nearest)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--out-dir", type=Path, default=Path(".eval"))
+    ap.add_argument("--only", help="comma-separated case names")
+    ap.add_argument("--seeds", default="0,1,2")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    # the config evaluate_shared.py builds its bundles with (the same cache keys)
+    config = load_config(None).model_copy(update={"min_class_events": MIN_CLASS_EVENTS})
+    harness = Harness(args.out_dir, build_code_digest())
+    only = set(args.only.split(",")) if args.only else None
+    refs_short = {"isolation_forest": "IF", "knn_5": "kNN5", "knn_20": "kNN20"}
+    columns = ["served", "k-NN view", "trees", "fine view", *refs_short.values()]
+    print("| case | protocol | seed | metric | " + " | ".join(columns) + " |")
+    print("|---" * (4 + len(columns)) + "|")
+    for case in load_cases(only=only):
+        if case.benign_only:
+            continue
+        y = np.array([case.labels[uid_of_line(x)] for x in case.test], dtype=np.int64)
+        refs = harness.references(case)
+        ref_metrics = {n: ranking(y, np.asarray(refs[n], dtype=float)) for n in refs_short}
+        for seed in seeds:
+            bundle = harness.bundle(case, config, seed)
+            views = view_scores(Detector.load(bundle), case.test)
+            for metric, short in (("roc_auc", "ROC-AUC"), ("average_precision", "AP")):
+                cells = []
+                for name in VIEWS:
+                    v = views[name]
+                    cells.append("–" if np.all(np.isnan(v)) else f"{ranking(y, v)[metric]:.3f}")
+                cells += [f"{ref_metrics[n][metric]:.3f}" for n in refs_short]
+                head = f"| {case.name} | {case.protocol} | {seed} | {short} | "
+                print(head + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
