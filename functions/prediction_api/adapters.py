@@ -61,6 +61,19 @@ def _within_deadline(attempt_s: float, event_name: str = "", **_: Any) -> None:
         raise OutOfTimeError(operation=operation, left_s=max(left, 0.0), attempt_s=attempt_s)
 
 
+def caller_of(event: Any) -> str | None:
+    """Who sent the request, as API Gateway authenticated it: the caller's IAM ARN under
+    SigV4, ``api-key:<id>`` under API keys; None when neither is there (a local server)."""
+    identity = getattr(getattr(event, "request_context", None), "identity", None)
+    if identity is None:
+        return None
+    arn = getattr(identity, "user_arn", None)
+    if arn:
+        return str(arn)
+    key = getattr(identity, "api_key_id", None)
+    return f"api-key:{key}" if key else None
+
+
 def _client(service: str, *, connect_s: float, read_s: float, attempts: int) -> Any:
     import boto3
     from botocore.config import Config

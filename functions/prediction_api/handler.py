@@ -181,6 +181,17 @@ def feedback(request: FeedbackRequest) -> FeedbackResult:
         refresh_s=settings.feedback_refresh_s,
         now_ms=int(time.time() * 1000),
         max_event_bytes=settings.max_event_bytes,
+        recorded_by=(caller := adapters.caller_of(app.current_event)),
+    )
+    logger.info(
+        "verdict recorded",
+        extra={
+            "audit": "verdict",
+            "caller": caller,
+            "finding_uid": answer.finding_uid,
+            "verdict": answer.verdict,
+            "class_uid": answer.class_uid,
+        },
     )
     metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, answer.bundle_version)
     metrics.add_metric(names.METRIC_FEEDBACK_VERDICTS, MetricUnit.Count, 1)

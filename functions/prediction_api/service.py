@@ -325,9 +325,11 @@ def record_feedback(
     refresh_s: float,
     now_ms: int,
     max_event_bytes: int = MAX_EVENT_BYTES,
+    recorded_by: str | None = None,
 ) -> FeedbackResult:
     """Keep the verdict; a benign one adds the event's embedding to the overlay, which
-    this container then searches at once (others within ``refresh_s``)."""
+    this container then searches at once (others within ``refresh_s``). ``recorded_by``:
+    the caller, kept with the verdict."""
     from ocsf_detect.detector.scorer import outcome_dict
 
     if store is None:
@@ -350,6 +352,7 @@ def record_feedback(
         event=event,
         bundle_version=detector.bundle_version,
         received_ms=now_ms,
+        recorded_by=recorded_by,
     )
     from botocore.exceptions import BotoCoreError, ClientError
 

@@ -47,6 +47,10 @@ class SuppressionRequest(BaseModel):
 
 class StoredRule(SuppressionRule):
     active: bool = Field(description="false once expires_at has passed")
+    created_by: str | None = Field(
+        default=None,
+        description="the caller who added it (IAM ARN, or api-key:<id>); null when not recorded",
+    )
 
 
 class SuppressionList(BaseModel):
@@ -99,8 +103,8 @@ def _table_call() -> Iterator[None]:
         ) from exc
 
 
-def _stored(rule: SuppressionRule, now: datetime) -> StoredRule:
-    return StoredRule(**rule.model_dump(), active=rule.in_force(now))
+def _stored(rule: SuppressionRule, created_by: str | None, now: datetime) -> StoredRule:
+    return StoredRule(**rule.model_dump(), active=rule.in_force(now), created_by=created_by)
 
 
 @router.get(
@@ -114,8 +118,8 @@ def _stored(rule: SuppressionRule, now: datetime) -> StoredRule:
 def list_suppressions() -> SuppressionList:
     now = datetime.now(UTC)
     with _table_call():
-        rules = rule_table().list()
-    return SuppressionList(rules=[_stored(r, now) for r in rules])
+        rules = rule_table().list_stored()
+    return SuppressionList(rules=[_stored(r, creator, now) for r, creator in rules])
 
 
 @router.post(
@@ -146,12 +150,17 @@ def add_suppression(request: SuppressionRequest) -> Response[StoredRule]:
     rule = SuppressionRule.new(
         request.match, reason=request.reason, now=now, expires_at=request.expires_at
     )
+    caller = adapters.caller_of(router.current_event)
     with _table_call():
-        rule = rule_table().put(rule)
+        rule, creator = rule_table().put(rule, caller)
+    logger.info(
+        "suppression rule added",
+        extra={"audit": "rule_added", "caller": caller, "rule_id": rule.id},
+    )
     return Response(
         status_code=HTTPStatus.CREATED.value,
         content_type=content_types.APPLICATION_JSON,
-        body=_stored(rule, now),
+        body=_stored(rule, creator, now),
     )
 
 
@@ -169,6 +178,11 @@ def add_suppression(request: SuppressionRequest) -> Response[StoredRule]:
 def delete_suppression(rule_id: Annotated[str, Path(pattern=RULE_ID_PATTERN)]) -> Response[None]:
     with _table_call():
         rule_table().delete(rule_id)
+    caller = adapters.caller_of(router.current_event)
+    logger.info(
+        "suppression rule deleted",
+        extra={"audit": "rule_deleted", "caller": caller, "rule_id": rule_id},
+    )
     return Response(status_code=HTTPStatus.NO_CONTENT.value, body=None)
 
 

@@ -316,12 +316,22 @@ def load_policy() -> GroupingPolicy:
     return load_settings().grouping_policy
 
 
+ANALYST = "arn:aws:iam::123456789012:role/analyst"
+
+
 def call_api(
-    api: Any, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    api: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    content_type: str = "application/json",
+    caller: str = ANALYST,
 ) -> tuple[int, Any]:
     raw = json.dumps(body).encode() if body is not None else None
     headers = [("Content-Type", content_type)] if raw else []
-    response = api.lambda_handler(proxy_event(method, path, headers, raw), api_context())
+    event = proxy_event(method, path, headers, raw)
+    event["requestContext"]["identity"]["userArn"] = caller  # as SigV4 authenticated it
+    response = api.lambda_handler(event, api_context())
     text = response.get("body")
     return response["statusCode"], json.loads(text) if text else None
 
@@ -521,10 +531,13 @@ def test_the_apis_table_calls_stay_in_the_rules_partition(grouped, api, table_ca
     }
     status, created = call_api(api, "POST", "/v1/suppressions", rule)
     assert status == 201
-    # sent again (a client's retry): the same rule, stored once
-    assert call_api(api, "POST", "/v1/suppressions", rule) == (201, created)
+    assert created["created_by"] == ANALYST
+    # sent again (a client's retry, or another analyst): the same rule, stored once, as
+    # its first sender stored it
+    other = "arn:aws:iam::123456789012:role/other-analyst"
+    assert call_api(api, "POST", "/v1/suppressions", rule, caller=other) == (201, created)
     status, listed = call_api(api, "GET", "/v1/suppressions")
-    assert (status, [r["id"] for r in listed["rules"]]) == (200, [created["id"]])
+    assert (status, listed["rules"]) == (200, [created])
     assert call_api(api, "DELETE", f"/v1/suppressions/{created['id']}")[0] == 204
     assert call_api(api, "DELETE", f"/v1/suppressions/{created['id']}")[0] == 404
     # Then its calls are the actions its role has, each in the rules' partition only

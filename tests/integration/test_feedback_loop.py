@@ -146,6 +146,8 @@ def test_a_benign_verdict_silences_near_duplicates_in_the_api_and_the_stream(
     key = verdict_key(subject_uid(judged))
     kept = orjson.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert (kept["verdict"], kept["note"], kept["event"]) == ("benign", "known job", judged)
+    # with who sent it, as API Gateway authenticated the caller
+    assert kept["recorded_by"] == "arn:aws:iam::123456789012:user/analyst"
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=overlay_prefix(body["bundle_version"]))
     assert listed["KeyCount"] == 1
     # ...the API stops alerting on its near-duplicates at once, not on the other anomaly

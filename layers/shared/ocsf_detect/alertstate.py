@@ -281,6 +281,15 @@ class RuleNotFoundError(Exception):
         self.field = "id"
 
 
+StoredRuleItem = tuple[SuppressionRule, str | None]  # a rule and who created it
+StoredRuleItems = list[StoredRuleItem]  # (``DynamoRuleTable.list`` hides the builtin there)
+
+
+def _stored_rule(item: Mapping[str, Any]) -> StoredRuleItem:
+    creator = item.get("created_by", {}).get("S")
+    return SuppressionRule.model_validate_json(item["rule"]["S"]), creator
+
+
 class DynamoRuleTable:
     """Suppression rules in the alert-state table: list, add, delete."""
 
@@ -289,7 +298,11 @@ class DynamoRuleTable:
         self._table = table
 
     def list(self) -> list[SuppressionRule]:
-        rules: list[SuppressionRule] = []
+        return [rule for rule, _ in self.list_stored()]
+
+    def list_stored(self) -> StoredRuleItems:
+        """Every readable rule with who created it (None: not recorded), oldest first."""
+        rules: StoredRuleItems = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
@@ -299,7 +312,7 @@ class DynamoRuleTable:
             page = self._client.query(**kwargs)
             for item in page.get("Items", []):
                 try:
-                    rules.append(SuppressionRule.model_validate_json(item["rule"]["S"]))
+                    rules.append(_stored_rule(item))
                 except (KeyError, ValueError) as exc:
                     # one unreadable item (written by hand, or by a later version) must not
                     # take every other rule, and so every anomaly's record, down with it
@@ -311,16 +324,24 @@ class DynamoRuleTable:
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return sorted(rules, key=lambda r: (r.created_at, r.id))
+        return sorted(rules, key=lambda r: (r[0].created_at, r[0].id))
 
-    def put(self, rule: SuppressionRule) -> SuppressionRule:
-        """Store ``rule``; the rule as stored: ``rule``, or the one already stored under
-        its id (a rule's id is its content, ``SuppressionRule.new``: a retried add)."""
+    def put(self, rule: SuppressionRule, created_by: str | None = None) -> StoredRuleItem:
+        """Store ``rule``, with who created it beside it (an attribute of its own, so
+        that every version reads the rule itself); the rule as stored: ``rule``, or the
+        one already stored under its id (a rule's id is its content,
+        ``SuppressionRule.new``: a retried add), with its creator."""
         expires = (
             None if rule.expires_at is None else int(rule.expires_at.timestamp()) + RULE_RETENTION_S
         )
         item = _item(
-            {"pk": RULES_PK, "sk": rule.id, "rule": rule.model_dump_json(), "expires_at": expires}
+            {
+                "pk": RULES_PK,
+                "sk": rule.id,
+                "rule": rule.model_dump_json(),
+                "expires_at": expires,
+                "created_by": created_by,
+            }
         )
         while True:
             try:
@@ -336,9 +357,9 @@ class DynamoRuleTable:
                 if stored is not None:
                     return stored
                 continue  # deleted since: store it after all
-            return rule
+            return rule, created_by
 
-    def _get(self, rule_id: str) -> SuppressionRule | None:
+    def _get(self, rule_id: str) -> StoredRuleItem | None:
         """The rule stored under ``rule_id`` (a query: the API's role reads the rules'
         partition that way only), or None."""
         page = self._client.query(
@@ -348,7 +369,7 @@ class DynamoRuleTable:
             ConsistentRead=True,
         )
         for item in page.get("Items", []):
-            return SuppressionRule.model_validate_json(item["rule"]["S"])
+            return _stored_rule(item)
         return None
 
     def delete(self, rule_id: str) -> None:

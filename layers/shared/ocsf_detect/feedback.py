@@ -65,6 +65,9 @@ class Verdict(BaseModel):
     event: dict[str, Any]
     bundle_version: str
     received_ms: int
+    # who sent it: the caller's IAM ARN (or API key id) as API Gateway authenticated it;
+    # None for verdicts kept before it was recorded, or sent without authentication
+    recorded_by: str | None = Field(default=None, max_length=2048)
 
     @property
     def subject(self) -> str:
