@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import orjson
 import pytest
 
@@ -195,6 +196,113 @@ def test_a_malicious_verdict_is_kept_as_a_label_and_silences_nothing(stack, live
         api, "POST", "/v1/feedback", {"finding_uid": "f-2", "verdict": "benign"}
     )
     assert (status, body["error"]) == (422, "invalid_feedback")
+
+
+def _racing_stores(bucket: str) -> tuple[Any, Any]:
+    """Two analysts' stores on one bucket, each with a client of its own."""
+    from ocsf_detect.feedback import S3FeedbackStore
+
+    return (
+        S3FeedbackStore(boto3.client("s3"), bucket),
+        S3FeedbackStore(boto3.client("s3"), bucket),
+    )
+
+
+def _on_put(store: Any, key: str, action: Any) -> None:
+    """Run ``action`` once, just before ``store`` puts the object ``key``."""
+    done: list[bool] = []
+
+    def hook(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == key and not done:
+            done.append(True)
+            action()
+
+    store._s3.meta.events.register("before-parameter-build.s3.PutObject", hook)
+
+
+@pytest.mark.parametrize("interleaving", ["malicious inside benign", "benign inside malicious"])
+def test_a_benign_and_a_malicious_verdict_sent_at_once_leave_no_vector(
+    stack, live_traffic, interleaving: str
+):
+    """Two analysts judge one event at once, one benign, one malicious, and the malicious
+    verdict is written last: its event must not stay silenced by the benign one's vector,
+    however the two requests interleave."""
+    from ocsf_detect.feedback import Verdict, overlay_key
+
+    _, _, bucket = stack
+    event = next(e for e in live_traffic.events if e["class_uid"] == 4001)
+    vector = np.ones(8, dtype=np.float32)
+
+    def verdict(kind: str) -> Verdict:
+        return Verdict(
+            finding_uid=f"f-race-{kind}",
+            verdict=kind,
+            class_uid=4001,
+            event=event,
+            bundle_version="1.0.0+race",
+            received_ms=0,
+        )
+
+    benign_store, malicious_store = _racing_stores(bucket)
+    subject = subject_uid(event)
+    vector_key = overlay_key("1.0.0+race", 4001, subject)
+    if interleaving == "malicious inside benign":
+        # benign keeps its verdict; the malicious request runs whole; then benign's vector
+        def malicious() -> None:
+            malicious_store.record(verdict("malicious"), vector)
+
+        _on_put(benign_store, vector_key, malicious)
+        benign_store.record(verdict("benign"), vector)
+    else:
+        # malicious takes the vector out; the benign request runs whole; then malicious
+        # keeps its verdict
+        def benign() -> None:
+            benign_store.record(verdict("benign"), vector)
+
+        _on_put(malicious_store, verdict_key(subject), benign)
+        malicious_store.record(verdict("malicious"), vector)
+    s3 = boto3.client("s3")
+    kept = orjson.loads(s3.get_object(Bucket=bucket, Key=verdict_key(subject))["Body"].read())
+    assert kept["verdict"] == "malicious"
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=vector_key)
+    assert listed["KeyCount"] == 0
+
+
+def test_a_malicious_verdict_reaches_no_other_events_vector_through_its_uid(stack, live_traffic):
+    from ocsf_detect.feedback import S3FeedbackStore, Verdict, overlay_key
+
+    _, _, bucket = stack
+    first, second = [e for e in live_traffic.events if e["class_uid"] == 4001][:2]
+    store = S3FeedbackStore(boto3.client("s3"), bucket)
+    store.record(
+        Verdict(
+            finding_uid="f-1",
+            verdict="benign",
+            class_uid=4001,
+            event=first,
+            bundle_version="1.0.0+uid",
+            received_ms=0,
+        ),
+        np.ones(8, dtype=np.float32),
+    )
+    # a malicious verdict on another event, sent with the first event's subject as its
+    # finding uid, takes out only its own event's vector
+    store.record(
+        Verdict(
+            finding_uid=subject_uid(first),
+            verdict="malicious",
+            class_uid=4001,
+            event=second,
+            bundle_version="1.0.0+uid",
+            received_ms=0,
+        ),
+        np.ones(8, dtype=np.float32),
+    )
+    s3 = boto3.client("s3")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=overlay_prefix("1.0.0+uid"))
+    assert [o["Key"] for o in listed["Contents"]] == [
+        overlay_key("1.0.0+uid", 4001, subject_uid(first))
+    ]
 
 
 def test_verdicts_on_two_events_of_one_alert_group_are_kept_apart(stack, live_traffic):

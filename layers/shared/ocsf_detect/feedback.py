@@ -74,6 +74,9 @@ class Verdict(BaseModel):
         return subject_uid(self.event)
 
 
+SUBJECT_PREFIX = "event-"
+
+
 def subject_uid(event: Mapping[str, Any]) -> str:
     """What a verdict is stored under: ``event-`` and the first 32 hex digits of the
     SHA-256 of the event's canonical JSON (keys sorted, separators ``,`` and ``:``, no
@@ -81,7 +84,7 @@ def subject_uid(event: Mapping[str, Any]) -> str:
     through any finding, or sent as itself, is one subject."""
     canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"event-{digest}"
+    return f"{SUBJECT_PREFIX}{digest}"
 
 
 def verdict_key(subject: str) -> str:
@@ -121,14 +124,25 @@ class S3FeedbackStore:
         The two writes are ordered so that a failure between them errs towards alerting:
         a benign verdict is kept before its vector silences anything, and a malicious
         one takes the vector out before it is kept. Sending the request again completes
-        it (every write is idempotent)."""
+        it (every write is idempotent).
+
+        A benign and a malicious verdict on one event may be sent at once (two analysts):
+        the benign one's vector could then land after the malicious one took it out, and
+        silence the event under a malicious verdict. So each, last, reads the verdict
+        kept and takes the vector out unless that verdict is benign: whichever of the two
+        reads last sees the verdict that stays, and a vector never outlives a malicious
+        verdict written after it (S3 reads are strongly consistent). The race's other
+        outcome, a benign verdict kept without its vector, errs towards alerting."""
         subject = verdict.subject
         key = overlay_key(verdict.bundle_version, verdict.class_uid, subject)
         if verdict.verdict != "benign":
             self._s3.delete_object(Bucket=self.bucket, Key=key)
-            # and where versions that stored vectors per finding uid put it
-            legacy = overlay_key(verdict.bundle_version, verdict.class_uid, verdict.finding_uid)
-            self._s3.delete_object(Bucket=self.bucket, Key=legacy)
+            if not verdict.finding_uid.startswith(SUBJECT_PREFIX):
+                # where versions that stored vectors per finding uid put it (a subject's
+                # name is never a finding uid of theirs: the caller names the uid, and must
+                # not reach another event's vector through it)
+                legacy = overlay_key(verdict.bundle_version, verdict.class_uid, verdict.finding_uid)
+                self._s3.delete_object(Bucket=self.bucket, Key=legacy)
         self._s3.put_object(
             Bucket=self.bucket,
             Key=verdict_key(subject),
@@ -140,6 +154,17 @@ class S3FeedbackStore:
             self._s3.put_object(
                 Bucket=self.bucket, Key=key, Body=orjson.dumps(body), ContentType="application/json"
             )
+        if self._kept_verdict(subject) != "benign":
+            self._s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def _kept_verdict(self, subject: str) -> str | None:
+        """The verdict kept for ``subject`` now (None: none, or unreadable)."""
+        try:
+            got = self._s3.get_object(Bucket=self.bucket, Key=verdict_key(subject))
+            kept = orjson.loads(got["Body"].read())
+        except orjson.JSONDecodeError:
+            return None
+        return kept.get("verdict") if isinstance(kept, dict) else None
 
     # -- reads (both functions, training) -----------------------------------------------------
     def list_keys(self, prefix: str) -> Iterator[tuple[str, str, float]]:
