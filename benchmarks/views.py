@@ -32,7 +32,7 @@ from ocsf_detect.detector.scorer import (
     isolation_of,
     nearest_behaviours,
 )
-from ocsf_detect.detector.surprise import evidence
+from ocsf_detect.detector.surprise import evidence, trees_judge
 from ocsf_detect.ocsf.outcomes import Parsed
 from ocsf_detect_tools.config import load_config
 
@@ -61,12 +61,13 @@ def view_scores(detector: Detector, lines: Sequence[bytes]) -> dict[str, np.ndar
         parts = evidence(knn_score(labels, dists, loaded.mass), isolation, tails)
         if parts is None:
             continue
-        trees = parts.trees
+        # the trees' evidence as the served sum counts it (``surprise.summed``)
         cover = None if info.isolation is None else info.isolation.cover()
-        covered = covered_by(dists, cover)
-        if covered is not None:  # the trees' evidence as the sum counts it
+        judged = trees_judge(parts, covered_by(dists, cover))
+        trees = parts.trees
+        if judged is not None:
             uncovered = parts.trees_uncovered
-            trees = np.where(covered, trees, 0.0 if uncovered is None else uncovered)
+            trees = np.where(judged, trees, 0.0 if uncovered is None else uncovered)
         out["knn"][rows] = parts.knn
         out["trees"][rows] = trees
         if loaded.fine is not None:
