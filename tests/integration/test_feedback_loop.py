@@ -198,6 +198,19 @@ def test_a_malicious_verdict_is_kept_as_a_label_and_silences_nothing(stack, live
     assert (status, body["error"]) == (422, "invalid_feedback")
 
 
+def _verdict(finding_uid: str, kind: str, event: dict[str, Any], bundle_version: str) -> Any:
+    from ocsf_detect.feedback import Verdict
+
+    return Verdict(
+        finding_uid=finding_uid,
+        verdict=kind,
+        class_uid=4001,
+        event=event,
+        bundle_version=bundle_version,
+        received_ms=0,
+    )
+
+
 def _racing_stores(bucket: str) -> tuple[Any, Any]:
     """Two analysts' stores on one bucket, each with a client of its own."""
     from ocsf_detect.feedback import S3FeedbackStore
@@ -227,21 +240,14 @@ def test_a_benign_and_a_malicious_verdict_sent_at_once_leave_no_vector(
     """Two analysts judge one event at once, one benign, one malicious, and the malicious
     verdict is written last: its event must not stay silenced by the benign one's vector,
     however the two requests interleave."""
-    from ocsf_detect.feedback import Verdict, overlay_key
+    from ocsf_detect.feedback import overlay_key
 
     _, _, bucket = stack
     event = next(e for e in live_traffic.events if e["class_uid"] == 4001)
     vector = np.ones(8, dtype=np.float32)
 
-    def verdict(kind: str) -> Verdict:
-        return Verdict(
-            finding_uid=f"f-race-{kind}",
-            verdict=kind,
-            class_uid=4001,
-            event=event,
-            bundle_version="1.0.0+race",
-            received_ms=0,
-        )
+    def verdict(kind: str) -> Any:
+        return _verdict(f"f-race-{kind}", kind, event, "1.0.0+race")
 
     benign_store, malicious_store = _racing_stores(bucket)
     subject = subject_uid(event)
@@ -269,35 +275,16 @@ def test_a_benign_and_a_malicious_verdict_sent_at_once_leave_no_vector(
 
 
 def test_a_malicious_verdict_reaches_no_other_events_vector_through_its_uid(stack, live_traffic):
-    from ocsf_detect.feedback import S3FeedbackStore, Verdict, overlay_key
+    from ocsf_detect.feedback import S3FeedbackStore, overlay_key
 
     _, _, bucket = stack
     first, second = [e for e in live_traffic.events if e["class_uid"] == 4001][:2]
     store = S3FeedbackStore(boto3.client("s3"), bucket)
-    store.record(
-        Verdict(
-            finding_uid="f-1",
-            verdict="benign",
-            class_uid=4001,
-            event=first,
-            bundle_version="1.0.0+uid",
-            received_ms=0,
-        ),
-        np.ones(8, dtype=np.float32),
-    )
+    vector = np.ones(8, dtype=np.float32)
+    store.record(_verdict("f-1", "benign", first, "1.0.0+uid"), vector)
     # a malicious verdict on another event, sent with the first event's subject as its
     # finding uid, takes out only its own event's vector
-    store.record(
-        Verdict(
-            finding_uid=subject_uid(first),
-            verdict="malicious",
-            class_uid=4001,
-            event=second,
-            bundle_version="1.0.0+uid",
-            received_ms=0,
-        ),
-        np.ones(8, dtype=np.float32),
-    )
+    store.record(_verdict(subject_uid(first), "malicious", second, "1.0.0+uid"), vector)
     s3 = boto3.client("s3")
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=overlay_prefix("1.0.0+uid"))
     assert [o["Key"] for o in listed["Contents"]] == [
