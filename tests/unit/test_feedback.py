@@ -132,16 +132,18 @@ class MemoryStore:
     def __init__(self) -> None:
         self.objects: dict[str, tuple[str, float, Any]] = {}
         self.reads = 0
+        self.listed = 0
         self.fail = False
 
     def put(self, key: str, body: Any, etag: str = "e1", modified: float = 0.0) -> None:
         self.objects[key] = (etag, modified, body)
 
-    def list_keys(self, prefix: str):
+    def list_keys(self, prefix: str, start_after: str | None = None):
         if self.fail:
             raise ConnectionError("S3 is unreachable")
         for key, (etag, modified, _) in sorted(self.objects.items()):
-            if key.startswith(prefix):
+            if key.startswith(prefix) and (start_after is None or key > start_after):
+                self.listed += 1
                 yield key, etag, modified
 
     def read_json(self, key: str) -> Any:
@@ -213,6 +215,43 @@ def test_a_refresh_reads_for_its_budget_newest_first_and_the_next_call_reads_on(
         seen.append(source.current().count(4001))
     assert seen == [4, 8, 10]
     assert store.reads == 10  # none read twice
+    assert source.last_error is None
+
+
+def test_a_large_overlay_is_listed_over_several_calls_each_within_the_budget() -> None:
+    # Given 2,500 vectors, listing one key taking 1 ms, and a budget of 1 s a call
+    now = [0.0]
+
+    class SlowListing(MemoryStore):
+        def list_keys(self, prefix: str, start_after: str | None = None):
+            for item in super().list_keys(prefix, start_after):
+                now[0] += 0.001
+                yield item
+
+    store = SlowListing()
+    keys = [overlay_key("1.0.0+abc", 4001, f"f{i:04d}") for i in range(2500)]
+    for i, key in enumerate(keys):
+        store.put(key, {"vector": [i, 0, 0]}, modified=i)
+    source = OverlaySource(store, "1.0.0+abc", {4001: 3}, 60.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    # When scoring calls ask for the overlay, each call spends about its budget
+    counts, spent = [], []
+    while not counts or counts[-1] < 2500:
+        start = now[0]
+        counts.append(source.current().count(4001))
+        spent.append(now[0] - start)
+        assert len(counts) < 10
+    # Then the first two list on where the last stopped, the third finishes the sweep and
+    # reads every vector; no key was listed twice
+    assert counts == [0, 0, 2500]
+    assert max(spent) <= 1.0 + 0.002
+    assert store.listed == 2500
+    # A vector removed since (a later malicious verdict) leaves once a sweep passes it,
+    # and one not yet reached by a sweep cut short stays
+    del store.objects[keys[10]]
+    del store.objects[keys[2400]]
+    source.invalidate()
+    assert source.current().count(4001) == 2499  # cut short: keys[2400] not reached yet
+    assert [source.current().count(4001) for _ in range(2)] == [2499, 2498]
     assert source.last_error is None
 
 

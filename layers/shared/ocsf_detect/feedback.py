@@ -167,10 +167,14 @@ class S3FeedbackStore:
         return kept.get("verdict") if isinstance(kept, dict) else None
 
     # -- reads (both functions, training) -----------------------------------------------------
-    def list_keys(self, prefix: str) -> Iterator[tuple[str, str, float]]:
-        """(key, ETag, last modified epoch s) of every object under ``prefix``."""
+    def list_keys(
+        self, prefix: str, start_after: str | None = None
+    ) -> Iterator[tuple[str, str, float]]:
+        """(key, ETag, last modified epoch s) of every object under ``prefix``, in key
+        order; after ``start_after`` only, when given. Pages are read as the caller asks."""
         paginator = self._read.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+        kwargs = {"StartAfter": start_after} if start_after else {}
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **kwargs):
             for item in page.get("Contents", []):
                 modified = item.get("LastModified")
                 ts = modified.timestamp() if modified is not None else 0.0
@@ -191,11 +195,16 @@ class OverlaySource:
 
     A refresh lists the overlay prefix (one request per 1,000 vectors) and fetches only
     objects not seen before (an object is rewritten only with the same vector, so its key
-    and ETag identify it), newest first, for at most ``fetch_budget_s``: a scoring request
-    pays for a refresh, so a container that has many new vectors to read (a cold start, a
-    burst of verdicts) reads them over several requests, each serving what is read so
-    far, and the next request goes on where it stopped. A failed refresh keeps the last
-    overlay and is tried again at the next interval: feedback must never stop scoring.
+    and ETag identify it), newest first, for at most ``fetch_budget_s``, listing included:
+    a scoring request pays for a refresh, so a container that has many vectors to list or
+    read (a cold start, a burst of verdicts, a large overlay) does so over several
+    requests, each serving what is read so far, and the next request goes on where it
+    stopped. The listing is a *sweep* in key order: a refresh cut short remembers the last
+    key listed and the next one lists on from there; vectors whose keys the sweep has not
+    reached yet stay as they were, and a vector removed since (a later malicious verdict)
+    leaves once the sweep has passed its place. An overlay of up to about a page lists in
+    one refresh. A failed refresh keeps the last overlay and is tried again at the next
+    interval: feedback must never stop scoring.
     """
 
     store: S3FeedbackStore
@@ -208,6 +217,8 @@ class OverlaySource:
     _unusable: dict[str, str] = field(default_factory=dict)  # key -> ETag, not re-read
     _overlay: FeedbackOverlay | None = None
     _loaded_at: float | None = None
+    _sweep_from: str | None = None  # the last key listed by a sweep cut short
+    _swept: dict[str, tuple[str, float]] = field(default_factory=dict)  # listed so far
     last_error: str | None = None
 
     def current(self) -> FeedbackOverlay:
@@ -230,15 +241,32 @@ class OverlaySource:
         self._loaded_at = None
 
     def _refresh(self, deadline: float) -> bool:
-        """Read what changed; False when ``deadline`` cut the fetching short."""
+        """Read what changed; False when ``deadline`` cut the listing or the fetching
+        short (the next call goes on)."""
         prefix = overlay_prefix(self.bundle_version)
-        listed = {
-            key: (etag, modified)
-            for key, etag, modified in self.store.list_keys(prefix)
-            if _class_of(key, prefix) is not None
+        listed = self._swept
+        begin, last, swept = self._sweep_from, None, True
+        for key, etag, modified in self.store.list_keys(prefix, begin):
+            last = key
+            if _class_of(key, prefix) is not None:
+                listed[key] = (etag, modified)
+            if self.clock() >= deadline:
+                self._sweep_from, swept = key, False  # the next refresh lists on from here
+                break
+
+        def passed(key: str) -> bool:  # by this refresh's stretch of the sweep
+            return (begin is None or key > begin) and (swept or last is None or key <= last)
+
+        # a vector stays while its object does, unchanged; one whose place the sweep has
+        # not passed stays until it does
+        kept = {
+            k: v
+            for k, v in self._vectors.items()
+            if (listed[k][0] == v[1] if k in listed else not passed(k))
         }
-        kept = {k: v for k, v in self._vectors.items() if k in listed and listed[k][0] == v[1]}
-        complete = True
+        if swept:
+            self._sweep_from, self._swept = None, {}
+        complete = swept
         # newest first: the overlay keeps each class's newest vectors
         for key, (etag, modified) in sorted(listed.items(), key=lambda kv: -kv[1][1]):
             if key in kept or self._unusable.get(key) == etag:
