@@ -29,6 +29,7 @@ from ocsf_detect.detector.scorer import (
     Detector,
     Scored,
     covered_by,
+    feature_rerank,
     isolation_of,
     nearest_behaviours,
 )
@@ -40,9 +41,11 @@ VIEWS = ("served", "knn", "trees", "fine")
 
 
 def view_scores(detector: Detector, lines: Sequence[bytes]) -> dict[str, np.ndarray]:
-    """Per event: the served score and each view's evidence (NaN: not scored)."""
+    """Per event: the served score and each view's evidence (NaN: not scored), and
+    ``bound``: the three with the trees counted for every event, what decides the served
+    path's exact re-check (an event whose bound reaches its class's threshold)."""
     n = len(lines)
-    out = {name: np.full(n, np.nan) for name in VIEWS}
+    out = {name: np.full(n, np.nan) for name in (*VIEWS, "bound")}
     served = detector.score_batch(lines)
     out["served"][:] = [o.score if isinstance(o, Scored) else np.nan for o in served]
     parsed = detector.parser.parse_many(lines)
@@ -55,7 +58,8 @@ def view_scores(detector: Detector, lines: Sequence[bytes]) -> dict[str, np.ndar
         info = loaded.info
         matrix = detector.pipeline(class_uid).transform_parsed([parsed[i] for i in rows])
         emb = embedding_of(loaded.session, info, matrix.numeric, matrix.categorical)
-        labels, dists = nearest_behaviours(loaded.index, emb, info.index.k, None)
+        space = feature_rerank(loaded, detector.pipeline(class_uid), matrix)
+        labels, dists = nearest_behaviours(loaded.index, emb, info.index.k, space)
         isolation = isolation_of(loaded.isolation, matrix.numeric, matrix.categorical)
         tails = None if info.tails is None else (info.tails.knn, info.tails.isolation)
         parts = evidence(knn_score(labels, dists, loaded.mass), isolation, tails)
@@ -70,9 +74,11 @@ def view_scores(detector: Detector, lines: Sequence[bytes]) -> dict[str, np.ndar
             trees = np.where(judged, trees, 0.0 if uncovered is None else uncovered)
         out["knn"][rows] = parts.knn
         out["trees"][rows] = trees
+        fine = np.zeros(len(rows))
         if loaded.fine is not None:
-            nearest = loaded.fine.nearest(emb, dists[:, 0])
-            out["fine"][rows] = loaded.fine.evidence(nearest)
+            nearest = loaded.fine.nearest(emb, dists[:, 0] if space is None else None)
+            fine = out["fine"][rows] = loaded.fine.evidence(nearest)
+        out["bound"][rows] = parts.knn + parts.trees + fine
     return out
 
 

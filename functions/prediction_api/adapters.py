@@ -9,15 +9,19 @@ Gateway waits 29 s), and a client's worst case, its attempts times the connect a
 timeouts plus back-off, is longer than that. A stalled bucket or table would then run the
 function out of time: API Gateway's own 5xx, not the documented 503. So the handler
 starts a *deadline* for each request (``start_request``: the context's remaining time
-less ``RESERVE_S`` to answer in), and each client checks it before every attempt, retries
-included: an attempt that could outlast it (connect + read timeout) is not made, and the
-call fails with ``OutOfTimeError``, a ``BotoCoreError`` that each route maps to its 503
-as any other failure of the bucket or the table.
+less ``RESERVE_S``, for a retry's back-off and the answer), and each client checks it
+before every attempt, retries included: an attempt that could outlast it if it got no
+answer (its connect + read timeout) is not made, and the call fails with
+``OutOfTimeError``, a ``BotoCoreError`` that each route maps to its 503 as any other
+failure of the bucket or the table. (The read timeout bounds each wait for bytes, so an
+answer that trickles in could still take longer; a stalled service cannot.) The bundle's
+own download, when the bundle comes from S3 rather than the layer, is not covered.
 """
 
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from functools import lru_cache, partial
 from typing import Any
 
@@ -26,9 +30,14 @@ from botocore.exceptions import BotoCoreError
 from ocsf_detect.alertstate import DynamoRuleTable
 from ocsf_detect.feedback import S3FeedbackStore
 
-RESERVE_S = 1.0  # of the function's time, kept to answer after the last AWS call
+# Of the function's time, kept after the deadline: botocore's back-off before a retry
+# (standard mode, three attempts: at most 2 s) comes before the check of that retry, and
+# then the answer is sent.
+RESERVE_S = 3.0
 
-_deadline: float | None = None  # monotonic; None outside a request (init, tests)
+# monotonic; None outside a request (init, tests). A context variable: the local server
+# runs requests in threads, each with its own.
+_deadline: ContextVar[float | None] = ContextVar("ocsf_detect_api_deadline", default=None)
 
 
 class OutOfTimeError(BotoCoreError):
@@ -42,20 +51,19 @@ class OutOfTimeError(BotoCoreError):
 
 def start_request(remaining_ms: int) -> None:
     """The deadline of the request now starting: ``remaining_ms`` is the context's."""
-    global _deadline  # noqa: PLW0603 - one request at a time per execution environment
-    _deadline = time.monotonic() + remaining_ms / 1000.0 - RESERVE_S
+    _deadline.set(time.monotonic() + remaining_ms / 1000.0 - RESERVE_S)
 
 
 def end_request() -> None:
-    global _deadline  # noqa: PLW0603
-    _deadline = None
+    _deadline.set(None)
 
 
 def _within_deadline(attempt_s: float, event_name: str = "", **_: Any) -> None:
     """botocore's ``before-send`` hook: refuse an attempt that could outlast the request."""
-    if _deadline is None:
+    deadline = _deadline.get()
+    if deadline is None:
         return
-    left = _deadline - time.monotonic()
+    left = deadline - time.monotonic()
     if left < attempt_s:
         operation = event_name.rsplit(".", 1)[-1] or "call"
         raise OutOfTimeError(operation=operation, left_s=max(left, 0.0), attempt_s=attempt_s)

@@ -365,6 +365,7 @@ def record_feedback(
         ) from exc
     source = overlay_source(detector, store, refresh_s)
     assert source is not None
+    source.apply(verdict, vector)  # this container's overlay has it at once
     source.invalidate()
     overlay = source.current()
     if source.last_error is not None:

@@ -97,25 +97,50 @@ def test_a_stalled_feedback_bucket_is_a_503_within_the_functions_time(api, live_
     event = next(e for e in live_traffic.events if e["class_uid"] == 4001)
     request = {"finding_uid": "f-stall", "verdict": "malicious", "event": event}
     # Writes get 2 + 5 s an attempt and three attempts: 15 s and more against a bucket
-    # that never answers. With 9 s, the first attempt is made and times out after 5 s;
-    # a second would outlast the request, so it is not made.
-    status, body, took = timed_call(api, "POST", "/v1/feedback", request, timeout_s=9.0)
+    # that never answers. With 11 s (8 s before the reserve), the first attempt is made
+    # and times out after 5 s; a second would outlast the request, so it is not made.
+    status, body, took = timed_call(api, "POST", "/v1/feedback", request, timeout_s=11.0)
     assert (status, body["error"]) == (503, "feedback_unavailable")
     assert "send the same request again" in body["message"]
-    assert 4.5 < took < 9.0 - adapters.RESERVE_S
+    assert 4.5 < took < 11.0 - adapters.RESERVE_S
 
 
 def test_a_stalled_rule_table_is_a_503_within_the_functions_time(api) -> None:
     from prediction_api import adapters
 
-    # An attempt gets 1 + 3 s and three are allowed: 9 s and more unchecked. With 6 s, the
-    # first times out after 3 s and no second is made.
-    status, body, took = timed_call(api, "GET", "/v1/suppressions", None, timeout_s=6.0)
+    # An attempt gets 1 + 3 s and three are allowed: 9 s and more unchecked. With 8 s (5 s
+    # before the reserve), the first times out after 3 s and no second is made.
+    status, body, took = timed_call(api, "GET", "/v1/suppressions", None, timeout_s=8.0)
     assert (status, body["error"]) == (503, "suppressions_unavailable")
     assert "sending the same request again is safe" in body["message"]
-    assert 2.5 < took < 6.0 - adapters.RESERVE_S
+    assert 2.5 < took < 8.0 - adapters.RESERVE_S
     # With less time left than one attempt, none is made: the answer is at once
-    status, body, took = timed_call(api, "GET", "/v1/suppressions", None, timeout_s=3.0)
+    status, body, took = timed_call(api, "GET", "/v1/suppressions", None, timeout_s=6.0)
     assert (status, body["error"]) == (503, "suppressions_unavailable")
     assert "OutOfTimeError" in body["message"]
     assert took < 1.0
+
+
+def test_concurrent_requests_keep_their_own_deadlines() -> None:
+    """The local server runs requests in threads: one request's end leaves another's
+    deadline in place."""
+    import threading
+
+    from prediction_api import adapters
+
+    adapters.start_request(10_000)
+    seen: list[object] = []
+
+    def other_request() -> None:
+        adapters.start_request(5_000)
+        adapters.end_request()
+        seen.append(adapters._deadline.get())
+
+    thread = threading.Thread(target=other_request)
+    thread.start()
+    thread.join()
+    assert seen == [None]
+    deadline = adapters._deadline.get()
+    assert deadline is not None
+    assert deadline - time.monotonic() > 10.0 - adapters.RESERVE_S - 1.0
+    adapters.end_request()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import re
 import uuid
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -133,18 +134,27 @@ class MemoryStore:
         self.objects: dict[str, tuple[str, float, Any]] = {}
         self.reads = 0
         self.listed = 0
+        self.pages = 0
         self.fail = False
 
     def put(self, key: str, body: Any, etag: str = "e1", modified: float = 0.0) -> None:
         self.objects[key] = (etag, modified, body)
 
-    def list_keys(self, prefix: str, start_after: str | None = None):
+    page_size = 1000
+
+    def list_pages(self, prefix: str, start_after: str | None = None):
         if self.fail:
             raise ConnectionError("S3 is unreachable")
-        for key, (etag, modified, _) in sorted(self.objects.items()):
-            if key.startswith(prefix) and (start_after is None or key > start_after):
-                self.listed += 1
-                yield key, etag, modified
+        items = [
+            (key, etag, modified)
+            for key, (etag, modified, _) in sorted(self.objects.items())
+            if key.startswith(prefix) and (start_after is None or key > start_after)
+        ]
+        for at in range(0, len(items), self.page_size):
+            page = items[at : at + self.page_size]
+            self.listed += len(page)
+            self.pages += 1
+            yield page
 
     def read_json(self, key: str) -> Any:
         self.reads += 1
@@ -218,41 +228,128 @@ def test_a_refresh_reads_for_its_budget_newest_first_and_the_next_call_reads_on(
     assert source.last_error is None
 
 
-def test_a_large_overlay_is_listed_over_several_calls_each_within_the_budget() -> None:
-    # Given 2,500 vectors, listing one key taking 1 ms, and a budget of 1 s a call
+class PagedStore(MemoryStore):
+    """Listing a page of 100 keys takes 0.3 s of a fake clock; reads take none."""
+
+    page_size = 100
+
+    def __init__(self, now: list[float]) -> None:
+        super().__init__()
+        self.now = now
+        self.fail_after_pages: int | None = None
+
+    def list_pages(self, prefix: str, start_after: str | None = None):
+        for page in super().list_pages(prefix, start_after):
+            if self.fail_after_pages is not None and self.pages > self.fail_after_pages:
+                raise ConnectionError("S3 stopped answering")
+            self.now[0] += 0.3
+            yield page
+
+
+def _paged_overlay(n: int) -> tuple[PagedStore, list[str], list[float], OverlaySource]:
     now = [0.0]
-
-    class SlowListing(MemoryStore):
-        def list_keys(self, prefix: str, start_after: str | None = None):
-            for item in super().list_keys(prefix, start_after):
-                now[0] += 0.001
-                yield item
-
-    store = SlowListing()
-    keys = [overlay_key("1.0.0+abc", 4001, f"f{i:04d}") for i in range(2500)]
+    store = PagedStore(now)
+    keys = [overlay_key("1.0.0+abc", 4001, f"f{i:04d}") for i in range(n)]
     for i, key in enumerate(keys):
         store.put(key, {"vector": [i, 0, 0]}, modified=i)
     source = OverlaySource(store, "1.0.0+abc", {4001: 3}, 60.0, clock=lambda: now[0])  # type: ignore[arg-type]
-    # When scoring calls ask for the overlay, each call spends about its budget
+    return store, keys, now, source
+
+
+def test_a_large_overlay_is_listed_over_several_calls_each_within_the_budget() -> None:
+    # Given 1,000 vectors in 10 pages, a page taking 0.3 s, and a budget of 1 s a call
+    store, keys, now, source = _paged_overlay(1000)
+    # When scoring calls ask for the overlay, each lists for about its budget (the check
+    # comes between pages: at most one page past it)
     counts, spent = [], []
-    while not counts or counts[-1] < 2500:
+    while not counts or counts[-1] < 1000:
         start = now[0]
         counts.append(source.current().count(4001))
         spent.append(now[0] - start)
         assert len(counts) < 10
-    # Then the first two list on where the last stopped, the third finishes the sweep and
-    # reads every vector; no key was listed twice
-    assert counts == [0, 0, 2500]
-    assert max(spent) <= 1.0 + 0.002
-    assert store.listed == 2500
+    # Then each lists on where the last stopped, and the one that ends the sweep reads
+    # every vector; no page was listed twice
+    assert counts == [0, 0, 1000]
+    assert max(spent) <= 1.0 + 0.3 + 1e-9
+    assert store.pages == 10
     # A vector removed since (a later malicious verdict) leaves once a sweep passes it,
-    # and one not yet reached by a sweep cut short stays
+    # and one the sweep has not reached yet stays until it does
     del store.objects[keys[10]]
-    del store.objects[keys[2400]]
+    del store.objects[keys[900]]
     source.invalidate()
-    assert source.current().count(4001) == 2499  # cut short: keys[2400] not reached yet
-    assert [source.current().count(4001) for _ in range(2)] == [2499, 2498]
+    assert source.current().count(4001) == 999  # cut short: keys[900] not reached yet
+    assert [source.current().count(4001) for _ in range(2)] == [999, 998]
     assert source.last_error is None
+
+
+def test_a_listing_that_fails_midway_forgets_what_it_listed() -> None:
+    # Given an overlay read whole, then a sweep whose listing fails after 3 pages
+    store, keys, _, source = _paged_overlay(500)
+    while source.current().count(4001) < 500:
+        pass
+    store.pages, store.fail_after_pages = 0, 3
+    source.invalidate()
+    assert source.current().count(4001) == 500
+    assert source.last_error is not None
+    assert "stopped answering" in source.last_error
+    # When a vector listed by the failed attempt is removed, and S3 answers again
+    del store.objects[keys[5]]
+    store.fail_after_pages = None
+    source.invalidate()
+    counts = [source.current().count(4001) for _ in range(3)]
+    # Then the next sweep does not take the failed attempt's listing for its own: the
+    # vector leaves
+    assert counts[-1] == 499
+
+
+def test_a_sweep_read_in_part_is_read_on_before_a_new_sweep() -> None:
+    # Given 300 new vectors listed in one call (3 pages, 0.9 s), each read taking 0.1 s
+    store, _, now, source = _paged_overlay(300)
+
+    def slow_read(key: str) -> Any:
+        now[0] += 0.1
+        return MemoryStore.read_json(store, key)
+
+    store.read_json = slow_read  # type: ignore[method-assign]
+    counts = []
+    while not counts or counts[-1] < 300:
+        counts.append(source.current().count(4001))
+        assert len(counts) < 40
+    # Then the first call lists for most of its budget and reads what is left of it, and
+    # the calls after it read on for their whole budget (about 10 reads) without listing
+    assert store.pages == 3
+    assert 1 <= counts[0] <= 2
+    assert all(9 <= b - a <= 11 for a, b in pairwise(counts[:-1]))
+
+
+def test_the_container_that_takes_a_verdict_applies_it_wherever_the_sweep_is() -> None:
+    _, _, _, source = _paged_overlay(1000)
+    while source.current().count(4001) < 1000:
+        pass
+    source.invalidate()
+    source.current()  # a new sweep, cut short after its first pages
+    assert source._sweep_from is not None
+    event = {"class_uid": 4001, "uid": "judged"}
+
+    def verdict(kind: str) -> Verdict:
+        return Verdict(
+            finding_uid="f-1",
+            verdict=kind,
+            class_uid=4001,
+            event=event,
+            bundle_version="1.0.0+abc",
+            received_ms=1,
+        )
+
+    vector = np.array([7.5, 0, 0], dtype=np.float32)
+    source.apply(verdict("benign"), vector)
+    assert source.current().count(4001) == 1001
+    source.apply(verdict("malicious"), vector)
+    assert source.current().count(4001) == 1000
+    # a verdict for another bundle's overlay is not this one's
+    other = verdict("benign").model_copy(update={"bundle_version": "0.9.0+old"})
+    source.apply(other, vector)
+    assert source.current().count(4001) == 1000
 
 
 def test_a_verdict_keeps_its_event_and_refuses_unknown_verdicts() -> None:

@@ -167,18 +167,26 @@ class S3FeedbackStore:
         return kept.get("verdict") if isinstance(kept, dict) else None
 
     # -- reads (both functions, training) -----------------------------------------------------
-    def list_keys(
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, str, float]]:
+        """(key, ETag, last modified epoch s) of every object under ``prefix``."""
+        for page in self.list_pages(prefix):
+            yield from page
+
+    def list_pages(
         self, prefix: str, start_after: str | None = None
-    ) -> Iterator[tuple[str, str, float]]:
-        """(key, ETag, last modified epoch s) of every object under ``prefix``, in key
-        order; after ``start_after`` only, when given. Pages are read as the caller asks."""
+    ) -> Iterator[list[tuple[str, str, float]]]:
+        """The same, a page (up to 1,000 objects, one request) at a time, in key order;
+        after ``start_after`` only, when given. Each page is requested as the caller asks."""
         paginator = self._read.get_paginator("list_objects_v2")
         kwargs = {"StartAfter": start_after} if start_after else {}
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **kwargs):
+            items = []
             for item in page.get("Contents", []):
                 modified = item.get("LastModified")
                 ts = modified.timestamp() if modified is not None else 0.0
-                yield str(item["Key"]), str(item.get("ETag", "")), ts
+                items.append((str(item["Key"]), str(item.get("ETag", "")), ts))
+            if items:
+                yield items
 
     def read_json(self, key: str) -> Any:
         return orjson.loads(self._read.get_object(Bucket=self.bucket, Key=key)["Body"].read())
@@ -199,12 +207,18 @@ class OverlaySource:
     a scoring request pays for a refresh, so a container that has many vectors to list or
     read (a cold start, a burst of verdicts, a large overlay) does so over several
     requests, each serving what is read so far, and the next request goes on where it
-    stopped. The listing is a *sweep* in key order: a refresh cut short remembers the last
-    key listed and the next one lists on from there; vectors whose keys the sweep has not
-    reached yet stay as they were, and a vector removed since (a later malicious verdict)
-    leaves once the sweep has passed its place. An overlay of up to about a page lists in
-    one refresh. A failed refresh keeps the last overlay and is tried again at the next
-    interval: feedback must never stop scoring.
+    stopped.
+
+    The listing is a *sweep* in key order, a page at a time (the budget is checked between
+    pages, so every refresh lists at least one): a refresh cut short remembers the last key
+    listed and the next one lists on from there. A vector whose key the sweep has passed
+    without listing it was removed (a later malicious verdict) and leaves; one whose place
+    it has not reached yet stays as it was. A sweep that ends with vectors still to read
+    keeps its listing, and the next refreshes read on before a new sweep starts. An overlay
+    of up to a page lists in one refresh. A failed refresh (S3 slow or unreachable) keeps
+    the last overlay and the sweep where it was, and is tried again at the next interval:
+    feedback must never stop scoring. The container that takes a verdict applies it at
+    once (``apply``), wherever the sweep is.
     """
 
     store: S3FeedbackStore
@@ -219,6 +233,7 @@ class OverlaySource:
     _loaded_at: float | None = None
     _sweep_from: str | None = None  # the last key listed by a sweep cut short
     _swept: dict[str, tuple[str, float]] = field(default_factory=dict)  # listed so far
+    _to_read: dict[str, tuple[str, float]] | None = None  # a whole sweep, still being read
     last_error: str | None = None
 
     def current(self) -> FeedbackOverlay:
@@ -240,19 +255,42 @@ class OverlaySource:
         """Refresh on the next ``current()`` (the API, right after recording a verdict)."""
         self._loaded_at = None
 
+    def apply(self, verdict: Verdict, vector: np.ndarray) -> None:
+        """What ``S3FeedbackStore.record`` just wrote, in this container's overlay at once:
+        a benign verdict's vector in, a malicious one's out (the sweep, which may be far
+        from the verdict's key in a large overlay, confirms it when it passes)."""
+        key = overlay_key(verdict.bundle_version, verdict.class_uid, verdict.subject)
+        if verdict.bundle_version != self.bundle_version:
+            return
+        for listing in (self._swept, self._to_read or {}):
+            listing.pop(key, None)
+        if verdict.verdict == "benign" and verdict.class_uid in self.dims:
+            # an ETag no listing has: the sweep reads the object again once, when it passes
+            self._vectors[key] = (verdict.class_uid, "", time.time(), vector.astype(np.float32))
+        else:
+            self._vectors.pop(key, None)
+        self._build()
+
     def _refresh(self, deadline: float) -> bool:
-        """Read what changed; False when ``deadline`` cut the listing or the fetching
+        """Read what changed; False when ``deadline`` cut the listing or the reading
         short (the next call goes on)."""
         prefix = overlay_prefix(self.bundle_version)
-        listed = self._swept
-        begin, last, swept = self._sweep_from, None, True
-        for key, etag, modified in self.store.list_keys(prefix, begin):
-            last = key
-            if _class_of(key, prefix) is not None:
-                listed[key] = (etag, modified)
-            if self.clock() >= deadline:
-                self._sweep_from, swept = key, False  # the next refresh lists on from here
-                break
+        if self._to_read is not None:  # a finished sweep's listing, still being read
+            listed, swept = self._to_read, True
+            begin = last = None
+            passed_all = False  # its removals were applied when it finished
+        else:
+            listed = dict(self._swept)  # saved only once this refresh has listed its part
+            begin, last, swept = self._sweep_from, None, True
+            for page in self.store.list_pages(prefix, begin):
+                for key, etag, modified in page:
+                    if _class_of(key, prefix) is not None:
+                        listed[key] = (etag, modified)
+                last = page[-1][0]
+                if self.clock() >= deadline:
+                    swept = False  # the next refresh lists on from ``last``
+                    break
+            passed_all = True
 
         def passed(key: str) -> bool:  # by this refresh's stretch of the sweep
             return (begin is None or key > begin) and (swept or last is None or key <= last)
@@ -262,10 +300,8 @@ class OverlaySource:
         kept = {
             k: v
             for k, v in self._vectors.items()
-            if (listed[k][0] == v[1] if k in listed else not passed(k))
+            if (listed[k][0] == v[1] if k in listed else not (passed_all and passed(k)))
         }
-        if swept:
-            self._sweep_from, self._swept = None, {}
         complete = swept
         # newest first: the overlay keeps each class's newest vectors
         for key, (etag, modified) in sorted(listed.items(), key=lambda kv: -kv[1][1]):
@@ -288,9 +324,20 @@ class OverlaySource:
                 self._unusable[key] = etag  # written for another model: never mixed in
                 continue
             kept[key] = (class_uid, etag, modified, vector)
+        # the sweep moves on with the vectors it read (a failure above leaves both as they
+        # were); a finished sweep whose reading was cut short is read on by the next ones
+        if swept:
+            self._sweep_from, self._swept = None, {}
+        else:
+            self._sweep_from, self._swept = last, listed
+        self._to_read = listed if swept and not complete else None
         self._vectors = kept
+        self._build()
+        return complete
+
+    def _build(self) -> None:
         by_class: dict[int, list[tuple[float, np.ndarray]]] = {}
-        for class_uid, _, modified, vector in kept.values():
+        for class_uid, _, modified, vector in self._vectors.values():
             by_class.setdefault(class_uid, []).append((modified, vector))
         self._overlay = FeedbackOverlay(
             self.bundle_version,
@@ -301,4 +348,3 @@ class OverlaySource:
                 for uid, items in by_class.items()
             },
         )
-        return complete

@@ -132,8 +132,8 @@ class SuppressionRule(BaseModel):
 
 
 def _utc(value: datetime) -> datetime:
-    """A naive time read as UTC; an aware one as it is."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    """The time in UTC; a naive one is read as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def field_value(finding: Mapping[str, Any], path: str) -> Any:

@@ -161,10 +161,11 @@ def _upper_layers(
         head = nonzero[k]
         heads.append(head)
         at = head + 1 + int(words[head]) // 4
-    lengths = words[heads].astype(np.int64) // 4
+    sizes = words[heads].astype(np.int64)
+    lengths = sizes // 4
     if at > end or len(heads) > count or end - int(lengths.sum()) != count:
         return None
-    if np.any(lengths % (block // 4)):
+    if np.any(sizes % block):  # whole lists of whole links only
         return None
     starts = np.asarray(heads, dtype=np.int64)
     skipped = np.cumsum(lengths) - lengths  # link words before each non-zero list
