@@ -152,11 +152,16 @@ def add_suppression(request: SuppressionRequest) -> Response[StoredRule]:
     )
     caller = adapters.caller_of(router.current_event)
     with _table_call():
-        rule, creator = rule_table().put(rule, caller)
+        stored, creator = rule_table().put(rule, caller)
     logger.info(
-        "suppression rule added",
-        extra={"audit": "rule_added", "caller": caller, "rule_id": rule.id},
+        "suppression rule added" if stored is rule else "suppression rule already stored",
+        extra={
+            "audit": "rule_added" if stored is rule else "rule_repeated",
+            "caller": caller,
+            "rule_id": stored.id,
+        },
     )
+    rule = stored
     return Response(
         status_code=HTTPStatus.CREATED.value,
         content_type=content_types.APPLICATION_JSON,
