@@ -10,7 +10,10 @@ beyond its floor), the isolation trees' evidence, the fine view's, and the serve
 next to the plain references. The views come from the HNSW search, before the served
 path's exact re-check of the events that reach the threshold, so a view's numbers can
 differ from the served score's by that re-check. ROC-AUC and AP per column; a view
-whose evidence is zero for most events (a floor) ranks those as ties.
+whose evidence is zero for most events (a floor) ranks those as ties; a fine view with no
+evidence for any event (none in the bundle, or none that reaches a recorded event, as in
+the contaminated protocol) is shown as "–". A second table gives each column's worst
+seed per row, next to the best plain reference (docs/results.md, "Each view on its own").
 """
 
 from __future__ import annotations
@@ -94,26 +97,60 @@ def main() -> None:
     harness = Harness(args.out_dir, build_code_digest())
     only = set(args.only.split(",")) if args.only else None
     refs_short = {"isolation_forest": "IF", "knn_5": "kNN5", "knn_20": "kNN20"}
+    metrics = (("average_precision", "AP"), ("roc_auc", "ROC-AUC"))
     columns = ["served", "k-NN view", "trees", "fine view", *refs_short.values()]
     print("| case | protocol | seed | metric | " + " | ".join(columns) + " |")
     print("|---" * (4 + len(columns)) + "|")
+    # (case, protocol) -> metric -> view -> one value per seed; and the best reference
+    per_row: dict[tuple[str, str], dict[str, dict[str, list[float]]]] = {}
+    best: dict[tuple[str, str], dict[str, float]] = {}
     for case in load_cases(only=only):
         if case.benign_only:
             continue
         y = np.array([case.labels[uid_of_line(x)] for x in case.test], dtype=np.int64)
         refs = harness.references(case)
         ref_metrics = {n: ranking(y, np.asarray(refs[n], dtype=float)) for n in refs_short}
+        row = per_row.setdefault((case.name, case.protocol), {m: {} for m, _ in metrics})
+        best[(case.name, case.protocol)] = {
+            m: max(r[m] for r in ref_metrics.values()) for m, _ in metrics
+        }
         for seed in seeds:
             bundle = harness.bundle(case, config, seed)
             views = view_scores(Detector.load(bundle), case.test)
-            for metric, short in (("roc_auc", "ROC-AUC"), ("average_precision", "AP")):
+            for metric, short in metrics:
                 cells = []
                 for name in VIEWS:
                     v = views[name]
-                    cells.append("–" if np.all(np.isnan(v)) else f"{ranking(y, v)[metric]:.3f}")
+                    if name == "fine" and not np.any(np.nan_to_num(v)):
+                        cells.append("–")  # no fine view, or none that reaches an event
+                        continue
+                    value = ranking(y, v)[metric]
+                    row[metric].setdefault(name, []).append(value)
+                    cells.append(f"{value:.3f}")
                 cells += [f"{ref_metrics[n][metric]:.3f}" for n in refs_short]
                 head = f"| {case.name} | {case.protocol} | {seed} | {short} | "
                 print(head + " | ".join(cells) + " |")
+    # each column's worst seed (so one row's cells can come from different seeds)
+    print()
+    head = ["served", "k-NN view", "trees", "fine view", "best reference"]
+    print(
+        "| case | protocol | "
+        + " | ".join(
+            f"{short}: {h}" if i == 0 else h
+            for short in ("AP", "ROC-AUC")
+            for i, h in enumerate(head)
+        )
+        + " |"
+    )
+    print("|---" * (2 + 2 * len(head)) + "|")
+    for key, row in per_row.items():
+        cells = []
+        for metric, _ in metrics:
+            for name in VIEWS:
+                values = row[metric].get(name)
+                cells.append(f"{min(values):.3f}" if values else "–")
+            cells.append(f"{best[key][metric]:.3f}")
+        print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
