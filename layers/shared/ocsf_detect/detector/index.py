@@ -512,19 +512,13 @@ def canonical_index_file(path: Path) -> bool:
     count, record = int(h["count"]), int(h["record_size"])
     block = 4 + 4 * int(h["max_m"])  # one upper-layer list: a count and max_m links
     lengths = _HEADER.itemsize + record * count
-    at = lengths + 4 * count
-    if int(h["offset_level0"]) != 0 or at > len(data):
+    links = lengths + 4 * count
+    if int(h["offset_level0"]) != 0 or links > len(data) or (len(data) - links) % 4:
         return False
-    for _ in range(count):  # the layout check hnswlib's own loader makes
-        if at + 4 > len(data):
-            return False
-        size = int.from_bytes(data[at : at + 4], "little")
-        at += 4 + size
-        if size % block or at > len(data):
-            return False
-    if at != len(data):
+    # the layout check hnswlib's own loader makes, as the bundle's reader makes it
+    if _upper_layers(np.frombuffer(bytes(data[links:]), dtype="<u4"), count, block) is None:
         return False
-    data[lengths : lengths + 4 * count] = bytes(4 * count)
+    data[lengths:links] = bytes(4 * count)
     Path(path).write_bytes(bytes(data))
     return True
 
