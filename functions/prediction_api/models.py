@@ -251,6 +251,8 @@ ErrorCode = Literal[
     "invalid_feedback",
     "feedback_unavailable",
     "suppressions_unavailable",
+    "rule_unreadable",
+    "rule_conflict",
 ]
 """Every `error` code the API answers with; docs/api.md says when each is sent."""
 
@@ -261,7 +263,8 @@ class ErrorBody(_Out):
     error: ErrorCode = Field(
         description=(
             "stable error code: 400 invalid_json, empty_body; 404 not_found; "
-            "405 method_not_allowed; 413 payload_too_large, too_large (an event over "
+            "405 method_not_allowed; 409 rule_unreadable, rule_conflict; "
+            "413 payload_too_large, too_large (an event over "
             "OCSF_DETECT_MAX_EVENT_BYTES); 415 unsupported_media_type; "
             "422 validation_error, unsupported_class, rejected_event, invalid_feedback; "
             "500 internal_error; 503 bundle_unavailable, feedback_unavailable, "

@@ -22,10 +22,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from ocsf_detect import names
-from ocsf_detect.alertstate import DynamoRuleTable, RuleNotFoundError
+from ocsf_detect.alertstate import (
+    ConcurrentRuleChangeError,
+    DynamoRuleTable,
+    RuleNotFoundError,
+    UnreadableRuleError,
+)
 from ocsf_detect.suppression import Condition, SuppressionRule
 from prediction_api import adapters
-from prediction_api.models import ErrorBody
+from prediction_api.models import ErrorBody, ErrorCode
 from prediction_api.settings import get_settings
 
 router = APIGatewayRouter()
@@ -140,6 +145,13 @@ def list_suppressions() -> SuppressionList:
         ),
         400: _doc("empty body or malformed JSON", ErrorBody),
         415: _doc("Content-Type is not application/json", ErrorBody),
+        409: _doc(
+            "`rule_unreadable`: an item this version cannot read (written by a later "
+            "version, or by hand) is stored under the rule's id; deleting that id lets the "
+            "rule be added. `rule_conflict`: the same rule was deleted and added by others "
+            "throughout the request; sending it again is safe",
+            ErrorBody,
+        ),
         422: _doc("schema violation (with the field path)", ErrorBody),
         **UNAVAILABLE,
     },
@@ -209,6 +221,30 @@ def _unavailable(exc: SuppressionsUnavailableError) -> Response[Any]:
     )
     return Response(
         status_code=HTTPStatus.SERVICE_UNAVAILABLE.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump(exclude_none=True),
+    )
+
+
+@router.exception_handler(UnreadableRuleError)
+def _unreadable(exc: UnreadableRuleError) -> Response[Any]:
+    logger.warning("suppression rule not added: unreadable item", extra={"cause": str(exc)})
+    return _conflict(
+        "rule_unreadable",
+        f"an item this version cannot read is stored under the rule's id {exc.rule_id}; "
+        f"DELETE /v1/suppressions/{exc.rule_id} removes it, then the rule can be added",
+    )
+
+
+@router.exception_handler(ConcurrentRuleChangeError)
+def _changed(exc: ConcurrentRuleChangeError) -> Response[Any]:
+    return _conflict("rule_conflict", f"{exc}; sending the same request again is safe")
+
+
+def _conflict(error: ErrorCode, message: str) -> Response[Any]:
+    body = ErrorBody(error=error, message=message, request_id=_request_id())
+    return Response(
+        status_code=HTTPStatus.CONFLICT.value,
         content_type=content_types.APPLICATION_JSON,
         body=body.model_dump(exclude_none=True),
     )

@@ -439,6 +439,74 @@ def test_a_malformed_rule_is_refused_and_no_table_is_a_503(grouped, api, monkeyp
     assert "no alert-state table is configured" in body["message"]
 
 
+def test_an_unreadable_item_under_a_new_rules_id_is_a_409_that_names_it(grouped, api, caplog):
+    from ocsf_detect.suppression import Condition, SuppressionRule
+
+    good = {"match": [{"field": "severity", "op": "equals", "value": "Low"}], "reason": "x"}
+    rule_id = SuppressionRule.content_id(
+        [Condition(**c) for c in good["match"]], reason="x", expires_at=None
+    )
+    # Given an item this version cannot read already stored under the rule's id (a later
+    # version's rule with a field this one lacks)
+    client = boto3.client("dynamodb")
+    later = {"id": rule_id, "match": good["match"], "reason": "x", "priority": 3}
+    client.put_item(
+        TableName=grouped.alert_table,
+        Item={"pk": {"S": RULES_PK}, "sk": {"S": rule_id}, "rule": {"S": json.dumps(later)}},
+    )
+    # When the rule is added, the answer is a 409 naming the id and how to clear it, not a
+    # 500, and the item is left as it was
+    status, body = call_api(api, "POST", "/v1/suppressions", good)
+    assert (status, body["error"]) == (409, "rule_unreadable"), body
+    assert f"DELETE /v1/suppressions/{rule_id}" in body["message"]
+    assert "suppression rule not added: unreadable item" in caplog.text
+    item = client.get_item(
+        TableName=grouped.alert_table, Key={"pk": {"S": RULES_PK}, "sk": {"S": rule_id}}
+    )["Item"]
+    assert json.loads(item["rule"]["S"]) == later
+    # Then deleting that id lets the rule be added
+    assert call_api(api, "DELETE", f"/v1/suppressions/{rule_id}")[0] == 204
+    status, created = call_api(api, "POST", "/v1/suppressions", good)
+    assert (status, created["id"]) == (201, rule_id)
+
+
+class DeletedBeforeEachRead:
+    """A DynamoDB client under which every conditional put finds the rule stored and
+    every read finds it deleted again (another analyst adding and deleting it)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.puts = 0
+
+    def put_item(self, **kwargs: Any) -> Any:
+        self.puts += 1
+        self._client.put_item(**{k: v for k, v in kwargs.items() if k != "ConditionExpression"})
+        return self._client.put_item(**kwargs)  # fails its condition: the item is there
+
+    def query(self, **kwargs: Any) -> Any:
+        key = kwargs["ExpressionAttributeValues"]
+        self._client.delete_item(
+            TableName=kwargs["TableName"], Key={"pk": key[":pk"], "sk": key[":sk"]}
+        )
+        return self._client.query(**kwargs)
+
+
+def test_an_add_that_loses_every_race_stops_with_a_conflict(emulator_url) -> None:
+    from datetime import UTC, datetime
+
+    from ocsf_detect.alertstate import PUT_ATTEMPTS, ConcurrentRuleChangeError, DynamoRuleTable
+    from ocsf_detect.suppression import Condition, SuppressionRule
+
+    table = create_alert_table("alert-state-rule-race")
+    client = DeletedBeforeEachRead(boto3.client("dynamodb"))
+    rule = SuppressionRule.new(
+        [Condition(field="severity", op="equals", value="Low")], reason="x", now=datetime.now(UTC)
+    )
+    with pytest.raises(ConcurrentRuleChangeError):
+        DynamoRuleTable(client, table).put(rule)
+    assert client.puts == PUT_ATTEMPTS
+
+
 def test_the_scheduled_invocation_closes_what_the_batches_left_open(grouped, anomalous):
     from stream_scoring import handler
 

@@ -281,6 +281,27 @@ class RuleNotFoundError(Exception):
         self.field = "id"
 
 
+class UnreadableRuleError(Exception):
+    """An item stored under a new rule's id that this version cannot read (written by a
+    later version, or by hand): the rule is neither stored nor known to be there."""
+
+    def __init__(self, rule_id: str, detail: str) -> None:
+        super().__init__(
+            f"the item stored under suppression rule {rule_id} cannot be read: {detail}"
+        )
+        self.rule_id = rule_id
+
+
+class ConcurrentRuleChangeError(Exception):
+    """The same rule was deleted and added again by others throughout an add."""
+
+    def __init__(self, rule_id: str) -> None:
+        super().__init__(f"suppression rule {rule_id} changed during the request")
+        self.rule_id = rule_id
+
+
+PUT_ATTEMPTS = 3  # a rule deleted between the conditional put and the read is put again
+
 StoredRuleItem = tuple[SuppressionRule, str | None]  # a rule and who created it
 StoredRuleItems = list[StoredRuleItem]  # (``DynamoRuleTable.list`` hides the builtin there)
 
@@ -343,7 +364,7 @@ class DynamoRuleTable:
                 "created_by": created_by,
             }
         )
-        while True:
+        for _ in range(PUT_ATTEMPTS):
             try:
                 self._client.put_item(
                     TableName=self._table,
@@ -358,6 +379,8 @@ class DynamoRuleTable:
                     return stored
                 continue  # deleted since: store it after all
             return rule, created_by
+        # added and deleted again between every attempt: this add lost each race
+        raise ConcurrentRuleChangeError(rule.id)
 
     def _get(self, rule_id: str) -> StoredRuleItem | None:
         """The rule stored under ``rule_id`` (a query: the API's role reads the rules'
@@ -369,7 +392,10 @@ class DynamoRuleTable:
             ConsistentRead=True,
         )
         for item in page.get("Items", []):
-            return _stored_rule(item)
+            try:
+                return _stored_rule(item)
+            except (KeyError, ValueError) as exc:
+                raise UnreadableRuleError(rule_id, str(exc).splitlines()[0]) from exc
         return None
 
     def delete(self, rule_id: str) -> None:
