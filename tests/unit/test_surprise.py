@@ -436,3 +436,45 @@ def test_the_uncovered_quantile_follows_the_alert_rate_unless_set() -> None:
     # the trees off: nothing to check
     off_trees = {"isolation": {"enabled": False, "uncovered_quantile": 0.5}}
     assert not DetectorConfig.model_validate(off_trees).isolation.enabled
+
+
+def test_no_tree_cuts_on_an_uncut_column_and_time_past_the_baseline_is_not_isolated() -> None:
+    """The hour of day as (sin, cos), a baseline of 09:00-12:00 scored at 14:00-17:00:
+    every later hour lies beyond the baseline's range on those columns, so trees free to
+    cut there isolate later events sooner (time passing read as an extreme). With the
+    hour columns uncut, no node refers to them and a later event scores as its other
+    columns do."""
+    from ocsf_detect_tools.training.isolation import grow_isolation
+
+    rng = np.random.default_rng(5)
+
+    def events(n: int, hours: tuple[float, float]) -> FeatureMatrix:
+        angle = rng.uniform(*hours, size=n) / 24 * 2 * np.pi
+        other = rng.normal(size=(n, 3))
+        numeric = np.column_stack([other, np.sin(angle), np.cos(angle)]).astype(np.float32)
+        return FeatureMatrix(numeric, rng.integers(0, 3, size=(n, 1)).astype(np.int64))
+
+    baseline, same_hours, later = events(1500, (9, 12)), events(300, (9, 12)), events(300, (14, 17))
+    grown = {
+        uncut: grow_isolation(
+            baseline,
+            [3],
+            category_weight=8.0,
+            novel=((), 1.0),
+            trees=60,
+            sample_size=256,
+            seed=0,
+            uncut=uncut,
+        )
+        for uncut in ((), (3, 4))
+    }
+    hour_cuts = [np.isin(t.column[t.left >= 0], (3, 4)).mean() for t in grown.values()]
+    assert hour_cuts[0] > 0.2  # free to, the trees cut on the hour often
+    assert hour_cuts[1] == 0.0
+    # the share of later events beyond the 95th percentile of events at the baseline's hours
+    beyond = []
+    for trees in grown.values():
+        top = np.quantile(trees.scores(same_hours.numeric, same_hours.categorical), 0.95)
+        beyond.append((trees.scores(later.numeric, later.categorical) > top).mean())
+    assert beyond[0] > 0.3  # later hours read as extreme
+    assert beyond[1] < 0.1  # about 5%: the hour does not move the trees' score

@@ -830,6 +830,7 @@ def _grow_isolation(
         trees=config.isolation.trees,
         sample_size=config.isolation.sample_size,
         seed=config.train.seed,
+        uncut=() if config.isolation.hour else pipeline.hour_columns,
     )
 
 

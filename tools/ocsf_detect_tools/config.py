@@ -147,6 +147,11 @@ class IsolationConfig(_Section):
         "beyond their surprise at this held-out quantile; null: 1 - alert_rate, where the "
         "trees alone would alert; 1: never (bundles before format 11)",
     )
+    hour: bool = Field(
+        True,
+        description="whether the trees may cut on the hour-of-day columns (sin, cos); false: "
+        "they never do, and the hour counts in the k-NN view alone, at the circle's scale",
+    )
     measured_range: bool = Field(
         True,
         description="n held-out events measure a surprise up to m = log(n + 1): beyond it a "

@@ -28,8 +28,11 @@ def grow_isolation(
     trees: int,
     sample_size: int,
     seed: int,
+    uncut: Sequence[int] = (),
 ) -> IsolationTrees:
-    """An isolation forest over ``matrix`` (the distinct behaviours), as flat arrays."""
+    """An isolation forest over ``matrix`` (the distinct behaviours), as flat arrays.
+    ``uncut``: numeric columns no tree cuts on (held constant while the trees grow: a
+    constant column is never a split's candidate)."""
     from sklearn.ensemble import IsolationForest
 
     rng = np.random.default_rng(seed)
@@ -37,6 +40,7 @@ def grow_isolation(
     if len(rows) > FIT_ROWS:
         rows = np.sort(rng.choice(len(rows), FIT_ROWS, replace=False))
     dense = matrix.take(rows).dense(cardinalities, category_weight, novel)
+    dense[:, list(uncut)] = 0.0
     psi = max(2, min(sample_size, len(rows)))
     forest = IsolationForest(n_estimators=trees, max_samples=psi, random_state=seed)
     forest.fit(dense)
