@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ocsf_detect.bundlefetch import BundleSourceError, load_detector
-from ocsf_detect.feedback import FeedbackError, OverlaySource, S3FeedbackStore, Verdict
+from ocsf_detect.feedback import (
+    OVERLAY_READ_CONCURRENCY,
+    FeedbackError,
+    OverlaySource,
+    S3FeedbackStore,
+    Verdict,
+)
 from ocsf_detect.gcpause import freeze_long_lived
 from ocsf_detect.ocsf.limits import MAX_EVENT_BYTES
 from prediction_api.models import (
@@ -268,7 +274,11 @@ def overlay_source(
     ):
         with _lock:
             source = _overlay_source = OverlaySource(
-                store, detector.bundle_version, detector.dims, refresh_s
+                store,
+                detector.bundle_version,
+                detector.dims,
+                refresh_s,
+                read_concurrency=OVERLAY_READ_CONCURRENCY,
             )
     return source
 

@@ -20,7 +20,7 @@ from ocsf_detect import names
 from ocsf_detect.alertstate import CachedRules, DynamoGroupStore, DynamoRuleTable
 from ocsf_detect.bundlefetch import load_detector as open_detector
 from ocsf_detect.detector.scorer import Detector
-from ocsf_detect.feedback import OverlaySource, S3FeedbackStore
+from ocsf_detect.feedback import OVERLAY_READ_CONCURRENCY, OverlaySource, S3FeedbackStore
 from ocsf_detect.findings import encoded
 from ocsf_detect.gcpause import freeze_long_lived
 from ocsf_detect.stream import (
@@ -387,7 +387,13 @@ def get_overlay_source() -> OverlaySource | None:
         return None
     detector = get_detector()
     store = S3FeedbackStore(_feedback_client(), settings.feedback_bucket)
-    return OverlaySource(store, detector.bundle_version, detector.dims, settings.feedback_refresh_s)
+    return OverlaySource(
+        store,
+        detector.bundle_version,
+        detector.dims,
+        settings.feedback_refresh_s,
+        read_concurrency=OVERLAY_READ_CONCURRENCY,
+    )
 
 
 def _feedback_client() -> Any:

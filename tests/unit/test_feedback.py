@@ -3,8 +3,10 @@ its reader (``OverlaySource``, against an in-memory store), and explanations."""
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import re
+import threading
 import uuid
 from itertools import pairwise
 from pathlib import Path
@@ -320,6 +322,76 @@ def test_a_sweep_read_in_part_is_read_on_before_a_new_sweep() -> None:
     assert store.pages == 3
     assert 1 <= counts[0] <= 2
     assert all(9 <= b - a <= 11 for a, b in pairwise(counts[:-1]))
+
+
+REQUEST = contextvars.ContextVar("request", default=None)
+
+
+class GatheredStore(MemoryStore):
+    """Each read waits until ``gather`` reads are under way at once (a barrier), and
+    records the caller's context variable it runs with."""
+
+    def __init__(self, gather: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(gather, timeout=5)
+        self.seen: list[Any] = []
+
+    def read_json(self, key: str) -> Any:
+        self.barrier.wait()  # raises BrokenBarrierError unless ``gather`` reads overlap
+        self.seen.append(REQUEST.get())
+        return super().read_json(key)
+
+
+def test_a_cold_refresh_reads_its_objects_at_once_in_the_callers_context() -> None:
+    # Given 16 new vectors, each read possible only while 8 reads are under way together
+    store = GatheredStore(gather=8)
+    for i in range(16):
+        store.put(overlay_key("1.0.0+abc", 4001, f"f{i}"), {"vector": [i, 0, 0]}, modified=i)
+    source = OverlaySource(store, "1.0.0+abc", {4001: 3}, 60.0, read_concurrency=8)  # type: ignore[arg-type]
+    # When a request (its id in a context variable, as the API keeps its deadline) asks
+    token = REQUEST.set("request-1")
+    try:
+        overlay = source.current()
+    finally:
+        REQUEST.reset(token)
+    # Then every vector is read in that one call, in two waves of eight, and each read
+    # saw the request's context
+    assert source.last_error is None
+    assert overlay.count(4001) == 16
+    assert store.reads == 16
+    assert store.seen == ["request-1"] * 16
+    # One read at a time never gets past the first barrier: the refresh fails and keeps
+    # the (empty) overlay it had, as any S3 failure does
+    one_at_a_time = OverlaySource(GatheredStore(gather=2), "1.0.0+abc", {4001: 3}, 60.0)  # type: ignore[arg-type]
+    one_at_a_time.store.put(overlay_key("1.0.0+abc", 4001, "f0"), {"vector": [0, 0, 0]})  # type: ignore[attr-defined]
+    one_at_a_time.store.put(overlay_key("1.0.0+abc", 4001, "f1"), {"vector": [1, 0, 0]})  # type: ignore[attr-defined]
+    assert one_at_a_time.current().count(4001) == 0
+    assert "BrokenBarrierError" in (one_at_a_time.last_error or "")
+
+
+def test_a_wave_skips_objects_deleted_since_listed_and_fails_whole_on_any_other_error() -> None:
+    store = MemoryStore()
+    for i in range(6):
+        store.put(overlay_key("1.0.0+abc", 4001, f"f{i}"), {"vector": [i, 0, 0]}, modified=i)
+    gone = overlay_key("1.0.0+abc", 4001, "f2")
+    broken = [False]
+
+    def read(key: str) -> Any:
+        if key == gone:
+            raise KeyError("NoSuchKey: deleted since listed")
+        if broken[0]:
+            raise ConnectionError("S3 stopped answering")
+        return MemoryStore.read_json(store, key)
+
+    store.read_json = read  # type: ignore[method-assign]
+    source = OverlaySource(store, "1.0.0+abc", {4001: 3}, 60.0, read_concurrency=4)  # type: ignore[arg-type]
+    assert source.current().count(4001) == 5
+    # a failure in a later wave keeps the overlay of the last refresh that completed
+    store.put(overlay_key("1.0.0+abc", 4001, "f9"), {"vector": [9, 0, 0]}, modified=9)
+    broken[0] = True
+    source.invalidate()
+    assert source.current().count(4001) == 5
+    assert "stopped answering" in (source.last_error or "")
 
 
 def test_the_container_that_takes_a_verdict_applies_it_wherever_the_sweep_is() -> None:

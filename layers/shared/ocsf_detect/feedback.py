@@ -26,10 +26,12 @@ tests give it the emulator's.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,6 +44,11 @@ from ocsf_detect.detector.overlay import MAX_OVERLAY_VECTORS, FeedbackOverlay
 
 VerdictKind = Literal["benign", "malicious"]
 MAX_NOTE_CHARS = 2000
+OVERLAY_READ_CONCURRENCY = 8
+"""Overlay objects the scoring functions read at once (``OverlaySource.read_concurrency``):
+a read is one small GET, mostly waiting on S3, so a cold container's refresh budget reads
+about this many times more vectors than one at a time would. Within botocore's default
+pool of 10 connections per client."""
 
 
 class FeedbackError(Exception):
@@ -219,6 +226,9 @@ class OverlaySource:
     the last overlay and the sweep where it was, and is tried again at the next interval:
     feedback must never stop scoring. The container that takes a verdict applies it at
     once (``apply``), wherever the sweep is.
+
+    Objects are read ``read_concurrency`` at a time (a wave, started while the budget
+    lasts; each read runs in the caller's context, so a request's deadline holds for it).
     """
 
     store: S3FeedbackStore
@@ -227,6 +237,8 @@ class OverlaySource:
     refresh_s: float = 60.0
     clock: Callable[[], float] = time.monotonic
     fetch_budget_s: float = 1.0
+    read_concurrency: int = 1
+    _pool: ThreadPoolExecutor | None = None
     _vectors: dict[str, tuple[int, str, float, np.ndarray]] = field(default_factory=dict)
     _unusable: dict[str, str] = field(default_factory=dict)  # key -> ETag, not re-read
     _overlay: FeedbackOverlay | None = None
@@ -250,6 +262,12 @@ class OverlaySource:
         if self._overlay is None:
             self._overlay = FeedbackOverlay(self.bundle_version)
         return self._overlay
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the last refresh finished (listed and read everything there was); False
+        before the first, and while refreshes cut short by their budget read on."""
+        return self._loaded_at is not None
 
     def invalidate(self) -> None:
         """Refresh on the next ``current()`` (the API, right after recording a verdict)."""
@@ -304,26 +322,29 @@ class OverlaySource:
         }
         complete = swept
         # newest first: the overlay keeps each class's newest vectors
+        todo: list[tuple[str, str, float, int]] = []
         for key, (etag, modified) in sorted(listed.items(), key=lambda kv: -kv[1][1]):
             if key in kept or self._unusable.get(key) == etag:
                 continue
             class_uid = _class_of(key, prefix)
             if class_uid is None or class_uid not in self.dims:
                 continue  # a class this bundle does not score
+            todo.append((key, etag, modified, class_uid))
+        wave_size = max(1, self.read_concurrency)
+        for at in range(0, len(todo), wave_size):
             if self.clock() >= deadline:
                 complete = False
                 break
-            try:
-                body = self.store.read_json(key)
-            except Exception as exc:  # deleted since listed: skip it
-                if "NoSuchKey" in f"{type(exc).__name__} {exc}":
+            wave = todo[at : at + wave_size]
+            bodies = self._read_wave([key for key, *_ in wave])
+            for (key, etag, modified, class_uid), body in zip(wave, bodies, strict=True):
+                if body is None:
+                    continue  # deleted since listed
+                vector = np.asarray(body.get("vector"), dtype=np.float32)
+                if vector.shape != (self.dims[class_uid],) or not np.all(np.isfinite(vector)):
+                    self._unusable[key] = etag  # written for another model: never mixed in
                     continue
-                raise
-            vector = np.asarray(body.get("vector"), dtype=np.float32)
-            if vector.shape != (self.dims[class_uid],) or not np.all(np.isfinite(vector)):
-                self._unusable[key] = etag  # written for another model: never mixed in
-                continue
-            kept[key] = (class_uid, etag, modified, vector)
+                kept[key] = (class_uid, etag, modified, vector)
         # the sweep moves on with the vectors it read (a failure above leaves both as they
         # were); a finished sweep whose reading was cut short is read on by the next ones
         if swept:
@@ -334,6 +355,28 @@ class OverlaySource:
         self._vectors = kept
         self._build()
         return complete
+
+    def _read_wave(self, keys: Sequence[str]) -> list[Any]:
+        """The bodies of ``keys`` (None: deleted since listed), read at once; any other
+        failure is raised, and the refresh keeps what it had."""
+        if len(keys) == 1:
+            return [self._read_one(keys[0])]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.read_concurrency, "overlay-read")
+        # each read in a copy of the caller's context (a request's deadline is a
+        # context variable; a context is entered by one thread at a time)
+        futures = [
+            self._pool.submit(contextvars.copy_context().run, self._read_one, key) for key in keys
+        ]
+        return [f.result() for f in futures]
+
+    def _read_one(self, key: str) -> Any:
+        try:
+            return self.store.read_json(key)
+        except Exception as exc:
+            if "NoSuchKey" in f"{type(exc).__name__} {exc}":
+                return None
+            raise
 
     def _build(self) -> None:
         by_class: dict[int, list[tuple[float, np.ndarray]]] = {}

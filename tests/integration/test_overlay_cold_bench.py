@@ -1,0 +1,23 @@
+"""``benchmarks/overlay_cold.py`` on a small overlay: both read settings load every vector
+through real S3 calls to the emulator, and a read setting only changes how fast."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import boto3
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from overlay_cold import cold_load, fill
+
+
+def test_the_cold_overlay_benchmark_loads_every_vector_one_or_many_at_a_time(emulator_url):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="overlay-bench")
+    fill(s3, "overlay-bench", vectors=40, dim=4)
+    rows = [cold_load("overlay-bench", 4, concurrency, latency_s=0.005) for concurrency in (1, 8)]
+    assert [r["vectors"] for r in rows] == [40, 40]
+    assert [r["read_concurrency"] for r in rows] == [1, 8]
+    assert all(r["calls"] >= 1 and r["vectors_per_s"] > 0 for r in rows)
