@@ -238,6 +238,9 @@ def _unreadable(exc: UnreadableRuleError) -> Response[Any]:
 
 @router.exception_handler(ConcurrentRuleChangeError)
 def _changed(exc: ConcurrentRuleChangeError) -> Response[Any]:
+    logger.warning(
+        "suppression rule not added: it changed during the request", extra={"rule_id": exc.rule_id}
+    )
     return _conflict("rule_conflict", f"{exc}; sending the same request again is safe")
 
 

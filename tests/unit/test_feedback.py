@@ -7,12 +7,14 @@ import contextvars
 import copy
 import re
 import threading
+import time
 import uuid
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from ocsf_detect.detector.explain import MIN_DEVIATION
@@ -331,9 +333,9 @@ class GatheredStore(MemoryStore):
     """Each read waits until ``gather`` reads are under way at once (a barrier), and
     records the caller's context variable it runs with."""
 
-    def __init__(self, gather: int) -> None:
+    def __init__(self, gather: int, timeout: float = 5.0) -> None:
         super().__init__()
-        self.barrier = threading.Barrier(gather, timeout=5)
+        self.barrier = threading.Barrier(gather, timeout=timeout)
         self.seen: list[Any] = []
 
     def read_json(self, key: str) -> Any:
@@ -342,12 +344,21 @@ class GatheredStore(MemoryStore):
         return super().read_json(key)
 
 
+def _vectors(store: MemoryStore, n: int) -> list[str]:
+    keys = [overlay_key("1.0.0+abc", 4001, f"f{i:02d}") for i in range(n)]
+    for i, key in enumerate(keys):
+        store.put(key, {"vector": [i, 0, 0]}, modified=i)
+    return keys
+
+
 def test_a_cold_refresh_reads_its_objects_at_once_in_the_callers_context() -> None:
     # Given 16 new vectors, each read possible only while 8 reads are under way together
+    # (a clock that stands still: the budget never cuts this refresh short)
     store = GatheredStore(gather=8)
-    for i in range(16):
-        store.put(overlay_key("1.0.0+abc", 4001, f"f{i}"), {"vector": [i, 0, 0]}, modified=i)
-    source = OverlaySource(store, "1.0.0+abc", {4001: 3}, 60.0, read_concurrency=8)  # type: ignore[arg-type]
+    _vectors(store, 16)
+    source = OverlaySource(
+        store, "1.0.0+abc", {4001: 3}, 60.0, clock=lambda: 0.0, read_concurrency=8
+    )  # type: ignore[arg-type]
     # When a request (its id in a context variable, as the API keeps its deadline) asks
     token = REQUEST.set("request-1")
     try:
@@ -357,41 +368,95 @@ def test_a_cold_refresh_reads_its_objects_at_once_in_the_callers_context() -> No
     # Then every vector is read in that one call, in two waves of eight, and each read
     # saw the request's context
     assert source.last_error is None
+    assert source.caught_up
     assert overlay.count(4001) == 16
     assert store.reads == 16
     assert store.seen == ["request-1"] * 16
     # One read at a time never gets past the first barrier: the refresh fails and keeps
     # the (empty) overlay it had, as any S3 failure does
-    one_at_a_time = OverlaySource(GatheredStore(gather=2), "1.0.0+abc", {4001: 3}, 60.0)  # type: ignore[arg-type]
-    one_at_a_time.store.put(overlay_key("1.0.0+abc", 4001, "f0"), {"vector": [0, 0, 0]})  # type: ignore[attr-defined]
-    one_at_a_time.store.put(overlay_key("1.0.0+abc", 4001, "f1"), {"vector": [1, 0, 0]})  # type: ignore[attr-defined]
+    alone = GatheredStore(gather=2, timeout=0.5)
+    _vectors(alone, 2)
+    one_at_a_time = OverlaySource(alone, "1.0.0+abc", {4001: 3}, 60.0, clock=lambda: 0.0)  # type: ignore[arg-type]
     assert one_at_a_time.current().count(4001) == 0
     assert "BrokenBarrierError" in (one_at_a_time.last_error or "")
+    assert not one_at_a_time.caught_up
 
 
-def test_a_wave_skips_objects_deleted_since_listed_and_fails_whole_on_any_other_error() -> None:
+def test_a_refresh_whose_later_wave_fails_keeps_the_last_overlay_and_no_read_outlives_it() -> None:
+    # Given 5 vectors read, then 10 more of which one fails to read in the second wave
     store = MemoryStore()
-    for i in range(6):
-        store.put(overlay_key("1.0.0+abc", 4001, f"f{i}"), {"vector": [i, 0, 0]}, modified=i)
-    gone = overlay_key("1.0.0+abc", 4001, "f2")
-    broken = [False]
+    keys = _vectors(store, 5)
+    source = OverlaySource(
+        store, "1.0.0+abc", {4001: 3}, 60.0, clock=lambda: 0.0, read_concurrency=4
+    )  # type: ignore[arg-type]
+    assert source.current().count(4001) == 5
+    more = [overlay_key("1.0.0+abc", 4001, f"g{i:02d}") for i in range(10)]
+    for i, key in enumerate(more):
+        store.put(key, {"vector": [i, 1, 0]}, modified=100 - i)  # read in this order
+    failing = more[5]  # the second wave of four
+    running: list[str] = []
+    ended: list[str] = []
 
     def read(key: str) -> Any:
-        if key == gone:
-            raise KeyError("NoSuchKey: deleted since listed")
-        if broken[0]:
+        running.append(key)
+        if key == failing:
             raise ConnectionError("S3 stopped answering")
+        time.sleep(0.05)  # the wave's other reads end after the failure
+        ended.append(key)
         return MemoryStore.read_json(store, key)
 
     store.read_json = read  # type: ignore[method-assign]
-    source = OverlaySource(store, "1.0.0+abc", {4001: 3}, 60.0, read_concurrency=4)  # type: ignore[arg-type]
-    assert source.current().count(4001) == 5
-    # a failure in a later wave keeps the overlay of the last refresh that completed
-    store.put(overlay_key("1.0.0+abc", 4001, "f9"), {"vector": [9, 0, 0]}, modified=9)
-    broken[0] = True
     source.invalidate()
-    assert source.current().count(4001) == 5
+    overlay = source.current()
+    # Then the first wave's vectors are not kept either: the overlay is the last complete
+    # one, the failure is reported, and every read the refresh started had ended when it
+    # returned
+    assert overlay.count(4001) == 5
     assert "stopped answering" in (source.last_error or "")
+    assert not source.caught_up
+    assert len(running) == 8
+    assert sorted(ended) == sorted(k for k in running if k != failing)
+    assert all(key in overlay_keys(source) for key in keys)
+
+
+def overlay_keys(source: OverlaySource) -> set[str]:
+    return set(source._vectors)
+
+
+def test_objects_that_hold_no_vector_are_set_aside_and_not_read_again() -> None:
+    store = MemoryStore()
+    _vectors(store, 3)
+    gone = overlay_key("1.0.0+abc", 4001, "deleted-since-listed")
+    store.put(gone, KeyError("NoSuchKey: the object was deleted"), modified=60)
+    bad = {
+        "not-json": orjson.JSONDecodeError("unexpected character", "x", 0),
+        "a-list": [1, 2, 3],
+        "words": {"vector": ["a", "b", "c"]},
+        "nested": {"vector": [[1], [2], [3]]},
+        "other-model": {"vector": [1.0, 2.0]},
+    }
+    for name, body in bad.items():
+        store.put(overlay_key("1.0.0+abc", 4001, name), body, modified=50)
+
+    def read(key: str) -> Any:
+        store.reads += 1
+        body = store.objects[key][2]
+        if isinstance(body, Exception):
+            raise body
+        return body
+
+    store.read_json = read  # type: ignore[method-assign]
+    source = OverlaySource(
+        store, "1.0.0+abc", {4001: 3}, 60.0, clock=lambda: 0.0, read_concurrency=4
+    )  # type: ignore[arg-type]
+    assert source.current().count(4001) == 3
+    assert source.last_error is None and source.caught_up
+    reads = store.reads
+    source.invalidate()
+    assert source.current().count(4001) == 3
+    # the set-aside objects are unchanged: not read again; the deleted one is, while it
+    # is still listed
+    assert store.reads == reads + 1
 
 
 def test_the_container_that_takes_a_verdict_applies_it_wherever_the_sweep_is() -> None:

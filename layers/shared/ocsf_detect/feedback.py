@@ -31,7 +31,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -204,6 +204,22 @@ class S3FeedbackStore:
                 yield Verdict.model_validate(self.read_json(key))
 
 
+UNREADABLE = object()  # an overlay object whose body is not JSON
+
+
+def _vector_of(body: Any, dim: int) -> np.ndarray | None:
+    """The finite float32 vector of ``dim`` an overlay object holds, or None."""
+    if not isinstance(body, dict):
+        return None
+    try:
+        vector = np.asarray(body.get("vector"), dtype=np.float32)
+    except (TypeError, ValueError):
+        return None
+    if vector.shape != (dim,) or not np.all(np.isfinite(vector)):
+        return None
+    return vector
+
+
 @dataclass
 class OverlaySource:
     """The overlay of one bundle version, refreshed at most every ``refresh_s`` seconds.
@@ -238,7 +254,9 @@ class OverlaySource:
     clock: Callable[[], float] = time.monotonic
     fetch_budget_s: float = 1.0
     read_concurrency: int = 1
-    _pool: ThreadPoolExecutor | None = None
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False, compare=False)
+    # the last refresh listed and read everything there was
+    _complete: bool = field(default=False, init=False, repr=False)
     _vectors: dict[str, tuple[int, str, float, np.ndarray]] = field(default_factory=dict)
     _unusable: dict[str, str] = field(default_factory=dict)  # key -> ETag, not re-read
     _overlay: FeedbackOverlay | None = None
@@ -253,8 +271,10 @@ class OverlaySource:
         now = self.clock()
         if self._loaded_at is None or now - self._loaded_at >= self.refresh_s:
             self._loaded_at = now
+            self._complete = False
             try:
-                if not self._refresh(now + self.fetch_budget_s):
+                self._complete = self._refresh(now + self.fetch_budget_s)
+                if not self._complete:
                     self._loaded_at = None  # cut short: the next call reads on
                 self.last_error = None
             except Exception as exc:  # any S3 failure: keep the last overlay
@@ -266,8 +286,9 @@ class OverlaySource:
     @property
     def caught_up(self) -> bool:
         """Whether the last refresh finished (listed and read everything there was); False
-        before the first, and while refreshes cut short by their budget read on."""
-        return self._loaded_at is not None
+        before the first, after a failed one, and while refreshes cut short by their
+        budget read on."""
+        return self._complete
 
     def invalidate(self) -> None:
         """Refresh on the next ``current()`` (the API, right after recording a verdict)."""
@@ -340,9 +361,11 @@ class OverlaySource:
             for (key, etag, modified, class_uid), body in zip(wave, bodies, strict=True):
                 if body is None:
                     continue  # deleted since listed
-                vector = np.asarray(body.get("vector"), dtype=np.float32)
-                if vector.shape != (self.dims[class_uid],) or not np.all(np.isfinite(vector)):
-                    self._unusable[key] = etag  # written for another model: never mixed in
+                vector = _vector_of(body, self.dims[class_uid])
+                if vector is None:
+                    # not a vector of this model (another model's, or not one at all):
+                    # never mixed in, and not read again while the object is unchanged
+                    self._unusable[key] = etag
                     continue
                 kept[key] = (class_uid, etag, modified, vector)
         # the sweep moves on with the vectors it read (a failure above leaves both as they
@@ -357,8 +380,9 @@ class OverlaySource:
         return complete
 
     def _read_wave(self, keys: Sequence[str]) -> list[Any]:
-        """The bodies of ``keys`` (None: deleted since listed), read at once; any other
-        failure is raised, and the refresh keeps what it had."""
+        """The bodies of ``keys`` (None: deleted since listed; ``UNREADABLE``: not JSON),
+        read at once. Any other failure is raised once every read of the wave has ended
+        (none runs on past the call), and the refresh keeps what it had."""
         if len(keys) == 1:
             return [self._read_one(keys[0])]
         if self._pool is None:
@@ -368,11 +392,14 @@ class OverlaySource:
         futures = [
             self._pool.submit(contextvars.copy_context().run, self._read_one, key) for key in keys
         ]
+        wait(futures)
         return [f.result() for f in futures]
 
     def _read_one(self, key: str) -> Any:
         try:
             return self.store.read_json(key)
+        except orjson.JSONDecodeError:
+            return UNREADABLE
         except Exception as exc:
             if "NoSuchKey" in f"{type(exc).__name__} {exc}":
                 return None
