@@ -450,7 +450,8 @@ def test_objects_that_hold_no_vector_are_set_aside_and_not_read_again() -> None:
         store, "1.0.0+abc", {4001: 3}, 60.0, clock=lambda: 0.0, read_concurrency=4
     )  # type: ignore[arg-type]
     assert source.current().count(4001) == 3
-    assert source.last_error is None and source.caught_up
+    assert source.last_error is None
+    assert source.caught_up
     reads = store.reads
     source.invalidate()
     assert source.current().count(4001) == 3
