@@ -47,8 +47,8 @@ MAX_NOTE_CHARS = 2000
 OVERLAY_READ_CONCURRENCY = 8
 """Overlay objects the scoring functions read at once (``OverlaySource.read_concurrency``):
 a read is one small GET, mostly waiting on S3, so a cold container's refresh budget reads
-about this many times more vectors than one at a time would. Within botocore's default
-pool of 10 connections per client."""
+up to this many times the vectors one at a time would (docs/results.md, "Feedback
+overlay, cold"). Within botocore's default pool of 10 connections per client."""
 
 
 class FeedbackError(Exception):
@@ -204,7 +204,7 @@ class S3FeedbackStore:
                 yield Verdict.model_validate(self.read_json(key))
 
 
-UNREADABLE = object()  # an overlay object whose body is not JSON
+_UNREADABLE = object()  # an overlay object whose body is not JSON
 
 
 def _vector_of(body: Any, dim: int) -> np.ndarray | None:
@@ -380,7 +380,7 @@ class OverlaySource:
         return complete
 
     def _read_wave(self, keys: Sequence[str]) -> list[Any]:
-        """The bodies of ``keys`` (None: deleted since listed; ``UNREADABLE``: not JSON),
+        """The bodies of ``keys`` (None: deleted since listed; ``_UNREADABLE``: not JSON),
         read at once. Any other failure is raised once every read of the wave has ended
         (none runs on past the call), and the refresh keeps what it had."""
         if len(keys) == 1:
@@ -399,7 +399,7 @@ class OverlaySource:
         try:
             return self.store.read_json(key)
         except orjson.JSONDecodeError:
-            return UNREADABLE
+            return _UNREADABLE
         except Exception as exc:
             if "NoSuchKey" in f"{type(exc).__name__} {exc}":
                 return None
