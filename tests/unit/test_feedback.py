@@ -460,6 +460,44 @@ def test_objects_that_hold_no_vector_are_set_aside_and_not_read_again() -> None:
     assert store.reads == reads + 1
 
 
+def test_threads_sharing_a_source_refresh_once_and_a_verdict_applied_meanwhile_stays() -> None:
+    # Given a source whose listing holds until released (a slow S3), and one vector there
+    store = MemoryStore()
+    _vectors(store, 1)
+    listing, release = threading.Event(), threading.Event()
+    pages = store.list_pages
+
+    def slow_pages(prefix: str, start_after: str | None = None):
+        listing.set()
+        assert release.wait(5)
+        yield from pages(prefix, start_after)
+
+    store.list_pages = slow_pages  # type: ignore[method-assign]
+    source = OverlaySource(store, "1.0.0+abc", {4001: 3}, 60.0, clock=lambda: 0.0)  # type: ignore[arg-type]
+    # When one thread refreshes, another asks meanwhile and a third applies a verdict
+    first = threading.Thread(target=source.current)
+    first.start()
+    assert listing.wait(5)
+    assert source.current().count(4001) == 0  # served at once, not held by the listing
+    verdict = Verdict(
+        finding_uid="finding-9",
+        verdict="benign",
+        bundle_version="1.0.0+abc",
+        class_uid=4001,
+        event={"class_uid": 4001, "metadata": {"uid": "e-9"}},
+        received_ms=1,
+    )
+    applying = threading.Thread(target=source.apply, args=(verdict, np.array([9.0, 9, 9])))
+    applying.start()
+    release.set()
+    first.join(5)
+    applying.join(5)
+    # Then the store was listed once, and the verdict is in the overlay beside the vector
+    # the refresh read, not overwritten by it
+    assert store.pages == 1
+    assert source.current().count(4001) == 2
+
+
 def test_the_container_that_takes_a_verdict_applies_it_wherever_the_sweep_is() -> None:
     _, _, _, source = _paged_overlay(1000)
     while source.current().count(4001) < 1000:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -255,6 +256,10 @@ class OverlaySource:
     fetch_budget_s: float = 1.0
     read_concurrency: int = 1
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False, compare=False)
+    # one refresh, or one verdict applied, at a time (the local server's threads share one)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
     # the last refresh listed and read everything there was
     _complete: bool = field(default=False, init=False, repr=False)
     _vectors: dict[str, tuple[int, str, float, np.ndarray]] = field(default_factory=dict)
@@ -267,21 +272,30 @@ class OverlaySource:
     last_error: str | None = None
 
     def current(self) -> FeedbackOverlay:
-        """The overlay, refreshed first if it is older than ``refresh_s``."""
-        now = self.clock()
-        if self._loaded_at is None or now - self._loaded_at >= self.refresh_s:
-            self._loaded_at = now
-            self._complete = False
+        """The overlay, refreshed first if it is older than ``refresh_s``. One refresh at
+        a time: a caller that finds another thread refreshing (the local server's) serves
+        the last overlay rather than wait for it."""
+        if self._due() and self._lock.acquire(blocking=False):
             try:
-                self._complete = self._refresh(now + self.fetch_budget_s)
-                if not self._complete:
-                    self._loaded_at = None  # cut short: the next call reads on
-                self.last_error = None
-            except Exception as exc:  # any S3 failure: keep the last overlay
-                self.last_error = f"{type(exc).__name__}: {exc}"
-        if self._overlay is None:
-            self._overlay = FeedbackOverlay(self.bundle_version)
-        return self._overlay
+                now = self.clock()
+                if self._due():  # not refreshed meanwhile by the thread that held the lock
+                    self._loaded_at = now
+                    self._complete = False
+                    try:
+                        self._complete = self._refresh(now + self.fetch_budget_s)
+                        if not self._complete:
+                            self._loaded_at = None  # cut short: the next call reads on
+                        self.last_error = None
+                    except Exception as exc:  # any S3 failure: keep the last overlay
+                        self.last_error = f"{type(exc).__name__}: {exc}"
+            finally:
+                self._lock.release()
+        overlay = self._overlay
+        return overlay if overlay is not None else FeedbackOverlay(self.bundle_version)
+
+    def _due(self) -> bool:
+        loaded = self._loaded_at
+        return loaded is None or self.clock() - loaded >= self.refresh_s
 
     @property
     def caught_up(self) -> bool:
@@ -301,14 +315,17 @@ class OverlaySource:
         key = overlay_key(verdict.bundle_version, verdict.class_uid, verdict.subject)
         if verdict.bundle_version != self.bundle_version:
             return
-        for listing in (self._swept, self._to_read or {}):
-            listing.pop(key, None)
-        if verdict.verdict == "benign" and verdict.class_uid in self.dims:
-            # an ETag no listing has: the sweep reads the object again once, when it passes
-            self._vectors[key] = (verdict.class_uid, "", time.time(), vector.astype(np.float32))
-        else:
-            self._vectors.pop(key, None)
-        self._build()
+        with self._lock:  # after a refresh under way, which would overwrite it
+            for listing in (self._swept, self._to_read or {}):
+                listing.pop(key, None)
+            if verdict.verdict == "benign" and verdict.class_uid in self.dims:
+                # an ETag no listing has: the sweep reads the object again once, when it
+                # passes
+                vector32 = vector.astype(np.float32)
+                self._vectors[key] = (verdict.class_uid, "", time.time(), vector32)
+            else:
+                self._vectors.pop(key, None)
+            self._build()
 
     def _refresh(self, deadline: float) -> bool:
         """Read what changed; False when ``deadline`` cut the listing or the reading
