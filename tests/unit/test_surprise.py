@@ -438,13 +438,16 @@ def test_the_uncovered_quantile_follows_the_alert_rate_unless_set() -> None:
     assert not DetectorConfig.model_validate(off_trees).isolation.enabled
 
 
-def test_no_tree_cuts_on_an_uncut_column_and_time_past_the_baseline_is_not_isolated() -> None:
+def test_the_trees_read_time_past_the_baseline_as_an_extreme_unless_told_not_to(
+    tmp_path,
+) -> None:
     """The hour of day as (sin, cos), a baseline of 09:00-12:00 scored at 14:00-17:00:
     every later hour lies beyond the baseline's range on those columns, so trees free to
-    cut there isolate later events sooner (time passing read as an extreme). With the
-    hour columns uncut, no node refers to them and a later event scores as its other
-    columns do."""
-    from ocsf_detect_tools.training.isolation import grow_isolation
+    cut there isolate later events sooner (time passing read as an extreme). Uncut, no
+    node refers to the hour columns; within the baseline's arc, the trees cut on them
+    and read an hour outside the arc as the arc's middle one. Either way a later event
+    scores as its other columns do; inside the arc the hour is read as it is."""
+    from ocsf_detect_tools.training.isolation import day_arc, grow_isolation
 
     rng = np.random.default_rng(5)
 
@@ -455,8 +458,9 @@ def test_no_tree_cuts_on_an_uncut_column_and_time_past_the_baseline_is_not_isola
         return FeatureMatrix(numeric, rng.integers(0, 3, size=(n, 1)).astype(np.int64))
 
     baseline, same_hours, later = events(1500, (9, 12)), events(300, (9, 12)), events(300, (14, 17))
+    settings = {"cut": {}, "uncut": {"uncut": (3, 4)}, "arc": {"arc_columns": (3, 4)}}
     grown = {
-        uncut: grow_isolation(
+        name: grow_isolation(
             baseline,
             [3],
             category_weight=8.0,
@@ -464,17 +468,36 @@ def test_no_tree_cuts_on_an_uncut_column_and_time_past_the_baseline_is_not_isola
             trees=60,
             sample_size=256,
             seed=0,
-            uncut=uncut,
+            **extra,  # type: ignore[arg-type]
         )
-        for uncut in ((), (3, 4))
+        for name, extra in settings.items()
     }
-    hour_cuts = [np.isin(t.column[t.left >= 0], (3, 4)).mean() for t in grown.values()]
-    assert hour_cuts[0] > 0.2  # free to, the trees cut on the hour often
-    assert hour_cuts[1] == 0.0
+    hour_cuts = {n: np.isin(t.column[t.left >= 0], (3, 4)).mean() for n, t in grown.items()}
+    assert hour_cuts["cut"] > 0.2  # free to, the trees cut on the hour often
+    assert hour_cuts["uncut"] == 0.0
+    assert hour_cuts["arc"] == hour_cuts["cut"]  # the same trees, read differently
+    start, width = grown["arc"].arcs[0]  # type: ignore[index]
+    assert start == pytest.approx(9 / 24 * 2 * np.pi, abs=0.01)
+    assert width == pytest.approx(3 / 24 * 2 * np.pi, abs=0.01)
+    # the arc travels with the trees
+    grown["arc"].save(tmp_path / "trees.npz")
+    reloaded = type(grown["arc"]).load(tmp_path / "trees.npz")
+    assert np.array_equal(reloaded.arcs, grown["arc"].arcs)  # type: ignore[arg-type]
     # the share of later events beyond the 95th percentile of events at the baseline's hours
-    beyond = []
-    for trees in grown.values():
+    beyond = {}
+    for name, trees in grown.items():
         top = np.quantile(trees.scores(same_hours.numeric, same_hours.categorical), 0.95)
-        beyond.append((trees.scores(later.numeric, later.categorical) > top).mean())
-    assert beyond[0] > 0.3  # later hours read as extreme
-    assert beyond[1] < 0.1  # about 5%: the hour does not move the trees' score
+        beyond[name] = (trees.scores(later.numeric, later.categorical) > top).mean()
+    assert beyond["cut"] > 0.3  # later hours read as extreme
+    assert beyond["uncut"] < 0.1  # about 5%: the hour does not move the trees' score
+    assert beyond["arc"] < 0.1
+    # inside the arc the hour is read as it is
+    assert np.array_equal(
+        grown["arc"].scores(same_hours.numeric, same_hours.categorical),
+        grown["cut"].scores(same_hours.numeric, same_hours.categorical),
+    )
+    # an arc across midnight: 22:00 to 02:00
+    night = np.array([22.5, 23.0, 0.5, 1.9]) / 24 * 2 * np.pi
+    start, width = day_arc(np.sin(night), np.cos(night))
+    assert start == pytest.approx(night[0])
+    assert width == pytest.approx((1.9 + 24 - 22.5) / 24 * 2 * np.pi)

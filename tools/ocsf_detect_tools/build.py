@@ -830,7 +830,8 @@ def _grow_isolation(
         trees=config.isolation.trees,
         sample_size=config.isolation.sample_size,
         seed=config.train.seed,
-        uncut=() if config.isolation.hour else pipeline.hour_columns,
+        uncut=pipeline.hour_columns if config.isolation.hour == "uncut" else (),
+        arc_columns=pipeline.hour_columns if config.isolation.hour == "arc" else (),
     )
 
 

@@ -147,10 +147,11 @@ class IsolationConfig(_Section):
         "beyond their surprise at this held-out quantile; null: 1 - alert_rate, where the "
         "trees alone would alert; 1: never (bundles before format 11)",
     )
-    hour: bool = Field(
-        True,
-        description="whether the trees may cut on the hour-of-day columns (sin, cos); false: "
-        "they never do, and the hour counts in the k-NN view alone, at the circle's scale",
+    hour: Literal["cut", "arc", "uncut"] = Field(
+        "cut",
+        description="how the trees read the hour of day (sin, cos): cut, as any column; arc: "
+        "only within the arc of the day the baseline covered (an event outside it is read at "
+        "the arc's middle hour); uncut: never (the hour counts in the k-NN view alone)",
     )
     measured_range: bool = Field(
         True,

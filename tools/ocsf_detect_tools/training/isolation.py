@@ -9,6 +9,7 @@ neither scikit-learn nor a one-hot matrix. Needs the ``train`` extra.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,10 +30,12 @@ def grow_isolation(
     sample_size: int,
     seed: int,
     uncut: Sequence[int] = (),
+    arc_columns: Sequence[int] = (),
 ) -> IsolationTrees:
     """An isolation forest over ``matrix`` (the distinct behaviours), as flat arrays.
     ``uncut``: numeric columns no tree cuts on (held constant while the trees grow: a
-    constant column is never a split's candidate)."""
+    constant column is never a split's candidate). ``arc_columns``: (sin, cos) pairs of
+    hour features whose arc of the day the trees keep (``IsolationTrees.within_arcs``)."""
     from sklearn.ensemble import IsolationForest
 
     rng = np.random.default_rng(seed)
@@ -44,7 +47,24 @@ def grow_isolation(
     psi = max(2, min(sample_size, len(rows)))
     forest = IsolationForest(n_estimators=trees, max_samples=psi, random_state=seed)
     forest.fit(dense)
-    return flatten(forest, matrix.numeric.shape[1], cardinalities, novel, psi)
+    grown = flatten(forest, matrix.numeric.shape[1], cardinalities, novel, psi)
+    if len(arc_columns) == 0:
+        return grown
+    pairs = np.asarray(arc_columns, dtype=np.int32).reshape(-1, 2)
+    arcs = np.array([day_arc(matrix.numeric[:, s], matrix.numeric[:, c]) for s, c in pairs])
+    return dataclasses.replace(grown, arc_columns=pairs, arcs=arcs)
+
+
+def day_arc(sin: np.ndarray, cos: np.ndarray) -> tuple[float, float]:
+    """(start, width) in radians of the smallest arc of the circle holding every point:
+    the circle less its largest gap between neighbouring hours."""
+    angle = np.sort(np.mod(np.arctan2(sin, cos), 2 * np.pi))
+    if len(angle) == 0:
+        return 0.0, 2 * np.pi
+    gaps = np.diff(np.r_[angle, angle[0] + 2 * np.pi])
+    widest = int(np.argmax(gaps))
+    start = angle[(widest + 1) % len(angle)]
+    return float(start), float(2 * np.pi - gaps[widest])
 
 
 def flatten(

@@ -305,24 +305,48 @@ class IsolationTrees:
     path: np.ndarray  # float32
     roots: np.ndarray  # int32, one per tree
     sample_size: int
+    # ``[isolation] hour = "arc"``: per hour feature, its (sin, cos) numeric columns and the
+    # arc of the day the baseline covered (start, width in radians); None: every hour as is
+    arc_columns: np.ndarray | None = None  # int32 [k, 2]
+    arcs: np.ndarray | None = None  # float64 [k, 2]
 
     _FIELDS = ("column", "threshold", "code", "left", "right", "path", "roots")
+    _ARC_FIELDS = ("arc_columns", "arcs")
 
     def save(self, path: Path) -> None:
+        arcs = {f: getattr(self, f) for f in self._ARC_FIELDS if getattr(self, f) is not None}
         with Path(path).open("wb") as fh:
             np.savez(
                 fh,
                 sample_size=np.array(self.sample_size),
                 **{f: getattr(self, f) for f in self._FIELDS},
+                **arcs,
             )
 
     @classmethod
     def load(cls, path: Path) -> IsolationTrees:
         with np.load(path, allow_pickle=False) as data:
             arrays = {f: np.ascontiguousarray(data[f]) for f in cls._FIELDS}
-            trees = cls(sample_size=int(data["sample_size"]), **arrays)
+            arcs = {f: np.ascontiguousarray(data[f]) for f in cls._ARC_FIELDS if f in data}
+            trees = cls(sample_size=int(data["sample_size"]), **arrays, **arcs)
         trees.check()
         return trees
+
+    def within_arcs(self, numeric: np.ndarray) -> np.ndarray:
+        """``numeric`` as the trees read it: an event whose hour lies outside the arc of
+        the day the baseline covered is read at the arc's middle hour (its hour says
+        nothing the trees could have learnt; inside the arc it is read as it is). The
+        rows unchanged when the trees have no arcs."""
+        if self.arc_columns is None or self.arcs is None or len(numeric) == 0:
+            return numeric
+        out = np.array(numeric, dtype=np.float64)
+        for (sin_col, cos_col), (start, width) in zip(self.arc_columns, self.arcs, strict=True):
+            angle = np.arctan2(out[:, sin_col], out[:, cos_col])
+            outside = np.mod(angle - start, 2 * np.pi) > width
+            middle = start + width / 2
+            out[outside, sin_col] = np.sin(middle)
+            out[outside, cos_col] = np.cos(middle)
+        return out
 
     def check(self, n_numeric: int | None = None, n_categorical: int | None = None) -> None:
         """Raises ValueError when the arrays do not form trees the inputs can reach."""
@@ -357,6 +381,7 @@ class IsolationTrees:
         n = len(numeric)
         if n == 0:
             return np.zeros(0, dtype=np.float64)
+        numeric = self.within_arcs(numeric)
         plan = self._plan()
         values = np.hstack(
             [np.asarray(numeric, dtype=np.float64), np.asarray(categorical, dtype=np.float64)]
