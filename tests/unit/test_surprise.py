@@ -479,6 +479,9 @@ def test_the_trees_read_time_past_the_baseline_as_an_extreme_unless_told_not_to(
     start, width = grown["arc"].arcs[0]  # type: ignore[index]
     assert start == pytest.approx(9 / 24 * 2 * np.pi, abs=0.01)
     assert width == pytest.approx(3 / 24 * 2 * np.pi, abs=0.01)
+    # every baseline event, its arc's two ends included, is read as it is
+    read = grown["arc"].within_arcs(baseline.numeric)
+    assert np.array_equal(read, baseline.numeric.astype(np.float64))
     # the arc travels with the trees
     grown["arc"].save(tmp_path / "trees.npz")
     reloaded = type(grown["arc"]).load(tmp_path / "trees.npz")

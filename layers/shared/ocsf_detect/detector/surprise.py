@@ -342,7 +342,8 @@ class IsolationTrees:
         out = np.array(numeric, dtype=np.float64)
         for (sin_col, cos_col), (start, width) in zip(self.arc_columns, self.arcs, strict=True):
             angle = np.arctan2(out[:, sin_col], out[:, cos_col])
-            outside = np.mod(angle - start, 2 * np.pi) > width
+            # the arc's own ends inside it, whatever the rounding of the stored (float32) hours
+            outside = np.mod(angle - start + _ARC_SLACK, 2 * np.pi) > width + 2 * _ARC_SLACK
             middle = start + width / 2
             out[outside, sin_col] = np.sin(middle)
             out[outside, cos_col] = np.cos(middle)
@@ -368,6 +369,18 @@ class IsolationTrees:
             raise ValueError(f"isolation trees split on numeric columns beyond {n_numeric}")
         if n_categorical is not None and (-self.column[inner] - 1 >= n_categorical).any():
             raise ValueError(f"isolation trees split on categorical fields beyond {n_categorical}")
+        if (self.arc_columns is None) != (self.arcs is None):
+            raise ValueError("isolation arcs without their columns, or columns without arcs")
+        if self.arc_columns is not None and self.arcs is not None:
+            k = len(self.arcs)
+            if self.arc_columns.shape != (k, 2) or self.arcs.shape != (k, 2):
+                raise ValueError(
+                    "isolation arcs are not (sin, cos) column pairs with (start, width)"
+                )
+            if (self.arc_columns < 0).any() or (
+                n_numeric is not None and (self.arc_columns >= n_numeric).any()
+            ):
+                raise ValueError("isolation arcs read numeric columns that do not exist")
 
     def scores(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
         """Anomaly score 2^(-E[path] / c(psi)) per row, in (0, 1]; higher is more isolated.
@@ -404,6 +417,10 @@ class IsolationTrees:
             object.__setattr__(self, "_plan_cache", plan)
         return plan
 
+
+# radians (about 0.02 s of the day): the rounding an hour's angle may carry between the
+# float32 features the arcs were measured on and the float64 reading of them
+_ARC_SLACK = 1e-6
 
 # (row, tree) pairs descended together: a step's few arrays of this length (about 256 KB
 # each) stay in cache (blocks and the state layout together: 45-56 ms for 10,000 rows and
