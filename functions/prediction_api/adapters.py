@@ -15,7 +15,10 @@ answer (its connect + read timeout) is not made, and the call fails with
 ``OutOfTimeError``, a ``BotoCoreError`` that each route maps to its 503 as any other
 failure of the bucket or the table. (The read timeout bounds each wait for bytes, so an
 answer that trickles in could still take longer; a stalled service cannot.) The bundle's
-own download, when the bundle comes from S3 rather than the layer, is not covered.
+own download, when the bundle comes from S3 rather than the layer and a request loads
+it, keeps to the deadline too: its GET is checked as any other call, and each read of
+the object's body (a MiB at a time) is made only with ``BUNDLE_READ_S`` left, so a
+stalled or slow download is a 503 ``bundle_unavailable`` whose partial file is deleted.
 """
 
 from __future__ import annotations
@@ -119,7 +122,27 @@ def get_rule_table(name: str) -> DynamoRuleTable:
     return DynamoRuleTable(_client("dynamodb", connect_s=1, read_s=3, attempts=3), name)
 
 
+# The bundle's download from S3: an attempt gets 2 + 5 s (the read timeout is per read of
+# the body, not for the whole object), three attempts.
+BUNDLE_CONNECT_S = 2.0
+BUNDLE_READ_S = 5.0
+
+
+@lru_cache(maxsize=1)
+def get_bundle_client() -> Any:
+    """The S3 client that downloads an ``s3://`` bundle, built once; its calls keep to the
+    request's deadline (none at init, where Lambda's init phase bounds them)."""
+    return _client("s3", connect_s=BUNDLE_CONNECT_S, read_s=BUNDLE_READ_S, attempts=3)
+
+
+def before_bundle_read() -> None:
+    """Called before each read of the bundle's body: a read that could outlast the
+    request (no byte for ``BUNDLE_READ_S``) is not made (``OutOfTimeError``)."""
+    _within_deadline(BUNDLE_READ_S, event_name="bundle download")
+
+
 def reset() -> None:
+    get_bundle_client.cache_clear()
     get_feedback_store.cache_clear()
     get_rule_table.cache_clear()
     end_request()

@@ -175,7 +175,7 @@ def predict_batch(request: BatchRequest) -> BatchPrediction:
 def feedback(request: FeedbackRequest) -> FeedbackResult:
     _require_json()
     answer = service.record_feedback(
-        service.get_detector(settings),
+        _detector(),
         adapters.get_feedback_store(settings.feedback_bucket),
         request,
         refresh_s=settings.feedback_refresh_s,
@@ -198,10 +198,20 @@ def feedback(request: FeedbackRequest) -> FeedbackResult:
     return answer
 
 
+def _detector() -> Any:
+    """The container's detector; an S3 bundle's download keeps to the request's deadline
+    (adapters)."""
+    return service.get_detector(
+        settings,
+        s3=adapters.get_bundle_client() if settings.bundle_s3_uri else None,
+        before_read=adapters.before_bundle_read,
+    )
+
+
 def _scoring_detector() -> Any:
     """The detector, searching the feedback overlay when a feedback bucket is set."""
     return service.apply_feedback(
-        service.get_detector(settings),
+        _detector(),
         adapters.get_feedback_store(settings.feedback_bucket),
         settings.feedback_refresh_s,
     )
@@ -228,7 +238,7 @@ def health() -> Health:
     tags=["ops"],
 )
 def model() -> ModelSummary:
-    return service.model_summary(service.get_detector(settings))
+    return service.model_summary(_detector())
 
 
 @app.get("/v1/openapi.json", summary="This document", tags=["ops"])
@@ -460,7 +470,7 @@ def _is_selftest(event: Any) -> bool:
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _is_selftest(event):
-        return service.get_detector(settings).selftest()
+        return _detector().selftest()
     _json_media_as_validation_reads_it(event)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is not None:
@@ -512,4 +522,4 @@ def _with_request_id(response: dict[str, Any], event: dict[str, Any]) -> dict[st
 
 # SnapStart (a stage setting): the bundle loads during init, so the snapshot holds it.
 if settings.load_at_init:
-    prepare_snapshot(lambda: service.get_detector(settings))
+    prepare_snapshot(_detector)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -97,17 +97,23 @@ _detector: Detector | None = None
 _overlay_source: OverlaySource | None = None
 
 
-def get_detector(settings: ApiSettings) -> Detector:
+def get_detector(
+    settings: ApiSettings,
+    *,
+    s3: Any | None = None,
+    before_read: Callable[[], None] | None = None,
+) -> Detector:
     """The container's detector, loaded on first use (thread-safe for the local server).
 
     A failed load raises ``BundleUnavailableError`` and is tried again by the next request;
-    an S3 bundle is downloaded at most once per container (``ocsf_detect.bundlefetch``).
+    an S3 bundle is downloaded at most once per container (``ocsf_detect.bundlefetch``),
+    by the client ``s3``, with ``before_read`` called before each read of its body.
     """
     global _detector  # noqa: PLW0603 - one detector per execution environment, by design
     if _detector is None:
         with _lock:
             if _detector is None:
-                _detector = _load(settings)
+                _detector = _load(settings, s3, before_read)
                 freeze_long_lived()
     return _detector
 
@@ -126,7 +132,11 @@ def loaded_detector() -> Detector | None:
     return _detector
 
 
-def _load(settings: ApiSettings) -> Detector:
+def _load(
+    settings: ApiSettings,
+    s3: Any | None = None,
+    before_read: Callable[[], None] | None = None,
+) -> Detector:
     # S3, archive, disk and version failures arrive as BundleSourceError (bundlefetch);
     # a corrupt bundle as BundleError; an unreadable layer directory as OSError.
     from ocsf_detect.detector.bundle import BundleError
@@ -137,6 +147,8 @@ def _load(settings: ApiSettings) -> Detector:
             s3_uri=settings.bundle_s3_uri,
             expected_version=settings.expected_bundle_version,
             expected_manifest_sha256=settings.expected_manifest_sha256,
+            s3=s3,
+            before_read=before_read,
         )
     except BundleSourceError as exc:
         raise BundleUnavailableError(exc.message, field=exc.field) from exc

@@ -144,3 +144,38 @@ def test_concurrent_requests_keep_their_own_deadlines() -> None:
     assert deadline is not None
     assert deadline - time.monotonic() > 10.0 - adapters.RESERVE_S - 1.0
     adapters.end_request()
+
+
+@pytest.fixture
+def cold_api(tmp_root: Path, monkeypatch: pytest.MonkeyPatch, stalled_endpoint: str):
+    """A fresh container whose bundle is an S3 archive in the stalled bucket."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    from prediction_api import adapters, handler, service
+    from prediction_api.settings import ApiSettings
+
+    uri = "s3://models/bundles/1.0.0/bundle.zip"
+    monkeypatch.setattr(handler, "settings", ApiSettings(**{names.ENV_BUNDLE_S3_URI: uri}))
+    adapters.reset()
+    service.use_detector(None)
+    yield handler
+    service.use_detector(None)
+    adapters.reset()
+
+
+def test_a_stalled_bundle_download_is_a_503_within_the_functions_time(
+    cold_api, tmp_root: Path
+) -> None:
+    from prediction_api import adapters
+
+    # A GET of the bundle gets 2 + 5 s and three attempts. With 11 s (8 s before the
+    # reserve), the first attempt times out after 5 s and no second is made.
+    status, body, took = timed_call(cold_api, "GET", "/v1/model", None, timeout_s=11.0)
+    assert (status, body["error"]) == (503, "bundle_unavailable")
+    assert 4.5 < took < 11.0 - adapters.RESERVE_S
+    # nothing of the download is left on the small /tmp
+    assert not [p for p in tmp_root.rglob("*") if p.is_file()]
+    # With less time left than one attempt, none is made: the answer is at once
+    status, body, took = timed_call(cold_api, "GET", "/v1/model", None, timeout_s=6.0)
+    assert (status, body["error"]) == (503, "bundle_unavailable")
+    assert took < 1.0

@@ -41,11 +41,13 @@ def api():
     """The API handler of a fresh container: no detector loaded yet."""
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    from prediction_api import handler, service
+    from prediction_api import adapters, handler, service
 
+    adapters.reset()
     service.use_detector(None)
     yield handler
     service.use_detector(None)
+    adapters.reset()
 
 
 @pytest.fixture
@@ -308,3 +310,35 @@ def test_a_killed_fetchs_partial_download_is_deleted_by_the_next_fetch(
     finally:
         running.kill()
         running.wait()
+
+
+def test_a_download_stopped_between_reads_leaves_nothing_and_says_why(
+    tmp_path: Path, published: PublishedBundle
+) -> None:
+    from prediction_api.adapters import OutOfTimeError
+
+    from ocsf_detect.bundlefetch import fetch_bundle
+
+    # Given a check before each read of the body that refuses the second read (the API's
+    # request deadline running out mid-download)
+    reads: list[int] = []
+
+    def before_read() -> None:
+        reads.append(1)
+        if len(reads) == 2:
+            raise OutOfTimeError(operation="bundle download", left_s=1.0, attempt_s=5.0)
+
+    # When the bundle is fetched
+    with pytest.raises(BundleSourceError) as caught:
+        fetch_bundle(
+            published.pinned_uri, s3=boto3.client("s3"), cache_root=tmp_path,
+            before_read=before_read,
+        )  # fmt: skip
+
+    # Then the fetch stopped there, said why, and left no partial file behind
+    assert len(reads) == 2
+    assert "bundle download not attempted" in caught.value.message
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    # and a fetch with time enough completes
+    bundle = fetch_bundle(published.pinned_uri, s3=boto3.client("s3"), cache_root=tmp_path)
+    assert (bundle / names.REGISTRY_MANIFEST_NAME).is_file()

@@ -34,6 +34,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,11 +130,19 @@ def cache_dir(location: BundleLocation, root: Path | None = None) -> Path:
     return base / hashlib.sha256(location.uri.encode()).hexdigest()[:16]
 
 
-def fetch_bundle(uri: str, *, s3: Any | None = None, cache_root: Path | None = None) -> Path:
+def fetch_bundle(
+    uri: str,
+    *,
+    s3: Any | None = None,
+    cache_root: Path | None = None,
+    before_read: Callable[[], None] | None = None,
+) -> Path:
     """The unpacked bundle directory of the archive at ``uri``, downloaded at most once.
 
     ``s3`` is a boto3 S3 client (one with standard retries is made when None);
-    ``cache_root`` replaces ``<tmp>/ocsf-detect-bundle``. Raises ``BundleSourceError``.
+    ``cache_root`` replaces ``<tmp>/ocsf-detect-bundle``; ``before_read`` is called before
+    each read of the object's body and stops the download by raising a ``BotoCoreError``
+    (the API's request deadline). Raises ``BundleSourceError``.
     """
     location = BundleLocation.parse(uri)
     root = cache_dir(location, cache_root)
@@ -148,7 +157,7 @@ def fetch_bundle(uri: str, *, s3: Any | None = None, cache_root: Path | None = N
         # (a local server and a CLI, say) never share a partial file.
         work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=root))
         archive = work / names.REGISTRY_ARCHIVE_NAME
-        _download(s3 if s3 is not None else _default_client(), location, archive)
+        _download(s3 if s3 is not None else _default_client(), location, archive, before_read)
         unpacked = extract_archive(archive, work / "unpacked")
         if not unpacked.is_dir():
             raise ArchiveError(f"no {ARCHIVE_ROOT}/ directory inside")
@@ -240,11 +249,16 @@ def locate_bundle(
     s3: Any | None = None,
     cache_root: Path | None = None,
     expected_manifest_sha256: str | None = None,
+    before_read: Callable[[], None] | None = None,
 ) -> Path:
     """The directory to ``Detector.load``: ``s3_uri``'s archive (fetched once) when set,
     else ``path``; checked against ``expected_version`` and ``expected_manifest_sha256``
-    when they are set."""
-    bundle_dir = fetch_bundle(s3_uri, s3=s3, cache_root=cache_root) if s3_uri else Path(path)
+    when they are set; ``s3``, ``cache_root`` and ``before_read`` as ``fetch_bundle``."""
+    bundle_dir = (
+        fetch_bundle(s3_uri, s3=s3, cache_root=cache_root, before_read=before_read)
+        if s3_uri
+        else Path(path)
+    )
     check_bundle_version(bundle_dir, expected_version, expected_manifest_sha256)
     return bundle_dir
 
@@ -257,6 +271,7 @@ def load_detector(
     s3: Any | None = None,
     cache_root: Path | None = None,
     expected_manifest_sha256: str | None = None,
+    before_read: Callable[[], None] | None = None,
 ) -> Detector:
     """``Detector.load`` of what ``locate_bundle`` finds.
 
@@ -276,6 +291,7 @@ def load_detector(
             s3=s3,
             cache_root=cache_root,
             expected_manifest_sha256=expected_manifest_sha256,
+            before_read=before_read,
         )
         return Detector.load(bundle_dir)
 
@@ -294,8 +310,14 @@ def load_detector(
     return load()
 
 
-def _download(s3: Any, location: BundleLocation, archive: Path) -> None:
-    """Stream the object to ``archive`` (via a .part file: never a half archive)."""
+def _download(
+    s3: Any,
+    location: BundleLocation,
+    archive: Path,
+    before_read: Callable[[], None] | None = None,
+) -> None:
+    """Stream the object to ``archive`` (via a .part file: never a half archive), calling
+    ``before_read`` before each read of its body."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     partial = archive.with_suffix(".part")
@@ -303,7 +325,13 @@ def _download(s3: Any, location: BundleLocation, archive: Path) -> None:
         body = s3.get_object(**location.get_object_request())["Body"]
         try:
             with partial.open("wb") as out:
-                for chunk in body.iter_chunks(_CHUNK_BYTES):
+                chunks = body.iter_chunks(_CHUNK_BYTES)
+                while True:
+                    if before_read is not None:
+                        before_read()
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        break
                     out.write(chunk)
         finally:
             body.close()
