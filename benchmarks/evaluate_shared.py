@@ -31,7 +31,9 @@ a margin within ``TIE`` of zero is a tie.
 
 Bundles, served scores and reference scores are cached in ``--out-dir`` under keys of
 the case's training events, the seed, the config and the build code; the run goes one
-seed over every case at a time, and ``--no-build`` reports what is cached so far. Cases
+seed over every case at a time, and ``--no-build`` reports what is cached so far. The
+numbers depend on the numerical libraries as well as on this code (the network's training
+and the references' fits), so the output names their versions (``library_versions``). Cases
 are capped at a few thousand training events (``cases.TRAIN_CAP`` and neighbours; the
 full-size rows up to ``cases.FULL_CAP``); one build still takes 0.5-1.5 minutes on two
 shared cores, so a seed over every case takes about 25 minutes.
@@ -65,6 +67,25 @@ from ocsf_detect_tools.config import DetectorConfig, load_config
 from ocsf_detect_tools.evaluation import weighted_knn_scores
 
 MIN_CLASS_EVENTS = 30  # the honeypot halves are small
+
+
+# The libraries the numbers depend on beside this code: the network's training (torch, onnx),
+# the features, trees and calibration (numpy), the served search (onnxruntime, hnswlib)
+# and the references (scikit-learn, scipy).
+VERSIONED = ("numpy", "scipy", "scikit-learn", "torch", "onnx", "onnxruntime", "chroma-hnswlib")
+
+
+def library_versions() -> dict[str, str]:
+    """Python's and each of ``VERSIONED``'s installed version (\"absent\" when missing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "absent"
+    return found
 
 
 def log(message: str) -> None:
@@ -580,12 +601,15 @@ def main() -> None:
                     "headline": heads,
                     "rows": summaries,
                     "leave_one_case_out": loco,
+                    "library_versions": library_versions(),
                     "seconds": round(elapsed),
                 },
                 indent=2,
             )
         )
     else:
+        versions = ", ".join(f"{k} {v}" for k, v in library_versions().items())
+        print(f"Measured with {versions}.\n")
         print(markdown(summaries, labels, loco, args.rule))
 
 
