@@ -84,7 +84,7 @@ def test_the_session_bundle_carries_a_fine_view_per_spread_class(
     bundle_dir: Path, detector: Detector, baseline_traffic
 ) -> None:
     manifest = read_manifest(bundle_dir)
-    assert manifest.format_version == 13
+    assert manifest.format_version == 14
     per_class = manifest.training.events_per_class
     for uid, model in manifest.models.items():
         # Generated traffic is spread over many behaviours: every class has the view,

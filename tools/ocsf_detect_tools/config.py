@@ -148,10 +148,11 @@ class IsolationConfig(_Section):
         "trees alone would alert; 1: never (bundles before format 11)",
     )
     hour: Literal["cut", "arc", "uncut"] = Field(
-        "cut",
-        description="how the trees read the hour of day (sin, cos): cut, as any column; arc: "
-        "only within the arc of the day the baseline covered (an event outside it is read at "
-        "the arc's middle hour); uncut: never (the hour counts in the k-NN view alone)",
+        "arc",
+        description="how the trees read the hour of day (sin, cos): arc, only within the arc "
+        "of the day the baseline covered (an event outside it is read at the arc's middle "
+        "hour); cut: as any column (bundles before format 14); uncut: never (the hour counts "
+        "in the k-NN view alone)",
     )
     measured_range: bool = Field(
         True,

@@ -29,7 +29,10 @@ from ocsf_detect.ocsf.outcomes import UnsupportedReason
 # 12: the index may re-rank in the weighted feature space (``IndexInfo.space_file``).
 # 13: a class may carry a fine view (``ClassModel.fine``): the nearest baseline event's
 # distance, its surprise added to the score.
-FORMAT_VERSION = 13
+# 14: a class's isolation trees may carry the arcs of the day their baseline covered
+# (``IsolationTrees.arcs``): an hour outside one is read at its middle. A loader before 14
+# would read every hour as it is.
+FORMAT_VERSION = 14
 MANIFEST_NAME = "manifest.json"
 
 
