@@ -321,18 +321,15 @@ def _download(
     from botocore.exceptions import BotoCoreError, ClientError
 
     partial = archive.with_suffix(".part")
+    check = before_read if before_read is not None else _no_check
     try:
         body = s3.get_object(**location.get_object_request())["Body"]
         try:
             with partial.open("wb") as out:
-                chunks = body.iter_chunks(_CHUNK_BYTES)
-                while True:
-                    if before_read is not None:
-                        before_read()
-                    chunk = next(chunks, None)
-                    if chunk is None:
-                        break
+                check()
+                for chunk in body.iter_chunks(_CHUNK_BYTES):
                     out.write(chunk)
+                    check()  # before the next read
         finally:
             body.close()
     except ClientError as exc:
@@ -346,6 +343,10 @@ def _download(
             f"cannot read {location.uri} ({names.ENV_BUNDLE_S3_URI}): {exc}"
         ) from exc
     partial.replace(archive)
+
+
+def _no_check() -> None:
+    pass
 
 
 def _default_client() -> Any:
