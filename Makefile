@@ -20,12 +20,16 @@ help:
 	@echo "make bench   - throughput and latency benchmarks (prints JSON)"
 	@echo "make synth   - synthesize the CDK app for every stage, offline"
 
-$(STAMP): pyproject.toml
+# The runtime libraries at the versions the dependency layer ships: tests, benchmarks and
+# the evaluation score with what Lambda runs (tests/infra/test_dependency_layer.py).
+LAYER_PINS := layers/dependencies/requirements.txt
+
+$(STAMP): pyproject.toml $(LAYER_PINS) Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch is pinned in the [train] extra; pip takes a CPU build when its index has one
 	# (PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu elsewhere).
-	$(PIP) install -q -e '.[$(EXTRAS)]'
+	$(PIP) install -q -c $(LAYER_PINS) -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -198,3 +198,27 @@ def test_the_pinned_layer_is_closed(built_layers: tuple[BuiltLayer, BuiltLayer])
     assert missing_requirements(python) == []
     assert (python / "aws_xray_sdk").is_dir()  # Powertools' Tracer imports it
     assert not (python / "botocore").exists()  # the runtime's, never shadowed
+
+
+def test_the_development_environment_runs_the_layers_versions() -> None:
+    """`make install` takes the layer's pins as constraints, so what the tests and the
+    evaluation score with is what the deployed functions run (boto3 aside: the runtime's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from infra.layers import REQUIREMENTS
+
+    pins = [
+        line.split("#", 1)[0].strip().split("==")
+        for line in REQUIREMENTS.read_text().splitlines()
+        if "==" in line.split("#", 1)[0]
+    ]
+    assert len(pins) > 10
+    differing = {}
+    for name, pinned in pins:
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue  # a layer-only package (the X-Ray SDK's closure, say)
+        if installed != pinned:
+            differing[name] = (installed, pinned)
+    assert not differing, f"installed, pinned: {differing}; run make install"
