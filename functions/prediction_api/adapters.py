@@ -18,7 +18,10 @@ answer that trickles in could still take longer; a stalled service cannot.) The 
 own download, when the bundle comes from S3 rather than the layer and a request loads
 it, keeps to the deadline too: its GET is checked as any other call, and each read of
 the object's body (a MiB at a time) is made only with ``BUNDLE_READ_S`` left, so a
-stalled or slow download is a 503 ``bundle_unavailable`` whose partial file is deleted.
+stalled download, or one not done when that little of the request is left, is a 503
+``bundle_unavailable`` whose partial file is deleted (the next request starts again: a
+bundle too large to download within one request belongs in the layer, or is loaded at
+init, ``OCSF_DETECT_LOAD_BUNDLE_AT_INIT``, where no deadline applies).
 """
 
 from __future__ import annotations

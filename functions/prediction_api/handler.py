@@ -469,13 +469,13 @@ def _is_selftest(event: Any) -> bool:
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if _is_selftest(event):
-        return _detector().selftest()
-    _json_media_as_validation_reads_it(event)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is not None:
         adapters.start_request(remaining())  # every AWS call keeps to it (adapters)
     try:
+        if _is_selftest(event):
+            return _detector().selftest()
+        _json_media_as_validation_reads_it(event)
         response = app.resolve(event, context)
     finally:
         adapters.end_request()

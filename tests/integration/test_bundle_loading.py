@@ -342,3 +342,56 @@ def test_a_download_stopped_between_reads_leaves_nothing_and_says_why(
     # and a fetch with time enough completes
     bundle = fetch_bundle(published.pinned_uri, s3=boto3.client("s3"), cache_root=tmp_path)
     assert (bundle / names.REGISTRY_MANIFEST_NAME).is_file()
+
+
+def test_a_download_that_completes_is_not_checked_once_more(
+    tmp_path: Path, published: PublishedBundle
+) -> None:
+    from ocsf_detect.bundlefetch import BundleLocation, fetch_bundle
+
+    # Given a bundle object of a few MiB, read a MiB at a time
+    location = BundleLocation.parse(published.pinned_uri)
+    size = boto3.client("s3").head_object(**location.get_object_request())["ContentLength"]
+    reads_with_bytes_left = -(-size // (1 << 20))
+    assert reads_with_bytes_left >= 2
+    calls: list[int] = []
+
+    # When it is fetched with a check that refuses any read beyond the object's bytes (the
+    # deadline nearly up once the last byte is in)
+    def before_read() -> None:
+        calls.append(1)
+        if len(calls) > reads_with_bytes_left:
+            raise OutOfTimeError(operation="bundle download", left_s=1.0, attempt_s=5.0)
+
+    from prediction_api.adapters import OutOfTimeError
+
+    bundle = fetch_bundle(
+        published.pinned_uri, s3=boto3.client("s3"), cache_root=tmp_path,
+        before_read=before_read,
+    )  # fmt: skip
+
+    # Then the complete download is kept: the read that only finds the end is not checked
+    assert (bundle / names.REGISTRY_MANIFEST_NAME).is_file()
+    assert len(calls) == reads_with_bytes_left
+
+
+def test_the_apis_bundle_download_checks_the_request_before_each_read(
+    api, configure, tmp_root: Path, published: PublishedBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prediction_api import adapters
+
+    configure(**{names.ENV_BUNDLE_S3_URI: published.pinned_uri})
+    # Given a request whose time left (29 s, less the reserve) covers the GET (the client,
+    # built first, gives an attempt 2 + 5 s) but not a read of the body, were each read to
+    # need a minute
+    adapters.get_bundle_client()
+    monkeypatch.setattr(adapters, "BUNDLE_READ_S", 60.0)
+    # When it needs the bundle, then the download stops before reading: a 503, nothing kept
+    status, body = get_model(api)
+    assert (status, body["error"]) == (503, "bundle_unavailable")
+    assert not [p for p in tmp_root.rglob("*") if p.is_file()]
+    # With reads that fit, the next request loads it
+    monkeypatch.setattr(adapters, "BUNDLE_READ_S", 5.0)
+    status, body = get_model(api)
+    assert status == 200
+    assert body["bundle_version"] == published.bundle_version

@@ -317,19 +317,25 @@ def _download(
     before_read: Callable[[], None] | None = None,
 ) -> None:
     """Stream the object to ``archive`` (via a .part file: never a half archive), calling
-    ``before_read`` before each read of its body."""
+    ``before_read`` before each read of its body that still has bytes to bring (the
+    read that only finds the end is not checked: a complete download is kept)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     partial = archive.with_suffix(".part")
     check = before_read if before_read is not None else _no_check
     try:
-        body = s3.get_object(**location.get_object_request())["Body"]
+        response = s3.get_object(**location.get_object_request())
+        body = response["Body"]
+        size = response.get("ContentLength")
+        written = 0
         try:
             with partial.open("wb") as out:
                 check()
                 for chunk in body.iter_chunks(_CHUNK_BYTES):
                     out.write(chunk)
-                    check()  # before the next read
+                    written += len(chunk)
+                    if size is None or written < size:
+                        check()  # before the next read
         finally:
             body.close()
     except ClientError as exc:
