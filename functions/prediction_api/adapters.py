@@ -26,53 +26,29 @@ init, ``OCSF_DETECT_LOAD_BUNDLE_AT_INIT``, where no deadline applies).
 
 from __future__ import annotations
 
-import time
-from contextvars import ContextVar
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any
 
-from botocore.exceptions import BotoCoreError
-
+from ocsf_detect import deadline
 from ocsf_detect.alertstate import DynamoRuleTable
+from ocsf_detect.deadline import OutOfTimeError
 from ocsf_detect.feedback import S3FeedbackStore
+
+__all__ = ["OutOfTimeError"]
 
 # Of the function's time, kept after the deadline: botocore's back-off before a retry
 # (standard mode, three attempts: at most 2 s) comes before the check of that retry, and
 # then the answer is sent.
 RESERVE_S = 3.0
 
-# monotonic; None outside a request (init, tests). A context variable: the local server
-# runs requests in threads, each with its own.
-_deadline: ContextVar[float | None] = ContextVar("ocsf_detect_api_deadline", default=None)
-
-
-class OutOfTimeError(BotoCoreError):
-    """An AWS call not attempted: the request's time left would not cover its worst case."""
-
-    fmt = (
-        "{operation} not attempted: {left_s:.1f} s left of the request, an attempt may "
-        "take {attempt_s:g} s"
-    )
-
 
 def start_request(remaining_ms: int) -> None:
     """The deadline of the request now starting: ``remaining_ms`` is the context's."""
-    _deadline.set(time.monotonic() + remaining_ms / 1000.0 - RESERVE_S)
+    deadline.start(remaining_ms, RESERVE_S)
 
 
 def end_request() -> None:
-    _deadline.set(None)
-
-
-def _within_deadline(attempt_s: float, event_name: str = "", **_: Any) -> None:
-    """botocore's ``before-send`` hook: refuse an attempt that could outlast the request."""
-    deadline = _deadline.get()
-    if deadline is None:
-        return
-    left = deadline - time.monotonic()
-    if left < attempt_s:
-        operation = event_name.rsplit(".", 1)[-1] or "call"
-        raise OutOfTimeError(operation=operation, left_s=max(left, 0.0), attempt_s=attempt_s)
+    deadline.end()
 
 
 def caller_of(event: Any) -> str | None:
@@ -89,17 +65,7 @@ def caller_of(event: Any) -> str | None:
 
 
 def _client(service: str, *, connect_s: float, read_s: float, attempts: int) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        connect_timeout=connect_s,
-        read_timeout=read_s,
-        retries={"mode": "standard", "total_max_attempts": attempts},
-    )
-    client = boto3.session.Session().client(service, config=config)
-    client.meta.events.register("before-send", partial(_within_deadline, connect_s + read_s))
-    return client
+    return deadline.bounded_client(service, connect_s=connect_s, read_s=read_s, attempts=attempts)
 
 
 @lru_cache(maxsize=4)
@@ -141,7 +107,7 @@ def get_bundle_client() -> Any:
 def before_bundle_read() -> None:
     """Called before each read of the bundle's body: a read that could outlast the
     request (no byte for ``BUNDLE_READ_S``) is not made (``OutOfTimeError``)."""
-    _within_deadline(BUNDLE_READ_S, event_name="bundle download")
+    deadline.check(BUNDLE_READ_S, event_name="bundle download")
 
 
 def reset() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Final, TypeVar
 
-from ocsf_detect import names
+from ocsf_detect import deadline, names
 from ocsf_detect.alertstate import CachedRules, DynamoGroupStore, DynamoRuleTable
 from ocsf_detect.bundlefetch import load_detector as open_detector
 from ocsf_detect.detector.scorer import Detector
@@ -347,13 +347,19 @@ def build_grouping(settings: StreamSettings, s3: Any | None) -> AlertGrouping | 
     )
 
 
-def load_detector(settings: StreamSettings, *, s3: Any | None = None) -> Detector:
+def load_detector(
+    settings: StreamSettings,
+    *,
+    s3: Any | None = None,
+    before_read: Callable[[], None] | None = None,
+) -> Detector:
     """The bundle from ``s3://`` (downloaded and unpacked once per execution environment,
     again if that copy stops loading) or from the layer path.
 
     Raises ``ocsf_detect.bundlefetch.BundleSourceError`` when it cannot be fetched or is
     not ``settings.expected_bundle_version``, and the loader's ``BundleError`` when it is
-    corrupt: the invocation fails and the message says why.
+    corrupt: the invocation fails and the message says why. ``before_read``: called
+    before each read of the archive's body (``before_bundle_read``).
     """
     return open_detector(
         path=settings.bundle_path,
@@ -361,7 +367,35 @@ def load_detector(settings: StreamSettings, *, s3: Any | None = None) -> Detecto
         expected_version=settings.expected_bundle_version,
         s3=s3,
         expected_manifest_sha256=settings.expected_manifest_sha256,
+        before_read=before_read,
     )
+
+
+# An S3 bundle loaded by a batch (not at init) keeps to the invocation: its GET gets
+# 2 + 5 s an attempt, three attempts, each made only while the invocation could wait for
+# it, and each read of the body (a MiB) only with BUNDLE_READ_S left. A stalled or slow
+# download then fails the invocation with BundleSourceError, saying so, well before Lambda
+# would stop it, and the batch is retried as after any failure; its partial file is
+# deleted. BUNDLE_RESERVE_S is kept after the last wait: a retry's back-off (standard
+# mode: at most 2 s) comes before the check of that retry.
+BUNDLE_CONNECT_S = 2.0
+BUNDLE_READ_S = 5.0
+BUNDLE_RESERVE_S = 3.0
+
+
+@lru_cache(maxsize=1)
+def get_bundle_client() -> Any:
+    """The S3 client that downloads an ``s3://`` bundle, built once; its attempts keep to
+    the invocation's deadline (``ocsf_detect.deadline``; none at init)."""
+    return deadline.bounded_client(
+        "s3", connect_s=BUNDLE_CONNECT_S, read_s=BUNDLE_READ_S, attempts=3
+    )
+
+
+def before_bundle_read() -> None:
+    """Called before each read of the bundle's body: a read that could outlast the
+    invocation (no byte for ``BUNDLE_READ_S``) is not made (``OutOfTimeError``)."""
+    deadline.check(BUNDLE_READ_S, event_name="bundle download")
 
 
 @lru_cache(maxsize=1)
@@ -373,7 +407,9 @@ def get_adapters() -> StreamAdapters:
 @lru_cache(maxsize=1)
 def get_detector() -> Detector:
     """The detector of this execution environment, loaded on first use."""
-    detector = load_detector(get_settings())
+    settings = get_settings()
+    s3 = get_bundle_client() if settings.bundle_s3_uri else None
+    detector = load_detector(settings, s3=s3, before_read=before_bundle_read)
     freeze_long_lived()
     return detector
 
@@ -414,4 +450,6 @@ def reset() -> None:
     get_settings.cache_clear()
     get_adapters.cache_clear()
     get_detector.cache_clear()
+    get_bundle_client.cache_clear()
     get_overlay_source.cache_clear()
+    deadline.end()

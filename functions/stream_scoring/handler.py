@@ -20,7 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ocsf_detect import names
+from ocsf_detect import deadline, names
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.settings import BundleSettings
 from ocsf_detect.snapstart import prepare_snapshot
@@ -34,7 +34,13 @@ from ocsf_detect.stream import (
     process_batch,
 )
 from ocsf_detect.telemetry import service_metrics
-from stream_scoring.adapters import StreamAdapters, get_adapters, get_detector, refresh_overlay
+from stream_scoring.adapters import (
+    BUNDLE_RESERVE_S,
+    StreamAdapters,
+    get_adapters,
+    get_detector,
+    refresh_overlay,
+)
 from stream_scoring.settings import StreamSettings, get_settings
 
 logger = Logger(service=names.SERVICE_NAME)
@@ -54,10 +60,11 @@ def add_result_observer(observer: Callable[[BatchResult], None]) -> Callable[[],
 @tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    remaining_ms = context.get_remaining_time_in_millis
     if isinstance(event, Mapping) and event.get(names.SELFTEST_PAYLOAD_KEY) is True:
-        return get_detector().selftest()
+        return _loaded_detector(remaining_ms()).selftest()
     if isinstance(event, Mapping) and event.get(names.CLOSE_GROUPS_PAYLOAD_KEY) is True:
-        bundle_version = _loaded_detector().bundle_version
+        bundle_version = _loaded_detector(remaining_ms()).bundle_version
         metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, bundle_version)
         sweep = close_groups(
             settings=get_settings(),
@@ -76,7 +83,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if problem is not None:  # a console test, a mis-wired trigger: say so, score nothing
         raise NotAKinesisEventError(problem)
     settings = get_settings()
-    detector = _loaded_detector()
+    detector = _loaded_detector(remaining_ms())
     metrics.add_dimension(names.METRIC_DIMENSION_BUNDLE_VERSION, detector.bundle_version)
     _apply_feedback(detector)
     result = handle(
@@ -234,9 +241,17 @@ def _apply_feedback(detector: Detector) -> None:
     metrics.add_metric(name=names.METRIC_OVERLAY_VECTORS, unit=MetricUnit.Count, value=vectors)
 
 
-def _loaded_detector() -> Detector:
+def _loaded_detector(remaining_ms: int | None = None) -> Detector:
+    """The execution environment's detector, loaded on first use. ``remaining_ms``: the
+    invocation's time left, which an S3 bundle's download keeps to (``adapters``,
+    ``BUNDLE_RESERVE_S``); None (init): Lambda's init phase bounds it."""
     cold = get_detector.cache_info().currsize == 0
-    detector = get_detector()
+    if cold and remaining_ms is not None:
+        deadline.start(remaining_ms, BUNDLE_RESERVE_S)
+    try:
+        detector = get_detector()
+    finally:
+        deadline.end()
     if cold:
         logger.info(
             "bundle loaded",

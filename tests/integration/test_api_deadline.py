@@ -5,10 +5,8 @@ gets the route's documented 503 before the context runs out, not the function ti
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,42 +16,6 @@ import pytest
 from ocsf_detect import names
 from ocsf_detect_tools.localapi import proxy_event
 from ocsf_detect_tools.localcontext import LocalContext
-
-
-@pytest.fixture
-def stalled_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An endpoint on loopback that accepts every connection and never answers; boto3 is
-    pointed at it (every service)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def hold() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            held.append(conn)  # read nothing, answer nothing
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.getsockname()[1]}"
-    for key, value in {
-        "AWS_ENDPOINT_URL": url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    yield url
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
 
 
 @pytest.fixture
@@ -124,9 +86,10 @@ def test_a_stalled_rule_table_is_a_503_within_the_functions_time(api) -> None:
 def test_concurrent_requests_keep_their_own_deadlines() -> None:
     """The local server runs requests in threads: one request's end leaves another's
     deadline in place."""
-    import threading
 
     from prediction_api import adapters
+
+    from ocsf_detect import deadline
 
     adapters.start_request(10_000)
     seen: list[object] = []
@@ -134,15 +97,15 @@ def test_concurrent_requests_keep_their_own_deadlines() -> None:
     def other_request() -> None:
         adapters.start_request(5_000)
         adapters.end_request()
-        seen.append(adapters._deadline.get())
+        seen.append(deadline.current())
 
     thread = threading.Thread(target=other_request)
     thread.start()
     thread.join()
     assert seen == [None]
-    deadline = adapters._deadline.get()
-    assert deadline is not None
-    assert deadline - time.monotonic() > 10.0 - adapters.RESERVE_S - 1.0
+    mine = deadline.current()
+    assert mine is not None
+    assert mine - time.monotonic() > 10.0 - adapters.RESERVE_S - 1.0
     adapters.end_request()
 
 
