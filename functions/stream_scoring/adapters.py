@@ -373,11 +373,12 @@ def load_detector(
 
 # An S3 bundle loaded by a batch (not at init) keeps to the invocation: its GET gets
 # 2 + 5 s an attempt, three attempts, each made only while the invocation could wait for
-# it, and each read of the body (a MiB) only with BUNDLE_READ_S left. A stalled or slow
-# download then fails the invocation with BundleSourceError, saying so, well before Lambda
-# would stop it, and the batch is retried as after any failure; its partial file is
-# deleted. BUNDLE_RESERVE_S is kept after the last wait: a retry's back-off (standard
-# mode: at most 2 s) comes before the check of that retry.
+# it, and each read of the body (a MiB) only with BUNDLE_READ_S left. A stalled download
+# then fails the invocation with BundleSourceError, saying so, well before Lambda would
+# stop it, and the batch is retried as after any failure; its partial file is deleted.
+# (A body that trickles in can still take longer, and unpacking and loading are not
+# checked: docs/releases.md.) BUNDLE_RESERVE_S is kept after the last wait: a retry's
+# back-off (standard mode: at most 2 s) comes before the check of that retry.
 BUNDLE_CONNECT_S = 2.0
 BUNDLE_READ_S = 5.0
 BUNDLE_RESERVE_S = 3.0

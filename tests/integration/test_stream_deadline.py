@@ -1,8 +1,8 @@
 """The stream function's S3 bundle, downloaded by a batch (not at init), keeps to the
 invocation: against a bucket that accepts the connection and never answers (a server on
 loopback), the invocation fails saying why before its time is up, instead of Lambda
-stopping it, and nothing of the download is left on /tmp. The batch is then retried as
-after any failure."""
+stopping it. The batch is then retried as after any failure. (That a download stopped
+between reads leaves no partial file is test_bundle_loading.py's.)"""
 
 from __future__ import annotations
 
@@ -70,9 +70,7 @@ def invoke(handler, timeout_s: float) -> tuple[BundleSourceError, float]:
     return caught.value, time.monotonic() - start
 
 
-def test_a_stalled_bundle_download_fails_the_invocation_within_its_time(
-    cold_stream, tmp_root: Path
-) -> None:
+def test_a_stalled_bundle_download_fails_the_invocation_within_its_time(cold_stream) -> None:
     from stream_scoring import adapters
 
     # A GET of the bundle gets 2 + 5 s an attempt and three attempts. With 11 s (8 s
@@ -81,7 +79,6 @@ def test_a_stalled_bundle_download_fails_the_invocation_within_its_time(
     error, took = invoke(cold_stream, timeout_s=11.0)
     assert BUNDLE_URI in error.message
     assert 4.5 < took < 11.0 - adapters.BUNDLE_RESERVE_S
-    assert not [p for p in tmp_root.rglob("*") if p.is_file()]
     # With less time left than one attempt, none is made, and it says so
     error, took = invoke(cold_stream, timeout_s=6.0)
     assert "not attempted" in error.message
@@ -136,3 +133,42 @@ def test_the_stream_functions_bundle_download_checks_the_invocation_before_each_
         assert seen["s3"] is adapters.get_bundle_client()
     finally:
         adapters.reset()
+
+
+def test_a_deadline_holds_only_while_a_cold_detector_loads_in_an_invocation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from functools import lru_cache
+
+    from stream_scoring import handler
+
+    from ocsf_detect import deadline
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    seen: list[float | None] = []
+
+    class Loaded:
+        bundle_version = "1.0.0"
+        load_ms = 1.0
+
+    @lru_cache(maxsize=1)
+    def get_detector() -> Loaded:
+        seen.append(deadline.current())
+        return Loaded()
+
+    monkeypatch.setattr(handler, "get_detector", get_detector)
+    # At init (SnapStart's snapshot, OCSF_DETECT_LOAD_BUNDLE_AT_INIT): no deadline
+    handler._loaded_detector()
+    assert seen == [None]
+    # Cold in an invocation: the load keeps to its time, and the deadline ends with it
+    get_detector.cache_clear()
+    before = time.monotonic()
+    handler._loaded_detector(10_000)
+    assert len(seen) == 2
+    assert seen[1] is not None
+    assert 10.0 - 3.0 <= seen[1] - before < 10.0 - 3.0 + 1.0
+    assert deadline.current() is None
+    # Warm: nothing loads
+    handler._loaded_detector(10_000)
+    assert len(seen) == 2
+    assert deadline.current() is None
