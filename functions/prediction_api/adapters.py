@@ -17,7 +17,7 @@ failure of the bucket or the table. (The read timeout bounds each wait for bytes
 answer that trickles in could still take longer; a stalled service cannot.) The bundle's
 own download, when the bundle comes from S3 rather than the layer and a request loads
 it, keeps to the deadline too: its GET is checked as any other call, and each read of
-the object's body (a MiB at a time) is made only with ``BUNDLE_READ_S`` left, so a
+the object's body (a MiB at a time) is made only with ``deadline.BUNDLE_READ_S`` left, so a
 stalled download, or one not done when that little of the request is left, is a 503
 ``bundle_unavailable`` whose partial file is deleted (the next request starts again: a
 bundle too large to download within one request belongs in the layer, or is loaded at
@@ -31,10 +31,10 @@ from typing import Any
 
 from ocsf_detect import deadline
 from ocsf_detect.alertstate import DynamoRuleTable
-from ocsf_detect.deadline import OutOfTimeError
+from ocsf_detect.deadline import OutOfTimeError, before_bundle_read
 from ocsf_detect.feedback import S3FeedbackStore
 
-__all__ = ["OutOfTimeError"]
+__all__ = ["OutOfTimeError", "before_bundle_read"]
 
 # Of the function's time, kept after the deadline: botocore's back-off before a retry
 # (standard mode, three attempts: at most 2 s) comes before the check of that retry, and
@@ -91,23 +91,12 @@ def get_rule_table(name: str) -> DynamoRuleTable:
     return DynamoRuleTable(_client("dynamodb", connect_s=1, read_s=3, attempts=3), name)
 
 
-# The bundle's download from S3: an attempt gets 2 + 5 s (the read timeout is per read of
-# the body, not for the whole object), three attempts.
-BUNDLE_CONNECT_S = 2.0
-BUNDLE_READ_S = 5.0
-
-
 @lru_cache(maxsize=1)
 def get_bundle_client() -> Any:
-    """The S3 client that downloads an ``s3://`` bundle, built once; its calls keep to the
-    request's deadline (none at init, where Lambda's init phase bounds them)."""
-    return _client("s3", connect_s=BUNDLE_CONNECT_S, read_s=BUNDLE_READ_S, attempts=3)
-
-
-def before_bundle_read() -> None:
-    """Called before each read of the bundle's body: a read that could outlast the
-    request (no byte for ``BUNDLE_READ_S``) is not made (``OutOfTimeError``)."""
-    deadline.check(BUNDLE_READ_S, event_name="bundle download")
+    """The S3 client that downloads an ``s3://`` bundle (``deadline.bundle_client``), built
+    once; its calls keep to the request's deadline (none at init, where Lambda's init
+    phase bounds them)."""
+    return deadline.bundle_client()
 
 
 def reset() -> None:

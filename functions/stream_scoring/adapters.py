@@ -19,6 +19,7 @@ from typing import Any, Final, TypeVar
 from ocsf_detect import deadline, names
 from ocsf_detect.alertstate import CachedRules, DynamoGroupStore, DynamoRuleTable
 from ocsf_detect.bundlefetch import load_detector as open_detector
+from ocsf_detect.deadline import before_bundle_read
 from ocsf_detect.detector.scorer import Detector
 from ocsf_detect.feedback import OVERLAY_READ_CONCURRENCY, OverlaySource, S3FeedbackStore
 from ocsf_detect.findings import encoded
@@ -371,32 +372,23 @@ def load_detector(
     )
 
 
-# An S3 bundle loaded by a batch (not at init) keeps to the invocation: its GET gets
-# 2 + 5 s an attempt, three attempts, each made only while the invocation could wait for
-# it, and each read of the body (a MiB) only with BUNDLE_READ_S left. A stalled download
-# then fails the invocation with BundleSourceError, saying so, well before Lambda would
-# stop it, and the batch is retried as after any failure; its partial file is deleted.
-# (A body that trickles in can still take longer, and unpacking and loading are not
-# checked: docs/releases.md.) BUNDLE_RESERVE_S is kept after the last wait: a retry's
-# back-off (standard mode: at most 2 s) comes before the check of that retry.
-BUNDLE_CONNECT_S = 2.0
-BUNDLE_READ_S = 5.0
+# An S3 bundle loaded by a batch (not at init) keeps to the invocation
+# (``ocsf_detect.deadline``: its GET 2 + 5 s an attempt, three attempts, each made only
+# while the invocation could wait for it, and each read of the body only with
+# BUNDLE_READ_S left). A stalled download then fails the invocation with
+# BundleSourceError, saying so, well before Lambda would stop it, and the batch is retried
+# as after any failure; its partial file is deleted. (A body that trickles in can still
+# take longer, and unpacking and loading are not checked: docs/releases.md.)
+# BUNDLE_RESERVE_S is kept after the last wait: a retry's back-off (standard mode: at most
+# 2 s) comes before the check of that retry.
 BUNDLE_RESERVE_S = 3.0
 
 
 @lru_cache(maxsize=1)
 def get_bundle_client() -> Any:
-    """The S3 client that downloads an ``s3://`` bundle, built once; its attempts keep to
-    the invocation's deadline (``ocsf_detect.deadline``; none at init)."""
-    return deadline.bounded_client(
-        "s3", connect_s=BUNDLE_CONNECT_S, read_s=BUNDLE_READ_S, attempts=3
-    )
-
-
-def before_bundle_read() -> None:
-    """Called before each read of the bundle's body: a read that could outlast the
-    invocation (no byte for ``BUNDLE_READ_S``) is not made (``OutOfTimeError``)."""
-    deadline.check(BUNDLE_READ_S, event_name="bundle download")
+    """The S3 client that downloads an ``s3://`` bundle (``deadline.bundle_client``),
+    built once; its attempts keep to the invocation's deadline (none at init)."""
+    return deadline.bundle_client()
 
 
 @lru_cache(maxsize=1)

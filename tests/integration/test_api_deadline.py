@@ -147,12 +147,14 @@ def test_a_stalled_bundle_download_is_a_503_within_the_functions_time(
 def test_a_read_of_the_bundle_is_refused_only_when_the_request_could_not_wait_for_it() -> None:
     from prediction_api import adapters
 
+    from ocsf_detect import deadline
+
     # With no request under way (init, SnapStart's snapshot), nothing is refused
     adapters.before_bundle_read()
     try:
-        adapters.start_request(int((adapters.RESERVE_S + adapters.BUNDLE_READ_S + 2) * 1000))
+        adapters.start_request(int((adapters.RESERVE_S + deadline.BUNDLE_READ_S + 2) * 1000))
         adapters.before_bundle_read()  # a read's wait still fits
-        adapters.start_request(int((adapters.RESERVE_S + adapters.BUNDLE_READ_S - 1) * 1000))
+        adapters.start_request(int((adapters.RESERVE_S + deadline.BUNDLE_READ_S - 1) * 1000))
         with pytest.raises(adapters.OutOfTimeError, match="bundle download not attempted"):
             adapters.before_bundle_read()
     finally:

@@ -380,18 +380,20 @@ def test_the_apis_bundle_download_checks_the_request_before_each_read(
 ) -> None:
     from prediction_api import adapters
 
+    from ocsf_detect import deadline
+
     configure(**{names.ENV_BUNDLE_S3_URI: published.pinned_uri})
     # Given a request whose time left (29 s, less the reserve) covers the GET (the client,
     # built first, gives an attempt 2 + 5 s) but not a read of the body, were each read to
     # need a minute
     adapters.get_bundle_client()
-    monkeypatch.setattr(adapters, "BUNDLE_READ_S", 60.0)
+    monkeypatch.setattr(deadline, "BUNDLE_READ_S", 60.0)
     # When it needs the bundle, then the download stops before reading: a 503, nothing kept
     status, body = get_model(api)
     assert (status, body["error"]) == (503, "bundle_unavailable")
     assert not [p for p in tmp_root.rglob("*") if p.is_file()]
     # With reads that fit, the next request loads it
-    monkeypatch.setattr(adapters, "BUNDLE_READ_S", 5.0)
+    monkeypatch.setattr(deadline, "BUNDLE_READ_S", 5.0)
     status, body = get_model(api)
     assert status == 200
     assert body["bundle_version"] == published.bundle_version

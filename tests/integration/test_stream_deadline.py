@@ -94,7 +94,7 @@ def test_a_read_of_the_bundle_is_refused_only_within_an_invocation_that_could_no
     # At init (SnapStart's snapshot, or a load before the first batch) nothing is refused
     adapters.before_bundle_read()
     try:
-        reserve, read = adapters.BUNDLE_RESERVE_S, adapters.BUNDLE_READ_S
+        reserve, read = adapters.BUNDLE_RESERVE_S, deadline.BUNDLE_READ_S
         deadline.start(int((reserve + read + 2) * 1000), reserve)
         adapters.before_bundle_read()  # a read's wait still fits
         deadline.start(int((reserve + read - 1) * 1000), reserve)

@@ -73,3 +73,21 @@ def bounded_client(service: str, *, connect_s: float, read_s: float, attempts: i
     client = boto3.session.Session().client(service, config=config)
     client.meta.events.register("before-send", partial(check, connect_s + read_s))
     return client
+
+
+# An ``s3://`` bundle's download, by either function: an attempt gets 2 + 5 s (the read
+# timeout is per read of the body, not for the whole object), three attempts, and each
+# read of the body (``bundlefetch``, a MiB at a time) is made only with BUNDLE_READ_S left.
+BUNDLE_CONNECT_S = 2.0
+BUNDLE_READ_S = 5.0
+
+
+def bundle_client() -> Any:
+    """An S3 client for the bundle's download whose attempts keep to the deadline."""
+    return bounded_client("s3", connect_s=BUNDLE_CONNECT_S, read_s=BUNDLE_READ_S, attempts=3)
+
+
+def before_bundle_read() -> None:
+    """Called before each read of the bundle's body: a read that could outlast the
+    deadline (no byte for ``BUNDLE_READ_S``) is not made (``OutOfTimeError``)."""
+    check(BUNDLE_READ_S, event_name="bundle download")
