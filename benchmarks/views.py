@@ -33,6 +33,7 @@ from ocsf_detect.detector.scorer import (
     Scored,
     covered_by,
     feature_rerank,
+    fine_features,
     isolation_of,
     nearest_behaviours,
 )
@@ -79,7 +80,9 @@ def view_scores(detector: Detector, lines: Sequence[bytes]) -> dict[str, np.ndar
         out["trees"][rows] = trees
         fine = np.zeros(len(rows))
         if loaded.fine is not None:
-            nearest = loaded.fine.nearest(emb, dists[:, 0] if space is None else None)
+            known = dists[:, 0] if space is None else None
+            rows_of = fine_features(loaded, detector.pipeline(class_uid), matrix)
+            nearest = loaded.fine.nearest(emb, known, rows_of)
             fine = out["fine"][rows] = loaded.fine.evidence(nearest)
         out["bound"][rows] = parts.knn + parts.trees + fine
     return out

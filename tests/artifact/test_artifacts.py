@@ -86,9 +86,9 @@ def test_stream_function_scores_the_sample_batch_and_publishes_findings(
     sample = json.loads((EVENTS_DIR / "kinesis" / "batch.json").read_text())
     expected = json.loads((EVENTS_DIR / "kinesis" / "batch.expected.json").read_text())
     # Given a batch of events this bundle flags, in the sample batch's envelope
-    outcomes = detector.score_objects(live_traffic.events[:400])
+    outcomes = detector.score_objects(live_traffic.events)
     anomalous = [o.event for o in outcomes if isinstance(o, Scored) and o.is_anomaly][:5]
-    assert anomalous
+    assert len(anomalous) == 5
     # each of them twice (two records): an alert group speaks at its second anomaly
     anomalous = anomalous + anomalous
     template = sample["Records"][0]

@@ -67,7 +67,7 @@ def test_a_rerank_bundle_serves_the_model_free_score(
     from ocsf_detect_tools.evaluation import weighted_knn_scores
 
     manifest = read_manifest(rerank_bundle)
-    assert manifest.format_version == 14
+    assert manifest.format_version == 15
     detector = Detector.load(rerank_bundle)
     assert detector.selftest()["scores"]  # its golden events score as built
     # The first class is the one whose held-out events the model-free variant draws

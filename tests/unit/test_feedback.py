@@ -113,7 +113,9 @@ def test_the_overlay_only_lowers_scores_and_the_selftest_ignores_it(
 ) -> None:
     events = [e for e in live_traffic.events if e["class_uid"] == 4001][:300]
     plain = [o.score for o in fresh.score_objects(events)]  # type: ignore[union-attr]
-    vectors = np.stack([fresh.embed_objects([s.event])[0][1] for s, _ in alerts[:5]])  # type: ignore[index]
+    # (judged: the five highest-scored of these events, so their own scores must fall)
+    top = np.argsort(plain)[-5:]
+    vectors = np.stack([fresh.embed_objects([events[i]])[0][1] for i in top])  # type: ignore[index]
     golden = fresh.selftest()["scores"]
     fresh.use_overlay(FeedbackOverlay(fresh.bundle_version, {4001: vectors}))
     try:

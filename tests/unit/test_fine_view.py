@@ -13,7 +13,13 @@ import pytest
 from ocsf_detect.detector.bundle import BundleError, read_manifest
 from ocsf_detect.detector.fine import FineView, fine_members, is_spread
 from ocsf_detect.detector.index import distinct_net
-from ocsf_detect.detector.scorer import Detector, Scored, isolation_of, serve_scores
+from ocsf_detect.detector.scorer import (
+    Detector,
+    Scored,
+    fine_features,
+    isolation_of,
+    serve_scores,
+)
 from tests.conftest import small_config
 
 
@@ -84,7 +90,7 @@ def test_the_session_bundle_carries_a_fine_view_per_spread_class(
     bundle_dir: Path, detector: Detector, baseline_traffic
 ) -> None:
     manifest = read_manifest(bundle_dir)
-    assert manifest.format_version == 14
+    assert manifest.format_version == 15
     per_class = manifest.training.events_per_class
     for uid, model in manifest.models.items():
         # Generated traffic is spread over many behaviours: every class has the view,
@@ -163,6 +169,7 @@ def _served(detector: Detector, uid: int, events: list, fine: FineView | None):
     matrix = pipeline.transform_parsed(parsed)  # type: ignore[arg-type]
     emb = detector.embed_objects(events)
     vectors = np.stack([v for _, v in emb])  # type: ignore[misc]
+    rows = fine_features(loaded, pipeline, matrix)  # format 15's; None for the embedding's
     assert info.tails is not None
     assert info.isolation is not None
     return vectors, serve_scores(
@@ -176,6 +183,7 @@ def _served(detector: Detector, uid: int, events: list, fine: FineView | None):
         loaded.mass,
         cover_radius=info.isolation.cover(),
         fine=fine,
+        fine_rows=rows,
     )
 
 

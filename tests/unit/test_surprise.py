@@ -174,6 +174,10 @@ def test_the_overlay_credits_the_knn_surprise_to_each_view_beyond_its_floor() ->
         overlay_scores(d, (knn, plain), fine), 2 * s + fine.surprise(d), rtol=1e-5, atol=1e-5
     )
     assert overlay_scores(d, (knn, plain), fine)[0] == pytest.approx(0.0, abs=1e-6)
+    # a fine view in the feature space (format 15) reads the same distance in its units
+    in_features = overlay_scores(d, (knn, plain), fine, d / 4)
+    assert np.allclose(in_features, 2 * s + fine.surprise(d / 4), rtol=1e-5, atol=1e-5)
+    assert (in_features <= overlay_scores(d, (knn, plain), fine) + 1e-6).all()
 
 
 def test_average_path_known_values() -> None:

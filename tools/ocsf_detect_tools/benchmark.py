@@ -110,6 +110,7 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
         Detector,
         covered_by,
         feature_rerank,
+        fine_features,
         isolation_of,
         nearest_behaviours,
     )
@@ -146,7 +147,8 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
                 score = combined(d.mean(axis=1), isolation, tails, covered_by(d, cover))
                 if fine is not None:  # bundle format 13
                     known = d[:, 0] if space is None else None
-                    score = score + fine.evidence(fine.nearest(emb, known))
+                    rows = fine_features(loaded, pipeline, m)  # bundle format 15
+                    score = score + fine.evidence(fine.nearest(emb, known, rows))
                 _ = float(score[0]) >= info.threshold
 
     single = _rate(per_record, per_record_n, repeat=2)

@@ -28,7 +28,15 @@ from ocsf_detect import __version__
 from ocsf_detect.detector.archive import listed_files
 from ocsf_detect.detector.bundle import sha256_file
 from ocsf_detect.detector.calibrate import calibrate, threshold_for
-from ocsf_detect.detector.fine import FineInfo, FineView, copies_of, fine_members, is_spread
+from ocsf_detect.detector.fine import (
+    FineInfo,
+    FineRows,
+    FineView,
+    copies_of,
+    fine_members,
+    fine_queries,
+    is_spread,
+)
 from ocsf_detect.detector.index import (
     SPACE,
     ExactBase,
@@ -398,7 +406,27 @@ def _build(
                     f"(within the distinct radius of an indexed behaviour: {covered.mean():.0%}"
                     + ("; the rest lie beyond the k-NN view's measured range)" if rest else ")")
                 )
-        fine = _fine_view(config, indexed.top_share, train_emb, hold_emb, tails is not None)
+        fine_space = None
+        if config.fine.space == "features":
+            fine_space = (
+                fine_queries(
+                    train_m.numeric, train_m.categorical, pipeline.novel_columns, t.novel_weight
+                ),
+                fine_queries(
+                    hold_m.numeric, hold_m.categorical, pipeline.novel_columns, t.novel_weight
+                ),
+                [float(w) for w in weights],
+            )
+        fine = _fine_view(
+            config,
+            indexed.top_share,
+            train_emb,
+            hold_emb,
+            tails is not None,
+            fine_space,
+            ratio,
+            None if space is not None else keep,
+        )
         if fine is None:
             log(
                 f"  fine view: none (the {ix.k} most common behaviours hold "
@@ -414,6 +442,17 @@ def _build(
             fine_file = f"fine-{class_uid}.bin"
             fine.view.index.save_index(str(out_dir / fine_file))
             canonical_index_file(out_dir / fine_file)  # the same baseline, the same bytes
+            fine_numeric_file, fine_codes_file, fine_behaviours_file = None, None, None
+            if fine.view.rows is not None:
+                fine_rows = fine.view.rows()
+                fine_numeric_file = f"fine-{class_uid}-numeric.npy"
+                fine_codes_file = f"fine-{class_uid}-codes.npy"
+                np.save(out_dir / fine_numeric_file, fine_rows.numeric, allow_pickle=False)
+                np.save(out_dir / fine_codes_file, fine_rows.codes, allow_pickle=False)
+            if fine.view.behaviours is not None:
+                fine_behaviours_file = f"fine-{class_uid}-behaviours.npy"
+                held = fine.view.behaviours()
+                np.save(out_dir / fine_behaviours_file, held, allow_pickle=False)
             log(
                 f"  fine view: {fine.view.index.get_current_count():,} baseline events (the "
                 f"{ix.k} most common behaviours hold {indexed.top_share:.0%} of the baseline)"
@@ -439,6 +478,7 @@ def _build(
                 cover_radius=cover,
                 space=space,
                 fine=None if fine is None else fine.view,
+                fine_rows=None if fine_space is None else fine_space[1],
             ).scores
         index_file = f"index-{class_uid}.bin"
         index.save_index(str(out_dir / index_file))
@@ -512,10 +552,16 @@ def _build(
                     file=fine_file,
                     n_items=fine.view.index.get_current_count(),
                     sampled_from=len(train_emb) + len(hold_emb),
-                    ef_search=config.fine.ef_search,
+                    ef_search=max(config.fine.ef_search, config.fine.candidates),
                     tail=fine.view.tail,
                     top_share=round(indexed.top_share, 6),
                     flood_share=config.fine.flood_share,
+                    numeric_file=fine_numeric_file,
+                    codes_file=fine_codes_file,
+                    category_weights=None if fine_space is None else fine_space[2],
+                    novel_weight=None if fine_space is None else t.novel_weight,
+                    candidates=1 if fine_space is None else config.fine.candidates,
+                    behaviours_file=fine_behaviours_file,
                 )
             ),
             threshold=cal.threshold,
@@ -776,22 +822,67 @@ def _fine_view(
     train_emb: np.ndarray,
     hold_emb: np.ndarray,
     two_views: bool,
+    space: FineSpace | None = None,
+    ratio: float = 1.0,
+    behaviours: np.ndarray | None = None,
 ) -> BuiltFine | None:
     """The fine view of a class whose baseline is spread (``fine.is_spread``): an index
     over every baseline event's embedding (up to ``[fine] max_events``), its tail fitted
     on the held-out events' exact nearest distances to the training events, which then
-    join the index. None where the baseline is mostly a flood's record, the view is off,
-    or the score has one view (no tails to sum with)."""
+    join the index. ``space`` (``[fine] space = "features"``, format 15): the training and
+    held-out events' rows as ``FineRows`` stores them and the fields' weights; the
+    distances are then measured in the feature space (``ratio``: the embedding's distance
+    per unit of it, for the feedback overlay); ``behaviours``: the training rows the k-NN
+    index holds, in its order, whose rows in the view are then candidates too. None where
+    the baseline is mostly a flood's record, the view is off, or the score has one view
+    (no tails to sum with)."""
     fc = config.fine
     if not (fc.enabled and two_views and is_spread(share, fc.flood_share)):
         return None
-    fit = fit_fine(train_emb, hold_emb, config)
-    index = build_index(
-        fit.vectors, dataclasses.replace(FINE_PARAMS, ef_search=fc.ef_search), threads=1
+    params = dataclasses.replace(FINE_PARAMS, ef_search=max(fc.ef_search, fc.candidates))
+    if space is None:
+        fit = fit_fine(train_emb, hold_emb, config)
+        index = build_index(fit.vectors, params, threads=1)
+        exact, copies = ExactBase.of(fit.vectors), copies_of(fit.vectors)
+        view = FineView(index, lambda: exact, fit.tail, lambda: copies)
+        return BuiltFine(view, fit.tail.surprise(fit.hold_distance))
+    (train_n, train_c), (hold_n, hold_c), weights = space
+    train_rows, hold_rows = fine_members(
+        len(train_emb), len(hold_emb), fc.max_events, config.train.seed
     )
-    exact, copies = ExactBase.of(fit.vectors), copies_of(fit.vectors)
-    view = FineView(index, lambda: exact, fit.tail, lambda: copies)
-    return BuiltFine(view, fit.tail.surprise(fit.hold_distance))
+    members = FineRows.of(train_n[train_rows], train_c[train_rows], weights)
+    hold_distance = members.nearest_exact(hold_n, hold_c)
+    tail = Tail.fit(hold_distance, measured=config.isolation.measured_range)
+    vectors = np.ascontiguousarray(
+        np.vstack([train_emb[train_rows], hold_emb[hold_rows]]), dtype=np.float32
+    )
+    rows = FineRows.of(
+        np.ascontiguousarray(np.vstack([train_n[train_rows], hold_n[hold_rows]])),
+        np.ascontiguousarray(np.vstack([train_c[train_rows], hold_c[hold_rows]])),
+        weights,
+    )
+    held = None
+    if behaviours is not None:
+        position = np.full(len(train_emb), -1, dtype=np.int32)
+        position[train_rows] = np.arange(len(train_rows), dtype=np.int32)
+        held = position[np.asarray(behaviours, dtype=np.int64)]
+    index = build_index(vectors, params, threads=1)
+    exact, copies = ExactBase.of(vectors), copies_of(vectors)
+    view = FineView(
+        index,
+        lambda: exact,
+        tail,
+        lambda: copies,
+        lambda: rows,
+        fc.candidates,
+        ratio,
+        None if held is None else (lambda: held),
+    )
+    return BuiltFine(view, tail.surprise(hold_distance))
+
+
+# (training rows, held-out rows, category weights): the fine view's feature space
+FineSpace = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[float]]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -188,7 +188,23 @@ class FineConfig(_Section):
         description="baseline events the fine index holds at most (a uniform sample "
         "beyond): bounds the bundle's size and its load time",
     )
-    ef_search: int = Field(32, ge=1, description="HNSW search width of the fine index (k = 1)")
+    ef_search: int = Field(
+        32, ge=1, description="HNSW search width of the fine index (at least candidates)"
+    )
+    space: Literal["embedding", "features"] = Field(
+        "embedding",
+        description="where the nearest baseline event's distance is measured: the embedding "
+        "itself (bundle formats 13 and 14), or the weighted feature space it preserves, "
+        "among the index's candidates and the k-NN view's behaviours (format 15; measured, "
+        "not the default: docs/model.md, section 8)",
+    )
+    candidates: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="baseline events the fine index retrieves per event by embedding, "
+        "measured in the feature space (space = features)",
+    )
 
 
 class TrainSection(_Section):

@@ -91,7 +91,13 @@ def run(args: argparse.Namespace) -> int:
                 f"    fine view: {cm.fine.file} {cm.fine.n_items:,} baseline events of "
                 f"{cm.fine.sampled_from:,}, ef={cm.fine.ef_search} (the {ix.k} most common "
                 f"behaviours hold {cm.fine.top_share:.0%} of the baseline, below "
-                f"{cm.fine.flood_share:g})"
+                f"{cm.fine.flood_share:g}); "
+                + (
+                    f"distances in the feature space among {cm.fine.candidates} candidates"
+                    + (" and the k-NN view's behaviours" if cm.fine.behaviours_file else "")
+                    if cm.fine.in_features
+                    else "distances in the embedding"
+                )
             )
         elif cm.tails is not None:
             print("    fine view: none (a baseline mostly one flood's record, or format < 13)")

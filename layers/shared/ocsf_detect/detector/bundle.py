@@ -19,7 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from ocsf_detect.detector.archive import stays_inside
-from ocsf_detect.detector.fine import FineView, copies_of
+from ocsf_detect.detector.fine import FineRows, FineView, copies_of, fine_scale
 from ocsf_detect.detector.manifest import FORMAT_VERSION, MANIFEST_NAME, ClassModel, Manifest
 from ocsf_detect.detector.surprise import IsolationTrees
 
@@ -46,11 +46,16 @@ class LoadedClass:
     # format 13: the fine view's index (ClassModel.fine) and its file
     fine_index: Any = None
     fine_path: Path | None = None
+    # format 15: the fine view's events in the feature space (``FineRows``), and each
+    # indexed behaviour's row among them
+    fine_rows: FineRows | None = None
+    fine_behaviours: np.ndarray | None = None
     _vectors: np.ndarray | None = field(default=None, repr=False)
     _exact: ExactBase | None = field(default=None, repr=False)
     _space_exact: ExactBase | None = field(default=None, repr=False)
     _fine_exact: ExactBase | None = field(default=None, repr=False)
     _fine_copies: frozenset[bytes] | None = field(default=None, repr=False)
+    _fine_scale: float | None = field(default=None, repr=False)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -91,9 +96,33 @@ class LoadedClass:
         """The fine view as the scorer serves it; None for a class without one."""
         if self.fine_index is None or self.info.fine is None:
             return None
+        rows, held = self.fine_rows, self.fine_behaviours
         return FineView(
-            self.fine_index, lambda: self.fine_exact, self.info.fine.tail, lambda: self.fine_copies
+            self.fine_index,
+            lambda: self.fine_exact,
+            self.info.fine.tail,
+            lambda: self.fine_copies,
+            None if rows is None else (lambda: rows),
+            self.info.fine.candidates,
+            self.info.index.distance_ratio or 1.0,
+            None if held is None else (lambda: held),
+            None if rows is None else (lambda: self.fine_scale),
         )
+
+    @property
+    def fine_scale(self) -> float:
+        """The fine view's own scale (``fine.fine_scale``), measured once (on the first
+        judged-benign event the feedback overlay compares)."""
+        if self._fine_scale is None:
+            if self.fine_index is None or self.info.fine is None or self.fine_rows is None:
+                raise ValueError(f"class {self.info.class_uid} has no fine view in features")
+            self._fine_scale = fine_scale(
+                self.fine_index,
+                self._fine_vectors(),
+                self.fine_rows,
+                self.info.index.distance_ratio or 1.0,
+            )
+        return self._fine_scale
 
     @property
     def fine_copies(self) -> frozenset[bytes]:
@@ -199,6 +228,16 @@ def _npy_shape(path: Path) -> str:
     return f"{np.dtype(dtype).name} {tuple(int(d) for d in shape)}"
 
 
+def _checked_npy(bundle_dir: Path, name: str, expected: str) -> Path:
+    """The path of a .npy file the manifest names, after checking it holds ``expected``
+    ('float32 (n, dim)', as ``_npy_shape`` reads it)."""
+    path = _inside(bundle_dir, name)
+    found = _npy_shape(path)
+    if found != expected:
+        raise BundleError(f"{bundle_dir}: {name} holds {found}, the manifest says {expected}")
+    return path
+
+
 def load_bundle(
     bundle_dir: Path, *, threads: int = 1
 ) -> tuple[Manifest, dict[int, LoadedClass], float]:
@@ -261,10 +300,14 @@ def load_bundle(
             isolation = _load_isolation(bundle_dir, info)
         mass = _load_mass(bundle_dir, info) if info.index.mass_file else None
         space = _load_space(bundle_dir, info) if info.index.space_file else None
-        fine_index, fine_path = None, None
+        fine_index, fine_path, fine_rows, fine_behaviours = None, None, None, None
         if info.fine is not None:
             fine_path = bundle_dir / info.fine.file
             fine_index = _load_fine(bundle_dir, info, load_index)
+            if info.fine.in_features:
+                fine_rows = _load_fine_rows(bundle_dir, info)
+            if info.fine.behaviours_file is not None:
+                fine_behaviours = _load_fine_behaviours(bundle_dir, info)
         loaded[int(key)] = LoadedClass(
             info,
             session,
@@ -277,6 +320,8 @@ def load_bundle(
             space,
             fine_index,
             fine_path,
+            fine_rows,
+            fine_behaviours,
         )
     return manifest, loaded, (time.perf_counter() - start) * 1000.0
 
@@ -289,7 +334,8 @@ def _check_listed(bundle_dir: Path, info: ClassModel, files: Mapping[str, str]) 
     if info.isolation is not None:
         named.append(info.isolation.file)
     if info.fine is not None:
-        named.append(info.fine.file)
+        fine = info.fine
+        named += [fine.file, fine.numeric_file, fine.codes_file, fine.behaviours_file]
     unlisted = [n for n in named if n is not None and n not in files]
     if unlisted:
         raise BundleError(
@@ -316,13 +362,7 @@ def _load_ids(bundle_dir: Path, info: ClassModel) -> list[Any]:
 def _load_mass(bundle_dir: Path, info: ClassModel) -> np.ndarray:
     ix = info.index
     assert ix.mass_file is not None
-    path = bundle_dir / ix.mass_file
-    expected = f"float32 {(ix.n_items,)}"
-    found = _npy_shape(path)
-    if found != expected:
-        raise BundleError(
-            f"{bundle_dir}: {ix.mass_file} holds {found}, the manifest says {expected}"
-        )
+    path = _checked_npy(bundle_dir, ix.mass_file, f"float32 {(ix.n_items,)}")
     mass = np.load(path, allow_pickle=False)
     if not np.all((mass >= 1) & (mass <= ix.mass_cap)):
         raise BundleError(
@@ -376,6 +416,48 @@ def _load_fine(bundle_dir: Path, info: ClassModel, load_index: Any) -> Any:
             f"the manifest says {fine.n_items}"
         )
     return index
+
+
+def _load_fine_rows(bundle_dir: Path, info: ClassModel) -> FineRows:
+    """The fine view's events in the feature space (format 15), memory-mapped and checked
+    against the manifest: one numeric row and one row of codes per indexed event."""
+    fine = info.fine
+    assert fine is not None
+    assert fine.numeric_file is not None
+    if fine.codes_file is None or fine.category_weights is None:
+        raise BundleError(
+            f"{bundle_dir}: class {info.class_uid}'s fine view has numeric rows but no "
+            "codes_file or category_weights"
+        )
+    n, n_numeric, n_fields = fine.n_items, info.model.n_numeric, info.model.n_categorical
+    numeric = _checked_npy(bundle_dir, fine.numeric_file, f"float32 {(n, n_numeric)}")
+    codes = _checked_npy(bundle_dir, fine.codes_file, f"int32 {(n, n_fields)}")
+    if len(fine.category_weights) != n_fields:
+        raise BundleError(
+            f"{bundle_dir}: class {info.class_uid}'s fine view has "
+            f"{len(fine.category_weights)} category weights for {n_fields} categorical fields"
+        )
+    return FineRows.of(
+        np.load(numeric, mmap_mode="r", allow_pickle=False),
+        np.load(codes, mmap_mode="r", allow_pickle=False),
+        fine.category_weights,
+    )
+
+
+def _load_fine_behaviours(bundle_dir: Path, info: ClassModel) -> np.ndarray:
+    """Each indexed behaviour's row in the fine view (format 15): one per vector of the
+    k-NN index, each a row of the view or -1."""
+    fine = info.fine
+    assert fine is not None
+    assert fine.behaviours_file is not None
+    path = _checked_npy(bundle_dir, fine.behaviours_file, f"int32 {(info.index.n_items,)}")
+    rows = np.load(path, allow_pickle=False)
+    if len(rows) and (rows.min() < -1 or rows.max() >= fine.n_items):
+        raise BundleError(
+            f"{bundle_dir}: {fine.behaviours_file} names rows outside the fine view's "
+            f"{fine.n_items}"
+        )
+    return rows
 
 
 def _load_isolation(bundle_dir: Path, info: ClassModel) -> IsolationTrees:

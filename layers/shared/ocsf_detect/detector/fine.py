@@ -20,19 +20,29 @@ baseline recorded (its own copy lies at distance zero), so a small cluster of at
 events inside the baseline gains nothing from it either way; the trees' and the k-NN
 view's evidence is what sets it apart (``detector.surprise``).
 
-The search is approximate (HNSW, k = 1): a stalled search only finds a farther event, so
-the served score is never below the exact one, and scores that reach the threshold are
-re-checked exactly (``serve_scores``); an event whose embedding is one of the indexed
-vectors is at distance zero whatever the search finds, and the k-NN view's nearest
-behaviour, a baseline event too, bounds what it finds (``FineView.nearest``). Pure numpy
-and hnswlib; the build fits it (``ocsf_detect_tools.build``), docs/model.md (section 8)
-has the measurements.
+The distance is measured in the weighted feature space the embedding is trained to
+preserve (bundle format 15, ``FineRows``): the view asks the embedding's HNSW index for
+``candidates`` baseline events and keeps the nearest of them by their distance in that
+space, so the network retrieves and the features measure; the k nearest behaviours the
+k-NN view already found, each a baseline event, are candidates too, for nothing. At the
+fine view's scale (an
+event's nearest baseline event, often a near copy) the embedding's error is largest
+against the distance itself. Bundles of formats 13 and 14 measure the embedding's
+distance (k = 1).
+
+The search is approximate: a stalled search, or a candidate set that misses the nearest
+event, only finds a farther event, so the served score is never below the exact one, and
+scores that reach the threshold are re-checked exactly (``serve_scores``); an event whose
+embedding is one of the indexed vectors is at distance zero whatever the search finds
+(``FineView.nearest``). Pure numpy and hnswlib; the build fits it
+(``ocsf_detect_tools.build``), docs/model.md (section 8) has the measurements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,6 +70,98 @@ class FineInfo(BaseModel):
     # which the build leaves the view out (``[fine] flood_share``)
     top_share: float = Field(ge=0.0, le=1.0)
     flood_share: float = Field(gt=0.0, le=1.0)
+    # format 15: the indexed events in the weighted feature space (``FineRows``), and how
+    # many candidates the index retrieves for them; absent, distances are the embedding's
+    numeric_file: str | None = None  # float32 (n_items, n_numeric), novel columns weighted
+    codes_file: str | None = None  # int32 (n_items, n_categorical)
+    category_weights: list[float] | None = None  # per categorical field
+    novel_weight: float | None = None
+    candidates: int = Field(1, ge=1)
+    # int32 (the k-NN index's n_items,): each indexed behaviour's row here (-1: not held),
+    # so the behaviours the k-NN view found are candidates too
+    behaviours_file: str | None = None
+
+    @property
+    def in_features(self) -> bool:
+        return self.numeric_file is not None
+
+
+# Queries per block of a gather over candidates or of an exact scan over every row.
+_CANDIDATE_BLOCK = 1024
+_EXACT_BLOCK = 64
+_EXACT_TOP = 8  # rows re-measured directly after the expansion's ranking
+
+
+@dataclass(frozen=True)
+class FineRows:
+    """The fine view's events in the weighted feature space, stored compactly: numeric
+    columns (the novel-amount ones times their weight) and each categorical field's code.
+    Two events' distance is that of their rows in the space the embedding preserves
+    (``FeatureMatrix.dense``, one-hot times the field's weight): the square root of the
+    numeric columns' squared difference plus 2 w^2 for each field whose codes differ."""
+
+    numeric: np.ndarray  # float32 (n, n_numeric)
+    codes: np.ndarray  # int32 (n, n_categorical)
+    mismatch: np.ndarray  # float32 (n_categorical,): 2 w^2, a differing field's share
+
+    @classmethod
+    def of(cls, numeric: np.ndarray, codes: np.ndarray, weights: Sequence[float]) -> FineRows:
+        w = np.asarray(weights, dtype=np.float64)
+        if codes.ndim != 2 or len(w) != codes.shape[1] or len(numeric) != len(codes):
+            raise ValueError(
+                f"fine rows: {numeric.shape} numeric, {codes.shape} codes, {len(w)} weights"
+            )
+        return cls(numeric, codes, (2.0 * w * w).astype(np.float32))
+
+    def among(self, numeric: np.ndarray, codes: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Each query's distance to the nearest of its ``candidates`` (rows of this set,
+        [n, c]; hnswlib's labels), float32."""
+        out = np.empty(len(candidates), dtype=np.float32)
+        for start in range(0, len(candidates), _CANDIDATE_BLOCK):
+            block = slice(start, start + _CANDIDATE_BLOCK)
+            found = candidates[block]
+            diff = self.numeric[found] - numeric[block, None, :]
+            d2 = np.einsum("ijk,ijk->ij", diff, diff)
+            if len(self.mismatch):
+                differ = self.codes[found] != codes[block, None, :]
+                d2 += differ.astype(np.float32) @ self.mismatch
+            out[block] = np.sqrt(d2.min(axis=1))
+        return out
+
+    @cached_property
+    def _exact_base(self) -> tuple[np.ndarray, np.ndarray]:
+        """The numeric rows in float64 and their squared norms, built on the first exact
+        search (a frozen dataclass: ``cached_property`` keeps them in the instance)."""
+        base = np.asarray(self.numeric, dtype=np.float64)
+        return base, np.einsum("ij,ij->i", base, base)
+
+    def nearest_exact(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Each query's distance to the nearest row of the whole set, float32 (the
+        re-check): ranked by one float64 matrix product per block, the best few then
+        measured directly."""
+        base, norms = self._exact_base
+        top = min(_EXACT_TOP, len(base))
+        out = np.empty(len(numeric), dtype=np.float32)
+        for start in range(0, len(numeric), _EXACT_BLOCK):
+            block = slice(start, start + _EXACT_BLOCK)
+            q = np.asarray(numeric[block], dtype=np.float64)
+            d2 = norms[None, :] - 2.0 * (q @ base.T)  # |q|^2 is the same along a row
+            for f, share in enumerate(self.mismatch):
+                d2 += share * (self.codes[None, :, f] != codes[block, None, f])
+            best = np.argpartition(d2, top - 1, axis=1)[:, :top]
+            out[block] = self.among(numeric[block], codes[block], best)
+        return out
+
+
+def fine_queries(
+    numeric: np.ndarray, categorical: np.ndarray, novel_columns: Sequence[int], novel_weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's rows as ``FineRows`` stores them: (numeric float32 with the novel-amount
+    columns times their weight, codes int32)."""
+    rows = np.array(numeric, dtype=np.float32)
+    if len(novel_columns) and novel_weight != 1.0:
+        rows[:, list(novel_columns)] *= novel_weight
+    return rows, np.asarray(categorical, dtype=np.int32)
 
 
 @dataclass(frozen=True)
@@ -72,10 +174,44 @@ class FineView:
     tail: Tail
     # the indexed vectors' bytes (``copies_of``), built on first use: None, no lookup
     copies: Callable[[], frozenset[bytes]] | None = None
+    # format 15: the indexed events in the feature space (built on first use), the
+    # candidates the index retrieves for them, and the embedding's distance per unit of
+    # the feature space's (``IndexInfo.distance_ratio``: converts an embedding distance)
+    rows: Callable[[], FineRows] | None = None
+    candidates: int = 1
+    ratio: float = 1.0
+    # each k-NN behaviour's row in ``rows`` (-1: not held), built on first use
+    behaviours: Callable[[], np.ndarray] | None = None
+    # the embedding's distance per unit of the feature space's at the view's own scale
+    # (``fine_scale``), built on first use; None: ``ratio``
+    scale: Callable[[], float] | None = None
 
-    def nearest(self, queries: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    def tail_distance(self, embedding_distance: np.ndarray) -> np.ndarray:
+        """An embedding distance in the units the tail reads (the feedback overlay's: a
+        judged-benign event is kept as its embedding alone)."""
+        if self.rows is None:
+            return embedding_distance
+        scale = self.ratio if self.scale is None else self.scale()
+        return np.asarray(embedding_distance, dtype=np.float32) / np.float32(scale)
+
+    def nearest(
+        self,
+        queries: np.ndarray,
+        known: np.ndarray | None = None,
+        features: tuple[np.ndarray, np.ndarray] | None = None,
+        near: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Each query's distance to its nearest baseline event (float32): by the index,
-        and zero for a query whose embedding is one of the indexed vectors. HNSW misses an
+        and zero for a query whose embedding is one of the indexed vectors.
+
+        ``features`` (format 15, required there): the queries' rows as ``fine_queries``
+        gives them; the index's ``candidates`` nearest are measured in the feature space
+        and the nearest of them kept. ``near``: the k-NN view's nearest behaviours (its
+        index's labels, [n, k]), candidates too: a stalled search is bounded by them, as
+        ``known`` bounds it in the embedding, which is then not used (its units are the
+        embedding's).
+
+        Format 13 and 14 (no rows): the index's nearest, by the embedding. HNSW misses an
         event's own copy now and then where the baseline holds many near-identical rows
         (at ef 32, 4 of 2,000 NSL-KDD rows scored against their own baseline), which gave
         an event the baseline recorded the evidence of a new one; the lookup costs one
@@ -89,9 +225,19 @@ class FineView:
         misses, for nothing."""
         from ocsf_detect.detector.index import knn
 
-        distance = knn(self.index, queries, 1)[1][:, 0]
-        if known is not None:
-            np.minimum(distance, np.asarray(known, dtype=np.float32), out=distance)
+        if self.rows is not None:
+            if features is None:
+                raise ValueError("this fine view measures the feature space: pass features")
+            candidates = knn(self.index, queries, self.candidates)[0]
+            if near is not None and self.behaviours is not None:
+                held = self.behaviours()[near]
+                # a behaviour the view does not hold (a sampled view) repeats the first
+                candidates = np.hstack([candidates, np.where(held < 0, candidates[:, :1], held)])
+            distance = self.rows().among(features[0], features[1], candidates)
+        else:
+            distance = knn(self.index, queries, 1)[1][:, 0]
+            if known is not None:
+                np.minimum(distance, np.asarray(known, dtype=np.float32), out=distance)
         if self.copies is not None:
             missed = np.flatnonzero(distance > 0.0)
             if len(missed):
@@ -101,15 +247,48 @@ class FineView:
                 distance[missed[found]] = 0.0
         return distance
 
-    def nearest_exact(self, queries: np.ndarray) -> np.ndarray:
+    def nearest_exact(
+        self, queries: np.ndarray, features: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
         """The same by exact search (the re-check of scores that reach the threshold)."""
         from ocsf_detect.detector.index import exact_knn
 
+        if self.rows is not None:
+            if features is None:
+                raise ValueError("this fine view measures the feature space: pass features")
+            return self.rows().nearest_exact(*features)
         return exact_knn(self.exact(), queries, 1)[1][:, 0]
 
     def evidence(self, distance: np.ndarray) -> np.ndarray:
         """The view's evidence: the surprise of each distance (float64, never negative)."""
         return self.tail.surprise(distance)
+
+
+SCALE_SAMPLE = 512  # events whose nearest other event measures the view's scale
+
+
+def fine_scale(index: Any, vectors: np.ndarray, rows: FineRows, fallback: float) -> float:
+    """The embedding's distance per unit of the feature space's where the fine view reads
+    it: the median ratio of the two distances between an event and its nearest other
+    event (by the index), over up to ``SCALE_SAMPLE`` of the view's events spread
+    evenly. The build's ratio (``IndexInfo.distance_ratio``) is measured on training
+    pairs at every scale; a network that compresses small distances more than large ones
+    (one trained briefly) has a smaller ratio at the nearest event's scale, and an
+    embedding distance converted with the global one would read a judged-benign event
+    as nearer than it is. ``fallback`` where no pair has both distances above zero."""
+    from ocsf_detect.detector.index import knn
+
+    n = len(vectors)
+    if n < 2:
+        return fallback
+    pick = np.unique(np.linspace(0, n - 1, min(n, SCALE_SAMPLE)).astype(np.int64))
+    labels, dists = knn(index, np.asarray(vectors[pick], dtype=np.float32), 2)
+    feature = rows.among(rows.numeric[pick], rows.codes[pick], labels[:, 1:2])
+    embedding = dists[:, 1]
+    apart = (feature > 0.0) & (embedding > 0.0)
+    if not apart.any():
+        return fallback
+    return float(np.median(embedding[apart] / feature[apart]))
 
 
 def copies_of(vectors: np.ndarray) -> frozenset[bytes]:

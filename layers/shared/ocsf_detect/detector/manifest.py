@@ -32,7 +32,9 @@ from ocsf_detect.ocsf.outcomes import UnsupportedReason
 # 14: a class's isolation trees may carry the arcs of the day their baseline covered
 # (``IsolationTrees.arcs``): an hour outside one is read at its middle. A loader before 14
 # would read every hour as it is.
-FORMAT_VERSION = 14
+# 15: a class's fine view may measure its distances in the weighted feature space
+# (``FineInfo.numeric_file``, ``codes_file``): the index retrieves candidates by embedding.
+FORMAT_VERSION = 15
 MANIFEST_NAME = "manifest.json"
 
 

@@ -11,7 +11,9 @@ the same evidence for both views (the analyst vouched for the whole event, the f
 the isolation trees read included): with tails, the k-NN view's surprise at ``d``
 credited to each view beyond its floor (``2 x surprise_knn(d)`` when neither has one),
 plus, for a class with a fine view (format 13), that view's surprise at ``d`` (the judged
-event is then the nearest baseline event at ``d``); without tails (bundle format 4 or
+event is then the nearest baseline event at ``d``; format 15, whose view measures the
+feature space, reads ``d`` in its units at the view's own scale, ``fine.fine_scale``,
+since a verdict keeps the judged event's embedding alone); without tails (bundle format 4 or
 older), ``d`` itself. The served score is the smaller of
 that and the bundle's own score, so the overlay can only silence alerts, never raise
 one, and an event far from every judged one scores exactly as before.
@@ -79,16 +81,20 @@ class FeedbackOverlay:
 
 
 def overlay_scores(
-    distance: np.ndarray, tails: tuple[Tail, Tail] | None, fine: Tail | None = None
+    distance: np.ndarray,
+    tails: tuple[Tail, Tail] | None,
+    fine: Tail | None = None,
+    fine_distance: np.ndarray | None = None,
 ) -> np.ndarray:
     """The score an event at ``distance`` from its nearest judged-benign vector gets
     (float32; see the module docstring for the rule). ``fine``: the fine view's tail, for
     a class that has one (format 13): the judged event is then the nearest baseline event
-    at ``distance`` too."""
+    at ``distance`` too, or at ``fine_distance``, the same distance in the units that
+    view measures (format 15: the feature space's)."""
     if tails is None:
         return np.asarray(distance, dtype=np.float32)
     surprise = tails[0].surprise(distance)  # the k-NN view's, counted for both views
     judged = tails[0].credit(surprise) + tails[1].credit(surprise)
     if fine is not None:
-        judged = judged + fine.surprise(distance)
+        judged = judged + fine.surprise(distance if fine_distance is None else fine_distance)
     return judged.astype(np.float32)

@@ -18,7 +18,7 @@ import numpy as np
 from ocsf_detect.detector.bundle import LoadedClass, embedding_of, load_bundle
 from ocsf_detect.detector.calibrate import SEVERITY_NAMES, severity_ids
 from ocsf_detect.detector.explain import Explainer, ExplanationTable, Reason
-from ocsf_detect.detector.fine import FineView
+from ocsf_detect.detector.fine import FineView, fine_queries
 from ocsf_detect.detector.index import (
     RECHECK_MIN,
     RECHECK_SHARE,
@@ -225,6 +225,19 @@ def feature_rerank(
     )
 
 
+def fine_features(
+    loaded: LoadedClass, pipeline: FeaturePipeline, matrix: FeatureMatrix
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A class batch's rows as its fine view measures them (format 15: ``FineRows``);
+    None for a class whose fine view, if any, measures the embedding."""
+    fine = loaded.info.fine
+    if fine is None or not fine.in_features:
+        return None
+    return fine_queries(
+        matrix.numeric, matrix.categorical, pipeline.novel_columns, fine.novel_weight or 1.0
+    )
+
+
 def nearest_behaviours(
     index: Any, emb: np.ndarray, k: int, space: FeatureRerank | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -249,6 +262,7 @@ def serve_scores(
     cover_radius: float | None = None,
     space: FeatureRerank | None = None,
     fine: FineView | None = None,
+    fine_rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ServedScores:
     """Scores of a class batch as served (the build scores golden events with this too).
 
@@ -266,7 +280,8 @@ def serve_scores(
     are measured in the weighted feature space among the index's candidates, and
     re-checked there; ``cover_radius`` and ``overlay_distance`` are then in its units.
     ``fine`` (format 13): the fine view's evidence is added (``detector.fine``), its
-    nearest distance re-checked with the rest."""
+    nearest distance re-checked with the rest; ``fine_rows`` (format 15): the batch's rows
+    as that view measures them (``fine_features``)."""
     labels, dists = nearest_behaviours(index, emb, k, space)
     distance = knn_score(labels, dists, mass)
     parts = evidence(distance, isolation, tails)
@@ -284,12 +299,19 @@ def serve_scores(
     if fine is not None and parts is not None:
         # the nearest behaviour is a baseline event too (in the embedding; format 12's
         # distances are the feature space's)
-        fine_evidence = fine.evidence(fine.nearest(emb, dists[:, 0] if space is None else None))
+        known = dists[:, 0] if space is None else None
+        near = labels if space is None else None
+        fine_evidence = fine.evidence(fine.nearest(emb, known, fine_rows, near))
         scores = (scores + fine_evidence).astype(np.float32)
         bound = (bound + fine_evidence).astype(np.float32)
     judged = None
     if overlay_distance is not None:
-        judged = overlay_scores(overlay_distance, tails, None if fine is None else fine.tail)
+        judged = overlay_scores(
+            overlay_distance,
+            tails,
+            None if fine is None else fine.tail,
+            None if fine is None else fine.tail_distance(overlay_distance),
+        )
     bundle_reached = None
     if judged is not None:
         bundle_reached = scores >= threshold
@@ -313,7 +335,9 @@ def serve_scores(
             covered_by(dists[rows], cover_radius),
         )
         if fine is not None and fine_evidence is not None:
-            rescored = (rescored + fine.evidence(fine.nearest_exact(emb[rows]))).astype(np.float32)
+            rows_of = None if fine_rows is None else (fine_rows[0][rows], fine_rows[1][rows])
+            nearest = fine.nearest_exact(emb[rows], rows_of)
+            rescored = (rescored + fine.evidence(nearest)).astype(np.float32)
         scores[rows] = rescored
         if judged is not None:
             scores[rows] = np.minimum(scores[rows], judged[rows])
@@ -454,6 +478,7 @@ class Detector:
             None if info.isolation is None else info.isolation.cover(),
             space,
             loaded.fine,
+            fine_features(loaded, self._pipelines[class_uid], matrix),
         )
         labels, dists, scores = served.labels, served.dists, served.scores
         self.rechecks.rechecked += served.rechecked

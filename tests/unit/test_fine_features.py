@@ -1,0 +1,340 @@
+"""Bundle format 15 (measured, not the default: ``[fine] space = "features"``): the fine
+view's distance measured in the weighted feature space among the candidates the
+embedding's index retrieves and the k-NN view's behaviours (``detector.fine.FineRows``)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ocsf_detect.detector.bundle import BundleError, read_manifest
+from ocsf_detect.detector.fine import FineRows, FineView, fine_queries
+from ocsf_detect.detector.scorer import (
+    Detector,
+    Scored,
+    fine_features,
+)
+from ocsf_detect.features.pipeline import FeatureMatrix
+from tests.conftest import small_config
+from tests.unit.test_fine_view import _edit, _own_view, _served
+
+
+@pytest.fixture(scope="module")
+def features_bundle(tmp_path_factory: pytest.TempPathFactory, baseline_traffic) -> Path:
+    """The session bundle's traffic and config, the fine view in the feature space. (A
+    network trained in seconds retrieves poorly: 64 candidates instead of 16 keep its
+    fine distances near the exact ones.)"""
+    import orjson
+
+    from ocsf_detect_tools.build import build_bundle
+
+    out = tmp_path_factory.mktemp("features") / "bundle"
+    lines = [orjson.dumps(e) for e in baseline_traffic.events]
+    config = small_config(isolation={"enabled": True}, fine={"space": "features", "candidates": 64})
+    build_bundle(lines, out, config)
+    return out
+
+
+@pytest.fixture(scope="module")
+def features_detector(features_bundle: Path) -> Detector:
+    return Detector.load(features_bundle)
+
+
+def test_the_bundle_carries_the_view_s_rows_per_spread_class(
+    features_bundle: Path, features_detector: Detector
+) -> None:
+    manifest = read_manifest(features_bundle)
+    assert manifest.format_version == 15
+    per_class = manifest.training.events_per_class
+    for uid, model in manifest.models.items():
+        # Generated traffic is spread over many behaviours: every class has the view,
+        # over each of its baseline events (the bound is far above them)
+        assert model.fine is not None
+        assert model.fine.top_share < model.fine.flood_share
+        assert model.fine.file in manifest.files
+        assert model.fine.n_items == model.fine.sampled_from == per_class[uid]
+        # measured in the feature space (format 15), its rows listed and so verified
+        assert model.fine.in_features
+        assert model.fine.numeric_file in manifest.files
+        assert model.fine.codes_file in manifest.files
+        assert model.fine.candidates == 64  # (small_config's)
+    assert features_detector.selftest()["scores"]
+
+
+def test_an_event_of_the_baseline_adds_nothing_and_a_new_one_adds(
+    features_detector: Detector, baseline_traffic, live_traffic
+) -> None:
+    uid = 4001
+    detector = features_detector
+    view = detector._classes[uid].fine
+    assert view is not None
+    recorded = [e for e in baseline_traffic.events if e["class_uid"] == uid][:50]
+    vectors, rows = _embedded(detector, uid, recorded)
+    # An event the baseline recorded is its own nearest event: no evidence
+    assert np.allclose(view.evidence(view.nearest_exact(vectors, rows)), 0.0, atol=1e-6)
+    # Live attacks lie farther from every baseline event than the baseline's own do
+    attacks = [
+        e
+        for e, label in zip(live_traffic.events, live_traffic.labels, strict=True)
+        if e["class_uid"] == uid and label.is_malicious
+    ][:50]
+    if not attacks:
+        pytest.skip("no attack of this class in the live traffic")
+    new, new_rows = _embedded(detector, uid, attacks)
+    assert float(np.median(view.evidence(view.nearest_exact(new, new_rows)))) > 0.5
+
+
+def _embedded(detector: Detector, uid: int, events: list) -> tuple[np.ndarray, tuple]:
+    """Events' embeddings and their rows as the class's fine view measures them."""
+    from ocsf_detect.detector.bundle import embedding_of
+
+    loaded = detector._classes[uid]
+    parsed = [detector.parser.parse_object(e) for e in events]
+    matrix = detector.pipeline(uid).transform_parsed(parsed)  # type: ignore[arg-type]
+    emb = embedding_of(loaded.session, loaded.info, matrix.numeric, matrix.categorical)
+    rows = fine_features(loaded, detector.pipeline(uid), matrix)
+    assert rows is not None
+    return emb, rows
+
+
+def test_an_event_the_baseline_recorded_is_at_zero_whatever_the_search(
+    features_bundle: Path, baseline_traffic
+) -> None:
+    detector, _, view = _own_view(features_bundle, 4001)
+    uid = 4001
+    # Given the class's baseline events, embedded in one batch as the scorer embeds them
+    recorded = [e for e in baseline_traffic.events if e["class_uid"] == uid]
+    emb, rows = _embedded(detector, uid, recorded)
+    # When the fine index is searched with a beam of one vector and one candidate (misses
+    # its own copies)
+    view.index.set_ef(1)
+    narrow = FineView(view.index, view.exact, view.tail, view.copies, view.rows, 1, view.ratio)
+    blind = FineView(view.index, view.exact, view.tail, None, view.rows, 1, view.ratio)
+    looked_up = narrow.nearest(emb, features=rows)
+    missed = blind.nearest(emb, features=rows)
+    # Then every recorded event is at distance zero, found by its bytes where the search
+    # missed it, and nothing else moves
+    assert (looked_up == 0.0).all()
+    assert (missed > 0.0).any()
+    # and an event that is not a copy keeps what the search found
+    other = emb[:5] + np.float32(0.01)
+    other_rows = (rows[0][:5], rows[1][:5])
+    assert np.array_equal(
+        narrow.nearest(other, features=other_rows), blind.nearest(other, features=other_rows)
+    )
+
+
+def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
+    features_bundle: Path, live_traffic
+) -> None:
+    from ocsf_detect.detector.index import knn
+
+    detector, loaded, view = _own_view(features_bundle, 4001)
+    uid = 4001
+    events = [e for e in live_traffic.events if e["class_uid"] == uid][:600]
+    # (the k-NN view's search as wide as its index: its part of every score is exact)
+    loaded.index.set_ef(loaded.info.index.n_items)
+    vectors, without = _served(detector, uid, events, None)
+    _, served = _served(detector, uid, events, view)
+    _, rows = _embedded(detector, uid, events)
+    # The score is the two views' score plus the fine view's evidence: the distance, in
+    # the feature space, to the nearest of the events the index retrieves by embedding,
+    # or the exact nearest where the score could reach the threshold (re-checked); never
+    # below the exact one (a candidate set that misses the nearest finds a farther event)
+    candidates = knn(view.index, vectors, view.candidates)[0]
+    among = view.evidence(view.rows().among(rows[0], rows[1], candidates))  # type: ignore[misc]
+    added = view.evidence(view.nearest_exact(vectors, rows))
+    as_found = np.isclose(served.scores, without.scores + among, atol=1e-4)
+    as_exact = np.isclose(served.scores, without.scores + added, atol=1e-4)
+    assert (as_found | as_exact).all()
+    assert (~as_found).sum() <= served.rechecked
+    assert (served.scores >= without.scores + added - 1e-4).all()
+    assert (among >= added - 1e-4).all()
+    assert (among > added + 1e-3).any()  # (the test's network is small: some are missed)
+    # and the Detector serves exactly that
+    outcomes = detector.score_objects(events)
+    got = np.array([o.score for o in outcomes if isinstance(o, Scored)])
+    assert np.allclose(got, served.scores, atol=1e-5)
+    # When the fine index's search is crippled (a beam of one vector)
+    view.index.set_ef(1)
+    narrow = FineView(view.index, view.exact, view.tail, view.copies, view.rows, 1, view.ratio)
+    approximate = view.evidence(narrow.nearest(vectors, features=rows))
+    _, crippled = _served(detector, uid, events, narrow)
+    # Then no score falls below the exact one, and every alert's is the exact one
+    exact_scores = without.scores + added
+    assert (crippled.scores >= exact_scores - 1e-4).all()
+    assert (approximate >= added - 1e-4).all()  # (float32 distances, a steep tail)
+    alerts = crippled.scores >= loaded.info.threshold
+    assert alerts.any()
+    assert np.allclose(crippled.scores[alerts], exact_scores[alerts], atol=1e-4)
+
+
+def _random_rows(rng: np.random.Generator, n: int, cards: tuple[int, ...], n_numeric: int):
+    numeric = rng.normal(0, 2, (n, n_numeric)).astype(np.float32)
+    codes = np.stack([rng.integers(0, c, n) for c in cards], axis=1).astype(np.int32)
+    return numeric, codes
+
+
+def test_fine_rows_measure_the_weighted_feature_space() -> None:
+    rng = np.random.default_rng(7)
+    cards, weights, novel = (3, 5), [8.0, 2.5], ([1], 2.0)
+    base_n, base_c = _random_rows(rng, 400, cards, 4)
+    query_n, query_c = _random_rows(rng, 50, cards, 4)
+    # Given the rows as FeatureMatrix.dense lays them out (one-hot times each field's
+    # weight, the novel-amount column times its weight)
+    dense_base = FeatureMatrix(base_n, base_c).dense(cards, weights, novel)
+    dense_query = FeatureMatrix(query_n, query_c).dense(cards, weights, novel)
+    truth = np.sqrt(((dense_query[:, None, :] - dense_base[None, :, :]) ** 2).sum(axis=2))
+    # and the same rows as the fine view stores them
+    rows = FineRows.of(*fine_queries(base_n, base_c, *novel), weights)
+    q_n, q_c = fine_queries(query_n, query_c, *novel)
+    # Then the distance among candidates is the dense space's nearest among them
+    candidates = rng.integers(0, 400, (50, 6))
+    expected = np.take_along_axis(truth, candidates, axis=1).min(axis=1)
+    assert np.allclose(rows.among(q_n, q_c, candidates), expected, atol=1e-4)
+    # and the exact search finds the nearest of every row
+    assert np.allclose(rows.nearest_exact(q_n, q_c), truth.min(axis=1), atol=1e-4)
+    # a row of the set is at distance zero from itself
+    assert np.allclose(rows.nearest_exact(*fine_queries(base_n[:20], base_c[:20], *novel)), 0.0)
+    # The novel-amount columns are weighted on a copy: the caller's matrix is unchanged
+    assert not np.shares_memory(q_n, query_n)
+    assert np.array_equal(q_n[:, 0], query_n[:, 0])
+    assert np.allclose(q_n[:, 1], 2.0 * query_n[:, 1])
+    with pytest.raises(ValueError, match="weights"):
+        FineRows.of(base_n, base_c, [1.0])
+
+
+def test_the_build_fits_the_view_in_the_feature_space() -> None:
+    from ocsf_detect_tools.build import _fine_view
+
+    rng = np.random.default_rng(5)
+    cards, weights = (4,), [8.0]
+    train_n, train_c = _random_rows(rng, 200, cards, 6)
+    hold_n, hold_c = _random_rows(rng, 40, cards, 6)
+    # An "embedding" that distorts the feature space: two columns dropped, one scaled
+    train_emb = np.hstack([train_n[:, :4] * [1, 1, 3, 1], train_c * 0.5]).astype(np.float32)
+    hold_emb = np.hstack([hold_n[:, :4] * [1, 1, 3, 1], hold_c * 0.5]).astype(np.float32)
+    config = small_config(fine={"candidates": 256})  # every event a candidate
+    space = ((train_n, train_c), (hold_n, hold_c), weights)
+    built = _fine_view(config, 0.1, train_emb, hold_emb, True, space, ratio=2.0)
+    assert built is not None
+    view = built.view
+    assert view.rows is not None
+    assert view.index.get_current_count() == 240
+    # The tail is fitted on the held-out events' exact distances in the feature space
+    dense_train = FeatureMatrix(train_n, train_c).dense(cards, weights)
+    dense_hold = FeatureMatrix(hold_n, hold_c).dense(cards, weights)
+    exact = np.array([np.linalg.norm(dense_train - h, axis=1).min() for h in dense_hold])
+    assert np.allclose(built.hold_evidence, view.tail.surprise(exact), atol=1e-5)
+    # and served with every event a candidate, a new event's distance is exact too
+    q_n, q_c = _random_rows(rng, 30, cards, 6)
+    q_emb = np.hstack([q_n[:, :4] * [1, 1, 3, 1], q_c * 0.5]).astype(np.float32)
+    truth = FineRows.of(view.rows().numeric, view.rows().codes, weights).nearest_exact(q_n, q_c)
+    assert np.allclose(view.nearest(q_emb, features=(q_n, q_c)), truth, atol=1e-4)
+    with pytest.raises(ValueError, match="pass features"):
+        view.nearest(q_emb)
+    with pytest.raises(ValueError, match="pass features"):
+        view.nearest_exact(q_emb)
+    # The feedback overlay's embedding distances are read in the feature space's units
+    assert np.allclose(view.tail_distance(np.array([2.0, 4.0])), [1.0, 2.0])
+    assert np.array_equal(FineView(view.index, view.exact, view.tail).tail_distance([2.0]), [2.0])
+
+
+def test_the_fine_view_s_rows_are_checked(tmp_path: Path, features_bundle: Path) -> None:
+    bundle = Path(shutil.copytree(features_bundle, tmp_path / "copy"))
+    uid = str(min(read_manifest(bundle).classes))
+
+    def fine(m: dict) -> dict:
+        return m["models"][uid]["fine"]
+
+    # Rows of another shape than the manifest says (a field more in the weights)
+    _edit(bundle, lambda m: fine(m).update(category_weights=[*fine(m)["category_weights"], 1.0]))
+    with pytest.raises(BundleError, match="category weights for"):
+        Detector.load(bundle)
+    _edit(bundle, lambda m: fine(m).update(category_weights=fine(m)["category_weights"][:-1]))
+    # Codes without numeric rows' partner
+    codes_file = read_manifest(bundle).models[uid].fine.codes_file  # type: ignore[union-attr]
+    _edit(bundle, lambda m: fine(m).update(codes_file=None))
+    with pytest.raises(BundleError, match="no codes_file"):
+        Detector.load(bundle)
+    _edit(bundle, lambda m: fine(m).update(codes_file=codes_file))
+    # A rows file the files list does not name (so nothing verified it)
+    _edit(bundle, lambda m: m["files"].pop(fine(m)["numeric_file"]))
+    with pytest.raises(BundleError, match=rf"reads .*fine-{uid}-numeric\.npy, which"):
+        Detector.load(bundle)
+
+
+def test_the_k_nn_view_s_behaviours_are_candidates_too(features_bundle: Path, live_traffic) -> None:
+    from ocsf_detect.detector.index import knn
+
+    detector, loaded, view = _own_view(features_bundle, 4001)
+    uid = 4001
+    assert view.behaviours is not None
+    held = view.behaviours()
+    # Every behaviour the k-NN view indexes is a baseline event the view holds: its row
+    # there carries the behaviour's own embedding
+    assert len(held) == loaded.info.index.n_items
+    assert (held >= 0).all()
+    fine_vectors = loaded._fine_vectors()
+    assert np.array_equal(np.asarray(fine_vectors)[held], np.asarray(loaded.exact.vectors))
+    events = [e for e in live_traffic.events if e["class_uid"] == uid][:600]
+    emb, rows = _embedded(detector, uid, events)
+    near = knn(loaded.index, emb, loaded.info.index.k)[0]
+    # When the fine index's search is crippled (a beam of one vector, one candidate)
+    view.index.set_ef(1)
+    blind = FineView(view.index, view.exact, view.tail, None, view.rows, 1, view.ratio)
+    alone = blind.nearest(emb, features=rows)
+    bounded = FineView(
+        view.index, view.exact, view.tail, None, view.rows, 1, view.ratio, view.behaviours
+    ).nearest(emb, features=rows, near=near)
+    exact = view.nearest_exact(emb, rows)
+    # Then the behaviours the k-NN view found catch some of the search's misses, and what
+    # is kept is still a distance to a baseline event: never below the exact nearest one
+    by_behaviours = view.rows().among(rows[0], rows[1], held[near])  # type: ignore[misc]
+    assert np.allclose(bounded, np.minimum(alone, by_behaviours), atol=1e-6)
+    assert (bounded < alone - 1e-4).any()
+    assert (bounded >= exact - 1e-4).all()
+
+
+def test_the_fine_view_s_behaviour_rows_are_checked(tmp_path: Path, features_bundle: Path) -> None:
+    bundle = Path(shutil.copytree(features_bundle, tmp_path / "copy"))
+    uid = str(min(read_manifest(bundle).classes))
+    model = read_manifest(bundle).models[uid]
+    assert model.fine is not None
+    assert model.fine.behaviours_file is not None
+    path = bundle / model.fine.behaviours_file
+    # A row beyond the view's events (its digest in the manifest made to match)
+    rows = np.load(path)
+    rows[0] = model.fine.n_items
+    np.save(path, rows.astype(np.int32), allow_pickle=False)
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    _edit(bundle, lambda m: m["files"].update({model.fine.behaviours_file: digest}))  # type: ignore[union-attr]
+    with pytest.raises(BundleError, match="names rows outside the fine view"):
+        Detector.load(bundle)
+
+
+def test_the_view_s_own_scale_converts_the_overlay_s_distances() -> None:
+    from ocsf_detect.detector.fine import fine_scale
+    from ocsf_detect.detector.index import IndexParams, build_index
+
+    rng = np.random.default_rng(3)
+    cards, weights = (3,), [2.0]
+    numeric, codes = _random_rows(rng, 300, cards, 5)
+    rows = FineRows.of(numeric, codes, weights)
+    # Given an "embedding" that is the feature space itself, halved
+    dense = FeatureMatrix(numeric, codes).dense(cards, weights)
+    vectors = np.ascontiguousarray(dense * 0.5, dtype=np.float32)
+    index = build_index(vectors, IndexParams(M=16, ef_construction=100, ef_search=64, k=2))
+    # Then the scale measured between events and their nearest others is that half
+    assert fine_scale(index, vectors, rows, fallback=9.0) == pytest.approx(0.5, rel=1e-3)
+    # and with nothing to measure (one event), the fallback
+    one = build_index(vectors[:1], IndexParams(M=16, ef_construction=100, ef_search=8, k=1))
+    assert fine_scale(one, vectors[:1], rows, fallback=9.0) == 9.0
+    # A view with rows reads an overlay's embedding distance at that scale
+    view = FineView(index, lambda: None, None, None, lambda: rows, 16, 4.0, None, lambda: 0.5)  # type: ignore[arg-type]
+    assert np.allclose(view.tail_distance(np.array([1.0, 2.0])), [2.0, 4.0])
