@@ -82,7 +82,8 @@ def view_scores(detector: Detector, lines: Sequence[bytes]) -> dict[str, np.ndar
         if loaded.fine is not None:
             known = dists[:, 0] if space is None else None
             rows_of = fine_features(loaded, detector.pipeline(class_uid), matrix)
-            nearest = loaded.fine.nearest(emb, known, rows_of)
+            near = labels if space is None else None
+            nearest = loaded.fine.nearest(emb, known, rows_of, near)
             fine = out["fine"][rows] = loaded.fine.evidence(nearest)
         out["bound"][rows] = parts.knn + parts.trees + fine
     return out

@@ -142,10 +142,13 @@ def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
     _, served = _served(detector, uid, events, view)
     _, rows = _embedded(detector, uid, events)
     # The score is the two views' score plus the fine view's evidence: the distance, in
-    # the feature space, to the nearest of the events the index retrieves by embedding,
-    # or the exact nearest where the score could reach the threshold (re-checked); never
-    # below the exact one (a candidate set that misses the nearest finds a farther event)
-    candidates = knn(view.index, vectors, view.candidates)[0]
+    # the feature space, to the nearest of the events the index retrieves by embedding
+    # and the k-NN view's behaviours, or the exact nearest where the score could reach
+    # the threshold (re-checked); never below the exact one (a candidate set that misses
+    # the nearest finds a farther event)
+    assert view.behaviours is not None
+    near = knn(loaded.index, vectors, loaded.info.index.k)[0]
+    candidates = np.hstack([knn(view.index, vectors, view.candidates)[0], view.behaviours()[near]])
     among = view.evidence(view.rows().among(rows[0], rows[1], candidates))  # type: ignore[misc]
     added = view.evidence(view.nearest_exact(vectors, rows))
     as_found = np.isclose(served.scores, without.scores + among, atol=1e-4)
@@ -251,7 +254,7 @@ def test_the_fine_view_s_rows_are_checked(tmp_path: Path, features_bundle: Path)
     def fine(m: dict) -> dict:
         return m["models"][uid]["fine"]
 
-    # Rows of another shape than the manifest says (a field more in the weights)
+    # Weights for another number of fields than the rows hold
     _edit(bundle, lambda m: fine(m).update(category_weights=[*fine(m)["category_weights"], 1.0]))
     with pytest.raises(BundleError, match="category weights for"):
         Detector.load(bundle)
@@ -338,3 +341,39 @@ def test_the_view_s_own_scale_converts_the_overlay_s_distances() -> None:
     # A view with rows reads an overlay's embedding distance at that scale
     view = FineView(index, lambda: None, None, None, lambda: rows, 16, 4.0, None, lambda: 0.5)  # type: ignore[arg-type]
     assert np.allclose(view.tail_distance(np.array([1.0, 2.0])), [2.0, 4.0])
+
+
+def test_a_fine_view_s_rows_of_another_shape_are_refused(
+    tmp_path: Path, features_bundle: Path
+) -> None:
+    bundle = Path(shutil.copytree(features_bundle, tmp_path / "copy"))
+    uid = str(min(read_manifest(bundle).classes))
+    fine = read_manifest(bundle).models[uid].fine
+    assert fine is not None
+    assert fine.numeric_file is not None
+    # A numeric file a column short (its digest in the manifest made to match)
+    path = bundle / fine.numeric_file
+    np.save(path, np.load(path)[:, :-1], allow_pickle=False)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    _edit(bundle, lambda m: m["files"].update({fine.numeric_file: digest}))
+    with pytest.raises(BundleError, match=rf"fine-{uid}-numeric\.npy holds float32"):
+        Detector.load(bundle)
+
+
+def test_the_feature_space_is_refused_beside_format_12_s_rerank(
+    tmp_path: Path, baseline_traffic
+) -> None:
+    import orjson
+
+    from ocsf_detect_tools.build import build_bundle
+
+    # (format 12 converts the overlay's distances to the feature space already; the fine
+    # view would convert them twice)
+    config = small_config(
+        isolation={"enabled": True},
+        index={"recall_sample": 200, "ef_construction": 100, "rerank_candidates": 32},
+        fine={"space": "features"},
+    )
+    lines = [orjson.dumps(e) for e in baseline_traffic.events[:600]]
+    with pytest.raises(ValueError, match="cannot be combined"):
+        build_bundle(lines, tmp_path / "bundle", config)

@@ -142,13 +142,14 @@ def bench_scoring(bundle_dir: Path, lines: list[bytes], per_record_n: int = 1000
                 m = pipeline.transform_parsed([parsed])  # type: ignore[list-item]
                 emb = embedding_of(loaded.session, info, m.numeric, m.categorical)
                 space = feature_rerank(loaded, pipeline, m)  # bundle format 12
-                _, d = nearest_behaviours(loaded.index, emb, info.index.k, space)
+                labels, d = nearest_behaviours(loaded.index, emb, info.index.k, space)
                 isolation = isolation_of(loaded.isolation, m.numeric, m.categorical)
                 score = combined(d.mean(axis=1), isolation, tails, covered_by(d, cover))
                 if fine is not None:  # bundle format 13
                     known = d[:, 0] if space is None else None
                     rows = fine_features(loaded, pipeline, m)  # bundle format 15
-                    score = score + fine.evidence(fine.nearest(emb, known, rows))
+                    near = labels if space is None else None
+                    score = score + fine.evidence(fine.nearest(emb, known, rows, near))
                 _ = float(score[0]) >= info.threshold
 
     single = _rate(per_record, per_record_n, repeat=2)

@@ -408,6 +408,13 @@ def _build(
                 )
         fine_space = None
         if config.fine.space == "features":
+            if space is not None:
+                # format 12's overlay distances are already the feature space's, by the
+                # global ratio; the fine view would convert them again at its own scale
+                raise ValueError(
+                    '[fine] space = "features" cannot be combined with [index] '
+                    "rerank_candidates (format 12)"
+                )
             fine_space = (
                 fine_queries(
                     train_m.numeric, train_m.categorical, pipeline.novel_columns, t.novel_weight
@@ -552,7 +559,7 @@ def _build(
                     file=fine_file,
                     n_items=fine.view.index.get_current_count(),
                     sampled_from=len(train_emb) + len(hold_emb),
-                    ef_search=max(config.fine.ef_search, config.fine.candidates),
+                    ef_search=fine_ef(config),
                     tail=fine.view.tail,
                     top_share=round(indexed.top_share, 6),
                     flood_share=config.fine.flood_share,
@@ -839,7 +846,7 @@ def _fine_view(
     fc = config.fine
     if not (fc.enabled and two_views and is_spread(share, fc.flood_share)):
         return None
-    params = dataclasses.replace(FINE_PARAMS, ef_search=max(fc.ef_search, fc.candidates))
+    params = dataclasses.replace(FINE_PARAMS, ef_search=fine_ef(config))
     if space is None:
         fit = fit_fine(train_emb, hold_emb, config)
         index = build_index(fit.vectors, params, threads=1)
@@ -879,6 +886,13 @@ def _fine_view(
         None if held is None else (lambda: held),
     )
     return BuiltFine(view, tail.surprise(hold_distance))
+
+
+def fine_ef(config: DetectorConfig) -> int:
+    """The fine index's search width: ``[fine] ef_search``, and in the feature space at
+    least the candidates it retrieves."""
+    fc = config.fine
+    return fc.ef_search if fc.space == "embedding" else max(fc.ef_search, fc.candidates)
 
 
 # (training rows, held-out rows, category weights): the fine view's feature space

@@ -112,7 +112,7 @@ class LoadedClass:
     @property
     def fine_scale(self) -> float:
         """The fine view's own scale (``fine.fine_scale``), measured once (on the first
-        judged-benign event the feedback overlay compares)."""
+        batch of the class scored with a feedback overlay)."""
         if self._fine_scale is None:
             if self.fine_index is None or self.info.fine is None or self.fine_rows is None:
                 raise ValueError(f"class {self.info.class_uid} has no fine view in features")
@@ -424,10 +424,10 @@ def _load_fine_rows(bundle_dir: Path, info: ClassModel) -> FineRows:
     fine = info.fine
     assert fine is not None
     assert fine.numeric_file is not None
-    if fine.codes_file is None or fine.category_weights is None:
+    if fine.codes_file is None or fine.category_weights is None or fine.novel_weight is None:
         raise BundleError(
             f"{bundle_dir}: class {info.class_uid}'s fine view has numeric rows but no "
-            "codes_file or category_weights"
+            "codes_file, category_weights or novel_weight"
         )
     n, n_numeric, n_fields = fine.n_items, info.model.n_numeric, info.model.n_categorical
     numeric = _checked_npy(bundle_dir, fine.numeric_file, f"float32 {(n, n_numeric)}")
