@@ -4,6 +4,7 @@ embedding's index retrieves and the k-NN view's behaviours (``detector.fine.Fine
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
@@ -20,7 +21,13 @@ from ocsf_detect.detector.scorer import (
 )
 from ocsf_detect.features.pipeline import FeatureMatrix
 from tests.conftest import small_config
-from tests.unit.test_fine_view import _edit, _own_view, _served
+from tests.unit.test_fine_view import (
+    _carries_a_fine_view_per_class,
+    _edit,
+    _own_view,
+    _served,
+    _with_and_without,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,22 +54,14 @@ def features_detector(features_bundle: Path) -> Detector:
 def test_the_bundle_carries_the_view_s_rows_per_spread_class(
     features_bundle: Path, features_detector: Detector
 ) -> None:
-    manifest = read_manifest(features_bundle)
-    assert manifest.format_version == 15
-    per_class = manifest.training.events_per_class
-    for uid, model in manifest.models.items():
-        # Generated traffic is spread over many behaviours: every class has the view,
-        # over each of its baseline events (the bound is far above them)
+    manifest = _carries_a_fine_view_per_class(features_bundle, features_detector)
+    for model in manifest.models.values():
         assert model.fine is not None
-        assert model.fine.top_share < model.fine.flood_share
-        assert model.fine.file in manifest.files
-        assert model.fine.n_items == model.fine.sampled_from == per_class[uid]
         # measured in the feature space (format 15), its rows listed and so verified
         assert model.fine.in_features
         assert model.fine.numeric_file in manifest.files
         assert model.fine.codes_file in manifest.files
-        assert model.fine.candidates == 64  # (small_config's)
-    assert features_detector.selftest()["scores"]
+        assert model.fine.candidates == 64  # (the fixture's)
 
 
 def test_an_event_of_the_baseline_adds_nothing_and_a_new_one_adds(
@@ -112,8 +111,8 @@ def test_an_event_the_baseline_recorded_is_at_zero_whatever_the_search(
     # When the fine index is searched with a beam of one vector and one candidate (misses
     # its own copies)
     view.index.set_ef(1)
-    narrow = FineView(view.index, view.exact, view.tail, view.copies, view.rows, 1, view.ratio)
-    blind = FineView(view.index, view.exact, view.tail, None, view.rows, 1, view.ratio)
+    narrow = FineView(view.index, view.exact, view.tail, view.copies, view.rows, 1)
+    blind = FineView(view.index, view.exact, view.tail, None, view.rows, 1)
     looked_up = narrow.nearest(emb, features=rows)
     missed = blind.nearest(emb, features=rows)
     # Then every recorded event is at distance zero, found by its bytes where the search
@@ -133,13 +132,10 @@ def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
 ) -> None:
     from ocsf_detect.detector.index import knn
 
-    detector, loaded, view = _own_view(features_bundle, 4001)
+    detector, loaded, view, events, vectors, without, served = _with_and_without(
+        features_bundle, live_traffic
+    )
     uid = 4001
-    events = [e for e in live_traffic.events if e["class_uid"] == uid][:600]
-    # (the k-NN view's search as wide as its index: its part of every score is exact)
-    loaded.index.set_ef(loaded.info.index.n_items)
-    vectors, without = _served(detector, uid, events, None)
-    _, served = _served(detector, uid, events, view)
     _, rows = _embedded(detector, uid, events)
     # The score is the two views' score plus the fine view's evidence: the distance, in
     # the feature space, to the nearest of the events the index retrieves by embedding
@@ -164,7 +160,7 @@ def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
     assert np.allclose(got, served.scores, atol=1e-5)
     # When the fine index's search is crippled (a beam of one vector)
     view.index.set_ef(1)
-    narrow = FineView(view.index, view.exact, view.tail, view.copies, view.rows, 1, view.ratio)
+    narrow = FineView(view.index, view.exact, view.tail, view.copies, view.rows, 1)
     approximate = view.evidence(narrow.nearest(vectors, features=rows))
     _, crippled = _served(detector, uid, events, narrow)
     # Then no score falls below the exact one, and every alert's is the exact one
@@ -193,8 +189,8 @@ def test_fine_rows_measure_the_weighted_feature_space() -> None:
     dense_query = FeatureMatrix(query_n, query_c).dense(cards, weights, novel)
     truth = np.sqrt(((dense_query[:, None, :] - dense_base[None, :, :]) ** 2).sum(axis=2))
     # and the same rows as the fine view stores them
-    rows = FineRows.of(*fine_queries(base_n, base_c, *novel), weights)
-    q_n, q_c = fine_queries(query_n, query_c, *novel)
+    rows = FineRows.of(*fine_queries(FeatureMatrix(base_n, base_c), *novel), weights)
+    q_n, q_c = fine_queries(FeatureMatrix(query_n, query_c), *novel)
     # Then the distance among candidates is the dense space's nearest among them
     candidates = rng.integers(0, 400, (50, 6))
     expected = np.take_along_axis(truth, candidates, axis=1).min(axis=1)
@@ -202,7 +198,8 @@ def test_fine_rows_measure_the_weighted_feature_space() -> None:
     # and the exact search finds the nearest of every row
     assert np.allclose(rows.nearest_exact(q_n, q_c), truth.min(axis=1), atol=1e-4)
     # a row of the set is at distance zero from itself
-    assert np.allclose(rows.nearest_exact(*fine_queries(base_n[:20], base_c[:20], *novel)), 0.0)
+    own = fine_queries(FeatureMatrix(base_n[:20], base_c[:20]), *novel)
+    assert np.allclose(rows.nearest_exact(*own), 0.0)
     # The novel-amount columns are weighted on a copy: the caller's matrix is unchanged
     assert not np.shares_memory(q_n, query_n)
     assert np.array_equal(q_n[:, 0], query_n[:, 0])
@@ -223,7 +220,7 @@ def test_the_build_fits_the_view_in_the_feature_space() -> None:
     hold_emb = np.hstack([hold_n[:, :4] * [1, 1, 3, 1], hold_c * 0.5]).astype(np.float32)
     config = small_config(fine={"candidates": 256})  # every event a candidate
     space = ((train_n, train_c), (hold_n, hold_c), weights)
-    built = _fine_view(config, 0.1, train_emb, hold_emb, True, space, ratio=2.0)
+    built = _fine_view(config, 0.1, train_emb, hold_emb, True, space)
     assert built is not None
     view = built.view
     assert view.rows is not None
@@ -243,7 +240,11 @@ def test_the_build_fits_the_view_in_the_feature_space() -> None:
     with pytest.raises(ValueError, match="pass features"):
         view.nearest_exact(q_emb)
     # The feedback overlay's embedding distances are read in the feature space's units
-    assert np.allclose(view.tail_distance(np.array([2.0, 4.0])), [1.0, 2.0])
+    # at the view's scale (the loader gives it; the build's view has none to give)
+    with pytest.raises(ValueError, match="needs its scale"):
+        view.tail_distance(np.array([2.0]))
+    scaled = dataclasses.replace(view, scale=lambda: 2.0)
+    assert np.allclose(scaled.tail_distance(np.array([2.0, 4.0])), [1.0, 2.0])
     assert np.array_equal(FineView(view.index, view.exact, view.tail).tail_distance([2.0]), [2.0])
 
 
@@ -289,10 +290,10 @@ def test_the_k_nn_view_s_behaviours_are_candidates_too(features_bundle: Path, li
     near = knn(loaded.index, emb, loaded.info.index.k)[0]
     # When the fine index's search is crippled (a beam of one vector, one candidate)
     view.index.set_ef(1)
-    blind = FineView(view.index, view.exact, view.tail, None, view.rows, 1, view.ratio)
+    blind = FineView(view.index, view.exact, view.tail, None, view.rows, 1)
     alone = blind.nearest(emb, features=rows)
     bounded = FineView(
-        view.index, view.exact, view.tail, None, view.rows, 1, view.ratio, view.behaviours
+        view.index, view.exact, view.tail, None, view.rows, 1, view.behaviours
     ).nearest(emb, features=rows, near=near)
     exact = view.nearest_exact(emb, rows)
     # Then the behaviours the k-NN view found catch some of the search's misses, and what
@@ -339,7 +340,7 @@ def test_the_view_s_own_scale_converts_the_overlay_s_distances() -> None:
     one = build_index(vectors[:1], IndexParams(M=16, ef_construction=100, ef_search=8, k=1))
     assert fine_scale(one, vectors[:1], rows, fallback=9.0) == 9.0
     # A view with rows reads an overlay's embedding distance at that scale
-    view = FineView(index, lambda: None, None, None, lambda: rows, 16, 4.0, None, lambda: 0.5)  # type: ignore[arg-type]
+    view = FineView(index, lambda: None, None, None, lambda: rows, 16, None, lambda: 0.5)  # type: ignore[arg-type]
     assert np.allclose(view.tail_distance(np.array([1.0, 2.0])), [2.0, 4.0])
 
 
@@ -360,20 +361,12 @@ def test_a_fine_view_s_rows_of_another_shape_are_refused(
         Detector.load(bundle)
 
 
-def test_the_feature_space_is_refused_beside_format_12_s_rerank(
-    tmp_path: Path, baseline_traffic
-) -> None:
-    import orjson
-
-    from ocsf_detect_tools.build import build_bundle
-
+def test_the_feature_space_is_refused_beside_format_12_s_rerank() -> None:
     # (format 12 converts the overlay's distances to the feature space already; the fine
-    # view would convert them twice)
-    config = small_config(
-        isolation={"enabled": True},
-        index={"recall_sample": 200, "ef_construction": 100, "rerank_candidates": 32},
-        fine={"space": "features"},
-    )
-    lines = [orjson.dumps(e) for e in baseline_traffic.events[:600]]
+    # view would convert them twice): refused with the configuration, before any training
     with pytest.raises(ValueError, match="cannot be combined"):
-        build_bundle(lines, tmp_path / "bundle", config)
+        small_config(
+            isolation={"enabled": True},
+            index={"recall_sample": 200, "ef_construction": 100, "rerank_candidates": 32},
+            fine={"space": "features"},
+        )

@@ -86,20 +86,28 @@ def test_the_build_leaves_the_view_out_for_a_flood_or_one_view() -> None:
     assert _fine_view(off, 0.1, train, hold, two_views=True) is None
 
 
-def test_the_session_bundle_carries_a_fine_view_per_spread_class(
-    bundle_dir: Path, detector: Detector, baseline_traffic
-) -> None:
-    manifest = read_manifest(bundle_dir)
+def _carries_a_fine_view_per_class(bundle: Path, detector: Detector):
+    """The bundle's manifest, checked: generated traffic is spread over many behaviours,
+    so every class has the view, over each of its baseline events (the bound is far above
+    them), and the bundle passes its self-test."""
+    manifest = read_manifest(bundle)
     assert manifest.format_version == 15
     per_class = manifest.training.events_per_class
     for uid, model in manifest.models.items():
-        # Generated traffic is spread over many behaviours: every class has the view,
-        # over each of its baseline events (the bound is far above them)
         assert model.fine is not None
         assert model.fine.top_share < model.fine.flood_share
         assert model.fine.file in manifest.files
         assert model.fine.n_items == model.fine.sampled_from == per_class[uid]
     assert detector.selftest()["scores"]
+    return manifest
+
+
+def test_the_session_bundle_carries_a_fine_view_per_spread_class(
+    bundle_dir: Path, detector: Detector
+) -> None:
+    manifest = _carries_a_fine_view_per_class(bundle_dir, detector)
+    # measured in the embedding (the default): no rows beside the index
+    assert all(m.fine is not None and not m.fine.in_features for m in manifest.models.values())
 
 
 def test_an_event_of_the_baseline_adds_nothing_and_a_new_one_adds(
@@ -187,16 +195,26 @@ def _served(detector: Detector, uid: int, events: list, fine: FineView | None):
     )
 
 
-def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
-    bundle_dir: Path, live_traffic
-) -> None:
-    detector, loaded, view = _own_view(bundle_dir, 4001)
+def _with_and_without(bundle: Path, live_traffic):
+    """A detector of the test's own, its class 4001 and fine view, 600 live events of the
+    class, their embeddings, and their scores served without the fine view and with it
+    (the k-NN view's search as wide as its index: its part of every score is exact)."""
     uid = 4001
+    detector, loaded, view = _own_view(bundle, uid)
     events = [e for e in live_traffic.events if e["class_uid"] == uid][:600]
-    # (the k-NN view's search as wide as its index: its part of every score is exact)
     loaded.index.set_ef(loaded.info.index.n_items)
     vectors, without = _served(detector, uid, events, None)
     _, served = _served(detector, uid, events, view)
+    return detector, loaded, view, events, vectors, without, served
+
+
+def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
+    bundle_dir: Path, live_traffic
+) -> None:
+    detector, loaded, view, events, vectors, without, served = _with_and_without(
+        bundle_dir, live_traffic
+    )
+    uid = 4001
     # The score is the two views' score plus the fine view's evidence
     added = view.evidence(view.nearest_exact(vectors))
     assert np.allclose(served.scores, without.scores + added, atol=1e-4)

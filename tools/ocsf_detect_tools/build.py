@@ -407,21 +407,10 @@ def _build(
                     + ("; the rest lie beyond the k-NN view's measured range)" if rest else ")")
                 )
         fine_space = None
-        if config.fine.space == "features":
-            if space is not None:
-                # format 12's overlay distances are already the feature space's, by the
-                # global ratio; the fine view would convert them again at its own scale
-                raise ValueError(
-                    '[fine] space = "features" cannot be combined with [index] '
-                    "rerank_candidates (format 12)"
-                )
+        if config.fine.space == "features":  # (never beside format 12: the config says so)
             fine_space = (
-                fine_queries(
-                    train_m.numeric, train_m.categorical, pipeline.novel_columns, t.novel_weight
-                ),
-                fine_queries(
-                    hold_m.numeric, hold_m.categorical, pipeline.novel_columns, t.novel_weight
-                ),
+                fine_queries(train_m, pipeline.novel_columns, t.novel_weight),
+                fine_queries(hold_m, pipeline.novel_columns, t.novel_weight),
                 [float(w) for w in weights],
             )
         fine = _fine_view(
@@ -431,7 +420,6 @@ def _build(
             hold_emb,
             tails is not None,
             fine_space,
-            ratio,
             None if space is not None else keep,
         )
         if fine is None:
@@ -830,7 +818,6 @@ def _fine_view(
     hold_emb: np.ndarray,
     two_views: bool,
     space: FineSpace | None = None,
-    ratio: float = 1.0,
     behaviours: np.ndarray | None = None,
 ) -> BuiltFine | None:
     """The fine view of a class whose baseline is spread (``fine.is_spread``): an index
@@ -838,54 +825,46 @@ def _fine_view(
     on the held-out events' exact nearest distances to the training events, which then
     join the index. ``space`` (``[fine] space = "features"``, format 15): the training and
     held-out events' rows as ``FineRows`` stores them and the fields' weights; the
-    distances are then measured in the feature space (``ratio``: the embedding's distance
-    per unit of it, for the feedback overlay); ``behaviours``: the training rows the k-NN
-    index holds, in its order, whose rows in the view are then candidates too. None where
-    the baseline is mostly a flood's record, the view is off, or the score has one view
-    (no tails to sum with)."""
+    distances are then measured in the feature space; ``behaviours``: the training rows
+    the k-NN index holds, in its order, whose rows in the view are then candidates too.
+    None where the baseline is mostly a flood's record, the view is off, or the score has
+    one view (no tails to sum with)."""
     fc = config.fine
     if not (fc.enabled and two_views and is_spread(share, fc.flood_share)):
         return None
+    rows, held, measure = None, None, None
+    if space is not None:
+        (train_n, train_c), (hold_n, hold_c), weights = space
+
+        def measure(members: np.ndarray) -> np.ndarray:
+            return FineRows.of(train_n[members], train_c[members], weights).nearest_exact(
+                hold_n, hold_c
+            )
+
+    fit = fit_fine(train_emb, hold_emb, config, measure)
+    if space is not None:
+        rows = FineRows.of(
+            np.ascontiguousarray(np.vstack([train_n[fit.train_rows], hold_n[fit.hold_rows]])),
+            np.ascontiguousarray(np.vstack([train_c[fit.train_rows], hold_c[fit.hold_rows]])),
+            weights,
+        )
+        if behaviours is not None:
+            position = np.full(len(train_emb), -1, dtype=np.int32)
+            position[fit.train_rows] = np.arange(len(fit.train_rows), dtype=np.int32)
+            held = position[np.asarray(behaviours, dtype=np.int64)]
     params = dataclasses.replace(FINE_PARAMS, ef_search=fine_ef(config))
-    if space is None:
-        fit = fit_fine(train_emb, hold_emb, config)
-        index = build_index(fit.vectors, params, threads=1)
-        exact, copies = ExactBase.of(fit.vectors), copies_of(fit.vectors)
-        view = FineView(index, lambda: exact, fit.tail, lambda: copies)
-        return BuiltFine(view, fit.tail.surprise(fit.hold_distance))
-    (train_n, train_c), (hold_n, hold_c), weights = space
-    train_rows, hold_rows = fine_members(
-        len(train_emb), len(hold_emb), fc.max_events, config.train.seed
-    )
-    members = FineRows.of(train_n[train_rows], train_c[train_rows], weights)
-    hold_distance = members.nearest_exact(hold_n, hold_c)
-    tail = Tail.fit(hold_distance, measured=config.isolation.measured_range)
-    vectors = np.ascontiguousarray(
-        np.vstack([train_emb[train_rows], hold_emb[hold_rows]]), dtype=np.float32
-    )
-    rows = FineRows.of(
-        np.ascontiguousarray(np.vstack([train_n[train_rows], hold_n[hold_rows]])),
-        np.ascontiguousarray(np.vstack([train_c[train_rows], hold_c[hold_rows]])),
-        weights,
-    )
-    held = None
-    if behaviours is not None:
-        position = np.full(len(train_emb), -1, dtype=np.int32)
-        position[train_rows] = np.arange(len(train_rows), dtype=np.int32)
-        held = position[np.asarray(behaviours, dtype=np.int64)]
-    index = build_index(vectors, params, threads=1)
-    exact, copies = ExactBase.of(vectors), copies_of(vectors)
+    index = build_index(fit.vectors, params, threads=1)
+    exact, copies = ExactBase.of(fit.vectors), copies_of(fit.vectors)
     view = FineView(
         index,
         lambda: exact,
-        tail,
+        fit.tail,
         lambda: copies,
-        lambda: rows,
-        fc.candidates,
-        ratio,
+        None if rows is None else (lambda: rows),
+        1 if rows is None else fc.candidates,
         None if held is None else (lambda: held),
     )
-    return BuiltFine(view, tail.surprise(hold_distance))
+    return BuiltFine(view, fit.tail.surprise(fit.hold_distance))
 
 
 def fine_ef(config: DetectorConfig) -> int:
@@ -906,20 +885,30 @@ class FineFit:
     vectors: np.ndarray  # float32: the training members, then the held-out ones
     tail: Tail
     hold_distance: np.ndarray  # each held-out event's exact distance to the training members
+    train_rows: np.ndarray  # the members' rows among the training and held-out events
+    hold_rows: np.ndarray
 
 
-def fit_fine(train: np.ndarray, hold: np.ndarray, config: DetectorConfig) -> FineFit:
+def fit_fine(
+    train: np.ndarray,
+    hold: np.ndarray,
+    config: DetectorConfig,
+    measure: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> FineFit:
     """The fine view's members (``fine.fine_members``) and its tail, fitted on the held-out
     events' exact nearest distances to the training members; the held-out members join
     after. The build fits it on embeddings, the model-free variant on the weighted
-    features (``evaluation.weighted_knn_scores``)."""
+    features (``evaluation.weighted_knn_scores``). ``measure``: the held-out events'
+    distances to the training members given their rows, where those are measured in
+    another space than ``train``'s (format 15: the feature space's)."""
     fc = config.fine
     train_rows, hold_rows = fine_members(len(train), len(hold), fc.max_events, config.train.seed)
     members = np.ascontiguousarray(train[train_rows], dtype=np.float32)
-    hold_distance = exact_knn(members, hold, 1)[1][:, 0]
+    measured = measure(train_rows) if measure is not None else None
+    hold_distance = exact_knn(members, hold, 1)[1][:, 0] if measured is None else measured
     tail = Tail.fit(hold_distance, measured=config.isolation.measured_range)
     vectors = np.ascontiguousarray(np.vstack([members, hold[hold_rows]]), dtype=np.float32)
-    return FineFit(vectors, tail, hold_distance)
+    return FineFit(vectors, tail, hold_distance, train_rows, hold_rows)
 
 
 def _grow_isolation(

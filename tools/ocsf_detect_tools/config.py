@@ -189,7 +189,9 @@ class FineConfig(_Section):
         "beyond): bounds the bundle's size and its load time",
     )
     ef_search: int = Field(
-        32, ge=1, description="HNSW search width of the fine index (at least candidates)"
+        32,
+        ge=1,
+        description="HNSW search width of the fine index (space = features: at least candidates)",
     )
     space: Literal["embedding", "features"] = Field(
         "embedding",
@@ -329,6 +331,13 @@ class DetectorConfig(_Section):
                 f"isolation.uncovered_quantile ({q}) lies below the floor's quantile "
                 f"({self.isolation_floor_quantile()}): the trees would count for more where "
                 "they do not judge than where they do"
+            )
+        if self.fine.space == "features" and self.index.rerank_candidates > 0:
+            # format 12's overlay distances are already the feature space's, by the global
+            # ratio; the fine view would convert them again at its own scale
+            raise ValueError(
+                '[fine] space = "features" cannot be combined with [index] rerank_candidates '
+                "(format 12)"
             )
         return self
 

@@ -104,7 +104,6 @@ class LoadedClass:
             lambda: self.fine_copies,
             None if rows is None else (lambda: rows),
             self.info.fine.candidates,
-            self.info.index.distance_ratio or 1.0,
             None if held is None else (lambda: held),
             None if rows is None else (lambda: self.fine_scale),
         )

@@ -52,6 +52,7 @@ from ocsf_detect.detector.surprise import Tail
 
 if TYPE_CHECKING:
     from ocsf_detect.detector.index import ExactBase
+    from ocsf_detect.features.pipeline import FeatureMatrix
 
 
 class FineInfo(BaseModel):
@@ -154,14 +155,13 @@ class FineRows:
 
 
 def fine_queries(
-    numeric: np.ndarray, categorical: np.ndarray, novel_columns: Sequence[int], novel_weight: float
+    matrix: FeatureMatrix, novel_columns: Sequence[int], novel_weight: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A batch's rows as ``FineRows`` stores them: (numeric float32 with the novel-amount
-    columns times their weight, codes int32)."""
-    rows = np.array(numeric, dtype=np.float32)
-    if len(novel_columns) and novel_weight != 1.0:
-        rows[:, list(novel_columns)] *= novel_weight
-    return rows, np.asarray(categorical, dtype=np.int32)
+    """A batch's rows as ``FineRows`` stores them: (numeric float32, the novel-amount
+    columns times their weight; codes int32). Read only: the matrix's own numeric columns
+    where none is weighted."""
+    numeric = matrix.weighted_numeric((novel_columns, novel_weight))
+    return np.asarray(numeric, dtype=np.float32), np.asarray(matrix.categorical, dtype=np.int32)
 
 
 @dataclass(frozen=True)
@@ -174,16 +174,14 @@ class FineView:
     tail: Tail
     # the indexed vectors' bytes (``copies_of``), built on first use: None, no lookup
     copies: Callable[[], frozenset[bytes]] | None = None
-    # format 15: the indexed events in the feature space (built on first use), the
-    # candidates the index retrieves for them, and the embedding's distance per unit of
-    # the feature space's (``IndexInfo.distance_ratio``: converts an embedding distance)
+    # format 15: the indexed events in the feature space (built on first use) and the
+    # candidates the index retrieves for them
     rows: Callable[[], FineRows] | None = None
     candidates: int = 1
-    ratio: float = 1.0
     # each k-NN behaviour's row in ``rows`` (-1: not held), built on first use
     behaviours: Callable[[], np.ndarray] | None = None
     # the embedding's distance per unit of the feature space's at the view's own scale
-    # (``fine_scale``), built on first use; None: ``ratio``
+    # (``fine_scale``), built on first use: converts the feedback overlay's distances
     scale: Callable[[], float] | None = None
 
     def tail_distance(self, embedding_distance: np.ndarray) -> np.ndarray:
@@ -191,8 +189,9 @@ class FineView:
         judged-benign event is kept as its embedding alone)."""
         if self.rows is None:
             return embedding_distance
-        scale = self.ratio if self.scale is None else self.scale()
-        return np.asarray(embedding_distance, dtype=np.float32) / np.float32(scale)
+        if self.scale is None:
+            raise ValueError("this fine view measures the feature space: it needs its scale")
+        return np.asarray(embedding_distance, dtype=np.float32) / np.float32(self.scale())
 
     def nearest(
         self,

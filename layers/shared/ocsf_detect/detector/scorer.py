@@ -233,9 +233,7 @@ def fine_features(
     fine = loaded.info.fine
     if fine is None or not fine.in_features:
         return None
-    return fine_queries(
-        matrix.numeric, matrix.categorical, pipeline.novel_columns, fine.novel_weight or 1.0
-    )
+    return fine_queries(matrix, pipeline.novel_columns, fine.novel_weight or 1.0)
 
 
 def nearest_behaviours(

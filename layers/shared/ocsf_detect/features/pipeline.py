@@ -78,18 +78,24 @@ class FeatureMatrix:
         isometry objective preserves (its weights). ``novel``: (novel-amount columns,
         their weight)."""
         n = len(self)
-        columns, weight = novel
-        numeric = self.numeric
-        if len(columns) and weight != 1.0:
-            numeric = numeric.copy()
-            numeric[:, list(columns)] *= weight
-        blocks = [numeric]
+        blocks = [self.weighted_numeric(novel)]
         weights = np.broadcast_to(np.asarray(category_weight, dtype=np.float32), len(cardinalities))
         for j, card in enumerate(cardinalities):
             onehot = np.zeros((n, card), dtype=np.float32)
             onehot[np.arange(n), self.categorical[:, j]] = weights[j]
             blocks.append(onehot)
         return np.hstack(blocks)
+
+    def weighted_numeric(self, novel: tuple[Sequence[int], float] = ((), 1.0)) -> np.ndarray:
+        """The numeric columns with the novel-amount ones times their weight (``novel``:
+        (columns, weight)), as the weighted space reads them; ``numeric`` itself when no
+        column is weighted, else a copy."""
+        columns, weight = novel
+        if not len(columns) or weight == 1.0:
+            return self.numeric
+        numeric = self.numeric.copy()
+        numeric[:, list(columns)] *= weight
+        return numeric
 
     def take(self, rows: np.ndarray) -> FeatureMatrix:
         return FeatureMatrix(self.numeric[rows], self.categorical[rows])
