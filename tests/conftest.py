@@ -28,6 +28,11 @@ def small_config(**overrides: object):
         "min_class_events": 30,
         "train": {"epochs": 60, "max_steps": 400, "width": 64, "blocks": 2, "dim": 32},
         "index": {"recall_sample": 200, "ef_construction": 100},
+        # A network trained in seconds retrieves poorly: with the default's 16 candidates
+        # a quarter of its fine distances are inflated, and more events reach the
+        # threshold on that upper bound than a batch's exact re-checks take, so alerts
+        # would depend on the batch (docs/model.md, section 8); 64 keep them near exact.
+        "fine": {"candidates": 64},
     }
     base.update(overrides)
     return DetectorConfig.model_validate(base)

@@ -155,11 +155,11 @@ def predict_batch(request: BatchRequest) -> BatchPrediction:
     "/v1/feedback",
     summary="An analyst's verdict on a finding",
     description=(
-        "A `benign` verdict adds the event's embedding to the feedback overlay: events like "
-        "it stop alerting, here at once and in the stream within the overlay's refresh "
-        "interval, with no retraining. Every verdict is kept for `ocsf-detect train "
-        "--feedback` and `ocsf-detect evaluate --feedback-labels`. Send the finding as "
-        "received, or its source event."
+        "A `benign` verdict adds the event, as the bundle reads it, to the feedback overlay: "
+        "events like it stop alerting, here at once and in the stream within the overlay's "
+        "refresh interval, with no retraining. Every verdict is kept for `ocsf-detect "
+        "train --feedback` and `ocsf-detect evaluate --feedback-labels`. Send the finding "
+        "as received, or its source event."
     ),
     responses={
         200: _doc("the verdict was recorded", FeedbackResult),

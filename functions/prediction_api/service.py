@@ -291,6 +291,7 @@ def overlay_source(
                 detector.dims,
                 refresh_s,
                 read_concurrency=OVERLAY_READ_CONCURRENCY,
+                row_shapes=detector.row_shapes,
             )
     return source
 
@@ -349,9 +350,11 @@ def record_feedback(
     max_event_bytes: int = MAX_EVENT_BYTES,
     recorded_by: str | None = None,
 ) -> FeedbackResult:
-    """Keep the verdict; a benign one adds the event's embedding to the overlay, which
+    """Keep the verdict; a benign one adds the event as the bundle reads it (its embedding,
+    and its row where the fine view measures the feature space) to the overlay, which
     this container then searches at once (others within ``refresh_s``). ``recorded_by``:
     the caller, kept with the verdict."""
+    from ocsf_detect.detector.overlay import Judged
     from ocsf_detect.detector.scorer import outcome_dict
 
     if store is None:
@@ -360,17 +363,16 @@ def record_feedback(
     too_large = oversized(event, max_event_bytes)  # as /v1/predict: a verdict keeps its event
     if too_large is not None:
         raise EventTooLargeError(too_large)
-    embedded = detector.embed_objects([event])[0]
-    if not isinstance(embedded, tuple):
-        outcome = outcome_dict(embedded)
+    judged = detector.judge_objects([event])[0]
+    if not isinstance(judged, Judged):
+        outcome = outcome_dict(judged)
         why = outcome.get("message") or f"class_uid {outcome.get('class_uid')} is not scored"
         raise FeedbackError(f"the event cannot be embedded by this bundle: {why}", "event")
-    class_uid, vector = embedded
     verdict = Verdict(
         finding_uid=request.finding_uid,
         verdict=request.verdict,
         note=request.note,
-        class_uid=class_uid,
+        class_uid=judged.class_uid,
         event=event,
         bundle_version=detector.bundle_version,
         received_ms=now_ms,
@@ -379,7 +381,7 @@ def record_feedback(
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        store.record(verdict, vector)
+        store.record(verdict, judged)
     except (BotoCoreError, ClientError) as exc:  # S3 refused or did not answer
         raise FeedbackStoreError(
             f"the feedback bucket failed ({type(exc).__name__}); the verdict may be kept "
@@ -387,7 +389,7 @@ def record_feedback(
         ) from exc
     source = overlay_source(detector, store, refresh_s)
     assert source is not None
-    source.apply(verdict, vector)  # this container's overlay has it at once
+    source.apply(verdict, judged)  # this container's overlay has it at once
     source.invalidate()
     overlay = source.current()
     if source.last_error is not None:
@@ -401,7 +403,7 @@ def record_feedback(
     return FeedbackResult(
         finding_uid=verdict.finding_uid,
         verdict=verdict.verdict,
-        class_uid=class_uid,
+        class_uid=verdict.class_uid,
         bundle_version=detector.bundle_version,
-        overlay_vectors=overlay.count(class_uid),
+        overlay_vectors=overlay.count(verdict.class_uid),
     )

@@ -422,6 +422,7 @@ def get_overlay_source() -> OverlaySource | None:
         detector.dims,
         settings.feedback_refresh_s,
         read_concurrency=OVERLAY_READ_CONCURRENCY,
+        row_shapes=detector.row_shapes,
     )
 
 

@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from ocsf_detect import names
+from ocsf_detect.detector.overlay import Judged
 from ocsf_detect.detector.scorer import Detector, Scored
 from ocsf_detect.feedback import overlay_prefix, subject_uid, verdict_key
 from ocsf_detect_tools.replay import create_resources, drain_queue
@@ -244,7 +245,7 @@ def test_a_benign_and_a_malicious_verdict_sent_at_once_leave_no_vector(
 
     _, _, bucket = stack
     event = next(e for e in live_traffic.events if e["class_uid"] == 4001)
-    vector = np.ones(8, dtype=np.float32)
+    vector = Judged(4001, np.ones(8, dtype=np.float32))
 
     def verdict(kind: str) -> Any:
         return _verdict(f"f-race-{kind}", kind, event, "1.0.0+race")
@@ -280,7 +281,7 @@ def test_a_malicious_verdict_reaches_no_other_events_vector_through_its_uid(stac
     _, _, bucket = stack
     first, second = [e for e in live_traffic.events if e["class_uid"] == 4001][:2]
     store = S3FeedbackStore(boto3.client("s3"), bucket)
-    vector = np.ones(8, dtype=np.float32)
+    vector = Judged(4001, np.ones(8, dtype=np.float32))
     store.record(_verdict("f-1", "benign", first, "1.0.0+uid"), vector)
     # a malicious verdict on another event, sent with the first event's subject as its
     # finding uid, takes out only its own event's vector

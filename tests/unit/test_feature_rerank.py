@@ -14,7 +14,7 @@ import pytest
 
 from ocsf_detect.detector.bundle import BundleError, read_manifest, sha256_file
 from ocsf_detect.detector.index import exact_knn, rerank
-from ocsf_detect.detector.overlay import FeedbackOverlay
+from ocsf_detect.detector.overlay import FeedbackOverlay, Judged
 from ocsf_detect.detector.scorer import Detector, Scored
 from tests.conftest import small_config
 
@@ -134,10 +134,9 @@ def test_a_judged_benign_event_silences_itself_in_a_rerank_bundle(
     judged = next(o for o in anomalies if o.is_anomaly)
     # When its embedding joins the overlay (its distances are the embedding's, converted
     # to the feature space's units by the bundle's distance ratio)
-    embedded = detector.embed_objects([judged.event])[0]
-    assert isinstance(embedded, tuple)
-    class_uid, vector = embedded
-    detector.use_overlay(FeedbackOverlay(detector.bundle_version, {class_uid: vector[None, :]}))
+    kept = detector.judge_objects([judged.event])[0]
+    assert isinstance(kept, Judged)
+    detector.use_overlay(FeedbackOverlay.of(detector.bundle_version, [kept]))
     after = detector.score_objects([judged.event])[0]
     # Then it no longer alerts, and its score only went down
     assert isinstance(after, Scored)

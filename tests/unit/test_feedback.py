@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from ocsf_detect.detector.explain import MIN_DEVIATION
-from ocsf_detect.detector.overlay import FeedbackOverlay
+from ocsf_detect.detector.overlay import FeedbackOverlay, Judged
 from ocsf_detect.detector.scorer import Detector, Scored
 from ocsf_detect.feedback import OverlaySource, Verdict, overlay_key, overlay_prefix
 from ocsf_detect.findings import build_finding, fit_finding
@@ -69,7 +69,7 @@ def test_a_benign_verdict_silences_near_duplicates_and_no_other_anomaly(
     # looks like the scan may rightly silence it too)
     scans = [s for s, kind in alerts if kind == "port_scan"]
     assert scans, "the live traffic's port scan should alert"
-    scan_vectors = np.stack([v for _, v in fresh.embed_objects([s.event for s in scans])])  # type: ignore[misc]
+    scan_vectors = np.stack([j.vector for j in fresh.judge_objects([s.event for s in scans])])  # type: ignore[union-attr]
     recurring = []
     for candidate, kind in alerts:
         if kind != "benign":
@@ -78,7 +78,7 @@ def test_a_benign_verdict_silences_near_duplicates_and_no_other_anomaly(
         before = fresh.score_objects([candidate.event, *copies, *(s.event for s in scans)])
         copies_alerting = sum(o.is_anomaly for o in before[1 : 1 + len(copies)])  # type: ignore[union-attr]
         if copies_alerting >= len(copies) - 1:
-            _, vector = fresh.embed_objects([candidate.event])[0]  # type: ignore[misc]
+            vector = fresh.judge_objects([candidate.event])[0].vector  # type: ignore[union-attr]
             apart = float(np.linalg.norm(scan_vectors - vector, axis=1).min())
             recurring.append((apart, candidate, copies, before, copies_alerting))
     if not recurring:
@@ -87,11 +87,11 @@ def test_a_benign_verdict_silences_near_duplicates_and_no_other_anomaly(
     assert all(isinstance(o, Scored) for o in before)
     assert before[0].is_anomaly  # type: ignore[union-attr]
 
-    # When an analyst judges it benign: its embedding joins the overlay
-    embedded = fresh.embed_objects([judged.event])[0]
-    assert isinstance(embedded, tuple)
-    class_uid, vector = embedded
-    fresh.use_overlay(FeedbackOverlay(fresh.bundle_version, {class_uid: vector[None, :]}))
+    # When an analyst judges it benign: the event joins the overlay
+    kept = fresh.judge_objects([judged.event])[0]
+    assert isinstance(kept, Judged)
+    assert kept.row is not None  # (the default's fine view measures the feature space)
+    fresh.use_overlay(FeedbackOverlay.of(fresh.bundle_version, [kept]))
     silenced_before = fresh.silenced
     try:
         after = fresh.score_objects([judged.event, *copies, *(s.event for s in scans)])
@@ -115,9 +115,9 @@ def test_the_overlay_only_lowers_scores_and_the_selftest_ignores_it(
     plain = [o.score for o in fresh.score_objects(events)]  # type: ignore[union-attr]
     # (judged: the five highest-scored of these events, so their own scores must fall)
     top = np.argsort(plain)[-5:]
-    vectors = np.stack([fresh.embed_objects([events[i]])[0][1] for i in top])  # type: ignore[index]
+    kept = fresh.judge_objects([events[i] for i in top])
     golden = fresh.selftest()["scores"]
-    fresh.use_overlay(FeedbackOverlay(fresh.bundle_version, {4001: vectors}))
+    fresh.use_overlay(FeedbackOverlay.of(fresh.bundle_version, kept))  # type: ignore[arg-type]
     try:
         judged = [o.score for o in fresh.score_objects(events)]  # type: ignore[union-attr]
         assert fresh.selftest()["scores"] == golden
@@ -462,6 +462,66 @@ def test_objects_that_hold_no_vector_are_set_aside_and_not_read_again() -> None:
     assert store.reads == reads + 1
 
 
+def test_a_class_measured_in_the_feature_space_takes_only_events_with_their_row() -> None:
+    # Given a class whose fine view measures the feature space (2 numeric columns, 1
+    # field) beside one that does not, and objects with and without a row of that shape
+    store = MemoryStore()
+    row = {"numeric": [0.5, 1.5], "codes": [2]}
+    bodies = {
+        "with-row": {"vector": [1.0, 0, 0], "row": row},
+        "no-row": {"vector": [2.0, 0, 0]},
+        "short-row": {"vector": [3.0, 0, 0], "row": {"numeric": [0.5], "codes": [2]}},
+        "words": {"vector": [4.0, 0, 0], "row": {"numeric": ["a", "b"], "codes": [2]}},
+        "not-finite": {"vector": [5.0, 0, 0], "row": {"numeric": [0.5, None], "codes": [2]}},
+        "negative-code": {"vector": [7.0, 0, 0], "row": {**row, "codes": [-1]}},
+        "code-beyond": {"vector": [8.0, 0, 0], "row": {**row, "codes": [3]}},
+        "float-code": {"vector": [9.0, 0, 0], "row": {**row, "codes": [2.0]}},
+        "bool-code": {"vector": [10.0, 0, 0], "row": {**row, "codes": [True]}},
+        "text-number": {"vector": [11.0, 0, 0], "row": {**row, "numeric": ["0.5", 1.5]}},
+        "bool-vector": {"vector": [True, 0, 0], "row": row},
+    }
+    for name, body in bodies.items():
+        store.put(overlay_key("1.0.0+abc", 4001, name), body, modified=1)
+    store.put(overlay_key("1.0.0+abc", 4003, "plain"), {"vector": [6.0, 0]}, modified=1)
+    source = OverlaySource(
+        store,  # type: ignore[arg-type]
+        "1.0.0+abc",
+        {4001: 3, 4003: 2},
+        60.0,
+        clock=lambda: 0.0,
+        row_shapes={4001: (2, (3,))},
+    )
+    overlay = source.current()
+    # Then the feature-space class holds the event with its row, and its row beside it
+    assert overlay.count(4001) == 1
+    numeric, codes = overlay.rows[4001]
+    assert numeric.tolist() == [[0.5, 1.5]]
+    assert codes.tolist() == [[2]]
+    assert codes.dtype == np.int32
+    # and the other class its vector alone
+    assert overlay.count(4003) == 1
+    assert 4003 not in overlay.rows
+    # A verdict applied here without its row, or with one of another shape, is not taken
+    # either (it errs towards alerting)
+    verdict = Verdict(
+        finding_uid="f-9",
+        verdict="benign",
+        class_uid=4001,
+        event={"class_uid": 4001, "metadata": {"uid": "e-9"}},
+        bundle_version="1.0.0+abc",
+        received_ms=1,
+    )
+    source.apply(verdict, Judged(4001, np.array([9.0, 0, 0])))
+    assert source.current().count(4001) == 1
+    wide = (np.array([1.0, 1.0, 1.0], np.float32), np.array([0], np.int32))
+    source.apply(verdict, Judged(4001, np.array([9.0, 0, 0]), wide))
+    assert source.current().count(4001) == 1
+    with_row = (np.array([1.0, 1.0], np.float32), np.array([0], np.int32))
+    source.apply(verdict, Judged(4001, np.array([9.0, 0, 0]), with_row))
+    assert source.current().count(4001) == 2
+    assert source.current().rows[4001][0].shape == (2, 2)
+
+
 def test_threads_sharing_a_source_refresh_once_and_a_verdict_applied_meanwhile_stays() -> None:
     # Given a source whose listing holds until released (a slow S3), and one vector there
     store = MemoryStore()
@@ -489,7 +549,9 @@ def test_threads_sharing_a_source_refresh_once_and_a_verdict_applied_meanwhile_s
         event={"class_uid": 4001, "metadata": {"uid": "e-9"}},
         received_ms=1,
     )
-    applying = threading.Thread(target=source.apply, args=(verdict, np.array([9.0, 9, 9])))
+    applying = threading.Thread(
+        target=source.apply, args=(verdict, Judged(4001, np.array([9.0, 9, 9])))
+    )
     applying.start()
     release.set()
     first.join(5)
@@ -519,7 +581,7 @@ def test_the_container_that_takes_a_verdict_applies_it_wherever_the_sweep_is() -
             received_ms=1,
         )
 
-    vector = np.array([7.5, 0, 0], dtype=np.float32)
+    vector = Judged(4001, np.array([7.5, 0, 0], dtype=np.float32))
     source.apply(verdict("benign"), vector)
     assert source.current().count(4001) == 1001
     source.apply(verdict("malicious"), vector)

@@ -1,10 +1,10 @@
-"""Bundle format 15 (measured, not the default: ``[fine] space = "features"``): the fine
-view's distance measured in the weighted feature space among the candidates the
-embedding's index retrieves and the k-NN view's behaviours (``detector.fine.FineRows``)."""
+"""Bundle format 15 (the default, ``[fine] space = "features"``): the fine view's distance
+measured in the weighted feature space among the candidates the embedding's index
+retrieves and the k-NN view's behaviours (``detector.fine.FineRows``), and the feedback
+overlay's judged events measured there too."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
@@ -14,6 +14,7 @@ import pytest
 
 from ocsf_detect.detector.bundle import BundleError, read_manifest
 from ocsf_detect.detector.fine import FineRows, FineView, fine_queries
+from ocsf_detect.detector.overlay import MAX_OVERLAY_VECTORS, FeedbackOverlay, Judged
 from ocsf_detect.detector.scorer import (
     Detector,
     Scored,
@@ -31,24 +32,23 @@ from tests.unit.test_fine_view import (
 
 
 @pytest.fixture(scope="module")
-def features_bundle(tmp_path_factory: pytest.TempPathFactory, baseline_traffic) -> Path:
-    """The session bundle's traffic and config, the fine view in the feature space. (A
-    network trained in seconds retrieves poorly: 64 candidates instead of 16 keep its
-    fine distances near the exact ones.)"""
-    import orjson
-
-    from ocsf_detect_tools.build import build_bundle
-
-    out = tmp_path_factory.mktemp("features") / "bundle"
-    lines = [orjson.dumps(e) for e in baseline_traffic.events]
-    config = small_config(isolation={"enabled": True}, fine={"space": "features", "candidates": 64})
-    build_bundle(lines, out, config)
-    return out
+def features_bundle(bundle_dir: Path) -> Path:
+    """The session bundle: the default's fine view, in the feature space (with the test
+    configuration's 64 candidates, ``tests.conftest.small_config``)."""
+    return bundle_dir
 
 
 @pytest.fixture(scope="module")
 def features_detector(features_bundle: Path) -> Detector:
     return Detector.load(features_bundle)
+
+
+def test_the_default_measures_the_fine_view_in_the_feature_space() -> None:
+    from ocsf_detect_tools.config import DetectorConfig
+
+    fine = DetectorConfig().fine
+    assert fine.space == "features"
+    assert fine.candidates == 16
 
 
 def test_the_bundle_carries_the_view_s_rows_per_spread_class(
@@ -239,13 +239,6 @@ def test_the_build_fits_the_view_in_the_feature_space() -> None:
         view.nearest(q_emb)
     with pytest.raises(ValueError, match="pass features"):
         view.nearest_exact(q_emb)
-    # The feedback overlay's embedding distances are read in the feature space's units
-    # at the view's scale (the loader gives it; the build's view has none to give)
-    with pytest.raises(ValueError, match="needs its scale"):
-        view.tail_distance(np.array([2.0]))
-    scaled = dataclasses.replace(view, scale=lambda: 2.0)
-    assert np.allclose(scaled.tail_distance(np.array([2.0, 4.0])), [1.0, 2.0])
-    assert np.array_equal(FineView(view.index, view.exact, view.tail).tail_distance([2.0]), [2.0])
 
 
 def test_the_fine_view_s_rows_are_checked(tmp_path: Path, features_bundle: Path) -> None:
@@ -322,26 +315,64 @@ def test_the_fine_view_s_behaviour_rows_are_checked(tmp_path: Path, features_bun
         Detector.load(bundle)
 
 
-def test_the_view_s_own_scale_converts_the_overlay_s_distances() -> None:
-    from ocsf_detect.detector.fine import fine_scale
-    from ocsf_detect.detector.index import IndexParams, build_index
-
+def test_the_overlay_measures_a_judged_event_in_both_spaces() -> None:
     rng = np.random.default_rng(3)
-    cards, weights = (3,), [2.0]
-    numeric, codes = _random_rows(rng, 300, cards, 5)
-    rows = FineRows.of(numeric, codes, weights)
-    # Given an "embedding" that is the feature space itself, halved
+    cards, weights = (3, 4), [2.0, 1.0]
+    numeric, codes = _random_rows(rng, 40, cards, 5)
     dense = FeatureMatrix(numeric, codes).dense(cards, weights)
-    vectors = np.ascontiguousarray(dense * 0.5, dtype=np.float32)
-    index = build_index(vectors, IndexParams(M=16, ef_construction=100, ef_search=64, k=2))
-    # Then the scale measured between events and their nearest others is that half
-    assert fine_scale(index, vectors, rows, fallback=9.0) == pytest.approx(0.5, rel=1e-3)
-    # and with nothing to measure (one event), the fallback
-    one = build_index(vectors[:1], IndexParams(M=16, ef_construction=100, ef_search=8, k=1))
-    assert fine_scale(one, vectors[:1], rows, fallback=9.0) == 9.0
-    # A view with rows reads an overlay's embedding distance at that scale
-    view = FineView(index, lambda: None, None, None, lambda: rows, 16, None, lambda: 0.5)  # type: ignore[arg-type]
-    assert np.allclose(view.tail_distance(np.array([1.0, 2.0])), [2.0, 4.0])
+    # Given an "embedding" that is the feature space halved (the build's ratio 0.5), and
+    # one query the network maps onto a judged event although its features lie far off
+    emb = np.ascontiguousarray(dense * 0.5, dtype=np.float32)
+    judged_at, queries_at = np.arange(8), np.arange(8, 40)
+    emb[queries_at[0]] = emb[judged_at[3]]
+    mismatch = FineRows.of(numeric, codes, weights).mismatch
+    overlay = FeedbackOverlay.of(
+        "v", [Judged(7, emb[i], (numeric[i], codes[i].astype(np.int32))) for i in judged_at]
+    )
+    knn_d, fine_d = overlay.nearest_in_both(
+        7, emb[queries_at], (numeric[queries_at], codes[queries_at].astype(np.int32)), mismatch, 0.5
+    )  # type: ignore[misc]
+    # Then the fine view's distance is the feature space's to the nearest judged row
+    f = np.linalg.norm(dense[queries_at][:, None, :] - dense[judged_at][None], axis=2)
+    e = np.linalg.norm(emb[queries_at][:, None, :] - emb[judged_at][None], axis=2)
+    assert np.allclose(fine_d, f.min(axis=1), atol=1e-4)
+    # and the k-NN view's the nearest of each judged event's farther reading: the
+    # network's confusion does not bring the first query near
+    assert np.allclose(knn_d, np.maximum(e, 0.5 * f).min(axis=1), atol=1e-4)
+    assert e[0].min() == 0.0
+    assert knn_d[0] >= 0.5 * f[0].min() - 1e-6
+    assert knn_d[0] > 0.1
+    # A class without judged events has no distances, nor one whose events have no row
+    # (they cannot be measured where the fine view measures: they silence nothing)
+    assert overlay.nearest_in_both(8, emb[:2], (numeric[:2], codes[:2]), mismatch, 0.5) is None
+    bare = FeedbackOverlay("v", {7: emb[judged_at]})
+    assert bare.nearest_in_both(7, emb[:2], (numeric[:2], codes[:2]), mismatch, 0.5) is None
+    with pytest.raises(ValueError, match="rows of 5 numeric columns"):
+        overlay.nearest_in_both(7, emb[:2], (numeric[:2, :4], codes[:2]), mismatch, 0.5)
+    # Rows go with their vectors: as many, and trimmed with them to the newest
+    with pytest.raises(ValueError, match="for 8 vectors"):
+        FeedbackOverlay("v", {7: emb[judged_at]}, {7: (numeric[:7], codes[:7])})
+    kept = FeedbackOverlay("v", {7: emb[judged_at]}, {7: (numeric[judged_at], codes[judged_at])})
+    assert np.array_equal(kept.rows[7][0], numeric[judged_at].astype(np.float32))
+    # A class whose events carry rows keeps those that do
+    mixed = FeedbackOverlay.of("v", [Judged(7, emb[0], None), Judged(7, emb[1], overlay_row(1))])
+    assert mixed.count(7) == 1
+    assert np.array_equal(mixed.vectors[7], emb[1:2])
+    assert mixed.rows[7][1].tolist() == [[1, 1]]
+    # Beyond the overlay's bound, the newest are kept, each row beside its vector
+    n = MAX_OVERLAY_VECTORS + 5
+    many = FeedbackOverlay(
+        "v",
+        {7: np.arange(n, dtype=np.float32)[:, None] * [1, 0]},
+        {7: (np.arange(n, dtype=np.float32)[:, None] * [1, 0], np.zeros((n, 1), np.int32))},
+    )
+    assert many.count(7) == MAX_OVERLAY_VECTORS
+    assert many.vectors[7][0, 0] == 5.0
+    assert np.array_equal(many.rows[7][0], many.vectors[7])
+
+
+def overlay_row(i: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(5, np.float32), np.zeros(2, np.int32) + i
 
 
 def test_a_fine_view_s_rows_of_another_shape_are_refused(
@@ -362,11 +393,45 @@ def test_a_fine_view_s_rows_of_another_shape_are_refused(
 
 
 def test_the_feature_space_is_refused_beside_format_12_s_rerank() -> None:
-    # (format 12 converts the overlay's distances to the feature space already; the fine
-    # view would convert them twice): refused with the configuration, before any training
+    # (format 12 was measured with the fine view in the embedding; the two together are
+    # neither measured nor tested): refused with the configuration, before any training
     with pytest.raises(ValueError, match="cannot be combined"):
         small_config(
             isolation={"enabled": True},
             index={"recall_sample": 200, "ef_construction": 100, "rerank_candidates": 32},
-            fine={"space": "features"},
+        )
+    rerank = small_config(
+        isolation={"enabled": True},
+        index={"recall_sample": 200, "ef_construction": 100, "rerank_candidates": 32},
+        fine={"space": "embedding"},
+    )
+    assert rerank.fine.space == "embedding"
+
+
+def test_the_served_score_refuses_an_overlay_without_its_feature_distance(
+    features_detector: Detector, live_traffic
+) -> None:
+    from ocsf_detect.detector.scorer import isolation_of, serve_scores
+
+    uid = 4001
+    loaded = features_detector._classes[uid]
+    info = loaded.info
+    events = [e for e in live_traffic.events if e["class_uid"] == uid][:20]
+    pipeline = features_detector.pipeline(uid)
+    matrix = pipeline.transform_parsed([features_detector.parser.parse_object(e) for e in events])  # type: ignore[misc]
+    vectors = np.stack([j.vector for j in features_detector.judge_objects(events)])  # type: ignore[union-attr]
+    assert info.tails is not None
+    with pytest.raises(ValueError, match="pass the overlay's rows"):
+        serve_scores(
+            loaded.index,
+            lambda: loaded.exact,
+            vectors,
+            info.index.k,
+            isolation_of(loaded.isolation, matrix.numeric, matrix.categorical),
+            (info.tails.knn, info.tails.isolation),
+            info.threshold,
+            loaded.mass,
+            overlay_distance=np.zeros(len(events)),
+            fine=loaded.fine,
+            fine_rows=fine_features(loaded, pipeline, matrix),
         )

@@ -1,5 +1,7 @@
 """Bundle format 13: the fine view, each event's distance to its nearest baseline event,
-built only for a class whose baseline is spread over many behaviours (``detector.fine``)."""
+built only for a class whose baseline is spread over many behaviours (``detector.fine``),
+here measured in the embedding (``[fine] space = "embedding"``, as formats 13 and 14
+measure it; the default's feature space: ``test_fine_features``)."""
 
 from __future__ import annotations
 
@@ -86,6 +88,24 @@ def test_the_build_leaves_the_view_out_for_a_flood_or_one_view() -> None:
     assert _fine_view(off, 0.1, train, hold, two_views=True) is None
 
 
+@pytest.fixture(scope="module")
+def embedding_bundle(tmp_path_factory: pytest.TempPathFactory, baseline_traffic) -> Path:
+    """The session bundle's configuration with the fine view measured in the embedding."""
+    import orjson
+
+    from ocsf_detect_tools.build import build_bundle
+
+    out = tmp_path_factory.mktemp("fine-embedding") / "bundle"
+    lines = [orjson.dumps(e) for e in baseline_traffic.events]
+    build_bundle(lines, out, small_config(isolation={"enabled": True}, fine={"space": "embedding"}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def embedding_detector(embedding_bundle: Path) -> Detector:
+    return Detector.load(embedding_bundle)
+
+
 def _carries_a_fine_view_per_class(bundle: Path, detector: Detector):
     """The bundle's manifest, checked: generated traffic is spread over many behaviours,
     so every class has the view, over each of its baseline events (the bound is far above
@@ -102,22 +122,23 @@ def _carries_a_fine_view_per_class(bundle: Path, detector: Detector):
     return manifest
 
 
-def test_the_session_bundle_carries_a_fine_view_per_spread_class(
-    bundle_dir: Path, detector: Detector
+def test_a_bundle_measured_in_the_embedding_carries_a_fine_view_per_spread_class(
+    embedding_bundle: Path, embedding_detector: Detector
 ) -> None:
-    manifest = _carries_a_fine_view_per_class(bundle_dir, detector)
-    # measured in the embedding (the default): no rows beside the index
+    manifest = _carries_a_fine_view_per_class(embedding_bundle, embedding_detector)
+    # measured in the embedding: no rows beside the index
     assert all(m.fine is not None and not m.fine.in_features for m in manifest.models.values())
 
 
 def test_an_event_of_the_baseline_adds_nothing_and_a_new_one_adds(
-    detector: Detector, baseline_traffic, live_traffic
+    embedding_detector: Detector, baseline_traffic, live_traffic
 ) -> None:
+    detector = embedding_detector
     uid = 4001
     view = detector._classes[uid].fine
     assert view is not None
     recorded = [e for e in baseline_traffic.events if e["class_uid"] == uid][:50]
-    vectors = np.stack([v for _, v in detector.embed_objects(recorded)])  # type: ignore[misc]
+    vectors = np.stack([j.vector for j in detector.judge_objects(recorded)])  # type: ignore[union-attr]
     # An event the baseline recorded is its own nearest event: no evidence
     assert np.allclose(view.evidence(view.nearest_exact(vectors)), 0.0, atol=1e-6)
     # Live attacks lie farther from every baseline event than the baseline's own do
@@ -128,7 +149,7 @@ def test_an_event_of_the_baseline_adds_nothing_and_a_new_one_adds(
     ][:50]
     if not attacks:
         pytest.skip("no attack of this class in the live traffic")
-    new = np.stack([v for _, v in detector.embed_objects(attacks)])  # type: ignore[misc]
+    new = np.stack([j.vector for j in detector.judge_objects(attacks)])  # type: ignore[union-attr]
     assert float(np.median(view.evidence(view.nearest_exact(new)))) > 0.5
 
 
@@ -143,11 +164,11 @@ def _own_view(bundle_dir: Path, uid: int):
 
 
 def test_an_event_the_baseline_recorded_is_at_zero_whatever_the_search(
-    bundle_dir: Path, baseline_traffic
+    embedding_bundle: Path, baseline_traffic
 ) -> None:
     from ocsf_detect.detector.bundle import embedding_of
 
-    detector, loaded, view = _own_view(bundle_dir, 4001)
+    detector, loaded, view = _own_view(embedding_bundle, 4001)
     uid = 4001
     # Given the class's baseline events, embedded in one batch as the scorer embeds them
     recorded = [e for e in baseline_traffic.events if e["class_uid"] == uid]
@@ -175,8 +196,7 @@ def _served(detector: Detector, uid: int, events: list, fine: FineView | None):
     pipeline = detector.pipeline(uid)
     parsed = [detector.parser.parse_object(e) for e in events]
     matrix = pipeline.transform_parsed(parsed)  # type: ignore[arg-type]
-    emb = detector.embed_objects(events)
-    vectors = np.stack([v for _, v in emb])  # type: ignore[misc]
+    vectors = np.stack([j.vector for j in detector.judge_objects(events)])  # type: ignore[union-attr]
     rows = fine_features(loaded, pipeline, matrix)  # format 15's; None for the embedding's
     assert info.tails is not None
     assert info.isolation is not None
@@ -209,10 +229,10 @@ def _with_and_without(bundle: Path, live_traffic):
 
 
 def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
-    bundle_dir: Path, live_traffic
+    embedding_bundle: Path, live_traffic
 ) -> None:
     detector, loaded, view, events, vectors, without, served = _with_and_without(
-        bundle_dir, live_traffic
+        embedding_bundle, live_traffic
     )
     uid = 4001
     # The score is the two views' score plus the fine view's evidence
@@ -235,10 +255,12 @@ def test_the_served_score_adds_the_view_and_rechecks_it_exactly(
     assert np.allclose(crippled.scores[alerts], exact_scores[alerts], atol=1e-4)
 
 
-def test_the_nearest_behaviour_bounds_a_stalled_search(bundle_dir: Path, live_traffic) -> None:
+def test_the_nearest_behaviour_bounds_a_stalled_search(
+    embedding_bundle: Path, live_traffic
+) -> None:
     from ocsf_detect.detector.index import knn
 
-    detector, loaded, view = _own_view(bundle_dir, 4001)
+    detector, loaded, view = _own_view(embedding_bundle, 4001)
     uid = 4001
     events = [e for e in live_traffic.events if e["class_uid"] == uid][:600]
     # Every behaviour the k-NN view indexes is a baseline event's embedding: the fine view
@@ -275,8 +297,8 @@ def _edit(bundle: Path, edit) -> None:
     path.write_text(json.dumps(data))
 
 
-def test_the_fine_view_s_file_is_checked(tmp_path: Path, bundle_dir: Path) -> None:
-    bundle = Path(shutil.copytree(bundle_dir, tmp_path / "copy"))
+def test_the_fine_view_s_file_is_checked(tmp_path: Path, embedding_bundle: Path) -> None:
+    bundle = Path(shutil.copytree(embedding_bundle, tmp_path / "copy"))
     uid = str(min(read_manifest(bundle).classes))
 
     def fine(m: dict) -> dict:
@@ -293,10 +315,12 @@ def test_the_fine_view_s_file_is_checked(tmp_path: Path, bundle_dir: Path) -> No
         Detector.load(bundle)
 
 
-def test_a_bundle_without_the_view_scores_with_two_views(tmp_path: Path, bundle_dir: Path) -> None:
-    # Given the session bundle with one class's fine view taken out (as a format-12
-    # bundle, or a flood's record, has none)
-    bundle = Path(shutil.copytree(bundle_dir, tmp_path / "copy"))
+def test_a_bundle_without_the_view_scores_with_two_views(
+    tmp_path: Path, embedding_bundle: Path
+) -> None:
+    # Given a bundle with one class's fine view taken out (as a format-12 bundle, or a
+    # flood's record, has none)
+    bundle = Path(shutil.copytree(embedding_bundle, tmp_path / "copy"))
     uid = min(read_manifest(bundle).classes)
 
     def drop(m: dict) -> None:

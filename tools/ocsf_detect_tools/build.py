@@ -973,16 +973,16 @@ def _indexed_rows(
     per-field weights of the space the embedding preserves (``for_features``)."""
     ix = config.index
     keep, screened = _screen(emb, _index_params(config), ix.contamination)
-    ratio = 1.0
-    if ix.distinct_radius > 0:
-        rows = keep[:: max(1, len(keep) // 8000)]
-        # Measured in the space the embedding preserves, so the radius is in its units.
-        space = matrix.take(rows).dense(
-            pipeline.cardinalities,
-            category_weights,
-            (pipeline.novel_columns, config.train.novel_weight),
-        )
-        ratio = distance_ratio(emb[rows], space)
+    # Measured in the space the embedding preserves, so the radius is in its units; the
+    # feedback overlay reads a judged event's feature distance in the embedding's units
+    # by it too (``FeedbackOverlay.nearest_in_both``), whatever the radius.
+    rows = keep[:: max(1, len(keep) // 8000)]
+    space = matrix.take(rows).dense(
+        pipeline.cardinalities,
+        category_weights,
+        (pipeline.novel_columns, config.train.novel_weight),
+    )
+    ratio = distance_ratio(emb[rows], space)
     net, owner = distinct_net(emb[keep], ix.distinct_radius * ratio, seed=config.train.seed)
     mass = recurrence_mass(
         owner, np.asarray(times_ms)[keep], len(net), ix.mass_bucket_minutes * 60, ix.mass_cap

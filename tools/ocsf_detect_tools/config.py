@@ -194,11 +194,11 @@ class FineConfig(_Section):
         description="HNSW search width of the fine index (space = features: at least candidates)",
     )
     space: Literal["embedding", "features"] = Field(
-        "embedding",
-        description="where the nearest baseline event's distance is measured: the embedding "
-        "itself (bundle formats 13 and 14), or the weighted feature space it preserves, "
-        "among the index's candidates and the k-NN view's behaviours (format 15; measured, "
-        "not the default: docs/model.md, section 8)",
+        "features",
+        description="where the nearest baseline event's distance is measured: the weighted "
+        "feature space the embedding preserves, among the index's candidates and the k-NN "
+        "view's behaviours (format 15, the default: docs/model.md, section 8), or the "
+        "embedding itself (bundle formats 13 and 14)",
     )
     candidates: int = Field(
         16,
@@ -332,12 +332,12 @@ class DetectorConfig(_Section):
                 f"({self.isolation_floor_quantile()}): the trees would count for more where "
                 "they do not judge than where they do"
             )
-        if self.fine.space == "features" and self.index.rerank_candidates > 0:
-            # format 12's overlay distances are already the feature space's, by the global
-            # ratio; the fine view would convert them again at its own scale
+        if self.fine.enabled and self.fine.space == "features" and self.index.rerank_candidates > 0:
+            # neither measured nor tested together: format 12 is a measured setting of
+            # the fine view in the embedding (benchmarks/configs/rerank.toml)
             raise ValueError(
                 '[fine] space = "features" cannot be combined with [index] rerank_candidates '
-                "(format 12)"
+                '(format 12): set [fine] space = "embedding" with it'
             )
         return self
 

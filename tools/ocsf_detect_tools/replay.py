@@ -166,6 +166,7 @@ def seed_feedback(bundle_dir: Path, bucket: str, verdicts: Sequence[Verdict]) ->
     event embedded by this bundle's model (a verdict given under another bundle version is
     re-embedded), benign ones in the overlay the stream function searches. Returns the
     number of overlay vectors; an event this bundle cannot embed is skipped."""
+    from ocsf_detect.detector.overlay import Judged
     from ocsf_detect.detector.scorer import Detector
 
     if not verdicts:
@@ -173,16 +174,15 @@ def seed_feedback(bundle_dir: Path, bucket: str, verdicts: Sequence[Verdict]) ->
     detector = Detector.load(bundle_dir)
     store = S3FeedbackStore(client("s3"), bucket)
     vectors = 0
-    embedded = detector.embed_objects([v.event for v in verdicts])
-    for verdict, item in zip(verdicts, embedded, strict=True):
-        if not isinstance(item, tuple):
+    judged = detector.judge_objects([v.event for v in verdicts])
+    for verdict, item in zip(verdicts, judged, strict=True):
+        if not isinstance(item, Judged):
             continue
-        class_uid, vector = item
         store.record(
             verdict.model_copy(
-                update={"class_uid": class_uid, "bundle_version": detector.bundle_version}
+                update={"class_uid": item.class_uid, "bundle_version": detector.bundle_version}
             ),
-            vector,
+            item,
         )
         vectors += verdict.verdict == "benign"
     return vectors

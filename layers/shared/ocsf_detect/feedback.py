@@ -6,8 +6,10 @@ Layout in the feedback bucket (``names.ENV_FEEDBACK_BUCKET``), all under
 
 - ``verdicts/<subject>.json``: the verdict record (``Verdict``), with the source event; a
   later verdict on the same event replaces it;
-- ``overlay/<bundle_version>/<class_uid>/<subject>.json``: the event's embedding under
-  that bundle (``{"vector": [...]}``), present while the event's verdict is benign.
+- ``overlay/<bundle_version>/<class_uid>/<subject>.json``: the event as that bundle
+  reads it (``{"vector": [...]}``, the embedding, and for a class whose fine view
+  measures the feature space ``"row": {"numeric": [...], "codes": [...]}``, its row
+  there: ``detector.overlay.Judged``), present while the event's verdict is benign.
 
 A verdict is about an event, and a finding uid does not name one: every message of an
 alert group carries the group's uid as ``finding_info.uid``, each with another event as
@@ -41,7 +43,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ocsf_detect import names
-from ocsf_detect.detector.overlay import MAX_OVERLAY_VECTORS, FeedbackOverlay
+from ocsf_detect.detector.overlay import FeedbackOverlay, Judged, Row
 
 VerdictKind = Literal["benign", "malicious"]
 MAX_NOTE_CHARS = 2000
@@ -125,9 +127,10 @@ class S3FeedbackStore:
         self.bucket = bucket
 
     # -- writes (the API) ------------------------------------------------------------------
-    def record(self, verdict: Verdict, vector: np.ndarray) -> None:
-        """Keep the verdict; a benign one puts the event's embedding in the overlay, a
-        malicious one takes it out (an event judged benign first, malicious later).
+    def record(self, verdict: Verdict, judged: Judged) -> None:
+        """Keep the verdict; a benign one puts the event as the bundle reads it
+        (``judged``) in the overlay, a malicious one takes it out (an event judged benign
+        first, malicious later).
 
         The two writes are ordered so that a failure between them errs towards alerting:
         a benign verdict is kept before its vector silences anything, and a malicious
@@ -158,7 +161,16 @@ class S3FeedbackStore:
             ContentType="application/json",
         )
         if verdict.verdict == "benign":
-            body = {"finding_uid": verdict.finding_uid, "vector": vector.astype(float).tolist()}
+            body: dict[str, Any] = {
+                "finding_uid": verdict.finding_uid,
+                "vector": judged.vector.astype(float).tolist(),
+            }
+            if judged.row is not None:
+                numeric, codes = judged.row
+                body["row"] = {
+                    "numeric": numeric.astype(float).tolist(),
+                    "codes": codes.astype(int).tolist(),
+                }
             self._s3.put_object(
                 Bucket=self.bucket, Key=key, Body=orjson.dumps(body), ContentType="application/json"
             )
@@ -208,17 +220,62 @@ class S3FeedbackStore:
 _UNREADABLE = object()  # an overlay object whose body is not JSON
 
 
-def _vector_of(body: Any, dim: int) -> np.ndarray | None:
-    """The finite float32 vector of ``dim`` an overlay object holds, or None."""
+RowShape = tuple[int, tuple[int, ...]]
+"""A class's rows in its fine view's feature space: (numeric columns, each categorical
+field's cardinality): ``Detector.row_shapes``."""
+
+
+def _judged_of(body: Any, dim: int, shape: RowShape | None) -> Judged | None:
+    """The event an overlay object holds, as this bundle reads it: its finite vector of
+    ``dim``, and where the class needs one (``shape``) its row; None when either is
+    missing or malformed."""
     if not isinstance(body, dict):
         return None
-    try:
-        vector = np.asarray(body.get("vector"), dtype=np.float32)
-    except (TypeError, ValueError):
+    vector = body.get("vector")
+    row = body.get("row")
+    if shape is None:
+        return _checked(vector, None, dim, None)
+    if not isinstance(row, dict):
         return None
-    if vector.shape != (dim,) or not np.all(np.isfinite(vector)):
+    return _checked(vector, (row.get("numeric"), row.get("codes")), dim, shape)
+
+
+def _numbers(values: Any) -> bool:
+    return isinstance(values, list | tuple | np.ndarray) and all(
+        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+        for v in values
+    )
+
+
+def _checked(vector: Any, row: Any, dim: int, shape: RowShape | None) -> Judged | None:
+    """A ``Judged`` of class 0 from a vector and a row (numeric, codes) when they are what
+    the bundle reads: ``dim`` finite numbers; with ``shape``, that many finite numerics and
+    one whole number per field within its cardinality (the codes the feature pipeline
+    gives). None otherwise: nothing is mixed in that the bundle would not compute."""
+    if not _numbers(vector) or len(vector) != dim:
         return None
-    return vector
+    vector32 = np.asarray(vector, dtype=np.float32)
+    if not np.all(np.isfinite(vector32)):
+        return None
+    if shape is None:
+        return Judged(0, vector32)
+    if not isinstance(row, tuple) or len(row) != 2:
+        return None
+    numeric, codes = row
+    n_numeric, cardinalities = shape
+    if not _numbers(numeric) or len(numeric) != n_numeric:
+        return None
+    if not _numbers(codes) or len(codes) != len(cardinalities):
+        return None
+    if not all(
+        isinstance(c, int | np.integer) and 0 <= int(c) < card
+        for c, card in zip(codes, cardinalities, strict=True)
+    ):
+        return None
+    numeric32 = np.asarray(numeric, dtype=np.float32)
+    if not np.all(np.isfinite(numeric32)):
+        return None
+    return Judged(0, vector32, (numeric32, np.asarray(codes, dtype=np.int32)))
 
 
 @dataclass
@@ -246,6 +303,11 @@ class OverlaySource:
 
     Objects are read ``read_concurrency`` at a time (a wave, started while the budget
     lasts; each read runs in the caller's context, so a request's deadline holds for it).
+
+    ``row_shapes``: the classes whose fine view measures the feature space (bundle
+    format 15), with their rows' shapes; an event of such a class without a row of that
+    shape is not used (it cannot be measured where the view measures, so it silences
+    nothing: the error errs towards alerting).
     """
 
     store: S3FeedbackStore
@@ -255,6 +317,7 @@ class OverlaySource:
     clock: Callable[[], float] = time.monotonic
     fetch_budget_s: float = 1.0
     read_concurrency: int = 1
+    row_shapes: Mapping[int, RowShape] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False, compare=False)
     # one refresh, or one verdict applied, at a time (the local server's threads share one)
     _lock: threading.Lock = field(
@@ -262,7 +325,9 @@ class OverlaySource:
     )
     # the last refresh listed and read everything there was
     _complete: bool = field(default=False, init=False, repr=False)
-    _vectors: dict[str, tuple[int, str, float, np.ndarray]] = field(default_factory=dict)
+    _vectors: dict[str, tuple[int, str, float, np.ndarray, Row | None]] = field(
+        default_factory=dict
+    )
     _unusable: dict[str, str] = field(default_factory=dict)  # key -> ETag, not re-read
     _overlay: FeedbackOverlay | None = None
     _loaded_at: float | None = None
@@ -308,9 +373,9 @@ class OverlaySource:
         """Refresh on the next ``current()`` (the API, right after recording a verdict)."""
         self._loaded_at = None
 
-    def apply(self, verdict: Verdict, vector: np.ndarray) -> None:
+    def apply(self, verdict: Verdict, judged: Judged) -> None:
         """What ``S3FeedbackStore.record`` just wrote, in this container's overlay at once:
-        a benign verdict's vector in, a malicious one's out (the sweep, which may be far
+        a benign verdict's event in, a malicious one's out (the sweep, which may be far
         from the verdict's key in a large overlay, confirms it when it passes)."""
         key = overlay_key(verdict.bundle_version, verdict.class_uid, verdict.subject)
         if verdict.bundle_version != self.bundle_version:
@@ -318,11 +383,18 @@ class OverlaySource:
         with self._lock:  # after a refresh under way, which would overwrite it
             for listing in (self._swept, self._to_read or {}):
                 listing.pop(key, None)
-            if verdict.verdict == "benign" and verdict.class_uid in self.dims:
+            usable = None
+            if judged.class_uid == verdict.class_uid and verdict.class_uid in self.dims:
+                usable = _checked(
+                    judged.vector,
+                    judged.row,
+                    self.dims[verdict.class_uid],
+                    self.row_shapes.get(verdict.class_uid),
+                )
+            if verdict.verdict == "benign" and usable is not None:
                 # an ETag no listing has: the sweep reads the object again once, when it
                 # passes
-                vector32 = vector.astype(np.float32)
-                self._vectors[key] = (verdict.class_uid, "", time.time(), vector32)
+                self._vectors[key] = (verdict.class_uid, "", time.time(), usable.vector, usable.row)
             else:
                 self._vectors.pop(key, None)
             self._build()
@@ -378,13 +450,14 @@ class OverlaySource:
             for (key, etag, modified, class_uid), body in zip(wave, bodies, strict=True):
                 if body is None:
                     continue  # deleted since listed
-                vector = _vector_of(body, self.dims[class_uid])
-                if vector is None:
-                    # not a vector of this model (another model's, or not one at all):
-                    # never mixed in, and not read again while the object is unchanged
+                got = _judged_of(body, self.dims[class_uid], self.row_shapes.get(class_uid))
+                if got is None:
+                    # not an event as this bundle reads it (another model's vector, a
+                    # row missing, or not one at all): never mixed in, and not read again
+                    # while the object is unchanged
                     self._unusable[key] = etag
                     continue
-                kept[key] = (class_uid, etag, modified, vector)
+                kept[key] = (class_uid, etag, modified, got.vector, got.row)
         # the sweep moves on with the vectors it read (a failure above leaves both as they
         # were); a finished sweep whose reading was cut short is read on by the next ones
         if swept:
@@ -423,15 +496,7 @@ class OverlaySource:
             raise
 
     def _build(self) -> None:
-        by_class: dict[int, list[tuple[float, np.ndarray]]] = {}
-        for class_uid, _, modified, vector in self._vectors.values():
-            by_class.setdefault(class_uid, []).append((modified, vector))
-        self._overlay = FeedbackOverlay(
-            self.bundle_version,
-            {
-                uid: np.stack(
-                    [v for _, v in sorted(items, key=lambda t: t[0])][-MAX_OVERLAY_VECTORS:]
-                )
-                for uid, items in by_class.items()
-            },
+        newest = sorted(self._vectors.values(), key=lambda v: v[2])  # by time, oldest first
+        self._overlay = FeedbackOverlay.of(
+            self.bundle_version, [Judged(uid, vector, row) for uid, _, _, vector, row in newest]
         )

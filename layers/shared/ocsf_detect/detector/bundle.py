@@ -19,7 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from ocsf_detect.detector.archive import stays_inside
-from ocsf_detect.detector.fine import FineRows, FineView, copies_of, fine_scale
+from ocsf_detect.detector.fine import FineRows, FineView, copies_of
 from ocsf_detect.detector.manifest import FORMAT_VERSION, MANIFEST_NAME, ClassModel, Manifest
 from ocsf_detect.detector.surprise import IsolationTrees
 
@@ -55,7 +55,6 @@ class LoadedClass:
     _space_exact: ExactBase | None = field(default=None, repr=False)
     _fine_exact: ExactBase | None = field(default=None, repr=False)
     _fine_copies: frozenset[bytes] | None = field(default=None, repr=False)
-    _fine_scale: float | None = field(default=None, repr=False)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -105,23 +104,7 @@ class LoadedClass:
             None if rows is None else (lambda: rows),
             self.info.fine.candidates,
             None if held is None else (lambda: held),
-            None if rows is None else (lambda: self.fine_scale),
         )
-
-    @property
-    def fine_scale(self) -> float:
-        """The fine view's own scale (``fine.fine_scale``), measured once (on the first
-        batch of the class scored with a feedback overlay)."""
-        if self._fine_scale is None:
-            if self.fine_index is None or self.info.fine is None or self.fine_rows is None:
-                raise ValueError(f"class {self.info.class_uid} has no fine view in features")
-            self._fine_scale = fine_scale(
-                self.fine_index,
-                self._fine_vectors(),
-                self.fine_rows,
-                self.info.index.distance_ratio or 1.0,
-            )
-        return self._fine_scale
 
     @property
     def fine_copies(self) -> frozenset[bytes]:

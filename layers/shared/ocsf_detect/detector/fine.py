@@ -180,18 +180,6 @@ class FineView:
     candidates: int = 1
     # each k-NN behaviour's row in ``rows`` (-1: not held), built on first use
     behaviours: Callable[[], np.ndarray] | None = None
-    # the embedding's distance per unit of the feature space's at the view's own scale
-    # (``fine_scale``), built on first use: converts the feedback overlay's distances
-    scale: Callable[[], float] | None = None
-
-    def tail_distance(self, embedding_distance: np.ndarray) -> np.ndarray:
-        """An embedding distance in the units the tail reads (the feedback overlay's: a
-        judged-benign event is kept as its embedding alone)."""
-        if self.rows is None:
-            return embedding_distance
-        if self.scale is None:
-            raise ValueError("this fine view measures the feature space: it needs its scale")
-        return np.asarray(embedding_distance, dtype=np.float32) / np.float32(self.scale())
 
     def nearest(
         self,
@@ -261,33 +249,6 @@ class FineView:
     def evidence(self, distance: np.ndarray) -> np.ndarray:
         """The view's evidence: the surprise of each distance (float64, never negative)."""
         return self.tail.surprise(distance)
-
-
-SCALE_SAMPLE = 512  # events whose nearest other event measures the view's scale
-
-
-def fine_scale(index: Any, vectors: np.ndarray, rows: FineRows, fallback: float) -> float:
-    """The embedding's distance per unit of the feature space's where the fine view reads
-    it: the median ratio of the two distances between an event and its nearest other
-    event (by the index), over up to ``SCALE_SAMPLE`` of the view's events spread
-    evenly. The build's ratio (``IndexInfo.distance_ratio``) is measured on training
-    pairs at every scale; a network that compresses small distances more than large ones
-    (one trained briefly) has a smaller ratio at the nearest event's scale, and an
-    embedding distance converted with the global one would read a judged-benign event
-    as nearer than it is. ``fallback`` where no pair has both distances above zero."""
-    from ocsf_detect.detector.index import knn
-
-    n = len(vectors)
-    if n < 2:
-        return fallback
-    pick = np.unique(np.linspace(0, n - 1, min(n, SCALE_SAMPLE)).astype(np.int64))
-    labels, dists = knn(index, np.asarray(vectors[pick], dtype=np.float32), 2)
-    feature = rows.among(rows.numeric[pick], rows.codes[pick], labels[:, 1:2])
-    embedding = dists[:, 1]
-    apart = (feature > 0.0) & (embedding > 0.0)
-    if not apart.any():
-        return fallback
-    return float(np.median(embedding[apart] / feature[apart]))
 
 
 def copies_of(vectors: np.ndarray) -> frozenset[bytes]:

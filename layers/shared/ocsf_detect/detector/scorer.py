@@ -30,7 +30,7 @@ from ocsf_detect.detector.index import (
     rerank,
 )
 from ocsf_detect.detector.manifest import Manifest
-from ocsf_detect.detector.overlay import FeedbackOverlay, overlay_scores
+from ocsf_detect.detector.overlay import FeedbackOverlay, Judged, overlay_scores
 from ocsf_detect.detector.surprise import IsolationTrees, Tail, combined, evidence, summed
 from ocsf_detect.features.pipeline import FeatureMatrix, FeaturePipeline
 from ocsf_detect.gcpause import gc_paused
@@ -261,6 +261,7 @@ def serve_scores(
     space: FeatureRerank | None = None,
     fine: FineView | None = None,
     fine_rows: tuple[np.ndarray, np.ndarray] | None = None,
+    overlay_fine_distance: np.ndarray | None = None,
 ) -> ServedScores:
     """Scores of a class batch as served (the build scores golden events with this too).
 
@@ -279,7 +280,10 @@ def serve_scores(
     re-checked there; ``cover_radius`` and ``overlay_distance`` are then in its units.
     ``fine`` (format 13): the fine view's evidence is added (``detector.fine``), its
     nearest distance re-checked with the rest; ``fine_rows`` (format 15): the batch's rows
-    as that view measures them (``fine_features``)."""
+    as that view measures them (``fine_features``), and ``overlay_fine_distance`` each
+    event's distance to its nearest judged-benign row there (``FeedbackOverlay.nearest_in_both``;
+    without it, the overlay's distance is the embedding's, as that view measures in
+    formats 13 and 14)."""
     labels, dists = nearest_behaviours(index, emb, k, space)
     distance = knn_score(labels, dists, mass)
     parts = evidence(distance, isolation, tails)
@@ -304,11 +308,13 @@ def serve_scores(
         bound = (bound + fine_evidence).astype(np.float32)
     judged = None
     if overlay_distance is not None:
+        if fine is not None and fine.rows is not None and overlay_fine_distance is None:
+            raise ValueError("this fine view measures the feature space: pass the overlay's rows")
         judged = overlay_scores(
             overlay_distance,
             tails,
             None if fine is None else fine.tail,
-            None if fine is None else fine.tail_distance(overlay_distance),
+            overlay_fine_distance,
         )
     bundle_reached = None
     if judged is not None:
@@ -394,19 +400,33 @@ class Detector:
             )
         self.overlay = overlay
 
-    def embed_objects(self, events: Sequence[Any]) -> list[tuple[int, np.ndarray] | Outcome]:
-        """(class_uid, embedding) of each decoded event, or its outcome when it is not
-        scored (unsupported, rejected): what a verdict puts in the overlay."""
+    @property
+    def row_shapes(self) -> dict[int, tuple[int, tuple[int, ...]]]:
+        """(numeric columns, each categorical field's cardinality) of each class whose fine
+        view measures the feature space (format 15): a verdict on its events keeps their
+        row there (``feedback.OverlaySource``)."""
+        return {
+            uid: (c.fine_rows.numeric.shape[1], tuple(self._pipelines[uid].cardinalities))
+            for uid, c in self._classes.items()
+            if c.fine_rows is not None
+        }
+
+    def judge_objects(self, events: Sequence[Any]) -> list[Judged | Outcome]:
+        """What a verdict keeps of each decoded event (``overlay.Judged``), or the event's
+        outcome when it is not scored (unsupported, rejected)."""
         parsed = [self._parse_object(e) for e in events]
-        out: list[tuple[int, np.ndarray] | Outcome] = []
+        out: list[Judged | Outcome] = []
         for p in parsed:
             if not isinstance(p, Parsed):
                 out.append(p)
                 continue
             loaded = self._classes[p.class_uid]
-            matrix = self._pipelines[p.class_uid].transform_parsed([p])
+            pipeline = self._pipelines[p.class_uid]
+            matrix = pipeline.transform_parsed([p])
             emb = embedding_of(loaded.session, loaded.info, matrix.numeric, matrix.categorical)
-            out.append((p.class_uid, emb[0]))
+            rows = fine_features(loaded, pipeline, matrix)
+            row = None if rows is None else (rows[0][0].copy(), rows[1][0].copy())
+            out.append(Judged(p.class_uid, emb[0], row))
         return out
 
     # -- batch scoring --------------------------------------------------------------------
@@ -458,10 +478,20 @@ class Detector:
         t2 = time.perf_counter()
         tails = (info.tails.knn, info.tails.isolation) if info.tails else None
         overlay = self.overlay if feedback else None
-        overlay_distance = None if overlay is None else overlay.nearest(class_uid, emb)
         space = feature_rerank(loaded, self._pipelines[class_uid], matrix)
+        fine_rows = fine_features(loaded, self._pipelines[class_uid], matrix)
+        overlay_distance = overlay_fine = None
+        if overlay is not None and fine_rows is not None and loaded.fine_rows is not None:
+            # format 15: a judged event is measured in both spaces (``overlay``)
+            both = overlay.nearest_in_both(
+                class_uid, emb, fine_rows, loaded.fine_rows.mismatch, info.index.distance_ratio
+            )
+            overlay_distance, overlay_fine = (None, None) if both is None else both
+        elif overlay is not None:
+            overlay_distance = overlay.nearest(class_uid, emb)
         if space is not None and overlay_distance is not None:
-            # judged-benign vectors are embeddings: their distance in feature units
+            # format 12 measures the k-NN view in the feature space: the overlay's
+            # distance (the embedding's) in its units
             overlay_distance = overlay_distance / info.index.distance_ratio
         served = serve_scores(
             loaded.index,
@@ -476,7 +506,8 @@ class Detector:
             None if info.isolation is None else info.isolation.cover(),
             space,
             loaded.fine,
-            fine_features(loaded, self._pipelines[class_uid], matrix),
+            fine_rows,
+            overlay_fine,
         )
         labels, dists, scores = served.labels, served.dists, served.scores
         self.rechecks.rechecked += served.rechecked
