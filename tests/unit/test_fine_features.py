@@ -208,6 +208,25 @@ def test_fine_rows_measure_the_weighted_feature_space() -> None:
         FineRows.of(base_n, base_c, [1.0])
 
 
+def test_the_exact_search_weighs_codes_against_numerics_over_many_blocks() -> None:
+    rng = np.random.default_rng(11)
+    cards, weights = (4, 3, 6), [8.0, 1.0, 2.0]
+    base_n, base_c = _random_rows(rng, 600, cards, 5)
+    # near-copies of some rows (a baseline's repeats: many rows within rounding of each
+    # other) and rows that differ from a query in one field only
+    base_n[300:400] = base_n[:100] + rng.normal(0, 1e-4, (100, 5)).astype(np.float32)
+    base_c[300:400] = base_c[:100]
+    rows = FineRows.of(base_n, base_c, weights)
+    query_n, query_c = _random_rows(rng, 200, cards, 5)  # more than one block of queries
+    query_n[:50] = base_n[:50] + np.float32(0.3)
+    query_c[:50] = base_c[:50]
+    query_c[:25, 0] = (base_c[:25, 0] + 1) % 4  # the heavy field differs: 2 x 8^2 away
+    dense_base = FeatureMatrix(base_n, base_c).dense(cards, weights)
+    dense_query = FeatureMatrix(query_n, query_c).dense(cards, weights)
+    truth = np.sqrt(((dense_query[:, None, :] - dense_base[None, :, :]) ** 2).sum(axis=2))
+    assert np.allclose(rows.nearest_exact(query_n, query_c), truth.min(axis=1), atol=1e-4)
+
+
 def test_the_build_fits_the_view_in_the_feature_space() -> None:
     from ocsf_detect_tools.build import _fine_view
 
@@ -411,27 +430,7 @@ def test_the_feature_space_is_refused_beside_format_12_s_rerank() -> None:
 def test_the_served_score_refuses_an_overlay_without_its_feature_distance(
     features_detector: Detector, live_traffic
 ) -> None:
-    from ocsf_detect.detector.scorer import isolation_of, serve_scores
-
-    uid = 4001
-    loaded = features_detector._classes[uid]
-    info = loaded.info
-    events = [e for e in live_traffic.events if e["class_uid"] == uid][:20]
-    pipeline = features_detector.pipeline(uid)
-    matrix = pipeline.transform_parsed([features_detector.parser.parse_object(e) for e in events])  # type: ignore[misc]
-    vectors = np.stack([j.vector for j in features_detector.judge_objects(events)])  # type: ignore[union-attr]
-    assert info.tails is not None
+    events = [e for e in live_traffic.events if e["class_uid"] == 4001][:20]
+    view = features_detector._classes[4001].fine
     with pytest.raises(ValueError, match="pass the overlay's rows"):
-        serve_scores(
-            loaded.index,
-            lambda: loaded.exact,
-            vectors,
-            info.index.k,
-            isolation_of(loaded.isolation, matrix.numeric, matrix.categorical),
-            (info.tails.knn, info.tails.isolation),
-            info.threshold,
-            loaded.mass,
-            overlay_distance=np.zeros(len(events)),
-            fine=loaded.fine,
-            fine_rows=fine_features(loaded, pipeline, matrix),
-        )
+        _served(features_detector, 4001, events, view, overlay_distance=np.zeros(len(events)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -190,7 +191,7 @@ def test_an_event_the_baseline_recorded_is_at_zero_whatever_the_search(
     )
 
 
-def _served(detector: Detector, uid: int, events: list, fine: FineView | None):
+def _served(detector: Detector, uid: int, events: list, fine: FineView | None, **extra: Any):
     loaded = detector._classes[uid]
     info = loaded.info
     pipeline = detector.pipeline(uid)
@@ -212,6 +213,7 @@ def _served(detector: Detector, uid: int, events: list, fine: FineView | None):
         cover_radius=info.isolation.cover(),
         fine=fine,
         fine_rows=rows,
+        **extra,
     )
 
 
