@@ -2,7 +2,13 @@
 judged-benign vector is in, reading one object at a time against the scoring functions'
 ``OVERLAY_READ_CONCURRENCY``. Prints a table, or JSON; never fails on a stopwatch.
 
-    python benchmarks/overlay_cold.py [--vectors 2000] [--dim 32] [--latency-ms 0,20] [--json]
+    python benchmarks/overlay_cold.py [--vectors 2000] [--dim 32] [--numeric 96] [--fields 17]
+                                      [--latency-ms 0,20] [--json]
+
+Each object holds a vector and, as a class whose fine view measures the feature space
+(bundle format 15, the default) has them, a row of ``--numeric`` numbers and ``--fields``
+codes (UNSW-NB15's widths; ``--numeric 0 --fields 0``: the vector alone, as formats 13 and
+14 keep it).
 
 The overlay lives in an S3 bucket of moto's server on 127.0.0.1, in a process of its own
 (in this one it would share the interpreter lock with the reads it serves), written as
@@ -33,6 +39,7 @@ import orjson
 from ocsf_detect.feedback import (
     OVERLAY_READ_CONCURRENCY,
     OverlaySource,
+    RowShape,
     S3FeedbackStore,
     overlay_key,
 )
@@ -69,10 +76,18 @@ def moto_process() -> Iterator[str]:
         server.wait(timeout=10)
 
 
-def fill(client: Any, bucket: str, vectors: int, dim: int) -> None:
+CARDINALITY = 5  # of every field's codes in the rows written
+
+
+def fill(client: Any, bucket: str, vectors: int, dim: int, shape: RowShape | None) -> None:
     rng = np.random.default_rng(0)
     for i in range(vectors):
-        body = {"finding_uid": f"f{i}", "vector": rng.normal(size=dim).tolist()}
+        body: dict[str, Any] = {"finding_uid": f"f{i}", "vector": rng.normal(size=dim).tolist()}
+        if shape is not None:
+            body["row"] = {
+                "numeric": rng.normal(size=shape[0]).tolist(),
+                "codes": rng.integers(0, CARDINALITY, len(shape[1])).tolist(),
+            }
         client.put_object(
             Bucket=bucket,
             Key=overlay_key(BUNDLE_VERSION, CLASS_UID, f"event-{i:06d}"),
@@ -80,7 +95,9 @@ def fill(client: Any, bucket: str, vectors: int, dim: int) -> None:
         )
 
 
-def cold_load(bucket: str, dim: int, concurrency: int, latency_s: float) -> dict[str, Any]:
+def cold_load(
+    bucket: str, dim: int, shape: RowShape | None, concurrency: int, latency_s: float
+) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
 
@@ -99,6 +116,7 @@ def cold_load(bucket: str, dim: int, concurrency: int, latency_s: float) -> dict
         BUNDLE_VERSION,
         {CLASS_UID: dim},
         read_concurrency=concurrency,
+        row_shapes={} if shape is None else {CLASS_UID: shape},
     )
     counts: list[int] = []
     start = time.perf_counter()
@@ -124,10 +142,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--vectors", type=int, default=2000)
     ap.add_argument("--dim", type=int, default=32)
+    ap.add_argument("--numeric", type=int, default=96, help="numeric columns of each row")
+    ap.add_argument("--fields", type=int, default=17, help="categorical fields of each row")
     ap.add_argument("--latency-ms", default="0,20", help="comma-separated, per GetObject")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     latencies = [float(x) / 1000 for x in args.latency_ms.split(",") if x.strip()]
+    shape: RowShape | None = None
+    if args.numeric or args.fields:
+        shape = (args.numeric, (CARDINALITY,) * args.fields)
     rows = []
     with moto_process() as endpoint, aws_environment(endpoint):
         import boto3
@@ -135,14 +158,18 @@ def main() -> None:
         s3 = boto3.client("s3")
         bucket = "overlay-bench"
         s3.create_bucket(Bucket=bucket)
-        fill(s3, bucket, args.vectors, args.dim)
+        fill(s3, bucket, args.vectors, args.dim, shape)
         for latency in latencies:
             for concurrency in (1, OVERLAY_READ_CONCURRENCY):
-                rows.append(cold_load(bucket, args.dim, concurrency, latency))
+                rows.append(cold_load(bucket, args.dim, shape, concurrency, latency))
     if args.json:
-        print(json.dumps({"vectors": args.vectors, "dim": args.dim, "rows": rows}, indent=2))
+        widths = {"numeric": args.numeric, "fields": args.fields}
+        print(json.dumps({"vectors": args.vectors, "dim": args.dim, **widths, "rows": rows}))
         return
-    print(f"A cold overlay of {args.vectors:,} vectors (dim {args.dim}), budget 1 s a call\n")
+    print(
+        f"A cold overlay of {args.vectors:,} vectors (dim {args.dim}; rows of {args.numeric} "
+        f"numerics and {args.fields} codes), budget 1 s a call\n"
+    )
     print(
         "| GET latency | reads at once | calls until complete "
         "| vectors after the first call | seconds | vectors/s |"
