@@ -164,7 +164,9 @@ def main() -> None:
                 rows.append(cold_load(bucket, args.dim, shape, concurrency, latency))
     if args.json:
         widths = {"numeric": args.numeric, "fields": args.fields}
-        print(json.dumps({"vectors": args.vectors, "dim": args.dim, **widths, "rows": rows}))
+        print(
+            json.dumps({"vectors": args.vectors, "dim": args.dim, **widths, "rows": rows}, indent=2)
+        )
         return
     print(
         f"A cold overlay of {args.vectors:,} vectors (dim {args.dim}; rows of {args.numeric} "

@@ -90,10 +90,14 @@ class FineInfo(BaseModel):
 # Queries per block of a gather over candidates or of an exact scan over every row.
 _CANDIDATE_BLOCK = 1024
 _EXACT_BLOCK = 64
-# Of the squared distances' scale: rows within it of the nearest by the float64 ranking
-# are measured directly, in float32 as ``among`` measures (whose rounding, some 1e-7 of a
-# squared distance, is the larger of the two)
-_EXACT_SLACK = 1e-6
+# The exact search measures directly, in float32 as ``among`` does, every row whose
+# float64 ranking lies within the two roundings of the nearest: float32's of a sum of
+# squares, at most (terms + 4) x 2^-24 of the squared distance, twice; and float64's of
+# the ranking's matrix product, well within 1e-12 of the squared norms' scale. Ties
+# beyond ``_EXACT_NEAR`` rows (a baseline's copies) are measured ``_EXACT_NEAR`` at most.
+_FLOAT32_ROUNDING = 2.0**-24
+_EXACT_RANKING = 1e-12
+_EXACT_NEAR = 64
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class FineRows:
         base, norms, tuples, inverse = self._exact_base
         out = np.empty(len(numeric), dtype=np.float32)
         scale = 1.0 + float(norms.max(initial=0.0)) + float(self.mismatch.sum())
+        terms = 2.0 * (base.shape[1] + len(self.mismatch) + 4)
         for start in range(0, len(numeric), _EXACT_BLOCK):
             block = slice(start, start + _EXACT_BLOCK)
             q = np.asarray(numeric[block], dtype=np.float64)
@@ -160,10 +165,14 @@ class FineRows:
                     differ = tuples[None, :, f] != codes[block, None, f]
                     np.add(per_tuple, float(share), out=per_tuple, where=differ)
                 d2 += np.take(per_tuple, inverse, axis=1)
+            q_sq = np.einsum("ij,ij->i", q, q)
             best = d2.min(axis=1)
-            slack = _EXACT_SLACK * (scale + np.einsum("ij,ij->i", q, q))
+            slack = terms * _FLOAT32_ROUNDING * np.maximum(best + q_sq, 0.0)
+            slack += _EXACT_RANKING * (scale + q_sq)
             for i in range(len(q)):
                 near = np.flatnonzero(d2[i] <= best[i] + slack[i])
+                if len(near) > _EXACT_NEAR:  # ties: any of them is the nearest
+                    near = near[np.argpartition(d2[i, near], _EXACT_NEAR - 1)[:_EXACT_NEAR]]
                 at = start + i
                 out[at] = self.among(numeric[at : at + 1], codes[at : at + 1], near[None, :])[0]
         return out
