@@ -43,7 +43,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ocsf_detect import names
-from ocsf_detect.detector.overlay import FeedbackOverlay, Judged, Row
+from ocsf_detect.detector.overlay import FeedbackOverlay, Judged
 
 VerdictKind = Literal["benign", "malicious"]
 MAX_NOTE_CHARS = 2000
@@ -225,7 +225,7 @@ RowShape = tuple[int, tuple[int, ...]]
 field's cardinality): ``Detector.row_shapes``."""
 
 
-def _judged_of(body: Any, dim: int, shape: RowShape | None) -> Judged | None:
+def _judged_of(body: Any, class_uid: int, dim: int, shape: RowShape | None) -> Judged | None:
     """The event an overlay object holds, as this bundle reads it: its finite vector of
     ``dim``, and where the class needs one (``shape``) its row; None when either is
     missing or malformed."""
@@ -234,10 +234,10 @@ def _judged_of(body: Any, dim: int, shape: RowShape | None) -> Judged | None:
     vector = body.get("vector")
     row = body.get("row")
     if shape is None:
-        return _checked(vector, None, dim, None)
+        return _checked(class_uid, vector, None, dim, None)
     if not isinstance(row, dict):
         return None
-    return _checked(vector, (row.get("numeric"), row.get("codes")), dim, shape)
+    return _checked(class_uid, vector, (row.get("numeric"), row.get("codes")), dim, shape)
 
 
 def _numbers(values: Any) -> bool:
@@ -247,18 +247,21 @@ def _numbers(values: Any) -> bool:
     )
 
 
-def _checked(vector: Any, row: Any, dim: int, shape: RowShape | None) -> Judged | None:
-    """A ``Judged`` of class 0 from a vector and a row (numeric, codes) when they are what
-    the bundle reads: ``dim`` finite numbers; with ``shape``, that many finite numerics and
-    one whole number per field within its cardinality (the codes the feature pipeline
-    gives). None otherwise: nothing is mixed in that the bundle would not compute."""
+def _checked(
+    class_uid: int, vector: Any, row: Any, dim: int, shape: RowShape | None
+) -> Judged | None:
+    """The event of ``class_uid`` from a vector and a row (numeric, codes) when they are
+    what the bundle reads: ``dim`` finite numbers; with ``shape``, that many finite
+    numerics and one whole number per field within its cardinality (the codes the feature
+    pipeline gives). None otherwise: nothing is mixed in that the bundle would not
+    compute."""
     if not _numbers(vector) or len(vector) != dim:
         return None
     vector32 = np.asarray(vector, dtype=np.float32)
     if not np.all(np.isfinite(vector32)):
         return None
     if shape is None:
-        return Judged(0, vector32)
+        return Judged(class_uid, vector32)
     if not isinstance(row, tuple) or len(row) != 2:
         return None
     numeric, codes = row
@@ -275,7 +278,7 @@ def _checked(vector: Any, row: Any, dim: int, shape: RowShape | None) -> Judged 
     numeric32 = np.asarray(numeric, dtype=np.float32)
     if not np.all(np.isfinite(numeric32)):
         return None
-    return Judged(0, vector32, (numeric32, np.asarray(codes, dtype=np.int32)))
+    return Judged(class_uid, vector32, (numeric32, np.asarray(codes, dtype=np.int32)))
 
 
 @dataclass
@@ -325,9 +328,7 @@ class OverlaySource:
     )
     # the last refresh listed and read everything there was
     _complete: bool = field(default=False, init=False, repr=False)
-    _vectors: dict[str, tuple[int, str, float, np.ndarray, Row | None]] = field(
-        default_factory=dict
-    )
+    _vectors: dict[str, tuple[str, float, Judged]] = field(default_factory=dict)  # ETag, time
     _unusable: dict[str, str] = field(default_factory=dict)  # key -> ETag, not re-read
     _overlay: FeedbackOverlay | None = None
     _loaded_at: float | None = None
@@ -386,6 +387,7 @@ class OverlaySource:
             usable = None
             if judged.class_uid == verdict.class_uid and verdict.class_uid in self.dims:
                 usable = _checked(
+                    verdict.class_uid,
                     judged.vector,
                     judged.row,
                     self.dims[verdict.class_uid],
@@ -394,7 +396,7 @@ class OverlaySource:
             if verdict.verdict == "benign" and usable is not None:
                 # an ETag no listing has: the sweep reads the object again once, when it
                 # passes
-                self._vectors[key] = (verdict.class_uid, "", time.time(), usable.vector, usable.row)
+                self._vectors[key] = ("", time.time(), usable)
             else:
                 self._vectors.pop(key, None)
             self._build()
@@ -428,7 +430,7 @@ class OverlaySource:
         kept = {
             k: v
             for k, v in self._vectors.items()
-            if (listed[k][0] == v[1] if k in listed else not (passed_all and passed(k)))
+            if (listed[k][0] == v[0] if k in listed else not (passed_all and passed(k)))
         }
         complete = swept
         # newest first: the overlay keeps each class's newest vectors
@@ -450,14 +452,16 @@ class OverlaySource:
             for (key, etag, modified, class_uid), body in zip(wave, bodies, strict=True):
                 if body is None:
                     continue  # deleted since listed
-                got = _judged_of(body, self.dims[class_uid], self.row_shapes.get(class_uid))
+                got = _judged_of(
+                    body, class_uid, self.dims[class_uid], self.row_shapes.get(class_uid)
+                )
                 if got is None:
                     # not an event as this bundle reads it (another model's vector, a
                     # row missing, or not one at all): never mixed in, and not read again
                     # while the object is unchanged
                     self._unusable[key] = etag
                     continue
-                kept[key] = (class_uid, etag, modified, got.vector, got.row)
+                kept[key] = (etag, modified, got)
         # the sweep moves on with the vectors it read (a failure above leaves both as they
         # were); a finished sweep whose reading was cut short is read on by the next ones
         if swept:
@@ -496,7 +500,5 @@ class OverlaySource:
             raise
 
     def _build(self) -> None:
-        newest = sorted(self._vectors.values(), key=lambda v: v[2])  # by time, oldest first
-        self._overlay = FeedbackOverlay.of(
-            self.bundle_version, [Judged(uid, vector, row) for uid, _, _, vector, row in newest]
-        )
+        newest = sorted(self._vectors.values(), key=lambda v: v[1])  # by time, oldest first
+        self._overlay = FeedbackOverlay.of(self.bundle_version, [judged for *_, judged in newest])

@@ -136,6 +136,19 @@ class FineRows:
             out[block] = np.sqrt(d2.min(axis=1))
         return out
 
+    def squared(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Every query's squared distance to every row (float64 [q, n], never negative),
+        in one matrix product and one pass per field: for a small set (the feedback
+        overlay's judged rows), where the exact search's tuples would not pay."""
+        base = np.asarray(self.numeric, dtype=np.float64)
+        q = np.asarray(numeric, dtype=np.float64)
+        d2 = np.einsum("ij,ij->i", q, q)[:, None] + np.einsum("ij,ij->i", base, base)[None, :]
+        d2 -= 2.0 * (q @ base.T)
+        np.maximum(d2, 0.0, out=d2)
+        for f, share in enumerate(self.mismatch.tolist()):
+            np.add(d2, share, out=d2, where=self.codes[None, :, f] != codes[:, None, f])
+        return d2
+
     @cached_property
     def _exact_base(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """What the exact search reads, built on its first use (a frozen dataclass:

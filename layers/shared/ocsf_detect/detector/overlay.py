@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ocsf_detect.detector.fine import FineRows
 from ocsf_detect.detector.surprise import Tail
 
 MAX_OVERLAY_VECTORS = 10_000
@@ -177,15 +178,12 @@ class FeedbackOverlay:
                 f"fields; the batch has {emb.shape[1]}, {numeric.shape[1]} and {codes.shape[1]}"
             )
         b, b_sq = _with_norms(base)
-        r, r_sq = _with_norms(kept[0])
+        judged = FineRows(kept[0], kept[1], mismatch)  # the fine view's own distance
         knn_out = np.empty(len(emb), dtype=np.float64)
         fine_out = np.empty(len(emb), dtype=np.float64)
         for start in range(0, len(emb), _BOTH_BLOCK):
             block = slice(start, start + _BOTH_BLOCK)
-            f = _squared(numeric[block], r, r_sq)
-            for field_at, share in enumerate(mismatch):
-                differ = kept[1][None, :, field_at] != codes[block, None, field_at]
-                np.add(f, float(share), out=f, where=differ)
+            f = judged.squared(numeric[block], codes[block])
             np.sqrt(f, out=f)
             fine_out[block] = f.min(axis=1)
             f *= ratio
