@@ -434,3 +434,73 @@ def test_the_served_score_refuses_an_overlay_without_its_feature_distance(
     view = features_detector._classes[4001].fine
     with pytest.raises(ValueError, match="pass the overlay's rows"):
         _served(features_detector, 4001, events, view, overlay_distance=np.zeros(len(events)))
+
+
+def test_under_a_flood_the_alerts_resting_on_the_fine_view_are_rechecked_first(
+    features_bundle: Path, live_traffic
+) -> None:
+    detector, _, view, events, _, without, _ = _with_and_without(features_bundle, live_traffic)
+    uid = 4001
+    # Given a fine view whose search misses most nearest events (one candidate, a beam of
+    # one vector), so its evidence is often far above the exact one
+    view.index.set_ef(1)
+    narrow = FineView(view.index, view.exact, view.tail, view.copies, view.rows, 1)
+    # and a flood: events that the k-NN view and the trees alone put over the threshold
+    # (a tenth of the class's), repeated, with ordinary events among them
+    threshold = float(np.quantile(without.scores, 0.9))
+    over = without.scores >= threshold
+    flood = [e for e, o in zip(events, over, strict=True) if o] * 25
+    ordinary = [e for e, o in zip(events, over, strict=True) if not o][:150]
+    order = np.random.default_rng(0).permutation(len(flood) + len(ordinary))
+    batch = [(flood + ordinary)[i] for i in order]
+    vectors, base = _served(detector, uid, batch, None, threshold)
+    _, served = _served(detector, uid, batch, narrow, threshold)
+    _, rows = _embedded(detector, uid, batch)
+    exact = base.scores + view.evidence(view.nearest_exact(vectors, rows))
+    # an alert here rests on the fine view (its evidence as the search found it)
+    found = base.scores + view.evidence(narrow.nearest(vectors, features=rows))
+    resting = (base.scores < threshold) & (found >= threshold)
+    # When it is scored in one batch: the re-checks cannot cover every score that could
+    # reach the threshold, but they can cover those
+    limit = served.rechecked
+    assert served.unchecked > 0
+    assert 0 < resting.sum() <= limit
+    assert (found[resting] > exact[resting] + 1e-3).any()  # inflated by a missed nearest
+    # Then every event whose alert rests on the fine view has its exact score: the
+    # re-checks went to them before the events the other views alone put over it
+    assert np.allclose(served.scores[resting], exact[resting], atol=1e-4)
+    # and whether an event alerts does not depend on the batch it comes in
+    chunks = [
+        _served(detector, uid, batch[i : i + 50], narrow, threshold)[1]
+        for i in range(0, len(batch), 50)
+    ]
+    assert sum(c.unchecked for c in chunks) > 0
+    alerts = np.concatenate([c.scores for c in chunks]) >= threshold
+    assert np.array_equal(alerts, served.scores >= threshold)
+    assert np.array_equal(alerts, exact >= threshold)
+
+
+def test_a_row_s_distance_does_not_depend_on_the_candidates_beside_it() -> None:
+    # Given fields whose mismatch shares do not add up exactly in float32
+    rng = np.random.default_rng(3)
+    cards = (3, 4, 5, 3, 6, 4)
+    weights = list(rng.uniform(1.0, 9.0, len(cards)))
+    rows = FineRows.of(*_random_rows(rng, 2000, cards, 12), weights)
+    q_n, q_c = _random_rows(rng, 300, cards, 12)
+    candidates = rng.integers(0, 2000, (300, 24))
+    # When each query's candidates are measured in one block, and one at a time
+    together = rows.among(q_n, q_c, candidates)
+    nearest = [
+        min(
+            rows.among(q_n[i : i + 1], q_c[i : i + 1], candidates[i : i + 1, j : j + 1])[0]
+            for j in range(24)
+        )
+        for i in range(300)
+    ]
+    # Then every distance is the same to the last bit (the search and its exact re-check
+    # measure a row alike)
+    assert np.array_equal(together, np.array(nearest, dtype=np.float32))
+    # and the exact search gives what measuring its nearest row alone gives
+    exact = rows.nearest_exact(q_n, q_c)
+    full = np.stack([np.arange(2000)] * 5)
+    assert np.array_equal(exact[:5], rows.among(q_n[:5], q_c[:5], full))

@@ -191,7 +191,14 @@ def test_an_event_the_baseline_recorded_is_at_zero_whatever_the_search(
     )
 
 
-def _served(detector: Detector, uid: int, events: list, fine: FineView | None, **extra: Any):
+def _served(
+    detector: Detector,
+    uid: int,
+    events: list,
+    fine: FineView | None,
+    threshold: float | None = None,
+    **extra: Any,
+):
     loaded = detector._classes[uid]
     info = loaded.info
     pipeline = detector.pipeline(uid)
@@ -208,7 +215,7 @@ def _served(detector: Detector, uid: int, events: list, fine: FineView | None, *
         info.index.k,
         isolation_of(loaded.isolation, matrix.numeric, matrix.categorical),
         (info.tails.knn, info.tails.isolation),
-        info.threshold,
+        info.threshold if threshold is None else threshold,
         loaded.mass,
         cover_radius=info.isolation.cover(),
         fine=fine,

@@ -132,7 +132,11 @@ class FineRows:
             d2 = np.einsum("ijk,ijk->ij", diff, diff)
             if len(self.mismatch):
                 differ = self.codes[found] != codes[block, None, :]
-                d2 += differ.astype(np.float32) @ self.mismatch
+                # one field at a time, in their order: a row's distance is then the same
+                # however many candidates come with it (a matrix product's rounding can
+                # depend on its shape), as the search and its exact re-check require
+                for f, share in enumerate(self.mismatch):
+                    np.add(d2, share, out=d2, where=differ[:, :, f])
             out[block] = np.sqrt(d2.min(axis=1))
         return out
 

@@ -269,6 +269,12 @@ def serve_scores(
     k-NN distance, and the score grows with it, so only scores at or above the threshold
     (with the isolation view counted for every event: an upper bound) are re-checked, a
     bounded number per batch so that a flood of anomalies cannot multiply the cost.
+    Under that limit the lowest scores go first; where a fine view adds evidence, lowest
+    by the score without it: a fine search whose candidates miss an event's nearest
+    baseline event adds evidence far beyond the exact one, and ranked with that evidence
+    such an event was among the last re-checked under a flood, so whether it alerted
+    depended on the batch it came in; the events the other views alone put over the
+    threshold alert whatever the fine view adds.
     ``exact``: the indexed vectors (``index.ExactBase``), read only when a re-check is
     needed. ``mass``: what each indexed behaviour stands for
     (``index.knn_score``); None in bundles before format 6. ``overlay_distance``: each
@@ -297,8 +303,11 @@ def serve_scores(
         # with the trees counted for every event, which no stalled search puts below the
         # exact score.
         bound = scores if cover_radius is None else summed(parts)
+    rank = bound  # what orders the re-checks under the limit, lowest first
     fine_evidence = None
     if fine is not None and parts is not None:
+        # the events whose alert rests on the fine view first (see the docstring)
+        rank = scores
         # the nearest behaviour is a baseline event too (in the embedding; format 12's
         # distances are the feature space's)
         known = dists[:, 0] if space is None else None
@@ -321,12 +330,13 @@ def serve_scores(
         bundle_reached = scores >= threshold
         np.minimum(scores, judged, out=scores)
         np.minimum(bound, judged, out=bound)
+        rank = np.minimum(rank, judged)
     reached = bound >= threshold
     above = int(reached.sum())
     rows = np.zeros(0, dtype=np.int64)
     if above:
         limit = max(RECHECK_MIN, math.ceil(RECHECK_SHARE * len(emb)))
-        rows = closest_rows(bound, reached, limit)
+        rows = closest_rows(rank, reached, limit)
         if space is None:
             recheck(exact(), emb, labels, dists, rows)
         else:
