@@ -7,12 +7,13 @@ one batch (as ``evaluate_shared.py`` scores them) and again in batches of ``--si
 Reads the bundles ``evaluate_shared.py`` builds (the same ``--out-dir`` and keys; a
 missing bundle is built, as there). The served path re-checks by exact search at most 5%
 of a class batch (at least 32 events) of the scores that could reach the threshold
-(``detector.scorer.serve_scores``); beyond that limit an event keeps the search's upper
-bound, so under a flood of anomalies which events are re-checked depends on the batch,
-and an event whose bound reaches the threshold while its exact score does not alerts in
-one batching and not in another. Per (case, protocol, seed): alerts both ways, the events
-whose alert differs, and the re-checked and unchecked counts both ways
-(docs/results.md, "Alerts and the batch").
+(``detector.scorer.serve_scores``); beyond that limit an event keeps the score the
+approximate search gave it, never below the exact one, so under a flood of anomalies
+which events are re-checked depends on the batch, and an event whose approximate score
+reaches the threshold while its exact score does not alerts in one batching and not in
+another. Per (case, protocol, seed): alerts both ways, the events whose alert differs,
+and the re-checked and unchecked counts both ways (docs/results.md, "Alerts and the
+batch"). ``--only`` names cases as ``evaluate_shared.py`` does.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def alerts_of(detector: Detector, lines: Sequence[bytes], size: int) -> tuple[np
 
 
 def compare(bundle: Path, lines: Sequence[bytes], size: int) -> dict[str, Any]:
-    one, rechecked_one, unchecked_one = alerts_of(Detector.load(bundle), lines, len(lines))
+    one, rechecked_one, unchecked_one = alerts_of(Detector.load(bundle), lines, max(len(lines), 1))
     by, rechecked_by, unchecked_by = alerts_of(Detector.load(bundle), lines, size)
     return {
         "events": len(lines),

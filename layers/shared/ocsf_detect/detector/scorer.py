@@ -269,12 +269,13 @@ def serve_scores(
     k-NN distance, and the score grows with it, so only scores at or above the threshold
     (with the isolation view counted for every event: an upper bound) are re-checked, a
     bounded number per batch so that a flood of anomalies cannot multiply the cost.
-    Under that limit the lowest scores go first; where a fine view adds evidence, lowest
-    by the score without it: a fine search whose candidates miss an event's nearest
-    baseline event adds evidence far beyond the exact one, and ranked with that evidence
-    such an event was among the last re-checked under a flood, so whether it alerted
-    depended on the batch it came in; the events the other views alone put over the
-    threshold alert whatever the fine view adds.
+    Under that limit the lowest upper bounds go first; where a fine view adds evidence,
+    lowest by the served score without it (cover as the search found it): a fine search
+    whose candidates miss an event's nearest baseline event adds evidence far beyond the
+    exact one, and ranked with that evidence such an event was among the last re-checked
+    under a flood, so whether it alerted depended on the batch it came in; an event the
+    other views alone put over the threshold alerts whatever the fine view adds (unless
+    the feedback overlay silences it, which ``rank`` counts too).
     ``exact``: the indexed vectors (``index.ExactBase``), read only when a re-check is
     needed. ``mass``: what each indexed behaviour stands for
     (``index.knn_score``); None in bundles before format 6. ``overlay_distance``: each
@@ -306,7 +307,9 @@ def serve_scores(
     rank = bound  # what orders the re-checks under the limit, lowest first
     fine_evidence = None
     if fine is not None and parts is not None:
-        # the events whose alert rests on the fine view first (see the docstring)
+        # the events whose alert rests most on the fine view first (see the docstring);
+        # the served score, not its bound: an event whose cover a stalled search hid
+        # (its trees' evidence dropped) comes earlier, which costs nothing
         rank = scores
         # the nearest behaviour is a baseline event too (in the embedding; format 12's
         # distances are the feature space's)
