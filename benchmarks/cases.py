@@ -5,7 +5,10 @@
 - ``contaminated`` (contaminated baseline): train on every event of the case, attacks
   included, and score the same events.
 
-Case building is fixed (seed 0): only the detector's training seed varies between runs.
+Case building is fixed by one seed (``CASE_SEED``, 0: the table every setting was chosen
+on); ``load_cases(case_seed=N)`` draws every case again with another (other rows, other
+attack families inside the baselines, other injected flows and moments), a check on the
+table that no setting was chosen on. The detector's training seed varies apart from it.
 Every builder here works on in-memory events (dicts) and labels, so the unit tests can
 hand in small fixtures; ``load_cases`` reads the shared data and assembles them.
 Labels are never put inside events: a ``Case`` carries ``uid -> is_malicious``.
@@ -293,11 +296,12 @@ def injection_cases(
     *,
     source_device: str,
     note: str = "",
+    case_seed: int = CASE_SEED,
 ) -> list[Case]:
     """Both protocols for one injection: contaminated (the attacks inside the training
     data, everything scored) and future (the attacks only in the later half)."""
     benign = {uid_of(e): 0 for e in host}
-    rng = np.random.default_rng(CASE_SEED)
+    rng = np.random.default_rng(case_seed)
     attacks = inject(host, flows, copies, tag=name, source_device=source_device, rng=rng)
     labels = {**benign, **{uid_of(e): 1 for e in attacks}}
     mixed = sorted([*host, *attacks], key=lambda e: e["time"])
@@ -471,7 +475,9 @@ def _csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def nsl_kdd_cases(root: Path, train_size: int = TRAIN_CAP, name: str = "nsl-kdd") -> list[Case]:
+def nsl_kdd_cases(
+    root: Path, train_size: int = TRAIN_CAP, name: str = "nsl-kdd", case_seed: int = CASE_SEED
+) -> list[Case]:
     """History -> future, its hard subset, contaminated and (at the capped size) the
     distribution shift; ``train_size``: training events (capped at the benign rows of
     the first half)."""
@@ -482,7 +488,7 @@ def nsl_kdd_cases(root: Path, train_size: int = TRAIN_CAP, name: str = "nsl-kdd"
     family = {r["uid"]: r["label"] for r in rows}
     hard = {r["uid"] for r in rows if int(r["difficulty"]) <= 20}
     half = len(events) // 2
-    rng = np.random.default_rng(CASE_SEED)
+    rng = np.random.default_rng(case_seed)
     benign_first = [e for e in events[:half] if labels[uid_of(e)] == 0]
     size = min(train_size, len(benign_first))
     picked = sorted(rng.choice(len(benign_first), size, replace=False).tolist())
@@ -521,7 +527,7 @@ def nsl_kdd_cases(root: Path, train_size: int = TRAIN_CAP, name: str = "nsl-kdd"
             "nsl-kdd-shift",
             events,
             family,
-            rng=np.random.default_rng(CASE_SEED),
+            rng=np.random.default_rng(case_seed),
             train_size=TRAIN_CAP,
         )
     )
@@ -529,7 +535,11 @@ def nsl_kdd_cases(root: Path, train_size: int = TRAIN_CAP, name: str = "nsl-kdd"
 
 
 def unsw_cases(
-    root: Path, train_size: int = TRAIN_CAP, test_size: int = 8000, name: str = "unsw-nb15"
+    root: Path,
+    train_size: int = TRAIN_CAP,
+    test_size: int = 8000,
+    name: str = "unsw-nb15",
+    case_seed: int = CASE_SEED,
 ) -> list[Case]:
     """History -> future (the same scored rows whatever ``train_size``) and contaminated
     (``train_size`` events, capped at one half of the normal rows)."""
@@ -537,7 +547,7 @@ def unsw_cases(
     events = _read_events(d / "events.jsonl.gz")
     rows = _csv(d / "labels.csv")
     family = {r["uid"]: ("normal" if r["is_malicious"] == "0" else r["label"]) for r in rows}
-    rng = np.random.default_rng(CASE_SEED)
+    rng = np.random.default_rng(case_seed)
     normal = [i for i, e in enumerate(events) if family[uid_of(e)] == "normal"]
     attack = [i for i, e in enumerate(events) if family[uid_of(e)] != "normal"]
     normal_perm = rng.permutation(normal).tolist()
@@ -575,7 +585,7 @@ def short_capture(capture: str) -> str:
     return "iot23-" + capture.rsplit("-", 2)[-2] + "-" + capture.rsplit("-", 1)[-1]
 
 
-def iot23_cases(root: Path) -> list[Case]:
+def iot23_cases(root: Path, case_seed: int = CASE_SEED) -> list[Case]:
     d = root / "iot23"
     rows = _csv(d / "labels.csv")
     labels = {r["uid"]: int(r["is_malicious"]) for r in rows}
@@ -585,7 +595,7 @@ def iot23_cases(root: Path) -> list[Case]:
     for e in _read_events(d / "ocsf_network_activity.jsonl.gz"):
         by[capture_of[uid_of(e)]].append(e)
     cases: list[Case] = []
-    rng = np.random.default_rng(CASE_SEED)
+    rng = np.random.default_rng(case_seed)
     for capture, whole in sorted(by.items()):
         name = short_capture(capture)
         events = whole
@@ -606,7 +616,7 @@ def iot23_cases(root: Path) -> list[Case]:
     host = sorted(host, key=lambda e: e["time"])[:HOST_CAP]
     src_capture, src_label = CLUSTER_SOURCE
     source = by[src_capture]
-    rng = np.random.default_rng(CASE_SEED)
+    rng = np.random.default_rng(case_seed)
     downloads = [e for e in source if detail[uid_of(e)] == src_label]
     flow = downloads[int(rng.integers(len(downloads)))]
     for copies in (1, 5, 20):
@@ -616,6 +626,7 @@ def iot23_cases(root: Path) -> list[Case]:
             [flow],
             copies,
             source_device=main_device(source),
+            case_seed=case_seed,
             note=f"{copies} x one {src_label} flow of {short_capture(src_capture)} "
             f"in the first {len(host):,} benign flows of {short_capture(INJECTION_HOST)}",
         )
@@ -710,14 +721,22 @@ def assign_groups(cases: list[Case]) -> list[Case]:
 DATASET_GROUPS = ("nsl-kdd", "unsw-nb15")
 
 
-def load_cases(root: Path | None = None, only: set[str] | None = None) -> list[Case]:
+def load_cases(
+    root: Path | None = None, only: set[str] | None = None, case_seed: int = CASE_SEED
+) -> list[Case]:
     """Every case the shared data allows (``only``: names to keep, with the cases whose
-    bundle they reuse)."""
+    bundle they reuse), drawn with ``case_seed``."""
     root = root or data_dir()
-    full = nsl_kdd_cases(root, FULL_CAP, name="nsl-kdd-full") + unsw_cases(
-        root, FULL_CAP, name="unsw-nb15-full"
+    seed = case_seed
+    full = nsl_kdd_cases(root, FULL_CAP, name="nsl-kdd-full", case_seed=seed) + unsw_cases(
+        root, FULL_CAP, name="unsw-nb15-full", case_seed=seed
     )
-    cases = assign_groups(nsl_kdd_cases(root) + unsw_cases(root) + iot23_cases(root) + full)
+    cases = assign_groups(
+        nsl_kdd_cases(root, case_seed=seed)
+        + unsw_cases(root, case_seed=seed)
+        + iot23_cases(root, case_seed=seed)
+        + full
+    )
     if only is None:
         return cases
     wanted = set(only) | {c.bundle_of for c in cases if c.name in only and c.bundle_of}

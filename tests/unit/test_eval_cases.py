@@ -113,6 +113,26 @@ def test_injected_cluster_sizes_and_labels(copies: int) -> None:
     assert sum(future.labels.values()) == copies
 
 
+def test_a_case_seed_draws_the_case_again_and_reproduces_it() -> None:
+    host = host_capture()
+
+    def attack_times(case_seed: int) -> list[list[int]]:
+        built = c.injection_cases(
+            "inject-5", host, [download()], 5, source_device=SOURCE_DEVICE, case_seed=case_seed
+        )
+        return [
+            [orjson.loads(x)["time"] for x in case.test if c.uid_of_line(x).startswith("inj-")]
+            for case in built
+        ]
+
+    # the default is the table's own draw, and a seed gives the same cases every time
+    assert attack_times(c.CASE_SEED) == attack_times(0) == attack_times(0)
+    # another seed puts the bursts elsewhere, with the same structure
+    other = attack_times(1)
+    assert other != attack_times(0)
+    assert [len(t) for t in other] == [5, 5]
+
+
 def test_injected_copies_are_near_identical_and_rewritten() -> None:
     original = download()
     attacks = c.inject(
