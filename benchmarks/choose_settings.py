@@ -23,6 +23,10 @@ which needs no training, so the choice is measured over three seeds in minutes; 
 served score of the default is in ``evaluate_shared.py``'s table.
 
     python benchmarks/choose_settings.py [--seeds 0,1,2] [--out-dir .eval] [--rule both|ap] [--json]
+        [--case-seed 0]
+
+``--case-seed`` draws the cases again (``evaluate_shared.py --case-seed``): the same
+variants on cases none of them was chosen on.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import load_cases, uid_of_line
+from cases import CASE_SEED, load_cases, uid_of_line
 from evaluate_shared import MIN_CLASS_EVENTS, Harness, build_code_digest, margin, ranking
 from loco import RULE_TEXT, RULES, Margins, leave_one_case_out, times_chosen
 from references import NAMES as REFERENCE_NAMES
@@ -77,11 +81,17 @@ def main() -> None:
         default="both",
         help="which margins choose a variant: both metrics (default) or AP alone",
     )
+    ap.add_argument(
+        "--case-seed",
+        type=int,
+        default=CASE_SEED,
+        help="draw the cases with this seed (default 0: the table the settings were chosen on)",
+    )
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     evaluator = Harness(args.out_dir, build_code_digest())
     rows: list[dict[str, Any]] = []
-    for case in load_cases():
+    for case in load_cases(case_seed=args.case_seed):
         if case.benign_only or case.bundle_of:
             continue
         y = np.array([case.labels[uid_of_line(x)] for x in case.test], dtype=np.int64)
