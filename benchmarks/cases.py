@@ -727,14 +727,13 @@ def load_cases(
     """Every case the shared data allows (``only``: names to keep, with the cases whose
     bundle they reuse), drawn with ``case_seed``."""
     root = root or data_dir()
-    seed = case_seed
-    full = nsl_kdd_cases(root, FULL_CAP, name="nsl-kdd-full", case_seed=seed) + unsw_cases(
-        root, FULL_CAP, name="unsw-nb15-full", case_seed=seed
+    full = nsl_kdd_cases(root, FULL_CAP, name="nsl-kdd-full", case_seed=case_seed) + unsw_cases(
+        root, FULL_CAP, name="unsw-nb15-full", case_seed=case_seed
     )
     cases = assign_groups(
-        nsl_kdd_cases(root, case_seed=seed)
-        + unsw_cases(root, case_seed=seed)
-        + iot23_cases(root, case_seed=seed)
+        nsl_kdd_cases(root, case_seed=case_seed)
+        + unsw_cases(root, case_seed=case_seed)
+        + iot23_cases(root, case_seed=case_seed)
         + full
     )
     if only is None:
