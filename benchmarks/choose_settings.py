@@ -23,10 +23,12 @@ which needs no training, so the choice is measured over three seeds in minutes; 
 served score of the default is in ``evaluate_shared.py``'s table.
 
     python benchmarks/choose_settings.py [--seeds 0,1,2] [--out-dir .eval] [--rule both|ap] [--json]
-        [--case-seed 0]
+        [--case-seed 0[,1,...]] [--variant LABEL ...]
 
 ``--case-seed`` draws the cases again (``evaluate_shared.py --case-seed``): the same
-variants on cases none of them was chosen on.
+variants on cases none of them was chosen on. With several draws (``--case-seed 0,1,2``)
+every draw's rows are in one table (a case named with its draw), and leave-one-case-out
+leaves a case out of every draw at once: the draws share its events.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ VARIANTS = {
     "both views, plain sum": {"isolation": {"evidence_quantile": 0.0}},
     # the trees add evidence only where they alone would alert (1 - the alert rate)
     "floor at the alert quantile": {"isolation": {"evidence_quantile": 0.995}},
+    # the trees count for a covered event from their upper quartile, or their median
+    "floor at the upper quartile": {"isolation": {"evidence_quantile": 0.75}},
+    "floor at the median": {"isolation": {"evidence_quantile": 0.5}},
     "mass 2 per hour": {"index": {"mass_cap": 2}},
     "categories per field": {"train": {"share_redundant_categories": False}},
     "categories x4": {"train": {"category_weight": 4.0}},
@@ -83,15 +88,37 @@ def main() -> None:
     )
     ap.add_argument(
         "--case-seed",
-        type=int,
-        default=CASE_SEED,
-        help="draw the cases with this seed (default 0: the table the settings were chosen on)",
+        default=str(CASE_SEED),
+        help="draw the cases with this seed, or with each of several (comma-separated); "
+        "default 0: the table the settings were chosen on",
+    )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="measure only this variant (repeatable; the default is always measured)",
     )
     args = ap.parse_args()
+    unknown = [v for v in args.variant if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {unknown}; one of {list(VARIANTS)}")
+    variants = {
+        label: update
+        for i, (label, update) in enumerate(VARIANTS.items())
+        if i == 0 or not args.variant or label in args.variant
+    }
     seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        draws = [int(s) for s in args.case_seed.split(",") if s.strip()]
+    except ValueError:
+        ap.error(f"--case-seed takes integers separated by commas, not {args.case_seed!r}")
+    if not draws or len(set(draws)) != len(draws):
+        ap.error(f"--case-seed takes distinct integers, not {args.case_seed!r}")
     evaluator = Harness(args.out_dir, build_code_digest())
     rows: list[dict[str, Any]] = []
-    for case in load_cases(case_seed=args.case_seed):
+    drawn = [(draw, case) for draw in draws for case in load_cases(case_seed=draw)]
+    for draw, case in drawn:
         if case.benign_only or case.bundle_of:
             continue
         y = np.array([case.labels[uid_of_line(x)] for x in case.test], dtype=np.int64)
@@ -100,7 +127,7 @@ def main() -> None:
             m: max(ranking(y, np.array(refs[n], dtype=float))[m] for n in REFERENCE_NAMES)
             for m in METRICS
         }
-        for label, update in VARIANTS.items():
+        for label, update in variants.items():
             config = DetectorConfig.model_validate({"min_class_events": MIN_CLASS_EVENTS, **update})
             runs = []
             for seed in seeds:
@@ -108,7 +135,8 @@ def main() -> None:
                 runs.append(ranking(y, np.array([np.nan if v is None else v for v in w])))
             rows.append(
                 {
-                    "case": case.name,
+                    "case": case.name if len(draws) == 1 else f"{case.name} (draw {draw})",
+                    "case_seed": draw,
                     "group": case.group or case.name,
                     "protocol": case.protocol,
                     "variant": label,
@@ -116,7 +144,7 @@ def main() -> None:
                     **{f"{m}_margin": margin(min(r[m] for r in runs), best[m]) for m in METRICS},
                 }
             )
-        print(f"{case.key}: done", file=sys.stderr, flush=True)
+        print(f"{case.key} (draw {draw}): done", file=sys.stderr, flush=True)
     by = {(r["case"], r["protocol"], r["variant"]): r for r in rows}
     table = [
         Margins(
@@ -128,18 +156,18 @@ def main() -> None:
         )
         for r in rows
     ]
-    choices = leave_one_case_out(table, list(VARIANTS), args.rule)
+    choices = leave_one_case_out(table, list(variants), args.rule)
     loco = [{"chosen": c.chosen, **by[c.case, c.protocol, c.chosen]} for c in choices]
     if args.json:
-        print(json.dumps({"rows": rows, "leave_one_case_out": loco}, indent=2))
+        print(json.dumps({"case_seeds": draws, "rows": rows, "leave_one_case_out": loco}, indent=2))
         return
-    print("| case | protocol | " + " | ".join(f"{v}: ROC-AUC / AP margin" for v in VARIANTS))
-    print("|---|---|" + "---|" * len(VARIANTS))
+    print("| case | protocol | " + " | ".join(f"{v}: ROC-AUC / AP margin" for v in variants))
+    print("|---|---|" + "---|" * len(variants))
     for case, protocol in sorted({(r["case"], r["protocol"]) for r in rows}):
         cells = [
             f"{by[case, protocol, v]['roc_auc_margin']:+.4f} / "
             f"{by[case, protocol, v]['average_precision_margin']:+.4f}"
-            for v in VARIANTS
+            for v in variants
         ]
         print(f"| {case} | {protocol} | " + " | ".join(cells) + " |")
     print(
